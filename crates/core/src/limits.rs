@@ -1,0 +1,31 @@
+//! Lambda's default limits (DESIGN D9). The server config may override the ones that are
+//! per-server settings; the rest are protocol constants.
+
+pub const MEMORY_MIN_MB: u32 = 128;
+pub const MEMORY_MAX_MB: u32 = 10_240;
+pub const MEMORY_DEFAULT_MB: u32 = 128;
+pub const TIMEOUT_MIN_S: u32 = 1;
+pub const TIMEOUT_MAX_S: u32 = 900;
+pub const TIMEOUT_DEFAULT_S: u32 = 3;
+pub const TMP_MIN_MB: u32 = 512;
+pub const TMP_MAX_MB: u32 = 10_240;
+pub const TMP_DEFAULT_MB: u32 = 512;
+/// Synchronous invoke request and response payload limit.
+pub const SYNC_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
+/// Total size of all environment variable keys and values.
+pub const ENV_VARS_BYTES: usize = 4 * 1024;
+/// Zipped deployment package uploaded directly in the request.
+pub const ZIP_BYTES: usize = 50 * 1024 * 1024;
+/// Unzipped deployment package.
+pub const UNZIPPED_BYTES: u64 = 250 * 1024 * 1024;
+/// Description length.
+pub const DESCRIPTION_MAX: usize = 256;
+/// Handler string length.
+pub const HANDLER_MAX: usize = 128;
+/// Tail of the log returned with `X-Amz-Log-Type: Tail`.
+pub const LOG_TAIL_BYTES: usize = 4 * 1024;
+/// Lambda's ratio: one full vCPU per this many MB of memory.
+pub const MB_PER_VCPU: u32 = 1_769;
+/// Default number of items per ListFunctions page, and its maximum.
+pub const LIST_DEFAULT_ITEMS: usize = 50;
+pub const LIST_MAX_ITEMS: usize = 10_000;
