@@ -1,0 +1,284 @@
+//! Safe extraction of deployment packages.
+//!
+//! A zip is untrusted input. Every entry name is checked to stay inside the target,
+//! symlinks may only point inside the tree, and sizes are enforced on the bytes actually
+//! inflated (headers can lie), so a zip bomb stops at the cap.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+#[derive(Debug, Clone, Copy)]
+pub struct PackageLimits {
+    pub max_unzipped_bytes: u64,
+    pub max_entries: usize,
+}
+
+impl Default for PackageLimits {
+    fn default() -> Self {
+        PackageLimits {
+            max_unzipped_bytes: tern_core::limits::UNZIPPED_BYTES,
+            max_entries: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    #[error(
+        "Could not unzip uploaded file. Please check your file, then try to upload again. ({0})"
+    )]
+    NotAZip(String),
+    #[error("Unzipped size must be smaller than {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("Deployment package has more than {0} entries")]
+    TooManyEntries(usize),
+    #[error("Deployment package entry '{0}' points outside the package")]
+    Escapes(String),
+    #[error("Deployment package lists '{0}' more than once")]
+    Duplicate(String),
+    #[error("I/O error while unpacking: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Normalises an entry name into a relative path with no `..`, or `None` if it escapes.
+fn safe_relative(name: &str) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for comp in Path::new(name).components() {
+        match comp {
+            Component::Normal(p) => out.push(p),
+            Component::CurDir => {}
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    (!out.as_os_str().is_empty()).then_some(out)
+}
+
+/// Whether a symlink at `link` (relative to the root) pointing to `target` stays inside.
+fn link_stays_inside(link: &Path, target: &str) -> bool {
+    if target.starts_with('/') {
+        return false;
+    }
+    let mut depth: Vec<&std::ffi::OsStr> = link
+        .parent()
+        .map(|p| p.components().map(|c| c.as_os_str()).collect())
+        .unwrap_or_default();
+    for comp in Path::new(target).components() {
+        match comp {
+            Component::Normal(p) => depth.push(p),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if depth.pop().is_none() {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Extracts `zip_bytes` into `dest` (which must not exist yet; created here).
+/// Returns the total unzipped size.
+pub fn extract_zip(
+    zip_bytes: &[u8],
+    dest: &Path,
+    limits: PackageLimits,
+) -> Result<u64, PackageError> {
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip_bytes))
+        .map_err(|e| PackageError::NotAZip(e.to_string()))?;
+    if archive.len() > limits.max_entries {
+        return Err(PackageError::TooManyEntries(limits.max_entries));
+    }
+    fs::create_dir_all(dest)?;
+    fs::set_permissions(dest, fs::Permissions::from_mode(0o755))?;
+    let mut seen = HashSet::new();
+    let mut total: u64 = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut links = Vec::new();
+    for i in 0..archive.len() {
+        let mut entry = archive
+            .by_index(i)
+            .map_err(|e| PackageError::NotAZip(e.to_string()))?;
+        let name = entry.name().to_string();
+        let rel = safe_relative(&name).ok_or_else(|| PackageError::Escapes(name.clone()))?;
+        if !seen.insert(rel.clone()) {
+            return Err(PackageError::Duplicate(name));
+        }
+        let path = dest.join(&rel);
+        let mode = entry.unix_mode().unwrap_or(0o644);
+        if entry.is_dir() {
+            fs::create_dir_all(&path)?;
+            continue;
+        }
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        if mode & 0o170000 == 0o120000 {
+            let mut target = String::new();
+            entry
+                .by_ref()
+                .take(4096)
+                .read_to_string(&mut target)
+                .map_err(|e| PackageError::NotAZip(e.to_string()))?;
+            if !link_stays_inside(&rel, &target) {
+                return Err(PackageError::Escapes(name));
+            }
+            links.push((path, target));
+            continue;
+        }
+        // Never write through something a previous entry made (a symlink is only
+        // created after all files, so this is a plain create).
+        let mut out = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        loop {
+            let n = entry
+                .read(&mut buf)
+                .map_err(|e| PackageError::NotAZip(e.to_string()))?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            if total > limits.max_unzipped_bytes {
+                return Err(PackageError::TooLarge {
+                    limit: limits.max_unzipped_bytes,
+                });
+            }
+            out.write_all(&buf[..n])?;
+        }
+        let perm = if mode & 0o111 != 0 { 0o755 } else { 0o644 };
+        fs::set_permissions(&path, fs::Permissions::from_mode(perm))?;
+    }
+    for (path, target) in links {
+        symlink(&target, &path)?;
+    }
+    // Directories created implicitly must be listable by the sandbox's unprivileged uid.
+    set_dir_modes(dest)?;
+    Ok(total)
+}
+
+fn set_dir_modes(dir: &Path) -> std::io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let ft = entry.file_type()?;
+        if ft.is_dir() {
+            fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o755))?;
+            set_dir_modes(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use zip::write::SimpleFileOptions;
+
+    fn build(entries: &[(&str, &[u8], Option<u32>)]) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for (name, data, mode) in entries {
+            let mut opts = SimpleFileOptions::default();
+            if let Some(m) = mode {
+                opts = opts.unix_permissions(*m);
+            }
+            w.start_file(*name, opts).unwrap();
+            w.write_all(data).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    fn symlink_zip(name: &str, target: &str) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        w.add_symlink(name, target, SimpleFileOptions::default())
+            .unwrap();
+        w.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn extracts_files_and_keeps_exec_bit() {
+        let dir = tempfile::tempdir().unwrap();
+        let zip = build(&[
+            ("app.py", b"x=1", None),
+            ("bin/bootstrap", b"#!/bin/sh", Some(0o755)),
+        ]);
+        let dest = dir.path().join("out");
+        assert_eq!(
+            extract_zip(&zip, &dest, PackageLimits::default()).unwrap(),
+            12
+        );
+        let mode = fs::metadata(dest.join("bin/bootstrap"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755);
+    }
+
+    #[test]
+    fn rejects_zip_slip_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        for bad in ["../evil", "/etc/passwd", "a/../../evil"] {
+            let zip = build(&[(bad, b"x", None)]);
+            let err =
+                extract_zip(&zip, &dir.path().join("o"), PackageLimits::default()).unwrap_err();
+            assert!(matches!(err, PackageError::Escapes(_)), "{bad}: {err}");
+        }
+        assert!(!dir.path().parent().unwrap().join("evil").exists());
+    }
+
+    #[test]
+    fn rejects_symlinks_out_of_the_tree_but_keeps_inner_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        for target in ["/etc/shadow", "../../x", "a/../../x"] {
+            let err = extract_zip(
+                &symlink_zip("l", target),
+                &dir.path().join(target.len().to_string()),
+                PackageLimits::default(),
+            )
+            .unwrap_err();
+            assert!(matches!(err, PackageError::Escapes(_)), "{target}");
+        }
+        let ok = extract_zip(
+            &symlink_zip("sub/l", "../app.py"),
+            &dir.path().join("ok"),
+            PackageLimits::default(),
+        );
+        assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn stops_a_zip_bomb_at_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let zeros = vec![0u8; 2 * 1024 * 1024];
+        let zip = build(&[("big", &zeros, None)]);
+        assert!(zip.len() < 100 * 1024, "compresses well");
+        let limits = PackageLimits {
+            max_unzipped_bytes: 1024 * 1024,
+            max_entries: 10,
+        };
+        let err = extract_zip(&zip, &dir.path().join("o"), limits).unwrap_err();
+        assert!(matches!(err, PackageError::TooLarge { .. }));
+    }
+
+    #[test]
+    fn rejects_garbage_and_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            extract_zip(
+                b"not a zip",
+                &dir.path().join("a"),
+                PackageLimits::default()
+            ),
+            Err(PackageError::NotAZip(_))
+        ));
+        let zip = build(&[("a", b"1", None), ("./a", b"2", None)]);
+        assert!(matches!(
+            extract_zip(&zip, &dir.path().join("b"), PackageLimits::default()),
+            Err(PackageError::Duplicate(_))
+        ));
+    }
+}

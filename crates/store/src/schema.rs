@@ -1,0 +1,29 @@
+//! Schema migrations, applied in order; `PRAGMA user_version` records the last one.
+
+pub const MIGRATIONS: &[&str] = &[
+    // 1: functions, keys, meta, logs
+    "CREATE TABLE functions (
+        namespace TEXT NOT NULL,
+        name TEXT NOT NULL,
+        revision_id TEXT NOT NULL,
+        code_size INTEGER NOT NULL,
+        record TEXT NOT NULL,
+        PRIMARY KEY (namespace, name)
+     );
+     CREATE TABLE access_keys (
+        access_key_id TEXT PRIMARY KEY,
+        secret TEXT NOT NULL,
+        namespace TEXT NOT NULL
+     );
+     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+     CREATE TABLE logs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        namespace TEXT NOT NULL,
+        function TEXT NOT NULL,
+        request_id TEXT,
+        ts_ms INTEGER NOT NULL,
+        line TEXT NOT NULL
+     );
+     CREATE INDEX logs_by_function ON logs (namespace, function, id);
+     CREATE INDEX logs_by_time ON logs (ts_ms);",
+];

@@ -1,0 +1,365 @@
+//! The embedded store: one SQLite file in WAL mode.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use tern_core::function::FunctionRecord;
+
+use crate::schema::MIGRATIONS;
+use crate::store::{AccessKey, LogLine, Store, StoreError};
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database and applies pending migrations.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let store = SqliteStore {
+            conn: Mutex::new(conn),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", i + 1)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves the connection usable; keep going.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn decode(record: String) -> Result<FunctionRecord, StoreError> {
+    Ok(serde_json::from_str(&record)?)
+}
+
+impl Store for SqliteStore {
+    fn create_function(&self, rec: &FunctionRecord) -> Result<(), StoreError> {
+        let json = serde_json::to_string(rec)?;
+        let conn = self.lock();
+        let inserted = conn.execute(
+            "INSERT INTO functions (namespace, name, revision_id, code_size, record)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+            params![
+                rec.namespace,
+                rec.name,
+                rec.revision_id,
+                rec.code.size as i64,
+                json
+            ],
+        )?;
+        if inserted == 0 {
+            return Err(StoreError::Conflict(format!(
+                "Function already exist: {}",
+                rec.name
+            )));
+        }
+        Ok(())
+    }
+
+    fn get_function(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<FunctionRecord>, StoreError> {
+        let conn = self.lock();
+        let row: Option<String> = conn
+            .query_row(
+                "SELECT record FROM functions WHERE namespace = ?1 AND name = ?2",
+                params![namespace, name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        row.map(decode).transpose()
+    }
+
+    fn update_function(
+        &self,
+        rec: &FunctionRecord,
+        expected_revision: &str,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(rec)?;
+        let conn = self.lock();
+        let updated = conn.execute(
+            "UPDATE functions SET revision_id = ?1, code_size = ?2, record = ?3
+             WHERE namespace = ?4 AND name = ?5 AND revision_id = ?6",
+            params![
+                rec.revision_id,
+                rec.code.size as i64,
+                json,
+                rec.namespace,
+                rec.name,
+                expected_revision
+            ],
+        )?;
+        if updated == 0 {
+            return Err(StoreError::Conflict(
+                "The function was changed by another request; retry with the current RevisionId"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn delete_function(&self, namespace: &str, name: &str) -> Result<bool, StoreError> {
+        let conn = self.lock();
+        let n = conn.execute(
+            "DELETE FROM functions WHERE namespace = ?1 AND name = ?2",
+            params![namespace, name],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn list_functions(
+        &self,
+        namespace: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<FunctionRecord>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT record FROM functions WHERE namespace = ?1 AND name > ?2 ORDER BY name LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![namespace, after.unwrap_or(""), limit as i64], |r| {
+            r.get::<_, String>(0)
+        })?;
+        rows.map(|r| decode(r?)).collect()
+    }
+
+    fn usage(&self, namespace: &str) -> Result<(u64, u64), StoreError> {
+        let conn = self.lock();
+        let (count, size): (i64, i64) = conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(code_size), 0) FROM functions WHERE namespace = ?1",
+            params![namespace],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((count.max(0) as u64, size.max(0) as u64))
+    }
+
+    fn put_access_key(&self, key: &AccessKey) -> Result<(), StoreError> {
+        let conn = self.lock();
+        conn.execute(
+            "INSERT INTO access_keys (access_key_id, secret, namespace) VALUES (?1, ?2, ?3)
+             ON CONFLICT (access_key_id) DO UPDATE SET secret = excluded.secret, namespace = excluded.namespace",
+            params![key.access_key_id, key.secret, key.namespace],
+        )?;
+        Ok(())
+    }
+
+    fn get_access_key(&self, access_key_id: &str) -> Result<Option<AccessKey>, StoreError> {
+        let conn = self.lock();
+        Ok(conn
+            .query_row(
+                "SELECT access_key_id, secret, namespace FROM access_keys WHERE access_key_id = ?1",
+                params![access_key_id],
+                |r| {
+                    Ok(AccessKey {
+                        access_key_id: r.get(0)?,
+                        secret: r.get(1)?,
+                        namespace: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let conn = self.lock();
+        Ok(conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    fn put_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        let conn = self.lock();
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    fn append_logs(&self, lines: &[LogLine]) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO logs (namespace, function, request_id, ts_ms, line) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for l in lines {
+                stmt.execute(params![
+                    l.namespace,
+                    l.function,
+                    l.request_id,
+                    l.ts_ms,
+                    l.line
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn recent_logs(
+        &self,
+        namespace: &str,
+        function: &str,
+        request_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<LogLine>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT namespace, function, request_id, ts_ms, line FROM logs
+             WHERE namespace = ?1 AND function = ?2 AND (?3 IS NULL OR request_id = ?3)
+             ORDER BY id DESC LIMIT ?4",
+        )?;
+        let rows = stmt.query_map(
+            params![namespace, function, request_id, limit as i64],
+            |r| {
+                Ok(LogLine {
+                    namespace: r.get(0)?,
+                    function: r.get(1)?,
+                    request_id: r.get(2)?,
+                    ts_ms: r.get(3)?,
+                    line: r.get(4)?,
+                })
+            },
+        )?;
+        let mut out = rows.collect::<Result<Vec<_>, _>>()?;
+        out.reverse();
+        Ok(out)
+    }
+
+    fn prune_logs(&self, before_ms: i64) -> Result<usize, StoreError> {
+        let conn = self.lock();
+        Ok(conn.execute("DELETE FROM logs WHERE ts_ms < ?1", params![before_ms])?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tern_core::function::CodeRef;
+
+    fn record(name: &str) -> FunctionRecord {
+        FunctionRecord {
+            namespace: "default".into(),
+            name: name.into(),
+            runtime: "python3.11".into(),
+            handler: "app.handler".into(),
+            role: String::new(),
+            description: String::new(),
+            memory_mb: 128,
+            timeout_s: 3,
+            tmp_mb: 512,
+            env: Default::default(),
+            architectures: vec!["x86_64".into()],
+            tags: Default::default(),
+            code: CodeRef {
+                sha256_hex: "ab".into(),
+                sha256_b64: "q=".into(),
+                size: 10,
+            },
+            revision_id: "r1".into(),
+            revision: 1,
+            last_modified_ms: 0,
+        }
+    }
+
+    #[test]
+    fn create_conflicts_and_update_checks_revision() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
+        store.create_function(&record("a")).unwrap();
+        assert!(matches!(
+            store.create_function(&record("a")),
+            Err(StoreError::Conflict(_))
+        ));
+        let mut next = record("a");
+        next.revision_id = "r2".into();
+        store.update_function(&next, "r1").unwrap();
+        assert!(matches!(
+            store.update_function(&next, "r1"),
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(
+            store
+                .get_function("default", "a")
+                .unwrap()
+                .unwrap()
+                .revision_id,
+            "r2"
+        );
+        assert!(store.delete_function("default", "a").unwrap());
+        assert!(!store.delete_function("default", "a").unwrap());
+    }
+
+    #[test]
+    fn list_pages_by_name_and_reopen_keeps_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            for n in ["c", "a", "b"] {
+                store.create_function(&record(n)).unwrap();
+            }
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let first: Vec<_> = store.list_functions("default", None, 2).unwrap();
+        assert_eq!(
+            first.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        let rest = store.list_functions("default", Some("b"), 2).unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(store.usage("default").unwrap(), (3, 30));
+    }
+
+    #[test]
+    fn logs_filter_by_request_and_prune() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
+        let line = |rid: &str, ts| LogLine {
+            namespace: "default".into(),
+            function: "f".into(),
+            request_id: Some(rid.into()),
+            ts_ms: ts,
+            line: format!("line {rid}"),
+        };
+        store
+            .append_logs(&[line("1", 10), line("2", 20), line("2", 30)])
+            .unwrap();
+        assert_eq!(
+            store
+                .recent_logs("default", "f", Some("2"), 10)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            store.recent_logs("default", "f", None, 2).unwrap()[0].ts_ms,
+            20
+        );
+        assert_eq!(store.prune_logs(15).unwrap(), 1);
+    }
+}

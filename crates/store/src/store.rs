@@ -1,0 +1,80 @@
+//! The storage interface used by the layers above.
+
+use tern_core::function::FunctionRecord;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row already exists (create) or changed underneath (update).
+    #[error("{0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(#[from] serde_json::Error),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// An API access key and the namespace it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessKey {
+    pub access_key_id: String,
+    pub secret: String,
+    pub namespace: String,
+}
+
+/// One line of function output or platform log (START/END/REPORT).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub namespace: String,
+    pub function: String,
+    pub request_id: Option<String>,
+    pub ts_ms: i64,
+    pub line: String,
+}
+
+pub trait Store: Send + Sync {
+    /// Inserts a new function; `Conflict` if one of that name exists.
+    fn create_function(&self, rec: &FunctionRecord) -> Result<(), StoreError>;
+    fn get_function(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<FunctionRecord>, StoreError>;
+    /// Replaces a function if its stored `revision_id` still equals `expected_revision`.
+    fn update_function(
+        &self,
+        rec: &FunctionRecord,
+        expected_revision: &str,
+    ) -> Result<(), StoreError>;
+    /// Deletes a function; returns whether it existed.
+    fn delete_function(&self, namespace: &str, name: &str) -> Result<bool, StoreError>;
+    /// Functions sorted by name, strictly after `after`, at most `limit`.
+    fn list_functions(
+        &self,
+        namespace: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<FunctionRecord>, StoreError>;
+    /// (function count, total zipped code size) of a namespace.
+    fn usage(&self, namespace: &str) -> Result<(u64, u64), StoreError>;
+
+    fn put_access_key(&self, key: &AccessKey) -> Result<(), StoreError>;
+    fn get_access_key(&self, access_key_id: &str) -> Result<Option<AccessKey>, StoreError>;
+
+    fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError>;
+    fn put_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
+
+    fn append_logs(&self, lines: &[LogLine]) -> Result<(), StoreError>;
+    /// The newest `limit` lines of a function, oldest first; only those of `request_id`
+    /// when given.
+    fn recent_logs(
+        &self,
+        namespace: &str,
+        function: &str,
+        request_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<LogLine>, StoreError>;
+    /// Deletes log lines older than `before_ms`; returns how many.
+    fn prune_logs(&self, before_ms: i64) -> Result<usize, StoreError>;
+}

@@ -1,0 +1,119 @@
+//! Prometheus metrics, all prefixed `tern_`.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(String, String)>;
+
+pub struct Metrics {
+    registry: Registry,
+    pub invocations: Family<Labels, Counter>,
+    pub invocation_seconds: Family<Labels, Histogram>,
+    pub cold_starts: Family<Labels, Counter>,
+    pub init_seconds: Family<Labels, Histogram>,
+    pub oom_kills: Family<Labels, Counter>,
+    pub throttles: Family<Labels, Counter>,
+    pub instances: Gauge,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 18))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("tern");
+        let invocations = Family::<Labels, Counter>::default();
+        let invocation_seconds = Family::<Labels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let cold_starts = Family::<Labels, Counter>::default();
+        let init_seconds = Family::<Labels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let oom_kills = Family::<Labels, Counter>::default();
+        let throttles = Family::<Labels, Counter>::default();
+        let instances = Gauge::default();
+        registry.register(
+            "invocations",
+            "Invocations by function and outcome",
+            invocations.clone(),
+        );
+        registry.register(
+            "invocation_duration_seconds",
+            "End-to-end invoke latency",
+            invocation_seconds.clone(),
+        );
+        registry.register(
+            "cold_starts",
+            "Instances started for a request",
+            cold_starts.clone(),
+        );
+        registry.register(
+            "init_duration_seconds",
+            "Runtime init time of new instances",
+            init_seconds.clone(),
+        );
+        registry.register(
+            "oom_kills",
+            "Instances killed for exceeding MemorySize",
+            oom_kills.clone(),
+        );
+        registry.register(
+            "throttles",
+            "Invocations refused with 429",
+            throttles.clone(),
+        );
+        registry.register("instances", "Live function instances", instances.clone());
+        Metrics {
+            registry,
+            invocations,
+            invocation_seconds,
+            cold_starts,
+            init_seconds,
+            oom_kills,
+            throttles,
+            instances,
+        }
+    }
+
+    pub fn function_labels(function: &str) -> Labels {
+        vec![("function".to_string(), function.to_string())]
+    }
+
+    /// Text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_with_prefix_and_labels() {
+        let m = Metrics::new();
+        m.oom_kills
+            .get_or_create(&Metrics::function_labels("hog"))
+            .inc();
+        let text = m.render();
+        assert!(
+            text.contains("tern_oom_kills_total{function=\"hog\"} 1"),
+            "{text}"
+        );
+    }
+}
