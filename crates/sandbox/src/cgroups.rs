@@ -1,0 +1,397 @@
+//! Per-instance cgroups under `tern/<server_id>/<instance_id>`, on cgroup v1 controller
+//! mounts, a v2 hierarchy, or both (hybrid hosts: v1 for the controllers, the v2 tree
+//! for membership and `cgroup.kill`).
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::launcher::Resources;
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+/// CFS period; the quota scales against it.
+pub const CPU_PERIOD_US: u64 = 100_000;
+/// The kernel refuses quotas below 1 ms.
+const MIN_CPU_QUOTA_US: u64 = 1_000;
+/// How long cleanup waits for a killed cgroup to empty before giving up on rmdir.
+const RMDIR_PATIENCE: Duration = Duration::from_millis(500);
+
+/// Limit values derived from [`Resources`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CgroupLimits {
+    pub memory_bytes: u64,
+    pub cpu_quota_us: u64,
+    pub cpu_period_us: u64,
+    pub pids_max: u64,
+}
+
+impl CgroupLimits {
+    pub fn from_resources(r: &Resources) -> Self {
+        CgroupLimits {
+            memory_bytes: u64::from(r.memory_mb) * 1024 * 1024,
+            cpu_quota_us: (u64::from(r.cpu_millis) * CPU_PERIOD_US / 1000).max(MIN_CPU_QUOTA_US),
+            cpu_period_us: CPU_PERIOD_US,
+            pids_max: u64::from(r.max_pids.max(1)),
+        }
+    }
+
+    /// `(file, value)` pairs for a v1 controller, in the order they must be written.
+    pub fn v1_files(&self, controller: &str) -> Vec<(&'static str, String)> {
+        match controller {
+            "memory" => vec![
+                ("memory.limit_in_bytes", self.memory_bytes.to_string()),
+                // Optional (only with swap accounting); memsw must be >= the limit.
+                ("memory.memsw.limit_in_bytes", self.memory_bytes.to_string()),
+            ],
+            "cpu" => vec![
+                ("cpu.cfs_period_us", self.cpu_period_us.to_string()),
+                ("cpu.cfs_quota_us", self.cpu_quota_us.to_string()),
+            ],
+            "pids" => vec![("pids.max", self.pids_max.to_string())],
+            _ => vec![],
+        }
+    }
+
+    /// `(file, value)` pairs for the v2 controllers in `controllers`.
+    pub fn v2_files(&self, controllers: &[String]) -> Vec<(&'static str, String)> {
+        let mut files = Vec::new();
+        if controllers.iter().any(|c| c == "memory") {
+            files.push(("memory.max", self.memory_bytes.to_string()));
+            files.push(("memory.swap.max", "0".to_string()));
+        }
+        if controllers.iter().any(|c| c == "cpu") {
+            files.push((
+                "cpu.max",
+                format!("{} {}", self.cpu_quota_us, self.cpu_period_us),
+            ));
+        }
+        if controllers.iter().any(|c| c == "pids") {
+            files.push(("pids.max", self.pids_max.to_string()));
+        }
+        files
+    }
+}
+
+/// One mounted hierarchy we use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hierarchy {
+    V1 {
+        controller: String,
+        mount: PathBuf,
+    },
+    /// `controllers` are the ones this hierarchy can enforce (empty on hybrid hosts where
+    /// v1 owns them all).
+    V2 {
+        mount: PathBuf,
+        controllers: Vec<String>,
+    },
+}
+
+impl Hierarchy {
+    fn mount(&self) -> &Path {
+        match self {
+            Hierarchy::V1 { mount, .. } | Hierarchy::V2 { mount, .. } => mount,
+        }
+    }
+}
+
+/// The hierarchies of this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupLayout {
+    pub hierarchies: Vec<Hierarchy>,
+}
+
+const CONTROLLERS: &[&str] = &["memory", "cpu", "pids"];
+
+impl CgroupLayout {
+    pub fn detect() -> Self {
+        Self::detect_at(Path::new(CGROUP_ROOT))
+    }
+
+    pub fn detect_at(root: &Path) -> Self {
+        let mut hierarchies = Vec::new();
+        let v2_mount = [root.to_path_buf(), root.join("unified")]
+            .into_iter()
+            .find(|p| p.join("cgroup.controllers").exists());
+        let v2_available: Vec<String> = v2_mount
+            .as_ref()
+            .and_then(|p| fs::read_to_string(p.join("cgroup.controllers")).ok())
+            .map(|s| s.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default();
+        let mut v2_controllers = Vec::new();
+        for controller in CONTROLLERS {
+            let v1 = root.join(controller);
+            // A v1 mount has a `tasks` file; the v2 root does not.
+            if v2_mount.as_deref() != Some(root) && v1.join("tasks").exists() {
+                hierarchies.push(Hierarchy::V1 {
+                    controller: controller.to_string(),
+                    mount: v1,
+                });
+            } else if v2_available.iter().any(|c| c == controller) {
+                v2_controllers.push(controller.to_string());
+            }
+        }
+        if let Some(mount) = v2_mount {
+            hierarchies.push(Hierarchy::V2 {
+                mount,
+                controllers: v2_controllers,
+            });
+        }
+        CgroupLayout { hierarchies }
+    }
+
+    /// `<mount>/tern/<server_id>` of every hierarchy.
+    pub fn server_dirs(&self, server_id: &str) -> Vec<PathBuf> {
+        self.hierarchies
+            .iter()
+            .map(|h| h.mount().join("tern").join(server_id))
+            .collect()
+    }
+
+    /// Creates the instance cgroups and writes their limits.
+    pub fn create(
+        &self,
+        server_id: &str,
+        instance_id: &str,
+        limits: &CgroupLimits,
+    ) -> io::Result<InstanceCgroup> {
+        let mut cgroup = InstanceCgroup { dirs: Vec::new() };
+        for h in &self.hierarchies {
+            let server_dir = h.mount().join("tern").join(server_id);
+            let dir = server_dir.join(instance_id);
+            if let Hierarchy::V2 { mount, controllers } = h {
+                fs::create_dir_all(&server_dir)?;
+                // Delegate the controllers down to the instance level.
+                if !controllers.is_empty() {
+                    let enable: Vec<String> = controllers.iter().map(|c| format!("+{c}")).collect();
+                    for d in [mount.clone(), mount.join("tern"), server_dir.clone()] {
+                        let _ = fs::write(d.join("cgroup.subtree_control"), enable.join(" "));
+                    }
+                }
+            }
+            match fs::create_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) => {
+                    cgroup.remove();
+                    return Err(e);
+                }
+            }
+            cgroup.dirs.push((h.clone(), dir.clone()));
+            let files = match h {
+                Hierarchy::V1 { controller, .. } => limits.v1_files(controller),
+                Hierarchy::V2 { controllers, .. } => limits.v2_files(controllers),
+            };
+            for (name, value) in files {
+                let path = dir.join(name);
+                if !path.exists() {
+                    continue; // optional knob (memsw, swap.max) not present on this host
+                }
+                if let Err(e) = fs::write(&path, &value) {
+                    cgroup.remove();
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("{}={value}: {e}", path.display()),
+                    ));
+                }
+            }
+        }
+        Ok(cgroup)
+    }
+}
+
+/// The cgroups of one instance.
+#[derive(Debug)]
+pub struct InstanceCgroup {
+    dirs: Vec<(Hierarchy, PathBuf)>,
+}
+
+impl InstanceCgroup {
+    /// The `cgroup.procs` files a process writes `0` to, to join.
+    pub fn procs_files(&self) -> Vec<PathBuf> {
+        self.dirs
+            .iter()
+            .map(|(_, d)| d.join("cgroup.procs"))
+            .collect()
+    }
+
+    fn memory_dir(&self) -> Option<(&Hierarchy, &Path)> {
+        self.dirs
+            .iter()
+            .find(|(h, _)| match h {
+                Hierarchy::V1 { controller, .. } => controller == "memory",
+                Hierarchy::V2 { controllers, .. } => controllers.iter().any(|c| c == "memory"),
+            })
+            .map(|(h, d)| (h, d.as_path()))
+    }
+
+    /// How many times the memory controller OOM-killed a process here.
+    pub fn oom_kills(&self) -> u64 {
+        let Some((h, dir)) = self.memory_dir() else {
+            return 0;
+        };
+        let file = match h {
+            Hierarchy::V1 { .. } => "memory.oom_control",
+            Hierarchy::V2 { .. } => "memory.events",
+        };
+        fs::read_to_string(dir.join(file))
+            .ok()
+            .and_then(|s| {
+                s.lines().find_map(|l| {
+                    l.strip_prefix("oom_kill ")
+                        .and_then(|v| v.trim().parse().ok())
+                })
+            })
+            .unwrap_or(0)
+    }
+
+    pub fn memory_peak(&self) -> Option<u64> {
+        let (h, dir) = self.memory_dir()?;
+        let file = match h {
+            Hierarchy::V1 { .. } => "memory.max_usage_in_bytes",
+            Hierarchy::V2 { .. } => "memory.peak",
+        };
+        fs::read_to_string(dir.join(file)).ok()?.trim().parse().ok()
+    }
+
+    /// SIGKILLs every process in the instance cgroups.
+    pub fn kill_all(&self) {
+        for (_, dir) in &self.dirs {
+            if fs::write(dir.join("cgroup.kill"), "1").is_ok() {
+                continue;
+            }
+            kill_listed(&dir.join("cgroup.procs"));
+        }
+    }
+
+    /// Kills what is left and removes the directories. Idempotent.
+    pub fn remove(&self) {
+        for (_, dir) in &self.dirs {
+            remove_cgroup_dir(dir);
+        }
+    }
+
+    pub fn dirs(&self) -> impl Iterator<Item = &Path> {
+        self.dirs.iter().map(|(_, d)| d.as_path())
+    }
+}
+
+fn kill_listed(procs: &Path) {
+    let Ok(list) = fs::read_to_string(procs) else {
+        return;
+    };
+    for pid in list.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        if pid > 1 {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+        }
+    }
+}
+
+/// Kills the processes of a cgroup directory and removes it, waiting briefly for the
+/// killed processes to leave.
+pub fn remove_cgroup_dir(dir: &Path) {
+    if !dir.exists() {
+        return;
+    }
+    let deadline = Instant::now() + RMDIR_PATIENCE;
+    loop {
+        match fs::remove_dir(dir) {
+            Ok(()) => return,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+            Err(e) => {
+                if Instant::now() > deadline {
+                    tracing::warn!(cgroup = %dir.display(), error = %e, "could not remove cgroup");
+                    return;
+                }
+                if fs::write(dir.join("cgroup.kill"), "1").is_err() {
+                    kill_listed(&dir.join("cgroup.procs"));
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resources(memory_mb: u32, cpu_millis: u32, max_pids: u32) -> Resources {
+        Resources {
+            memory_mb,
+            tmp_mb: 64,
+            cpu_millis,
+            max_pids,
+            max_open_files: 1024,
+        }
+    }
+
+    #[test]
+    fn limits_follow_resources() {
+        let l = CgroupLimits::from_resources(&resources(128, 72, 64));
+        assert_eq!(l.memory_bytes, 128 * 1024 * 1024);
+        assert_eq!(l.cpu_quota_us, 7_200);
+        assert_eq!(l.cpu_period_us, 100_000);
+        assert_eq!(l.pids_max, 64);
+        let two_cpus = CgroupLimits::from_resources(&resources(3538, 2000, 1024));
+        assert_eq!(two_cpus.cpu_quota_us, 200_000);
+        assert_eq!(
+            CgroupLimits::from_resources(&resources(128, 0, 0)).cpu_quota_us,
+            1_000
+        );
+    }
+
+    #[test]
+    fn v1_and_v2_files_carry_the_same_limits() {
+        let l = CgroupLimits::from_resources(&resources(256, 500, 32));
+        assert_eq!(
+            l.v1_files("memory"),
+            vec![
+                ("memory.limit_in_bytes", "268435456".to_string()),
+                ("memory.memsw.limit_in_bytes", "268435456".to_string())
+            ]
+        );
+        assert_eq!(
+            l.v1_files("cpu")[1],
+            ("cpu.cfs_quota_us", "50000".to_string())
+        );
+        let all: Vec<String> = CONTROLLERS.iter().map(|s| s.to_string()).collect();
+        let v2 = l.v2_files(&all);
+        assert!(v2.contains(&("memory.max", "268435456".to_string())));
+        assert!(v2.contains(&("memory.swap.max", "0".to_string())));
+        assert!(v2.contains(&("cpu.max", "50000 100000".to_string())));
+        assert!(v2.contains(&("pids.max", "32".to_string())));
+    }
+
+    #[test]
+    fn detects_hybrid_and_pure_v2_layouts() {
+        let hybrid = tempfile::tempdir().expect("tempdir");
+        for c in ["memory", "cpu", "pids"] {
+            fs::create_dir_all(hybrid.path().join(c)).expect("mkdir");
+            fs::write(hybrid.path().join(c).join("tasks"), "").expect("write");
+        }
+        fs::create_dir_all(hybrid.path().join("unified")).expect("mkdir");
+        fs::write(hybrid.path().join("unified/cgroup.controllers"), "").expect("write");
+        let layout = CgroupLayout::detect_at(hybrid.path());
+        assert_eq!(layout.hierarchies.len(), 4);
+        assert!(
+            matches!(&layout.hierarchies[3], Hierarchy::V2 { controllers, .. } if controllers.is_empty())
+        );
+
+        let v2 = tempfile::tempdir().expect("tempdir");
+        fs::write(
+            v2.path().join("cgroup.controllers"),
+            "cpuset cpu io memory pids\n",
+        )
+        .expect("write");
+        let layout = CgroupLayout::detect_at(v2.path());
+        assert_eq!(
+            layout.hierarchies,
+            vec![Hierarchy::V2 {
+                mount: v2.path().to_path_buf(),
+                controllers: vec!["memory".into(), "cpu".into(), "pids".into()]
+            }]
+        );
+    }
+}

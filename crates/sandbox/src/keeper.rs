@@ -1,0 +1,400 @@
+//! The sandbox keeper: a freshly exec'd, single-threaded process that builds one instance.
+//!
+//! The server never forks itself (it is multi-threaded); it execs `<tern> __sandbox-keeper`
+//! with the control socket on stdin and the output pipe on stdout. Three processes follow:
+//!
+//! - **keeper** (host pid ns, host root): creates the pid, net, uts and ipc namespaces,
+//!   brings `lo` up, binds the Runtime API listener inside, sends it and a pidfd of the
+//!   init back, writes the init's uid/gid maps, relays the exit status, and kills the init
+//!   when the control socket closes.
+//! - **init** (pid 1 of the sandbox): joins the cgroups, unshares mount and cgroup
+//!   namespaces, builds the root from the mount plan and pivots into it, then enters a
+//!   user namespace (root inside = an unprivileged uid outside), forks the runtime and
+//!   reaps zombies until the runtime exits.
+//! - **runtime**: drops every privilege (no_new_privs, capabilities, Landlock, seccomp)
+//!   and execs the runtime program.
+
+use std::ffi::CString;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::resource::{setrlimit, Resource};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{Gid, Pid, Uid};
+
+use seccompiler::BpfProgram;
+
+use crate::mounts::{self, RealSyscalls};
+use crate::protocol::{self, KeeperEvent, KeeperRequest};
+use crate::{seccomp, sys};
+
+/// `argv[1]` that turns the tern binary into a keeper.
+pub const KEEPER_ARG: &str = "__sandbox-keeper";
+
+/// Whether this process was started as a sandbox keeper. Check it first thing in `main`,
+/// before any threads (such as a tokio runtime) exist.
+pub fn is_keeper_invocation() -> bool {
+    std::env::args_os().nth(1).is_some_and(|a| a == KEEPER_ARG)
+}
+
+/// Runs the keeper and exits. Call only when [`is_keeper_invocation`] is true.
+pub fn run_keeper() -> ! {
+    let code = match keeper_main() {
+        Ok(()) => 0,
+        Err(message) => {
+            eprintln!("tern sandbox keeper: {message}");
+            1
+        }
+    };
+    std::process::exit(code)
+}
+
+type Result<T> = std::result::Result<T, String>;
+
+fn ctx<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> String {
+    move |e| format!("{what}: {e}")
+}
+
+fn keeper_main() -> Result<()> {
+    // SAFETY: the launcher hands us the control socket as stdin; nothing else in this
+    // fresh process owns fd 0.
+    let stdin = unsafe { OwnedFd::from_raw_fd(0) };
+    let ctl = nix::fcntl::fcntl(stdin.as_raw_fd(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
+        .map_err(ctx("dup control socket"))?;
+    // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that only we own.
+    let ctl = unsafe { OwnedFd::from_raw_fd(ctl) };
+    drop(stdin);
+    // Keep fds 0 and 1 occupied (by /dev/null and the output pipe) so nothing lands there.
+    let null = fs::File::open("/dev/null").map_err(ctx("open /dev/null"))?;
+    nix::unistd::dup2(null.as_raw_fd(), 0).map_err(ctx("dup2 stdin"))?;
+    drop(null);
+
+    let Some((req, _)) = protocol::recv::<KeeperRequest>(&ctl).map_err(ctx("read request"))? else {
+        return Ok(()); // launcher gave up before sending anything
+    };
+    let filters = seccomp::compile_builtin().map_err(|e| e.to_string())?;
+
+    unshare(
+        CloneFlags::CLONE_NEWPID
+            | CloneFlags::CLONE_NEWNET
+            | CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWIPC,
+    )
+    .map_err(ctx("unshare pid/net/uts/ipc"))?;
+    nix::unistd::sethostname(&req.hostname).map_err(ctx("sethostname"))?;
+    sys::set_loopback_up().map_err(ctx("bring lo up"))?;
+    let listener =
+        TcpListener::bind(("127.0.0.1", req.runtime_api_port)).map_err(ctx("bind runtime api"))?;
+
+    let (to_keeper_r, to_keeper_w) = sys::pipe().map_err(ctx("pipe"))?;
+    let (to_init_r, to_init_w) = sys::pipe().map_err(ctx("pipe"))?;
+    let (err_r, err_w) = sys::pipe().map_err(ctx("pipe"))?;
+
+    let init = match sys::fork().map_err(ctx("fork init"))? {
+        None => {
+            drop((ctl, listener, to_keeper_r, to_init_w, err_r));
+            let pipes = InitPipes {
+                to_keeper: to_keeper_w,
+                from_keeper: to_init_r,
+                err: err_w,
+            };
+            run_init(&req, pipes, &filters)
+        }
+        Some(pid) => pid,
+    };
+    drop((to_keeper_w, to_init_r, err_w));
+    // The output pipe is for the runtime; holding it would delay EOF for the reader.
+    let null = fs::File::open("/dev/null").map_err(ctx("open /dev/null"))?;
+    nix::unistd::dup2(null.as_raw_fd(), 1).map_err(ctx("dup2 stdout"))?;
+    drop(null);
+
+    // The init cannot be reaped before we wait for it, so this pidfd is the right one.
+    let pidfd = sys::pidfd_open(init).map_err(ctx("pidfd_open"))?;
+    protocol::send(
+        &ctl,
+        &KeeperEvent::Started { init_pid: init },
+        &[listener.as_raw_fd(), pidfd.as_raw_fd()],
+    )
+    .map_err(ctx("send started"))?;
+    drop(listener);
+
+    let mut to_keeper = fs::File::from(to_keeper_r);
+    let mut byte = [0u8; 1];
+    if to_keeper.read(&mut byte).unwrap_or(0) == 1 {
+        let mut to_init = fs::File::from(to_init_w);
+        let answer = match write_id_maps(init, req.outside_uid, req.outside_gid) {
+            Ok(()) => b'G',
+            Err(e) => {
+                eprintln!("tern sandbox keeper: {e}");
+                b'X'
+            }
+        };
+        let _ = to_init.write_all(&[answer]);
+    }
+
+    let mut failure = String::new();
+    let _ = fs::File::from(err_r).read_to_string(&mut failure);
+    let event = if failure.is_empty() {
+        KeeperEvent::Running
+    } else {
+        KeeperEvent::Failed { message: failure }
+    };
+    let _ = protocol::send(&ctl, &event, &[]);
+
+    wait_for_init(init, &pidfd, &ctl);
+    let status = match waitpid(Pid::from_raw(init), None) {
+        Ok(WaitStatus::Exited(_, 0)) => {
+            let mut raw = [0u8; 4];
+            match to_keeper.read_exact(&mut raw) {
+                Ok(()) => decode_wait_status(i32::from_le_bytes(raw)),
+                Err(_) => KeeperEvent::Exited {
+                    code: None,
+                    signal: None,
+                },
+            }
+        }
+        Ok(WaitStatus::Exited(_, code)) => KeeperEvent::Exited {
+            code: Some(code),
+            signal: None,
+        },
+        Ok(WaitStatus::Signaled(_, signal, _)) => KeeperEvent::Exited {
+            code: None,
+            signal: Some(signal as i32),
+        },
+        _ => KeeperEvent::Exited {
+            code: None,
+            signal: None,
+        },
+    };
+    let _ = protocol::send(&ctl, &status, &[]);
+    Ok(())
+}
+
+/// Blocks until the init exits; kills it if the launcher closes the control socket or
+/// asks for it (any message).
+fn wait_for_init(init: libc::pid_t, pidfd: &OwnedFd, ctl: &OwnedFd) {
+    let mut watching_ctl = true;
+    loop {
+        let mut fds = vec![pidfd.as_fd()];
+        if watching_ctl {
+            fds.push(ctl.as_fd());
+        }
+        let ready = match sys::poll_readable(&fds) {
+            Ok(ready) => ready,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        };
+        if ready[0] {
+            return;
+        }
+        if watching_ctl && ready[1] {
+            watching_ctl = false;
+            if sys::pidfd_send_signal(pidfd, libc::SIGKILL).is_err() {
+                let _ = nix::sys::signal::kill(Pid::from_raw(init), nix::sys::signal::SIGKILL);
+            }
+        }
+    }
+}
+
+fn write_id_maps(pid: libc::pid_t, uid: u32, gid: u32) -> Result<()> {
+    let proc = format!("/proc/{pid}");
+    fs::write(format!("{proc}/setgroups"), "deny").map_err(ctx("write setgroups"))?;
+    fs::write(format!("{proc}/uid_map"), format!("0 {uid} 1\n")).map_err(ctx("write uid_map"))?;
+    fs::write(format!("{proc}/gid_map"), format!("0 {gid} 1\n")).map_err(ctx("write gid_map"))?;
+    Ok(())
+}
+
+fn decode_wait_status(raw: i32) -> KeeperEvent {
+    if libc::WIFEXITED(raw) {
+        KeeperEvent::Exited {
+            code: Some(libc::WEXITSTATUS(raw)),
+            signal: None,
+        }
+    } else if libc::WIFSIGNALED(raw) {
+        KeeperEvent::Exited {
+            code: None,
+            signal: Some(libc::WTERMSIG(raw)),
+        }
+    } else {
+        KeeperEvent::Exited {
+            code: None,
+            signal: None,
+        }
+    }
+}
+
+struct InitPipes {
+    /// init -> keeper: `U` once the user namespace exists, then the runtime's wait status.
+    to_keeper: OwnedFd,
+    /// keeper -> init: `G` once the id maps are written.
+    from_keeper: OwnedFd,
+    /// Setup failures, as text. Close-on-exec: EOF without text means the exec worked.
+    err: OwnedFd,
+}
+
+/// Reports a setup failure to the keeper and exits.
+fn fail(err: &OwnedFd, message: &str) -> ! {
+    let _ = nix::unistd::write(err, message.as_bytes());
+    sys::exit_now(126)
+}
+
+fn run_init(req: &KeeperRequest, pipes: InitPipes, filters: &[BpfProgram]) -> ! {
+    match init_setup(req, &pipes) {
+        Ok(()) => {}
+        Err(e) => fail(&pipes.err, &e),
+    }
+    let runtime = match sys::fork() {
+        Ok(Some(pid)) => pid,
+        Ok(None) => {
+            drop((pipes.to_keeper, pipes.from_keeper));
+            run_runtime(req, pipes.err, filters)
+        }
+        Err(e) => fail(&pipes.err, &format!("fork runtime: {e}")),
+    };
+    drop(pipes.err);
+    drop(pipes.from_keeper);
+    // pid 1 duty: reap everything, remember how the runtime ended.
+    let mut raw: libc::c_int = 0;
+    loop {
+        // SAFETY: waitpid writes the status into `raw`, a valid c_int we own.
+        let pid = unsafe { libc::waitpid(-1, &mut raw, 0) };
+        if pid == runtime {
+            break;
+        }
+        if pid < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            raw = 0x7f00; // no children left and none was the runtime: report code 127
+            break;
+        }
+    }
+    let _ = nix::unistd::write(&pipes.to_keeper, &raw.to_le_bytes());
+    sys::exit_now(0)
+}
+
+fn init_setup(req: &KeeperRequest, pipes: &InitPipes) -> Result<()> {
+    sys::set_parent_death_signal(libc::SIGKILL).map_err(ctx("set pdeathsig"))?;
+    for procs in &req.cgroup_procs {
+        fs::write(procs, "0").map_err(|e| format!("join cgroup {}: {e}", procs.display()))?;
+    }
+    unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWCGROUP)
+        .map_err(ctx("unshare mount/cgroup"))?;
+    mounts::apply(&req.mount_plan, &mut RealSyscalls)?;
+
+    let nofile = req.max_open_files.max(16);
+    setrlimit(Resource::RLIMIT_NOFILE, nofile, nofile).map_err(ctx("RLIMIT_NOFILE"))?;
+    setrlimit(Resource::RLIMIT_CORE, 0, 0).map_err(ctx("RLIMIT_CORE"))?;
+    // Host root's supplementary groups must go before setgroups is denied.
+    nix::unistd::setgroups(&[]).map_err(ctx("setgroups"))?;
+
+    unshare(CloneFlags::CLONE_NEWUSER).map_err(ctx("unshare user"))?;
+    nix::unistd::write(&pipes.to_keeper, b"U").map_err(ctx("notify keeper"))?;
+    let mut answer = [0u8; 1];
+    match nix::unistd::read(pipes.from_keeper.as_raw_fd(), &mut answer) {
+        Ok(1) if answer[0] == b'G' => {}
+        _ => return Err("keeper could not write the id maps".into()),
+    }
+    nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+        .map_err(ctx("setresgid"))?;
+    nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+        .map_err(ctx("setresuid"))?;
+    // Changing credentials cleared the parent-death signal.
+    sys::set_parent_death_signal(libc::SIGKILL).map_err(ctx("set pdeathsig"))?;
+    Ok(())
+}
+
+fn run_runtime(req: &KeeperRequest, err: OwnedFd, filters: &[BpfProgram]) -> ! {
+    const ERR_FD: RawFd = 3;
+    let err = if err.as_raw_fd() == ERR_FD {
+        err
+    } else {
+        if let Err(e) = nix::unistd::dup3(err.as_raw_fd(), ERR_FD, nix::fcntl::OFlag::O_CLOEXEC) {
+            fail(&err, &format!("dup3 error pipe: {e}"));
+        }
+        drop(err);
+        // SAFETY: dup3 just made fd 3 a copy of the error pipe; nothing else owns fd 3 in
+        // this freshly forked process.
+        unsafe { OwnedFd::from_raw_fd(ERR_FD) }
+    };
+    if let Err(e) = runtime_setup(req, ERR_FD + 1, filters) {
+        fail(&err, &e);
+    }
+    let e = exec_runtime(req);
+    fail(&err, &e)
+}
+
+fn runtime_setup(
+    req: &KeeperRequest,
+    first_unused_fd: RawFd,
+    filters: &[BpfProgram],
+) -> Result<()> {
+    nix::unistd::setsid().map_err(ctx("setsid"))?;
+    let null = fs::File::open("/dev/null").map_err(ctx("open /dev/null"))?;
+    nix::unistd::dup2(null.as_raw_fd(), 0).map_err(ctx("dup2 stdin"))?;
+    nix::unistd::dup2(1, 2).map_err(ctx("dup2 stderr"))?;
+    drop(null);
+    sys::close_from(first_unused_fd);
+    std::env::set_current_dir(&req.cwd).map_err(|e| format!("chdir {}: {e}", req.cwd.display()))?;
+
+    sys::set_no_new_privs().map_err(ctx("no_new_privs"))?;
+    sys::lock_securebits().map_err(ctx("securebits"))?;
+    sys::drop_all_capabilities().map_err(ctx("drop capabilities"))?;
+    restrict_filesystem();
+    seccomp::install(filters).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Landlock as a second layer under the read-only mounts: read and execute everywhere,
+/// write only to /tmp and the harmless devices. Best effort: older kernels skip it.
+fn restrict_filesystem() {
+    use landlock::{
+        path_beneath_rules, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr, ABI,
+    };
+    let abi = ABI::V3;
+    let result = Ruleset::default()
+        .handle_access(AccessFs::from_all(abi))
+        .and_then(|r| r.create())
+        .and_then(|r| r.add_rules(path_beneath_rules(["/"], AccessFs::from_read(abi))))
+        .and_then(|r| r.add_rules(path_beneath_rules(["/tmp"], AccessFs::from_all(abi))))
+        .and_then(|r| {
+            r.add_rules(path_beneath_rules(
+                [
+                    "/dev/null",
+                    "/dev/zero",
+                    "/dev/tty",
+                    "/dev/random",
+                    "/dev/urandom",
+                ],
+                AccessFs::from_file(abi),
+            ))
+        })
+        .and_then(|r| r.restrict_self());
+    // Nothing to report to: the runtime has not started, and failing the launch over a
+    // missing second layer would make old kernels unusable.
+    let _ = result;
+}
+
+fn exec_runtime(req: &KeeperRequest) -> String {
+    let cstr = |b: &[u8]| CString::new(b).map_err(|_| "argument contains a NUL byte".to_string());
+    let build = || -> Result<(CString, Vec<CString>, Vec<CString>)> {
+        let program = cstr(req.program.as_os_str().as_bytes())?;
+        let mut argv = vec![program.clone()];
+        for a in &req.args {
+            argv.push(cstr(a.as_bytes())?);
+        }
+        let mut envp = Vec::with_capacity(req.env.len());
+        for (k, v) in &req.env {
+            envp.push(cstr(format!("{k}={v}").as_bytes())?);
+        }
+        Ok((program, argv, envp))
+    };
+    match build() {
+        Ok((program, argv, envp)) => match nix::unistd::execve(&program, &argv, &envp) {
+            Ok(never) => match never {},
+            Err(e) => format!("exec {}: {e}", req.program.display()),
+        },
+        Err(e) => e,
+    }
+}

@@ -1,0 +1,99 @@
+//! The seam between the instance manager and whatever isolates an instance.
+//!
+//! The runtime crate asks a [`Launcher`] to start one function instance and gets back a
+//! [`Launched`]: the process handle, the combined stdout/stderr pipe, and the Runtime API
+//! listening socket that the launcher created where the instance can reach it (inside the
+//! sandbox's network namespace for the sandbox launcher).
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Everything needed to start one instance. Paths in `program`/`args` are as the
+/// instance sees them (inside the sandbox: `/var/task/bootstrap`, `/usr/bin/python3`, ...).
+#[derive(Debug, Clone)]
+pub struct LaunchSpec {
+    /// Unique id, used for cgroup and scratch-dir names. `[A-Za-z0-9-]` only.
+    pub instance_id: String,
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// The complete environment of the runtime process. The launcher adds
+    /// `AWS_LAMBDA_RUNTIME_API` itself; nothing from the host environment leaks in.
+    pub env: Vec<(String, String)>,
+    /// Host directory holding the unpacked code, shown read-only at `/var/task`.
+    pub code_dir: PathBuf,
+    /// Host directory holding the language bootstraps, shown read-only at `/opt/tern`.
+    pub bootstrap_dir: PathBuf,
+    /// Extra host directories to bind read-only at the same path (interpreter trees
+    /// outside /usr, such as a pyenv install).
+    pub extra_ro_paths: Vec<PathBuf>,
+    pub resources: Resources,
+}
+
+/// Resource limits for one instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resources {
+    pub memory_mb: u32,
+    pub tmp_mb: u32,
+    /// CPU quota in thousandths of a CPU (1000 = one full core).
+    pub cpu_millis: u32,
+    pub max_pids: u32,
+    pub max_open_files: u32,
+}
+
+/// How the runtime process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(i32),
+    Unknown,
+}
+
+/// A started instance.
+pub struct Launched {
+    pub process: Arc<dyn InstanceProcess>,
+    /// Read end of the pipe that carries the runtime's stdout and stderr.
+    pub output: std::fs::File,
+    /// Listening socket for the Runtime API, reachable by the instance at `runtime_api`.
+    pub runtime_api_listener: TcpListener,
+    /// Value of `AWS_LAMBDA_RUNTIME_API` given to the instance (`host:port`).
+    pub runtime_api: String,
+}
+
+/// Handle to a running instance.
+pub trait InstanceProcess: Send + Sync {
+    /// Host pid of the runtime process (or of the sandbox's keeper), for logs only.
+    fn pid(&self) -> u32;
+    /// Blocks until the runtime process has exited and returns how. Safe to call from
+    /// several threads; each caller gets the same answer.
+    fn wait(&self) -> ExitStatus;
+    /// Kills every process of the instance. Idempotent and non-blocking.
+    fn kill(&self);
+    /// Whether the memory cgroup killed a process of this instance for exceeding its limit.
+    fn oom_killed(&self) -> bool;
+    /// Peak memory use in bytes, if the launcher can tell.
+    fn memory_peak_bytes(&self) -> Option<u64>;
+    /// Releases everything the instance held (cgroups, mounts, scratch files). Call after
+    /// `wait` returned. Idempotent.
+    fn cleanup(&self);
+}
+
+/// Why an instance could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// could not prepare the instance: {0}
+    #[error("could not prepare the instance: {0}")]
+    Prepare(String),
+    /// could not start the runtime process: {0}
+    #[error("could not start the runtime process: {0}")]
+    Spawn(#[from] std::io::Error),
+}
+
+/// Starts instances. Implementations: [`crate::process::ProcessLauncher`] (no isolation,
+/// development only) and [`crate::sandbox::SandboxLauncher`].
+pub trait Launcher: Send + Sync {
+    /// Starts one instance. Blocking; call from a blocking thread.
+    fn launch(&self, spec: &LaunchSpec) -> Result<Launched, LaunchError>;
+    /// Short name for logs and metrics ("sandbox", "process").
+    fn name(&self) -> &'static str;
+}

@@ -1,0 +1,29 @@
+//! Starts function instances: [`process::ProcessLauncher`] runs the runtime as a plain
+//! child process (development only), [`sandbox::SandboxLauncher`] runs it inside user, pid,
+//! mount, ipc, uts, net and cgroup namespaces with a read-only pivot_root filesystem,
+//! cgroup limits, no capabilities and a seccomp deny policy.
+//!
+//! This is the only crate of the workspace allowed to use `unsafe`; every block says why it
+//! is sound. It must not know about functions, invocations or HTTP: it starts, watches and
+//! tears down processes, nothing more.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+pub mod cgroups;
+mod exit_cell;
+pub mod keeper;
+pub mod launcher;
+pub mod mounts;
+pub mod process;
+mod protocol;
+pub mod sandbox;
+pub mod seccomp;
+mod sys;
+
+pub use keeper::{is_keeper_invocation, run_keeper};
+pub use launcher::{
+    ExitStatus, InstanceProcess, LaunchError, LaunchSpec, Launched, Launcher, Resources,
+};
+pub use process::ProcessLauncher;
+pub use sandbox::{SandboxConfig, SandboxError, SandboxLauncher};

@@ -1,0 +1,715 @@
+//! The sandbox filesystem as data: [`plan`] turns a spec and a view of the host into a
+//! list of [`MountStep`]s, and [`apply`] runs them through a [`Syscalls`] implementation.
+//! The keeper uses [`RealSyscalls`]; tests use [`RecordingSyscalls`] and need no root.
+
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags};
+use serde::{Deserialize, Serialize};
+
+/// Host directories shown read-only at the same path, when the host has them.
+pub const SYSTEM_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32"];
+/// Host `/etc` entries shown read-only (certificates and the loader cache; no secrets).
+pub const ETC_SHARED: &[&str] = &["/etc/ssl", "/etc/ca-certificates", "/etc/ld.so.cache"];
+/// Device nodes bound from the host.
+pub const DEVICES: &[&str] = &["null", "zero", "random", "urandom", "tty"];
+
+/// Size of the tmpfs holding the new root itself (mount points and generated /etc).
+const ROOT_TMPFS: &str = "size=1m,nr_inodes=4096,mode=0755";
+const DEV_TMPFS: &str = "size=64k,nr_inodes=64,mode=0755";
+/// Inodes allowed on /tmp per MiB of its size.
+const TMP_INODES_PER_MB: u64 = 256;
+
+const PASSWD: &str =
+    "root:x:0:0:root:/tmp:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n";
+const GROUP: &str = "root:x:0:\nnobody:x:65534:\n";
+const NSSWITCH: &str = "passwd: files\ngroup: files\nhosts: files dns\n";
+
+/// Mount flags that may be added to a step (a serialisable subset of `MS_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Flags {
+    pub nosuid: bool,
+    pub nodev: bool,
+    pub noexec: bool,
+}
+
+impl Flags {
+    pub const NOSUID_NODEV: Flags = Flags {
+        nosuid: true,
+        nodev: true,
+        noexec: false,
+    };
+    pub const NOSUID_NOEXEC: Flags = Flags {
+        nosuid: true,
+        nodev: false,
+        noexec: true,
+    };
+    pub const ALL: Flags = Flags {
+        nosuid: true,
+        nodev: true,
+        noexec: true,
+    };
+
+    fn ms(self) -> MsFlags {
+        let mut f = MsFlags::empty();
+        f.set(MsFlags::MS_NOSUID, self.nosuid);
+        f.set(MsFlags::MS_NODEV, self.nodev);
+        f.set(MsFlags::MS_NOEXEC, self.noexec);
+        f
+    }
+}
+
+/// One step of building the sandbox root. Paths are host paths until `PivotRoot`, and
+/// paths of the new root after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MountStep {
+    /// Make every mount private so nothing done here propagates back to the host.
+    MakeRootPrivate,
+    Tmpfs {
+        target: PathBuf,
+        options: String,
+        flags: Flags,
+    },
+    Mkdir {
+        path: PathBuf,
+    },
+    /// Create an empty file to bind a file onto.
+    Touch {
+        path: PathBuf,
+    },
+    Symlink {
+        target: PathBuf,
+        link: PathBuf,
+    },
+    WriteFile {
+        path: PathBuf,
+        contents: String,
+    },
+    /// Non-recursive bind mount.
+    Bind {
+        source: PathBuf,
+        target: PathBuf,
+    },
+    RemountReadOnly {
+        target: PathBuf,
+        flags: Flags,
+    },
+    Proc {
+        target: PathBuf,
+    },
+    /// Make `new_root` the root and detach the old one entirely.
+    PivotRoot {
+        new_root: PathBuf,
+    },
+}
+
+/// What the host looks like, probed once when the launcher starts.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HostView {
+    /// Present system directories: `(path, Some(link target))` for symlinks.
+    pub system_dirs: Vec<(PathBuf, Option<PathBuf>)>,
+    /// Present `/etc` entries to share, with whether each is a directory.
+    pub etc_shared: Vec<(PathBuf, bool)>,
+}
+
+impl HostView {
+    pub fn probe() -> Self {
+        let system_dirs = SYSTEM_DIRS
+            .iter()
+            .filter_map(|d| {
+                let meta = std::fs::symlink_metadata(d).ok()?;
+                if meta.file_type().is_symlink() {
+                    Some((PathBuf::from(d), Some(std::fs::read_link(d).ok()?)))
+                } else if meta.is_dir() {
+                    Some((PathBuf::from(d), None))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let etc_shared = ETC_SHARED
+            .iter()
+            .filter_map(|p| {
+                std::fs::metadata(p)
+                    .ok()
+                    .map(|m| (PathBuf::from(p), m.is_dir()))
+            })
+            .collect();
+        HostView {
+            system_dirs,
+            etc_shared,
+        }
+    }
+}
+
+/// Inputs of [`plan`] beyond the host view.
+#[derive(Debug, Clone)]
+pub struct PlanInput<'a> {
+    /// Host directory the new root is built on.
+    pub root: &'a Path,
+    pub code_dir: &'a Path,
+    pub bootstrap_dir: &'a Path,
+    pub extra_ro_paths: &'a [PathBuf],
+    pub tmp_mb: u32,
+    pub outside_uid: u32,
+    pub outside_gid: u32,
+    pub hostname: &'a str,
+    pub resolv_conf: &'a str,
+}
+
+/// Paths the instance sees, relative to its root.
+pub const TASK_DIR: &str = "var/task";
+pub const BOOTSTRAP_DIR: &str = "opt/tern";
+
+/// Computes the steps that build the sandbox root. Pure: no I/O.
+pub fn plan(host: &HostView, input: &PlanInput) -> Result<Vec<MountStep>, String> {
+    let root = input.root;
+    let at = |p: &str| root.join(p.trim_start_matches('/'));
+    let mut steps = vec![
+        MountStep::MakeRootPrivate,
+        MountStep::Tmpfs {
+            target: root.to_path_buf(),
+            options: ROOT_TMPFS.into(),
+            flags: Flags::NOSUID_NODEV,
+        },
+    ];
+    let ro_bind = |steps: &mut Vec<MountStep>, source: &Path, target: PathBuf, is_dir: bool| {
+        steps.push(if is_dir {
+            MountStep::Mkdir {
+                path: target.clone(),
+            }
+        } else {
+            MountStep::Touch {
+                path: target.clone(),
+            }
+        });
+        steps.push(MountStep::Bind {
+            source: source.to_path_buf(),
+            target: target.clone(),
+        });
+        steps.push(MountStep::RemountReadOnly {
+            target,
+            flags: Flags::NOSUID_NODEV,
+        });
+    };
+
+    let mut covered: Vec<PathBuf> = Vec::new();
+    for (dir, link) in &host.system_dirs {
+        let target = at(&dir.to_string_lossy());
+        match link {
+            Some(link_target) => steps.push(MountStep::Symlink {
+                target: link_target.clone(),
+                link: target,
+            }),
+            None => {
+                ro_bind(&mut steps, dir, target, true);
+                covered.push(dir.clone());
+            }
+        }
+    }
+
+    for dir in [input.code_dir, input.bootstrap_dir] {
+        check_host_path(dir)?;
+    }
+    ro_bind(&mut steps, input.code_dir, at(TASK_DIR), true);
+    ro_bind(&mut steps, input.bootstrap_dir, at(BOOTSTRAP_DIR), true);
+    covered.push(PathBuf::from("/var/task"));
+    covered.push(PathBuf::from("/opt/tern"));
+
+    let mut extra: Vec<&PathBuf> = input.extra_ro_paths.iter().collect();
+    extra.sort();
+    for path in extra {
+        check_host_path(path)?;
+        // A path under something already shown is visible already, and creating its mount
+        // point would write into a read-only bind (or worse, into the host directory).
+        if covered.iter().any(|c| path.starts_with(c)) || reserved(path) {
+            continue;
+        }
+        ro_bind(&mut steps, path, at(&path.to_string_lossy()), true);
+        covered.push(path.clone());
+    }
+
+    steps.push(MountStep::Mkdir { path: at("etc") });
+    for (name, contents) in [
+        ("etc/passwd", PASSWD.to_string()),
+        ("etc/group", GROUP.to_string()),
+        ("etc/nsswitch.conf", NSSWITCH.to_string()),
+        (
+            "etc/hosts",
+            format!(
+                "127.0.0.1\tlocalhost {0}\n::1\tlocalhost ip6-localhost ip6-loopback {0}\n",
+                input.hostname
+            ),
+        ),
+        ("etc/resolv.conf", input.resolv_conf.to_string()),
+        ("etc/hostname", format!("{}\n", input.hostname)),
+    ] {
+        steps.push(MountStep::WriteFile {
+            path: at(name),
+            contents,
+        });
+    }
+    for (path, is_dir) in &host.etc_shared {
+        ro_bind(&mut steps, path, at(&path.to_string_lossy()), *is_dir);
+    }
+
+    let dev = at("dev");
+    steps.push(MountStep::Mkdir { path: dev.clone() });
+    steps.push(MountStep::Tmpfs {
+        target: dev.clone(),
+        options: DEV_TMPFS.into(),
+        flags: Flags::NOSUID_NOEXEC,
+    });
+    for name in DEVICES {
+        let target = dev.join(name);
+        steps.push(MountStep::Touch {
+            path: target.clone(),
+        });
+        steps.push(MountStep::Bind {
+            source: Path::new("/dev").join(name),
+            target: target.clone(),
+        });
+        steps.push(MountStep::RemountReadOnly {
+            target,
+            flags: Flags::NOSUID_NOEXEC,
+        });
+    }
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        steps.push(MountStep::Symlink {
+            target: target.into(),
+            link: dev.join(link),
+        });
+    }
+    steps.push(MountStep::RemountReadOnly {
+        target: dev,
+        flags: Flags::NOSUID_NOEXEC,
+    });
+
+    steps.push(MountStep::Mkdir { path: at("proc") });
+    steps.push(MountStep::Proc { target: at("proc") });
+
+    steps.push(MountStep::Mkdir { path: at("tmp") });
+    steps.push(MountStep::Tmpfs {
+        target: at("tmp"),
+        options: tmp_options(input),
+        flags: Flags::NOSUID_NODEV,
+    });
+
+    steps.push(MountStep::PivotRoot {
+        new_root: root.to_path_buf(),
+    });
+    steps.push(MountStep::RemountReadOnly {
+        target: "/".into(),
+        flags: Flags::NOSUID_NODEV,
+    });
+    Ok(steps)
+}
+
+/// tmpfs options of /tmp: size and inode caps, owned by root of the sandbox.
+pub fn tmp_options(input: &PlanInput) -> String {
+    let mb = u64::from(input.tmp_mb.max(1));
+    format!(
+        "size={mb}m,nr_inodes={},mode=1777,uid={},gid={}",
+        (mb * TMP_INODES_PER_MB).max(1024),
+        input.outside_uid,
+        input.outside_gid
+    )
+}
+
+/// Paths the sandbox builds itself; an extra path there would shadow them.
+fn reserved(path: &Path) -> bool {
+    [
+        "/",
+        "/etc",
+        "/dev",
+        "/proc",
+        "/tmp",
+        "/var/task",
+        "/opt/tern",
+    ]
+    .iter()
+    .any(|r| path == Path::new(r) || (*r != "/" && path.starts_with(r)))
+}
+
+fn check_host_path(path: &Path) -> Result<(), String> {
+    let clean = path.is_absolute()
+        && path
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+    if clean {
+        Ok(())
+    } else {
+        Err(format!("{} is not a clean absolute path", path.display()))
+    }
+}
+
+/// The system calls [`apply`] needs, so the plan can run against a fake.
+pub trait Syscalls {
+    fn mount(
+        &mut self,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> io::Result<()>;
+    fn umount_detach(&mut self, target: &Path) -> io::Result<()>;
+    fn pivot_root(&mut self, new_root: &Path, put_old: &Path) -> io::Result<()>;
+    fn chdir(&mut self, path: &Path) -> io::Result<()>;
+    fn mkdir_all(&mut self, path: &Path) -> io::Result<()>;
+    fn touch(&mut self, path: &Path) -> io::Result<()>;
+    fn symlink(&mut self, target: &Path, link: &Path) -> io::Result<()>;
+    fn write_file(&mut self, path: &Path, contents: &[u8]) -> io::Result<()>;
+}
+
+/// Runs the plan. Stops at the first failing step and says which.
+pub fn apply(steps: &[MountStep], sys: &mut dyn Syscalls) -> Result<(), String> {
+    for step in steps {
+        apply_step(step, sys).map_err(|e| format!("{step:?}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn apply_step(step: &MountStep, sys: &mut dyn Syscalls) -> io::Result<()> {
+    match step {
+        MountStep::MakeRootPrivate => sys.mount(
+            None,
+            Path::new("/"),
+            None,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None,
+        ),
+        MountStep::Tmpfs {
+            target,
+            options,
+            flags,
+        } => sys.mount(
+            Some(Path::new("tmpfs")),
+            target,
+            Some("tmpfs"),
+            flags.ms(),
+            Some(options),
+        ),
+        MountStep::Mkdir { path } => sys.mkdir_all(path),
+        MountStep::Touch { path } => sys.touch(path),
+        MountStep::Symlink { target, link } => sys.symlink(target, link),
+        MountStep::WriteFile { path, contents } => sys.write_file(path, contents.as_bytes()),
+        MountStep::Bind { source, target } => {
+            sys.mount(Some(source), target, None, MsFlags::MS_BIND, None)
+        }
+        MountStep::RemountReadOnly { target, flags } => sys.mount(
+            None,
+            target,
+            None,
+            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | flags.ms(),
+            None,
+        ),
+        MountStep::Proc { target } => sys.mount(
+            Some(Path::new("proc")),
+            target,
+            Some("proc"),
+            Flags::ALL.ms(),
+            None,
+        ),
+        MountStep::PivotRoot { new_root } => {
+            // pivot_root(".", ".") stacks the old root under the new one; detaching "."
+            // afterwards removes the old root without needing a put_old directory.
+            sys.chdir(new_root)?;
+            sys.pivot_root(Path::new("."), Path::new("."))?;
+            sys.umount_detach(Path::new("."))?;
+            sys.chdir(Path::new("/"))
+        }
+    }
+}
+
+/// The real system calls.
+pub struct RealSyscalls;
+
+impl Syscalls for RealSyscalls {
+    fn mount(
+        &mut self,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> io::Result<()> {
+        Ok(nix::mount::mount(source, target, fstype, flags, data)?)
+    }
+    fn umount_detach(&mut self, target: &Path) -> io::Result<()> {
+        Ok(nix::mount::umount2(target, MntFlags::MNT_DETACH)?)
+    }
+    fn pivot_root(&mut self, new_root: &Path, put_old: &Path) -> io::Result<()> {
+        Ok(nix::unistd::pivot_root(new_root, put_old)?)
+    }
+    fn chdir(&mut self, path: &Path) -> io::Result<()> {
+        std::env::set_current_dir(path)
+    }
+    fn mkdir_all(&mut self, path: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(path)
+    }
+    fn touch(&mut self, path: &Path) -> io::Result<()> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map(drop)
+    }
+    fn symlink(&mut self, target: &Path, link: &Path) -> io::Result<()> {
+        std::os::unix::fs::symlink(target, link)
+    }
+    fn write_file(&mut self, path: &Path, contents: &[u8]) -> io::Result<()> {
+        std::fs::write(path, contents)
+    }
+}
+
+/// A fake that records each call as one readable line and always succeeds.
+#[derive(Debug, Default)]
+pub struct RecordingSyscalls {
+    pub calls: Vec<String>,
+}
+
+impl Syscalls for RecordingSyscalls {
+    fn mount(
+        &mut self,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> io::Result<()> {
+        self.calls.push(format!(
+            "mount {} {} {} {:?} {}",
+            source.map_or("-".into(), |s| s.display().to_string()),
+            target.display(),
+            fstype.unwrap_or("-"),
+            flags,
+            data.unwrap_or("-")
+        ));
+        Ok(())
+    }
+    fn umount_detach(&mut self, target: &Path) -> io::Result<()> {
+        self.calls
+            .push(format!("umount2 {} MNT_DETACH", target.display()));
+        Ok(())
+    }
+    fn pivot_root(&mut self, new_root: &Path, put_old: &Path) -> io::Result<()> {
+        self.calls.push(format!(
+            "pivot_root {} {}",
+            new_root.display(),
+            put_old.display()
+        ));
+        Ok(())
+    }
+    fn chdir(&mut self, path: &Path) -> io::Result<()> {
+        self.calls.push(format!("chdir {}", path.display()));
+        Ok(())
+    }
+    fn mkdir_all(&mut self, path: &Path) -> io::Result<()> {
+        self.calls.push(format!("mkdir {}", path.display()));
+        Ok(())
+    }
+    fn touch(&mut self, path: &Path) -> io::Result<()> {
+        self.calls.push(format!("touch {}", path.display()));
+        Ok(())
+    }
+    fn symlink(&mut self, target: &Path, link: &Path) -> io::Result<()> {
+        self.calls.push(format!(
+            "symlink {} -> {}",
+            link.display(),
+            target.display()
+        ));
+        Ok(())
+    }
+    fn write_file(&mut self, path: &Path, contents: &[u8]) -> io::Result<()> {
+        self.calls.push(format!(
+            "write {} ({} bytes)",
+            path.display(),
+            contents.len()
+        ));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host() -> HostView {
+        HostView {
+            system_dirs: vec![
+                ("/usr".into(), None),
+                ("/bin".into(), Some("usr/bin".into())),
+                ("/lib".into(), Some("usr/lib".into())),
+            ],
+            etc_shared: vec![
+                ("/etc/ssl".into(), true),
+                ("/etc/ld.so.cache".into(), false),
+            ],
+        }
+    }
+
+    fn input(extra: &[PathBuf]) -> PlanInput<'_> {
+        PlanInput {
+            root: Path::new("/data/sandbox/i1"),
+            code_dir: Path::new("/data/code/f1"),
+            bootstrap_dir: Path::new("/srv/bootstraps"),
+            extra_ro_paths: extra,
+            tmp_mb: 64,
+            outside_uid: 1_000_007,
+            outside_gid: 1_000_007,
+            hostname: "tern",
+            resolv_conf: "nameserver 10.0.0.1\n",
+        }
+    }
+
+    fn bind_is_read_only(steps: &[MountStep], source: &str, target: &str) -> bool {
+        let target = PathBuf::from(target);
+        let bind = steps.iter().position(|s| {
+            *s == MountStep::Bind {
+                source: source.into(),
+                target: target.clone(),
+            }
+        });
+        bind.is_some_and(|i| {
+            matches!(&steps[i + 1], MountStep::RemountReadOnly { target: t, .. } if *t == target)
+        })
+    }
+
+    #[test]
+    fn code_is_read_only_at_var_task_and_bootstraps_at_opt_tern() {
+        let steps = plan(&host(), &input(&[])).expect("plan");
+        assert!(bind_is_read_only(
+            &steps,
+            "/data/code/f1",
+            "/data/sandbox/i1/var/task"
+        ));
+        assert!(bind_is_read_only(
+            &steps,
+            "/srv/bootstraps",
+            "/data/sandbox/i1/opt/tern"
+        ));
+        assert!(bind_is_read_only(&steps, "/usr", "/data/sandbox/i1/usr"));
+        assert!(steps.contains(&MountStep::Symlink {
+            target: "usr/bin".into(),
+            link: "/data/sandbox/i1/bin".into()
+        }));
+    }
+
+    #[test]
+    fn host_etc_is_never_shown_only_generated_files_and_certificates() {
+        let steps = plan(&host(), &input(&[])).expect("plan");
+        for step in &steps {
+            if let MountStep::Bind { source, .. } = step {
+                assert!(source != Path::new("/etc"), "host /etc bound: {step:?}");
+                if source.starts_with("/etc") {
+                    assert!(
+                        ETC_SHARED.iter().any(|p| source == Path::new(p)),
+                        "{step:?}"
+                    );
+                }
+            }
+        }
+        let passwd = steps.iter().find_map(|s| match s {
+            MountStep::WriteFile { path, contents } if path.ends_with("etc/passwd") => {
+                Some(contents)
+            }
+            _ => None,
+        });
+        let passwd = passwd.expect("generated passwd");
+        assert!(passwd.starts_with("root:x:0:0:"));
+        assert_eq!(passwd.lines().count(), 2);
+    }
+
+    #[test]
+    fn tmp_is_a_tmpfs_sized_from_tmp_mb_with_inode_cap() {
+        let steps = plan(&host(), &input(&[])).expect("plan");
+        let tmp = steps.iter().find_map(|s| match s {
+            MountStep::Tmpfs {
+                target, options, ..
+            } if target.ends_with("tmp") => Some(options.clone()),
+            _ => None,
+        });
+        let tmp = tmp.expect("tmp tmpfs");
+        assert!(tmp.contains("size=64m"), "{tmp}");
+        assert!(tmp.contains("nr_inodes="), "{tmp}");
+        assert!(tmp.contains("uid=1000007"), "{tmp}");
+    }
+
+    #[test]
+    fn root_is_pivoted_and_remounted_read_only_last() {
+        let steps = plan(&host(), &input(&[])).expect("plan");
+        let n = steps.len();
+        assert_eq!(
+            steps[n - 2],
+            MountStep::PivotRoot {
+                new_root: "/data/sandbox/i1".into()
+            }
+        );
+        assert!(
+            matches!(&steps[n - 1], MountStep::RemountReadOnly { target, .. } if target == Path::new("/"))
+        );
+        let proc_at = steps
+            .iter()
+            .position(|s| matches!(s, MountStep::Proc { .. }));
+        assert!(proc_at.is_some_and(|p| p < n - 2));
+        assert!(!steps
+            .iter()
+            .any(|s| matches!(s, MountStep::Bind { source, .. } if source.starts_with("/sys"))));
+    }
+
+    #[test]
+    fn extra_paths_are_bound_once_and_never_under_covered_dirs() {
+        let extra = vec![
+            PathBuf::from("/root/.pyenv/versions/3.11.7"),
+            PathBuf::from("/usr/local/lib"),
+            PathBuf::from("/root/.pyenv/versions/3.11.7/lib"),
+        ];
+        let steps = plan(&host(), &input(&extra)).expect("plan");
+        let binds: Vec<_> = steps
+            .iter()
+            .filter_map(|s| match s {
+                MountStep::Bind { source, .. }
+                    if source.starts_with("/root") || source.starts_with("/usr/local") =>
+                {
+                    Some(source.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(binds, vec![PathBuf::from("/root/.pyenv/versions/3.11.7")]);
+        assert!(plan(&host(), &input(&[PathBuf::from("/x/../etc")])).is_err());
+    }
+
+    #[test]
+    fn applying_the_plan_issues_the_expected_syscalls() {
+        let steps = plan(&host(), &input(&[])).expect("plan");
+        let mut fake = RecordingSyscalls::default();
+        apply(&steps, &mut fake).expect("apply");
+        assert_eq!(fake.calls[0], "mount - / - MsFlags(MS_REC | MS_PRIVATE) -");
+        assert!(fake
+            .calls
+            .iter()
+            .any(|c| c.starts_with("mount proc /data/sandbox/i1/proc proc")));
+        let tail: Vec<_> = fake.calls.iter().rev().take(5).rev().cloned().collect();
+        assert_eq!(tail[0], "chdir /data/sandbox/i1");
+        assert_eq!(tail[1], "pivot_root . .");
+        assert_eq!(tail[2], "umount2 . MNT_DETACH");
+        assert_eq!(tail[3], "chdir /");
+        assert!(
+            tail[4].starts_with("mount - / - ") && tail[4].contains("MS_RDONLY"),
+            "{}",
+            tail[4]
+        );
+    }
+}

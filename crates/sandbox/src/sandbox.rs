@@ -1,0 +1,552 @@
+//! [`SandboxLauncher`]: starts each instance in its own namespaces, cgroups and read-only
+//! root, through a re-exec'd keeper process (see [`crate::keeper`]).
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io;
+use std::net::TcpListener;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::{
+    setsockopt, shutdown, socketpair, sockopt, AddressFamily, Shutdown, SockFlag, SockType,
+};
+use nix::sys::time::TimeVal;
+
+use crate::cgroups::{self, CgroupLayout, CgroupLimits, InstanceCgroup};
+use crate::exit_cell::ExitCell;
+use crate::keeper::KEEPER_ARG;
+use crate::launcher::{ExitStatus, InstanceProcess, LaunchError, LaunchSpec, Launched, Launcher};
+use crate::mounts::{self, HostView, PlanInput};
+use crate::protocol::{self, KeeperEvent, KeeperRequest};
+use crate::seccomp::{self, SeccompError};
+use crate::sys;
+
+/// Host uid that root of the first sandbox maps to.
+pub const DEFAULT_UID_BASE: u32 = 1_000_000;
+/// Distinct outside uids handed out (one per live instance).
+pub const UID_SLOTS: u32 = 65_536;
+/// Port of the Runtime API listener inside every sandbox.
+pub const RUNTIME_API_PORT: u16 = 9001;
+/// Hostname inside every sandbox.
+pub const SANDBOX_HOSTNAME: &str = "tern";
+/// How long a launch may take before it is abandoned.
+const LAUNCH_TIMEOUT: Duration = Duration::from_secs(10);
+const RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// Configuration of the sandbox launcher.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Host scratch root for per-instance root directories (e.g. `<data>/sandbox`).
+    pub state_dir: PathBuf,
+    /// Name of this server's cgroup subtree: `tern/<server_id>/<instance_id>`.
+    pub server_id: String,
+    /// Root inside instance n maps to `uid_base + n` outside.
+    pub uid_base: u32,
+    /// Binary exec'd as `<keeper_exe> __sandbox-keeper`; normally the tern binary itself.
+    pub keeper_exe: PathBuf,
+}
+
+impl SandboxConfig {
+    /// Defaults: uid base [`DEFAULT_UID_BASE`], keeper = the current executable.
+    pub fn new(state_dir: impl Into<PathBuf>, server_id: impl Into<String>) -> io::Result<Self> {
+        Ok(SandboxConfig {
+            state_dir: state_dir.into(),
+            server_id: server_id.into(),
+            uid_base: DEFAULT_UID_BASE,
+            keeper_exe: std::env::current_exe()?,
+        })
+    }
+}
+
+/// Why the sandbox launcher cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// the configuration is invalid
+    #[error("invalid sandbox configuration: {0}")]
+    Config(String),
+    /// the state directory cannot be created
+    #[error("cannot create the sandbox state directory {path}: {source}")]
+    StateDir { path: PathBuf, source: io::Error },
+    /// no cgroup hierarchy with a memory controller is mounted
+    #[error("no cgroup memory controller found under /sys/fs/cgroup")]
+    NoCgroups,
+    /// the seccomp policy does not compile
+    #[error(transparent)]
+    Seccomp(#[from] SeccompError),
+}
+
+/// Launches instances in sandboxes. Cheap to share between threads.
+pub struct SandboxLauncher {
+    config: SandboxConfig,
+    host: HostView,
+    cgroups: CgroupLayout,
+    uids: Arc<Mutex<UidSlots>>,
+}
+
+impl SandboxLauncher {
+    pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
+        if !valid_name(&config.server_id) {
+            return Err(SandboxError::Config(format!(
+                "server_id {:?} must be [A-Za-z0-9-]",
+                config.server_id
+            )));
+        }
+        if !config.keeper_exe.is_file() {
+            return Err(SandboxError::Config(format!(
+                "keeper executable {} not found",
+                config.keeper_exe.display()
+            )));
+        }
+        if config.uid_base == 0 || config.uid_base.checked_add(UID_SLOTS).is_none() {
+            return Err(SandboxError::Config(format!(
+                "uid_base {} out of range",
+                config.uid_base
+            )));
+        }
+        fs::create_dir_all(&config.state_dir).map_err(|source| SandboxError::StateDir {
+            path: config.state_dir.clone(),
+            source,
+        })?;
+        let cgroups = CgroupLayout::detect();
+        let has_memory = cgroups.hierarchies.iter().any(|h| match h {
+            cgroups::Hierarchy::V1 { controller, .. } => controller == "memory",
+            cgroups::Hierarchy::V2 { controllers, .. } => controllers.iter().any(|c| c == "memory"),
+        });
+        if !has_memory {
+            return Err(SandboxError::NoCgroups);
+        }
+        seccomp::compile_builtin()?;
+        Ok(SandboxLauncher {
+            config,
+            host: HostView::probe(),
+            cgroups,
+            uids: Arc::new(Mutex::new(UidSlots::default())),
+        })
+    }
+
+    pub fn config(&self) -> &SandboxConfig {
+        &self.config
+    }
+
+    /// Removes cgroups and root directories left by a crashed earlier run with the same
+    /// state dir and server id. Call once at startup, before the first launch.
+    pub fn cleanup_leftovers(&self) {
+        for server_dir in self.cgroups.server_dirs(&self.config.server_id) {
+            let Ok(entries) = fs::read_dir(&server_dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    tracing::info!(cgroup = %entry.path().display(), "removing leftover cgroup");
+                    cgroups::remove_cgroup_dir(&entry.path());
+                }
+            }
+        }
+        let Ok(entries) = fs::read_dir(&self.config.state_dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) || !valid_name(&name.to_string_lossy())
+            {
+                continue;
+            }
+            remove_root_dir(&entry.path());
+        }
+    }
+
+    /// Removes this server's (empty) cgroup subtree. Call at shutdown, after every
+    /// instance was cleaned up; cgroups still in use are left alone.
+    pub fn remove_server_cgroups(&self) {
+        for server_dir in self.cgroups.server_dirs(&self.config.server_id) {
+            let _ = fs::remove_dir(&server_dir);
+        }
+    }
+
+    fn prepare(
+        &self,
+        spec: &LaunchSpec,
+        outside_uid: u32,
+    ) -> Result<(KeeperRequest, InstanceCgroup, PathBuf), String> {
+        let root = self.config.state_dir.join(&spec.instance_id);
+        if root.exists() {
+            remove_root_dir(&root);
+        }
+        fs::create_dir(&root).map_err(|e| format!("create {}: {e}", root.display()))?;
+        let resolv = fs::read_to_string(RESOLV_CONF).unwrap_or_default();
+        let plan = mounts::plan(
+            &self.host,
+            &PlanInput {
+                root: &root,
+                code_dir: &spec.code_dir,
+                bootstrap_dir: &spec.bootstrap_dir,
+                extra_ro_paths: &spec.extra_ro_paths,
+                tmp_mb: spec.resources.tmp_mb,
+                outside_uid,
+                outside_gid: outside_uid,
+                hostname: SANDBOX_HOSTNAME,
+                resolv_conf: &resolv,
+            },
+        );
+        let plan = match plan {
+            Ok(plan) => plan,
+            Err(e) => {
+                let _ = fs::remove_dir(&root);
+                return Err(e);
+            }
+        };
+        let limits = CgroupLimits::from_resources(&spec.resources);
+        let cgroup = match self
+            .cgroups
+            .create(&self.config.server_id, &spec.instance_id, &limits)
+        {
+            Ok(cgroup) => cgroup,
+            Err(e) => {
+                let _ = fs::remove_dir(&root);
+                return Err(format!("cgroup: {e}"));
+            }
+        };
+        let mut env: Vec<(String, String)> = spec
+            .env
+            .iter()
+            .filter(|(k, _)| k != "AWS_LAMBDA_RUNTIME_API")
+            .cloned()
+            .collect();
+        env.push(("AWS_LAMBDA_RUNTIME_API".into(), runtime_api()));
+        let request = KeeperRequest {
+            instance_id: spec.instance_id.clone(),
+            program: spec.program.clone(),
+            args: spec.args.clone(),
+            env,
+            hostname: SANDBOX_HOSTNAME.into(),
+            runtime_api_port: RUNTIME_API_PORT,
+            outside_uid,
+            outside_gid: outside_uid,
+            cgroup_procs: cgroup.procs_files(),
+            mount_plan: plan,
+            max_open_files: u64::from(spec.resources.max_open_files),
+            cwd: PathBuf::from("/var/task"),
+        };
+        Ok((request, cgroup, root))
+    }
+}
+
+fn runtime_api() -> String {
+    format!("127.0.0.1:{RUNTIME_API_PORT}")
+}
+
+impl Launcher for SandboxLauncher {
+    fn launch(&self, spec: &LaunchSpec) -> Result<Launched, LaunchError> {
+        let started_at = Instant::now();
+        if !valid_name(&spec.instance_id) {
+            return Err(LaunchError::Prepare(format!(
+                "instance id {:?} must be [A-Za-z0-9-]",
+                spec.instance_id
+            )));
+        }
+        let slot = self
+            .uids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .acquire()
+            .ok_or_else(|| LaunchError::Prepare("no free sandbox uid".into()))?;
+        let outside_uid = self.config.uid_base + slot;
+        let (request, cgroup, root) = match self.prepare(spec, outside_uid) {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                self.uids
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .release(slot);
+                return Err(LaunchError::Prepare(e));
+            }
+        };
+
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(io::Error::from)?;
+        let (output, output_w) = sys::pipe()?;
+        let mut command = Command::new(&self.config.keeper_exe);
+        command
+            .arg(KEEPER_ARG)
+            .env_clear()
+            .stdin(Stdio::from(theirs))
+            .stdout(Stdio::from(output_w))
+            .stderr(Stdio::inherit());
+        let spawned = command.spawn();
+        // The command holds our copies of the keeper's ends; close them now.
+        drop(command);
+
+        let instance = SandboxInstance {
+            instance_id: spec.instance_id.clone(),
+            init_pid: Mutex::new(0),
+            keeper: Mutex::new(None),
+            ctl: ours,
+            init_pidfd: Mutex::new(None),
+            exit: ExitCell::default(),
+            cgroup,
+            root,
+            uid_slot: slot,
+            uids: self.uids.clone(),
+            released: Mutex::new(None),
+        };
+        let launched = spawned.map_err(LaunchError::from).and_then(|child| {
+            *instance.keeper.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
+            instance.handshake(&request)
+        });
+        let listener = match launched {
+            Ok(listener) => listener,
+            Err(e) => {
+                instance.kill();
+                instance.wait();
+                instance.cleanup();
+                return Err(e);
+            }
+        };
+        tracing::debug!(
+            instance = %spec.instance_id,
+            setup_us = started_at.elapsed().as_micros() as u64,
+            "sandbox started"
+        );
+        Ok(Launched {
+            process: Arc::new(instance),
+            output: File::from(output),
+            runtime_api_listener: listener,
+            runtime_api: runtime_api(),
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        "sandbox"
+    }
+}
+
+struct SandboxInstance {
+    instance_id: String,
+    /// Host pid of the sandbox init (pid 1 inside).
+    init_pid: Mutex<u32>,
+    keeper: Mutex<Option<Child>>,
+    /// Control socket to the keeper; the exit status arrives here.
+    ctl: OwnedFd,
+    init_pidfd: Mutex<Option<OwnedFd>>,
+    exit: ExitCell,
+    cgroup: InstanceCgroup,
+    root: PathBuf,
+    uid_slot: u32,
+    uids: Arc<Mutex<UidSlots>>,
+    /// Set by cleanup: what the cgroup said before it was removed.
+    released: Mutex<Option<Released>>,
+}
+
+#[derive(Clone, Copy)]
+struct Released {
+    oom_killed: bool,
+    memory_peak: Option<u64>,
+}
+
+impl SandboxInstance {
+    /// Sends the request and waits until the runtime was exec'd.
+    fn handshake(&self, request: &KeeperRequest) -> Result<TcpListener, LaunchError> {
+        let prepare = |e: io::Error| LaunchError::Prepare(format!("keeper: {e}"));
+        let timeout = TimeVal::new(LAUNCH_TIMEOUT.as_secs() as i64, 0);
+        setsockopt(&self.ctl, sockopt::ReceiveTimeout, &timeout).map_err(io::Error::from)?;
+        protocol::send(&self.ctl, request, &[]).map_err(prepare)?;
+
+        let lost = || LaunchError::Prepare("keeper exited during setup".into());
+        let (event, mut fds) = protocol::recv::<KeeperEvent>(&self.ctl)
+            .map_err(prepare)?
+            .ok_or_else(lost)?;
+        let KeeperEvent::Started { init_pid } = event else {
+            return Err(LaunchError::Prepare(format!(
+                "keeper: unexpected {event:?}"
+            )));
+        };
+        if fds.len() != 2 {
+            return Err(LaunchError::Prepare("keeper sent no listener".into()));
+        }
+        let pidfd = fds.pop().expect("checked: two descriptors");
+        let listener = TcpListener::from(fds.pop().expect("checked: two descriptors"));
+        *self.init_pidfd.lock().unwrap_or_else(|e| e.into_inner()) = Some(pidfd);
+        *self.init_pid.lock().unwrap_or_else(|e| e.into_inner()) =
+            u32::try_from(init_pid).unwrap_or(0);
+
+        match protocol::recv::<KeeperEvent>(&self.ctl)
+            .map_err(prepare)?
+            .ok_or_else(lost)?
+            .0
+        {
+            KeeperEvent::Running => {}
+            KeeperEvent::Failed { message } => return Err(LaunchError::Prepare(message)),
+            other => {
+                return Err(LaunchError::Prepare(format!(
+                    "keeper: unexpected {other:?}"
+                )))
+            }
+        }
+        let forever = TimeVal::new(0, 0);
+        setsockopt(&self.ctl, sockopt::ReceiveTimeout, &forever).map_err(io::Error::from)?;
+        Ok(listener)
+    }
+
+    fn read_exit(&self) -> ExitStatus {
+        let status = loop {
+            match protocol::recv::<KeeperEvent>(&self.ctl) {
+                Ok(Some((KeeperEvent::Exited { code, signal }, _))) => {
+                    break match (code, signal) {
+                        (Some(code), _) => ExitStatus::Code(code),
+                        (None, Some(signal)) => ExitStatus::Signal(signal),
+                        (None, None) => ExitStatus::Unknown,
+                    };
+                }
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => break ExitStatus::Unknown,
+            }
+        };
+        if let Some(mut keeper) = self.keeper.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = keeper.wait();
+        }
+        status
+    }
+}
+
+impl InstanceProcess for SandboxInstance {
+    fn pid(&self) -> u32 {
+        *self.init_pid.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wait(&self) -> ExitStatus {
+        self.exit.wait_with(|| self.read_exit())
+    }
+
+    fn kill(&self) {
+        if let Some(pidfd) = self
+            .init_pidfd
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            // ESRCH once it is gone; nothing to do then.
+            let _ = sys::pidfd_send_signal(pidfd, libc::SIGKILL);
+        }
+        // Closing our sending side makes the keeper kill the init too (and covers a
+        // keeper that has not started the init yet).
+        let _ = shutdown(self.ctl.as_raw_fd(), Shutdown::Write);
+    }
+
+    fn oom_killed(&self) -> bool {
+        match *self.released.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(r) => r.oom_killed,
+            None => self.cgroup.oom_kills() > 0,
+        }
+    }
+
+    fn memory_peak_bytes(&self) -> Option<u64> {
+        match *self.released.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(r) => r.memory_peak,
+            None => self.cgroup.memory_peak(),
+        }
+    }
+
+    fn cleanup(&self) {
+        let mut released = self.released.lock().unwrap_or_else(|e| e.into_inner());
+        if released.is_some() {
+            return;
+        }
+        *released = Some(Released {
+            oom_killed: self.cgroup.oom_kills() > 0,
+            memory_peak: self.cgroup.memory_peak(),
+        });
+        self.kill();
+        if let Some(mut keeper) = self.keeper.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = keeper.kill();
+            let _ = keeper.wait();
+        }
+        self.cgroup.kill_all();
+        self.cgroup.remove();
+        remove_root_dir(&self.root);
+        self.uids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .release(self.uid_slot);
+        tracing::debug!(instance = %self.instance_id, "sandbox cleaned up");
+    }
+}
+
+impl Drop for SandboxInstance {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+/// Removes an instance root directory. It is only a mount point on the host (the mounts
+/// live in the instance's private mount namespace), so it is never deleted recursively.
+fn remove_root_dir(root: &Path) {
+    if fs::remove_dir(root).is_ok() || !root.exists() {
+        return;
+    }
+    let _ = nix::mount::umount2(root, nix::mount::MntFlags::MNT_DETACH);
+    if let Err(e) = fs::remove_dir(root) {
+        tracing::warn!(root = %root.display(), error = %e, "could not remove sandbox root");
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// Which outside uids are in use.
+#[derive(Default)]
+struct UidSlots {
+    in_use: HashSet<u32>,
+    next: u32,
+}
+
+impl UidSlots {
+    fn acquire(&mut self) -> Option<u32> {
+        for _ in 0..UID_SLOTS {
+            let slot = self.next;
+            self.next = (self.next + 1) % UID_SLOTS;
+            if self.in_use.insert(slot) {
+                return Some(slot);
+            }
+        }
+        None
+    }
+
+    fn release(&mut self, slot: u32) {
+        self.in_use.remove(&slot);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_slots_are_unique_and_reused_after_release() {
+        let mut slots = UidSlots::default();
+        let a = slots.acquire().expect("slot");
+        let b = slots.acquire().expect("slot");
+        assert_ne!(a, b);
+        slots.release(a);
+        assert_eq!(slots.in_use.len(), 1);
+    }
+
+    #[test]
+    fn names_are_restricted_to_safe_path_components() {
+        assert!(valid_name("abc-123"));
+        assert!(!valid_name("../etc"));
+        assert!(!valid_name(""));
+        assert!(!valid_name("a/b"));
+    }
+}

@@ -1,0 +1,328 @@
+//! End-to-end checks of the sandbox launcher. They need root (namespaces, cgroups,
+//! mounts) and skip with a message otherwise.
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tern_sandbox::{ExitStatus, LaunchSpec, Launcher, Resources, SandboxConfig, SandboxLauncher};
+
+struct Fixture {
+    launcher: SandboxLauncher,
+    _state: tempfile::TempDir,
+    code: tempfile::TempDir,
+    boot: tempfile::TempDir,
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn world_readable_tempdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    dir
+}
+
+fn fixture(test: &str) -> Option<Fixture> {
+    if !is_root() {
+        eprintln!("skipping {test}: the sandbox needs root");
+        return None;
+    }
+    let state = tempfile::tempdir().expect("tempdir");
+    let config = SandboxConfig {
+        state_dir: state.path().join("sandbox"),
+        server_id: format!("test-{}-{test}", std::process::id()).replace('_', "-"),
+        uid_base: 1_000_000,
+        keeper_exe: PathBuf::from(env!("CARGO_BIN_EXE_tern-sandbox-keeper")),
+    };
+    let launcher = SandboxLauncher::new(config).expect("sandbox launcher");
+    launcher.cleanup_leftovers();
+    Some(Fixture {
+        launcher,
+        _state: state,
+        code: world_readable_tempdir(),
+        boot: world_readable_tempdir(),
+    })
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.launcher.remove_server_cgroups();
+    }
+}
+
+fn resources() -> Resources {
+    Resources {
+        memory_mb: 256,
+        tmp_mb: 16,
+        cpu_millis: 1000,
+        max_pids: 64,
+        max_open_files: 1024,
+    }
+}
+
+impl Fixture {
+    fn spec(&self, id: &str, program: &str, args: &[&str]) -> LaunchSpec {
+        LaunchSpec {
+            instance_id: id.into(),
+            program: program.into(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: vec![
+                ("PATH".into(), "/usr/bin:/bin".into()),
+                ("LAMBDA_TASK_ROOT".into(), "/var/task".into()),
+            ],
+            code_dir: self.code.path().to_path_buf(),
+            bootstrap_dir: self.boot.path().to_path_buf(),
+            extra_ro_paths: vec![],
+            resources: resources(),
+        }
+    }
+
+    /// Runs to completion; returns status, output, setup and teardown time.
+    fn run(&self, spec: &LaunchSpec) -> (ExitStatus, String, Duration, Duration) {
+        let started = Instant::now();
+        let launched = self.launcher.launch(spec).expect("launch");
+        let setup = started.elapsed();
+        let mut output = launched.output;
+        let reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = output.read_to_string(&mut s);
+            s
+        });
+        let status = launched.process.wait();
+        let out = reader.join().expect("reader");
+        let t = Instant::now();
+        launched.process.cleanup();
+        let teardown = t.elapsed();
+        (status, out, setup, teardown)
+    }
+}
+
+fn cgroup_dirs(server_id: &str, instance: &str) -> Vec<PathBuf> {
+    ["memory", "pids", "cpu", "unified", ""]
+        .iter()
+        .map(|h| {
+            Path::new("/sys/fs/cgroup")
+                .join(h)
+                .join("tern")
+                .join(server_id)
+                .join(instance)
+        })
+        .collect()
+}
+
+const PROBE: &str = r#"
+echo "uid=$(id -u)"
+touch /x 2>&1; echo "touch_rc=$?"
+echo hi > /tmp/probe && echo "tmp=writable"
+for p in /etc/shadow /root /home /work /sys/fs /var/lib; do [ -e $p ] && echo "present=$p"; done
+echo "init=$(tr '\0' ' ' < /proc/1/cmdline)"
+echo "hostname=$(cat /proc/sys/kernel/hostname)"
+(exec 4<>/dev/tcp/127.0.0.1/5432) 2>/dev/null && echo "pg=reachable" || echo "pg=unreachable"
+exec 3<>/dev/tcp/127.0.0.1/9001 && echo "api=connected"
+grep CapEff /proc/self/status
+echo "uid_map=$(cat /proc/self/uid_map | tr -s ' ')"
+mount -t tmpfs x /tmp 2>&1; echo "mount_rc=$?"
+echo "passwd=$(wc -l < /etc/passwd)"
+echo "env=$(env | sort | tr '\n' ' ')"
+echo "cwd=$(pwd)"
+"#;
+
+#[test]
+fn runtime_is_isolated_and_reaches_only_the_runtime_api() {
+    let Some(f) = fixture("isolated") else { return };
+    let spec = f.spec("probe-1", "/bin/bash", &["-c", PROBE]);
+    let started = Instant::now();
+    let launched = f.launcher.launch(&spec).expect("launch");
+    let setup = started.elapsed();
+    let listener = launched.runtime_api_listener;
+    let accepter = std::thread::spawn(move || listener.accept().map(|_| ()));
+    let mut output = launched.output;
+    let status = launched.process.wait();
+    let mut out = String::new();
+    output.read_to_string(&mut out).expect("output");
+    accepter
+        .join()
+        .expect("accept thread")
+        .expect("accept from inside the sandbox");
+    eprintln!("{out}");
+    assert_eq!(status, ExitStatus::Code(0), "{out}");
+    assert!(out.contains("uid=0\n"), "{out}");
+    assert!(out.contains("Read-only file system"), "{out}");
+    assert!(out.contains("tmp=writable"), "{out}");
+    assert!(!out.contains("present="), "{out}");
+    assert!(
+        out.contains("__sandbox-keeper"),
+        "pid 1 is the sandbox init: {out}"
+    );
+    assert!(
+        !out.contains("init=/sbin/init") && !out.contains("init=/init"),
+        "{out}"
+    );
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    assert!(
+        !out.contains(&format!("hostname={}", host_name.trim())),
+        "{out}"
+    );
+    assert!(out.contains("pg=unreachable"), "{out}");
+    assert!(out.contains("api=connected"), "{out}");
+    assert!(out.contains("CapEff:\t0000000000000000"), "{out}");
+    assert!(out.contains("uid_map= 0 100"), "{out}");
+    assert!(!out.contains("mount_rc=0"), "{out}");
+    assert!(out.contains("passwd=2"), "{out}");
+    assert!(
+        out.contains("AWS_LAMBDA_RUNTIME_API=127.0.0.1:9001"),
+        "{out}"
+    );
+    assert!(out.contains("cwd=/var/task"), "{out}");
+    let t = Instant::now();
+    launched.process.cleanup();
+    let teardown = t.elapsed();
+    eprintln!(
+        "setup {:?} (launch until exec), teardown {:?}",
+        setup, teardown
+    );
+    for dir in cgroup_dirs(&f.launcher.config().server_id, "probe-1") {
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+    assert!(!f.launcher.config().state_dir.join("probe-1").exists());
+}
+
+#[test]
+fn python_and_node_run_inside() {
+    let Some(f) = fixture("interpreters") else {
+        return;
+    };
+    let (status, out, setup, teardown) =
+        f.run(&f.spec("py-1", "/usr/bin/python3", &["-c", "print(1)"]));
+    assert_eq!((status, out.as_str()), (ExitStatus::Code(0), "1\n"));
+    eprintln!("python: setup {setup:?}, teardown {teardown:?}");
+    let (status, out, setup, teardown) =
+        f.run(&f.spec("node-1", "/usr/bin/node", &["-e", "console.log(1)"]));
+    assert_eq!((status, out.as_str()), (ExitStatus::Code(0), "1\n"));
+    eprintln!("node: setup {setup:?}, teardown {teardown:?}");
+}
+
+#[test]
+fn launch_setup_is_fast() {
+    let Some(f) = fixture("timing") else { return };
+    let mut setups = Vec::new();
+    let mut teardowns = Vec::new();
+    for i in 0..10 {
+        let (status, _, setup, teardown) = f.run(&f.spec(&format!("t-{i}"), "/bin/true", &[]));
+        assert_eq!(status, ExitStatus::Code(0));
+        setups.push(setup);
+        teardowns.push(teardown);
+    }
+    setups.sort();
+    teardowns.sort();
+    eprintln!(
+        "setup: min {:?} median {:?} max {:?}",
+        setups[0], setups[5], setups[9]
+    );
+    eprintln!(
+        "teardown: min {:?} median {:?} max {:?}",
+        teardowns[0], teardowns[5], teardowns[9]
+    );
+}
+
+#[test]
+fn kill_ends_the_whole_instance_quickly() {
+    let Some(f) = fixture("kill") else { return };
+    let spec = f.spec("kill-1", "/bin/sh", &["-c", "sleep 100 & sleep 100 & wait"]);
+    let launched = f.launcher.launch(&spec).expect("launch");
+    std::thread::sleep(Duration::from_millis(50));
+    let t = Instant::now();
+    launched.process.kill();
+    assert_eq!(launched.process.wait(), ExitStatus::Signal(libc::SIGKILL));
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    assert_eq!(launched.process.wait(), ExitStatus::Signal(libc::SIGKILL));
+    launched.process.cleanup();
+    launched.process.cleanup();
+}
+
+#[test]
+fn exceeding_memory_is_an_oom_kill() {
+    let Some(f) = fixture("oom") else { return };
+    let mut spec = f.spec(
+        "oom-1",
+        "/usr/bin/python3",
+        &["-c", "x = bytearray(400 * 1024 * 1024); print(len(x))"],
+    );
+    spec.resources.memory_mb = 64;
+    let launched = f.launcher.launch(&spec).expect("launch");
+    let status = launched.process.wait();
+    assert_eq!(status, ExitStatus::Signal(libc::SIGKILL));
+    assert!(launched.process.oom_killed());
+    let peak = launched.process.memory_peak_bytes().expect("peak");
+    assert!(peak > 32 * 1024 * 1024, "{peak}");
+    launched.process.cleanup();
+    assert!(launched.process.oom_killed(), "remembered after cleanup");
+}
+
+#[test]
+fn filling_tmp_gives_enospc() {
+    let Some(f) = fixture("tmpfull") else { return };
+    let spec = f.spec(
+        "tmp-1",
+        "/bin/sh",
+        &[
+            "-c",
+            "dd if=/dev/zero of=/tmp/fill bs=1M count=64 2>&1; echo rc=$?",
+        ],
+    );
+    let (status, out, _, _) = f.run(&spec);
+    assert_eq!(status, ExitStatus::Code(0), "{out}");
+    assert!(out.contains("No space left on device"), "{out}");
+}
+
+#[test]
+fn failing_exec_is_a_launch_error() {
+    let Some(f) = fixture("noexec") else { return };
+    let err = f
+        .launcher
+        .launch(&f.spec("bad-1", "/var/task/missing", &[]))
+        .err()
+        .expect("must fail");
+    assert!(err.to_string().contains("missing"), "{err}");
+    for dir in cgroup_dirs(&f.launcher.config().server_id, "bad-1") {
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+}
+
+#[test]
+fn seccomp_denies_namespace_and_ptrace_syscalls() {
+    let Some(f) = fixture("seccomp") else { return };
+    let script = r#"
+import ctypes, errno, os, socket
+libc = ctypes.CDLL(None, use_errno=True)
+def err(rc): return errno.errorcode.get(ctypes.get_errno(), "?") if rc < 0 else "ok"
+print("unshare", err(libc.unshare(0x10000000)))
+print("ptrace", err(libc.ptrace(16, 1, 0, 0)))
+print("clone3", err(libc.syscall(435, 0, 0)))
+try:
+    socket.socket(socket.AF_INET, socket.SOCK_RAW, 1); print("raw ok")
+except OSError as e: print("raw", errno.errorcode[e.errno])
+try:
+    socket.socket(socket.AF_INET, socket.SOCK_STREAM); print("tcp ok")
+except OSError as e: print("tcp", errno.errorcode[e.errno])
+pid = os.fork()
+if pid == 0: os._exit(7)
+print("fork", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"#;
+    let (status, out, _, _) = f.run(&f.spec("sc-1", "/usr/bin/python3", &["-c", script]));
+    assert_eq!(status, ExitStatus::Code(0), "{out}");
+    for line in [
+        "unshare EPERM",
+        "ptrace EPERM",
+        "clone3 ENOSYS",
+        "raw EPERM",
+        "tcp ok",
+        "fork 7",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in {out}");
+    }
+}
