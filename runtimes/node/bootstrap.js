@@ -1,0 +1,503 @@
+'use strict';
+/*
+ * tern Node.js runtime bootstrap (Node 20).
+ *
+ * Implements the AWS Lambda nodejs runtime behaviour on top of the Lambda
+ * Runtime API (2018-06-01). Dependency free: only Node built-in modules.
+ *
+ * Run as: node /opt/tern/node/bootstrap.js
+ */
+
+const http = require('http');
+const path = require('path');
+const fs = require('fs');
+const util = require('util');
+const { pathToFileURL } = require('url');
+
+const API_PREFIX = '/2018-06-01/runtime';
+const ERROR_TYPE_HEADER = 'Lambda-Runtime-Function-Error-Type';
+
+// ---------------------------------------------------------------------------
+// Errors (same names/shape as Lambda's runtime errors)
+// ---------------------------------------------------------------------------
+
+class ImportModuleError extends Error {}
+class HandlerNotFound extends Error {}
+class MalformedHandlerName extends Error {}
+class UserCodeSyntaxError extends Error {}
+class MarshalError extends Error {}
+class UnhandledPromiseRejection extends Error {
+  constructor(reason, promise) {
+    super(reason);
+    this.reason = reason;
+    this.promise = promise;
+  }
+}
+for (const cls of [
+  ImportModuleError,
+  HandlerNotFound,
+  MalformedHandlerName,
+  UserCodeSyntaxError,
+  MarshalError,
+  UnhandledPromiseRejection,
+]) {
+  cls.prototype.name = `Runtime.${cls.name}`;
+}
+
+function isError(e) {
+  return (
+    util.types.isNativeError(e) ||
+    (e !== null && typeof e === 'object' && typeof e.name === 'string' &&
+      typeof e.message === 'string' && typeof e.stack === 'string')
+  );
+}
+
+function sanitize(s) {
+  return typeof s === 'string' ? s.replace(/\x7F/g, '%7F') : s;
+}
+
+/** Body posted to the Runtime API: {errorType, errorMessage, trace}. */
+function toRapidResponse(error) {
+  try {
+    if (isError(error)) {
+      return {
+        errorType: sanitize(error.name) || 'Error',
+        errorMessage: sanitize(error.message),
+        trace: typeof error.stack === 'string' ? sanitize(error.stack).split('\n') : [],
+      };
+    }
+    return { errorType: typeof error, errorMessage: String(error), trace: [] };
+  } catch (_e) {
+    return {
+      errorType: 'handled',
+      errorMessage:
+        'callback called with Error argument, but there was a problem while retrieving one or more of its message, name, and stack',
+      trace: [],
+    };
+  }
+}
+
+function withEnumerableProperties(value) {
+  if (value instanceof Error) {
+    const ret = Object.assign(
+      { errorType: value.name, errorMessage: value.message, code: value.code },
+      value,
+    );
+    if (typeof value.stack === 'string') ret.stack = value.stack.split('\n');
+    return ret;
+  }
+  return value;
+}
+
+/** Log representation used by Lambda ("\t{json}"). */
+function toFormatted(error) {
+  try {
+    return '\t' + JSON.stringify(error, (_k, v) => withEnumerableProperties(v));
+  } catch (_e) {
+    const r = toRapidResponse(error);
+    return '\t' + JSON.stringify({ errorType: r.errorType, errorMessage: r.errorMessage, stack: r.trace });
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Logging: patch console to Lambda's "<ts>\t<requestId>\t<LEVEL>\t<msg>"
+// ---------------------------------------------------------------------------
+
+let logRequestId; // last/current request id; "undefined" before the first invoke
+
+function formatLogLine(level, args) {
+  const line = `${new Date().toISOString()}\t${logRequestId}\t${level}\t${util.format(...args)}`;
+  // Lambda keeps multi-line messages in a single log event.
+  return line.replace(/\n/g, '\r') + '\n';
+}
+
+function patchConsole() {
+  const make = (level) =>
+    function () {
+      process.stdout.write(formatLogLine(level, Array.from(arguments)));
+    };
+  console.log = make('INFO');
+  console.info = make('INFO');
+  console.warn = make('WARN');
+  console.error = make('ERROR');
+  console.debug = make('DEBUG');
+  console.trace = make('TRACE');
+  console.fatal = make('FATAL');
+}
+
+function logToStderr(level, args) {
+  try {
+    process.stderr.write(formatLogLine(level, args));
+  } catch (_e) {
+    /* ignore */
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Runtime API client
+// ---------------------------------------------------------------------------
+
+function parseApiAddress(api) {
+  if (!api) throw new Error('AWS_LAMBDA_RUNTIME_API is not set');
+  const idx = api.lastIndexOf(':');
+  let host = idx >= 0 ? api.slice(0, idx) : api;
+  const port = idx >= 0 ? Number(api.slice(idx + 1)) : 80;
+  if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
+  return { host, port };
+}
+
+let apiAddress;
+const agent = new http.Agent({ keepAlive: true });
+
+function apiRequest(method, urlPath, body, headers, retried) {
+  return new Promise((resolve, reject) => {
+    const h = Object.assign({}, headers);
+    if (body !== undefined) {
+      h['Content-Type'] = 'application/json';
+      h['Content-Length'] = Buffer.byteLength(body);
+    }
+    const req = http.request(
+      { host: apiAddress.host, port: apiAddress.port, path: urlPath, method, agent, headers: h },
+      (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('error', reject);
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode,
+            headers: res.headers,
+            body: Buffer.concat(chunks).toString('utf8'),
+          }),
+        );
+      },
+    );
+    req.on('error', (err) => {
+      // A kept-alive socket may have been closed by the server; retry once.
+      if (req.reusedSocket && !retried && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
+        apiRequest(method, urlPath, body, headers, true).then(resolve, reject);
+      } else {
+        reject(err);
+      }
+    });
+    req.end(body);
+  });
+}
+
+function serializeResult(result) {
+  const s = JSON.stringify(result === undefined ? null : result);
+  return s === undefined ? 'null' : s;
+}
+
+function postInvocationResponse(id, result) {
+  let body;
+  try {
+    body = serializeResult(result);
+  } catch (_e) {
+    return postInvocationError(id, new MarshalError('Unable to stringify response body'));
+  }
+  return apiRequest('POST', `${API_PREFIX}/invocation/${encodeURIComponent(id)}/response`, body);
+}
+
+function postInvocationError(id, error) {
+  console.error('Invoke Error', toFormatted(error));
+  const body = JSON.stringify(toRapidResponse(error));
+  return apiRequest('POST', `${API_PREFIX}/invocation/${encodeURIComponent(id)}/error`, body, {
+    [ERROR_TYPE_HEADER]: 'Unhandled',
+  });
+}
+
+function postInitError(error) {
+  logToStderr('ERROR', ['Uncaught Exception', toFormatted(error)]);
+  const response = toRapidResponse(error);
+  return apiRequest('POST', `${API_PREFIX}/init/error`, JSON.stringify(response), {
+    [ERROR_TYPE_HEADER]: response.errorType,
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Handler loading (mirrors Lambda's UserFunction.js)
+// ---------------------------------------------------------------------------
+
+const FUNCTION_EXPR = /^([^.]*)\.(.*)$/;
+
+function isFile(p) {
+  try {
+    return fs.statSync(p).isFile();
+  } catch (_e) {
+    return false;
+  }
+}
+
+function tryRequireFile(file, ext) {
+  const p = file + (ext || '');
+  return isFile(p) ? require(p) : undefined;
+}
+
+async function tryAwaitImport(file, ext) {
+  const p = file + (ext || '');
+  return isFile(p) ? await import(pathToFileURL(p).href) : undefined;
+}
+
+function hasPackageJsonTypeModule(file) {
+  let dir = path.dirname(file);
+  for (;;) {
+    const pj = path.join(dir, 'package.json');
+    if (isFile(pj)) {
+      try {
+        return JSON.parse(fs.readFileSync(pj, 'utf8')).type === 'module';
+      } catch (_e) {
+        return false;
+      }
+    }
+    const parent = path.dirname(dir);
+    if (parent === dir) return false;
+    dir = parent;
+  }
+}
+
+async function tryRequire(appRoot, moduleRoot, moduleName) {
+  const lambdaStylePath = path.resolve(appRoot, moduleRoot, moduleName);
+  const extensionless = tryRequireFile(lambdaStylePath);
+  if (extensionless) return extensionless;
+
+  const pjHasModule = hasPackageJsonTypeModule(lambdaStylePath);
+  if (!pjHasModule) {
+    const loaded = tryRequireFile(lambdaStylePath, '.js');
+    if (loaded) return loaded;
+  }
+  const loaded =
+    (pjHasModule && (await tryAwaitImport(lambdaStylePath, '.js'))) ||
+    (await tryAwaitImport(lambdaStylePath, '.mjs')) ||
+    tryRequireFile(lambdaStylePath, '.cjs');
+  if (loaded) return loaded;
+
+  // Fall back to node-style resolution (e.g. node_modules), relative to the task root.
+  const nodeStylePath = require.resolve(moduleName, {
+    paths: [appRoot, path.resolve(appRoot, moduleRoot)],
+  });
+  return require(nodeStylePath);
+}
+
+async function loadHandler(appRoot, fullHandlerString) {
+  if (fullHandlerString.includes('../')) {
+    throw new MalformedHandlerName(
+      "'../' is not a valid handler name. Use absolute paths when specifying root directories in handler names.",
+    );
+  }
+  const handlerString = path.basename(fullHandlerString);
+  const moduleRoot = fullHandlerString.substring(0, fullHandlerString.length - handlerString.length);
+  const match = handlerString.match(FUNCTION_EXPR);
+  if (!match || match.length !== 3) throw new MalformedHandlerName('Bad handler');
+  const moduleName = match[1];
+  const handlerPath = match[2];
+
+  let userApp;
+  try {
+    userApp = await tryRequire(appRoot, moduleRoot, moduleName);
+  } catch (e) {
+    if (e instanceof SyntaxError) {
+      const err = new UserCodeSyntaxError(String(e));
+      // Keep the original location info (file:line + caret) in the trace.
+      if (typeof e.stack === 'string') err.stack = `${err.name}: ${err.message}\n${e.stack}`;
+      throw err;
+    }
+    if (e && (e.code === 'MODULE_NOT_FOUND' || e.code === 'ERR_MODULE_NOT_FOUND')) {
+      throw new ImportModuleError(String(e));
+    }
+    throw e;
+  }
+
+  const handlerFunc = handlerPath
+    .split('.')
+    .reduce((obj, key) => (obj === undefined || obj === null ? undefined : obj[key]), userApp);
+  if (!handlerFunc) throw new HandlerNotFound(`${fullHandlerString} is undefined or not exported`);
+  if (typeof handlerFunc !== 'function') throw new HandlerNotFound(`${fullHandlerString} is not a function`);
+  return handlerFunc;
+}
+
+// ---------------------------------------------------------------------------
+// Invocation loop
+// ---------------------------------------------------------------------------
+
+let phase = 'init'; // 'init' | 'invoke'
+let current = null; // { id, settled, posted }
+let beforeExitListener = null;
+let crashing = false;
+
+process.on('beforeExit', () => {
+  const l = beforeExitListener;
+  beforeExitListener = null;
+  if (l) l();
+});
+
+function isPromise(p) {
+  return p !== null && (typeof p === 'object' || typeof p === 'function') && typeof p.then === 'function';
+}
+
+function parseJsonHeader(value) {
+  if (value === undefined || value === '') return undefined;
+  try {
+    return JSON.parse(value);
+  } catch (_e) {
+    return undefined;
+  }
+}
+
+function fatal(err) {
+  logToStderr('ERROR', ['tern bootstrap: fatal error', err && err.stack ? err.stack : String(err)]);
+  process.exit(1);
+}
+
+function scheduleNext(handler) {
+  setImmediate(() => handleOnce(handler).catch(fatal));
+}
+
+async function handleOnce(handler) {
+  const next = await apiRequest('GET', `${API_PREFIX}/invocation/next`);
+  if (next.status < 200 || next.status > 299) {
+    throw new Error(`runtime API returned ${next.status} for invocation/next: ${next.body}`);
+  }
+  const h = next.headers;
+  const id = h['lambda-runtime-aws-request-id'];
+  if (!id) throw new Error('invocation/next response is missing lambda-runtime-aws-request-id');
+
+  const inv = { id, settled: false, posted: false };
+  current = inv;
+  logRequestId = id;
+  phase = 'invoke';
+  if (h['lambda-runtime-trace-id']) process.env._X_AMZN_TRACE_ID = h['lambda-runtime-trace-id'];
+  else delete process.env._X_AMZN_TRACE_ID;
+
+  const deadline = Number(h['lambda-runtime-deadline-ms']);
+  const env = process.env;
+
+  const post = (isError, value) => {
+    if (inv.posted) return;
+    inv.posted = true;
+    beforeExitListener = null;
+    const p = isError ? postInvocationError(id, value) : postInvocationResponse(id, value);
+    // Non-2xx (e.g. 413 payload too large) is reported by the API itself; keep looping.
+    p.then(
+      () => {
+        if (current === inv) current = null;
+        scheduleNext(handler);
+      },
+      fatal,
+    );
+  };
+
+  // Immediate completion (promise resolution, context.done/succeed/fail).
+  const done = (err, result) => {
+    if (inv.settled) return;
+    inv.settled = true;
+    if (err !== undefined && err !== null) post(true, err);
+    else post(false, result);
+  };
+
+  const context = {
+    callbackWaitsForEmptyEventLoop: true,
+    succeed: (result) => done(null, result),
+    fail: (err) => done(err === undefined || err === null ? 'handled' : err),
+    done,
+    functionVersion: env.AWS_LAMBDA_FUNCTION_VERSION,
+    functionName: env.AWS_LAMBDA_FUNCTION_NAME,
+    memoryLimitInMB: env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE,
+    logGroupName: env.AWS_LAMBDA_LOG_GROUP_NAME,
+    logStreamName: env.AWS_LAMBDA_LOG_STREAM_NAME,
+    clientContext: parseJsonHeader(h['lambda-runtime-client-context']),
+    identity: parseJsonHeader(h['lambda-runtime-cognito-identity']),
+    invokedFunctionArn: h['lambda-runtime-invoked-function-arn'],
+    awsRequestId: id,
+    getRemainingTimeInMillis: () => deadline - Date.now(),
+  };
+
+  // Node-style callback; waits for the event loop to drain when asked to.
+  const callback = (err, result) => {
+    if (inv.settled) return;
+    if (err !== undefined && err !== null) return done(err);
+    inv.settled = true;
+    if (!context.callbackWaitsForEmptyEventLoop) return post(false, result);
+    beforeExitListener = () => setImmediate(() => post(false, result));
+  };
+
+  // If nothing completes the invocation and the event loop drains, answer null.
+  beforeExitListener = () => done(null, null);
+
+  try {
+    const event = JSON.parse(next.body);
+    const result = handler(event, context, callback);
+    if (isPromise(result)) {
+      Promise.resolve(result).then(
+        (value) => done(null, value),
+        (err) => done(err === undefined || err === null ? 'handled' : err),
+      );
+    } else if (handler.length < 3 && result !== undefined) {
+      done(null, result);
+    }
+  } catch (err) {
+    callback(err === undefined || err === null ? 'handled' : err);
+  }
+}
+
+function crash(err, exitCode) {
+  if (crashing) return;
+  crashing = true;
+  const exit = () => process.exit(exitCode);
+  // Never hang on the way out.
+  setTimeout(exit, 2000).unref();
+  let p;
+  if (phase === 'init') {
+    p = postInitError(err);
+  } else if (current && !current.posted) {
+    current.posted = true;
+    p = apiRequest('POST', `${API_PREFIX}/invocation/${encodeURIComponent(current.id)}/error`,
+      JSON.stringify(toRapidResponse(err)), { [ERROR_TYPE_HEADER]: 'Unhandled' });
+  }
+  if (p) p.then(exit, exit);
+  else exit();
+}
+
+process.on('uncaughtException', (err) => {
+  if (phase !== 'init') console.error('Uncaught Exception', toFormatted(err));
+  crash(err, 1);
+});
+
+process.on('unhandledRejection', (reason, promise) => {
+  let msg;
+  try {
+    msg = reason === undefined || reason === null ? undefined : reason.toString();
+  } catch (_e) {
+    msg = undefined;
+  }
+  const err = new UnhandledPromiseRejection(msg, promise);
+  if (phase !== 'init') console.error('Unhandled Promise Rejection', toFormatted(err));
+  crash(err, 1);
+});
+
+async function main() {
+  try {
+    apiAddress = parseApiAddress(process.env.AWS_LAMBDA_RUNTIME_API);
+  } catch (e) {
+    fatal(e);
+    return;
+  }
+  patchConsole();
+
+  const appRoot = process.env.LAMBDA_TASK_ROOT || process.cwd();
+  let handler;
+  try {
+    handler = await loadHandler(appRoot, process.env._HANDLER || '');
+  } catch (e) {
+    crashing = true;
+    try {
+      await postInitError(e);
+    } catch (_e) {
+      /* API unreachable: nothing more we can do */
+    }
+    process.exit(1);
+    return;
+  }
+  scheduleNext(handler);
+}
+
+main();

@@ -1,0 +1,590 @@
+"""tern Python runtime bootstrap (stdlib only, Python 3.8+).
+
+Implements the AWS Lambda Python runtime interface on top of the Lambda
+Runtime API (2018-06-01):
+
+    python3 /opt/tern/python/bootstrap.py
+
+Environment: AWS_LAMBDA_RUNTIME_API, _HANDLER, LAMBDA_TASK_ROOT,
+AWS_LAMBDA_FUNCTION_NAME, AWS_LAMBDA_FUNCTION_VERSION,
+AWS_LAMBDA_FUNCTION_MEMORY_SIZE, AWS_LAMBDA_LOG_GROUP_NAME,
+AWS_LAMBDA_LOG_STREAM_NAME.
+
+Module-level work is kept minimal so that the file can be pre-imported (e.g.
+by a zygote process) and `run(api, handler_spec)` called later.
+"""
+
+import http.client
+import json
+import os
+import sys
+import time
+
+API_PREFIX = "/2018-06-01/runtime"
+
+# Filename of this module's code objects, used to strip our own frames from
+# user-visible stack traces (works whatever this file is called / wherever it
+# lives).
+_SELF_FILE = (lambda: None).__code__.co_filename
+
+_current_request_id = ""
+
+
+# --------------------------------------------------------------------------
+# Errors
+
+
+class FaultException(Exception):
+    """A runtime-level fault with a Lambda error type (Runtime.*)."""
+
+    IMPORT_MODULE_ERROR = "Runtime.ImportModuleError"
+    BUILT_IN_MODULE_CONFLICT = "Runtime.BuiltInModuleConflict"
+    MALFORMED_HANDLER_NAME = "Runtime.MalformedHandlerName"
+    USER_CODE_SYNTAX_ERROR = "Runtime.UserCodeSyntaxError"
+    HANDLER_NOT_FOUND = "Runtime.HandlerNotFound"
+    MARSHAL_ERROR = "Runtime.MarshalError"
+    UNMARSHAL_ERROR = "Runtime.UnmarshalError"
+
+    def __init__(self, exception_type, msg, trace=None):
+        Exception.__init__(self, msg)
+        self.exception_type = exception_type
+        self.msg = msg
+        self.trace = trace
+
+
+def _make_error(message, error_type, stack_trace, request_id):
+    return {
+        "errorMessage": message,
+        "errorType": error_type,
+        "requestId": request_id or "",
+        "stackTrace": stack_trace if stack_trace is not None else [],
+    }
+
+
+def _build_fault_result(exc, request_id):
+    """Error object for an arbitrary user exception (bootstrap frames dropped)."""
+    import traceback  # lazy: only needed on the error path
+
+    frames = [
+        (f.filename, f.lineno, f.name, f.line)
+        for f in traceback.extract_tb(exc.__traceback__)
+    ]
+    i = 0
+    while i < len(frames) and frames[i][0] == _SELF_FILE:
+        i += 1
+    frames = frames[i:]
+    # Tuples (not FrameSummary objects) so that no caret lines are added on
+    # Python 3.11+, matching Lambda's output.
+    stack = traceback.format_list(frames)
+    try:
+        message = str(exc)
+    except Exception:  # pragma: no cover - pathological __str__
+        message = "<unprintable %s object>" % type(exc).__name__
+    return _make_error(message, type(exc).__name__, stack, request_id)
+
+
+def _log_error(error):
+    """Print an error the way Lambda does (to stdout)."""
+    line = "[ERROR]"
+    etype = error.get("errorType")
+    if etype:
+        line += " " + etype
+    emsg = error.get("errorMessage")
+    if emsg:
+        if etype:
+            line += ":"
+        line += " " + emsg
+    lines = [line]
+    stack = error.get("stackTrace")
+    if stack is not None:
+        lines.append("Traceback (most recent call last):")
+        for element in stack:
+            if element == "":
+                lines.append("")
+            else:
+                lines.extend(element.splitlines())
+    try:
+        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.flush()
+    except Exception:  # pragma: no cover - stdout closed
+        pass
+
+
+# --------------------------------------------------------------------------
+# Runtime API client
+
+
+class RuntimeClient(object):
+    """Minimal keep-alive client for the Lambda Runtime API."""
+
+    def __init__(self, api):
+        host, _, port = api.rpartition(":")
+        if not host:
+            host, port = api, "80"
+        self.host = host
+        self.port = int(port)
+        self.conn = None
+
+    def _connect(self):
+        # No timeout: /invocation/next is a long poll.
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=None)
+        conn.connect()
+        try:
+            import socket
+
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except Exception:
+            pass
+        self.conn = conn
+        return conn
+
+    def close(self):
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:
+                pass
+            self.conn = None
+
+    def request(self, method, path, body=None, headers=None, attempts=3):
+        """Perform a request; returns (status, headers, body bytes).
+
+        Reconnects (and retries) on connection-level failures, e.g. when the
+        server closed the idle keep-alive connection.
+        """
+        last = None
+        for attempt in range(attempts):
+            try:
+                conn = self.conn or self._connect()
+                conn.request(method, path, body=body, headers=headers or {})
+                resp = conn.getresponse()
+                data = resp.read()
+                if resp.will_close:
+                    self.close()
+                return resp.status, resp.msg, data
+            except (OSError, http.client.HTTPException) as e:
+                last = e
+                self.close()
+                if attempt:
+                    time.sleep(0.01 * attempt)
+        raise last
+
+    def next_invocation(self):
+        delay = 0.0
+        for _ in range(10):
+            status, headers, body = self.request("GET", API_PREFIX + "/invocation/next")
+            if status == 200:
+                return headers, body
+            delay = min(1.0, delay * 2 or 0.01)
+            sys.stderr.write(
+                "tern-bootstrap: /invocation/next returned HTTP %d: %r\n" % (status, body[:200])
+            )
+            time.sleep(delay)
+        raise RuntimeError("Runtime API /invocation/next keeps failing")
+
+    def post_response(self, request_id, payload):
+        # Non-2xx (e.g. 413 for an oversized payload) is deliberately ignored:
+        # the platform reports that error itself.
+        return self.request(
+            "POST",
+            "%s/invocation/%s/response" % (API_PREFIX, request_id),
+            body=payload,
+            headers={"Content-Type": "application/json"},
+        )[0]
+
+    def post_invocation_error(self, request_id, error, error_type):
+        return self.request(
+            "POST",
+            "%s/invocation/%s/error" % (API_PREFIX, request_id),
+            body=_dump_error(error),
+            headers={
+                "Content-Type": "application/json",
+                "Lambda-Runtime-Function-Error-Type": error_type,
+            },
+        )[0]
+
+    def post_init_error(self, error):
+        return self.request(
+            "POST",
+            API_PREFIX + "/init/error",
+            body=_dump_error(error),
+            headers={
+                "Content-Type": "application/json",
+                "Lambda-Runtime-Function-Error-Type": error.get("errorType") or "Unhandled",
+            },
+        )[0]
+
+
+def _dump_error(error):
+    return json.dumps(error, ensure_ascii=False, default=str).encode("utf-8")
+
+
+# --------------------------------------------------------------------------
+# Marshalling
+
+
+def _json_default(obj):
+    # Lambda serialises decimal.Decimal (common with DynamoDB) as numbers.
+    if type(obj).__module__ == "decimal" and type(obj).__name__ == "Decimal":
+        if obj == obj.to_integral_value():
+            return int(obj)
+        return float(obj)
+    raise TypeError("Object of type %s is not JSON serializable" % type(obj).__name__)
+
+
+def _marshal(result):
+    try:
+        return json.dumps(result, ensure_ascii=False, default=_json_default).encode("utf-8")
+    except Exception as e:
+        raise FaultException(
+            FaultException.MARSHAL_ERROR, "Unable to marshal response: %s" % (e,), None
+        )
+
+
+def _unmarshal(body):
+    if not body or not body.strip():
+        return None
+    try:
+        return json.loads(body)
+    except Exception as e:
+        raise FaultException(
+            FaultException.UNMARSHAL_ERROR, "Unable to unmarshal input: %s" % (e,), None
+        )
+
+
+# --------------------------------------------------------------------------
+# Context
+
+
+class CognitoIdentity(object):
+    __slots__ = ["cognito_identity_id", "cognito_identity_pool_id"]
+
+    def __init__(self, data=None):
+        data = data or {}
+        self.cognito_identity_id = data.get("cognitoIdentityId")
+        self.cognito_identity_pool_id = data.get("cognitoIdentityPoolId")
+
+    def __repr__(self):
+        return "CognitoIdentity([cognito_identity_id=%s,cognito_identity_pool_id=%s])" % (
+            self.cognito_identity_id,
+            self.cognito_identity_pool_id,
+        )
+
+
+class Client(object):
+    __slots__ = ["installation_id", "app_title", "app_version_name", "app_version_code", "app_package_name"]
+
+    def __init__(self, data):
+        self.installation_id = data.get("installation_id")
+        self.app_title = data.get("app_title")
+        self.app_version_name = data.get("app_version_name")
+        self.app_version_code = data.get("app_version_code")
+        self.app_package_name = data.get("app_package_name")
+
+
+class ClientContext(object):
+    __slots__ = ["custom", "env", "client"]
+
+    def __init__(self, data):
+        self.custom = data.get("custom")
+        self.env = data.get("env")
+        client = data.get("client")
+        self.client = Client(client) if isinstance(client, dict) else None
+
+    def __repr__(self):
+        return "ClientContext([custom=%s,env=%s,client=%s])" % (self.custom, self.env, self.client)
+
+
+class LambdaContext(object):
+    def __init__(
+        self,
+        aws_request_id,
+        deadline_ms,
+        invoked_function_arn,
+        client_context=None,
+        identity=None,
+        function_name=None,
+        function_version=None,
+        memory_limit_in_mb=None,
+        log_group_name=None,
+        log_stream_name=None,
+    ):
+        self.aws_request_id = aws_request_id
+        self._deadline_ms = deadline_ms
+        self.invoked_function_arn = invoked_function_arn
+        self.client_context = client_context
+        self.identity = identity
+        self.function_name = function_name
+        self.function_version = function_version
+        self.memory_limit_in_mb = memory_limit_in_mb
+        self.log_group_name = log_group_name
+        self.log_stream_name = log_stream_name
+
+    def get_remaining_time_in_millis(self):
+        remaining = self._deadline_ms - int(time.time() * 1000)
+        return remaining if remaining > 0 else 0
+
+    def log(self, msg):
+        sys.stdout.write(str(msg))
+        sys.stdout.flush()
+
+    def __repr__(self):
+        return (
+            "LambdaContext([aws_request_id=%s,log_group_name=%s,log_stream_name=%s,"
+            "function_name=%s,memory_limit_in_mb=%s,function_version=%s,"
+            "invoked_function_arn=%s,client_context=%s,identity=%s])"
+            % (
+                self.aws_request_id,
+                self.log_group_name,
+                self.log_stream_name,
+                self.function_name,
+                self.memory_limit_in_mb,
+                self.function_version,
+                self.invoked_function_arn,
+                self.client_context,
+                self.identity,
+            )
+        )
+
+
+def _parse_json_header(value):
+    if not value:
+        return None
+    try:
+        return json.loads(value)
+    except Exception:
+        return None
+
+
+# --------------------------------------------------------------------------
+# Handler loading
+
+
+def load_handler(handler_spec, task_root=None):
+    """Import the handler module and return the handler callable.
+
+    Raises FaultException for Lambda's Runtime.* init errors; any other
+    exception raised while executing the module propagates as-is.
+    """
+    try:
+        (modname, fname) = handler_spec.rsplit(".", 1)
+    except ValueError as e:
+        raise FaultException(
+            FaultException.MALFORMED_HANDLER_NAME, "Bad handler '%s': %s" % (handler_spec, e)
+        )
+
+    import_name = modname
+    if "/" in modname:
+        # "src/app.handler" -> directory <task_root>/src, module "app".
+        subdir, import_name = modname.rsplit("/", 1)
+        base = task_root or os.getcwd()
+        path = os.path.join(base, subdir)
+        if path not in sys.path:
+            sys.path.insert(0, path)
+
+    try:
+        if not import_name or import_name.split(".")[0] in sys.builtin_module_names:
+            raise FaultException(
+                FaultException.BUILT_IN_MODULE_CONFLICT,
+                "Cannot use built-in module %s as a handler module" % modname,
+            )
+        __import__(import_name)
+        module = sys.modules[import_name]
+    except FaultException:
+        raise
+    except ImportError as e:
+        raise FaultException(
+            FaultException.IMPORT_MODULE_ERROR, "Unable to import module '%s': %s" % (modname, e)
+        )
+    except SyntaxError as e:
+        trace = ['  File "%s" Line %s\n    %s' % (e.filename, e.lineno, e.text)]
+        raise FaultException(
+            FaultException.USER_CODE_SYNTAX_ERROR,
+            "Syntax error in module '%s': %s" % (modname, e),
+            trace,
+        )
+
+    handler = getattr(module, fname, None)
+    if handler is None:
+        raise FaultException(
+            FaultException.HANDLER_NOT_FOUND, "Handler '%s' missing on module '%s'" % (fname, modname)
+        )
+    return handler
+
+
+_logging_checked = False
+
+
+def _maybe_setup_logging():
+    """Give the root logger Lambda's handler/format once user code uses logging.
+
+    The logging module is never imported by the bootstrap itself; this only
+    acts if user code imported it.
+    """
+    global _logging_checked
+    if _logging_checked or "logging" not in sys.modules:
+        return
+    _logging_checked = True
+    logging = sys.modules["logging"]
+    root = logging.getLogger()
+    if root.handlers:
+        return
+
+    class _LambdaHandler(logging.StreamHandler):
+        def emit(self, record):
+            record.aws_request_id = _current_request_id
+            logging.StreamHandler.emit(self, record)
+
+    h = _LambdaHandler(sys.stdout)
+    fmt = logging.Formatter(
+        "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s",
+        "%Y-%m-%dT%H:%M:%S",
+    )
+    fmt.converter = time.gmtime
+    h.setFormatter(fmt)
+    root.addHandler(h)
+
+
+def _flush():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+
+
+# --------------------------------------------------------------------------
+# Main loop
+
+
+def handle_invocation(client, handler, headers, body, env):
+    global _current_request_id
+    request_id = headers.get("Lambda-Runtime-Aws-Request-Id") or ""
+    _current_request_id = request_id
+
+    trace_id = headers.get("Lambda-Runtime-Trace-Id")
+    if trace_id:
+        os.environ["_X_AMZN_TRACE_ID"] = trace_id
+    else:
+        os.environ.pop("_X_AMZN_TRACE_ID", None)
+
+    try:
+        deadline_ms = int(headers.get("Lambda-Runtime-Deadline-Ms") or 0)
+    except ValueError:
+        deadline_ms = 0
+
+    client_context = _parse_json_header(headers.get("Lambda-Runtime-Client-Context"))
+    identity = _parse_json_header(headers.get("Lambda-Runtime-Cognito-Identity"))
+
+    context = LambdaContext(
+        request_id,
+        deadline_ms,
+        headers.get("Lambda-Runtime-Invoked-Function-Arn"),
+        ClientContext(client_context) if isinstance(client_context, dict) else None,
+        CognitoIdentity(identity if isinstance(identity, dict) else None),
+        env["function_name"],
+        env["function_version"],
+        env["memory_limit_in_mb"],
+        env["log_group_name"],
+        env["log_stream_name"],
+    )
+
+    error = None
+    error_header = "Unhandled"
+    payload = None
+    try:
+        event = _unmarshal(body)
+        result = handler(event, context)
+        payload = _marshal(result)
+    except FaultException as e:
+        error = _make_error(e.msg, e.exception_type, e.trace, request_id)
+        error_header = e.exception_type
+    except Exception as e:
+        error = _build_fault_result(e, request_id)
+
+    if error is not None:
+        _log_error(error)
+        _flush()
+        client.post_invocation_error(request_id, error, error_header)
+    else:
+        _flush()
+        client.post_response(request_id, payload)
+    _current_request_id = ""
+
+
+def _env_config():
+    mem = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+    try:
+        mem = int(mem) if mem is not None else None
+    except ValueError:
+        mem = None
+    return {
+        "function_name": os.environ.get("AWS_LAMBDA_FUNCTION_NAME"),
+        "function_version": os.environ.get("AWS_LAMBDA_FUNCTION_VERSION"),
+        "memory_limit_in_mb": mem,
+        "log_group_name": os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME"),
+        "log_stream_name": os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME"),
+    }
+
+
+def run(api, handler_spec, task_root=None):
+    """Init (import the handler) and then serve invocations forever."""
+    if task_root is None:
+        task_root = os.environ.get("LAMBDA_TASK_ROOT")
+    if task_root and task_root not in sys.path:
+        sys.path.insert(0, task_root)
+
+    client = RuntimeClient(api)
+
+    try:
+        handler = load_handler(handler_spec or "", task_root)
+    except FaultException as e:
+        error = _make_error(e.msg, e.exception_type, e.trace, "")
+    except Exception as e:
+        error = _build_fault_result(e, "")
+    else:
+        error = None
+
+    if error is not None:
+        _log_error(error)
+        _flush()
+        try:
+            client.post_init_error(error)
+        except Exception as e:  # pragma: no cover - API unreachable
+            sys.stderr.write("tern-bootstrap: failed to report init error: %s\n" % (e,))
+        _flush()
+        sys.exit(1)
+
+    _maybe_setup_logging()
+    env = _env_config()
+    while True:
+        headers, body = client.next_invocation()
+        _maybe_setup_logging()
+        handle_invocation(client, handler, headers, body, env)
+
+
+def main():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(line_buffering=True)
+        except Exception:
+            pass
+
+    # Running as a script puts this file's directory at sys.path[0]; user code
+    # must not be able to import (or be shadowed by) the runtime's files.
+    try:
+        here = os.path.dirname(os.path.abspath(_SELF_FILE))
+        if sys.path and sys.path[0] and os.path.abspath(sys.path[0]) == here:
+            del sys.path[0]
+    except Exception:
+        pass
+
+    api = os.environ.get("AWS_LAMBDA_RUNTIME_API")
+    if not api:
+        sys.stderr.write("tern-bootstrap: AWS_LAMBDA_RUNTIME_API is not set\n")
+        sys.exit(1)
+    run(api, os.environ.get("_HANDLER", ""))
+
+
+if __name__ == "__main__":
+    main()

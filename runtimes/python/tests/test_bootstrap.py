@@ -1,0 +1,610 @@
+"""Tests for runtimes/python/bootstrap.py.
+
+Each test starts an in-process fake Lambda Runtime API (2018-06-01) and runs
+bootstrap.py as a subprocess against a temporary task root.
+
+Run from the repository root:  python3 -m pytest -q runtimes/python/tests
+"""
+
+import http.server
+import json
+import os
+import queue
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+
+import pytest
+
+BOOTSTRAP = os.environ.get("TERN_PY_BOOTSTRAP") or os.path.abspath(
+    os.path.join(os.path.dirname(__file__), "..", "bootstrap.py")
+)
+API = "/2018-06-01/runtime"
+WAIT = 5.0
+ARN = "arn:aws:lambda:us-east-1:123456789012:function:my-func"
+
+
+class FakeRuntimeAPI(object):
+    """A minimal Runtime API: queued events, recorded responses/errors."""
+
+    def __init__(self):
+        self.events = queue.Queue()
+        self.cond = threading.Condition()
+        self.responses = {}  # request id -> (headers dict, body bytes)
+        self.errors = {}  # request id -> (headers dict, body bytes)
+        self.init_errors = []  # [(headers dict, body bytes)]
+        self.response_status = {}  # request id -> forced HTTP status for /response
+        self.next_calls = 0
+        self.stopped = False
+        api = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _reply(self, status, body=b"", headers=None):
+                self.send_response(status)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                if self.path != API + "/invocation/next":
+                    return self._reply(404, b'{"errorType":"NotFound"}')
+                with api.cond:
+                    api.next_calls += 1
+                    api.cond.notify_all()
+                while True:  # long poll
+                    try:
+                        item = api.events.get(timeout=0.1)
+                        break
+                    except queue.Empty:
+                        if api.stopped:
+                            return self._reply(500, b"{}")
+                if item is None:
+                    return self._reply(500, b"{}")
+                headers, body = item
+                self._reply(200, body, headers)
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                hdrs = {k.lower(): v for k, v in self.headers.items()}
+                parts = self.path[len(API):].strip("/").split("/")
+                status = 202
+                with api.cond:
+                    if parts == ["init", "error"]:
+                        api.init_errors.append((hdrs, body))
+                    elif len(parts) == 3 and parts[0] == "invocation" and parts[2] == "response":
+                        status = api.response_status.get(parts[1], 202)
+                        api.responses[parts[1]] = (hdrs, body)
+                    elif len(parts) == 3 and parts[0] == "invocation" and parts[2] == "error":
+                        api.errors[parts[1]] = (hdrs, body)
+                    else:
+                        status = 404
+                    api.cond.notify_all()
+                self._reply(status, b'{"status":"OK"}' if status < 300 else b'{"errorType":"X"}')
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    @property
+    def address(self):
+        return "127.0.0.1:%d" % self.server.server_address[1]
+
+    def invoke(self, event=None, raw=None, request_id=None, headers=None, deadline_in_ms=3000):
+        request_id = request_id or str(uuid.uuid4())
+        h = {
+            "Content-Type": "application/json",
+            "Lambda-Runtime-Aws-Request-Id": request_id,
+            "Lambda-Runtime-Deadline-Ms": str(int(time.time() * 1000) + deadline_in_ms),
+            "Lambda-Runtime-Invoked-Function-Arn": ARN,
+            "Lambda-Runtime-Trace-Id": "Root=1-5e1b4151-5ac6c58f5b5daa6532e4f2ad;Parent=1;Sampled=1",
+        }
+        h.update(headers or {})
+        body = raw if raw is not None else json.dumps(event).encode("utf-8")
+        self.events.put((h, body))
+        return request_id
+
+    def wait_result(self, request_id, timeout=WAIT):
+        """Returns ("response"|"error", headers, body bytes)."""
+        deadline = time.time() + timeout
+        with self.cond:
+            while True:
+                if request_id in self.responses:
+                    return ("response",) + self.responses[request_id]
+                if request_id in self.errors:
+                    return ("error",) + self.errors[request_id]
+                left = deadline - time.time()
+                if left <= 0:
+                    raise AssertionError("no result for %s" % request_id)
+                self.cond.wait(left)
+
+    def wait_next_calls(self, n, timeout=WAIT):
+        deadline = time.time() + timeout
+        with self.cond:
+            while self.next_calls < n:
+                left = deadline - time.time()
+                if left <= 0:
+                    raise AssertionError("runtime made only %d /next calls" % self.next_calls)
+                self.cond.wait(left)
+
+    def close(self):
+        self.stopped = True
+        self.events.put(None)
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Runtime(object):
+    def __init__(self, tmp_path):
+        self.api = FakeRuntimeAPI()
+        self.task_root = tmp_path / "task"
+        self.task_root.mkdir()
+        self.proc = None
+        self._out = None
+
+    def write(self, relpath, source):
+        p = self.task_root / relpath
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(textwrap.dedent(source), encoding="utf-8")
+
+    def start(self, handler, extra_env=None):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "_HANDLER", "LAMBDA_"))}
+        env.pop("_X_AMZN_TRACE_ID", None)
+        env.pop("PYTHONPATH", None)
+        env.pop("PYTHONUNBUFFERED", None)  # the bootstrap must flush by itself
+        env.update(
+            {
+                "AWS_LAMBDA_RUNTIME_API": self.api.address,
+                "_HANDLER": handler,
+                "LAMBDA_TASK_ROOT": str(self.task_root),
+                "AWS_LAMBDA_FUNCTION_NAME": "my-func",
+                "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
+                "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/my-func",
+                "AWS_LAMBDA_LOG_STREAM_NAME": "2024/01/01/[$LATEST]abcdef",
+                "PYTHONDONTWRITEBYTECODE": "1",
+            }
+        )
+        env.update(extra_env or {})
+        self.proc = subprocess.Popen(
+            [sys.executable, BOOTSTRAP],
+            cwd=str(self.task_root),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        return self.proc
+
+    def wait_exit(self, timeout=WAIT):
+        out, _ = self.proc.communicate(timeout=timeout)
+        self._out = out.decode("utf-8", "replace")
+        return self.proc.returncode, self._out
+
+    def output(self):
+        """Stop the runtime and return everything it printed."""
+        if self._out is None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            out, _ = self.proc.communicate(timeout=WAIT)
+            self._out = out.decode("utf-8", "replace")
+        return self._out
+
+    def close(self):
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            try:
+                self.proc.communicate(timeout=WAIT)
+            except Exception:
+                pass
+        self.api.close()
+
+
+@pytest.fixture
+def rt(tmp_path):
+    r = Runtime(tmp_path)
+    yield r
+    r.close()
+
+
+def invoke_json(rt, event=None, **kw):
+    rid = rt.api.invoke(event, **kw)
+    kind, headers, body = rt.api.wait_result(rid)
+    return kind, headers, body, rid
+
+
+# ---------------------------------------------------------------------------
+# Invocation
+
+
+def test_success_result(rt):
+    rt.write("app.py", """
+        def handler(event, context):
+            return {"ok": True, "sum": event["a"] + event["b"]}
+    """)
+    rt.start("app.handler")
+    kind, headers, body, _ = invoke_json(rt, {"a": 2, "b": 3})
+    assert kind == "response"
+    assert json.loads(body) == {"ok": True, "sum": 5}
+
+
+def test_event_and_context_reach_handler(rt):
+    rt.write("app.py", """
+        import os
+        def handler(event, context):
+            return {
+                "event": event,
+                "function_name": context.function_name,
+                "function_version": context.function_version,
+                "memory": context.memory_limit_in_mb,
+                "arn": context.invoked_function_arn,
+                "request_id": context.aws_request_id,
+                "log_group": context.log_group_name,
+                "log_stream": context.log_stream_name,
+                "remaining": context.get_remaining_time_in_millis(),
+                "trace": os.environ.get("_X_AMZN_TRACE_ID"),
+                "cc_custom": context.client_context.custom if context.client_context else None,
+                "identity_id": context.identity.cognito_identity_id if context.identity else None,
+            }
+    """)
+    rt.start("app.handler")
+    headers = {
+        "Lambda-Runtime-Client-Context": json.dumps({"custom": {"k": "v"}, "env": {}, "client": {}}),
+        "Lambda-Runtime-Cognito-Identity": json.dumps({"cognitoIdentityId": "id-1", "cognitoIdentityPoolId": "p"}),
+    }
+    kind, _, body, rid = invoke_json(rt, {"hello": ["world", 1, None]}, headers=headers, deadline_in_ms=10000)
+    assert kind == "response"
+    r = json.loads(body)
+    assert r["event"] == {"hello": ["world", 1, None]}
+    assert r["function_name"] == "my-func"
+    assert r["function_version"] == "$LATEST"
+    assert r["memory"] == 256 and isinstance(r["memory"], int)
+    assert r["arn"] == ARN
+    assert r["request_id"] == rid
+    assert r["log_group"] == "/aws/lambda/my-func"
+    assert r["log_stream"] == "2024/01/01/[$LATEST]abcdef"
+    assert 0 < r["remaining"] <= 10000
+    assert r["trace"].startswith("Root=1-5e1b4151")
+    assert r["cc_custom"] == {"k": "v"}
+    assert r["identity_id"] == "id-1"
+
+
+def test_remaining_time_never_negative(rt):
+    rt.write("app.py", """
+        def handler(event, context):
+            return context.get_remaining_time_in_millis()
+    """)
+    rt.start("app.handler")
+    kind, _, body, _ = invoke_json(rt, {}, deadline_in_ms=-5000)
+    assert kind == "response"
+    assert json.loads(body) == 0
+
+
+def test_handler_exception_shape(rt):
+    rt.write("app.py", """
+        def helper():
+            raise ValueError("boom")
+
+        def handler(event, context):
+            if event.get("fail"):
+                helper()
+            return "fine"
+    """)
+    rt.start("app.handler")
+    kind, headers, body, rid = invoke_json(rt, {"fail": True})
+    assert kind == "error"
+    assert headers["lambda-runtime-function-error-type"] == "Unhandled"
+    err = json.loads(body)
+    assert err["errorType"] == "ValueError"
+    assert err["errorMessage"] == "boom"
+    assert err["requestId"] == rid
+    stack = err["stackTrace"]
+    assert isinstance(stack, list) and len(stack) == 2
+    app_py = str(rt.task_root / "app.py")
+    assert stack[0].startswith('  File "%s", line ' % app_py)
+    assert "in handler\n    helper()\n" in stack[0]
+    assert stack[1].endswith('in helper\n    raise ValueError("boom")\n')
+    assert not any("bootstrap" in s for s in stack)
+    assert not any("^^^" in s for s in stack)
+
+    # The process survives and keeps serving.
+    kind, _, body, _ = invoke_json(rt, {"fail": False})
+    assert (kind, json.loads(body)) == ("response", "fine")
+
+    out = rt.output()
+    assert "[ERROR] ValueError: boom\nTraceback (most recent call last):\n" in out
+    assert 'raise ValueError("boom")' in out
+
+
+def test_marshal_error(rt):
+    rt.write("app.py", """
+        class Thing(object):
+            pass
+        def handler(event, context):
+            return {"x": Thing()}
+    """)
+    rt.start("app.handler")
+    kind, headers, body, rid = invoke_json(rt, {})
+    assert kind == "error"
+    err = json.loads(body)
+    assert err["errorType"] == "Runtime.MarshalError"
+    assert err["errorMessage"] == "Unable to marshal response: Object of type Thing is not JSON serializable"
+    assert err["requestId"] == rid
+    assert headers["lambda-runtime-function-error-type"] == "Runtime.MarshalError"
+
+
+def test_unmarshal_error(rt):
+    rt.write("app.py", """
+        def handler(event, context):
+            return "called"
+    """)
+    rt.start("app.handler")
+    kind, _, body, _ = invoke_json(rt, raw=b"{not json")
+    assert kind == "error"
+    err = json.loads(body)
+    assert err["errorType"] == "Runtime.UnmarshalError"
+    assert err["errorMessage"].startswith("Unable to unmarshal input: ")
+    # Still alive afterwards.
+    kind, _, body, _ = invoke_json(rt, {})
+    assert (kind, json.loads(body)) == ("response", "called")
+
+
+def test_none_result_is_null_and_empty_body_is_none(rt):
+    rt.write("app.py", """
+        def handler(event, context):
+            if event is not None:
+                raise RuntimeError("expected None event, got %r" % (event,))
+            return None
+    """)
+    rt.start("app.handler")
+    kind, _, body, _ = invoke_json(rt, raw=b"")
+    assert kind == "response"
+    assert body == b"null"
+    kind, _, body, _ = invoke_json(rt, None)  # JSON "null"
+    assert (kind, body) == ("response", b"null")
+
+
+def test_unicode_payloads(rt):
+    rt.write("app.py", """
+        def handler(event, context):
+            print("got " + event["s"])
+            return {"echo": event["s"], "len": len(event["s"]), "extra": "ünïcødé ✓ 😀"}
+    """)
+    rt.start("app.handler")
+    s = "héllo wörld ✓ 日本語 😀"
+    rid = rt.api.invoke(raw=json.dumps({"s": s}, ensure_ascii=False).encode("utf-8"))
+    kind, _, body = rt.api.wait_result(rid)
+    assert kind == "response"
+    r = json.loads(body.decode("utf-8"))
+    assert r == {"echo": s, "len": len(s), "extra": "ünïcødé ✓ 😀"}
+    assert "got " + s in rt.output()
+
+
+def test_warm_reuse_keeps_module_state(rt):
+    rt.write("app.py", """
+        import os
+        COUNT = {"n": 0}
+        def handler(event, context):
+            COUNT["n"] += 1
+            return {"n": COUNT["n"], "pid": os.getpid()}
+    """)
+    proc = rt.start("app.handler")
+    _, _, b1, _ = invoke_json(rt, {})
+    _, _, b2, _ = invoke_json(rt, {})
+    r1, r2 = json.loads(b1), json.loads(b2)
+    assert (r1["n"], r2["n"]) == (1, 2)
+    assert r1["pid"] == r2["pid"] == proc.pid
+    rt.api.wait_next_calls(3)  # back to polling after each invocation
+
+
+def test_stdout_flushed_per_invocation(rt):
+    rt.write("app.py", """
+        import sys
+        def handler(event, context):
+            sys.stdout.write("partial-no-newline-" + event)
+            sys.stderr.write("err-line-" + event)
+            return "ok"
+    """)
+    rt.start("app.handler")
+    invoke_json(rt, "one")
+    rt.api.wait_next_calls(2)
+    # Output must be readable while the process is still alive (no buffering).
+    os.set_blocking(rt.proc.stdout.fileno(), False)
+    got = b""
+    deadline = time.time() + WAIT
+    while time.time() < deadline and (b"partial-no-newline-one" not in got or b"err-line-one" not in got):
+        chunk = rt.proc.stdout.read()
+        if chunk:
+            got += chunk
+        else:
+            time.sleep(0.01)
+    assert rt.proc.poll() is None
+    assert b"partial-no-newline-one" in got and b"err-line-one" in got
+
+
+def test_nested_module_path(rt):
+    rt.write("sub/dir/__init__.py", "")
+    rt.write("sub/dir/mod.py", """
+        from . import helper
+        def handler(event, context):
+            return helper.value() + event
+    """)
+    rt.write("sub/dir/helper.py", """
+        def value():
+            return "nested:"
+    """)
+    rt.start("sub/dir.mod.handler")
+    kind, _, body, _ = invoke_json(rt, "ok")
+    assert (kind, json.loads(body)) == ("response", "nested:ok")
+
+
+def test_path_handler_sibling_import(rt):
+    rt.write("src/app.py", """
+        import util
+        def handler(event, context):
+            return util.f()
+    """)
+    rt.write("src/util.py", """
+        def f():
+            return "from-src"
+    """)
+    rt.start("src/app.handler")
+    kind, _, body, _ = invoke_json(rt, {})
+    assert (kind, json.loads(body)) == ("response", "from-src")
+
+
+def test_dotted_package_handler(rt):
+    rt.write("pkg/__init__.py", "")
+    rt.write("pkg/mod.py", """
+        def handler(event, context):
+            return __name__
+    """)
+    rt.start("pkg.mod.handler")
+    kind, _, body, _ = invoke_json(rt, {})
+    assert (kind, json.loads(body)) == ("response", "pkg.mod")
+
+
+def test_oversized_response_rejection_is_ignored(rt):
+    rt.write("app.py", """
+        def handler(event, context):
+            return event
+    """)
+    rt.start("app.handler")
+    rid = str(uuid.uuid4())
+    rt.api.response_status[rid] = 413
+    rt.api.invoke({"big": True}, request_id=rid)
+    kind, _, _ = rt.api.wait_result(rid)
+    assert kind == "response"
+    kind, _, body, _ = invoke_json(rt, {"after": 1})
+    assert (kind, json.loads(body)) == ("response", {"after": 1})
+    assert rid not in rt.api.errors  # nothing else reported for it
+
+
+# ---------------------------------------------------------------------------
+# Init errors
+
+
+def init_error(rt, handler):
+    rt.start(handler)
+    code, out = rt.wait_exit()
+    assert code == 1, out
+    assert len(rt.api.init_errors) == 1, out
+    headers, body = rt.api.init_errors[0]
+    err = json.loads(body)
+    assert headers["lambda-runtime-function-error-type"] == err["errorType"]
+    assert err["requestId"] == ""
+    assert rt.api.next_calls == 0
+    return err, out
+
+
+def test_import_module_error(rt):
+    err, out = init_error(rt, "app.handler")
+    assert err["errorType"] == "Runtime.ImportModuleError"
+    assert err["errorMessage"] == "Unable to import module 'app': No module named 'app'"
+    assert err["stackTrace"] == []
+    assert out.startswith(
+        "[ERROR] Runtime.ImportModuleError: Unable to import module 'app': No module named 'app'\n"
+        "Traceback (most recent call last):"
+    )
+
+
+def test_import_error_inside_user_module(rt):
+    rt.write("app.py", """
+        import definitely_not_installed_xyz
+        def handler(event, context):
+            return 1
+    """)
+    err, _ = init_error(rt, "app.handler")
+    assert err["errorType"] == "Runtime.ImportModuleError"
+    assert err["errorMessage"] == "Unable to import module 'app': No module named 'definitely_not_installed_xyz'"
+
+
+def test_handler_not_found(rt):
+    rt.write("app.py", """
+        def handler(event, context):
+            return 1
+    """)
+    err, out = init_error(rt, "app.nope")
+    assert err["errorType"] == "Runtime.HandlerNotFound"
+    assert err["errorMessage"] == "Handler 'nope' missing on module 'app'"
+    assert "[ERROR] Runtime.HandlerNotFound: Handler 'nope' missing on module 'app'" in out
+
+
+def test_malformed_handler_name(rt):
+    err, _ = init_error(rt, "x")
+    assert err["errorType"] == "Runtime.MalformedHandlerName"
+    assert err["errorMessage"] == "Bad handler 'x': not enough values to unpack (expected 2, got 1)"
+
+
+def test_user_code_syntax_error(rt):
+    rt.write("app.py", """
+        def handler(event, context)
+            return 1
+    """)
+    err, _ = init_error(rt, "app.handler")
+    assert err["errorType"] == "Runtime.UserCodeSyntaxError"
+    assert err["errorMessage"].startswith("Syntax error in module 'app': ")
+    assert "app.py" in err["errorMessage"]
+    assert len(err["stackTrace"]) == 1 and "app.py" in err["stackTrace"][0]
+
+
+def test_exception_at_import_time(rt):
+    rt.write("app.py", """
+        x = 1
+        raise Exception("boom")
+        def handler(event, context):
+            return 1
+    """)
+    err, out = init_error(rt, "app.handler")
+    assert err["errorType"] == "Exception"
+    assert err["errorMessage"] == "boom"
+    assert any(str(rt.task_root / "app.py") in s and 'raise Exception("boom")' in s for s in err["stackTrace"])
+    assert not any(BOOTSTRAP in s for s in err["stackTrace"])
+    assert "[ERROR] Exception: boom\nTraceback (most recent call last):\n" in out
+
+
+def test_bootstrap_dir_not_importable(rt):
+    # A user module must not resolve to the runtime's own bootstrap.py.
+    err, _ = init_error(rt, "bootstrap.handler")
+    assert err["errorType"] == "Runtime.ImportModuleError"
+    assert err["errorMessage"] == "Unable to import module 'bootstrap': No module named 'bootstrap'"
+
+
+def test_stdout_line_buffered_during_invocation(rt):
+    # A printed line must reach the pipe while the handler is still running.
+    rt.write("app.py", """
+        import os, time
+        def handler(event, context):
+            print("line-while-running")
+            deadline = time.time() + 3
+            while not os.path.exists("release") and time.time() < deadline:
+                time.sleep(0.01)
+            return os.path.exists("release")
+    """)
+    rt.start("app.handler")
+    rid = rt.api.invoke({})
+    os.set_blocking(rt.proc.stdout.fileno(), False)
+    got = b""
+    deadline = time.time() + 2
+    while time.time() < deadline and b"line-while-running\n" not in got:
+        chunk = rt.proc.stdout.read()
+        if chunk:
+            got += chunk
+        else:
+            time.sleep(0.01)
+    assert b"line-while-running\n" in got
+    (rt.task_root / "release").write_text("")
+    kind, _, body = rt.api.wait_result(rid)
+    assert (kind, json.loads(body)) == ("response", True)
