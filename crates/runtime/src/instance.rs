@@ -1,0 +1,271 @@
+//! One function instance: a launched runtime process, its Runtime API server and its
+//! output tap. Runs one invocation at a time.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tern_core::wire::FunctionErrorBody;
+use tern_sandbox::{ExitStatus, InstanceProcess, LaunchSpec, Launcher};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::api::{self, ApiShared, Invocation, Phase, Reply};
+use crate::output::{LogConsumer, OutputTap};
+
+/// Why an instance could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The launcher failed (sandbox setup, exec).
+    #[error("{0}")]
+    Launch(String),
+    /// The runtime reported an init error, exited, or timed out during init. Carries
+    /// the output the runtime printed meanwhile.
+    #[error("{}: {}", .0.error_type, .0.error_message)]
+    Init(FunctionErrorBody, String),
+}
+
+/// Result of one invocation on an instance.
+#[derive(Debug)]
+pub enum Outcome {
+    Success(Bytes),
+    /// The function (or its runtime) reported an error; `body` is the runtime's JSON.
+    FunctionError {
+        body: Bytes,
+        error_type: Option<String>,
+    },
+    ResponseTooLarge,
+    Timeout,
+    /// The runtime process died during the invocation.
+    Crashed {
+        status: ExitStatus,
+        oom: bool,
+    },
+}
+
+impl Outcome {
+    /// Whether the instance can serve another request afterwards.
+    pub fn instance_reusable(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Success(_) | Outcome::FunctionError { .. } | Outcome::ResponseTooLarge
+        )
+    }
+}
+
+/// Input of one invocation.
+pub struct InvokeInput {
+    pub request_id: String,
+    pub payload: Bytes,
+    pub timeout: Duration,
+    pub function_arn: String,
+    pub trace_id: String,
+    pub client_context: Option<String>,
+}
+
+pub struct Instance {
+    pub id: String,
+    process: Arc<dyn InstanceProcess>,
+    queue: mpsc::Sender<Invocation>,
+    exited: watch::Receiver<Option<ExitStatus>>,
+    output: OutputTap,
+    api_task: tokio::task::JoinHandle<()>,
+    /// Time from launch until the runtime first asked for work.
+    pub init_duration: Duration,
+    /// Memory limit, for the REPORT line.
+    pub memory_mb: u32,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Instance {
+    /// Launches and waits for init (the first `next`), at most `init_timeout`.
+    pub async fn start(
+        launcher: Arc<dyn Launcher>,
+        spec: LaunchSpec,
+        init_timeout: Duration,
+        logs: LogConsumer,
+        max_output_per_invocation: u64,
+    ) -> Result<Instance, StartError> {
+        let started = Instant::now();
+        let id = spec.instance_id.clone();
+        let memory_mb = spec.resources.memory_mb;
+        let launched = tokio::task::spawn_blocking(move || launcher.launch(&spec))
+            .await
+            .map_err(|e| StartError::Launch(e.to_string()))?
+            .map_err(|e| StartError::Launch(e.to_string()))?;
+        let (queue_tx, queue_rx) = mpsc::channel(1);
+        let (shared, mut phase) = ApiShared::new(queue_rx);
+        let api_task = tokio::spawn(api::serve(launched.runtime_api_listener, shared.clone()));
+        let id_source = shared.clone();
+        let output = OutputTap::start(
+            launched.output,
+            Arc::new(move || id_source.current_id.lock().ok().and_then(|g| g.clone())),
+            logs,
+            max_output_per_invocation,
+        )
+        .map_err(|e| StartError::Launch(e.to_string()))?;
+        let process = launched.process;
+        let (exit_tx, exited) = watch::channel(None);
+        {
+            let process = process.clone();
+            let shared = shared.clone();
+            tokio::task::spawn_blocking(move || {
+                let status = process.wait();
+                shared.finish_current(Reply::Exited);
+                let _ = exit_tx.send(Some(status));
+            });
+        }
+        let mut instance = Instance {
+            id,
+            process,
+            queue: queue_tx,
+            exited,
+            output,
+            api_task,
+            init_duration: Duration::ZERO,
+            memory_mb,
+        };
+        let mut exited = instance.exited.clone();
+        let waited = tokio::time::timeout(init_timeout, async {
+            loop {
+                match &*phase.borrow_and_update() {
+                    Phase::Ready => return Ok(()),
+                    Phase::InitFailed(e) => return Err(e.clone()),
+                    Phase::Initializing => {}
+                }
+                if let Some(status) = *exited.borrow_and_update() {
+                    return Err(init_exit_error(status, instance.process.oom_killed()));
+                }
+                tokio::select! {
+                    r = phase.changed() => if r.is_err() { return Err(FunctionErrorBody::new("Runtime.Unknown", "runtime API stopped")) },
+                    r = exited.changed() => if r.is_err() { return Err(FunctionErrorBody::new("Runtime.Unknown", "instance monitor stopped")) },
+                }
+            }
+        })
+        .await;
+        instance.init_duration = started.elapsed();
+        let failure = match waited {
+            Ok(Ok(())) => return Ok(instance),
+            Ok(Err(e)) => e,
+            Err(_) => FunctionErrorBody::new(
+                "Runtime.InitTimeout",
+                format!(
+                    "Init did not finish within {:.2} seconds",
+                    init_timeout.as_secs_f64()
+                ),
+            ),
+        };
+        // Give the runtime's own error output a moment to reach the log.
+        let output = instance.output.finish();
+        instance.destroy().await;
+        Err(StartError::Init(failure, output))
+    }
+
+    /// Runs one invocation. Returns the outcome and the output captured meanwhile.
+    pub async fn invoke(&self, input: InvokeInput) -> (Outcome, String) {
+        self.output.begin();
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let deadline_ms = now_ms() + input.timeout.as_millis() as u64;
+        let inv = Invocation {
+            request_id: input.request_id,
+            deadline_ms,
+            function_arn: input.function_arn,
+            trace_id: input.trace_id,
+            client_context: input.client_context,
+            payload: input.payload,
+            reply: reply_tx,
+        };
+        if self.queue.send(inv).await.is_err() {
+            return (self.crash_outcome().await, self.output.finish());
+        }
+        let outcome = match tokio::time::timeout(input.timeout, reply_rx).await {
+            Err(_) => Outcome::Timeout,
+            Ok(Err(_)) | Ok(Ok(Reply::Exited)) => self.crash_outcome().await,
+            Ok(Ok(Reply::Response(b))) => Outcome::Success(b),
+            Ok(Ok(Reply::Error { body, error_type })) => {
+                Outcome::FunctionError { body, error_type }
+            }
+            Ok(Ok(Reply::ResponseTooLarge)) => Outcome::ResponseTooLarge,
+        };
+        if matches!(outcome, Outcome::Timeout) {
+            // Stop the runtime before reading the rest so nothing more is written.
+            self.process.kill();
+        }
+        let output = self.output.finish();
+        (outcome, output)
+    }
+
+    async fn crash_outcome(&self) -> Outcome {
+        let mut exited = self.exited.clone();
+        let status = tokio::time::timeout(Duration::from_secs(2), async {
+            loop {
+                if let Some(s) = *exited.borrow_and_update() {
+                    return s;
+                }
+                if exited.changed().await.is_err() {
+                    return ExitStatus::Unknown;
+                }
+            }
+        })
+        .await
+        .unwrap_or(ExitStatus::Unknown);
+        Outcome::Crashed {
+            status,
+            oom: self.process.oom_killed(),
+        }
+    }
+
+    pub fn has_exited(&self) -> bool {
+        self.exited.borrow().is_some()
+    }
+
+    pub fn memory_peak_mb(&self) -> Option<u64> {
+        self.process
+            .memory_peak_bytes()
+            .map(|b| b.div_ceil(1024 * 1024))
+    }
+
+    /// Kills the instance and releases its resources.
+    pub async fn destroy(self) {
+        self.process.kill();
+        self.api_task.abort();
+        let process = self.process.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            process.wait();
+            process.cleanup();
+        })
+        .await;
+    }
+}
+
+fn init_exit_error(status: ExitStatus, oom: bool) -> FunctionErrorBody {
+    if oom {
+        return FunctionErrorBody::new(
+            "Runtime.OutOfMemory",
+            "Runtime exited with error: signal: killed (out of memory during init)",
+        );
+    }
+    FunctionErrorBody::new(
+        "Runtime.ExitError",
+        format!(
+            "RequestId: init Error: Runtime exited {}",
+            describe_exit(status)
+        ),
+    )
+}
+
+/// "with error: exit status 1" / "with error: signal: killed", as Lambda phrases it.
+pub fn describe_exit(status: ExitStatus) -> String {
+    match status {
+        ExitStatus::Code(0) => "without providing a reason".to_string(),
+        ExitStatus::Code(c) => format!("with error: exit status {c}"),
+        ExitStatus::Signal(9) => "with error: signal: killed".to_string(),
+        ExitStatus::Signal(s) => format!("with error: signal {s}"),
+        ExitStatus::Unknown => "unexpectedly".to_string(),
+    }
+}
