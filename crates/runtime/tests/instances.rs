@@ -1,0 +1,259 @@
+//! The instance manager end to end with real runtimes, through the unsandboxed
+//! `ProcessLauncher` (the sandboxed path is covered by the sandbox crate's tests).
+
+use std::os::unix::fs::PermissionsExt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tern_runtime::{
+    AcquireError, FunctionSpec, InstanceManager, InvokeInput, LogRouter, Outcome, PoolConfig,
+    RuntimeCatalog, StartError,
+};
+use tern_sandbox::ProcessLauncher;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    manager: Arc<InstanceManager>,
+    code: std::path::PathBuf,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+fn fixture(files: &[(&str, &str)], keep_alive: Duration) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let code = dir.path().join("code");
+    std::fs::create_dir_all(&code).unwrap();
+    for (name, text) in files {
+        let path = code.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let boot = dir.path().join("bootstraps");
+    tern_runtime::bootstraps::install(&boot).unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    let router: LogRouter = Arc::new(move |_ns, _f, line| sink.lock().unwrap().push(line.line));
+    let config = PoolConfig {
+        keep_alive,
+        init_timeout: Duration::from_secs(10),
+        max_instances: 8,
+        cpu_floor_millis: 250,
+        max_pids: 256,
+        max_open_files: 1024,
+        max_output_per_invocation: 1 << 20,
+        region: "us-east-1".into(),
+        bootstrap_dir: boot,
+    };
+    let manager = InstanceManager::new(
+        config,
+        Arc::new(ProcessLauncher::new()),
+        RuntimeCatalog::detect(),
+        router,
+    );
+    Fixture {
+        _dir: dir,
+        manager,
+        code,
+        lines,
+    }
+}
+
+fn spec(fx: &Fixture, runtime: &str, handler: &str) -> FunctionSpec {
+    FunctionSpec {
+        namespace: "default".into(),
+        name: "f".into(),
+        revision: 1,
+        version: "$LATEST".into(),
+        runtime: runtime.into(),
+        handler: handler.into(),
+        memory_mb: 128,
+        tmp_mb: 512,
+        env: vec![("GREETING".into(), "hi".into())],
+        code_dir: fx.code.clone(),
+    }
+}
+
+fn input(id: &str, payload: &str, timeout: Duration) -> InvokeInput {
+    InvokeInput {
+        request_id: id.into(),
+        payload: Bytes::from(payload.to_string()),
+        timeout,
+        function_arn: "arn:aws:lambda:us-east-1:000000000000:function:f".into(),
+        trace_id: "Root=1-0-0".into(),
+        client_context: None,
+    }
+}
+
+const PY_APP: &str = r#"
+import os, time
+calls = 0
+def handler(event, context):
+    global calls
+    calls += 1
+    print("hello from", context.aws_request_id)
+    if event.get("sleep"):
+        time.sleep(event["sleep"])
+    if event.get("crash"):
+        os._exit(3)
+    if event.get("fail"):
+        raise ValueError("boom")
+    return {"calls": calls, "greeting": os.environ["GREETING"], "fn": context.function_name}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_instance_is_reused_warm_and_reports_errors() {
+    let fx = fixture(&[("app.py", PY_APP)], Duration::from_secs(60));
+    let f = spec(&fx, "python3.11", "app.handler");
+    let lease = fx.manager.acquire(&f).await.expect("cold start");
+    assert!(lease.cold);
+    let (out, log) = lease
+        .instance
+        .invoke(input("r1", "{}", Duration::from_secs(5)))
+        .await;
+    let Outcome::Success(body) = out else {
+        panic!("unexpected {out:?}")
+    };
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["calls"], 1);
+    assert_eq!(v["greeting"], "hi");
+    assert_eq!(v["fn"], "f");
+    assert!(log.contains("hello from r1"), "{log}");
+    fx.manager.release(lease, true).await;
+
+    let lease = fx.manager.acquire(&f).await.unwrap();
+    assert!(!lease.cold, "second invoke must reuse the warm instance");
+    let (out, _) = lease
+        .instance
+        .invoke(input("r2", r#"{"fail":true}"#, Duration::from_secs(5)))
+        .await;
+    let Outcome::FunctionError { body, .. } = out else {
+        panic!("unexpected {out:?}")
+    };
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["errorType"], "ValueError");
+    assert_eq!(v["errorMessage"], "boom");
+    fx.manager.release(lease, true).await;
+    assert!(fx
+        .lines
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("hello from r2")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn timeout_and_crash_replace_the_instance() {
+    let fx = fixture(&[("app.py", PY_APP)], Duration::from_secs(60));
+    let f = spec(&fx, "python3.11", "app.handler");
+    let lease = fx.manager.acquire(&f).await.unwrap();
+    let (out, _) = lease
+        .instance
+        .invoke(input("t1", r#"{"sleep":5}"#, Duration::from_millis(300)))
+        .await;
+    assert!(matches!(out, Outcome::Timeout), "{out:?}");
+    assert!(!out.instance_reusable());
+    fx.manager.release(lease, false).await;
+
+    let lease = fx.manager.acquire(&f).await.unwrap();
+    assert!(lease.cold, "a timed-out instance is not reused");
+    let (out, _) = lease
+        .instance
+        .invoke(input("c1", r#"{"crash":true}"#, Duration::from_secs(5)))
+        .await;
+    assert!(
+        matches!(
+            out,
+            Outcome::Crashed {
+                status: tern_sandbox::ExitStatus::Code(3),
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    fx.manager.release(lease, false).await;
+    assert_eq!(fx.manager.live(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn init_errors_and_unknown_runtimes_are_reported() {
+    let fx = fixture(&[("app.py", PY_APP)], Duration::from_secs(60));
+    let missing = spec(&fx, "python3.11", "nope.handler");
+    match fx.manager.acquire(&missing).await {
+        Err(AcquireError::Start(StartError::Init(e, _))) => {
+            assert_eq!(e.error_type, "Runtime.ImportModuleError");
+        }
+        other => panic!("unexpected {:?}", other.map(|l| l.cold)),
+    }
+    let unknown = spec(&fx, "cobol1.x", "app.handler");
+    let err = fx
+        .manager
+        .acquire(&unknown)
+        .await
+        .err()
+        .expect("unknown runtime");
+    assert!(
+        err.to_string().contains("python3.11"),
+        "lists the available runtimes: {err}"
+    );
+    assert_eq!(fx.manager.live(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provided_and_node_runtimes_run() {
+    // A `provided` bootstrap is any executable speaking the Runtime API.
+    let bootstrap = r#"#!/usr/bin/env python3
+import http.client, os
+api = os.environ["AWS_LAMBDA_RUNTIME_API"]
+conn = http.client.HTTPConnection(api)
+while True:
+    conn.request("GET", "/2018-06-01/runtime/invocation/next")
+    r = conn.getresponse()
+    r.read()
+    rid = r.getheader("Lambda-Runtime-Aws-Request-Id")
+    conn.request("POST", f"/2018-06-01/runtime/invocation/{rid}/response", body=b'"provided ok"')
+    conn.getresponse().read()
+"#;
+    let node_app = "exports.handler = async (event) => ({ echo: event.x });\n";
+    let fx = fixture(
+        &[("bootstrap", bootstrap), ("index.js", node_app)],
+        Duration::from_secs(60),
+    );
+    let lease = fx
+        .manager
+        .acquire(&spec(&fx, "provided.al2023", ""))
+        .await
+        .unwrap();
+    let (out, _) = lease
+        .instance
+        .invoke(input("p1", "{}", Duration::from_secs(5)))
+        .await;
+    assert!(
+        matches!(&out, Outcome::Success(b) if b.as_ref() == b"\"provided ok\""),
+        "{out:?}"
+    );
+    fx.manager.release(lease, false).await;
+    let node = spec(&fx, "nodejs20.x", "index.handler");
+    let lease = fx.manager.acquire(&node).await.unwrap();
+    let (out, _) = lease
+        .instance
+        .invoke(input("n1", r#"{"x":42}"#, Duration::from_secs(5)))
+        .await;
+    assert!(
+        matches!(&out, Outcome::Success(b) if b.as_ref() == br#"{"echo":42}"#),
+        "{out:?}"
+    );
+    fx.manager.release(lease, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_instances_scale_to_zero_after_keep_alive() {
+    let fx = fixture(&[("app.py", PY_APP)], Duration::from_millis(200));
+    let f = spec(&fx, "python3.11", "app.handler");
+    let lease = fx.manager.acquire(&f).await.unwrap();
+    fx.manager.release(lease, true).await;
+    assert_eq!(fx.manager.idle_count("default", "f"), 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    fx.manager.reap_idle().await;
+    assert_eq!(fx.manager.idle_count("default", "f"), 0);
+    assert_eq!(fx.manager.live(), 0);
+}
