@@ -1,2 +1,12 @@
-//! Routing, admission and the sync invoke path (in progress: see issue #2).
+//! Routing, validation and the invoke path: the services the gateway calls.
+//!
+//! Typed errors ([`ServiceError`]) leave here; the gateway maps them to Lambda error
+//! types and HTTP statuses. This crate knows nothing about HTTP.
 #![forbid(unsafe_code)]
+
+pub mod error;
+pub mod registry;
+pub mod validate;
+
+pub use error::ServiceError;
+pub use registry::Registry;

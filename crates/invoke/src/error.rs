@@ -18,7 +18,10 @@ pub enum ServiceError {
     #[error("{0}")]
     RequestEntityTooLarge(String),
     #[error("{message}")]
-    TooManyRequests { reason: &'static str, message: String },
+    TooManyRequests {
+        reason: &'static str,
+        message: String,
+    },
     #[error("{0}")]
     InvalidRuntime(String),
     #[error("{0}")]

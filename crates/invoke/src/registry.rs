@@ -23,9 +23,18 @@ impl Registry {
     }
 
     /// The current record, from cache or (once) from the store.
-    pub async fn get(&self, namespace: &str, name: &str) -> Result<Option<Arc<FunctionRecord>>, ServiceError> {
+    pub async fn get(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Arc<FunctionRecord>>, ServiceError> {
         let key = (namespace.to_string(), name.to_string());
-        if let Some(rec) = self.cache.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        if let Some(rec) = self
+            .cache
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
             return Ok(Some(rec.clone()));
         }
         let store = self.store.clone();
