@@ -1,0 +1,72 @@
+//! The single mapping from [`ServiceError`] to Lambda's error type, HTTP status and body
+//! (DESIGN D8). Clients such as boto3 pick the exception class from `x-amzn-ErrorType`.
+
+use tern_invoke::ServiceError;
+
+/// An error as it goes on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireError {
+    pub status: u16,
+    /// Value of the `x-amzn-ErrorType` header and of `Type`/`__type` in the body.
+    pub error_type: &'static str,
+    pub body: String,
+    /// `Retry-After` seconds for throttling.
+    pub retry_after: Option<u32>,
+}
+
+pub fn to_wire(err: &ServiceError) -> WireError {
+    let (status, error_type, retry_after) = match err {
+        ServiceError::InvalidParameterValue(_) => (400, "InvalidParameterValueException", None),
+        ServiceError::InvalidRequestContent(_) => (400, "InvalidRequestContentException", None),
+        ServiceError::ResourceNotFound(_) => (404, "ResourceNotFoundException", None),
+        ServiceError::ResourceConflict(_) => (409, "ResourceConflictException", None),
+        ServiceError::PreconditionFailed(_) => (412, "PreconditionFailedException", None),
+        ServiceError::RequestTooLarge(_) => (413, "RequestTooLargeException", None),
+        ServiceError::RequestEntityTooLarge(_) => (413, "RequestEntityTooLargeException", None),
+        ServiceError::TooManyRequests { .. } => (429, "TooManyRequestsException", Some(1)),
+        ServiceError::InvalidRuntime(_) => (502, "InvalidRuntimeException", None),
+        ServiceError::Service(_) => (500, "ServiceException", None),
+    };
+    let mut body = serde_json::json!({
+        "Type": if status >= 500 { "Service" } else { "User" },
+        "message": err.to_string(),
+    });
+    if let ServiceError::TooManyRequests { reason, .. } = err {
+        body["Reason"] = serde_json::Value::from(*reason);
+        body["retryAfterSeconds"] = serde_json::Value::from("1");
+    }
+    WireError {
+        status,
+        error_type,
+        body: body.to_string(),
+        retry_after,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_found_is_404_with_lambda_type() {
+        let w = to_wire(&ServiceError::ResourceNotFound(
+            "Function not found: x".into(),
+        ));
+        assert_eq!((w.status, w.error_type), (404, "ResourceNotFoundException"));
+        assert!(w.body.contains("Function not found: x"));
+    }
+
+    #[test]
+    fn throttling_carries_reason_and_retry_after() {
+        let w = to_wire(&ServiceError::TooManyRequests {
+            reason: "ReservedFunctionConcurrentInvocationLimitExceeded",
+            message: "Rate Exceeded.".into(),
+        });
+        assert_eq!((w.status, w.retry_after), (429, Some(1)));
+        let v: serde_json::Value = serde_json::from_str(&w.body).unwrap();
+        assert_eq!(
+            v["Reason"],
+            "ReservedFunctionConcurrentInvocationLimitExceeded"
+        );
+    }
+}
