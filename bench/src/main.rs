@@ -49,10 +49,11 @@ fn main() -> anyhow::Result<()> {
         scratch.path(),
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )?;
-    let launcher: Arc<dyn Launcher> = Arc::new(SandboxLauncher::new(SandboxConfig::new(
+    let sandbox = Arc::new(SandboxLauncher::new(SandboxConfig::new(
         scratch.path().join("state"),
         format!("bench-{}", std::process::id()),
     )?)?);
+    let launcher: Arc<dyn Launcher> = sandbox.clone();
     let mut setup = Vec::new();
     let mut teardown = Vec::new();
     let mut spawn = Vec::new();
@@ -93,5 +94,6 @@ fn main() -> anyhow::Result<()> {
         "baseline_bare_spawn": summary("baseline: bare spawn+wait", spawn),
     });
     println!("{result}");
+    sandbox.remove_server_cgroups();
     Ok(())
 }
