@@ -32,37 +32,37 @@ fn invalid(msg: String) -> ServiceError {
     ServiceError::InvalidParameterValue(msg)
 }
 
-pub fn memory_size(v: i64) -> Result<u32, ServiceError> {
-    let (lo, hi) = (limits::MEMORY_MIN_MB as i64, limits::MEMORY_MAX_MB as i64);
-    if (lo..=hi).contains(&v) {
+/// `v` as u32 if within `lo..=hi`, else Lambda's constraint message naming `field`.
+fn in_range(v: i64, lo: u32, hi: u32, field: &str) -> Result<u32, ServiceError> {
+    if (i64::from(lo)..=i64::from(hi)).contains(&v) {
         Ok(v as u32)
     } else {
         Err(invalid(format!(
-            "1 validation error detected: Value '{v}' at 'memorySize' failed to satisfy constraint: Member must have value between {lo} and {hi}"
+            "1 validation error detected: Value '{v}' at '{field}' failed to satisfy constraint: Member must have value between {lo} and {hi}"
         )))
     }
+}
+
+pub fn memory_size(v: i64) -> Result<u32, ServiceError> {
+    in_range(
+        v,
+        limits::MEMORY_MIN_MB,
+        limits::MEMORY_MAX_MB,
+        "memorySize",
+    )
 }
 
 pub fn timeout(v: i64) -> Result<u32, ServiceError> {
-    let (lo, hi) = (limits::TIMEOUT_MIN_S as i64, limits::TIMEOUT_MAX_S as i64);
-    if (lo..=hi).contains(&v) {
-        Ok(v as u32)
-    } else {
-        Err(invalid(format!(
-            "1 validation error detected: Value '{v}' at 'timeout' failed to satisfy constraint: Member must have value between {lo} and {hi}"
-        )))
-    }
+    in_range(v, limits::TIMEOUT_MIN_S, limits::TIMEOUT_MAX_S, "timeout")
 }
 
 pub fn ephemeral_storage(v: i64) -> Result<u32, ServiceError> {
-    let (lo, hi) = (limits::TMP_MIN_MB as i64, limits::TMP_MAX_MB as i64);
-    if (lo..=hi).contains(&v) {
-        Ok(v as u32)
-    } else {
-        Err(invalid(format!(
-            "1 validation error detected: Value '{v}' at 'ephemeralStorage.size' failed to satisfy constraint: Member must have value between {lo} and {hi}"
-        )))
-    }
+    in_range(
+        v,
+        limits::TMP_MIN_MB,
+        limits::TMP_MAX_MB,
+        "ephemeralStorage.size",
+    )
 }
 
 pub fn handler(v: &str) -> Result<(), ServiceError> {
