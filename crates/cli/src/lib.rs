@@ -1,9 +1,27 @@
-//! The `tern` binary's entry point. The server and client commands are still being
-//! built (see issue #2); today the binary only hosts the sandbox keeper that the
-//! sandbox launcher re-executes.
+//! The `tern` binary: `tern server` runs the platform; the other subcommands are the
+//! client CLI that talks to it over the signed HTTP API. User-facing output is printed
+//! here; everything else logs through `tracing`.
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub mod config;
+mod server;
+
+#[derive(Parser, Debug)]
+#[command(name = "tern", version, about = "Self-hosted, Lambda-compatible serverless functions")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the platform (embedded SQLite under --data-dir).
+    Server(config::ServerArgs),
+}
 
 pub fn main() -> ExitCode {
     // The sandbox launcher re-executes this binary as the keeper of one instance; that
@@ -11,6 +29,15 @@ pub fn main() -> ExitCode {
     if tern_sandbox::is_keeper_invocation() {
         tern_sandbox::run_keeper();
     }
-    eprintln!("tern: the server and client commands are not implemented yet (issue #2)");
-    ExitCode::from(2)
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Server(args) => server::run(args).map(|()| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tern: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

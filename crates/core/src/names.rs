@@ -1,6 +1,10 @@
 //! Function names as Lambda accepts them: a bare name, `name:qualifier`, a partial ARN
 //! (`123456789012:function:name`) or a full ARN.
 
+/// The namespace (tenant) a fresh server starts with, and its account id in ARNs.
+pub const DEFAULT_NAMESPACE: &str = "default";
+pub const DEFAULT_ACCOUNT: &str = "000000000000";
+
 /// Largest accepted function name.
 pub const NAME_MAX: usize = 64;
 

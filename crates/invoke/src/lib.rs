@@ -5,8 +5,12 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub mod functions;
 pub mod registry;
+pub mod sync;
 pub mod validate;
 
 pub use error::ServiceError;
+pub use functions::{Caller, FunctionService, ServiceConfig};
 pub use registry::Registry;
+pub use sync::{InvokeRequest, InvokeResponse, Invoker};

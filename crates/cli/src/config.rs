@@ -1,0 +1,181 @@
+//! The server's configuration: one struct with defaults, filled from an optional TOML
+//! file, then `TERN_*` environment variables and flags (later sources win).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub region: String,
+    /// Seconds an idle instance is kept warm.
+    pub keep_alive_secs: u64,
+    /// Runs functions as plain processes, without the sandbox. Development only.
+    pub dev_unsandboxed: bool,
+    /// Server-wide cap on live instances.
+    pub max_instances: usize,
+    pub init_timeout_secs: u64,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace_secs: u64,
+    pub log_retention_hours: u64,
+    pub cpu_floor_millis: u32,
+    pub max_pids: u32,
+    pub max_open_files: u32,
+    /// Output stored per invocation; the rest is dropped with a marker.
+    pub max_output_bytes: u64,
+    pub account_concurrency: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8900)),
+            data_dir: PathBuf::from(".tern"),
+            region: "us-east-1".to_string(),
+            keep_alive_secs: 600,
+            dev_unsandboxed: false,
+            max_instances: 256,
+            init_timeout_secs: 10,
+            shutdown_grace_secs: 30,
+            log_retention_hours: 24,
+            cpu_floor_millis: 250,
+            max_pids: 256,
+            max_open_files: 1024,
+            max_output_bytes: 1 << 20,
+            account_concurrency: 1000,
+        }
+    }
+}
+
+/// `tern server` flags; each also reads `TERN_<NAME>`.
+#[derive(clap::Args, Debug, Default)]
+pub struct ServerArgs {
+    /// TOML file with any of the settings below (snake_case keys).
+    #[arg(long, env = "TERN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "TERN_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for all state: database, code, credentials.
+    #[arg(long, env = "TERN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Region shown in ARNs.
+    #[arg(long, env = "TERN_REGION")]
+    pub region: Option<String>,
+    /// Seconds an idle instance stays warm before it is stopped.
+    #[arg(long, env = "TERN_KEEP_ALIVE")]
+    pub keep_alive: Option<u64>,
+    /// Server-wide cap on live instances.
+    #[arg(long, env = "TERN_MAX_INSTANCES")]
+    pub max_instances: Option<usize>,
+    /// DEVELOPMENT ONLY: run functions as plain processes without any isolation.
+    #[arg(long, env = "TERN_DEV_UNSANDBOXED")]
+    pub dev_unsandboxed: bool,
+}
+
+impl ServerConfig {
+    pub fn load(args: &ServerArgs) -> anyhow::Result<Self> {
+        let mut cfg = match &args.config {
+            Some(path) => Self::from_file(path)?,
+            None => ServerConfig::default(),
+        };
+        if let Some(v) = args.listen {
+            cfg.listen = v;
+        }
+        if let Some(v) = &args.data_dir {
+            cfg.data_dir = v.clone();
+        }
+        if let Some(v) = &args.region {
+            cfg.region = v.clone();
+        }
+        if let Some(v) = args.keep_alive {
+            cfg.keep_alive_secs = v;
+        }
+        if let Some(v) = args.max_instances {
+            cfg.max_instances = v;
+        }
+        cfg.dev_unsandboxed |= args.dev_unsandboxed;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.region.is_empty()
+            || !self
+                .region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            bail!("region '{}' must be like us-east-1", self.region);
+        }
+        if self.keep_alive_secs == 0 {
+            bail!("keep_alive must be at least 1 second");
+        }
+        if self.max_instances == 0 {
+            bail!("max_instances must be at least 1");
+        }
+        if self.init_timeout_secs == 0 {
+            bail!("init_timeout_secs must be at least 1");
+        }
+        Ok(())
+    }
+
+    pub fn keep_alive(&self) -> Duration {
+        Duration::from_secs(self.keep_alive_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_and_file_overrides_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("tern.toml");
+        std::fs::write(&file, "region = \"eu-west-1\"\nkeep_alive_secs = 5\n").expect("write");
+        let args = ServerArgs {
+            config: Some(file),
+            keep_alive: Some(7),
+            ..ServerArgs::default()
+        };
+        let cfg = ServerConfig::load(&args).expect("load");
+        assert_eq!(cfg.region, "eu-west-1");
+        assert_eq!(cfg.keep_alive_secs, 7);
+        assert_eq!(cfg.listen.port(), 8900);
+    }
+
+    #[test]
+    fn unknown_config_keys_are_rejected() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("tern.toml");
+        std::fs::write(&file, "regoin = \"x\"\n").expect("write");
+        let args = ServerArgs {
+            config: Some(file),
+            ..ServerArgs::default()
+        };
+        let err = ServerConfig::load(&args).expect_err("typo must fail");
+        assert!(format!("{err:#}").contains("regoin"), "{err:#}");
+    }
+
+    #[test]
+    fn zero_keep_alive_is_invalid() {
+        let cfg = ServerConfig {
+            keep_alive_secs: 0,
+            ..ServerConfig::default()
+        };
+        assert!(cfg.validate().is_err());
+    }
+}

@@ -1,0 +1,297 @@
+//! `tern server`: wires store, instance manager, services and gateway together, serves
+//! until SIGTERM/SIGINT, then drains.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use rand::distributions::{Alphanumeric, DistString};
+use rand::Rng;
+use tern_core::names::DEFAULT_NAMESPACE;
+use tern_gateway::{AppState, Authenticator};
+use tern_invoke::{FunctionService, Invoker, Registry, ServiceConfig};
+use tern_runtime::{InstanceManager, LogRouter, PoolConfig, RuntimeCatalog};
+use tern_sandbox::{Launcher, ProcessLauncher, SandboxConfig, SandboxLauncher};
+use tern_store::{AccessKey, CodeStore, LogLine, PackageLimits, SqliteStore, Store};
+use tern_telemetry::{LogSink, Metrics};
+
+use crate::config::{ServerArgs, ServerConfig};
+
+const META_SERVER_ID: &str = "server_id";
+const META_ADMIN_KEY: &str = "admin_access_key_id";
+/// Profile name in the credentials file.
+pub const PROFILE: &str = "tern";
+
+pub fn run(args: ServerArgs) -> anyhow::Result<()> {
+    tern_telemetry::init_tracing("info");
+    let config = ServerConfig::load(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(config))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The admin key, created on first start. Returns it and whether it is new.
+fn admin_key(store: &dyn Store) -> anyhow::Result<(AccessKey, bool)> {
+    if let Some(id) = store.get_meta(META_ADMIN_KEY)? {
+        if let Some(key) = store.get_access_key(&id)? {
+            return Ok((key, false));
+        }
+    }
+    let mut rng = rand::thread_rng();
+    let id_tail: String = (0..16)
+        .map(|_| {
+            let chars = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+            chars[rng.gen_range(0..chars.len())] as char
+        })
+        .collect();
+    let key = AccessKey {
+        access_key_id: format!("AKIA{id_tail}"),
+        secret: Alphanumeric.sample_string(&mut rng, 40),
+        namespace: DEFAULT_NAMESPACE.to_string(),
+    };
+    store.put_access_key(&key)?;
+    store.put_meta(META_ADMIN_KEY, &key.access_key_id)?;
+    Ok((key, true))
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// Writes `<data>/credentials` and `<data>/config` in the aws CLI's formats.
+fn write_credentials(data_dir: &Path, key: &AccessKey, region: &str) -> anyhow::Result<PathBuf> {
+    let creds = data_dir.join("credentials");
+    write_private(
+        &creds,
+        &format!(
+            "[{PROFILE}]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            key.access_key_id, key.secret
+        ),
+    )?;
+    write_private(
+        &data_dir.join("config"),
+        &format!("[profile {PROFILE}]\nregion = {region}\n"),
+    )?;
+    Ok(creds)
+}
+
+fn server_id(store: &dyn Store) -> anyhow::Result<String> {
+    if let Some(id) = store.get_meta(META_SERVER_ID)? {
+        return Ok(id);
+    }
+    let id = format!(
+        "s{}",
+        Alphanumeric
+            .sample_string(&mut rand::thread_rng(), 10)
+            .to_ascii_lowercase()
+    );
+    store.put_meta(META_SERVER_ID, &id)?;
+    Ok(id)
+}
+
+fn launcher(config: &ServerConfig, store: &dyn Store) -> anyhow::Result<Arc<dyn Launcher>> {
+    if config.dev_unsandboxed {
+        tracing::warn!("================================================================");
+        tracing::warn!("DEVELOPMENT MODE: functions run WITHOUT A SANDBOX (--dev-unsandboxed).");
+        tracing::warn!("They can read and write anything this server's user can. Never use");
+        tracing::warn!("this with code you do not trust or on a shared machine.");
+        tracing::warn!("================================================================");
+        return Ok(Arc::new(ProcessLauncher::new()));
+    }
+    if !nix::unistd::Uid::effective().is_root() {
+        bail!(
+            "the function sandbox needs root (namespaces, cgroups, pivot_root); run `tern server` as root, \
+             or for local development only pass --dev-unsandboxed to run functions without isolation"
+        );
+    }
+    let sandbox_config = SandboxConfig::new(config.data_dir.join("sandbox"), server_id(store)?)
+        .context("cannot configure the sandbox")?;
+    let launcher = SandboxLauncher::new(sandbox_config).context("cannot set up the sandbox")?;
+    launcher.cleanup_leftovers();
+    Ok(Arc::new(launcher))
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            std::future::pending::<()>().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+async fn serve(config: ServerConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700))?;
+    let data_dir = config
+        .data_dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", config.data_dir.display()))?;
+    let config = ServerConfig { data_dir, ..config };
+
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&config.data_dir.join("tern.db")).context("cannot open the database")?,
+    );
+    let (key, created) = admin_key(store.as_ref())?;
+    let creds_path = config.data_dir.join("credentials");
+    if created || !creds_path.exists() {
+        write_credentials(&config.data_dir, &key, &config.region)?;
+    }
+
+    let code = Arc::new(
+        CodeStore::open(&config.data_dir.join("code"), PackageLimits::default())
+            .context("cannot open the code store")?,
+    );
+    let bootstrap_dir = config.data_dir.join("bootstraps");
+    tern_runtime::bootstraps::install(&bootstrap_dir).context("cannot install the bootstraps")?;
+
+    let logs = LogSink::start(
+        store.clone(),
+        (config.log_retention_hours as i64) * 3_600_000,
+    );
+    let router: LogRouter = {
+        let logs = logs.clone();
+        Arc::new(move |namespace: &str, function: &str, line| {
+            logs.push(LogLine {
+                namespace: namespace.to_string(),
+                function: function.to_string(),
+                request_id: line.request_id,
+                ts_ms: now_ms(),
+                line: line.line,
+            })
+        })
+    };
+    let catalog = RuntimeCatalog::detect();
+    let instances = InstanceManager::new(
+        PoolConfig {
+            keep_alive: config.keep_alive(),
+            init_timeout: Duration::from_secs(config.init_timeout_secs),
+            max_instances: config.max_instances,
+            cpu_floor_millis: config.cpu_floor_millis,
+            max_pids: config.max_pids,
+            max_open_files: config.max_open_files,
+            max_output_per_invocation: config.max_output_bytes,
+            region: config.region.clone(),
+            bootstrap_dir,
+        },
+        launcher(&config, store.as_ref())?,
+        catalog.clone(),
+        router,
+    );
+    instances.spawn_reaper();
+
+    let metrics = Arc::new(Metrics::new());
+    let functions = Arc::new(FunctionService::new(
+        store.clone(),
+        Arc::new(Registry::new(store.clone())),
+        code,
+        instances.clone(),
+        ServiceConfig {
+            region: config.region.clone(),
+            account_concurrency: config.account_concurrency,
+        },
+    ));
+    let invoker = Arc::new(Invoker::new(
+        functions.clone(),
+        instances.clone(),
+        logs.clone(),
+        metrics.clone(),
+    ));
+    let app = tern_gateway::router(AppState {
+        functions,
+        invoker,
+        auth: Arc::new(Authenticator::new(store.clone())),
+        metrics,
+        store: store.clone(),
+    });
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(
+        data_dir = %config.data_dir.display(),
+        runtimes = %catalog.ids().join(","),
+        sandbox = !config.dev_unsandboxed,
+        "tern server ready"
+    );
+    print_welcome(&addr.to_string(), &creds_path, created);
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    shutdown_signal().await;
+    tracing::info!("shutting down: no new connections; waiting for requests in flight");
+    let _ = stop_tx.send(());
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    match tokio::time::timeout(grace, server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "server error"),
+        Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
+        Err(_) => tracing::warn!(
+            grace_secs = config.shutdown_grace_secs,
+            "requests still running after the grace period; stopping them"
+        ),
+    }
+    instances.shutdown().await;
+    // Let the log writer flush what is queued.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn print_welcome(addr: &str, creds: &Path, created: bool) {
+    let endpoint = format!("http://{addr}");
+    if created {
+        eprintln!(
+            "\nCreated an admin access key and wrote it to {creds} (profile `{PROFILE}`).\n\
+             Use it with:\n  \
+             tern CLI:  TERN_ENDPOINT={endpoint} TERN_CREDENTIALS={creds} tern functions list\n  \
+             aws CLI:   AWS_SHARED_CREDENTIALS_FILE={creds} aws --profile {PROFILE} --region us-east-1 --endpoint-url {endpoint} lambda list-functions\n  \
+             boto3:     boto3.Session(profile_name='{PROFILE}').client('lambda', endpoint_url='{endpoint}')  (with AWS_SHARED_CREDENTIALS_FILE={creds})\n",
+            creds = creds.display()
+        );
+    } else {
+        eprintln!("Credentials: {} (profile `{PROFILE}`)", creds.display());
+    }
+    // The one line on stdout, for scripts and tests waiting for readiness.
+    println!("tern server listening on {endpoint}");
+    let _ = std::io::stdout().flush();
+}

@@ -1,0 +1,483 @@
+//! The router: every route of the Lambda-compatible and native API, the auth layer in
+//! front of them, and the shaping of errors and invoke results into HTTP.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Extension, Router};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tern_core::limits;
+use tern_core::sigv4::{self, RequestParts};
+use tern_invoke::{Caller, FunctionService, InvokeRequest, Invoker, ServiceError};
+use tern_store::Store;
+use tern_telemetry::Metrics;
+
+use crate::auth::{AuthError, Authenticator};
+use crate::error::to_wire;
+
+/// Largest CreateFunction/UpdateFunctionCode body: a 50 MB zip in base64, as on Lambda.
+pub const MANAGEMENT_BODY_BYTES: usize = 69_905_067;
+/// A body over its limit is still read (and dropped) up to this many times the limit,
+/// so the client sees the 413 instead of a reset connection.
+const DRAIN_FACTOR: usize = 4;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub functions: Arc<FunctionService>,
+    pub invoker: Arc<Invoker>,
+    pub auth: Arc<Authenticator>,
+    pub metrics: Arc<Metrics>,
+    pub store: Arc<dyn Store>,
+}
+
+/// An error on its way to the client.
+pub struct ApiError {
+    status: u16,
+    error_type: &'static str,
+    body: String,
+    retry_after: Option<u32>,
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        let w = to_wire(&e);
+        ApiError {
+            status: w.status,
+            error_type: w.error_type,
+            body: w.body,
+            retry_after: w.retry_after,
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        ApiError {
+            status: e.status(),
+            error_type: e.error_type(),
+            body: serde_json::json!({"Type": "User", "message": e.to_string()}).to_string(),
+            retry_after: None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = Response::new(Body::from(self.body));
+        *resp.status_mut() =
+            StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let h = resp.headers_mut();
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+        h.insert("x-amzn-errortype", HeaderValue::from_static(self.error_type));
+        if let Some(s) = self.retry_after {
+            h.insert("retry-after", HeaderValue::from(s));
+        }
+        resp
+    }
+}
+
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => (
+            status,
+            [("content-type", "application/json")],
+            Body::from(body),
+        )
+            .into_response(),
+        Err(e) => ApiError::from(ServiceError::Service(e.to_string())).into_response(),
+    }
+}
+
+/// Parses a JSON body; the error names the field that is wrong.
+fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let err = if inner.is_syntax() || inner.is_eof() {
+            ServiceError::InvalidRequestContent(format!(
+                "Could not parse request body into json: {inner}"
+            ))
+        } else if path == "." {
+            ServiceError::InvalidParameterValue(format!("Invalid request body: {inner}"))
+        } else {
+            ServiceError::InvalidParameterValue(format!("Invalid value for '{path}': {inner}"))
+        };
+        ApiError::from(err)
+    })
+}
+
+fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+pub fn router(state: AppState) -> Router {
+    let lambda = Router::new()
+        .route(
+            "/2015-03-31/functions",
+            post(create_function).get(list_functions),
+        )
+        .route(
+            "/2015-03-31/functions/",
+            post(create_function).get(list_functions),
+        )
+        .route(
+            "/2015-03-31/functions/:name",
+            get(get_function).delete(delete_function),
+        )
+        .route(
+            "/2015-03-31/functions/:name/configuration",
+            get(get_configuration).put(update_configuration),
+        )
+        .route("/2015-03-31/functions/:name/code", put(update_code))
+        .route("/2015-03-31/functions/:name/invocations", post(invoke))
+        .route("/2016-08-19/account-settings", get(account_settings))
+        .route("/2016-08-19/account-settings/", get(account_settings))
+        .route("/tern/v1/functions/:name/logs", get(function_logs))
+        .fallback(unknown_operation)
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    Router::new()
+        .route("/tern/v1/health", get(health))
+        .route("/metrics", get(metrics))
+        .merge(lambda)
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+/// Adds `x-amzn-RequestId` to every response that lacks one.
+async fn request_id(req: Request, next: Next) -> Response {
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut resp = next.run(req).await;
+    if !resp.headers().contains_key("x-amzn-requestid") {
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            resp.headers_mut().insert("x-amzn-requestid", v);
+        }
+    }
+    resp
+}
+
+/// Reads the whole body within `limit`; beyond it, drains up to a bound and fails.
+async fn read_body(body: Body, limit: usize) -> Result<Option<Bytes>, axum::Error> {
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame?;
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen > limit {
+                if seen > limit.saturating_mul(DRAIN_FACTOR) {
+                    return Ok(None);
+                }
+                buf.clear();
+                continue;
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok((seen <= limit).then(|| buf.freeze()))
+}
+
+/// Buffers the body (with the route's size limit), verifies SigV4 and attaches the
+/// [`Caller`].
+async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let is_invoke = parts.uri.path().ends_with("/invocations");
+    let limit = if is_invoke {
+        limits::SYNC_PAYLOAD_BYTES
+    } else {
+        MANAGEMENT_BODY_BYTES
+    };
+    let bytes = match read_body(body, limit).await {
+        Ok(Some(b)) => b,
+        Ok(None) if is_invoke => {
+            return ApiError::from(ServiceError::RequestTooLarge(format!(
+                "Request must be smaller than {limit} bytes for the InvokeFunction operation"
+            )))
+            .into_response()
+        }
+        Ok(None) => {
+            return ApiError::from(ServiceError::RequestEntityTooLarge(format!(
+                "Request must be smaller than {limit} bytes for this operation"
+            )))
+            .into_response()
+        }
+        Err(e) => {
+            return ApiError::from(ServiceError::InvalidRequestContent(format!(
+                "could not read the request body: {e}"
+            )))
+            .into_response()
+        }
+    };
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect();
+    let payload_hash = match header_str(&parts.headers, "x-amz-content-sha256") {
+        Some(h) if h == "UNSIGNED-PAYLOAD" || h.len() == 64 => h,
+        _ => sigv4::sha256_hex(&bytes),
+    };
+    let host_header;
+    let mut all_headers = headers;
+    // HTTP/1.1 always has Host; keep it for the canonical request even if axum moved it.
+    if !all_headers.iter().any(|(k, _)| k == "host") {
+        if let Some(a) = parts.uri.authority() {
+            host_header = a.to_string();
+            all_headers.push(("host".to_string(), host_header));
+        }
+    }
+    let rp = RequestParts {
+        method: parts.method.as_str(),
+        raw_path: parts.uri.path(),
+        raw_query: parts.uri.query().unwrap_or(""),
+        headers: &all_headers,
+        payload_sha256: &payload_hash,
+    };
+    let authorization = header_str(&parts.headers, "authorization");
+    match state
+        .auth
+        .authenticate(&rp, authorization.as_deref())
+        .await
+    {
+        Ok(caller) => {
+            parts.extensions.insert(caller);
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, path = %parts.uri.path(), "request not authenticated");
+            ApiError::from(e).into_response()
+        }
+    }
+}
+
+async fn health() -> Response {
+    json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn unknown_operation(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError {
+        status: 404,
+        error_type: "UnknownOperationException",
+        body: serde_json::json!({
+            "Type": "User",
+            "message": format!("Unknown operation: {method} {}", uri.path()),
+        })
+        .to_string(),
+        retry_after: None,
+    }
+}
+
+type Q = Query<HashMap<String, String>>;
+
+async fn create_function(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req = parse_body(&body)?;
+    let config = state.functions.create(&caller, req).await?;
+    Ok(json(StatusCode::CREATED, &config))
+}
+
+async fn list_functions(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(q): Q,
+) -> Result<Response, ApiError> {
+    let max_items = match q.get("MaxItems") {
+        None => None,
+        Some(s) => Some(s.parse::<i64>().map_err(|_| {
+            ServiceError::InvalidParameterValue(format!(
+                "Invalid value for 'MaxItems': '{s}' is not an integer"
+            ))
+        })?),
+    };
+    let list = state
+        .functions
+        .list(&caller, q.get("Marker").cloned(), max_items)
+        .await?;
+    Ok(json(StatusCode::OK, &list))
+}
+
+async fn get_function(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Query(q): Q,
+) -> Result<Response, ApiError> {
+    let resp = state
+        .functions
+        .get(&caller, &name, q.get("Qualifier").map(String::as_str))
+        .await?;
+    Ok(json(StatusCode::OK, &resp))
+}
+
+async fn get_configuration(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Query(q): Q,
+) -> Result<Response, ApiError> {
+    let resp = state
+        .functions
+        .get_configuration(&caller, &name, q.get("Qualifier").map(String::as_str))
+        .await?;
+    Ok(json(StatusCode::OK, &resp))
+}
+
+async fn update_configuration(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req = parse_body(&body)?;
+    let resp = state
+        .functions
+        .update_configuration(&caller, &name, req)
+        .await?;
+    Ok(json(StatusCode::OK, &resp))
+}
+
+async fn update_code(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req = parse_body(&body)?;
+    let resp = state.functions.update_code(&caller, &name, req).await?;
+    Ok(json(StatusCode::OK, &resp))
+}
+
+async fn delete_function(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Query(q): Q,
+) -> Result<Response, ApiError> {
+    state
+        .functions
+        .delete(&caller, &name, q.get("Qualifier").map(String::as_str))
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn account_settings(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ApiError> {
+    let resp = state.functions.account_settings(&caller).await?;
+    Ok(json(StatusCode::OK, &resp))
+}
+
+async fn invoke(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Query(q): Q,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req = InvokeRequest {
+        function_name: name,
+        qualifier: q.get("Qualifier").cloned(),
+        invocation_type: header_str(&headers, "x-amz-invocation-type"),
+        log_type: header_str(&headers, "x-amz-log-type"),
+        client_context: header_str(&headers, "x-amz-client-context"),
+        payload: body,
+    };
+    let out = state.invoker.invoke(&caller, req).await?;
+    let mut resp = Response::new(Body::from(out.payload));
+    *resp.status_mut() = StatusCode::from_u16(out.status).unwrap_or(StatusCode::OK);
+    let h = resp.headers_mut();
+    if out.status != 204 {
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+    }
+    if let Some(fe) = out.function_error {
+        h.insert("x-amz-function-error", HeaderValue::from_static(fe));
+    }
+    if let Some(log) = out.log_result.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        h.insert("x-amz-log-result", log);
+    }
+    if let Ok(v) = HeaderValue::from_str(&out.executed_version) {
+        h.insert("x-amz-executed-version", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&out.request_id) {
+        h.insert("x-amzn-requestid", v);
+    }
+    Ok(resp)
+}
+
+#[derive(Serialize)]
+struct LogLineView {
+    timestamp_ms: i64,
+    request_id: Option<String>,
+    message: String,
+}
+
+async fn function_logs(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Query(q): Q,
+) -> Result<Response, ApiError> {
+    let (rec, _) = state.functions.lookup(&caller, &name, None).await?;
+    let limit = match q.get("limit") {
+        None => 100,
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if (1..=limits::LIST_MAX_ITEMS).contains(&n) => n,
+            _ => {
+                return Err(ServiceError::InvalidParameterValue(format!(
+                    "Invalid value for 'limit': '{s}' (expected 1 to {})",
+                    limits::LIST_MAX_ITEMS
+                ))
+                .into())
+            }
+        },
+    };
+    let request_id = q.get("request_id").cloned();
+    let store = state.store.clone();
+    let ns = caller.namespace.clone();
+    let fname = rec.name.clone();
+    let lines = tokio::task::spawn_blocking(move || {
+        store.recent_logs(&ns, &fname, request_id.as_deref(), limit)
+    })
+    .await
+    .map_err(|e| ServiceError::Service(e.to_string()))?
+    .map_err(ServiceError::from)?;
+    let view: Vec<LogLineView> = lines
+        .into_iter()
+        .map(|l| LogLineView {
+            timestamp_ms: l.ts_ms,
+            request_id: l.request_id,
+            message: l.line,
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &serde_json::json!({ "lines": view })))
+}

@@ -1,0 +1,117 @@
+//! SigV4 verification of API requests against the stored access keys (DESIGN D7).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use tern_core::names::{DEFAULT_ACCOUNT, DEFAULT_NAMESPACE};
+use tern_core::sigv4::{self, RequestParts, SigError};
+use tern_invoke::Caller;
+use tern_store::{AccessKey, Store};
+
+/// Why a request was not authenticated. All are 403 on the wire.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("Missing Authentication Token")]
+    Missing,
+    #[error("The security token included in the request is invalid.")]
+    UnknownKey,
+    #[error("{0}")]
+    Signature(SigError),
+    #[error("could not look up the access key: {0}")]
+    Store(String),
+}
+
+impl AuthError {
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "MissingAuthenticationTokenException",
+            AuthError::UnknownKey => "UnrecognizedClientException",
+            AuthError::Signature(SigError::Missing) => "MissingAuthenticationTokenException",
+            AuthError::Signature(_) => "InvalidSignatureException",
+            AuthError::Store(_) => "ServiceException",
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            AuthError::Store(_) => 500,
+            _ => 403,
+        }
+    }
+}
+
+pub struct Authenticator {
+    store: Arc<dyn Store>,
+    keys: RwLock<HashMap<String, AccessKey>>,
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The account id of a namespace. Only the default namespace exists so far.
+fn account_of(namespace: &str) -> String {
+    if namespace == DEFAULT_NAMESPACE {
+        DEFAULT_ACCOUNT.to_string()
+    } else {
+        // Stable 12 digits derived from the name until namespaces get stored ids.
+        let digest = sigv4::sha256_hex(namespace.as_bytes());
+        let n = u64::from_str_radix(&digest[..15], 16).unwrap_or(0) % 1_000_000_000_000;
+        format!("{n:012}")
+    }
+}
+
+impl Authenticator {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Authenticator {
+            store,
+            keys: RwLock::new(HashMap::new()),
+        }
+    }
+
+    async fn key(&self, id: &str) -> Result<Option<AccessKey>, AuthError> {
+        if let Some(k) = self
+            .keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+        {
+            return Ok(Some(k.clone()));
+        }
+        let store = self.store.clone();
+        let owned = id.to_string();
+        let found = tokio::task::spawn_blocking(move || store.get_access_key(&owned))
+            .await
+            .map_err(|e| AuthError::Store(e.to_string()))?
+            .map_err(|e| AuthError::Store(e.to_string()))?;
+        if let Some(k) = &found {
+            self.keys
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id.to_string(), k.clone());
+        }
+        Ok(found)
+    }
+
+    /// Verifies a request; returns who is calling.
+    pub async fn authenticate(
+        &self,
+        parts: &RequestParts<'_>,
+        authorization: Option<&str>,
+    ) -> Result<Caller, AuthError> {
+        let header = authorization.ok_or(AuthError::Missing)?;
+        let auth = sigv4::parse_authorization(header).map_err(AuthError::Signature)?;
+        let key = self
+            .key(&auth.access_key)
+            .await?
+            .ok_or(AuthError::UnknownKey)?;
+        sigv4::verify(parts, &auth, &key.secret, now_unix()).map_err(AuthError::Signature)?;
+        Ok(Caller {
+            account: account_of(&key.namespace),
+            namespace: key.namespace,
+        })
+    }
+}

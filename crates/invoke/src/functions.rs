@@ -1,0 +1,603 @@
+//! The management API: create, read, list, update and delete functions, and the
+//! account settings. Every write goes through here so the registry cache stays true.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use base64::Engine;
+use tern_core::function::{CodeRef, FunctionRecord, LATEST};
+use tern_core::names::{function_arn, FunctionRef};
+use tern_core::wire::{
+    AccountLimit, AccountUsage, CreateFunctionRequest, FunctionCodeLocation,
+    FunctionConfiguration, GetAccountSettingsResponse, GetFunctionResponse,
+    ListFunctionsResponse, UpdateFunctionCodeRequest, UpdateFunctionConfigurationRequest,
+};
+use tern_core::{limits, names};
+use tern_runtime::InstanceManager;
+use tern_store::{CodeStore, PackageError, Store};
+
+use crate::error::ServiceError;
+use crate::registry::Registry;
+use crate::validate;
+
+/// The tenant a request acts for: its namespace and the 12-digit account id in ARNs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub namespace: String,
+    pub account: String,
+}
+
+/// Server-wide settings the services need.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub region: String,
+    /// Account-wide concurrency reported by GetAccountSettings.
+    pub account_concurrency: u32,
+}
+
+pub struct FunctionService {
+    store: Arc<dyn Store>,
+    registry: Arc<Registry>,
+    code: Arc<CodeStore>,
+    instances: Arc<InstanceManager>,
+    config: ServiceConfig,
+    last_revision: AtomicU64,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn invalid(msg: impl Into<String>) -> ServiceError {
+    ServiceError::InvalidParameterValue(msg.into())
+}
+
+/// The architecture name Lambda uses for this host.
+pub fn host_architecture() -> &'static str {
+    match std::env::consts::ARCH {
+        "aarch64" => "arm64",
+        _ => "x86_64",
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ServiceError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ServiceError::Service(format!("internal task failed: {e}")))?
+}
+
+impl FunctionService {
+    pub fn new(
+        store: Arc<dyn Store>,
+        registry: Arc<Registry>,
+        code: Arc<CodeStore>,
+        instances: Arc<InstanceManager>,
+        config: ServiceConfig,
+    ) -> Self {
+        FunctionService {
+            store,
+            registry,
+            code,
+            instances,
+            config,
+            last_revision: AtomicU64::new(0),
+        }
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    pub fn code_store(&self) -> &Arc<CodeStore> {
+        &self.code
+    }
+
+    /// A revision number never used before in this process, so instances of a deleted
+    /// and re-created function are never mistaken for the new one.
+    fn next_revision(&self) -> u64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let mut prev = self.last_revision.load(Ordering::Relaxed);
+        loop {
+            let next = now.max(prev + 1);
+            match self.last_revision.compare_exchange(
+                prev,
+                next,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return next,
+                Err(p) => prev = p,
+            }
+        }
+    }
+
+    fn arn(&self, caller: &Caller, name: &str) -> String {
+        function_arn(&self.config.region, &caller.account, name, None)
+    }
+
+    fn configuration(&self, caller: &Caller, rec: &FunctionRecord) -> FunctionConfiguration {
+        FunctionConfiguration::from_record(rec, &self.config.region, &caller.account)
+    }
+
+    fn check_runtime(&self, runtime: &str) -> Result<(), ServiceError> {
+        if self.instances.catalog().get(runtime).is_some() {
+            return Ok(());
+        }
+        Err(invalid(format!(
+            "Value '{runtime}' at 'runtime' failed to satisfy constraint: the runtime is not available on this server. Available runtimes: {}",
+            self.instances.catalog().ids().join(", ")
+        )))
+    }
+
+    /// Parses a `FunctionName` and checks it belongs to the caller. Returns the name and
+    /// the qualifier, if any.
+    pub fn resolve_name(
+        &self,
+        caller: &Caller,
+        function_name: &str,
+        qualifier: Option<&str>,
+    ) -> Result<(String, Option<String>), ServiceError> {
+        let fref = FunctionRef::parse(function_name)
+            .map_err(|e| invalid(format!("Invalid value for 'functionName': {e}")))?;
+        if let Some(acct) = &fref.account {
+            if acct != &caller.account {
+                return Err(ServiceError::ResourceNotFound(format!(
+                    "Function not found: {function_name}"
+                )));
+            }
+        }
+        let qualifier = match (fref.qualifier, qualifier) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(invalid(format!(
+                    "The derived qualifier from the function name '{a}' does not match the specified qualifier '{b}'."
+                )))
+            }
+            (Some(a), _) => Some(a),
+            (None, b) => {
+                if let Some(q) = b {
+                    if !names::is_valid_qualifier(q) {
+                        return Err(invalid(format!(
+                            "Invalid value for 'qualifier': '{q}' is not a valid version or alias"
+                        )));
+                    }
+                }
+                b.map(str::to_string)
+            }
+        };
+        Ok((fref.name, qualifier))
+    }
+
+    /// The current record of a function, for a name and an optional qualifier.
+    pub async fn lookup(
+        &self,
+        caller: &Caller,
+        function_name: &str,
+        qualifier: Option<&str>,
+    ) -> Result<(Arc<FunctionRecord>, Option<String>), ServiceError> {
+        let (name, qualifier) = self.resolve_name(caller, function_name, qualifier)?;
+        let not_found = || {
+            let arn = function_arn(
+                &self.config.region,
+                &caller.account,
+                &name,
+                qualifier.as_deref(),
+            );
+            ServiceError::ResourceNotFound(format!("Function not found: {arn}"))
+        };
+        if let Some(q) = &qualifier {
+            // Versions and aliases are not built yet: only $LATEST exists.
+            if q != LATEST {
+                return Err(not_found());
+            }
+        }
+        match self.registry.get(&caller.namespace, &name).await? {
+            Some(rec) => Ok((rec, qualifier)),
+            None => Err(not_found()),
+        }
+    }
+
+    /// Decodes, validates and stores a zip given as base64.
+    async fn store_zip(&self, zip_b64: &str) -> Result<CodeRef, ServiceError> {
+        let zip = base64::engine::general_purpose::STANDARD
+            .decode(zip_b64.trim())
+            .map_err(|e| invalid(format!("Invalid value for 'ZipFile': not valid base64 ({e})")))?;
+        if zip.len() > limits::ZIP_BYTES {
+            return Err(ServiceError::RequestEntityTooLarge(format!(
+                "Zipped deployment package is {} bytes; the limit is {} bytes",
+                zip.len(),
+                limits::ZIP_BYTES
+            )));
+        }
+        let code = self.code.clone();
+        blocking(move || {
+            let stored = code.put(&zip).map_err(|e| match e {
+                PackageError::Io(io) => {
+                    ServiceError::Service(format!("could not store the package: {io}"))
+                }
+                other => invalid(format!(
+                    "Could not unzip uploaded file. Please check your file, then try to upload again. ({other})"
+                )),
+            })?;
+            Ok(CodeRef {
+                sha256_b64: base64::engine::general_purpose::STANDARD.encode(stored.sha256),
+                sha256_hex: stored.sha256_hex,
+                size: stored.size,
+            })
+        })
+        .await
+    }
+
+    fn code_from_request(
+        zip_file: &Option<String>,
+        s3_bucket: &Option<String>,
+        image_uri: &Option<String>,
+    ) -> Result<String, ServiceError> {
+        if image_uri.is_some() {
+            return Err(invalid(
+                "Container images (ImageUri) are not supported by tern; upload a .zip package in Code.ZipFile",
+            ));
+        }
+        if s3_bucket.is_some() {
+            return Err(invalid(
+                "Code from S3 (S3Bucket/S3Key) is not supported by tern; upload the .zip in Code.ZipFile",
+            ));
+        }
+        zip_file
+            .clone()
+            .ok_or_else(|| invalid("Code.ZipFile is required: tern accepts .zip packages only"))
+    }
+
+    fn check_architectures(archs: &Option<Vec<String>>) -> Result<Vec<String>, ServiceError> {
+        let host = host_architecture();
+        match archs {
+            None => Ok(vec![host.to_string()]),
+            Some(list) if list.len() == 1 && list[0] == host => Ok(list.clone()),
+            Some(list) => Err(invalid(format!(
+                "Value '{list:?}' at 'architectures' failed to satisfy constraint: this server runs {host} only"
+            ))),
+        }
+    }
+
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        req: CreateFunctionRequest,
+    ) -> Result<FunctionConfiguration, ServiceError> {
+        let (name, qualifier) = self.resolve_name(caller, &req.function_name, None)?;
+        if qualifier.is_some() {
+            return Err(invalid(
+                "Invalid value for 'functionName': a qualifier is not allowed when creating a function",
+            ));
+        }
+        if matches!(req.package_type.as_deref(), Some(p) if p != "Zip") {
+            return Err(invalid(
+                "PackageType Image is not supported by tern; use Zip",
+            ));
+        }
+        let runtime = req
+            .runtime
+            .clone()
+            .ok_or_else(|| invalid("Runtime is required for .zip deployment packages"))?;
+        self.check_runtime(&runtime)?;
+        let handler = match (&req.handler, runtime.starts_with("provided")) {
+            (Some(h), _) => {
+                validate::handler(h)?;
+                h.clone()
+            }
+            (None, true) => String::new(),
+            (None, false) => {
+                return Err(invalid(
+                    "Handler is required for .zip deployment packages",
+                ))
+            }
+        };
+        let memory_mb = req
+            .memory_size
+            .map(validate::memory_size)
+            .transpose()?
+            .unwrap_or(limits::MEMORY_DEFAULT_MB);
+        let timeout_s = req
+            .timeout
+            .map(validate::timeout)
+            .transpose()?
+            .unwrap_or(limits::TIMEOUT_DEFAULT_S);
+        let tmp_mb = req
+            .ephemeral_storage
+            .map(|e| validate::ephemeral_storage(e.size))
+            .transpose()?
+            .unwrap_or(limits::TMP_DEFAULT_MB);
+        let description = req.description.clone().unwrap_or_default();
+        validate::description(&description)?;
+        let env = req
+            .environment
+            .as_ref()
+            .and_then(|e| e.variables.clone())
+            .unwrap_or_default();
+        validate::environment(&env)?;
+        let architectures = Self::check_architectures(&req.architectures)?;
+        let zip = Self::code_from_request(&req.code.zip_file, &req.code.s3_bucket, &req.code.image_uri)?;
+        // Fail fast on a duplicate before storing the package.
+        if self.registry.get(&caller.namespace, &name).await?.is_some() {
+            return Err(ServiceError::ResourceConflict(format!(
+                "Function already exist: {name}"
+            )));
+        }
+        let code = self.store_zip(&zip).await?;
+        let rec = FunctionRecord {
+            namespace: caller.namespace.clone(),
+            name: name.clone(),
+            runtime,
+            handler,
+            role: req.role.clone().unwrap_or_default(),
+            description,
+            memory_mb,
+            timeout_s,
+            tmp_mb,
+            env,
+            architectures,
+            tags: req.tags.clone().unwrap_or_default(),
+            code,
+            revision_id: uuid::Uuid::new_v4().to_string(),
+            revision: self.next_revision(),
+            last_modified_ms: now_ms(),
+        };
+        let store = self.store.clone();
+        let to_store = rec.clone();
+        blocking(move || {
+            store.create_function(&to_store).map_err(|e| match e {
+                tern_store::StoreError::Conflict(_) => ServiceError::ResourceConflict(format!(
+                    "Function already exist: {}",
+                    to_store.name
+                )),
+                other => other.into(),
+            })
+        })
+        .await?;
+        tracing::info!(namespace = %caller.namespace, function = %name, "function created");
+        self.registry.put(rec.clone());
+        Ok(self.configuration(caller, &rec))
+    }
+
+    pub async fn get(
+        &self,
+        caller: &Caller,
+        function_name: &str,
+        qualifier: Option<&str>,
+    ) -> Result<GetFunctionResponse, ServiceError> {
+        let (rec, _) = self.lookup(caller, function_name, qualifier).await?;
+        Ok(GetFunctionResponse {
+            configuration: self.configuration(caller, &rec),
+            code: FunctionCodeLocation {
+                repository_type: "S3".to_string(),
+                location: format!("tern://code/{}.zip", rec.code.sha256_hex),
+            },
+            tags: rec.tags.clone(),
+        })
+    }
+
+    pub async fn get_configuration(
+        &self,
+        caller: &Caller,
+        function_name: &str,
+        qualifier: Option<&str>,
+    ) -> Result<FunctionConfiguration, ServiceError> {
+        let (rec, _) = self.lookup(caller, function_name, qualifier).await?;
+        Ok(self.configuration(caller, &rec))
+    }
+
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        marker: Option<String>,
+        max_items: Option<i64>,
+    ) -> Result<ListFunctionsResponse, ServiceError> {
+        let limit = match max_items {
+            None => limits::LIST_DEFAULT_ITEMS,
+            Some(n) if (1..=limits::LIST_MAX_ITEMS as i64).contains(&n) => n as usize,
+            Some(n) => {
+                return Err(invalid(format!(
+                    "1 validation error detected: Value '{n}' at 'maxItems' failed to satisfy constraint: Member must have value between 1 and {}",
+                    limits::LIST_MAX_ITEMS
+                )))
+            }
+        };
+        let store = self.store.clone();
+        let ns = caller.namespace.clone();
+        let after = marker.filter(|m| !m.is_empty());
+        let mut page = blocking(move || {
+            Ok(store.list_functions(&ns, after.as_deref(), limit + 1)?)
+        })
+        .await?;
+        let next_marker = if page.len() > limit {
+            page.truncate(limit);
+            page.last().map(|r| r.name.clone())
+        } else {
+            None
+        };
+        Ok(ListFunctionsResponse {
+            functions: page.iter().map(|r| self.configuration(caller, r)).collect(),
+            next_marker,
+        })
+    }
+
+    /// Writes an updated record if nobody changed it meanwhile, then retires the
+    /// instances of the old revision.
+    async fn commit_update(
+        &self,
+        caller: &Caller,
+        current: &FunctionRecord,
+        mut next: FunctionRecord,
+    ) -> Result<FunctionConfiguration, ServiceError> {
+        next.revision_id = uuid::Uuid::new_v4().to_string();
+        next.revision = self.next_revision();
+        next.last_modified_ms = now_ms();
+        let store = self.store.clone();
+        let expected = current.revision_id.clone();
+        let to_store = next.clone();
+        blocking(move || {
+            store
+                .update_function(&to_store, &expected)
+                .map_err(|e| match e {
+                    tern_store::StoreError::Conflict(_) => ServiceError::ResourceConflict(
+                        "The operation cannot be performed at this time. An update is in progress for resource: the function changed concurrently; retry".to_string(),
+                    ),
+                    other => other.into(),
+                })
+        })
+        .await?;
+        self.registry.put(next.clone());
+        self.instances
+            .drain_function(&caller.namespace, &next.name)
+            .await;
+        tracing::info!(namespace = %caller.namespace, function = %next.name, "function updated");
+        Ok(self.configuration(caller, &next))
+    }
+
+    fn check_revision(current: &FunctionRecord, given: &Option<String>) -> Result<(), ServiceError> {
+        match given {
+            Some(r) if r != &current.revision_id => Err(ServiceError::PreconditionFailed(
+                "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id".to_string(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn unqualified(qualifier: &Option<String>, op: &str) -> Result<(), ServiceError> {
+        match qualifier {
+            Some(q) if q != LATEST => Err(invalid(format!(
+                "{op} does not accept a qualifier ('{q}')"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    pub async fn update_code(
+        &self,
+        caller: &Caller,
+        function_name: &str,
+        req: UpdateFunctionCodeRequest,
+    ) -> Result<FunctionConfiguration, ServiceError> {
+        let (current, qualifier) = self.lookup(caller, function_name, None).await?;
+        Self::unqualified(&qualifier, "UpdateFunctionCode")?;
+        Self::check_revision(&current, &req.revision_id)?;
+        let architectures = match &req.architectures {
+            Some(_) => Self::check_architectures(&req.architectures)?,
+            None => current.architectures.clone(),
+        };
+        let zip = Self::code_from_request(&req.zip_file, &req.s3_bucket, &req.image_uri)?;
+        let code = self.store_zip(&zip).await?;
+        let mut next = (*current).clone();
+        next.code = code;
+        next.architectures = architectures;
+        if req.dry_run == Some(true) {
+            return Ok(self.configuration(caller, &next));
+        }
+        self.commit_update(caller, &current, next).await
+    }
+
+    pub async fn update_configuration(
+        &self,
+        caller: &Caller,
+        function_name: &str,
+        req: UpdateFunctionConfigurationRequest,
+    ) -> Result<FunctionConfiguration, ServiceError> {
+        let (current, qualifier) = self.lookup(caller, function_name, None).await?;
+        Self::unqualified(&qualifier, "UpdateFunctionConfiguration")?;
+        Self::check_revision(&current, &req.revision_id)?;
+        let mut next = (*current).clone();
+        if let Some(rt) = &req.runtime {
+            self.check_runtime(rt)?;
+            next.runtime = rt.clone();
+        }
+        if let Some(h) = &req.handler {
+            validate::handler(h)?;
+            next.handler = h.clone();
+        }
+        if let Some(d) = &req.description {
+            validate::description(d)?;
+            next.description = d.clone();
+        }
+        if let Some(t) = req.timeout {
+            next.timeout_s = validate::timeout(t)?;
+        }
+        if let Some(m) = req.memory_size {
+            next.memory_mb = validate::memory_size(m)?;
+        }
+        if let Some(e) = req.ephemeral_storage {
+            next.tmp_mb = validate::ephemeral_storage(e.size)?;
+        }
+        if let Some(env) = &req.environment {
+            let vars: BTreeMap<String, String> = env.variables.clone().unwrap_or_default();
+            validate::environment(&vars)?;
+            next.env = vars;
+        }
+        if let Some(role) = &req.role {
+            next.role = role.clone();
+        }
+        self.commit_update(caller, &current, next).await
+    }
+
+    pub async fn delete(
+        &self,
+        caller: &Caller,
+        function_name: &str,
+        qualifier: Option<&str>,
+    ) -> Result<(), ServiceError> {
+        let (rec, qualifier) = self.lookup(caller, function_name, qualifier).await?;
+        if qualifier.is_some() {
+            return Err(invalid(
+                "$LATEST version cannot be deleted without deleting the function.",
+            ));
+        }
+        let store = self.store.clone();
+        let (ns, name) = (caller.namespace.clone(), rec.name.clone());
+        let existed = blocking(move || Ok(store.delete_function(&ns, &name)?)).await?;
+        self.registry.remove(&caller.namespace, &rec.name);
+        self.instances
+            .drain_function(&caller.namespace, &rec.name)
+            .await;
+        if !existed {
+            return Err(ServiceError::ResourceNotFound(format!(
+                "Function not found: {}",
+                self.arn(caller, &rec.name)
+            )));
+        }
+        tracing::info!(namespace = %caller.namespace, function = %rec.name, "function deleted");
+        Ok(())
+    }
+
+    pub async fn account_settings(
+        &self,
+        caller: &Caller,
+    ) -> Result<GetAccountSettingsResponse, ServiceError> {
+        let store = self.store.clone();
+        let ns = caller.namespace.clone();
+        let (count, code_size) = blocking(move || Ok(store.usage(&ns)?)).await?;
+        Ok(GetAccountSettingsResponse {
+            account_limit: AccountLimit {
+                total_code_size: 80_530_636_800,
+                code_size_unzipped: limits::UNZIPPED_BYTES,
+                code_size_zipped: limits::ZIP_BYTES as u64,
+                concurrent_executions: self.config.account_concurrency,
+                unreserved_concurrent_executions: self.config.account_concurrency,
+            },
+            account_usage: AccountUsage {
+                total_code_size: code_size,
+                function_count: count,
+            },
+        })
+    }
+}

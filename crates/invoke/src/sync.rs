@@ -1,0 +1,399 @@
+//! Synchronous invocation (`RequestResponse` and `DryRun`): resolve the function, take
+//! an instance, run the request, write START/END/REPORT, and shape the result as Lambda
+//! does (function errors are 200 with `X-Amz-Function-Error`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use bytes::Bytes;
+use tern_core::function::{FunctionRecord, LATEST};
+use tern_core::limits;
+use tern_core::names::function_arn;
+use tern_core::wire::FunctionErrorBody;
+use tern_runtime::output::tail_bytes;
+use tern_runtime::{
+    describe_exit, AcquireError, FunctionSpec, InstanceManager, InvokeInput, Outcome, StartError,
+};
+use tern_store::LogLine;
+use tern_telemetry::{LogSink, Metrics};
+
+use crate::error::ServiceError;
+use crate::functions::{Caller, FunctionService};
+
+/// An Invoke request as the gateway hands it over.
+#[derive(Debug, Default)]
+pub struct InvokeRequest {
+    pub function_name: String,
+    pub qualifier: Option<String>,
+    /// `X-Amz-Invocation-Type`.
+    pub invocation_type: Option<String>,
+    /// `X-Amz-Log-Type`.
+    pub log_type: Option<String>,
+    /// `X-Amz-Client-Context` (base64 JSON), passed to the runtime as is.
+    pub client_context: Option<String>,
+    pub payload: Bytes,
+}
+
+/// The result of an Invoke, before it becomes HTTP.
+#[derive(Debug)]
+pub struct InvokeResponse {
+    pub status: u16,
+    pub payload: Bytes,
+    /// `X-Amz-Function-Error` (always `Unhandled` for now).
+    pub function_error: Option<&'static str>,
+    /// `X-Amz-Log-Result`: base64 of the log tail.
+    pub log_result: Option<String>,
+    pub executed_version: String,
+    pub request_id: String,
+}
+
+pub struct Invoker {
+    functions: Arc<FunctionService>,
+    instances: Arc<InstanceManager>,
+    logs: LogSink,
+    metrics: Arc<Metrics>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// An X-Ray style trace id, as Lambda passes in `_X_AMZN_TRACE_ID`.
+fn new_trace_id() -> String {
+    let secs = now_ms() / 1000;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let parent = uuid::Uuid::new_v4().simple().to_string();
+    format!(
+        "Root=1-{secs:08x}-{};Parent={};Sampled=0",
+        &id[..24],
+        &parent[..16]
+    )
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn error_json(error_type: &str, message: String) -> Bytes {
+    let body = FunctionErrorBody::new(error_type, message);
+    Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+}
+
+impl Invoker {
+    pub fn new(
+        functions: Arc<FunctionService>,
+        instances: Arc<InstanceManager>,
+        logs: LogSink,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Invoker {
+            functions,
+            instances,
+            logs,
+            metrics,
+        }
+    }
+
+    fn log(&self, rec: &FunctionRecord, request_id: &str, line: String) {
+        self.logs.push(LogLine {
+            namespace: rec.namespace.clone(),
+            function: rec.name.clone(),
+            request_id: Some(request_id.to_string()),
+            ts_ms: now_ms(),
+            line,
+        });
+    }
+
+    fn count(&self, function: &str, outcome: &str) {
+        let mut labels = Metrics::function_labels(function);
+        labels.push(("outcome".to_string(), outcome.to_string()));
+        self.metrics.invocations.get_or_create(&labels).inc();
+    }
+
+    pub async fn invoke(
+        &self,
+        caller: &Caller,
+        req: InvokeRequest,
+    ) -> Result<InvokeResponse, ServiceError> {
+        let dry_run = match req.invocation_type.as_deref() {
+            None | Some("RequestResponse") => false,
+            Some("DryRun") => true,
+            Some("Event") => {
+                return Err(ServiceError::InvalidParameterValue(
+                    "InvocationType 'Event' (asynchronous invocation) is not supported by this tern server yet; use RequestResponse".to_string(),
+                ))
+            }
+            Some(other) => {
+                return Err(ServiceError::InvalidParameterValue(format!(
+                    "1 validation error detected: Value '{other}' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]"
+                )))
+            }
+        };
+        let tail = match req.log_type.as_deref() {
+            None | Some("None") => false,
+            Some("Tail") => true,
+            Some(other) => {
+                return Err(ServiceError::InvalidParameterValue(format!(
+                    "1 validation error detected: Value '{other}' at 'logType' failed to satisfy constraint: Member must satisfy enum value set: [None, Tail]"
+                )))
+            }
+        };
+        let (rec, qualifier) = self
+            .functions
+            .lookup(caller, &req.function_name, req.qualifier.as_deref())
+            .await?;
+        if req.payload.len() > limits::SYNC_PAYLOAD_BYTES {
+            return Err(ServiceError::RequestTooLarge(format!(
+                "Request must be smaller than {} bytes for the InvokeFunction operation",
+                limits::SYNC_PAYLOAD_BYTES
+            )));
+        }
+        let payload = if req.payload.iter().all(u8::is_ascii_whitespace) {
+            Bytes::from_static(b"{}")
+        } else {
+            if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&req.payload) {
+                return Err(ServiceError::InvalidRequestContent(format!(
+                    "Could not parse request body into json: {e}"
+                )));
+            }
+            req.payload
+        };
+        let request_id = uuid::Uuid::new_v4().to_string();
+        if dry_run {
+            return Ok(InvokeResponse {
+                status: 204,
+                payload: Bytes::new(),
+                function_error: None,
+                log_result: None,
+                executed_version: LATEST.to_string(),
+                request_id,
+            });
+        }
+        let config = self.functions.config();
+        let invoked_arn = function_arn(
+            &config.region,
+            &caller.account,
+            &rec.name,
+            qualifier.as_deref(),
+        );
+        let spec = FunctionSpec {
+            namespace: rec.namespace.clone(),
+            name: rec.name.clone(),
+            revision: rec.revision,
+            version: LATEST.to_string(),
+            runtime: rec.runtime.clone(),
+            handler: rec.handler.clone(),
+            memory_mb: rec.memory_mb,
+            tmp_mb: rec.tmp_mb,
+            env: rec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            code_dir: self.functions.code_store().dir(&rec.code.sha256_hex),
+        };
+        let started = Instant::now();
+        let mut transcript = String::new();
+        let emit = |line: String, transcript: &mut String| {
+            transcript.push_str(&line);
+            transcript.push('\n');
+            self.log(&rec, &request_id, line);
+        };
+        let lease = match self.instances.acquire(&spec).await {
+            Ok(lease) => lease,
+            Err(AcquireError::AtCapacity(n)) => {
+                self.metrics
+                    .throttles
+                    .get_or_create(&Metrics::function_labels(&rec.name))
+                    .inc();
+                return Err(ServiceError::TooManyRequests {
+                    reason: "ConcurrentInvocationLimitExceeded",
+                    message: format!(
+                        "Rate Exceeded. The server runs its maximum of {n} instances; retry later"
+                    ),
+                });
+            }
+            Err(AcquireError::UnknownRuntime { runtime, available }) => {
+                return Err(ServiceError::InvalidRuntime(format!(
+                    "The runtime '{runtime}' of this function is no longer available on this server; available: {available}"
+                )));
+            }
+            Err(AcquireError::Start(StartError::Launch(msg))) => {
+                tracing::error!(function = %rec.name, error = %msg, "instance launch failed");
+                self.count(&rec.name, "launch_error");
+                return Err(ServiceError::Service(format!(
+                    "could not start an instance of the function: {msg}"
+                )));
+            }
+            Err(AcquireError::Start(StartError::Init(body, output))) => {
+                // Lambda answers an init failure as a function error of the request.
+                let elapsed = started.elapsed();
+                for line in output.lines() {
+                    transcript.push_str(line);
+                    transcript.push('\n');
+                }
+                emit(
+                    format!("START RequestId: {request_id} Version: {LATEST}"),
+                    &mut transcript,
+                );
+                emit(format!("END RequestId: {request_id}"), &mut transcript);
+                emit(
+                    format!(
+                        "REPORT RequestId: {request_id}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: 0 MB\tStatus: error\tError Type: {}",
+                        ms(elapsed),
+                        elapsed.as_millis().max(1),
+                        rec.memory_mb,
+                        body.error_type
+                    ),
+                    &mut transcript,
+                );
+                self.count(&rec.name, "init_error");
+                return Ok(InvokeResponse {
+                    status: 200,
+                    payload: Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
+                    function_error: Some("Unhandled"),
+                    log_result: tail.then(|| encode_tail(&transcript)),
+                    executed_version: LATEST.to_string(),
+                    request_id,
+                });
+            }
+        };
+        let labels = Metrics::function_labels(&rec.name);
+        let init = lease.cold.then_some(lease.instance.init_duration);
+        if let Some(d) = init {
+            self.metrics.cold_starts.get_or_create(&labels).inc();
+            self.metrics
+                .init_seconds
+                .get_or_create(&labels)
+                .observe(d.as_secs_f64());
+        }
+        self.metrics.instances.set(self.instances.live() as i64);
+        emit(
+            format!("START RequestId: {request_id} Version: {LATEST}"),
+            &mut transcript,
+        );
+        let run_started = Instant::now();
+        let (outcome, output) = lease
+            .instance
+            .invoke(InvokeInput {
+                request_id: request_id.clone(),
+                payload,
+                timeout: Duration::from_secs(u64::from(rec.timeout_s)),
+                function_arn: invoked_arn,
+                trace_id: new_trace_id(),
+                client_context: req.client_context,
+            })
+            .await;
+        let duration = run_started.elapsed();
+        transcript.push_str(&output);
+        if !output.is_empty() && !output.ends_with('\n') {
+            transcript.push('\n');
+        }
+        let (response, function_error, outcome_label, error_type) = match &outcome {
+            Outcome::Success(b) => (b.clone(), None, "success", None),
+            Outcome::FunctionError { body, error_type } => (
+                body.clone(),
+                Some("Unhandled"),
+                "function_error",
+                error_type.clone(),
+            ),
+            Outcome::ResponseTooLarge => (
+                error_json(
+                    "Function.ResponseSizeTooLarge",
+                    format!(
+                        "Response payload size exceeded maximum allowed payload size ({} bytes).",
+                        limits::SYNC_PAYLOAD_BYTES
+                    ),
+                ),
+                Some("Unhandled"),
+                "function_error",
+                Some("Function.ResponseSizeTooLarge".to_string()),
+            ),
+            Outcome::Timeout => {
+                let msg = format!(
+                    "RequestId: {request_id} Error: Task timed out after {}.00 seconds",
+                    rec.timeout_s
+                );
+                emit(
+                    format!(
+                        "{} {msg}",
+                        tern_core::timefmt::rfc3339(now_ms())
+                    ),
+                    &mut transcript,
+                );
+                (
+                    error_json("Sandbox.Timedout", msg),
+                    Some("Unhandled"),
+                    "timeout",
+                    Some("Sandbox.Timedout".to_string()),
+                )
+            }
+            Outcome::Crashed { status, oom } => {
+                let (etype, msg) = if *oom {
+                    self.metrics.oom_kills.get_or_create(&labels).inc();
+                    (
+                        "Runtime.OutOfMemory",
+                        format!(
+                            "RequestId: {request_id} Error: Runtime exited with error: signal: killed (Function exceeded memory limit of {} MB)",
+                            rec.memory_mb
+                        ),
+                    )
+                } else {
+                    (
+                        "Runtime.ExitError",
+                        format!(
+                            "RequestId: {request_id} Error: Runtime exited {}",
+                            describe_exit(*status)
+                        ),
+                    )
+                };
+                emit(msg.clone(), &mut transcript);
+                (
+                    error_json(etype, msg),
+                    Some("Unhandled"),
+                    if *oom { "oom" } else { "crash" },
+                    Some(etype.to_string()),
+                )
+            }
+        };
+        let max_used = lease.instance.memory_peak_mb().unwrap_or(0);
+        let memory_mb = lease.instance.memory_mb;
+        let reusable = outcome.instance_reusable();
+        self.instances.release(lease, reusable).await;
+        emit(format!("END RequestId: {request_id}"), &mut transcript);
+        let mut report = format!(
+            "REPORT RequestId: {request_id}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {memory_mb} MB\tMax Memory Used: {max_used} MB",
+            ms(duration),
+            duration.as_millis().max(1),
+        );
+        if let Some(d) = init {
+            report.push_str(&format!("\tInit Duration: {:.2} ms", ms(d)));
+        }
+        if let (Some(_), Some(t)) = (function_error, &error_type) {
+            if outcome_label != "function_error" {
+                report.push_str(&format!("\tStatus: error\tError Type: {t}"));
+            }
+        }
+        emit(report, &mut transcript);
+        self.count(&rec.name, outcome_label);
+        self.metrics
+            .invocation_seconds
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.instances.set(self.instances.live() as i64);
+        Ok(InvokeResponse {
+            status: 200,
+            payload: response,
+            function_error,
+            log_result: tail.then(|| encode_tail(&transcript)),
+            executed_version: LATEST.to_string(),
+            request_id,
+        })
+    }
+}
+
+/// Base64 of the last 4 KB of the log, as `X-Amz-Log-Result`.
+fn encode_tail(transcript: &str) -> String {
+    base64::engine::general_purpose::STANDARD
+        .encode(tail_bytes(transcript, limits::LOG_TAIL_BYTES))
+}
