@@ -168,7 +168,7 @@ impl Instance {
 
     /// Runs one invocation. Returns the outcome and the output captured meanwhile.
     pub async fn invoke(&self, input: InvokeInput) -> (Outcome, String) {
-        self.output.begin();
+        self.output.begin(&input.request_id);
         let (reply_tx, reply_rx) = oneshot::channel();
         let deadline_ms = now_ms() + input.timeout.as_millis() as u64;
         let inv = Invocation {

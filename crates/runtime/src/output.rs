@@ -24,6 +24,9 @@ pub type LogConsumer = Arc<dyn Fn(OutputLine) + Send + Sync>;
 /// Per-invocation output state, shared with the reader thread.
 #[derive(Default)]
 pub struct Capture {
+    /// The invocation output is attributed to: the current one, or after it finished,
+    /// the last one (late lines belong to it until the next begins).
+    request_id: Option<String>,
     tail: String,
     bytes: u64,
     truncated: bool,
@@ -73,16 +76,16 @@ impl OutputTap {
                                 "[tern] output of this invocation exceeded {max_bytes_per_invocation} bytes; the rest is dropped"
                             );
                             push_tail(&mut c.tail, &marker);
-                            consumer(OutputLine { request_id: current_id(), line: marker });
+                            let request_id = c.request_id.clone().or_else(|| current_id());
+                            drop(c);
+                            consumer(OutputLine { request_id, line: marker });
                         }
                         continue;
                     }
                     push_tail(&mut c.tail, &line);
+                    let request_id = c.request_id.clone().or_else(|| current_id());
                     drop(c);
-                    consumer(OutputLine {
-                        request_id: current_id(),
-                        line,
-                    });
+                    consumer(OutputLine { request_id, line });
                 }
             })?;
         Ok(OutputTap {
@@ -92,9 +95,12 @@ impl OutputTap {
         })
     }
 
-    /// Starts a new invocation's capture.
-    pub fn begin(&self) {
-        *lock(&self.capture) = Capture::default();
+    /// Starts the capture of invocation `request_id`.
+    pub fn begin(&self, request_id: &str) {
+        *lock(&self.capture) = Capture {
+            request_id: Some(request_id.to_string()),
+            ..Capture::default()
+        };
     }
 
     /// Waits (bounded) until output already written by the runtime has been read, then
