@@ -77,7 +77,10 @@ impl IntoResponse for ApiError {
             StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let h = resp.headers_mut();
         h.insert("content-type", HeaderValue::from_static("application/json"));
-        h.insert("x-amzn-errortype", HeaderValue::from_static(self.error_type));
+        h.insert(
+            "x-amzn-errortype",
+            HeaderValue::from_static(self.error_type),
+        );
         if let Some(s) = self.retry_after {
             h.insert("retry-after", HeaderValue::from(s));
         }
@@ -247,11 +250,7 @@ async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -
         payload_sha256: &payload_hash,
     };
     let authorization = header_str(&parts.headers, "authorization");
-    match state
-        .auth
-        .authenticate(&rp, authorization.as_deref())
-        .await
-    {
+    match state.auth.authenticate(&rp, authorization.as_deref()).await {
         Ok(caller) => {
             parts.extensions.insert(caller);
             next.run(Request::from_parts(parts, Body::from(bytes)))

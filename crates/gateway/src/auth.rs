@@ -73,12 +73,7 @@ impl Authenticator {
     }
 
     async fn key(&self, id: &str) -> Result<Option<AccessKey>, AuthError> {
-        if let Some(k) = self
-            .keys
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-        {
+        if let Some(k) = self.keys.read().unwrap_or_else(|e| e.into_inner()).get(id) {
             return Ok(Some(k.clone()));
         }
         let store = self.store.clone();

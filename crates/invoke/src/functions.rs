@@ -9,9 +9,9 @@ use base64::Engine;
 use tern_core::function::{CodeRef, FunctionRecord, LATEST};
 use tern_core::names::{function_arn, FunctionRef};
 use tern_core::wire::{
-    AccountLimit, AccountUsage, CreateFunctionRequest, FunctionCodeLocation,
-    FunctionConfiguration, GetAccountSettingsResponse, GetFunctionResponse,
-    ListFunctionsResponse, UpdateFunctionCodeRequest, UpdateFunctionConfigurationRequest,
+    AccountLimit, AccountUsage, CreateFunctionRequest, FunctionCodeLocation, FunctionConfiguration,
+    GetAccountSettingsResponse, GetFunctionResponse, ListFunctionsResponse,
+    UpdateFunctionCodeRequest, UpdateFunctionConfigurationRequest,
 };
 use tern_core::{limits, names};
 use tern_runtime::InstanceManager;
@@ -213,7 +213,11 @@ impl FunctionService {
     async fn store_zip(&self, zip_b64: &str) -> Result<CodeRef, ServiceError> {
         let zip = base64::engine::general_purpose::STANDARD
             .decode(zip_b64.trim())
-            .map_err(|e| invalid(format!("Invalid value for 'ZipFile': not valid base64 ({e})")))?;
+            .map_err(|e| {
+                invalid(format!(
+                    "Invalid value for 'ZipFile': not valid base64 ({e})"
+                ))
+            })?;
         if zip.len() > limits::ZIP_BYTES {
             return Err(ServiceError::RequestEntityTooLarge(format!(
                 "Zipped deployment package is {} bytes; the limit is {} bytes",
@@ -299,9 +303,7 @@ impl FunctionService {
             }
             (None, true) => String::new(),
             (None, false) => {
-                return Err(invalid(
-                    "Handler is required for .zip deployment packages",
-                ))
+                return Err(invalid("Handler is required for .zip deployment packages"))
             }
         };
         let memory_mb = req
@@ -328,7 +330,8 @@ impl FunctionService {
             .unwrap_or_default();
         validate::environment(&env)?;
         let architectures = Self::check_architectures(&req.architectures)?;
-        let zip = Self::code_from_request(&req.code.zip_file, &req.code.s3_bucket, &req.code.image_uri)?;
+        let zip =
+            Self::code_from_request(&req.code.zip_file, &req.code.s3_bucket, &req.code.image_uri)?;
         // Fail fast on a duplicate before storing the package.
         if self.registry.get(&caller.namespace, &name).await?.is_some() {
             return Err(ServiceError::ResourceConflict(format!(
@@ -417,10 +420,8 @@ impl FunctionService {
         let store = self.store.clone();
         let ns = caller.namespace.clone();
         let after = marker.filter(|m| !m.is_empty());
-        let mut page = blocking(move || {
-            Ok(store.list_functions(&ns, after.as_deref(), limit + 1)?)
-        })
-        .await?;
+        let mut page =
+            blocking(move || Ok(store.list_functions(&ns, after.as_deref(), limit + 1)?)).await?;
         let next_marker = if page.len() > limit {
             page.truncate(limit);
             page.last().map(|r| r.name.clone())
@@ -466,7 +467,10 @@ impl FunctionService {
         Ok(self.configuration(caller, &next))
     }
 
-    fn check_revision(current: &FunctionRecord, given: &Option<String>) -> Result<(), ServiceError> {
+    fn check_revision(
+        current: &FunctionRecord,
+        given: &Option<String>,
+    ) -> Result<(), ServiceError> {
         match given {
             Some(r) if r != &current.revision_id => Err(ServiceError::PreconditionFailed(
                 "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id".to_string(),
@@ -477,9 +481,9 @@ impl FunctionService {
 
     fn unqualified(qualifier: &Option<String>, op: &str) -> Result<(), ServiceError> {
         match qualifier {
-            Some(q) if q != LATEST => Err(invalid(format!(
-                "{op} does not accept a qualifier ('{q}')"
-            ))),
+            Some(q) if q != LATEST => {
+                Err(invalid(format!("{op} does not accept a qualifier ('{q}')")))
+            }
             _ => Ok(()),
         }
     }

@@ -189,7 +189,11 @@ impl Invoker {
             handler: rec.handler.clone(),
             memory_mb: rec.memory_mb,
             tmp_mb: rec.tmp_mb,
-            env: rec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            env: rec
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             code_dir: self.functions.code_store().dir(&rec.code.sha256_hex),
         };
         let started = Instant::now();
@@ -315,10 +319,7 @@ impl Invoker {
                     rec.timeout_s
                 );
                 emit(
-                    format!(
-                        "{} {msg}",
-                        tern_core::timefmt::rfc3339(now_ms())
-                    ),
+                    format!("{} {msg}", tern_core::timefmt::rfc3339(now_ms())),
                     &mut transcript,
                 );
                 (
@@ -394,6 +395,5 @@ impl Invoker {
 
 /// Base64 of the last 4 KB of the log, as `X-Amz-Log-Result`.
 fn encode_tail(transcript: &str) -> String {
-    base64::engine::general_purpose::STANDARD
-        .encode(tail_bytes(transcript, limits::LOG_TAIL_BYTES))
+    base64::engine::general_purpose::STANDARD.encode(tail_bytes(transcript, limits::LOG_TAIL_BYTES))
 }
