@@ -1,0 +1,248 @@
+//! `tern deploy`: create a function, or, when it exists, update its code and then its
+//! configuration.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use tern_core::limits;
+
+use super::http::{encode, CallError, Client, Request};
+use super::{package, ConnectArgs};
+
+#[derive(clap::Args, Debug)]
+pub struct DeployArgs {
+    /// Directory to zip (file modes are kept), or a ready .zip file.
+    #[arg(value_name = "DIR|ZIP")]
+    pub source: PathBuf,
+    /// Function name.
+    #[arg(long)]
+    pub name: String,
+    /// Runtime, such as python3.12, nodejs20.x or provided.al2023.
+    #[arg(long)]
+    pub runtime: String,
+    /// Handler, such as app.handler (for provided runtimes, any value).
+    #[arg(long)]
+    pub handler: String,
+    /// Memory in MB; on update, unchanged unless given.
+    #[arg(long, value_name = "MB", value_parser = clap::value_parser!(u32)
+        .range(i64::from(limits::MEMORY_MIN_MB)..=i64::from(limits::MEMORY_MAX_MB)))]
+    pub memory: Option<u32>,
+    /// Timeout in seconds; on update, unchanged unless given.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u32)
+        .range(i64::from(limits::TIMEOUT_MIN_S)..=i64::from(limits::TIMEOUT_MAX_S)))]
+    pub timeout: Option<u32>,
+    /// Environment variable (repeatable); on update, replaces all of them when given.
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env_pair)]
+    pub env: Vec<(String, String)>,
+    /// Description; on update, unchanged unless given.
+    #[arg(long)]
+    pub description: Option<String>,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// Parses one `--env KEY=VALUE`; the value may be empty and may contain `=`.
+pub fn parse_env_pair(s: &str) -> Result<(String, String), String> {
+    let (key, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not KEY=VALUE"))?;
+    let mut chars = key.chars();
+    let starts_well = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if !starts_well || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!(
+            "'{key}' is not a valid variable name (letters, digits and _, not starting with a digit)"
+        ));
+    }
+    Ok((key.to_string(), value.to_string()))
+}
+
+/// The `--env` pairs as a map; a key given twice is an error rather than a silent override.
+pub fn env_map(pairs: &[(String, String)]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut map = BTreeMap::new();
+    for (key, value) in pairs {
+        if map.insert(key.clone(), value.clone()).is_some() {
+            bail!("--env {key} is given more than once");
+        }
+    }
+    Ok(map)
+}
+
+/// The fields of the response printed after a deploy.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Deployed {
+    function_arn: String,
+    runtime: String,
+    handler: String,
+    code_size: u64,
+    code_sha256: String,
+}
+
+pub fn run(args: &DeployArgs) -> anyhow::Result<ExitCode> {
+    let env = env_map(&args.env)?;
+    let zip = package::package(&args.source)?;
+    let client = Client::connect(&args.connect)?;
+    let zip_b64 = base64::engine::general_purpose::STANDARD.encode(&zip);
+
+    // Settings shared by CreateFunction and UpdateFunctionConfiguration.
+    let mut config = Map::new();
+    config.insert("Runtime".into(), json!(args.runtime));
+    config.insert("Handler".into(), json!(args.handler));
+    if let Some(memory) = args.memory {
+        config.insert("MemorySize".into(), json!(memory));
+    }
+    if let Some(timeout) = args.timeout {
+        config.insert("Timeout".into(), json!(timeout));
+    }
+    if !env.is_empty() {
+        config.insert("Environment".into(), json!({ "Variables": env }));
+    }
+    if let Some(description) = &args.description {
+        config.insert("Description".into(), json!(description));
+    }
+
+    let mut create = config.clone();
+    create.insert("FunctionName".into(), json!(args.name));
+    create.insert("Code".into(), json!({ "ZipFile": zip_b64 }));
+    let (verb, resp) = match client
+        .call(Request::new("POST", "/2015-03-31/functions").json(&Value::Object(create)))
+    {
+        Ok(resp) => ("created", resp),
+        Err(e) if e.error_type() == Some("ResourceConflictException") => {
+            ("updated", update(&client, &args.name, &zip_b64, config)?)
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot create function {}", args.name)),
+    };
+    let done: Deployed = resp.json()?;
+    writeln!(
+        std::io::stdout().lock(),
+        "{verb} {} ({}, handler {}, {} bytes, sha256 {})\n{}",
+        args.name,
+        done.runtime,
+        done.handler,
+        done.code_size,
+        done.code_sha256,
+        done.function_arn
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// UpdateFunctionCode, then UpdateFunctionConfiguration; returns the last response.
+fn update(
+    client: &Client,
+    name: &str,
+    zip_b64: &str,
+    config: Map<String, Value>,
+) -> anyhow::Result<super::http::Response> {
+    let base = format!("/2015-03-31/functions/{}", encode(name));
+    client
+        .call(Request::new("PUT", format!("{base}/code")).json(&json!({ "ZipFile": zip_b64 })))
+        .map_err(with_name(name, "code"))?;
+    let resp = client
+        .call(Request::new("PUT", format!("{base}/configuration")).json(&Value::Object(config)))
+        .map_err(with_name(name, "configuration"))?;
+    Ok(resp)
+}
+
+fn with_name<'a>(name: &'a str, what: &'a str) -> impl Fn(CallError) -> anyhow::Error + 'a {
+    move |e| anyhow::Error::new(e).context(format!("cannot update the {what} of function {name}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_pairs_split_at_the_first_equals_sign() {
+        assert_eq!(
+            parse_env_pair("URL=a=b"),
+            Ok(("URL".to_string(), "a=b".to_string()))
+        );
+        assert_eq!(
+            parse_env_pair("EMPTY="),
+            Ok(("EMPTY".to_string(), String::new()))
+        );
+    }
+
+    #[test]
+    fn bad_env_pairs_say_what_is_wrong() {
+        assert!(parse_env_pair("NOEQUALS")
+            .expect_err("no =")
+            .contains("not KEY=VALUE"));
+        for bad in ["=v", "1X=v", "A-B=v", "A B=v"] {
+            let err = parse_env_pair(bad).expect_err(bad);
+            assert!(err.contains("not a valid variable name"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_env_key_given_twice_is_an_error() {
+        let pairs = vec![
+            ("A".to_string(), "1".to_string()),
+            ("A".to_string(), "2".to_string()),
+        ];
+        assert!(format!("{:#}", env_map(&pairs).expect_err("dup")).contains("--env A"));
+    }
+
+    #[test]
+    fn env_flags_are_parsed_by_clap() {
+        use clap::Parser;
+        #[derive(Parser, Debug)]
+        struct Cli {
+            #[command(flatten)]
+            deploy: DeployArgs,
+        }
+        let cli = Cli::try_parse_from([
+            "t",
+            "dir",
+            "--name",
+            "f",
+            "--runtime",
+            "r",
+            "--handler",
+            "h",
+            "--env",
+            "A=1",
+            "--env",
+            "B=x=y",
+        ])
+        .expect("parse");
+        assert_eq!(cli.deploy.env.len(), 2);
+        let err = Cli::try_parse_from([
+            "t",
+            "dir",
+            "--name",
+            "f",
+            "--runtime",
+            "r",
+            "--handler",
+            "h",
+            "--env",
+            "bad",
+        ])
+        .expect_err("bad env");
+        assert!(err.to_string().contains("not KEY=VALUE"), "{err}");
+        let err = Cli::try_parse_from([
+            "t",
+            "dir",
+            "--name",
+            "f",
+            "--runtime",
+            "r",
+            "--handler",
+            "h",
+            "--memory",
+            "64",
+        ])
+        .expect_err("memory too small");
+        assert!(err.to_string().contains("128"), "{err}");
+    }
+}
