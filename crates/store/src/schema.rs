@@ -26,4 +26,20 @@ pub const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX logs_by_function ON logs (namespace, function, id);
      CREATE INDEX logs_by_time ON logs (ts_ms);",
+    // 2: reserved and provisioned concurrency (Lambda keeps them apart from the
+    // function configuration: changing them does not change the RevisionId)
+    "CREATE TABLE reserved_concurrency (
+        namespace TEXT NOT NULL,
+        name TEXT NOT NULL,
+        reserved INTEGER NOT NULL,
+        PRIMARY KEY (namespace, name)
+     );
+     CREATE TABLE provisioned_concurrency (
+        namespace TEXT NOT NULL,
+        name TEXT NOT NULL,
+        qualifier TEXT NOT NULL,
+        requested INTEGER NOT NULL,
+        last_modified_ms INTEGER NOT NULL,
+        PRIMARY KEY (namespace, name, qualifier)
+     );",
 ];

@@ -7,7 +7,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tern_core::function::FunctionRecord;
 
 use crate::schema::MIGRATIONS;
-use crate::store::{AccessKey, LogLine, Store, StoreError};
+use crate::store::{AccessKey, LogLine, ProvisionedSetting, Store, StoreError};
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -119,12 +119,93 @@ impl Store for SqliteStore {
     }
 
     fn delete_function(&self, namespace: &str, name: &str) -> Result<bool, StoreError> {
-        let conn = self.lock();
-        let n = conn.execute(
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
             "DELETE FROM functions WHERE namespace = ?1 AND name = ?2",
             params![namespace, name],
         )?;
+        for table in ["reserved_concurrency", "provisioned_concurrency"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE namespace = ?1 AND name = ?2"),
+                params![namespace, name],
+            )?;
+        }
+        tx.commit()?;
         Ok(n > 0)
+    }
+
+    fn put_reserved_concurrency(
+        &self,
+        namespace: &str,
+        name: &str,
+        reserved: Option<u32>,
+    ) -> Result<(), StoreError> {
+        let conn = self.lock();
+        match reserved {
+            Some(n) => conn.execute(
+                "INSERT INTO reserved_concurrency (namespace, name, reserved) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (namespace, name) DO UPDATE SET reserved = excluded.reserved",
+                params![namespace, name, n],
+            )?,
+            None => conn.execute(
+                "DELETE FROM reserved_concurrency WHERE namespace = ?1 AND name = ?2",
+                params![namespace, name],
+            )?,
+        };
+        Ok(())
+    }
+
+    fn list_reserved_concurrency(&self) -> Result<Vec<(String, String, u32)>, StoreError> {
+        let conn = self.lock();
+        let mut stmt =
+            conn.prepare_cached("SELECT namespace, name, reserved FROM reserved_concurrency")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn put_provisioned(&self, s: &ProvisionedSetting) -> Result<(), StoreError> {
+        let conn = self.lock();
+        conn.execute(
+            "INSERT INTO provisioned_concurrency (namespace, name, qualifier, requested, last_modified_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (namespace, name, qualifier) DO UPDATE SET
+                requested = excluded.requested, last_modified_ms = excluded.last_modified_ms",
+            params![s.namespace, s.function, s.qualifier, s.requested, s.last_modified_ms],
+        )?;
+        Ok(())
+    }
+
+    fn delete_provisioned(
+        &self,
+        namespace: &str,
+        name: &str,
+        qualifier: &str,
+    ) -> Result<bool, StoreError> {
+        let conn = self.lock();
+        let n = conn.execute(
+            "DELETE FROM provisioned_concurrency WHERE namespace = ?1 AND name = ?2 AND qualifier = ?3",
+            params![namespace, name, qualifier],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn list_provisioned(&self) -> Result<Vec<ProvisionedSetting>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT namespace, name, qualifier, requested, last_modified_ms FROM provisioned_concurrency
+             ORDER BY namespace, name, qualifier",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(ProvisionedSetting {
+                namespace: r.get(0)?,
+                function: r.get(1)?,
+                qualifier: r.get(2)?,
+                requested: r.get(3)?,
+                last_modified_ms: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     fn list_functions(
@@ -361,5 +442,43 @@ mod tests {
             20
         );
         assert_eq!(store.prune_logs(15).unwrap(), 1);
+    }
+
+    #[test]
+    fn concurrency_settings_survive_reopen_and_go_with_the_function() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            store.create_function(&record("a")).unwrap();
+            store
+                .put_reserved_concurrency("default", "a", Some(5))
+                .unwrap();
+            store
+                .put_provisioned(&ProvisionedSetting {
+                    namespace: "default".into(),
+                    function: "a".into(),
+                    qualifier: "$LATEST".into(),
+                    requested: 2,
+                    last_modified_ms: 1,
+                })
+                .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            store.list_reserved_concurrency().unwrap(),
+            vec![("default".to_string(), "a".to_string(), 5)]
+        );
+        assert_eq!(store.list_provisioned().unwrap()[0].requested, 2);
+        store
+            .put_reserved_concurrency("default", "a", None)
+            .unwrap();
+        assert!(store.list_reserved_concurrency().unwrap().is_empty());
+        store
+            .put_reserved_concurrency("default", "a", Some(1))
+            .unwrap();
+        assert!(store.delete_function("default", "a").unwrap());
+        assert!(store.list_reserved_concurrency().unwrap().is_empty());
+        assert!(store.list_provisioned().unwrap().is_empty());
     }
 }

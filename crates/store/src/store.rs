@@ -33,6 +33,16 @@ pub struct LogLine {
     pub line: String,
 }
 
+/// A provisioned-concurrency setting of one function qualifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvisionedSetting {
+    pub namespace: String,
+    pub function: String,
+    pub qualifier: String,
+    pub requested: u32,
+    pub last_modified_ms: i64,
+}
+
 pub trait Store: Send + Sync {
     /// Inserts a new function; `Conflict` if one of that name exists.
     fn create_function(&self, rec: &FunctionRecord) -> Result<(), StoreError>;
@@ -47,7 +57,7 @@ pub trait Store: Send + Sync {
         rec: &FunctionRecord,
         expected_revision: &str,
     ) -> Result<(), StoreError>;
-    /// Deletes a function; returns whether it existed.
+    /// Deletes a function with its concurrency settings; returns whether it existed.
     fn delete_function(&self, namespace: &str, name: &str) -> Result<bool, StoreError>;
     /// Functions sorted by name, strictly after `after`, at most `limit`.
     fn list_functions(
@@ -77,4 +87,24 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<LogLine>, StoreError>;
     /// Deletes log lines older than `before_ms`; returns how many.
     fn prune_logs(&self, before_ms: i64) -> Result<usize, StoreError>;
+
+    /// Sets (Some) or removes (None) a function's reserved concurrency.
+    fn put_reserved_concurrency(
+        &self,
+        namespace: &str,
+        name: &str,
+        reserved: Option<u32>,
+    ) -> Result<(), StoreError>;
+    /// Every reserved-concurrency setting: (namespace, function, reserved).
+    fn list_reserved_concurrency(&self) -> Result<Vec<(String, String, u32)>, StoreError>;
+
+    fn put_provisioned(&self, setting: &ProvisionedSetting) -> Result<(), StoreError>;
+    /// Removes a setting; returns whether it existed.
+    fn delete_provisioned(
+        &self,
+        namespace: &str,
+        name: &str,
+        qualifier: &str,
+    ) -> Result<bool, StoreError>;
+    fn list_provisioned(&self) -> Result<Vec<ProvisionedSetting>, StoreError>;
 }
