@@ -125,10 +125,6 @@ def test_invoke_log_tail_of_an_error_has_the_traceback(lambda_client, hello_fn):
     assert f"END RequestId: {request_id(resp)}" in log
 
 
-# Known server bug, intermittent (about one run in three): output the function wrote
-# before returning can be logged after END, so it is missing from LogResult. Not strict,
-# so the suite stays green until the fix; then drop this mark.
-@pytest.mark.xfail(strict=False, reason="tern logs some function output after END")
 def test_invoke_log_tail_is_the_last_4_kb(lambda_client, hello_fn):
     resp, _ = invoke_json(lambda_client, hello_fn, {"action": "chatty", "lines": 200},
                           LogType="Tail")
