@@ -548,3 +548,27 @@ fn server_stops_gracefully_on_sigterm() {
         "server did not exit within 15 s of SIGTERM"
     );
 }
+
+#[test]
+fn all_output_printed_before_returning_precedes_end_in_the_log_tail() {
+    let server = Server::start();
+    let app = "def handler(e, c):\n    for i in range(e['n']):\n        print('line %05d' % i)\n    return 'done'\n";
+    server.create_function(
+        "chatty",
+        "python3.11",
+        "app.handler",
+        &zip(&[("app.py", app.as_bytes(), 0o644)]),
+        json!({}),
+    );
+    for round in 0..20 {
+        let out = server.invoke("chatty", r#"{"n": 150}"#);
+        let end = out.log.find("END RequestId").expect("END line");
+        let last = out.log.find("line 00149").unwrap_or_else(|| {
+            panic!(
+                "round {round}: last line missing from the tail:\n{}",
+                out.log
+            )
+        });
+        assert!(last < end, "round {round}: output after END:\n{}", out.log);
+    }
+}

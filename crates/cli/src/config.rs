@@ -29,7 +29,16 @@ pub struct ServerConfig {
     pub max_open_files: u32,
     /// Output stored per invocation; the rest is dropped with a marker.
     pub max_output_bytes: u64,
+    /// Concurrent executions per namespace (Lambda's account limit).
     pub account_concurrency: u32,
+    /// Concurrency reservations must leave at least this much for other functions.
+    pub min_unreserved_concurrency: u32,
+    /// Summed MemorySize of live instances; 0 means 75% of the machine's memory.
+    pub memory_budget_mb: u64,
+    /// Cold starts running at once; 0 means twice the CPU count.
+    pub max_concurrent_starts: usize,
+    /// How long a request waits for a free instance before a 429.
+    pub queue_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -49,6 +58,10 @@ impl Default for ServerConfig {
             max_open_files: 1024,
             max_output_bytes: 1 << 20,
             account_concurrency: 1000,
+            min_unreserved_concurrency: 100,
+            memory_budget_mb: 0,
+            max_concurrent_starts: 0,
+            queue_timeout_ms: 5000,
         }
     }
 }
@@ -74,6 +87,15 @@ pub struct ServerArgs {
     /// Server-wide cap on live instances.
     #[arg(long, env = "TERN_MAX_INSTANCES")]
     pub max_instances: Option<usize>,
+    /// Concurrent executions per namespace (Lambda's account concurrency limit).
+    #[arg(long, env = "TERN_ACCOUNT_CONCURRENCY")]
+    pub account_concurrency: Option<u32>,
+    /// Reservations must leave at least this much unreserved concurrency.
+    #[arg(long, env = "TERN_MIN_UNRESERVED_CONCURRENCY")]
+    pub min_unreserved_concurrency: Option<u32>,
+    /// Summed MemorySize of live instances, in MB (default: 75% of RAM).
+    #[arg(long, env = "TERN_MEMORY_BUDGET_MB")]
+    pub memory_budget_mb: Option<u64>,
     /// DEVELOPMENT ONLY: run functions as plain processes without any isolation.
     #[arg(long, env = "TERN_DEV_UNSANDBOXED")]
     pub dev_unsandboxed: bool,
@@ -99,6 +121,15 @@ impl ServerConfig {
         }
         if let Some(v) = args.max_instances {
             cfg.max_instances = v;
+        }
+        if let Some(v) = args.account_concurrency {
+            cfg.account_concurrency = v;
+        }
+        if let Some(v) = args.min_unreserved_concurrency {
+            cfg.min_unreserved_concurrency = v;
+        }
+        if let Some(v) = args.memory_budget_mb {
+            cfg.memory_budget_mb = v;
         }
         cfg.dev_unsandboxed |= args.dev_unsandboxed;
         cfg.validate()?;
@@ -130,6 +161,30 @@ impl ServerConfig {
             bail!("init_timeout_secs must be at least 1");
         }
         Ok(())
+    }
+
+    pub fn memory_budget_mb(&self) -> u64 {
+        if self.memory_budget_mb > 0 {
+            return self.memory_budget_mb;
+        }
+        let total_kb = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| {
+                m.lines()
+                    .find(|l| l.starts_with("MemTotal:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            })
+            .unwrap_or(4 * 1024 * 1024);
+        total_kb / 1024 * 3 / 4
+    }
+
+    pub fn max_concurrent_starts(&self) -> usize {
+        if self.max_concurrent_starts > 0 {
+            return self.max_concurrent_starts;
+        }
+        std::thread::available_parallelism()
+            .map(|n| n.get() * 2)
+            .unwrap_or(4)
     }
 
     pub fn keep_alive(&self) -> Duration {

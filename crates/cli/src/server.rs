@@ -12,7 +12,7 @@ use rand::distributions::{Alphanumeric, DistString};
 use rand::Rng;
 use tern_core::names::DEFAULT_NAMESPACE;
 use tern_gateway::{AppState, Authenticator};
-use tern_invoke::{FunctionService, Invoker, Registry, ServiceConfig};
+use tern_invoke::{Admission, FunctionService, Invoker, Registry, ServiceConfig};
 use tern_runtime::{InstanceManager, LogRouter, PoolConfig, RuntimeCatalog};
 use tern_sandbox::{Launcher, ProcessLauncher, SandboxConfig, SandboxLauncher};
 use tern_store::{AccessKey, CodeStore, LogLine, PackageLimits, SqliteStore, Store};
@@ -199,6 +199,9 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             keep_alive: config.keep_alive(),
             init_timeout: Duration::from_secs(config.init_timeout_secs),
             max_instances: config.max_instances,
+            memory_budget_mb: config.memory_budget_mb(),
+            max_concurrent_starts: config.max_concurrent_starts(),
+            queue_timeout: Duration::from_millis(config.queue_timeout_ms),
             cpu_floor_millis: config.cpu_floor_millis,
             max_pids: config.max_pids,
             max_open_files: config.max_open_files,
@@ -218,11 +221,18 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         Arc::new(Registry::new(store.clone())),
         code,
         instances.clone(),
+        Admission::new(
+            config.account_concurrency,
+            config.min_unreserved_concurrency,
+        ),
         ServiceConfig {
             region: config.region.clone(),
-            account_concurrency: config.account_concurrency,
         },
     ));
+    functions
+        .restore()
+        .await
+        .context("cannot restore concurrency settings")?;
     let invoker = Arc::new(Invoker::new(
         functions.clone(),
         instances.clone(),

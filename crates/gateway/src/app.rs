@@ -146,6 +146,20 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/2015-03-31/functions/:name/code", put(update_code))
         .route("/2015-03-31/functions/:name/invocations", post(invoke))
+        .route(
+            "/2017-10-31/functions/:name/concurrency",
+            put(put_concurrency).delete(delete_concurrency),
+        )
+        .route(
+            "/2019-09-30/functions/:name/concurrency",
+            get(get_concurrency),
+        )
+        .route(
+            "/2019-09-30/functions/:name/provisioned-concurrency",
+            put(put_provisioned)
+                .get(get_provisioned)
+                .delete(delete_provisioned),
+        )
         .route("/2016-08-19/account-settings", get(account_settings))
         .route("/2016-08-19/account-settings/", get(account_settings))
         .route("/tern/v1/functions/:name/logs", get(function_logs))
@@ -268,6 +282,10 @@ async fn health() -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    state
+        .metrics
+        .instances
+        .set(state.invoker.live_instances() as i64);
     (
         [(
             "content-type",
@@ -431,6 +449,89 @@ async fn invoke(
         h.insert("x-amzn-requestid", v);
     }
     Ok(resp)
+}
+
+async fn put_concurrency(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: tern_core::wire::PutFunctionConcurrencyRequest = parse_body(&body)?;
+    let resp = state
+        .functions
+        .put_concurrency(&caller, &name, req.reserved_concurrent_executions)
+        .await?;
+    Ok(json(StatusCode::OK, &resp))
+}
+
+async fn get_concurrency(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let resp = state.functions.get_concurrency(&caller, &name).await?;
+    Ok(json(StatusCode::OK, &resp))
+}
+
+async fn delete_concurrency(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    state.functions.delete_concurrency(&caller, &name).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn put_provisioned(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Query(q): Q,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: tern_core::wire::PutProvisionedConcurrencyConfigRequest = parse_body(&body)?;
+    let resp = state
+        .functions
+        .put_provisioned(
+            &caller,
+            &name,
+            q.get("Qualifier").map(String::as_str),
+            req.provisioned_concurrent_executions,
+        )
+        .await?;
+    Ok(json(StatusCode::ACCEPTED, &resp))
+}
+
+/// GetProvisionedConcurrencyConfig, or ListProvisionedConcurrencyConfigs with `List=ALL`.
+async fn get_provisioned(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Query(q): Q,
+) -> Result<Response, ApiError> {
+    if q.get("List").is_some_and(|v| v == "ALL") {
+        let resp = state.functions.list_provisioned(&caller, &name).await?;
+        return Ok(json(StatusCode::OK, &resp));
+    }
+    let resp = state
+        .functions
+        .get_provisioned(&caller, &name, q.get("Qualifier").map(String::as_str))
+        .await?;
+    Ok(json(StatusCode::OK, &resp))
+}
+
+async fn delete_provisioned(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Query(q): Q,
+) -> Result<Response, ApiError> {
+    state
+        .functions
+        .delete_provisioned(&caller, &name, q.get("Qualifier").map(String::as_str))
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[derive(Serialize)]

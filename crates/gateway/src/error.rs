@@ -25,6 +25,9 @@ pub fn to_wire(err: &ServiceError) -> WireError {
         ServiceError::RequestEntityTooLarge(_) => (413, "RequestEntityTooLargeException", None),
         ServiceError::TooManyRequests { .. } => (429, "TooManyRequestsException", Some(1)),
         ServiceError::InvalidRuntime(_) => (502, "InvalidRuntimeException", None),
+        ServiceError::ProvisionedConcurrencyConfigNotFound(_) => {
+            (404, "ProvisionedConcurrencyConfigNotFoundException", None)
+        }
         ServiceError::Service(_) => (500, "ServiceException", None),
     };
     let mut body = serde_json::json!({

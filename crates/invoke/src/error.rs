@@ -25,6 +25,8 @@ pub enum ServiceError {
     #[error("{0}")]
     InvalidRuntime(String),
     #[error("{0}")]
+    ProvisionedConcurrencyConfigNotFound(String),
+    #[error("{0}")]
     Service(String),
 }
 

@@ -9,14 +9,16 @@ use base64::Engine;
 use tern_core::function::{CodeRef, FunctionRecord, LATEST};
 use tern_core::names::{function_arn, FunctionRef};
 use tern_core::wire::{
-    AccountLimit, AccountUsage, CreateFunctionRequest, FunctionCodeLocation, FunctionConfiguration,
-    GetAccountSettingsResponse, GetFunctionResponse, ListFunctionsResponse,
+    AccountLimit, AccountUsage, Concurrency, CreateFunctionRequest, FunctionCodeLocation,
+    FunctionConfiguration, GetAccountSettingsResponse, GetFunctionResponse, ListFunctionsResponse,
+    ListProvisionedConcurrencyConfigsResponse, ProvisionedConcurrencyConfig,
     UpdateFunctionCodeRequest, UpdateFunctionConfigurationRequest,
 };
 use tern_core::{limits, names};
-use tern_runtime::InstanceManager;
-use tern_store::{CodeStore, PackageError, Store};
+use tern_runtime::{FunctionSpec, InstanceManager, ProvisionedStatus};
+use tern_store::{CodeStore, PackageError, ProvisionedSetting, Store};
 
+use crate::admission::Admission;
 use crate::error::ServiceError;
 use crate::registry::Registry;
 use crate::validate;
@@ -32,8 +34,6 @@ pub struct Caller {
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
     pub region: String,
-    /// Account-wide concurrency reported by GetAccountSettings.
-    pub account_concurrency: u32,
 }
 
 pub struct FunctionService {
@@ -41,6 +41,7 @@ pub struct FunctionService {
     registry: Arc<Registry>,
     code: Arc<CodeStore>,
     instances: Arc<InstanceManager>,
+    admission: Arc<Admission>,
     config: ServiceConfig,
     last_revision: AtomicU64,
 }
@@ -78,6 +79,7 @@ impl FunctionService {
         registry: Arc<Registry>,
         code: Arc<CodeStore>,
         instances: Arc<InstanceManager>,
+        admission: Arc<Admission>,
         config: ServiceConfig,
     ) -> Self {
         FunctionService {
@@ -85,6 +87,7 @@ impl FunctionService {
             registry,
             code,
             instances,
+            admission,
             config,
             last_revision: AtomicU64::new(0),
         }
@@ -92,6 +95,51 @@ impl FunctionService {
 
     pub fn config(&self) -> &ServiceConfig {
         &self.config
+    }
+
+    pub fn admission(&self) -> &Arc<Admission> {
+        &self.admission
+    }
+
+    /// What the instance manager needs to run a function's `$LATEST`.
+    pub fn spec(&self, rec: &FunctionRecord) -> FunctionSpec {
+        FunctionSpec {
+            namespace: rec.namespace.clone(),
+            name: rec.name.clone(),
+            revision: rec.revision,
+            version: LATEST.to_string(),
+            runtime: rec.runtime.clone(),
+            handler: rec.handler.clone(),
+            memory_mb: rec.memory_mb,
+            tmp_mb: rec.tmp_mb,
+            env: rec
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            code_dir: self.code.dir(&rec.code.sha256_hex),
+        }
+    }
+
+    /// Loads the stored concurrency settings and starts provisioned instances. Call once
+    /// at startup.
+    pub async fn restore(&self) -> Result<(), ServiceError> {
+        let store = self.store.clone();
+        let (reserved, provisioned) = blocking(move || {
+            Ok((
+                store.list_reserved_concurrency()?,
+                store.list_provisioned()?,
+            ))
+        })
+        .await?;
+        self.admission.load(reserved);
+        for p in provisioned {
+            if let Some(rec) = self.registry.get(&p.namespace, &p.function).await? {
+                self.instances
+                    .set_provisioned(&self.spec(&rec), p.requested as usize);
+            }
+        }
+        Ok(())
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
@@ -388,6 +436,12 @@ impl FunctionService {
                 location: format!("tern://code/{}.zip", rec.code.sha256_hex),
             },
             tags: rec.tags.clone(),
+            concurrency: self
+                .admission
+                .reserved(&caller.namespace, &rec.name)
+                .map(|n| Concurrency {
+                    reserved_concurrent_executions: Some(n),
+                }),
         })
     }
 
@@ -460,6 +514,14 @@ impl FunctionService {
         })
         .await?;
         self.registry.put(next.clone());
+        if let Some(p) = self
+            .instances
+            .provisioned_state(&caller.namespace, &next.name)
+        {
+            // Provisioned instances follow the new code and configuration.
+            self.instances
+                .set_provisioned(&self.spec(&next), p.requested);
+        }
         self.instances
             .drain_function(&caller.namespace, &next.name)
             .await;
@@ -570,6 +632,9 @@ impl FunctionService {
         let (ns, name) = (caller.namespace.clone(), rec.name.clone());
         let existed = blocking(move || Ok(store.delete_function(&ns, &name)?)).await?;
         self.registry.remove(&caller.namespace, &rec.name);
+        self.admission
+            .set_reserved(&caller.namespace, &rec.name, None);
+        self.instances.set_provisioned(&self.spec(&rec), 0);
         self.instances
             .drain_function(&caller.namespace, &rec.name)
             .await;
@@ -595,13 +660,244 @@ impl FunctionService {
                 total_code_size: 80_530_636_800,
                 code_size_unzipped: limits::UNZIPPED_BYTES,
                 code_size_zipped: limits::ZIP_BYTES as u64,
-                concurrent_executions: self.config.account_concurrency,
-                unreserved_concurrent_executions: self.config.account_concurrency,
+                concurrent_executions: self.admission.account_limit(),
+                unreserved_concurrent_executions: self.admission.unreserved(&caller.namespace),
             },
             account_usage: AccountUsage {
                 total_code_size: code_size,
                 function_count: count,
             },
+        })
+    }
+
+    pub async fn put_concurrency(
+        &self,
+        caller: &Caller,
+        function_name: &str,
+        reserved: i64,
+    ) -> Result<Concurrency, ServiceError> {
+        let (rec, qualifier) = self.lookup(caller, function_name, None).await?;
+        Self::unqualified(&qualifier, "PutFunctionConcurrency")?;
+        let limit = self.admission.account_limit();
+        let n = u32::try_from(reserved)
+            .ok()
+            .filter(|n| *n <= limit)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "1 validation error detected: Value '{reserved}' at 'reservedConcurrentExecutions' failed to satisfy constraint: Member must have value between 0 and {limit}"
+                ))
+            })?;
+        if let Some(p) = self
+            .instances
+            .provisioned_state(&caller.namespace, &rec.name)
+        {
+            if (p.requested as u64) > u64::from(n) {
+                return Err(invalid(format!(
+                    "ReservedConcurrentExecutions {n} is less than the function's provisioned concurrency of {}",
+                    p.requested
+                )));
+            }
+        }
+        self.admission
+            .check_reservation(&caller.namespace, &rec.name, n)?;
+        let store = self.store.clone();
+        let (ns, name) = (caller.namespace.clone(), rec.name.clone());
+        blocking(move || Ok(store.put_reserved_concurrency(&ns, &name, Some(n))?)).await?;
+        self.admission
+            .set_reserved(&caller.namespace, &rec.name, Some(n));
+        tracing::info!(function = %rec.name, reserved = n, "reserved concurrency set");
+        Ok(Concurrency {
+            reserved_concurrent_executions: Some(n),
+        })
+    }
+
+    pub async fn get_concurrency(
+        &self,
+        caller: &Caller,
+        function_name: &str,
+    ) -> Result<Concurrency, ServiceError> {
+        let (rec, _) = self.lookup(caller, function_name, None).await?;
+        Ok(Concurrency {
+            reserved_concurrent_executions: self.admission.reserved(&caller.namespace, &rec.name),
+        })
+    }
+
+    pub async fn delete_concurrency(
+        &self,
+        caller: &Caller,
+        function_name: &str,
+    ) -> Result<(), ServiceError> {
+        let (rec, qualifier) = self.lookup(caller, function_name, None).await?;
+        Self::unqualified(&qualifier, "DeleteFunctionConcurrency")?;
+        let store = self.store.clone();
+        let (ns, name) = (caller.namespace.clone(), rec.name.clone());
+        blocking(move || Ok(store.put_reserved_concurrency(&ns, &name, None)?)).await?;
+        self.admission
+            .set_reserved(&caller.namespace, &rec.name, None);
+        Ok(())
+    }
+
+    /// Provisioned concurrency applies to `$LATEST` until versions and aliases exist.
+    fn provisioned_qualifier(qualifier: Option<&str>) -> Result<(), ServiceError> {
+        match qualifier {
+            None => Err(invalid(
+                "Qualifier is required for provisioned concurrency; tern accepts $LATEST until versions and aliases exist",
+            )),
+            Some(LATEST) => Ok(()),
+            Some(q) => Err(ServiceError::ResourceNotFound(format!(
+                "Function version or alias '{q}' not found: only $LATEST exists on this server"
+            ))),
+        }
+    }
+
+    fn provisioned_view(
+        &self,
+        caller: &Caller,
+        name: &str,
+        last_modified_ms: i64,
+        with_arn: bool,
+    ) -> Option<ProvisionedConcurrencyConfig> {
+        let st = self.instances.provisioned_state(&caller.namespace, name)?;
+        let (status, reason) = match st.status {
+            ProvisionedStatus::InProgress => ("IN_PROGRESS", None),
+            ProvisionedStatus::Ready => ("READY", None),
+            ProvisionedStatus::Failed(r) => ("FAILED", Some(r)),
+        };
+        Some(ProvisionedConcurrencyConfig {
+            function_arn: with_arn
+                .then(|| function_arn(&self.config.region, &caller.account, name, Some(LATEST))),
+            requested_provisioned_concurrent_executions: st.requested as u32,
+            available_provisioned_concurrent_executions: st.available as u32,
+            allocated_provisioned_concurrent_executions: st.allocated as u32,
+            status: status.to_string(),
+            status_reason: reason,
+            last_modified: tern_core::timefmt::last_modified(last_modified_ms),
+        })
+    }
+
+    async fn provisioned_setting(
+        &self,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<Option<ProvisionedSetting>, ServiceError> {
+        let store = self.store.clone();
+        let all = blocking(move || Ok(store.list_provisioned()?)).await?;
+        Ok(all
+            .into_iter()
+            .find(|p| p.namespace == caller.namespace && p.function == name))
+    }
+
+    pub async fn put_provisioned(
+        &self,
+        caller: &Caller,
+        function_name: &str,
+        qualifier: Option<&str>,
+        requested: i64,
+    ) -> Result<ProvisionedConcurrencyConfig, ServiceError> {
+        let (rec, derived) = self.lookup(caller, function_name, qualifier).await?;
+        Self::provisioned_qualifier(derived.as_deref())?;
+        let n = u32::try_from(requested)
+            .ok()
+            .filter(|n| *n >= 1 && *n <= self.admission.account_limit())
+            .ok_or_else(|| {
+                invalid(format!(
+                    "1 validation error detected: Value '{requested}' at 'provisionedConcurrentExecutions' failed to satisfy constraint: Member must have value between 1 and {}",
+                    self.admission.account_limit()
+                ))
+            })?;
+        if let Some(r) = self.admission.reserved(&caller.namespace, &rec.name) {
+            if n > r {
+                return Err(invalid(format!(
+                    "Requested Provisioned Concurrency {n} should not be greater than the reservedConcurrentExecution {r} for function {}",
+                    rec.name
+                )));
+            }
+        }
+        let setting = ProvisionedSetting {
+            namespace: caller.namespace.clone(),
+            function: rec.name.clone(),
+            qualifier: LATEST.to_string(),
+            requested: n,
+            last_modified_ms: now_ms(),
+        };
+        let store = self.store.clone();
+        let to_store = setting.clone();
+        blocking(move || Ok(store.put_provisioned(&to_store)?)).await?;
+        self.instances.set_provisioned(&self.spec(&rec), n as usize);
+        tracing::info!(function = %rec.name, requested = n, "provisioned concurrency set");
+        self.provisioned_view(caller, &rec.name, setting.last_modified_ms, false)
+            .ok_or_else(|| ServiceError::Service("provisioned setting vanished".to_string()))
+    }
+
+    pub async fn get_provisioned(
+        &self,
+        caller: &Caller,
+        function_name: &str,
+        qualifier: Option<&str>,
+    ) -> Result<ProvisionedConcurrencyConfig, ServiceError> {
+        let (rec, derived) = self.lookup(caller, function_name, qualifier).await?;
+        Self::provisioned_qualifier(derived.as_deref())?;
+        let not_found = || {
+            ServiceError::ProvisionedConcurrencyConfigNotFound(format!(
+                "No Provisioned Concurrency Config found for this function: {}",
+                function_arn(
+                    &self.config.region,
+                    &caller.account,
+                    &rec.name,
+                    Some(LATEST)
+                )
+            ))
+        };
+        let setting = self
+            .provisioned_setting(caller, &rec.name)
+            .await?
+            .ok_or_else(not_found)?;
+        self.provisioned_view(caller, &rec.name, setting.last_modified_ms, false)
+            .ok_or_else(not_found)
+    }
+
+    pub async fn delete_provisioned(
+        &self,
+        caller: &Caller,
+        function_name: &str,
+        qualifier: Option<&str>,
+    ) -> Result<(), ServiceError> {
+        let (rec, derived) = self.lookup(caller, function_name, qualifier).await?;
+        Self::provisioned_qualifier(derived.as_deref())?;
+        let store = self.store.clone();
+        let (ns, name) = (caller.namespace.clone(), rec.name.clone());
+        let existed = blocking(move || Ok(store.delete_provisioned(&ns, &name, LATEST)?)).await?;
+        self.instances.set_provisioned(&self.spec(&rec), 0);
+        if !existed {
+            return Err(ServiceError::ProvisionedConcurrencyConfigNotFound(format!(
+                "No Provisioned Concurrency Config found for this function: {}",
+                function_arn(
+                    &self.config.region,
+                    &caller.account,
+                    &rec.name,
+                    Some(LATEST)
+                )
+            )));
+        }
+        Ok(())
+    }
+
+    pub async fn list_provisioned(
+        &self,
+        caller: &Caller,
+        function_name: &str,
+    ) -> Result<ListProvisionedConcurrencyConfigsResponse, ServiceError> {
+        let (rec, _) = self.lookup(caller, function_name, None).await?;
+        let configs = match self.provisioned_setting(caller, &rec.name).await? {
+            Some(s) => self
+                .provisioned_view(caller, &rec.name, s.last_modified_ms, true)
+                .into_iter()
+                .collect(),
+            None => Vec::new(),
+        };
+        Ok(ListProvisionedConcurrencyConfigsResponse {
+            provisioned_concurrency_configs: configs,
+            next_marker: None,
         })
     }
 }

@@ -4,12 +4,14 @@
 //! types and HTTP statuses. This crate knows nothing about HTTP.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod error;
 pub mod functions;
 pub mod registry;
 pub mod sync;
 pub mod validate;
 
+pub use admission::Admission;
 pub use error::ServiceError;
 pub use functions::{Caller, FunctionService, ServiceConfig};
 pub use registry::Registry;

@@ -13,7 +13,7 @@ use tern_core::names::function_arn;
 use tern_core::wire::FunctionErrorBody;
 use tern_runtime::output::tail_bytes;
 use tern_runtime::{
-    describe_exit, AcquireError, FunctionSpec, InstanceManager, InvokeInput, Outcome, StartError,
+    describe_exit, AcquireError, InstanceManager, InvokeInput, Outcome, StartError,
 };
 use tern_store::LogLine;
 use tern_telemetry::{LogSink, Metrics};
@@ -98,6 +98,11 @@ impl Invoker {
         }
     }
 
+    /// Live instances (idle and busy) on this server.
+    pub fn live_instances(&self) -> usize {
+        self.instances.live()
+    }
+
     fn log(&self, rec: &FunctionRecord, request_id: &str, line: String) {
         self.logs.push(LogLine {
             namespace: rec.namespace.clone(),
@@ -173,6 +178,17 @@ impl Invoker {
                 request_id,
             });
         }
+        // Held until the response is shaped: the request counts against concurrency.
+        let _permit = match self.functions.admission().admit(&rec.namespace, &rec.name) {
+            Ok(p) => p,
+            Err(e) => {
+                self.metrics
+                    .throttles
+                    .get_or_create(&Metrics::function_labels(&rec.name))
+                    .inc();
+                return Err(e);
+            }
+        };
         let config = self.functions.config();
         let invoked_arn = function_arn(
             &config.region,
@@ -180,22 +196,7 @@ impl Invoker {
             &rec.name,
             qualifier.as_deref(),
         );
-        let spec = FunctionSpec {
-            namespace: rec.namespace.clone(),
-            name: rec.name.clone(),
-            revision: rec.revision,
-            version: LATEST.to_string(),
-            runtime: rec.runtime.clone(),
-            handler: rec.handler.clone(),
-            memory_mb: rec.memory_mb,
-            tmp_mb: rec.tmp_mb,
-            env: rec
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            code_dir: self.functions.code_store().dir(&rec.code.sha256_hex),
-        };
+        let spec = self.functions.spec(&rec);
         let started = Instant::now();
         let mut transcript = String::new();
         let emit = |line: String, transcript: &mut String| {
@@ -205,7 +206,7 @@ impl Invoker {
         };
         let lease = match self.instances.acquire(&spec).await {
             Ok(lease) => lease,
-            Err(AcquireError::AtCapacity(n)) => {
+            Err(AcquireError::AtCapacity(detail)) => {
                 self.metrics
                     .throttles
                     .get_or_create(&Metrics::function_labels(&rec.name))
@@ -213,7 +214,7 @@ impl Invoker {
                 return Err(ServiceError::TooManyRequests {
                     reason: "ConcurrentInvocationLimitExceeded",
                     message: format!(
-                        "Rate Exceeded. The server runs its maximum of {n} instances; retry later"
+                        "Rate Exceeded. No instance could be started or freed in time: {detail}"
                     ),
                 });
             }

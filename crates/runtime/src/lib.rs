@@ -15,4 +15,7 @@ pub mod pool;
 pub use catalog::{RuntimeCatalog, RuntimeKind};
 pub use instance::{describe_exit, Instance, InvokeInput, Outcome, StartError};
 pub use output::{LogConsumer, OutputLine};
-pub use pool::{AcquireError, FunctionSpec, InstanceManager, Lease, LogRouter, PoolConfig};
+pub use pool::{
+    AcquireError, FunctionSpec, InstanceManager, Lease, LogRouter, PoolConfig, ProvisionedState,
+    ProvisionedStatus,
+};

@@ -1,9 +1,11 @@
-//! The instance manager: per-function pools of warm instances, cold starts, keep-alive
-//! and scale to zero.
+//! The instance manager: per-function pools of warm instances, cold starts, keep-alive,
+//! scale to zero, provisioned instances and the server's capacity.
 //!
 //! Instances are keyed by (namespace, function, revision); an update bumps the revision
 //! so old instances are never reused. Idle instances are reused last-in-first-out (the
-//! warmest first) and stopped after the keep-alive.
+//! warmest first; provisioned ones before any other) and stopped after the keep-alive.
+//! Cold starts run a few at a time; a request that finds no idle instance and no room
+//! to start one waits a bounded time for one to be released, then gets `AtCapacity`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -12,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tern_sandbox::{LaunchSpec, Launcher, Resources};
+use tokio::sync::{Notify, Semaphore};
 
 use crate::bootstraps::{NODE_IN_SANDBOX, PYTHON_IN_SANDBOX};
 use crate::catalog::{RuntimeCatalog, RuntimeKind};
@@ -28,6 +31,13 @@ pub struct PoolConfig {
     pub init_timeout: Duration,
     /// Server-wide cap on live instances.
     pub max_instances: usize,
+    /// Server-wide cap on the summed MemorySize of live instances.
+    pub memory_budget_mb: u64,
+    /// Cold starts allowed to run at the same time (they compete for CPU).
+    pub max_concurrent_starts: usize,
+    /// How long a request may wait for an instance when none is free and no new one
+    /// can start; then it is refused.
+    pub queue_timeout: Duration,
     /// Smallest CPU share given to any instance, in thousandths of a core.
     pub cpu_floor_millis: u32,
     pub max_pids: u32,
@@ -36,6 +46,26 @@ pub struct PoolConfig {
     pub region: String,
     /// Directory with the installed bootstraps (shown at `/opt/tern`).
     pub bootstrap_dir: PathBuf,
+}
+
+impl PoolConfig {
+    /// Defaults for everything but the paths and region.
+    pub fn new(region: &str, bootstrap_dir: PathBuf) -> Self {
+        PoolConfig {
+            keep_alive: Duration::from_secs(600),
+            init_timeout: Duration::from_secs(10),
+            max_instances: 256,
+            memory_budget_mb: 64 * 1024,
+            max_concurrent_starts: 4,
+            queue_timeout: Duration::from_secs(5),
+            cpu_floor_millis: 250,
+            max_pids: 256,
+            max_open_files: 1024,
+            max_output_per_invocation: 1 << 20,
+            region: region.to_string(),
+            bootstrap_dir,
+        }
+    }
 }
 
 /// What the manager needs to know about a function to start an instance.
@@ -74,8 +104,8 @@ impl PoolKey {
 pub enum AcquireError {
     #[error("the runtime '{runtime}' is not available on this server; available: {available}")]
     UnknownRuntime { runtime: String, available: String },
-    #[error("the server is at its limit of {0} instances")]
-    AtCapacity(usize),
+    #[error("the server is at its capacity ({0}); no instance became free in time")]
+    AtCapacity(String),
     #[error(transparent)]
     Start(#[from] StartError),
 }
@@ -86,11 +116,48 @@ pub struct Lease {
     key: PoolKey,
     /// Set when this request started the instance.
     pub cold: bool,
+    /// Set for a provisioned instance.
+    pub provisioned: bool,
 }
 
 struct Idle {
     instance: Instance,
     since: Instant,
+    provisioned: bool,
+}
+
+/// Status of a function's provisioned instances, as Lambda reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProvisionedStatus {
+    InProgress,
+    Ready,
+    Failed(String),
+}
+
+/// A snapshot of a function's provisioned instances.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvisionedState {
+    pub requested: usize,
+    /// Initialised instances (idle or busy).
+    pub allocated: usize,
+    /// Of those, idle right now.
+    pub available: usize,
+    pub status: ProvisionedStatus,
+}
+
+struct Provisioned {
+    spec: FunctionSpec,
+    requested: usize,
+    /// Live provisioned instances of `spec`'s revision.
+    live: usize,
+    status: ProvisionedStatus,
+    filling: bool,
+}
+
+#[derive(Default)]
+struct Capacity {
+    instances: usize,
+    memory_mb: u64,
 }
 
 pub struct InstanceManager {
@@ -99,7 +166,11 @@ pub struct InstanceManager {
     catalog: RuntimeCatalog,
     logs: LogRouter,
     idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
-    live: AtomicUsize,
+    capacity: Mutex<Capacity>,
+    provisioned: Mutex<HashMap<(String, String), Provisioned>>,
+    starts: Arc<Semaphore>,
+    /// Signalled whenever an instance is released or retired.
+    released: Notify,
     next_id: AtomicUsize,
 }
 
@@ -121,13 +192,17 @@ impl InstanceManager {
         catalog: RuntimeCatalog,
         logs: LogRouter,
     ) -> Arc<Self> {
+        let starts = Arc::new(Semaphore::new(config.max_concurrent_starts.max(1)));
         Arc::new(InstanceManager {
             config,
             launcher,
             catalog,
             logs,
             idle: Mutex::new(HashMap::new()),
-            live: AtomicUsize::new(0),
+            capacity: Mutex::new(Capacity::default()),
+            provisioned: Mutex::new(HashMap::new()),
+            starts,
+            released: Notify::new(),
             next_id: AtomicUsize::new(0),
         })
     }
@@ -136,9 +211,18 @@ impl InstanceManager {
         &self.catalog
     }
 
+    pub fn config(&self) -> &PoolConfig {
+        &self.config
+    }
+
     /// Live instances (idle and busy).
     pub fn live(&self) -> usize {
-        self.live.load(Ordering::Relaxed)
+        lock(&self.capacity).instances
+    }
+
+    /// Summed MemorySize of live instances.
+    pub fn live_memory_mb(&self) -> u64 {
+        lock(&self.capacity).memory_mb
     }
 
     /// Idle instances of one function (all revisions).
@@ -150,23 +234,65 @@ impl InstanceManager {
             .sum()
     }
 
-    /// A warm instance if one is idle, else a new one.
-    pub async fn acquire(&self, f: &FunctionSpec) -> Result<Lease, AcquireError> {
-        let key = PoolKey::of(f);
+    /// An idle instance of `key`, provisioned ones first, else the warmest.
+    async fn take_idle(&self, key: &PoolKey) -> Option<Lease> {
         loop {
-            let warm = lock(&self.idle).get_mut(&key).and_then(Vec::pop);
-            match warm {
-                Some(idle) if idle.instance.has_exited() => self.retire(idle.instance).await,
-                Some(idle) => {
-                    return Ok(Lease {
-                        instance: idle.instance,
-                        key,
-                        cold: false,
-                    })
+            let picked = {
+                let mut idle = lock(&self.idle);
+                let list = idle.get_mut(key)?;
+                let pos = list
+                    .iter()
+                    .rposition(|i| i.provisioned)
+                    .or_else(|| list.len().checked_sub(1))?;
+                let item = list.remove(pos);
+                if list.is_empty() {
+                    idle.remove(key);
                 }
-                None => break,
+                item
+            };
+            if picked.instance.has_exited() {
+                self.retire(picked.instance, picked.provisioned, key).await;
+                continue;
+            }
+            return Some(Lease {
+                instance: picked.instance,
+                key: key.clone(),
+                cold: false,
+                provisioned: picked.provisioned,
+            });
+        }
+    }
+
+    /// Claims room for one more instance of `memory_mb`, stopping idle instances of
+    /// other functions (least recently used first) if that makes room.
+    async fn claim_capacity(&self, memory_mb: u64) -> bool {
+        loop {
+            {
+                let mut cap = lock(&self.capacity);
+                if cap.instances < self.config.max_instances
+                    && cap.memory_mb + memory_mb <= self.config.memory_budget_mb
+                {
+                    cap.instances += 1;
+                    cap.memory_mb += memory_mb;
+                    return true;
+                }
+            }
+            if !self.evict_one_idle().await {
+                return false;
             }
         }
+    }
+
+    fn release_capacity(&self, memory_mb: u64) {
+        let mut cap = lock(&self.capacity);
+        cap.instances = cap.instances.saturating_sub(1);
+        cap.memory_mb = cap.memory_mb.saturating_sub(memory_mb);
+    }
+
+    /// A warm instance if one is idle, else a new one; waits at most the queue timeout
+    /// for room.
+    pub async fn acquire(&self, f: &FunctionSpec) -> Result<Lease, AcquireError> {
+        let key = PoolKey::of(f);
         let kind =
             self.catalog
                 .get(&f.runtime)
@@ -175,16 +301,54 @@ impl InstanceManager {
                     runtime: f.runtime.clone(),
                     available: self.catalog.ids().join(", "),
                 })?;
-        if self.live.fetch_add(1, Ordering::AcqRel) >= self.config.max_instances {
-            // Make room by stopping idle instances of other functions before refusing.
-            if self.evict_one_idle().await {
-                // The evicted instance's slot is ours now.
-            } else {
-                self.live.fetch_sub(1, Ordering::AcqRel);
-                return Err(AcquireError::AtCapacity(self.config.max_instances));
+        let deadline = tokio::time::Instant::now() + self.config.queue_timeout;
+        loop {
+            let notified = self.released.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(lease) = self.take_idle(&key).await {
+                return Ok(lease);
+            }
+            if let Ok(permit) = self.starts.clone().try_acquire_owned() {
+                if self.claim_capacity(u64::from(f.memory_mb)).await {
+                    let started = self.start(f, &kind, false).await;
+                    drop(permit);
+                    return started.map(|instance| Lease {
+                        instance,
+                        key,
+                        cold: true,
+                        provisioned: false,
+                    });
+                }
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                // A start slot may free up without any instance being released.
+                Ok(p) = self.starts.clone().acquire_owned() => drop(p),
+                _ = tokio::time::sleep_until(deadline) => {
+                    let cap = self.describe_capacity();
+                    return Err(AcquireError::AtCapacity(cap));
+                }
             }
         }
-        let spec = self.launch_spec(f, &kind);
+    }
+
+    fn describe_capacity(&self) -> String {
+        let cap = lock(&self.capacity);
+        format!(
+            "{} of {} instances, {} of {} MB",
+            cap.instances, self.config.max_instances, cap.memory_mb, self.config.memory_budget_mb
+        )
+    }
+
+    /// Starts an instance for which capacity was claimed; gives the claim back on failure.
+    async fn start(
+        &self,
+        f: &FunctionSpec,
+        kind: &RuntimeKind,
+        provisioned: bool,
+    ) -> Result<Instance, AcquireError> {
+        let spec = self.launch_spec(f, kind, provisioned);
         let router = self.logs.clone();
         let (ns, name) = (f.namespace.clone(), f.name.clone());
         let consumer: LogConsumer = Arc::new(move |line| router(&ns, &name, line));
@@ -198,15 +362,12 @@ impl InstanceManager {
         .await
         {
             Ok(instance) => {
-                tracing::debug!(function = %f.name, instance = %instance.id, init_ms = instance.init_duration.as_millis() as u64, "instance started");
-                Ok(Lease {
-                    instance,
-                    key,
-                    cold: true,
-                })
+                tracing::debug!(function = %f.name, instance = %instance.id, init_ms = instance.init_duration.as_millis() as u64, provisioned, "instance started");
+                Ok(instance)
             }
             Err(e) => {
-                self.live.fetch_sub(1, Ordering::AcqRel);
+                self.release_capacity(u64::from(f.memory_mb));
+                self.released.notify_waiters();
                 Err(e.into())
             }
         }
@@ -215,41 +376,76 @@ impl InstanceManager {
     /// Returns an instance after a request: back to the pool if it is still good.
     pub async fn release(&self, lease: Lease, reusable: bool) {
         if !reusable || lease.instance.has_exited() {
-            self.retire(lease.instance).await;
+            self.retire(lease.instance, lease.provisioned, &lease.key)
+                .await;
             return;
+        }
+        let mut provisioned = lease.provisioned;
+        if provisioned {
+            // Provisioned instances beyond the current request become ordinary warm ones.
+            let mut prov = lock(&self.provisioned);
+            let fkey = (lease.key.namespace.clone(), lease.key.name.clone());
+            match prov.get_mut(&fkey) {
+                Some(p) if p.spec.revision == lease.key.revision && p.live <= p.requested => {}
+                Some(p) => {
+                    if p.spec.revision == lease.key.revision {
+                        p.live -= 1;
+                    }
+                    provisioned = false;
+                }
+                None => provisioned = false,
+            }
         }
         lock(&self.idle).entry(lease.key).or_default().push(Idle {
             instance: lease.instance,
             since: Instant::now(),
+            provisioned,
         });
+        self.released.notify_waiters();
     }
 
-    async fn retire(&self, instance: Instance) {
-        self.live.fetch_sub(1, Ordering::AcqRel);
+    async fn retire(&self, instance: Instance, provisioned: bool, key: &PoolKey) {
+        if provisioned {
+            let mut prov = lock(&self.provisioned);
+            if let Some(p) = prov.get_mut(&(key.namespace.clone(), key.name.clone())) {
+                if p.spec.revision == key.revision {
+                    p.live = p.live.saturating_sub(1);
+                }
+            }
+        }
+        let memory = u64::from(instance.memory_mb);
         instance.destroy().await;
+        self.release_capacity(memory);
+        self.released.notify_waiters();
     }
 
-    /// Stops the least recently used idle instance; true if one was stopped (its live
-    /// slot is then kept by the caller).
+    /// Stops the least recently used idle, non-provisioned instance; true if one was
+    /// stopped.
     async fn evict_one_idle(&self) -> bool {
         let victim = {
             let mut idle = lock(&self.idle);
             let oldest = idle
                 .iter()
-                .filter_map(|(k, v)| v.first().map(|i| (k.clone(), i.since)))
-                .min_by_key(|(_, since)| *since);
-            oldest.and_then(|(k, _)| {
+                .flat_map(|(k, v)| {
+                    v.iter()
+                        .enumerate()
+                        .filter(|(_, i)| !i.provisioned)
+                        .map(move |(pos, i)| (k.clone(), pos, i.since))
+                })
+                .min_by_key(|(_, _, since)| *since);
+            oldest.and_then(|(k, pos, _)| {
                 let list = idle.get_mut(&k)?;
-                let inst = list.remove(0);
+                let inst = list.remove(pos);
                 if list.is_empty() {
                     idle.remove(&k);
                 }
-                Some(inst)
+                Some((k, inst))
             })
         };
         match victim {
-            Some(v) => {
-                v.instance.destroy().await;
+            Some((key, v)) => {
+                tracing::debug!(instance = %v.instance.id, "evicting idle instance to make room");
+                self.retire(v.instance, false, &key).await;
                 true
             }
             None => false,
@@ -258,7 +454,7 @@ impl InstanceManager {
 
     /// Stops idle instances of a function (after an update or delete).
     pub async fn drain_function(&self, namespace: &str, name: &str) {
-        let drained: Vec<Idle> = {
+        let drained: Vec<(PoolKey, Idle)> = {
             let mut idle = lock(&self.idle);
             let keys: Vec<PoolKey> = idle
                 .keys()
@@ -266,59 +462,233 @@ impl InstanceManager {
                 .cloned()
                 .collect();
             keys.into_iter()
-                .flat_map(|k| idle.remove(&k).unwrap_or_default())
+                .flat_map(|k| {
+                    idle.remove(&k)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(move |i| (k.clone(), i))
+                })
                 .collect()
         };
-        for i in drained {
-            self.retire(i.instance).await;
+        for (k, i) in drained {
+            self.retire(i.instance, i.provisioned, &k).await;
         }
     }
 
-    /// Stops idle instances older than the keep-alive.
+    /// Stops idle instances older than the keep-alive (provisioned ones stay).
     pub async fn reap_idle(&self) {
-        let expired: Vec<Idle> = {
+        let expired: Vec<(PoolKey, Idle)> = {
             let mut idle = lock(&self.idle);
             let ttl = self.config.keep_alive;
             let mut out = Vec::new();
-            idle.retain(|_, list| {
-                let (old, fresh): (Vec<Idle>, Vec<Idle>) = list
-                    .drain(..)
-                    .partition(|i| i.since.elapsed() >= ttl || i.instance.has_exited());
-                out.extend(old);
+            idle.retain(|k, list| {
+                let (old, fresh): (Vec<Idle>, Vec<Idle>) = list.drain(..).partition(|i| {
+                    i.instance.has_exited() || (!i.provisioned && i.since.elapsed() >= ttl)
+                });
+                out.extend(old.into_iter().map(|i| (k.clone(), i)));
                 *list = fresh;
                 !list.is_empty()
             });
             out
         };
-        for i in expired {
+        for (k, i) in expired {
             tracing::debug!(instance = %i.instance.id, "keep-alive expired");
-            self.retire(i.instance).await;
+            self.retire(i.instance, i.provisioned, &k).await;
         }
     }
 
-    /// Runs the keep-alive reaper until the manager is dropped.
+    /// Runs the keep-alive reaper and the provisioned-instance keeper until the manager
+    /// is dropped.
     pub fn spawn_reaper(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
         let period =
-            (self.config.keep_alive / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+            (self.config.keep_alive / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(period).await;
                 let Some(mgr) = weak.upgrade() else { return };
                 mgr.reap_idle().await;
+                mgr.fill_provisioned();
             }
         });
     }
 
-    /// Stops every idle instance (shutdown).
-    pub async fn shutdown(&self) {
-        let all: Vec<Idle> = lock(&self.idle).drain().flat_map(|(_, v)| v).collect();
-        for i in all {
-            self.retire(i.instance).await;
+    /// Sets how many initialised instances of `f` to keep (0 removes the setting).
+    /// Filling happens in the background; see [`InstanceManager::provisioned_state`].
+    pub fn set_provisioned(self: &Arc<Self>, f: &FunctionSpec, requested: usize) {
+        let fkey = (f.namespace.clone(), f.name.clone());
+        {
+            let mut prov = lock(&self.provisioned);
+            if requested == 0 {
+                prov.remove(&fkey);
+            } else {
+                let entry = prov.entry(fkey.clone()).or_insert_with(|| Provisioned {
+                    spec: f.clone(),
+                    requested,
+                    live: 0,
+                    status: ProvisionedStatus::InProgress,
+                    filling: false,
+                });
+                if entry.spec.revision != f.revision {
+                    entry.spec = f.clone();
+                    entry.live = 0;
+                }
+                entry.requested = requested;
+                entry.status = if entry.live >= requested {
+                    ProvisionedStatus::Ready
+                } else {
+                    ProvisionedStatus::InProgress
+                };
+            }
+        }
+        // Idle instances no longer covered by a setting become ordinary warm ones.
+        {
+            let mut prov = lock(&self.provisioned);
+            let mut idle = lock(&self.idle);
+            let mut demoted_current = 0;
+            for (k, list) in idle.iter_mut() {
+                if k.namespace != f.namespace || k.name != f.name {
+                    continue;
+                }
+                let current = prov.get(&fkey).filter(|p| p.spec.revision == k.revision);
+                let keep = current.map(|p| p.requested).unwrap_or(0);
+                let mut kept = 0;
+                for i in list.iter_mut().filter(|i| i.provisioned) {
+                    if kept < keep {
+                        kept += 1;
+                    } else {
+                        i.provisioned = false;
+                        i.since = Instant::now();
+                        if current.is_some() {
+                            demoted_current += 1;
+                        }
+                    }
+                }
+            }
+            if let Some(p) = prov.get_mut(&fkey) {
+                p.live = p.live.saturating_sub(demoted_current);
+            }
+        }
+        self.fill_provisioned();
+    }
+
+    pub fn provisioned_state(&self, namespace: &str, name: &str) -> Option<ProvisionedState> {
+        let prov = lock(&self.provisioned);
+        let p = prov.get(&(namespace.to_string(), name.to_string()))?;
+        let key = PoolKey::of(&p.spec);
+        let available = lock(&self.idle)
+            .get(&key)
+            .map(|l| l.iter().filter(|i| i.provisioned).count())
+            .unwrap_or(0);
+        Some(ProvisionedState {
+            requested: p.requested,
+            allocated: p.live.min(p.requested),
+            available: available.min(p.requested),
+            status: p.status.clone(),
+        })
+    }
+
+    /// Starts missing provisioned instances in the background, one function at a time.
+    fn fill_provisioned(self: &Arc<Self>) {
+        let work: Vec<(FunctionSpec, usize)> = {
+            let mut prov = lock(&self.provisioned);
+            prov.values_mut()
+                .filter(|p| !p.filling && p.live < p.requested)
+                .map(|p| {
+                    p.filling = true;
+                    (p.spec.clone(), p.requested - p.live)
+                })
+                .collect()
+        };
+        for (spec, missing) in work {
+            let mgr = self.clone();
+            tokio::spawn(async move { mgr.fill_one(spec, missing).await });
         }
     }
 
-    fn launch_spec(&self, f: &FunctionSpec, kind: &RuntimeKind) -> LaunchSpec {
+    async fn fill_one(self: Arc<Self>, f: FunctionSpec, missing: usize) {
+        let fkey = (f.namespace.clone(), f.name.clone());
+        let mut failure = None;
+        for _ in 0..missing {
+            let still_wanted = lock(&self.provisioned)
+                .get(&fkey)
+                .is_some_and(|p| p.spec.revision == f.revision && p.live < p.requested);
+            if !still_wanted {
+                break;
+            }
+            let Some(kind) = self.catalog.get(&f.runtime).cloned() else {
+                failure = Some(format!("runtime {} is not available", f.runtime));
+                break;
+            };
+            let Ok(permit) = self.starts.clone().acquire_owned().await else {
+                break;
+            };
+            if !self.claim_capacity(u64::from(f.memory_mb)).await {
+                failure = Some(format!(
+                    "not enough capacity on this server ({})",
+                    self.describe_capacity()
+                ));
+                break;
+            }
+            let started = self.start(&f, &kind, true).await;
+            drop(permit);
+            match started {
+                Ok(instance) => {
+                    let counted = {
+                        let mut prov = lock(&self.provisioned);
+                        match prov.get_mut(&fkey) {
+                            Some(p) if p.spec.revision == f.revision => {
+                                p.live += 1;
+                                true
+                            }
+                            _ => false,
+                        }
+                    };
+                    lock(&self.idle)
+                        .entry(PoolKey::of(&f))
+                        .or_default()
+                        .push(Idle {
+                            instance,
+                            since: Instant::now(),
+                            provisioned: counted,
+                        });
+                    self.released.notify_waiters();
+                }
+                Err(e) => {
+                    failure = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        let mut prov = lock(&self.provisioned);
+        if let Some(p) = prov.get_mut(&fkey) {
+            p.filling = false;
+            if p.spec.revision == f.revision {
+                p.status = match failure {
+                    Some(reason) if p.live < p.requested => {
+                        tracing::warn!(function = %f.name, %reason, "provisioned instances failed to start");
+                        ProvisionedStatus::Failed(reason)
+                    }
+                    _ if p.live >= p.requested => ProvisionedStatus::Ready,
+                    _ => ProvisionedStatus::InProgress,
+                };
+            }
+        }
+    }
+
+    /// Stops every idle instance (shutdown).
+    pub async fn shutdown(&self) {
+        lock(&self.provisioned).clear();
+        let all: Vec<(PoolKey, Idle)> = lock(&self.idle)
+            .drain()
+            .flat_map(|(k, v)| v.into_iter().map(move |i| (k.clone(), i)))
+            .collect();
+        for (k, i) in all {
+            self.retire(i.instance, false, &k).await;
+        }
+    }
+
+    fn launch_spec(&self, f: &FunctionSpec, kind: &RuntimeKind, provisioned: bool) -> LaunchSpec {
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
         let instance_id = format!(
             "{}-{}-{n}",
@@ -338,7 +708,7 @@ impl InstanceManager {
             ),
             RuntimeKind::Provided => (PathBuf::from("/var/task/bootstrap"), Vec::new(), Vec::new()),
         };
-        let mut env = self.runtime_env(f, &instance_id);
+        let mut env = self.runtime_env(f, &instance_id, provisioned);
         for (k, v) in &f.env {
             env.retain(|(ek, _)| ek != k);
             env.push((k.clone(), v.clone()));
@@ -362,7 +732,12 @@ impl InstanceManager {
     }
 
     /// The variables Lambda sets for every runtime.
-    fn runtime_env(&self, f: &FunctionSpec, instance_id: &str) -> Vec<(String, String)> {
+    fn runtime_env(
+        &self,
+        f: &FunctionSpec,
+        instance_id: &str,
+        provisioned: bool,
+    ) -> Vec<(String, String)> {
         let date = time::OffsetDateTime::now_utc().date();
         let stream = format!(
             "{:04}/{:02}/{:02}/[{}]{}",
@@ -382,7 +757,15 @@ impl InstanceManager {
                 format!("/aws/lambda/{}", f.name),
             ),
             ("AWS_LAMBDA_LOG_STREAM_NAME", stream),
-            ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".to_string()),
+            (
+                "AWS_LAMBDA_INITIALIZATION_TYPE",
+                if provisioned {
+                    "provisioned-concurrency"
+                } else {
+                    "on-demand"
+                }
+                .to_string(),
+            ),
             ("AWS_EXECUTION_ENV", format!("AWS_Lambda_{}", f.runtime)),
             ("AWS_REGION", region.clone()),
             ("AWS_DEFAULT_REGION", region.clone()),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tern_runtime::{
     AcquireError, FunctionSpec, InstanceManager, InvokeInput, LogRouter, Outcome, PoolConfig,
-    RuntimeCatalog, StartError,
+    ProvisionedStatus, RuntimeCatalog, StartError,
 };
 use tern_sandbox::ProcessLauncher;
 
@@ -20,6 +20,14 @@ struct Fixture {
 }
 
 fn fixture(files: &[(&str, &str)], keep_alive: Duration) -> Fixture {
+    fixture_with(files, keep_alive, |c| c)
+}
+
+fn fixture_with(
+    files: &[(&str, &str)],
+    keep_alive: Duration,
+    tweak: impl FnOnce(PoolConfig) -> PoolConfig,
+) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let code = dir.path().join("code");
     std::fs::create_dir_all(&code).unwrap();
@@ -33,17 +41,11 @@ fn fixture(files: &[(&str, &str)], keep_alive: Duration) -> Fixture {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink = lines.clone();
     let router: LogRouter = Arc::new(move |_ns, _f, line| sink.lock().unwrap().push(line.line));
-    let config = PoolConfig {
+    let config = tweak(PoolConfig {
         keep_alive,
-        init_timeout: Duration::from_secs(10),
         max_instances: 8,
-        cpu_floor_millis: 250,
-        max_pids: 256,
-        max_open_files: 1024,
-        max_output_per_invocation: 1 << 20,
-        region: "us-east-1".into(),
-        bootstrap_dir: boot,
-    };
+        ..PoolConfig::new("us-east-1", boot)
+    });
     let manager = InstanceManager::new(
         config,
         Arc::new(ProcessLauncher::new()),
@@ -256,4 +258,127 @@ async fn idle_instances_scale_to_zero_after_keep_alive() {
     fx.manager.reap_idle().await;
     assert_eq!(fx.manager.idle_count("default", "f"), 0);
     assert_eq!(fx.manager.live(), 0);
+}
+
+fn named(fx: &Fixture, name: &str, memory_mb: u32) -> FunctionSpec {
+    FunctionSpec {
+        name: name.into(),
+        memory_mb,
+        ..spec(fx, "python3.11", "app.handler")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_budget_evicts_the_least_recently_used_idle_instance() {
+    let fx = fixture_with(&[("app.py", PY_APP)], Duration::from_secs(60), |c| {
+        PoolConfig {
+            memory_budget_mb: 512,
+            ..c
+        }
+    });
+    let a = named(&fx, "a", 256);
+    let b = named(&fx, "b", 256);
+    let c = named(&fx, "c", 256);
+    let la = fx.manager.acquire(&a).await.unwrap();
+    fx.manager.release(la, true).await;
+    let lb = fx.manager.acquire(&b).await.unwrap();
+    fx.manager.release(lb, true).await;
+    assert_eq!(fx.manager.live_memory_mb(), 512);
+    // c does not fit: the idle instance of a (least recently used) makes room.
+    let lc = fx.manager.acquire(&c).await.unwrap();
+    assert_eq!(fx.manager.idle_count("default", "a"), 0);
+    assert_eq!(fx.manager.idle_count("default", "b"), 1);
+    assert_eq!(fx.manager.live_memory_mb(), 512);
+    fx.manager.release(lc, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_server_refuses_after_the_queue_timeout_instead_of_hanging() {
+    let fx = fixture_with(&[("app.py", PY_APP)], Duration::from_secs(60), |c| {
+        PoolConfig {
+            max_instances: 1,
+            queue_timeout: Duration::from_millis(300),
+            ..c
+        }
+    });
+    let a = named(&fx, "a", 128);
+    let busy = fx.manager.acquire(&a).await.unwrap();
+    let started = std::time::Instant::now();
+    let refused = fx.manager.acquire(&named(&fx, "b", 128)).await;
+    assert!(
+        matches!(refused, Err(AcquireError::AtCapacity(_))),
+        "{:?}",
+        refused.err()
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // A waiter for the same function gets the instance as soon as it is released.
+    let mgr = fx.manager.clone();
+    let waiter = tokio::spawn({
+        let a = a.clone();
+        async move { mgr.acquire(&a).await.map(|l| l.cold) }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    fx.manager.release(busy, true).await;
+    assert!(
+        !waiter.await.unwrap().unwrap(),
+        "the waiter reuses the warm instance"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provisioned_instances_become_ready_and_serve_warm() {
+    let fx = fixture(&[("app.py", PY_APP)], Duration::from_millis(200));
+    let f = named(&fx, "p", 128);
+    fx.manager.spawn_reaper();
+    fx.manager.set_provisioned(&f, 2);
+    let mut ready = false;
+    for _ in 0..100 {
+        let st = fx.manager.provisioned_state("default", "p").unwrap();
+        if st.status == ProvisionedStatus::Ready {
+            assert_eq!((st.allocated, st.available), (2, 2));
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "provisioned instances did not become READY");
+    let lease = fx.manager.acquire(&f).await.unwrap();
+    assert!(!lease.cold && lease.provisioned);
+    fx.manager.release(lease, true).await;
+    // Provisioned instances outlive the keep-alive.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(fx.manager.idle_count("default", "p"), 2);
+    // Removing the setting lets them scale to zero.
+    fx.manager.set_provisioned(&f, 0);
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(fx.manager.idle_count("default", "p"), 0);
+    assert_eq!(fx.manager.live(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crashed_provisioned_instance_is_replaced() {
+    let fx = fixture(&[("app.py", PY_APP)], Duration::from_secs(60));
+    let f = named(&fx, "p", 128);
+    fx.manager.spawn_reaper();
+    fx.manager.set_provisioned(&f, 1);
+    for _ in 0..100 {
+        if fx.manager.provisioned_state("default", "p").unwrap().status == ProvisionedStatus::Ready
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let lease = fx.manager.acquire(&f).await.unwrap();
+    assert!(lease.provisioned);
+    fx.manager.release(lease, false).await;
+    let mut replaced = false;
+    for _ in 0..100 {
+        let st = fx.manager.provisioned_state("default", "p").unwrap();
+        if st.allocated == 1 && st.available == 1 {
+            replaced = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(replaced, "the provisioned instance was not replaced");
 }
