@@ -7,11 +7,16 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod client;
 pub mod config;
 mod server;
 
 #[derive(Parser, Debug)]
-#[command(name = "tern", version, about = "Self-hosted, Lambda-compatible serverless functions")]
+#[command(
+    name = "tern",
+    version,
+    about = "Self-hosted, Lambda-compatible serverless functions"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -21,6 +26,8 @@ struct Cli {
 enum Command {
     /// Run the platform (embedded SQLite under --data-dir).
     Server(config::ServerArgs),
+    #[command(flatten)]
+    Client(client::ClientCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -32,6 +39,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Server(args) => server::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Client(cmd) => client::run(cmd),
     };
     match result {
         Ok(code) => code,
