@@ -1,0 +1,410 @@
+//! The `tern` client commands end to end: the real binary against a real `tern server`,
+//! checking what a user sees on stdout, stderr and in the exit code.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::Server;
+
+const PY_APP: &str = r#"
+import os
+def handler(event, context):
+    print("handling", event)
+    return {"event": event, "greeting": os.environ.get("GREETING"), "version": VERSION}
+def fail(event, context):
+    raise ValueError("bad value: " + str(event.get("x")))
+VERSION = 1
+"#;
+
+const PROVIDED_BOOTSTRAP: &str = r#"#!/usr/bin/env python3
+import http.client, json, os
+conn = http.client.HTTPConnection(os.environ["AWS_LAMBDA_RUNTIME_API"])
+while True:
+    conn.request("GET", "/2018-06-01/runtime/invocation/next")
+    r = conn.getresponse()
+    event = json.loads(r.read())
+    rid = r.getheader("Lambda-Runtime-Aws-Request-Id")
+    body = json.dumps({"bootstrap": event}).encode()
+    conn.request("POST", f"/2018-06-01/runtime/invocation/{rid}/response", body=body)
+    conn.getresponse().read()
+"#;
+
+/// What one run of the CLI printed.
+#[derive(Debug)]
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn ok(self) -> Self {
+        assert_eq!(self.code, Some(0), "expected success: {self:#?}");
+        self
+    }
+
+    fn failed(self) -> Self {
+        assert_eq!(self.code, Some(1), "expected exit code 1: {self:#?}");
+        self
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:#?}"))
+    }
+}
+
+/// Runs `tern ARGS` with only the given `TERN_*` variables set.
+fn tern_with(env: &[(&str, &str)], args: &[&str]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tern"));
+    for var in [
+        "TERN_ENDPOINT",
+        "TERN_CREDENTIALS",
+        "TERN_PROFILE",
+        "TERN_REGION",
+        "TERN_DATA_DIR",
+    ] {
+        cmd.env_remove(var);
+    }
+    let out = cmd
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run tern");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs `tern ARGS` against `server` with its admin credentials.
+fn tern(server: &Server, args: &[&str]) -> Run {
+    let credentials = server.credentials_file();
+    tern_with(
+        &[
+            ("TERN_ENDPOINT", server.endpoint.as_str()),
+            (
+                "TERN_CREDENTIALS",
+                credentials.to_str().expect("utf-8 path"),
+            ),
+        ],
+        args,
+    )
+}
+
+/// `tern deploy SRC --name N --runtime R --handler H EXTRA...`.
+fn deploy(
+    server: &Server,
+    src: &str,
+    name: &str,
+    runtime: &str,
+    handler: &str,
+    extra: &[&str],
+) -> Run {
+    let mut args = vec![
+        "deploy",
+        src,
+        "--name",
+        name,
+        "--runtime",
+        runtime,
+        "--handler",
+        handler,
+    ];
+    args.extend_from_slice(extra);
+    tern(server, &args)
+}
+
+fn write_file(path: &Path, text: &str, mode: u32) {
+    std::fs::write(path, text).expect("write");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+fn python_dir(version: u32) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let code = PY_APP.replace("VERSION = 1", &format!("VERSION = {version}"));
+    write_file(&dir.path().join("app.py"), &code, 0o644);
+    dir
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// `tern logs` until the invocation's REPORT line is stored (the log writer is async).
+fn logs_until_report(server: &Server, args: &[&str]) -> Run {
+    for _ in 0..50 {
+        let run = tern(server, args).ok();
+        if run.stdout.contains("REPORT RequestId: ") {
+            return run;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("no REPORT line in `tern {}`", args.join(" "));
+}
+
+#[test]
+fn deploy_invoke_list_get_logs_and_delete_through_the_cli() {
+    let server = Server::start();
+    let v1 = python_dir(1);
+    let src = path_str(v1.path());
+
+    let created = deploy(
+        &server,
+        src,
+        "hello",
+        "python3.11",
+        "app.handler",
+        &["--env", "GREETING=hi", "--memory", "256"],
+    )
+    .ok();
+    assert!(created.stdout.starts_with("created hello"), "{created:#?}");
+    assert!(created.stdout.contains(":function:hello"), "{created:#?}");
+
+    let invoked = tern(
+        &server,
+        &["invoke", "hello", "--payload", r#"{"n": 1}"#, "--log"],
+    )
+    .ok();
+    assert_eq!(
+        invoked.json(),
+        json!({"event": {"n": 1}, "greeting": "hi", "version": 1})
+    );
+    assert!(invoked.stderr.contains("START RequestId: "), "{invoked:#?}");
+    assert!(invoked.stderr.contains("handling {'n': 1}"), "{invoked:#?}");
+    assert!(
+        invoked.stderr.contains("REPORT RequestId: "),
+        "{invoked:#?}"
+    );
+    let request_id = invoked
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("START RequestId: "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("request id in the log tail")
+        .to_string();
+
+    // Deploying an existing name updates code and configuration.
+    let v2 = python_dir(2);
+    let updated = deploy(
+        &server,
+        path_str(v2.path()),
+        "hello",
+        "python3.11",
+        "app.handler",
+        &["--timeout", "7"],
+    )
+    .ok();
+    assert!(updated.stdout.starts_with("updated hello"), "{updated:#?}");
+    let event_file = v2.path().join("event.json");
+    std::fs::write(&event_file, r#"{"from": "file"}"#).expect("write event");
+    let payload_arg = format!("@{}", path_str(&event_file));
+    let again = tern(&server, &["invoke", "hello", "--payload", &payload_arg]).ok();
+    assert_eq!(
+        again.json(),
+        json!({"event": {"from": "file"}, "greeting": "hi", "version": 2}),
+        "new code, environment kept"
+    );
+    assert_eq!(again.stderr, "", "no log tail without --log");
+
+    let config = tern(&server, &["functions", "get", "hello"]).ok().json();
+    assert_eq!(config["FunctionName"], "hello");
+    assert_eq!(config["Timeout"], 7);
+    assert_eq!(config["MemorySize"], 256);
+    assert_eq!(config["Environment"]["Variables"]["GREETING"], "hi");
+
+    deploy(&server, src, "other", "python3.11", "app.handler", &[]).ok();
+    let list = tern(&server, &["functions", "list"]).ok();
+    let lines: Vec<&str> = list.stdout.lines().collect();
+    assert!(lines[0].starts_with("NAME"), "{list:#?}");
+    assert!(
+        lines[1].starts_with("hello ") && lines[1].contains("python3.11"),
+        "{list:#?}"
+    );
+    assert!(lines[2].starts_with("other "), "{list:#?}");
+
+    let logs = logs_until_report(&server, &["logs", "hello", "--request-id", &request_id]);
+    assert!(
+        logs.stdout
+            .lines()
+            .all(|l| !l.contains("RequestId: ") || l.contains(&request_id)),
+        "only the lines of one invocation: {logs:#?}"
+    );
+    assert!(logs.stdout.contains("handling {'n': 1}"), "{logs:#?}");
+    let last = tern(&server, &["logs", "hello", "--limit", "1"]).ok();
+    assert_eq!(last.stdout.lines().count(), 1, "{last:#?}");
+
+    let deleted = tern(&server, &["functions", "delete", "other"]).ok();
+    assert_eq!(deleted.stdout.trim(), "deleted other");
+    let gone = tern(&server, &["functions", "get", "other"]).failed();
+    assert!(
+        gone.stderr.contains("ResourceNotFoundException"),
+        "{gone:#?}"
+    );
+    let list = tern(&server, &["functions", "list"]).ok();
+    assert!(!list.stdout.contains("other"), "{list:#?}");
+}
+
+#[test]
+fn a_provided_bootstrap_deployed_from_a_dir_stays_executable() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_file(&dir.path().join("bootstrap"), PROVIDED_BOOTSTRAP, 0o755);
+    deploy(
+        &server,
+        path_str(dir.path()),
+        "custom",
+        "provided.al2023",
+        "unused",
+        &[],
+    )
+    .ok();
+    let out = tern(&server, &["invoke", "custom", "--payload", "[1, 2]"]).ok();
+    assert_eq!(out.json(), json!({"bootstrap": [1, 2]}));
+}
+
+#[test]
+fn a_function_error_prints_the_error_body_and_exits_1() {
+    let server = Server::start();
+    let dir = python_dir(1);
+    deploy(
+        &server,
+        path_str(dir.path()),
+        "failing",
+        "python3.11",
+        "app.fail",
+        &[],
+    )
+    .ok();
+    let out = tern(&server, &["invoke", "failing", "--payload", r#"{"x": 7}"#]).failed();
+    let body = out.json();
+    assert_eq!(body["errorType"], "ValueError");
+    assert_eq!(body["errorMessage"], "bad value: 7");
+    assert!(out.stderr.contains("Unhandled"), "{out:#?}");
+}
+
+#[test]
+fn an_unknown_function_is_reported_as_not_found() {
+    let server = Server::start();
+    for args in [
+        &["invoke", "nope"][..],
+        &["functions", "get", "nope"],
+        &["functions", "delete", "nope"],
+        &["logs", "nope"],
+    ] {
+        let run = tern(&server, args).failed();
+        assert!(
+            run.stderr.contains("ResourceNotFoundException") && run.stderr.contains("nope"),
+            "{args:?}: {run:#?}"
+        );
+        assert_eq!(run.stdout, "", "{args:?}");
+    }
+}
+
+#[test]
+fn wrong_credentials_are_reported_as_rejected_with_the_file_named() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("credentials");
+    std::fs::write(
+        &bad,
+        "[tern]\naws_access_key_id = AKIAUNKNOWN\naws_secret_access_key = nope\n",
+    )
+    .expect("write");
+    let run = tern_with(
+        &[
+            ("TERN_ENDPOINT", server.endpoint.as_str()),
+            ("TERN_CREDENTIALS", path_str(&bad)),
+        ],
+        &["functions", "list"],
+    )
+    .failed();
+    assert!(
+        run.stderr.contains("UnrecognizedClientException"),
+        "{run:#?}"
+    );
+    assert!(run.stderr.contains(path_str(&bad)), "{run:#?}");
+
+    // Right key, wrong secret.
+    std::fs::write(
+        &bad,
+        format!(
+            "[tern]\naws_access_key_id = {}\naws_secret_access_key = wrong\n",
+            server.access_key
+        ),
+    )
+    .expect("write");
+    let run = tern_with(
+        &[
+            ("TERN_ENDPOINT", server.endpoint.as_str()),
+            ("TERN_CREDENTIALS", path_str(&bad)),
+        ],
+        &["functions", "list"],
+    )
+    .failed();
+    assert!(run.stderr.contains("InvalidSignatureException"), "{run:#?}");
+}
+
+#[test]
+fn the_credentials_file_defaults_to_the_data_dir() {
+    let server = Server::start();
+    let data_dir = path_str(&server.data_dir).to_string();
+    tern_with(
+        &[
+            ("TERN_ENDPOINT", server.endpoint.as_str()),
+            ("TERN_DATA_DIR", data_dir.as_str()),
+        ],
+        &["functions", "list"],
+    )
+    .ok();
+}
+
+#[test]
+fn a_missing_credentials_file_says_where_it_looked_and_how_to_get_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("no-such-credentials");
+    let run = tern_with(
+        &[("TERN_CREDENTIALS", path_str(&missing))],
+        &["functions", "list"],
+    )
+    .failed();
+    assert!(run.stderr.contains(path_str(&missing)), "{run:#?}");
+    assert!(run.stderr.contains("tern server"), "{run:#?}");
+}
+
+#[test]
+fn a_server_that_is_not_running_is_reported_as_unreachable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let credentials = dir.path().join("credentials");
+    std::fs::write(
+        &credentials,
+        "[tern]\naws_access_key_id = AKIA\naws_secret_access_key = s\n",
+    )
+    .expect("write");
+    // A port that was free a moment ago, with nothing listening on it now.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let run = tern_with(
+        &[
+            ("TERN_ENDPOINT", endpoint.as_str()),
+            ("TERN_CREDENTIALS", path_str(&credentials)),
+        ],
+        &["invoke", "f"],
+    )
+    .failed();
+    assert!(
+        run.stderr.contains(&format!(
+            "cannot reach tern at {endpoint}: is `tern server` running?"
+        )),
+        "{run:#?}"
+    );
+}
