@@ -36,6 +36,13 @@ impl CgroupLimits {
         }
     }
 
+    /// Room for a tmpfs /tmp of `tmp_mb` on top of the memory limit: tmpfs pages are
+    /// charged to the cgroup, and a full /tmp must be ENOSPC, not an OOM kill.
+    pub fn with_tmpfs(mut self, tmp_mb: u32) -> Self {
+        self.memory_bytes += u64::from(tmp_mb) * 1024 * 1024;
+        self
+    }
+
     /// `(file, value)` pairs for a v1 controller, in the order they must be written.
     pub fn v1_files(&self, controller: &str) -> Vec<(&'static str, String)> {
         match controller {
@@ -340,6 +347,8 @@ mod tests {
             CgroupLimits::from_resources(&resources(128, 0, 0)).cpu_quota_us,
             1_000
         );
+        let with_tmpfs = CgroupLimits::from_resources(&resources(128, 72, 64)).with_tmpfs(512);
+        assert_eq!(with_tmpfs.memory_bytes, (128 + 512) * 1024 * 1024);
     }
 
     #[test]

@@ -73,7 +73,9 @@ fn keeper_main() -> Result<()> {
     nix::unistd::dup2(null.as_raw_fd(), 0).map_err(ctx("dup2 stdin"))?;
     drop(null);
 
-    let Some((req, _)) = protocol::recv::<KeeperRequest>(&ctl).map_err(ctx("read request"))? else {
+    // `passed`: descriptors the mount plan refers to (the detached /tmp mount).
+    let Some((req, passed)) = protocol::recv::<KeeperRequest>(&ctl).map_err(ctx("read request"))?
+    else {
         return Ok(()); // launcher gave up before sending anything
     };
     let filters = seccomp::compile_builtin().map_err(|e| e.to_string())?;
@@ -102,10 +104,11 @@ fn keeper_main() -> Result<()> {
                 from_keeper: to_init_r,
                 err: err_w,
             };
-            run_init(&req, pipes, &filters)
+            run_init(&req, pipes, passed, &filters)
         }
         Some(pid) => pid,
     };
+    drop(passed);
     drop((to_keeper_w, to_init_r, err_w));
     // The output pipe is for the runtime; holding it would delay EOF for the reader.
     let null = fs::File::open("/dev/null").map_err(ctx("open /dev/null"))?;
@@ -242,11 +245,17 @@ fn fail(err: &OwnedFd, message: &str) -> ! {
     sys::exit_now(126)
 }
 
-fn run_init(req: &KeeperRequest, pipes: InitPipes, filters: &[BpfProgram]) -> ! {
-    match init_setup(req, &pipes) {
+fn run_init(
+    req: &KeeperRequest,
+    pipes: InitPipes,
+    passed: Vec<OwnedFd>,
+    filters: &[BpfProgram],
+) -> ! {
+    match init_setup(req, &pipes, &passed) {
         Ok(()) => {}
         Err(e) => fail(&pipes.err, &e),
     }
+    drop(passed);
     let runtime = match sys::fork() {
         Ok(Some(pid)) => pid,
         Ok(None) => {
@@ -274,14 +283,15 @@ fn run_init(req: &KeeperRequest, pipes: InitPipes, filters: &[BpfProgram]) -> ! 
     sys::exit_now(0)
 }
 
-fn init_setup(req: &KeeperRequest, pipes: &InitPipes) -> Result<()> {
+fn init_setup(req: &KeeperRequest, pipes: &InitPipes, passed: &[OwnedFd]) -> Result<()> {
     sys::set_parent_death_signal(libc::SIGKILL).map_err(ctx("set pdeathsig"))?;
     for procs in &req.cgroup_procs {
         fs::write(procs, "0").map_err(|e| format!("join cgroup {}: {e}", procs.display()))?;
     }
     unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWCGROUP)
         .map_err(ctx("unshare mount/cgroup"))?;
-    mounts::apply(&req.mount_plan, &mut RealSyscalls)?;
+    let passed: Vec<RawFd> = passed.iter().map(|fd| fd.as_raw_fd()).collect();
+    mounts::apply(&req.mount_plan, &passed, &mut RealSyscalls)?;
 
     let nofile = req.max_open_files.max(16);
     setrlimit(Resource::RLIMIT_NOFILE, nofile, nofile).map_err(ctx("RLIMIT_NOFILE"))?;

@@ -1,7 +1,7 @@
 //! Starts function instances: [`process::ProcessLauncher`] runs the runtime as a plain
 //! child process (development only), [`sandbox::SandboxLauncher`] runs it inside user, pid,
-//! mount, ipc, uts, net and cgroup namespaces with a read-only pivot_root filesystem,
-//! cgroup limits, no capabilities and a seccomp deny policy.
+//! mount, ipc, uts, net and cgroup namespaces with a read-only pivot_root filesystem, a
+//! disk-backed /tmp, cgroup limits, no capabilities and a seccomp deny policy.
 //!
 //! This is the only crate of the workspace allowed to use `unsafe`; every block says why it
 //! is sound. It must not know about functions, invocations or HTTP: it starts, watches and
@@ -20,6 +20,7 @@ mod protocol;
 pub mod sandbox;
 pub mod seccomp;
 mod sys;
+pub mod tmp_disk;
 
 pub use keeper::{is_keeper_invocation, run_keeper};
 pub use launcher::{

@@ -3,9 +3,13 @@
 //! The keeper uses [`RealSyscalls`]; tests use [`RecordingSyscalls`] and need no root.
 
 use std::io;
+use std::os::fd::RawFd;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
+use nix::fcntl::OFlag;
 use nix::mount::{MntFlags, MsFlags};
+use nix::sys::stat::Mode;
 use serde::{Deserialize, Serialize};
 
 /// Host directories shown read-only at the same path, when the host has them.
@@ -18,8 +22,14 @@ pub const DEVICES: &[&str] = &["null", "zero", "random", "urandom", "tty"];
 /// Size of the tmpfs holding the new root itself (mount points and generated /etc).
 const ROOT_TMPFS: &str = "size=1m,nr_inodes=4096,mode=0755";
 const DEV_TMPFS: &str = "size=64k,nr_inodes=64,mode=0755";
-/// Inodes allowed on /tmp per MiB of its size.
+/// Inodes allowed on a tmpfs /tmp per MiB of its size.
 const TMP_INODES_PER_MB: u64 = 256;
+/// Mode of directories made only to reach a mount point below them (such as `/root` for
+/// an interpreter under `/root/.pyenv`): the instance may pass through, not list them.
+const TRAVERSE_ONLY: u32 = 0o711;
+const DIR_MODE: u32 = 0o755;
+/// Source name shown for the read-only overlays of code and bootstraps.
+const OVERLAY_SOURCE: &str = "tern";
 
 const PASSWD: &str =
     "root:x:0:0:root:/tmp:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n";
@@ -71,8 +81,10 @@ pub enum MountStep {
         options: String,
         flags: Flags,
     },
+    /// Create a directory and missing parents with `mode` (existing ones are kept).
     Mkdir {
         path: PathBuf,
+        mode: u32,
     },
     /// Create an empty file to bind a file onto.
     Touch {
@@ -91,6 +103,29 @@ pub enum MountStep {
         source: PathBuf,
         target: PathBuf,
     },
+    /// Show `source` at `target` through a read-only overlay (over the empty `target`).
+    /// Unlike a bind, whose host path the instance reads in /proc/self/mountinfo, the
+    /// overlay names its layers only as `/proc/self/fd/N` of the mounting process.
+    Overlay {
+        source: PathBuf,
+        target: PathBuf,
+    },
+    /// Attach a detached mount that came with the request (the disk-backed /tmp):
+    /// `passed` indexes the descriptors handed to [`apply`].
+    AttachPassed {
+        passed: usize,
+        target: PathBuf,
+    },
+    Chown {
+        path: PathBuf,
+        uid: u32,
+        gid: u32,
+    },
+    Chmod {
+        path: PathBuf,
+        mode: u32,
+    },
+
     RemountReadOnly {
         target: PathBuf,
         flags: Flags,
@@ -111,6 +146,8 @@ pub struct HostView {
     pub system_dirs: Vec<(PathBuf, Option<PathBuf>)>,
     /// Present `/etc` entries to share, with whether each is a directory.
     pub etc_shared: Vec<(PathBuf, bool)>,
+    /// Whether the kernel has overlayfs (else code and bootstraps are plain binds).
+    pub overlayfs: bool,
 }
 
 impl HostView {
@@ -136,9 +173,14 @@ impl HostView {
                     .map(|m| (PathBuf::from(p), m.is_dir()))
             })
             .collect();
+        let overlayfs = std::fs::read_to_string("/proc/filesystems").is_ok_and(|s| {
+            s.lines()
+                .any(|l| l.split_whitespace().last() == Some("overlay"))
+        });
         HostView {
             system_dirs,
             etc_shared,
+            overlayfs,
         }
     }
 }
@@ -151,12 +193,26 @@ pub struct PlanInput<'a> {
     pub code_dir: &'a Path,
     pub bootstrap_dir: &'a Path,
     pub extra_ro_paths: &'a [PathBuf],
+    pub tmp: TmpSource,
     pub tmp_mb: u32,
     pub outside_uid: u32,
     pub outside_gid: u32,
     pub hostname: &'a str,
     pub resolv_conf: &'a str,
 }
+
+/// What backs /tmp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TmpSource {
+    /// A size-limited tmpfs (its pages count against the memory cgroup).
+    Tmpfs,
+    /// A detached ext4 mount made by [`crate::tmp_disk`], passed to [`apply`] as the
+    /// descriptor at index [`TMP_DISK_PASSED`].
+    Disk,
+}
+
+/// Index of the /tmp disk among the descriptors passed to [`apply`].
+pub const TMP_DISK_PASSED: usize = 0;
 
 /// Paths the instance sees, relative to its root.
 pub const TASK_DIR: &str = "var/task";
@@ -178,6 +234,7 @@ pub fn plan(host: &HostView, input: &PlanInput) -> Result<Vec<MountStep>, String
         steps.push(if is_dir {
             MountStep::Mkdir {
                 path: target.clone(),
+                mode: DIR_MODE,
             }
         } else {
             MountStep::Touch {
@@ -209,11 +266,29 @@ pub fn plan(host: &HostView, input: &PlanInput) -> Result<Vec<MountStep>, String
         }
     }
 
-    for dir in [input.code_dir, input.bootstrap_dir] {
-        check_host_path(dir)?;
+    for (source, inside) in [
+        (input.code_dir, TASK_DIR),
+        (input.bootstrap_dir, BOOTSTRAP_DIR),
+    ] {
+        check_host_path(source)?;
+        if !host.overlayfs {
+            ro_bind(&mut steps, source, at(inside), true);
+            continue;
+        }
+        let target = at(inside);
+        steps.push(MountStep::Mkdir {
+            path: target.clone(),
+            mode: DIR_MODE,
+        });
+        steps.push(MountStep::Overlay {
+            source: source.to_path_buf(),
+            target: target.clone(),
+        });
+        steps.push(MountStep::RemountReadOnly {
+            target,
+            flags: Flags::NOSUID_NODEV,
+        });
     }
-    ro_bind(&mut steps, input.code_dir, at(TASK_DIR), true);
-    ro_bind(&mut steps, input.bootstrap_dir, at(BOOTSTRAP_DIR), true);
     covered.push(PathBuf::from("/var/task"));
     covered.push(PathBuf::from("/opt/tern"));
 
@@ -226,11 +301,20 @@ pub fn plan(host: &HostView, input: &PlanInput) -> Result<Vec<MountStep>, String
         if covered.iter().any(|c| path.starts_with(c)) || reserved(path) {
             continue;
         }
+        if let Some(parent) = path.parent().filter(|p| *p != Path::new("/")) {
+            steps.push(MountStep::Mkdir {
+                path: at(&parent.to_string_lossy()),
+                mode: TRAVERSE_ONLY,
+            });
+        }
         ro_bind(&mut steps, path, at(&path.to_string_lossy()), true);
         covered.push(path.clone());
     }
 
-    steps.push(MountStep::Mkdir { path: at("etc") });
+    steps.push(MountStep::Mkdir {
+        path: at("etc"),
+        mode: DIR_MODE,
+    });
     for (name, contents) in [
         ("etc/passwd", PASSWD.to_string()),
         ("etc/group", GROUP.to_string()),
@@ -255,7 +339,10 @@ pub fn plan(host: &HostView, input: &PlanInput) -> Result<Vec<MountStep>, String
     }
 
     let dev = at("dev");
-    steps.push(MountStep::Mkdir { path: dev.clone() });
+    steps.push(MountStep::Mkdir {
+        path: dev.clone(),
+        mode: DIR_MODE,
+    });
     steps.push(MountStep::Tmpfs {
         target: dev.clone(),
         options: DEV_TMPFS.into(),
@@ -291,15 +378,41 @@ pub fn plan(host: &HostView, input: &PlanInput) -> Result<Vec<MountStep>, String
         flags: Flags::NOSUID_NOEXEC,
     });
 
-    steps.push(MountStep::Mkdir { path: at("proc") });
+    steps.push(MountStep::Mkdir {
+        path: at("proc"),
+        mode: DIR_MODE,
+    });
     steps.push(MountStep::Proc { target: at("proc") });
 
-    steps.push(MountStep::Mkdir { path: at("tmp") });
-    steps.push(MountStep::Tmpfs {
-        target: at("tmp"),
-        options: tmp_options(input),
-        flags: Flags::NOSUID_NODEV,
+    let tmp = at("tmp");
+    steps.push(MountStep::Mkdir {
+        path: tmp.clone(),
+        mode: DIR_MODE,
     });
+    match input.tmp {
+        TmpSource::Tmpfs => steps.push(MountStep::Tmpfs {
+            target: tmp,
+            options: tmp_options(input),
+            flags: Flags::NOSUID_NODEV,
+        }),
+        TmpSource::Disk => {
+            steps.push(MountStep::AttachPassed {
+                passed: TMP_DISK_PASSED,
+                target: tmp.clone(),
+            });
+            // A fresh ext4 root is host root's and 0755; the instance gets what a tmpfs
+            // would give it: a /tmp owned by its root, world-writable and sticky.
+            steps.push(MountStep::Chown {
+                path: tmp.clone(),
+                uid: input.outside_uid,
+                gid: input.outside_gid,
+            });
+            steps.push(MountStep::Chmod {
+                path: tmp,
+                mode: 0o1777,
+            });
+        }
+    }
 
     steps.push(MountStep::PivotRoot {
         new_root: root.to_path_buf(),
@@ -362,21 +475,29 @@ pub trait Syscalls {
     fn umount_detach(&mut self, target: &Path) -> io::Result<()>;
     fn pivot_root(&mut self, new_root: &Path, put_old: &Path) -> io::Result<()>;
     fn chdir(&mut self, path: &Path) -> io::Result<()>;
-    fn mkdir_all(&mut self, path: &Path) -> io::Result<()>;
+    fn mkdir_all(&mut self, path: &Path, mode: u32) -> io::Result<()>;
+    fn chown(&mut self, path: &Path, uid: u32, gid: u32) -> io::Result<()>;
+    fn chmod(&mut self, path: &Path, mode: u32) -> io::Result<()>;
+    /// Attaches the detached mount `mount` at `target` (move_mount).
+    fn move_mount(&mut self, mount: RawFd, target: &Path) -> io::Result<()>;
+    /// Opens a directory as an `O_PATH` descriptor, to name it as `/proc/self/fd/N`.
+    fn open_dir(&mut self, path: &Path) -> io::Result<RawFd>;
+    fn close(&mut self, fd: RawFd);
     fn touch(&mut self, path: &Path) -> io::Result<()>;
     fn symlink(&mut self, target: &Path, link: &Path) -> io::Result<()>;
     fn write_file(&mut self, path: &Path, contents: &[u8]) -> io::Result<()>;
 }
 
-/// Runs the plan. Stops at the first failing step and says which.
-pub fn apply(steps: &[MountStep], sys: &mut dyn Syscalls) -> Result<(), String> {
+/// Runs the plan. `passed` are the descriptors that came with the request (see
+/// [`MountStep::AttachPassed`]). Stops at the first failing step and says which.
+pub fn apply(steps: &[MountStep], passed: &[RawFd], sys: &mut dyn Syscalls) -> Result<(), String> {
     for step in steps {
-        apply_step(step, sys).map_err(|e| format!("{step:?}: {e}"))?;
+        apply_step(step, passed, sys).map_err(|e| format!("{step:?}: {e}"))?;
     }
     Ok(())
 }
 
-fn apply_step(step: &MountStep, sys: &mut dyn Syscalls) -> io::Result<()> {
+fn apply_step(step: &MountStep, passed: &[RawFd], sys: &mut dyn Syscalls) -> io::Result<()> {
     match step {
         MountStep::MakeRootPrivate => sys.mount(
             None,
@@ -396,13 +517,43 @@ fn apply_step(step: &MountStep, sys: &mut dyn Syscalls) -> io::Result<()> {
             flags.ms(),
             Some(options),
         ),
-        MountStep::Mkdir { path } => sys.mkdir_all(path),
+        MountStep::Mkdir { path, mode } => sys.mkdir_all(path, *mode),
         MountStep::Touch { path } => sys.touch(path),
         MountStep::Symlink { target, link } => sys.symlink(target, link),
         MountStep::WriteFile { path, contents } => sys.write_file(path, contents.as_bytes()),
         MountStep::Bind { source, target } => {
             sys.mount(Some(source), target, None, MsFlags::MS_BIND, None)
         }
+        MountStep::Overlay { source, target } => {
+            // Two layers are the minimum without an upper dir; the empty mount point
+            // itself is the bottom one.
+            let top = sys.open_dir(source)?;
+            let bottom = match sys.open_dir(target) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    sys.close(top);
+                    return Err(e);
+                }
+            };
+            let options = format!("lowerdir=/proc/self/fd/{top}:/proc/self/fd/{bottom}");
+            let mounted = sys.mount(
+                Some(Path::new(OVERLAY_SOURCE)),
+                target,
+                Some("overlay"),
+                Flags::NOSUID_NODEV.ms() | MsFlags::MS_RDONLY,
+                Some(&options),
+            );
+            sys.close(top);
+            sys.close(bottom);
+            mounted
+        }
+        MountStep::AttachPassed { passed: i, target } => match passed.get(*i) {
+            Some(fd) => sys.move_mount(*fd, target),
+            None => Err(io::Error::other(format!("no descriptor #{i} was passed"))),
+        },
+        MountStep::Chown { path, uid, gid } => sys.chown(path, *uid, *gid),
+        MountStep::Chmod { path, mode } => sys.chmod(path, *mode),
+
         MountStep::RemountReadOnly { target, flags } => sys.mount(
             None,
             target,
@@ -451,8 +602,31 @@ impl Syscalls for RealSyscalls {
     fn chdir(&mut self, path: &Path) -> io::Result<()> {
         std::env::set_current_dir(path)
     }
-    fn mkdir_all(&mut self, path: &Path) -> io::Result<()> {
-        std::fs::create_dir_all(path)
+    fn mkdir_all(&mut self, path: &Path, mode: u32) -> io::Result<()> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(path)
+    }
+    fn chown(&mut self, path: &Path, uid: u32, gid: u32) -> io::Result<()> {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))
+    }
+    fn chmod(&mut self, path: &Path, mode: u32) -> io::Result<()> {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+    }
+    fn move_mount(&mut self, mount: RawFd, target: &Path) -> io::Result<()> {
+        crate::sys::move_mount_to(mount, target)
+    }
+    fn open_dir(&mut self, path: &Path) -> io::Result<RawFd> {
+        let fd = nix::fcntl::open(
+            path,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(fd)
+    }
+    fn close(&mut self, fd: RawFd) {
+        let _ = nix::unistd::close(fd);
     }
     fn touch(&mut self, path: &Path) -> io::Result<()> {
         if let Some(parent) = path.parent() {
@@ -477,6 +651,7 @@ impl Syscalls for RealSyscalls {
 #[derive(Debug, Default)]
 pub struct RecordingSyscalls {
     pub calls: Vec<String>,
+    next_fd: RawFd,
 }
 
 impl Syscalls for RecordingSyscalls {
@@ -515,9 +690,34 @@ impl Syscalls for RecordingSyscalls {
         self.calls.push(format!("chdir {}", path.display()));
         Ok(())
     }
-    fn mkdir_all(&mut self, path: &Path) -> io::Result<()> {
-        self.calls.push(format!("mkdir {}", path.display()));
+    fn mkdir_all(&mut self, path: &Path, mode: u32) -> io::Result<()> {
+        self.calls
+            .push(format!("mkdir {} {mode:o}", path.display()));
         Ok(())
+    }
+    fn chown(&mut self, path: &Path, uid: u32, gid: u32) -> io::Result<()> {
+        self.calls
+            .push(format!("chown {} {uid}:{gid}", path.display()));
+        Ok(())
+    }
+    fn chmod(&mut self, path: &Path, mode: u32) -> io::Result<()> {
+        self.calls
+            .push(format!("chmod {} {mode:o}", path.display()));
+        Ok(())
+    }
+    fn move_mount(&mut self, mount: RawFd, target: &Path) -> io::Result<()> {
+        self.calls
+            .push(format!("move_mount {mount} {}", target.display()));
+        Ok(())
+    }
+    fn open_dir(&mut self, path: &Path) -> io::Result<RawFd> {
+        self.next_fd += 1;
+        let fd = 100 + self.next_fd;
+        self.calls.push(format!("open {} = {fd}", path.display()));
+        Ok(fd)
+    }
+    fn close(&mut self, fd: RawFd) {
+        self.calls.push(format!("close {fd}"));
     }
     fn touch(&mut self, path: &Path) -> io::Result<()> {
         self.calls.push(format!("touch {}", path.display()));
@@ -556,6 +756,7 @@ mod tests {
                 ("/etc/ssl".into(), true),
                 ("/etc/ld.so.cache".into(), false),
             ],
+            overlayfs: true,
         }
     }
 
@@ -565,6 +766,7 @@ mod tests {
             code_dir: Path::new("/data/code/f1"),
             bootstrap_dir: Path::new("/srv/bootstraps"),
             extra_ro_paths: extra,
+            tmp: TmpSource::Tmpfs,
             tmp_mb: 64,
             outside_uid: 1_000_007,
             outside_gid: 1_000_007,
@@ -586,20 +788,43 @@ mod tests {
         })
     }
 
+    fn overlay_is_read_only(steps: &[MountStep], source: &str, target: &str) -> bool {
+        let target = PathBuf::from(target);
+        let overlay = steps.iter().position(|s| {
+            *s == MountStep::Overlay {
+                source: source.into(),
+                target: target.clone(),
+            }
+        });
+        overlay.is_some_and(|i| {
+            matches!(&steps[i + 1], MountStep::RemountReadOnly { target: t, .. } if *t == target)
+        })
+    }
+
     #[test]
     fn code_is_read_only_at_var_task_and_bootstraps_at_opt_tern() {
         let steps = plan(&host(), &input(&[])).expect("plan");
-        assert!(bind_is_read_only(
+        assert!(overlay_is_read_only(
             &steps,
             "/data/code/f1",
             "/data/sandbox/i1/var/task"
         ));
-        assert!(bind_is_read_only(
+        assert!(overlay_is_read_only(
             &steps,
             "/srv/bootstraps",
             "/data/sandbox/i1/opt/tern"
         ));
         assert!(bind_is_read_only(&steps, "/usr", "/data/sandbox/i1/usr"));
+        let no_overlayfs = HostView {
+            overlayfs: false,
+            ..host()
+        };
+        let steps = plan(&no_overlayfs, &input(&[])).expect("plan");
+        assert!(bind_is_read_only(
+            &steps,
+            "/data/code/f1",
+            "/data/sandbox/i1/var/task"
+        ));
         assert!(steps.contains(&MountStep::Symlink {
             target: "usr/bin".into(),
             link: "/data/sandbox/i1/bin".into()
@@ -629,6 +854,88 @@ mod tests {
         let passwd = passwd.expect("generated passwd");
         assert!(passwd.starts_with("root:x:0:0:"));
         assert_eq!(passwd.lines().count(), 2);
+    }
+
+    #[test]
+    fn host_paths_of_code_and_bootstraps_never_reach_the_mount_table() {
+        let steps = plan(&host(), &input(&[])).expect("plan");
+        let mut fake = RecordingSyscalls::default();
+        apply(&steps, &[], &mut fake).expect("apply");
+        let mounts: Vec<&String> = fake
+            .calls
+            .iter()
+            .filter(|c| c.starts_with("mount "))
+            .collect();
+        // A bind's source path shows in /proc/self/mountinfo; an overlay's options show
+        // only descriptor paths of the (short-lived) mounting process.
+        for m in &mounts {
+            assert!(
+                !m.starts_with("mount /data/") && !m.starts_with("mount /srv/"),
+                "{m}"
+            );
+        }
+        let code = fake
+            .calls
+            .iter()
+            .position(|c| c.starts_with("open /data/code/f1 = "))
+            .expect("code dir opened");
+        assert_eq!(fake.calls[code + 1], "open /data/sandbox/i1/var/task = 102");
+        assert_eq!(
+            fake.calls[code + 2],
+            "mount tern /data/sandbox/i1/var/task overlay MsFlags(MS_RDONLY | MS_NOSUID | MS_NODEV) \
+             lowerdir=/proc/self/fd/101:/proc/self/fd/102"
+        );
+        assert_eq!(fake.calls[code + 3..code + 5], ["close 101", "close 102"]);
+    }
+
+    #[test]
+    fn parents_of_extra_paths_can_be_passed_but_not_listed() {
+        let extra = vec![PathBuf::from("/root/.pyenv/versions/3.11.7")];
+        let steps = plan(&host(), &input(&extra)).expect("plan");
+        let parent = steps.iter().position(|s| {
+            *s == MountStep::Mkdir {
+                path: "/data/sandbox/i1/root/.pyenv/versions".into(),
+                mode: 0o711,
+            }
+        });
+        let target = steps.iter().position(|s| {
+            *s == MountStep::Mkdir {
+                path: "/data/sandbox/i1/root/.pyenv/versions/3.11.7".into(),
+                mode: 0o755,
+            }
+        });
+        assert!(
+            parent.zip(target).is_some_and(|(p, t)| p < t),
+            "parents made 0711 before the mount point: {steps:?}"
+        );
+    }
+
+    #[test]
+    fn disk_tmp_is_the_passed_mount_handed_to_root_inside() {
+        let mut i = input(&[]);
+        i.tmp = TmpSource::Disk;
+        let steps = plan(&host(), &i).expect("plan");
+        assert!(!steps
+            .iter()
+            .any(|s| matches!(s, MountStep::Tmpfs { target, .. } if target.ends_with("tmp"))));
+        let mut fake = RecordingSyscalls::default();
+        apply(&steps, &[42], &mut fake).expect("apply");
+        let at = fake
+            .calls
+            .iter()
+            .position(|c| c.starts_with("move_mount "))
+            .expect("disk attached");
+        assert_eq!(
+            fake.calls[at..at + 3],
+            [
+                "move_mount 42 /data/sandbox/i1/tmp",
+                "chown /data/sandbox/i1/tmp 1000007:1000007",
+                "chmod /data/sandbox/i1/tmp 1777",
+            ]
+        );
+        let mut fake = RecordingSyscalls::default();
+        let err = apply(&steps, &[], &mut fake).expect_err("no disk passed");
+        assert!(err.contains("no descriptor #0"), "{err}");
     }
 
     #[test]
@@ -695,7 +1002,7 @@ mod tests {
     fn applying_the_plan_issues_the_expected_syscalls() {
         let steps = plan(&host(), &input(&[])).expect("plan");
         let mut fake = RecordingSyscalls::default();
-        apply(&steps, &mut fake).expect("apply");
+        apply(&steps, &[], &mut fake).expect("apply");
         assert_eq!(fake.calls[0], "mount - / - MsFlags(MS_REC | MS_PRIVATE) -");
         assert!(fake
             .calls

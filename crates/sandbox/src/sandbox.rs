@@ -5,7 +5,8 @@ use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io;
 use std::net::TcpListener;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -20,10 +21,11 @@ use crate::cgroups::{self, CgroupLayout, CgroupLimits, InstanceCgroup};
 use crate::exit_cell::ExitCell;
 use crate::keeper::KEEPER_ARG;
 use crate::launcher::{ExitStatus, InstanceProcess, LaunchError, LaunchSpec, Launched, Launcher};
-use crate::mounts::{self, HostView, PlanInput};
+use crate::mounts::{self, HostView, PlanInput, TmpSource};
 use crate::protocol::{self, KeeperEvent, KeeperRequest};
 use crate::seccomp::{self, SeccompError};
 use crate::sys;
+use crate::tmp_disk::{self, TmpDisk, TmpDisks};
 
 /// Host uid that root of the first sandbox maps to.
 pub const DEFAULT_UID_BASE: u32 = 1_000_000;
@@ -33,6 +35,8 @@ pub const UID_SLOTS: u32 = 65_536;
 pub const RUNTIME_API_PORT: u16 = 9001;
 /// Hostname inside every sandbox.
 pub const SANDBOX_HOSTNAME: &str = "tern";
+/// `argv[0]` of the keeper and the instance init.
+const KEEPER_ARGV0: &str = "tern";
 /// How long a launch may take before it is abandoned.
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(10);
 const RESOLV_CONF: &str = "/etc/resolv.conf";
@@ -48,6 +52,14 @@ pub struct SandboxConfig {
     pub uid_base: u32,
     /// Binary exec'd as `<keeper_exe> __sandbox-keeper`; normally the tern binary itself.
     pub keeper_exe: PathBuf,
+    /// Back /tmp with a per-instance ext4 image on a loop device (see [`crate::tmp_disk`]),
+    /// so it does not count against MemorySize. Without it, or where the host cannot
+    /// (no loop devices, no mkfs.ext4), /tmp is a tmpfs and the memory limit is raised
+    /// by the /tmp size, so a full /tmp is ENOSPC rather than an OOM kill.
+    pub tmp_on_disk: bool,
+    /// Ready /tmp disks kept per recently used /tmp size, so a launch does not wait for
+    /// a loop device and an ext4 mount (0: every launch makes its own).
+    pub tmp_pool_depth: usize,
 }
 
 impl SandboxConfig {
@@ -58,6 +70,8 @@ impl SandboxConfig {
             server_id: server_id.into(),
             uid_base: DEFAULT_UID_BASE,
             keeper_exe: std::env::current_exe()?,
+            tmp_on_disk: true,
+            tmp_pool_depth: tmp_disk::DEFAULT_POOL_DEPTH,
         })
     }
 }
@@ -85,6 +99,8 @@ pub struct SandboxLauncher {
     host: HostView,
     cgroups: CgroupLayout,
     uids: Arc<Mutex<UidSlots>>,
+    /// `None`: /tmp is a tmpfs.
+    tmp_disks: Option<TmpDisks>,
 }
 
 impl SandboxLauncher {
@@ -120,11 +136,27 @@ impl SandboxLauncher {
             return Err(SandboxError::NoCgroups);
         }
         seccomp::compile_builtin()?;
+        let tmp_disks = if config.tmp_on_disk {
+            match TmpDisks::start(&config.state_dir, config.tmp_pool_depth) {
+                Ok(disks) => Some(disks),
+                Err(e) => {
+                    tracing::warn!(
+                        error = %e,
+                        "cannot back /tmp with a disk image; using tmpfs, which counts \
+                         against the memory limit (raised by the /tmp size to compensate)"
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Ok(SandboxLauncher {
             config,
             host: HostView::probe(),
             cgroups,
             uids: Arc::new(Mutex::new(UidSlots::default())),
+            tmp_disks,
         })
     }
 
@@ -132,8 +164,14 @@ impl SandboxLauncher {
         &self.config
     }
 
-    /// Removes cgroups and root directories left by a crashed earlier run with the same
-    /// state dir and server id. Call once at startup, before the first launch.
+    /// Whether /tmp is disk-backed (else a tmpfs counted against memory).
+    pub fn tmp_on_disk(&self) -> bool {
+        self.tmp_disks.is_some()
+    }
+
+    /// Removes cgroups, root directories and /tmp images left by a crashed earlier run
+    /// with the same state dir and server id. Call once at startup, before the first
+    /// launch. (Mounts and loop devices die with the instances' processes.)
     pub fn cleanup_leftovers(&self) {
         for server_dir in self.cgroups.server_dirs(&self.config.server_id) {
             let Ok(entries) = fs::read_dir(&server_dir) else {
@@ -146,6 +184,7 @@ impl SandboxLauncher {
                 }
             }
         }
+        tmp_disk::remove_leftover_images(&self.config.state_dir);
         let Ok(entries) = fs::read_dir(&self.config.state_dir) else {
             return;
         };
@@ -167,15 +206,15 @@ impl SandboxLauncher {
         }
     }
 
-    fn prepare(
-        &self,
-        spec: &LaunchSpec,
-        outside_uid: u32,
-    ) -> Result<(KeeperRequest, InstanceCgroup, PathBuf), String> {
+    fn prepare(&self, spec: &LaunchSpec, outside_uid: u32) -> Result<Prepared, String> {
         let root = self.config.state_dir.join(&spec.instance_id);
         if root.exists() {
             remove_root_dir(&root);
         }
+        let tmp_disk = match &self.tmp_disks {
+            Some(disks) => Some(disks.take(spec.resources.tmp_mb)?),
+            None => None,
+        };
         fs::create_dir(&root).map_err(|e| format!("create {}: {e}", root.display()))?;
         let resolv = fs::read_to_string(RESOLV_CONF).unwrap_or_default();
         let plan = mounts::plan(
@@ -185,6 +224,11 @@ impl SandboxLauncher {
                 code_dir: &spec.code_dir,
                 bootstrap_dir: &spec.bootstrap_dir,
                 extra_ro_paths: &spec.extra_ro_paths,
+                tmp: if tmp_disk.is_some() {
+                    TmpSource::Disk
+                } else {
+                    TmpSource::Tmpfs
+                },
                 tmp_mb: spec.resources.tmp_mb,
                 outside_uid,
                 outside_gid: outside_uid,
@@ -199,7 +243,10 @@ impl SandboxLauncher {
                 return Err(e);
             }
         };
-        let limits = CgroupLimits::from_resources(&spec.resources);
+        let mut limits = CgroupLimits::from_resources(&spec.resources);
+        if tmp_disk.is_none() {
+            limits = limits.with_tmpfs(spec.resources.tmp_mb);
+        }
         let cgroup = match self
             .cgroups
             .create(&self.config.server_id, &spec.instance_id, &limits)
@@ -231,8 +278,21 @@ impl SandboxLauncher {
             max_open_files: u64::from(spec.resources.max_open_files),
             cwd: PathBuf::from("/var/task"),
         };
-        Ok((request, cgroup, root))
+        Ok(Prepared {
+            request,
+            cgroup,
+            root,
+            tmp_disk,
+        })
     }
+}
+
+/// What [`SandboxLauncher::prepare`] made for one instance.
+struct Prepared {
+    request: KeeperRequest,
+    cgroup: InstanceCgroup,
+    root: PathBuf,
+    tmp_disk: Option<TmpDisk>,
 }
 
 fn runtime_api() -> String {
@@ -255,7 +315,12 @@ impl Launcher for SandboxLauncher {
             .acquire()
             .ok_or_else(|| LaunchError::Prepare("no free sandbox uid".into()))?;
         let outside_uid = self.config.uid_base + slot;
-        let (request, cgroup, root) = match self.prepare(spec, outside_uid) {
+        let Prepared {
+            request,
+            cgroup,
+            root,
+            tmp_disk,
+        } = match self.prepare(spec, outside_uid) {
             Ok(prepared) => prepared,
             Err(e) => {
                 self.uids
@@ -276,6 +341,8 @@ impl Launcher for SandboxLauncher {
         let (output, output_w) = sys::pipe()?;
         let mut command = Command::new(&self.config.keeper_exe);
         command
+            // argv[0] is the init's /proc/1/cmdline inside: no host path of the binary.
+            .arg0(KEEPER_ARGV0)
             .arg(KEEPER_ARG)
             .env_clear()
             .stdin(Stdio::from(theirs))
@@ -294,6 +361,7 @@ impl Launcher for SandboxLauncher {
             exit: ExitCell::default(),
             cgroup,
             root,
+            tmp_disk: Mutex::new(tmp_disk),
             uid_slot: slot,
             uids: self.uids.clone(),
             released: Mutex::new(None),
@@ -340,6 +408,8 @@ struct SandboxInstance {
     exit: ExitCell,
     cgroup: InstanceCgroup,
     root: PathBuf,
+    /// Held until cleanup: the loop device detaches once this and the mount are gone.
+    tmp_disk: Mutex<Option<TmpDisk>>,
     uid_slot: u32,
     uids: Arc<Mutex<UidSlots>>,
     /// Set by cleanup: what the cgroup said before it was removed.
@@ -358,7 +428,16 @@ impl SandboxInstance {
         let prepare = |e: io::Error| LaunchError::Prepare(format!("keeper: {e}"));
         let timeout = TimeVal::new(LAUNCH_TIMEOUT.as_secs() as i64, 0);
         setsockopt(&self.ctl, sockopt::ReceiveTimeout, &timeout).map_err(io::Error::from)?;
-        protocol::send(&self.ctl, request, &[]).map_err(prepare)?;
+        // The mount plan's passed descriptors: the /tmp disk, if any, at TMP_DISK_PASSED.
+        let passed: Vec<RawFd> = self
+            .tmp_disk
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|d| d.mount_fd().as_raw_fd())
+            .into_iter()
+            .collect();
+        protocol::send(&self.ctl, request, &passed).map_err(prepare)?;
 
         let lost = || LaunchError::Prepare("keeper exited during setup".into());
         let (event, mut fds) = protocol::recv::<KeeperEvent>(&self.ctl)
@@ -472,6 +551,14 @@ impl InstanceProcess for SandboxInstance {
         self.cgroup.kill_all();
         self.cgroup.remove();
         remove_root_dir(&self.root);
+        if let Some(disk) = self
+            .tmp_disk
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            disk.release();
+        }
         self.uids
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -1,8 +1,10 @@
 //! Thin wrappers over the raw system calls that neither std nor nix cover. Each wrapper
 //! turns the libc return convention into an `io::Result` once, here.
 
+use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 
 fn check(rc: libc::c_long) -> io::Result<libc::c_long> {
     if rc < 0 {
@@ -213,4 +215,214 @@ pub(crate) fn poll_readable(fds: &[std::os::fd::BorrowedFd<'_>]) -> io::Result<V
     // SAFETY: `pollfds` is a valid array of `len` pollfd structs for the whole call.
     check(unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, -1) }.into())?;
     Ok(pollfds.iter().map(|p| p.revents != 0).collect())
+}
+
+/// `<linux/loop.h>`: the parts libc does not export.
+mod loop_abi {
+    pub const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
+    pub const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
+    pub const LO_FLAGS_AUTOCLEAR: u32 = 4;
+    pub const LO_FLAGS_DIRECT_IO: u32 = 16;
+    pub const LO_NAME_SIZE: usize = 64;
+    pub const LO_KEY_SIZE: usize = 32;
+
+    #[repr(C)]
+    pub struct LoopInfo64 {
+        pub lo_device: u64,
+        pub lo_inode: u64,
+        pub lo_rdevice: u64,
+        pub lo_offset: u64,
+        pub lo_sizelimit: u64,
+        pub lo_number: u32,
+        pub lo_encrypt_type: u32,
+        pub lo_encrypt_key_size: u32,
+        pub lo_flags: u32,
+        pub lo_file_name: [u8; LO_NAME_SIZE],
+        pub lo_crypt_name: [u8; LO_NAME_SIZE],
+        pub lo_encrypt_key: [u8; LO_KEY_SIZE],
+        pub lo_init: [u64; 2],
+    }
+
+    #[repr(C)]
+    pub struct LoopConfig {
+        pub fd: u32,
+        pub block_size: u32,
+        pub info: LoopInfo64,
+        pub reserved: [u64; 8],
+    }
+}
+
+/// Asks `/dev/loop-control` for the number of a free loop device (creating one if needed).
+pub(crate) fn loop_get_free(control: &OwnedFd) -> io::Result<u32> {
+    // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number or -1.
+    let n = check(unsafe { libc::ioctl(control.as_raw_fd(), loop_abi::LOOP_CTL_GET_FREE) }.into())?;
+    u32::try_from(n).map_err(|_| io::Error::other("loop device number out of range"))
+}
+
+/// Binds `backing` to the loop device `device` (LOOP_CONFIGURE, Linux 5.8+). The device
+/// detaches itself when its last user closes it; with `direct_io` it bypasses the page
+/// cache of the backing file.
+pub(crate) fn loop_configure(
+    device: &OwnedFd,
+    backing: &OwnedFd,
+    block_size: u32,
+    direct_io: bool,
+    name: &str,
+) -> io::Result<()> {
+    let backing_fd = u32::try_from(backing.as_raw_fd()).map_err(|_| io::Error::other("bad fd"))?;
+    let mut flags = loop_abi::LO_FLAGS_AUTOCLEAR;
+    if direct_io {
+        flags |= loop_abi::LO_FLAGS_DIRECT_IO;
+    }
+    let mut file_name = [0u8; loop_abi::LO_NAME_SIZE];
+    for (dst, src) in file_name
+        .iter_mut()
+        .zip(name.bytes().take(loop_abi::LO_NAME_SIZE - 1))
+    {
+        *dst = src;
+    }
+    let config = loop_abi::LoopConfig {
+        fd: backing_fd,
+        block_size,
+        info: loop_abi::LoopInfo64 {
+            lo_device: 0,
+            lo_inode: 0,
+            lo_rdevice: 0,
+            lo_offset: 0,
+            lo_sizelimit: 0,
+            lo_number: 0,
+            lo_encrypt_type: 0,
+            lo_encrypt_key_size: 0,
+            lo_flags: flags,
+            lo_file_name: file_name,
+            lo_crypt_name: [0; loop_abi::LO_NAME_SIZE],
+            lo_encrypt_key: [0; loop_abi::LO_KEY_SIZE],
+            lo_init: [0; 2],
+        },
+        reserved: [0; 8],
+    };
+    // SAFETY: LOOP_CONFIGURE reads one `struct loop_config`, which `LoopConfig` mirrors
+    // field for field (#[repr(C)]); it lives across the call and both fds are open.
+    let rc = unsafe {
+        libc::ioctl(
+            device.as_raw_fd(),
+            loop_abi::LOOP_CONFIGURE,
+            &config as *const loop_abi::LoopConfig,
+        )
+    };
+    check(rc.into())?;
+    Ok(())
+}
+
+/// `<linux/mount.h>` constants of the new mount API (Linux 5.2+) that libc lacks.
+mod mount_abi {
+    pub const FSOPEN_CLOEXEC: libc::c_uint = 1;
+    pub const FSCONFIG_SET_FLAG: libc::c_uint = 0;
+    pub const FSCONFIG_SET_STRING: libc::c_uint = 1;
+    pub const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    pub const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+    pub const MOUNT_ATTR_NOSUID: libc::c_uint = 0x2;
+    pub const MOUNT_ATTR_NODEV: libc::c_uint = 0x4;
+    pub const MOUNT_ATTR_NOATIME: libc::c_uint = 0x10;
+    pub const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+}
+
+/// An option for [`fs_mount_detached`].
+pub(crate) enum FsOption<'a> {
+    Flag(&'a str),
+    String(&'a str, &'a str),
+}
+
+/// Creates a filesystem and returns it as a detached mount (nosuid, nodev, noatime):
+/// a descriptor that belongs to no mount namespace until [`move_mount_to`] attaches it.
+pub(crate) fn fs_mount_detached(fstype: &str, options: &[FsOption]) -> io::Result<OwnedFd> {
+    let cstr = |s: &str| CString::new(s).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL));
+    let fstype = cstr(fstype)?;
+    // SAFETY: fsopen reads the NUL-terminated name and returns a new descriptor or -1.
+    let fs = check(unsafe {
+        libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), mount_abi::FSOPEN_CLOEXEC)
+    })?;
+    // SAFETY: fsopen succeeded; the descriptor is new and ours.
+    let fs = unsafe { OwnedFd::from_raw_fd(fs as RawFd) };
+    for option in options {
+        let (cmd, key, value) = match option {
+            FsOption::Flag(key) => (mount_abi::FSCONFIG_SET_FLAG, cstr(key)?, None),
+            FsOption::String(key, value) => (
+                mount_abi::FSCONFIG_SET_STRING,
+                cstr(key)?,
+                Some(cstr(value)?),
+            ),
+        };
+        let value_ptr = value.as_ref().map_or(std::ptr::null(), |v| v.as_ptr());
+        // SAFETY: key and value are NUL-terminated strings (or null for a flag, as
+        // FSCONFIG_SET_FLAG requires) that outlive the call; aux is unused (0).
+        check(unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                cmd,
+                key.as_ptr(),
+                value_ptr,
+                0,
+            )
+        })?;
+    }
+    // SAFETY: FSCONFIG_CMD_CREATE takes no key or value.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            mount_abi::FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    })?;
+    let attrs =
+        mount_abi::MOUNT_ATTR_NOSUID | mount_abi::MOUNT_ATTR_NODEV | mount_abi::MOUNT_ATTR_NOATIME;
+    // SAFETY: fsmount takes the configured fs context descriptor and integer flags and
+    // returns a new descriptor or -1.
+    let mnt = check(unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            fs.as_raw_fd(),
+            mount_abi::FSMOUNT_CLOEXEC,
+            attrs,
+        )
+    })?;
+    // SAFETY: fsmount succeeded; the descriptor is new and ours.
+    Ok(unsafe { OwnedFd::from_raw_fd(mnt as RawFd) })
+}
+
+/// Attaches a detached mount (from [`fs_mount_detached`]) at `target`.
+pub(crate) fn move_mount_to(mount: RawFd, target: &std::path::Path) -> io::Result<()> {
+    let empty = CString::default();
+    let target = CString::new(target.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: both paths are NUL-terminated strings that outlive the call; with
+    // MOVE_MOUNT_F_EMPTY_PATH the empty source path names the `mount` descriptor itself.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mount,
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            mount_abi::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod loop_abi_tests {
+    use super::loop_abi::*;
+
+    #[test]
+    fn loop_structs_match_the_kernel_layout() {
+        // sizeof(struct loop_info64) == 232 and sizeof(struct loop_config) == 304 on every
+        // 64-bit and 32-bit Linux ABI (the struct has only fixed-size fields).
+        assert_eq!(std::mem::size_of::<LoopInfo64>(), 232);
+        assert_eq!(std::mem::size_of::<LoopConfig>(), 304);
+    }
 }

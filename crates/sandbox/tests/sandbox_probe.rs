@@ -27,6 +27,10 @@ fn world_readable_tempdir() -> tempfile::TempDir {
 }
 
 fn fixture(test: &str) -> Option<Fixture> {
+    fixture_with(test, true)
+}
+
+fn fixture_with(test: &str, tmp_on_disk: bool) -> Option<Fixture> {
     if !is_root() {
         eprintln!("skipping {test}: the sandbox needs root");
         return None;
@@ -37,8 +41,15 @@ fn fixture(test: &str) -> Option<Fixture> {
         server_id: format!("test-{}-{test}", std::process::id()).replace('_', "-"),
         uid_base: 1_000_000,
         keeper_exe: PathBuf::from(env!("CARGO_BIN_EXE_tern-sandbox-keeper")),
+        tmp_on_disk,
+        tmp_pool_depth: 2,
     };
     let launcher = SandboxLauncher::new(config).expect("sandbox launcher");
+    assert_eq!(
+        launcher.tmp_on_disk(),
+        tmp_on_disk,
+        "disk-backed /tmp available"
+    );
     launcher.cleanup_leftovers();
     Some(Fixture {
         launcher,
@@ -261,6 +272,149 @@ fn exceeding_memory_is_an_oom_kill() {
     assert!(peak > 32 * 1024 * 1024, "{peak}");
     launched.process.cleanup();
     assert!(launched.process.oom_killed(), "remembered after cleanup");
+}
+
+/// Loop devices whose backing file lies under `dir` (deleted or not).
+fn loop_devices_backed_by(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/sys/block") else {
+        return vec![];
+    };
+    let dir = dir.to_string_lossy().into_owned();
+    entries
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("loop/backing_file")).ok())
+        .filter(|backing| backing.starts_with(&dir))
+        .collect()
+}
+
+#[test]
+fn full_tmp_is_enospc_not_an_oom_kill_even_beyond_memory() {
+    let Some(f) = fixture("tmpdisk") else { return };
+    let mut spec = f.spec(
+        "tmpdisk-1",
+        "/bin/sh",
+        &[
+            "-c",
+            "ls -A /tmp; stat -c 'tmp=%u:%a' /tmp; df -k /tmp | tail -1; \
+             dd if=/dev/zero of=/tmp/fill bs=1M count=200 2>&1; echo rc=$?; \
+             rm /tmp/fill && dd if=/dev/zero of=/tmp/again bs=1M count=8 2>&1 | tail -1",
+        ],
+    );
+    spec.resources.memory_mb = 64;
+    spec.resources.tmp_mb = 128;
+    let launched = f.launcher.launch(&spec).expect("launch");
+    let mut output = launched.output;
+    let mut out = String::new();
+    let status = launched.process.wait();
+    output.read_to_string(&mut out).expect("output");
+    assert_eq!(status, ExitStatus::Code(0), "{out}");
+    assert!(!launched.process.oom_killed(), "{out}");
+    assert!(
+        out.starts_with(
+            "tmp=0:1777
+"
+        ),
+        "empty /tmp owned by root: {out}"
+    );
+    let size_kb: u64 = out
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("df line");
+    assert!(size_kb >= 128 * 1024, "/tmp at least its size: {out}");
+    assert!(out.contains("No space left on device"), "{out}");
+    assert!(
+        out.contains("8388608 bytes"),
+        "space is back after rm: {out}"
+    );
+    launched.process.cleanup();
+    let state = f.launcher.config().state_dir.clone();
+    drop(f);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !loop_devices_backed_by(&state).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(loop_devices_backed_by(&state), Vec::<String>::new());
+    let images: Vec<_> = std::fs::read_dir(&state)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(images.is_empty(), "left in the state dir: {images:?}");
+}
+
+#[test]
+fn tmpfs_fallback_keeps_a_full_tmp_from_becoming_an_oom_kill() {
+    let Some(f) = fixture_with("tmpfs", false) else {
+        return;
+    };
+    let mut spec = f.spec(
+        "tmpfs-1",
+        "/bin/sh",
+        &[
+            "-c",
+            "dd if=/dev/zero of=/tmp/fill bs=1M count=100 2>&1; echo rc=$?",
+        ],
+    );
+    spec.resources.memory_mb = 32;
+    spec.resources.tmp_mb = 64;
+    let (status, out, _, _) = f.run(&spec);
+    assert_eq!(status, ExitStatus::Code(0), "{out}");
+    assert!(out.contains("No space left on device"), "{out}");
+}
+
+#[test]
+fn the_instance_learns_no_host_path_from_mounts_or_its_init() {
+    let Some(f) = fixture("mountinfo") else {
+        return;
+    };
+    let spec = f.spec(
+        "mi-1",
+        "/bin/sh",
+        &["-c", "cat /proc/self/mountinfo /proc/1/cmdline"],
+    );
+    let (status, out, _, _) = f.run(&spec);
+    assert_eq!(status, ExitStatus::Code(0), "{out}");
+    assert!(out.contains(" /var/task "), "{out}");
+    for host_path in [
+        f.code.path(),
+        f.boot.path(),
+        f.launcher.config().state_dir.as_path(),
+        Path::new(env!("CARGO_BIN_EXE_tern-sandbox-keeper")),
+    ] {
+        assert!(
+            !out.contains(&*host_path.to_string_lossy()),
+            "{} visible inside: {out}",
+            host_path.display()
+        );
+    }
+}
+
+#[test]
+fn parents_of_extra_trees_can_be_passed_but_not_listed() {
+    let Some(f) = fixture("extra") else { return };
+    let host = tempfile::Builder::new()
+        .tempdir_in("/var/tmp")
+        .expect("tempdir");
+    std::fs::set_permissions(host.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let tree = host.path().join("versions/3.11");
+    std::fs::create_dir_all(&tree).expect("mkdir");
+    std::fs::write(tree.join("marker"), "inside\n").expect("write");
+    std::fs::write(host.path().join("secret"), "host\n").expect("write");
+    let parent = host.path().display().to_string();
+    let script = format!(
+        "cat {0}/versions/3.11/marker; ls {0} >/dev/null 2>&1 || echo parent=unlistable; \
+         ls {0}/versions >/dev/null 2>&1 || echo versions=unlistable; \
+         cat {0}/secret 2>/dev/null || echo secret=absent",
+        parent
+    );
+    let mut spec = f.spec("extra-1", "/bin/sh", &["-c", &script]);
+    spec.extra_ro_paths = vec![tree];
+    let (status, out, _, _) = f.run(&spec);
+    assert_eq!(status, ExitStatus::Code(0), "{out}");
+    assert_eq!(
+        out,
+        "inside\nparent=unlistable\nversions=unlistable\nsecret=absent\n"
+    );
 }
 
 #[test]
