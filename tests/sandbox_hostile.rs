@@ -1,0 +1,695 @@
+//! The hostile-function suite: python3.11 functions that try to escape or starve the
+//! sandbox, end to end through a real `tern server` with the sandbox on. Each attempt
+//! reports what happened (an errno name or an exception), and each test asserts the
+//! specific failure, then that the server still serves another function.
+//!
+//! Needs root (the sandbox needs namespaces, cgroups and mounts); without it every test
+//! fails and says so. The tests take turns (one server at a time) so that the CPU and
+//! memory attacks are measured on a quiet machine.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::{zip, Invoked, Server};
+
+/// The attacks. One dispatching handler, so one warm instance can try several things.
+const ATTACK_PY: &str = r#"
+import ctypes, errno, os, platform, signal, socket, time
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+# x86_64 numbers of the syscalls libc has no wrapper for.
+NR = {"x86_64": {
+    "setns": 308, "pivot_root": 155, "init_module": 175, "finit_module": 313,
+    "delete_module": 176, "kexec_load": 246, "bpf": 321, "perf_event_open": 298,
+    "keyctl": 250, "add_key": 248, "userfaultfd": 323, "open_by_handle_at": 304,
+    "io_uring_setup": 425, "clone3": 435,
+}}.get(platform.machine())
+
+def errname(code):
+    return errno.errorcode.get(code, str(code))
+
+def call(rc):
+    return "ok" if rc != -1 else errname(ctypes.get_errno())
+
+def raw(name, *args):
+    return call(libc.syscall(NR[name], *args))
+
+def attempt(fn):
+    try:
+        fn()
+        return "ok"
+    except OSError as e:
+        return errname(e.errno) if e.errno else type(e).__name__
+
+def read_paths(event):
+    def read(path):
+        if os.path.isdir(path):
+            os.listdir(path)
+        else:
+            with open(path, "rb") as f:
+                f.read(1)
+    return {p: attempt(lambda p=p: read(p)) for p in event["paths"]}
+
+def write_paths(event):
+    def write(path):
+        with open(path, "w") as f:
+            f.write("x")
+    return {p: attempt(lambda p=p: write(p)) for p in event["paths"]}
+
+def processes(event):
+    pids = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+    kills = {str(p): attempt(lambda p=p: os.kill(p, signal.SIGKILL)) for p in event["host_pids"]}
+    kills["1"] = attempt(lambda: os.kill(1, signal.SIGKILL))
+    time.sleep(0.2)
+    return {"pids": pids, "me": os.getpid(), "kills": kills, "init_alive": os.path.exists("/proc/1")}
+
+def network(event):
+    out = {}
+    for host, port in event["targets"]:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(3)
+        t = time.monotonic()
+        out[f"{host}:{port}"] = [attempt(lambda: s.connect((host, port))), time.monotonic() - t]
+        s.close()
+    return out
+
+def fork_bomb(event):
+    children = 0
+    while True:
+        try:
+            pid = os.fork()
+        except OSError as e:
+            return {"errno": errname(e.errno), "children": children}
+        if pid == 0:
+            time.sleep(600)
+            os._exit(0)
+        children += 1
+
+def hog(event):
+    blocks = []
+    while True:
+        blocks.append(b"\x01" * (16 << 20))
+
+def fill_tmp(event):
+    st = os.statvfs("/tmp")
+    chunk = b"\x00" * (1 << 20)
+    written, result = 0, "no error"
+    try:
+        with open("/tmp/fill", "wb") as f:
+            while True:
+                f.write(chunk)
+                written += len(chunk)
+    except OSError as e:
+        result = errname(e.errno)
+    os.remove("/tmp/fill")
+    return {"errno": result, "written": written, "size": st.f_blocks * st.f_frsize}
+
+def spin(event):
+    deadline = time.monotonic() + event.get("seconds", 1e9)
+    before = os.times()
+    kids = []
+    for _ in range(event.get("procs", 1) - 1):
+        pid = os.fork()
+        if pid == 0:
+            while time.monotonic() < deadline:
+                pass
+            os._exit(0)
+        kids.append(pid)
+    while time.monotonic() < deadline:
+        pass
+    for k in kids:
+        os.waitpid(k, 0)
+    after = os.times()
+    cpu = sum(after[:4]) - sum(before[:4])
+    return {"cpu_seconds": cpu}
+
+def syscalls(event):
+    netns = os.open("/proc/self/ns/net", os.O_RDONLY)
+    return {
+        "ptrace_attach": call(libc.ptrace(16, 1, None, None)),
+        "ptrace_traceme": call(libc.ptrace(0, 0, None, None)),
+        "mount": call(libc.mount(b"none", b"/tmp", b"tmpfs", 0, None)),
+        "umount": call(libc.umount2(b"/tmp", 2)),
+        "unshare_user": call(libc.unshare(0x10000000)),
+        "unshare_mount": call(libc.unshare(0x00020000)),
+        "unshare_net": call(libc.unshare(0x40000000)),
+        "setns": raw("setns", netns, 0),
+        "pivot_root": raw("pivot_root", b"/tmp", b"/tmp"),
+        "chroot": call(libc.chroot(b"/tmp")),
+        "init_module": raw("init_module", None, 0, b""),
+        "finit_module": raw("finit_module", netns, b"", 0),
+        "delete_module": raw("delete_module", b"ext4", 0),
+        "kexec_load": raw("kexec_load", 0, 0, None, 0),
+        "bpf": raw("bpf", 0, None, 0),
+        "perf_event_open": raw("perf_event_open", None, 0, -1, -1, 0),
+        "keyctl": raw("keyctl", 0, 0, 0, 0, 0),
+        "add_key": raw("add_key", b"user", b"x", b"y", 1, 0),
+        "userfaultfd": raw("userfaultfd", 0),
+        "open_by_handle_at": raw("open_by_handle_at", netns, None, 0),
+        "io_uring_setup": raw("io_uring_setup", 1, None),
+        "reboot": call(libc.reboot(0)),
+        "swapon": call(libc.swapon(b"/tmp/swap", 0)),
+        "acct": call(libc.acct(b"/tmp/acct")),
+        "sethostname": attempt(lambda: socket.sethostname("evil")),
+        "setdomainname": call(libc.setdomainname(b"evil", 4)),
+        "raw_socket": attempt(lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)),
+        "raw_socket6": attempt(lambda: socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)),
+        "packet_socket": attempt(lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)),
+        "clone3": raw("clone3", None, 0),
+        "tcp_socket": attempt(lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM).close()),
+    }
+
+ATTACKS = {
+    "read": read_paths, "write": write_paths, "processes": processes, "network": network,
+    "fork_bomb": fork_bomb, "hog": hog, "fill_tmp": fill_tmp, "spin": spin,
+    "syscalls": syscalls, "environ": lambda event: dict(os.environ),
+    "ping": lambda event: "pong",
+}
+
+def handler(event, context):
+    return ATTACKS[event["do"]](event)
+
+def canary(event, context):
+    return "alive"
+"#;
+
+/// Only one server at a time: the CPU and memory attacks measure a quiet machine.
+static TURN: Mutex<()> = Mutex::new(());
+
+struct Suite {
+    server: Server,
+    _turn: MutexGuard<'static, ()>,
+}
+
+fn require_root() {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "the hostile-function suite needs root: it attacks the sandbox, which needs \
+         namespaces, cgroups and mounts (without root the server would run functions \
+         unsandboxed and every attack would succeed). Run it as root."
+    );
+}
+
+impl Suite {
+    /// A sandboxed server with the `hostile` function and a warm `canary`.
+    fn start() -> Suite {
+        require_root();
+        let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+        let server = Server::start();
+        let suite = Suite {
+            server,
+            _turn: turn,
+        };
+        suite.deploy("hostile", "attack.handler", json!({"Timeout": 30}));
+        suite.deploy("canary", "attack.canary", json!({}));
+        suite.canary_answers();
+        suite
+    }
+
+    fn deploy(&self, name: &str, handler: &str, extra: Value) {
+        let code = zip(&[("attack.py", ATTACK_PY.as_bytes(), 0o644)]);
+        self.server
+            .create_function(name, "python3.11", handler, &code, extra);
+    }
+
+    /// Invokes `function` with `{"do": what, ...args}`.
+    fn attack(&self, function: &str, what: &str, args: Value) -> Invoked {
+        let mut payload = json!({ "do": what });
+        if let (Some(p), Some(a)) = (payload.as_object_mut(), args.as_object()) {
+            p.extend(a.clone());
+        }
+        self.server.invoke(function, &payload.to_string())
+    }
+
+    /// Invokes `function` and expects a result, not a function error.
+    fn result(&self, function: &str, what: &str, args: Value) -> Value {
+        let out = self.attack(function, what, args);
+        assert_eq!(
+            out.function_error, None,
+            "{what} failed instead of reporting: {}\n{}",
+            out.body, out.log
+        );
+        out.body
+    }
+
+    /// The server still serves another function.
+    fn canary_answers(&self) {
+        let out = self.server.invoke("canary", "{}");
+        assert_eq!(out.function_error, None, "canary: {}", out.body);
+        assert_eq!(out.body, json!("alive"));
+    }
+
+    fn api_port(&self) -> u16 {
+        self.server
+            .endpoint
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("endpoint has a port")
+    }
+}
+
+/// `{name: "ERRNO"}` for each entry of an attack's result.
+fn outcomes(result: &Value) -> BTreeMap<String, String> {
+    result
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn assert_outcomes(result: &Value, expected: &[(&str, &str)]) {
+    let got = outcomes(result);
+    let wrong: Vec<String> = expected
+        .iter()
+        .filter(|(k, v)| got.get(*k).map(String::as_str) != Some(*v))
+        .map(|(k, v)| format!("{k}: expected {v}, got {:?}", got.get(*k)))
+        .collect();
+    assert!(wrong.is_empty(), "{}\nall: {result}", wrong.join("\n"));
+}
+
+/// Host pids of the sandboxed processes of `function`'s instances.
+fn instance_host_pids(function: &str) -> Vec<i32> {
+    let marker = format!("AWS_LAMBDA_FUNCTION_NAME={function}\0");
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|pid| {
+                    std::fs::read(format!("/proc/{pid}/environ"))
+                        .is_ok_and(|env| String::from_utf8_lossy(&env).contains(&marker))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The host's own address on its default route, if `ip` can tell.
+fn host_address() -> Option<String> {
+    let out = std::process::Command::new("ip")
+        .args(["-4", "route", "get", "1.1.1.1"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut words = text.split_whitespace();
+    words.find(|w| *w == "src")?;
+    words.next().map(str::to_string)
+}
+
+#[test]
+fn function_cannot_read_host_secrets_or_the_server_data() {
+    let s = Suite::start();
+    let data = s.server.data_dir.display().to_string();
+    let creds = s.server.credentials_file().display().to_string();
+    let server_proc = format!("/proc/{}/environ", s.server.pid());
+    let result = s.result(
+        "hostile",
+        "read",
+        json!({"paths": ["/etc/shadow", "/etc/sudoers", data, creds, server_proc,
+                         "/root", "/home", "/work", "/var/lib", "/sys/fs/cgroup",
+                         "/proc/1/environ", "/proc/1/root/etc/shadow", "/etc/passwd"]}),
+    );
+    assert_outcomes(
+        &result,
+        &[
+            ("/etc/shadow", "ENOENT"),
+            ("/etc/sudoers", "ENOENT"),
+            (&data, "ENOENT"),
+            (&creds, "ENOENT"),
+            (&server_proc, "ENOENT"),
+            ("/root", "ENOENT"),
+            ("/home", "ENOENT"),
+            ("/work", "ENOENT"),
+            ("/var/lib", "ENOENT"),
+            ("/sys/fs/cgroup", "ENOENT"),
+            // The init's environment (empty anyway) and root are not the runtime's to see.
+            ("/proc/1/environ", "EACCES"),
+            ("/proc/1/root/etc/shadow", "EACCES"),
+            ("/etc/passwd", "ok"),
+        ],
+    );
+    s.canary_answers();
+}
+
+#[test]
+fn function_cannot_write_outside_tmp() {
+    let s = Suite::start();
+    let result = s.result(
+        "hostile",
+        "write",
+        json!({"paths": ["/x", "/etc/passwd", "/etc/new", "/var/task/attack.py", "/var/task/x",
+                         "/opt/tern/x", "/usr/x", "/usr/bin/python3", "/dev/x", "/tmp/ok"]}),
+    );
+    assert_outcomes(
+        &result,
+        &[
+            ("/x", "EROFS"),
+            ("/etc/passwd", "EROFS"),
+            ("/etc/new", "EROFS"),
+            ("/var/task/attack.py", "EROFS"),
+            ("/var/task/x", "EROFS"),
+            ("/opt/tern/x", "EROFS"),
+            ("/usr/x", "EROFS"),
+            ("/usr/bin/python3", "EROFS"),
+            ("/dev/x", "EROFS"),
+            ("/tmp/ok", "ok"),
+        ],
+    );
+    s.canary_answers();
+}
+
+#[test]
+fn function_sees_only_its_own_processes_and_cannot_signal_others() {
+    let s = Suite::start();
+    let others = instance_host_pids("canary");
+    assert!(!others.is_empty(), "the canary instance runs");
+    let server_pid = i32::try_from(s.server.pid()).expect("pid");
+    // Pids this large cannot exist inside a fresh pid namespace, so a kill that worked
+    // would have hit a host process.
+    let targets: Vec<i32> = std::iter::once(server_pid)
+        .chain(others.iter().copied())
+        .filter(|p| *p > 1000)
+        .collect();
+    let result = s.result("hostile", "processes", json!({"host_pids": targets}));
+    let pids: Vec<i64> = result["pids"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_i64).collect())
+        .unwrap_or_default();
+    let me = result["me"].as_i64().unwrap_or_default();
+    assert_eq!(
+        pids,
+        vec![1, me],
+        "/proc lists only the init and the runtime: {result}"
+    );
+    for pid in &targets {
+        assert_eq!(
+            result["kills"][pid.to_string()],
+            "ESRCH",
+            "host pid {pid}: {result}"
+        );
+    }
+    // Pid 1 is the sandbox's own init: the kernel ignores SIGKILL to a namespace init
+    // from inside, so the call "succeeds" and nothing happens.
+    assert_eq!(result["kills"]["1"], "ok", "{result}");
+    assert_eq!(result["init_alive"], true, "{result}");
+    let again = s.attack("hostile", "ping", json!({}));
+    assert_eq!(again.body, json!("pong"));
+    assert!(
+        !again.log.contains("Init Duration"),
+        "the instance survived: {}",
+        again.log
+    );
+    let canary = s.server.invoke("canary", "{}");
+    assert_eq!(canary.body, json!("alive"));
+    assert!(
+        !canary.log.contains("Init Duration"),
+        "the other instance was not killed: {}",
+        canary.log
+    );
+    assert_eq!(instance_host_pids("canary"), others);
+}
+
+#[test]
+fn function_cannot_reach_platform_ports() {
+    let s = Suite::start();
+    let api = s.api_port();
+    let mut targets = vec![
+        json!(["127.0.0.1", api]),
+        json!(["127.0.0.1", 5432]),
+        json!(["127.0.0.1", 6379]),
+        json!(["169.254.169.254", 80]),
+        json!(["1.1.1.1", 443]),
+    ];
+    let host = host_address();
+    if let Some(ip) = &host {
+        targets.push(json!([ip, api]));
+    }
+    let result = s.result("hostile", "network", json!({ "targets": targets }));
+    let mut expected = vec![
+        (format!("127.0.0.1:{api}"), "ECONNREFUSED"),
+        ("127.0.0.1:5432".to_string(), "ECONNREFUSED"),
+        ("127.0.0.1:6379".to_string(), "ECONNREFUSED"),
+        ("169.254.169.254:80".to_string(), "ENETUNREACH"),
+        ("1.1.1.1:443".to_string(), "ENETUNREACH"),
+    ];
+    if let Some(ip) = host {
+        expected.push((format!("{ip}:{api}"), "ENETUNREACH"));
+    }
+    for (target, errno) in expected {
+        let got = &result[&target];
+        assert_eq!(got[0], errno, "{target}: {result}");
+        let seconds = got[1].as_f64().unwrap_or(f64::MAX);
+        assert!(
+            seconds < 0.5,
+            "{target} failed slowly ({seconds} s): {result}"
+        );
+    }
+    s.canary_answers();
+}
+
+#[test]
+fn fork_bomb_hits_the_pids_limit_and_the_next_invoke_works() {
+    let s = Suite::start();
+    let result = s.result("hostile", "fork_bomb", json!({}));
+    assert_eq!(result["errno"], "EAGAIN", "{result}");
+    let children = result["children"].as_u64().unwrap_or_default();
+    eprintln!("fork bomb: {children} children, then EAGAIN");
+    assert!(
+        (10..1024).contains(&children),
+        "stopped by the pids limit: {result}"
+    );
+    s.canary_answers();
+    let next = s.attack("hostile", "ping", json!({}));
+    assert_eq!(next.function_error, None, "{}", next.body);
+    assert_eq!(next.body, json!("pong"));
+}
+
+#[test]
+fn memory_hog_gets_out_of_memory_and_a_fresh_instance() {
+    let s = Suite::start();
+    s.deploy(
+        "hog",
+        "attack.handler",
+        json!({"MemorySize": 128, "Timeout": 30}),
+    );
+    let started = Instant::now();
+    let out = s.attack("hog", "hog", json!({}));
+    eprintln!("memory hog: {} after {:?}", out.body, started.elapsed());
+    assert_eq!(
+        out.function_error.as_deref(),
+        Some("Unhandled"),
+        "{}",
+        out.body
+    );
+    assert_eq!(out.body["errorType"], "Runtime.OutOfMemory", "{}", out.body);
+    let message = out.body["errorMessage"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("exceeded memory limit"),
+        "{message}\n{}",
+        out.log
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "killed promptly"
+    );
+    s.canary_answers();
+    let next = s.attack("hog", "ping", json!({}));
+    assert_eq!(next.function_error, None, "{}", next.body);
+    assert_eq!(next.body, json!("pong"));
+    assert!(
+        next.log.contains("Init Duration"),
+        "a fresh instance: {}",
+        next.log
+    );
+}
+
+#[test]
+fn filling_tmp_is_enospc_not_an_oom_kill() {
+    let s = Suite::start();
+    // 128 MB of memory, 512 MB of /tmp: /tmp must not count against memory.
+    let result = s.result("hostile", "fill_tmp", json!({}));
+    assert_eq!(result["errno"], "ENOSPC", "{result}");
+    eprintln!("/tmp: {result}");
+    let mb = |v: &Value| v.as_u64().unwrap_or_default() >> 20;
+    assert!(
+        mb(&result["size"]) >= 512,
+        "/tmp is its full size: {result}"
+    );
+    assert!(
+        (512..=600).contains(&mb(&result["written"])),
+        "stopped at the size of /tmp: {result}"
+    );
+    let next = s.attack("hostile", "ping", json!({}));
+    assert_eq!(next.body, json!("pong"));
+    assert!(
+        !next.log.contains("Init Duration"),
+        "same instance: {}",
+        next.log
+    );
+    s.canary_answers();
+}
+
+#[test]
+fn cpu_spinner_times_out_while_another_function_answers_quickly() {
+    let s = Suite::start();
+    s.deploy("spinner", "attack.handler", json!({"Timeout": 2}));
+
+    // Beyond its share: four busy processes for one second get about a quarter of a
+    // CPU between them (the floor for 128 MB), not the host's cores.
+    let share = s.result("hostile", "spin", json!({"seconds": 1.0, "procs": 4}));
+    let cpu = share["cpu_seconds"].as_f64().unwrap_or(f64::MAX);
+    eprintln!("four spinning processes used {cpu:.3} s of CPU in 1 s");
+    assert!((0.05..0.6).contains(&cpu), "CPU used in 1 s: {share}");
+
+    let (latencies, spun) = std::thread::scope(|scope| {
+        let spinner = scope.spawn(|| s.attack("spinner", "spin", json!({"procs": 4})));
+        std::thread::sleep(Duration::from_millis(300));
+        let mut latencies = Vec::new();
+        while !spinner.is_finished() {
+            let t = Instant::now();
+            s.canary_answers();
+            latencies.push(t.elapsed());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        (latencies, spinner.join().expect("spinner thread"))
+    });
+    assert_eq!(
+        spun.function_error.as_deref(),
+        Some("Unhandled"),
+        "{}",
+        spun.body
+    );
+    assert_eq!(spun.body["errorType"], "Sandbox.Timedout", "{}", spun.body);
+    assert!(latencies.len() >= 5, "canary invoked during the spin");
+    let slowest = latencies.iter().max().copied().unwrap_or_default();
+    eprintln!(
+        "canary during the spin: {} invokes, slowest {slowest:?}",
+        latencies.len()
+    );
+    assert!(
+        slowest < Duration::from_millis(500),
+        "canary latencies while spinning: {latencies:?}"
+    );
+    let next = s.attack("spinner", "ping", json!({}));
+    assert_eq!(next.body, json!("pong"));
+    assert!(
+        next.log.contains("Init Duration"),
+        "a fresh instance: {}",
+        next.log
+    );
+}
+
+#[test]
+fn privileged_syscalls_are_denied() {
+    let s = Suite::start();
+    let result = s.result("hostile", "syscalls", json!({}));
+    let mut expected: Vec<(&str, &str)> = [
+        "ptrace_attach",
+        "ptrace_traceme",
+        "mount",
+        "umount",
+        "unshare_user",
+        "unshare_mount",
+        "unshare_net",
+        "setns",
+        "pivot_root",
+        "chroot",
+        "init_module",
+        "finit_module",
+        "delete_module",
+        "kexec_load",
+        "bpf",
+        "perf_event_open",
+        "keyctl",
+        "add_key",
+        "userfaultfd",
+        "open_by_handle_at",
+        "io_uring_setup",
+        "reboot",
+        "swapon",
+        "acct",
+        "sethostname",
+        "setdomainname",
+        "raw_socket",
+        "raw_socket6",
+        "packet_socket",
+    ]
+    .into_iter()
+    .map(|name| (name, "EPERM"))
+    .collect();
+    expected.push(("clone3", "ENOSYS"));
+    expected.push(("tcp_socket", "ok"));
+    assert_outcomes(&result, &expected);
+    s.canary_answers();
+}
+
+#[test]
+fn environment_holds_only_function_and_lambda_variables() {
+    let s = Suite::start();
+    s.deploy(
+        "envy",
+        "attack.handler",
+        json!({"Environment": {"Variables": {"MY_SETTING": "42"}}}),
+    );
+    let env = s.result("envy", "environ", json!({}));
+    let env: BTreeMap<String, String> = env
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    const LAMBDA: &[&str] = &[
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_LAMBDA_INITIALIZATION_TYPE",
+        "AWS_LAMBDA_RUNTIME_API",
+        "AWS_EXECUTION_ENV",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "_HANDLER",
+        "_X_AMZN_TRACE_ID",
+        "LAMBDA_TASK_ROOT",
+        "LAMBDA_RUNTIME_DIR",
+        "PATH",
+        "LANG",
+        "TZ",
+        "HOME",
+        "MY_SETTING",
+    ];
+    let unexpected: Vec<(&String, &String)> = env
+        .iter()
+        // Python's own locale coercion (PEP 538) when LANG names a locale the
+        // interpreter cannot load: set inside, not inherited.
+        .filter(|(k, v)| !(k.as_str() == "LC_CTYPE" && v.as_str() == "C.UTF-8"))
+        .filter(|(k, _)| !LAMBDA.contains(&k.as_str()))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "host variables leaked: {unexpected:?} in {env:?}"
+    );
+    assert_eq!(env.get("MY_SETTING").map(String::as_str), Some("42"));
+    assert_eq!(env.get("HOME").map(String::as_str), Some("/tmp"));
+    let data_dir = s.server.data_dir.display().to_string();
+    for (k, v) in &env {
+        assert!(
+            !v.contains(&data_dir)
+                && !v.contains(&s.server.access_key)
+                && !v.contains(&s.server.secret),
+            "{k}={v} reveals the server's data dir or credentials"
+        );
+    }
+    s.canary_answers();
+}
