@@ -214,6 +214,30 @@ pub struct InstanceCgroup {
 }
 
 impl InstanceCgroup {
+    /// Rewrites the limits of a running instance. Values that must stay ordered (v1
+    /// memsw >= limit) are retried once the others are written.
+    pub fn update(&self, limits: &CgroupLimits) -> io::Result<()> {
+        let mut pending = Vec::new();
+        for (h, dir) in &self.dirs {
+            let files = match h {
+                Hierarchy::V1 { controller, .. } => limits.v1_files(controller),
+                Hierarchy::V2 { controllers, .. } => limits.v2_files(controllers),
+            };
+            for (name, value) in files {
+                let path = dir.join(name);
+                if path.exists() && fs::write(&path, &value).is_err() {
+                    pending.push((path, value));
+                }
+            }
+        }
+        for (path, value) in pending {
+            fs::write(&path, &value).map_err(|e| {
+                io::Error::new(e.kind(), format!("{}={value}: {e}", path.display()))
+            })?;
+        }
+        Ok(())
+    }
+
     /// The `cgroup.procs` files a process writes `0` to, to join.
     pub fn procs_files(&self) -> Vec<PathBuf> {
         self.dirs

@@ -35,14 +35,31 @@ use crate::{seccomp, sys};
 /// `argv[1]` that turns the tern binary into a keeper.
 pub const KEEPER_ARG: &str = "__sandbox-keeper";
 
-/// Whether this process was started as a sandbox keeper. Check it first thing in `main`,
-/// before any threads (such as a tokio runtime) exist.
+/// `argv[1]` of the helper that mounts a pre-warmed instance's code
+/// (`<tern> __sandbox-attach <init pid>`, the detached mount as stdin).
+pub const ATTACH_ARG: &str = "__sandbox-attach";
+
+/// Whether this process was started as a sandbox keeper (or attach helper). Check it
+/// first thing in `main`, before any threads (such as a tokio runtime) exist.
 pub fn is_keeper_invocation() -> bool {
-    std::env::args_os().nth(1).is_some_and(|a| a == KEEPER_ARG)
+    std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == KEEPER_ARG || a == ATTACH_ARG)
 }
 
-/// Runs the keeper and exits. Call only when [`is_keeper_invocation`] is true.
+/// Runs the keeper (or attach helper) and exits. Call only when
+/// [`is_keeper_invocation`] is true.
 pub fn run_keeper() -> ! {
+    if std::env::args_os().nth(1).is_some_and(|a| a == ATTACH_ARG) {
+        let code = match attach_main() {
+            Ok(()) => 0,
+            Err(message) => {
+                eprintln!("{message}");
+                1
+            }
+        };
+        std::process::exit(code);
+    }
     let code = match keeper_main() {
         Ok(()) => 0,
         Err(message) => {
@@ -54,6 +71,27 @@ pub fn run_keeper() -> ! {
 }
 
 type Result<T> = std::result::Result<T, String>;
+
+/// The attach helper: enters the mount namespace of the instance whose init is
+/// `argv[2]` and mounts the detached tree on stdin over its `/var/task`.
+fn attach_main() -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let pid: u32 = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .ok_or("usage: __sandbox-attach <init pid>")?;
+    // Resolved now through the init's root, so it names the instance's /var/task.
+    let target = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(format!("/proc/{pid}/root/var/task"))
+        .map_err(ctx("open the instance's /var/task"))?;
+    let ns = fs::File::open(format!("/proc/{pid}/ns/mnt"))
+        .map_err(ctx("open the instance's mount namespace"))?;
+    nix::sched::setns(&ns, CloneFlags::CLONE_NEWNS).map_err(ctx("enter the mount namespace"))?;
+    sys::move_mount_onto(0, target.as_raw_fd()).map_err(ctx("mount the code"))?;
+    Ok(())
+}
 
 fn ctx<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> String {
     move |e| format!("{what}: {e}")

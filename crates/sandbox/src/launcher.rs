@@ -6,7 +6,7 @@
 //! sandbox's network namespace for the sandbox launcher).
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Everything needed to start one instance. Paths in `program`/`args` are as the
@@ -76,6 +76,18 @@ pub trait InstanceProcess: Send + Sync {
     /// Releases everything the instance held (cgroups, mounts, scratch files). Call after
     /// `wait` returned. Idempotent.
     fn cleanup(&self);
+    /// Shows `code_dir` read-only at the instance's task root after launch (for a
+    /// pre-warmed instance, launched with an empty code dir). Returns the task root as
+    /// the instance sees it.
+    fn attach_code(&self, code_dir: &Path) -> Result<PathBuf, String> {
+        let _ = code_dir;
+        Err("this launcher cannot attach code after launch".to_string())
+    }
+    /// Replaces the memory and CPU limits set at launch (`tmp_mb` cannot change).
+    fn set_resources(&self, resources: &Resources) -> Result<(), String> {
+        let _ = resources;
+        Err("this launcher cannot change limits after launch".to_string())
+    }
 }
 
 /// Why an instance could not be started.
@@ -96,4 +108,10 @@ pub trait Launcher: Send + Sync {
     fn launch(&self, spec: &LaunchSpec) -> Result<Launched, LaunchError>;
     /// Short name for logs and metrics ("sandbox", "process").
     fn name(&self) -> &'static str;
+    /// Whether its instances support [`InstanceProcess::attach_code`] and
+    /// [`InstanceProcess::set_resources`], so they can be launched before their function
+    /// is known.
+    fn supports_prewarm(&self) -> bool {
+        false
+    }
 }

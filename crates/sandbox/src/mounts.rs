@@ -29,7 +29,7 @@ const TMP_INODES_PER_MB: u64 = 256;
 const TRAVERSE_ONLY: u32 = 0o711;
 const DIR_MODE: u32 = 0o755;
 /// Source name shown for the read-only overlays of code and bootstraps.
-const OVERLAY_SOURCE: &str = "tern";
+pub(crate) const OVERLAY_SOURCE: &str = "tern";
 
 const PASSWD: &str =
     "root:x:0:0:root:/tmp:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n";

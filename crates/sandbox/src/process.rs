@@ -74,6 +74,10 @@ impl Launcher for ProcessLauncher {
     fn name(&self) -> &'static str {
         "process"
     }
+
+    fn supports_prewarm(&self) -> bool {
+        true
+    }
 }
 
 struct ChildProcess {
@@ -122,6 +126,16 @@ impl InstanceProcess for ChildProcess {
     }
 
     fn cleanup(&self) {}
+
+    fn attach_code(&self, code_dir: &std::path::Path) -> Result<PathBuf, String> {
+        // No mounts here: the runtime is told to use the code where it lies.
+        Ok(code_dir.to_path_buf())
+    }
+
+    fn set_resources(&self, _resources: &crate::launcher::Resources) -> Result<(), String> {
+        // The development launcher enforces no limits.
+        Ok(())
+    }
 }
 
 /// Maps a sandbox path (`/var/task/x`, `/opt/tern/x`) to the host directory behind it.

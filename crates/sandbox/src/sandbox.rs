@@ -19,9 +19,9 @@ use nix::sys::time::TimeVal;
 
 use crate::cgroups::{self, CgroupLayout, CgroupLimits, InstanceCgroup};
 use crate::exit_cell::ExitCell;
-use crate::keeper::KEEPER_ARG;
+use crate::keeper::{ATTACH_ARG, KEEPER_ARG};
 use crate::launcher::{ExitStatus, InstanceProcess, LaunchError, LaunchSpec, Launched, Launcher};
-use crate::mounts::{self, HostView, PlanInput, TmpSource};
+use crate::mounts::{self, HostView, PlanInput, TmpSource, OVERLAY_SOURCE};
 use crate::protocol::{self, KeeperEvent, KeeperRequest};
 use crate::seccomp::{self, SeccompError};
 use crate::sys;
@@ -37,6 +37,9 @@ pub const RUNTIME_API_PORT: u16 = 9001;
 pub const SANDBOX_HOSTNAME: &str = "tern";
 /// `argv[0]` of the keeper and the instance init.
 const KEEPER_ARGV0: &str = "tern";
+/// Empty directory under the state dir: the bottom layer of code overlays attached after
+/// launch. Its name is not a valid instance id, so leftover cleanup leaves it alone.
+const EMPTY_LAYER: &str = ".empty-layer";
 /// How long a launch may take before it is abandoned.
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(10);
 const RESOLV_CONF: &str = "/etc/resolv.conf";
@@ -136,6 +139,11 @@ impl SandboxLauncher {
             return Err(SandboxError::NoCgroups);
         }
         seccomp::compile_builtin()?;
+        let empty_layer = config.state_dir.join(EMPTY_LAYER);
+        fs::create_dir_all(&empty_layer).map_err(|source| SandboxError::StateDir {
+            path: empty_layer.clone(),
+            source,
+        })?;
         let tmp_disks = if config.tmp_on_disk {
             match TmpDisks::start(&config.state_dir, config.tmp_pool_depth) {
                 Ok(disks) => Some(disks),
@@ -365,6 +373,8 @@ impl Launcher for SandboxLauncher {
             uid_slot: slot,
             uids: self.uids.clone(),
             released: Mutex::new(None),
+            keeper_exe: self.config.keeper_exe.clone(),
+            empty_layer: self.config.state_dir.join(EMPTY_LAYER),
         };
         let launched = spawned.map_err(LaunchError::from).and_then(|child| {
             *instance.keeper.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
@@ -395,6 +405,11 @@ impl Launcher for SandboxLauncher {
     fn name(&self) -> &'static str {
         "sandbox"
     }
+
+    fn supports_prewarm(&self) -> bool {
+        // Code attached later is an overlay, so no host path shows in mountinfo.
+        self.host.overlayfs
+    }
 }
 
 struct SandboxInstance {
@@ -414,6 +429,8 @@ struct SandboxInstance {
     uids: Arc<Mutex<UidSlots>>,
     /// Set by cleanup: what the cgroup said before it was removed.
     released: Mutex<Option<Released>>,
+    keeper_exe: PathBuf,
+    empty_layer: PathBuf,
 }
 
 #[derive(Clone, Copy)]
@@ -532,6 +549,65 @@ impl InstanceProcess for SandboxInstance {
             Some(r) => r.memory_peak,
             None => self.cgroup.memory_peak(),
         }
+    }
+
+    fn attach_code(&self, code_dir: &Path) -> Result<PathBuf, String> {
+        let init_pid = self.pid();
+        if init_pid == 0 || self.exit.get().is_some() {
+            return Err("the instance is not running".to_string());
+        }
+        let top = File::open(code_dir).map_err(|e| format!("open {}: {e}", code_dir.display()))?;
+        let bottom = File::open(&self.empty_layer)
+            .map_err(|e| format!("open {}: {e}", self.empty_layer.display()))?;
+        // Layers named by descriptor, as at launch: mountinfo shows no host path.
+        let lower = format!(
+            "/proc/self/fd/{}:/proc/self/fd/{}",
+            top.as_raw_fd(),
+            bottom.as_raw_fd()
+        );
+        let mount = sys::fs_mount_detached(
+            "overlay",
+            &[
+                sys::FsOption::String("source", OVERLAY_SOURCE),
+                sys::FsOption::String("lowerdir", &lower),
+            ],
+        )
+        .map_err(|e| format!("overlay of the code: {e}"))?;
+        drop((top, bottom));
+        // Entering the instance's mount namespace takes a single-threaded process, so
+        // the move happens in a freshly exec'd helper that gets the mount as stdin.
+        let out = Command::new(&self.keeper_exe)
+            .arg0(KEEPER_ARGV0)
+            .arg(ATTACH_ARG)
+            .arg(init_pid.to_string())
+            .env_clear()
+            .stdin(Stdio::from(mount))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| format!("start the attach helper: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "attach the code: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(PathBuf::from("/var/task"))
+    }
+
+    fn set_resources(&self, resources: &crate::launcher::Resources) -> Result<(), String> {
+        let mut limits = CgroupLimits::from_resources(resources);
+        let has_disk = self
+            .tmp_disk
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some();
+        if !has_disk {
+            limits = limits.with_tmpfs(resources.tmp_mb);
+        }
+        self.cgroup
+            .update(&limits)
+            .map_err(|e| format!("cgroup: {e}"))
     }
 
     fn cleanup(&self) {

@@ -325,6 +325,7 @@ mod mount_abi {
     pub const MOUNT_ATTR_NODEV: libc::c_uint = 0x4;
     pub const MOUNT_ATTR_NOATIME: libc::c_uint = 0x10;
     pub const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    pub const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
 }
 
 /// An option for [`fs_mount_detached`].
@@ -409,6 +410,25 @@ pub(crate) fn move_mount_to(mount: RawFd, target: &std::path::Path) -> io::Resul
             libc::AT_FDCWD,
             target.as_ptr(),
             mount_abi::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    })?;
+    Ok(())
+}
+
+/// Attaches a detached mount on top of the directory `target` refers to (which must be
+/// in the caller's mount namespace).
+pub(crate) fn move_mount_onto(mount: RawFd, target: RawFd) -> io::Result<()> {
+    let empty = CString::default();
+    // SAFETY: the empty paths are NUL-terminated and outlive the call; with both
+    // *_EMPTY_PATH flags the descriptors themselves name source and target.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mount,
+            empty.as_ptr(),
+            target,
+            empty.as_ptr(),
+            mount_abi::MOVE_MOUNT_F_EMPTY_PATH | mount_abi::MOVE_MOUNT_T_EMPTY_PATH,
         )
     })?;
     Ok(())
