@@ -234,7 +234,7 @@ fn idle_instances_scale_to_zero_after_the_keep_alive() {
     let server = Server::start_with(&["--keep-alive", "1"]);
     server.create_function("brief", "python3.11", "app.handler", &app_zip(), json!({}));
     assert_eq!(server.invoke("brief", "{}").body, json!("ok"));
-    assert_eq!(live_instances(&server), 1);
+    assert!(live_instances(&server) >= 1);
     let deadline = Instant::now() + Duration::from_secs(15);
     while live_instances(&server) > 0 {
         assert!(Instant::now() < deadline, "instances did not scale to zero");

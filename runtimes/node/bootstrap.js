@@ -474,6 +474,22 @@ process.on('unhandledRejection', (reason, promise) => {
   crash(err, 1);
 });
 
+// Pre-warmed instance (tern extension): block until the platform assigns the function
+// this process will run, then adopt its environment and code directory.
+async function awaitAssignment() {
+  const res = await apiRequest('GET', `${API_PREFIX}/tern/assignment`);
+  if (res.status !== 200) {
+    throw new Error(`assignment failed with HTTP ${res.status}: ${res.body.slice(0, 200)}`);
+  }
+  const assignment = JSON.parse(res.body);
+  delete process.env.TERN_PREWARM;
+  Object.assign(process.env, assignment.env || {});
+  const appRoot = assignment.task_root || process.env.LAMBDA_TASK_ROOT || process.cwd();
+  // The code was mounted after this process started: enter the new directory.
+  process.chdir(appRoot);
+  return { appRoot, handlerSpec: assignment.handler || '' };
+}
+
 async function main() {
   try {
     apiAddress = parseApiAddress(process.env.AWS_LAMBDA_RUNTIME_API);
@@ -483,10 +499,19 @@ async function main() {
   }
   patchConsole();
 
-  const appRoot = process.env.LAMBDA_TASK_ROOT || process.cwd();
+  let appRoot = process.env.LAMBDA_TASK_ROOT || process.cwd();
+  let handlerSpec = process.env._HANDLER || '';
+  if (process.env.TERN_PREWARM === '1') {
+    try {
+      ({ appRoot, handlerSpec } = await awaitAssignment());
+    } catch (e) {
+      fatal(e);
+      return;
+    }
+  }
   let handler;
   try {
-    handler = await loadHandler(appRoot, process.env._HANDLER || '');
+    handler = await loadHandler(appRoot, handlerSpec);
   } catch (e) {
     crashing = true;
     try {

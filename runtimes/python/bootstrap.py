@@ -563,6 +563,34 @@ def run(api, handler_spec, task_root=None):
         handle_invocation(client, handler, headers, body, env)
 
 
+ASSIGNMENT_PATH = "/2018-06-01/runtime/tern/assignment"
+
+
+def await_assignment(api):
+    """Pre-warmed instance (tern extension): block until the platform assigns the
+    function this process will run, then adopt its environment and code directory.
+
+    Returns (handler_spec, task_root)."""
+    client = RuntimeClient(api)
+    try:
+        status, _, body = client.request("GET", ASSIGNMENT_PATH)
+    finally:
+        client.close()
+    if status != 200:
+        raise RuntimeError("assignment failed with HTTP %s: %r" % (status, body[:200]))
+    assignment = json.loads(body)
+    os.environ.pop("TERN_PREWARM", None)
+    os.environ.update(assignment.get("env") or {})
+    try:
+        time.tzset()
+    except AttributeError:  # pragma: no cover - not on Unix
+        pass
+    task_root = assignment.get("task_root") or os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
+    # The code was mounted after this process started: enter the new directory.
+    os.chdir(task_root)
+    return assignment.get("handler") or "", task_root
+
+
 def main():
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -583,7 +611,11 @@ def main():
     if not api:
         sys.stderr.write("tern-bootstrap: AWS_LAMBDA_RUNTIME_API is not set\n")
         sys.exit(1)
-    run(api, os.environ.get("_HANDLER", ""))
+    if os.environ.get("TERN_PREWARM") == "1":
+        handler_spec, task_root = await_assignment(api)
+        run(api, handler_spec, task_root)
+    else:
+        run(api, os.environ.get("_HANDLER", ""))
 
 
 if __name__ == "__main__":

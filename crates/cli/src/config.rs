@@ -39,6 +39,8 @@ pub struct ServerConfig {
     pub max_concurrent_starts: usize,
     /// How long a request waits for a free instance before a 429.
     pub queue_timeout_ms: u64,
+    /// Pre-warmed instances kept per runtime in use (0 disables them).
+    pub prewarm_per_runtime: usize,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +64,7 @@ impl Default for ServerConfig {
             memory_budget_mb: 0,
             max_concurrent_starts: 0,
             queue_timeout_ms: 5000,
+            prewarm_per_runtime: 2,
         }
     }
 }
@@ -96,6 +99,9 @@ pub struct ServerArgs {
     /// Summed MemorySize of live instances, in MB (default: 75% of RAM).
     #[arg(long, env = "TERN_MEMORY_BUDGET_MB")]
     pub memory_budget_mb: Option<u64>,
+    /// Pre-warmed instances kept per runtime in use (0 disables them).
+    #[arg(long, env = "TERN_PREWARM_PER_RUNTIME")]
+    pub prewarm: Option<usize>,
     /// DEVELOPMENT ONLY: run functions as plain processes without any isolation.
     #[arg(long, env = "TERN_DEV_UNSANDBOXED")]
     pub dev_unsandboxed: bool,
@@ -130,6 +136,9 @@ impl ServerConfig {
         }
         if let Some(v) = args.memory_budget_mb {
             cfg.memory_budget_mb = v;
+        }
+        if let Some(v) = args.prewarm {
+            cfg.prewarm_per_runtime = v;
         }
         cfg.dev_unsandboxed |= args.dev_unsandboxed;
         cfg.validate()?;

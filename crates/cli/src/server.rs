@@ -208,6 +208,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             max_output_per_invocation: config.max_output_bytes,
             region: config.region.clone(),
             bootstrap_dir,
+            prewarm_per_runtime: config.prewarm_per_runtime,
         },
         launcher(&config, store.as_ref())?,
         catalog.clone(),

@@ -5,8 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use std::path::Path;
 use tern_core::wire::FunctionErrorBody;
-use tern_sandbox::{ExitStatus, InstanceProcess, LaunchSpec, Launcher};
+
+use tern_sandbox::{ExitStatus, InstanceProcess, LaunchSpec, Launcher, Resources};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::api::{self, ApiShared, Invocation, Phase, Reply};
@@ -67,6 +69,9 @@ pub struct Instance {
     process: Arc<dyn InstanceProcess>,
     queue: mpsc::Sender<Invocation>,
     exited: watch::Receiver<Option<ExitStatus>>,
+    phase: watch::Receiver<Phase>,
+    /// Set while a pre-warmed instance waits for its function.
+    assign_tx: Option<oneshot::Sender<Bytes>>,
     output: OutputTap,
     api_task: tokio::task::JoinHandle<()>,
     /// Time from launch until the runtime first asked for work.
@@ -92,6 +97,98 @@ impl Instance {
         max_output_per_invocation: u64,
     ) -> Result<Instance, StartError> {
         let started = Instant::now();
+        let mut instance =
+            Self::launch(launcher, spec, logs, max_output_per_invocation, false).await?;
+        let waited = instance
+            .wait_init(init_timeout, |p| *p == Phase::Ready)
+            .await;
+        instance.init_duration = started.elapsed();
+        instance.settle(waited).await
+    }
+
+    /// Launches a pre-warmed instance: the runtime starts, loads its bootstrap and waits
+    /// for [`Instance::assign`] to say which function it runs. Returns once it waits.
+    pub async fn prewarm(
+        launcher: Arc<dyn Launcher>,
+        spec: LaunchSpec,
+        init_timeout: Duration,
+        logs: LogConsumer,
+        max_output_per_invocation: u64,
+    ) -> Result<Instance, StartError> {
+        let mut instance =
+            Self::launch(launcher, spec, logs, max_output_per_invocation, true).await?;
+        let waited = instance
+            .wait_init(init_timeout, |p| *p == Phase::Prewarmed)
+            .await;
+        instance.settle(waited).await
+    }
+
+    /// Gives a pre-warmed instance its function: mounts the code, sets the limits, hands
+    /// the runtime its handler and environment, and waits for init to finish.
+    pub async fn assign(
+        mut self,
+        code_dir: &Path,
+        resources: Resources,
+        handler: &str,
+        env: &[(String, String)],
+        init_timeout: Duration,
+    ) -> Result<Instance, StartError> {
+        let started = Instant::now();
+        let process = self.process.clone();
+        let code = code_dir.to_path_buf();
+        let attached = tokio::task::spawn_blocking(move || {
+            process.set_resources(&resources)?;
+            process.attach_code(&code)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+        let task_root = match attached {
+            Ok(t) => t,
+            Err(e) => {
+                self.destroy().await;
+                return Err(StartError::Launch(format!(
+                    "could not assign the instance: {e}"
+                )));
+            }
+        };
+        let mut env: serde_json::Map<String, serde_json::Value> = env
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
+            .collect();
+        env.insert(
+            "LAMBDA_TASK_ROOT".to_string(),
+            serde_json::Value::from(task_root.to_string_lossy().into_owned()),
+        );
+        let body = serde_json::json!({
+            "handler": handler,
+            "task_root": task_root.to_string_lossy(),
+            "env": env,
+        });
+        let sent = self
+            .assign_tx
+            .take()
+            .map(|tx| tx.send(Bytes::from(body.to_string())).is_ok())
+            .unwrap_or(false);
+        if !sent {
+            self.destroy().await;
+            return Err(StartError::Launch(
+                "the pre-warmed runtime is not waiting for an assignment".to_string(),
+            ));
+        }
+        self.memory_mb = resources.memory_mb;
+        let waited = self.wait_init(init_timeout, |p| *p == Phase::Ready).await;
+        self.init_duration = started.elapsed();
+        self.settle(waited).await
+    }
+
+    async fn launch(
+        launcher: Arc<dyn Launcher>,
+        spec: LaunchSpec,
+        logs: LogConsumer,
+        max_output_per_invocation: u64,
+        prewarm: bool,
+    ) -> Result<Instance, StartError> {
         let id = spec.instance_id.clone();
         let memory_mb = spec.resources.memory_mb;
         let launched = tokio::task::spawn_blocking(move || launcher.launch(&spec))
@@ -99,7 +196,13 @@ impl Instance {
             .map_err(|e| StartError::Launch(e.to_string()))?
             .map_err(|e| StartError::Launch(e.to_string()))?;
         let (queue_tx, queue_rx) = mpsc::channel(1);
-        let (shared, mut phase) = ApiShared::new(queue_rx);
+        let (assign_tx, assign_rx) = if prewarm {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let (shared, phase) = ApiShared::new(queue_rx, assign_rx);
         let api_task = tokio::spawn(api::serve(launched.runtime_api_listener, shared.clone()));
         let id_source = shared.clone();
         let output = OutputTap::start(
@@ -120,26 +223,43 @@ impl Instance {
                 let _ = exit_tx.send(Some(status));
             });
         }
-        let mut instance = Instance {
+        Ok(Instance {
             id,
             process,
             queue: queue_tx,
             exited,
+            phase,
+            assign_tx,
             output,
             api_task,
             init_duration: Duration::ZERO,
             memory_mb,
-        };
-        let mut exited = instance.exited.clone();
+        })
+    }
+
+    /// Waits until the runtime reaches a phase `done` accepts, fails init, exits, or the
+    /// timeout passes.
+    async fn wait_init(
+        &mut self,
+        init_timeout: Duration,
+        done: impl Fn(&Phase) -> bool,
+    ) -> Result<(), FunctionErrorBody> {
+        let mut phase = self.phase.clone();
+        let mut exited = self.exited.clone();
+        let oom = self.process.clone();
         let waited = tokio::time::timeout(init_timeout, async {
             loop {
-                match &*phase.borrow_and_update() {
-                    Phase::Ready => return Ok(()),
-                    Phase::InitFailed(e) => return Err(e.clone()),
-                    Phase::Initializing => {}
+                {
+                    let p = phase.borrow_and_update();
+                    if done(&p) {
+                        return Ok(());
+                    }
+                    if let Phase::InitFailed(e) = &*p {
+                        return Err(e.clone());
+                    }
                 }
                 if let Some(status) = *exited.borrow_and_update() {
-                    return Err(init_exit_error(status, instance.process.oom_killed()));
+                    return Err(init_exit_error(status, oom.oom_killed()));
                 }
                 tokio::select! {
                     r = phase.changed() => if r.is_err() { return Err(FunctionErrorBody::new("Runtime.Unknown", "runtime API stopped")) },
@@ -148,21 +268,27 @@ impl Instance {
             }
         })
         .await;
-        instance.init_duration = started.elapsed();
-        let failure = match waited {
-            Ok(Ok(())) => return Ok(instance),
-            Ok(Err(e)) => e,
-            Err(_) => FunctionErrorBody::new(
+        match waited {
+            Ok(r) => r,
+            Err(_) => Err(FunctionErrorBody::new(
                 "Runtime.InitTimeout",
                 format!(
                     "Init did not finish within {:.2} seconds",
                     init_timeout.as_secs_f64()
                 ),
-            ),
+            )),
+        }
+    }
+
+    /// The instance if init succeeded; else destroys it and returns the init error with
+    /// the output the runtime printed.
+    async fn settle(self, waited: Result<(), FunctionErrorBody>) -> Result<Instance, StartError> {
+        let failure = match waited {
+            Ok(()) => return Ok(self),
+            Err(e) => e,
         };
-        // Give the runtime's own error output a moment to reach the log.
-        let output = instance.output.finish();
-        instance.destroy().await;
+        let output = self.output.finish();
+        self.destroy().await;
         Err(StartError::Init(failure, output))
     }
 

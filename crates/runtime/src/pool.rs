@@ -24,6 +24,9 @@ use crate::output::{LogConsumer, OutputLine};
 /// Receives every output line of every instance with its namespace and function.
 pub type LogRouter = Arc<dyn Fn(&str, &str, OutputLine) + Send + Sync>;
 
+/// The (namespace, function) a pre-warmed instance's output belongs to, once assigned.
+type LogOwner = Arc<Mutex<Option<(String, String)>>>;
+
 /// Settings of the instance manager (part of the server config).
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
@@ -46,6 +49,33 @@ pub struct PoolConfig {
     pub region: String,
     /// Directory with the installed bootstraps (shown at `/opt/tern`).
     pub bootstrap_dir: PathBuf,
+    /// Pre-warmed instances kept per (runtime, /tmp size) in use: sandbox built, runtime
+    /// started with its bootstrap loaded, waiting for a function. 0 disables them.
+    pub prewarm_per_runtime: usize,
+}
+
+/// MemorySize a pre-warmed instance starts with (raised when it gets its function).
+const PREWARM_MEMORY_MB: u32 = 128;
+
+/// Function environment variables that change how an interpreter starts; a function
+/// setting any of them gets a fresh runtime instead of a pre-warmed one.
+fn affects_startup(key: &str) -> bool {
+    const PREFIXES: &[&str] = &["PYTHON", "NODE_", "LD_", "LC_", "MALLOC_", "GLIBC_"];
+    const KEYS: &[&str] = &["PATH", "HOME", "LANG", "TZ", "UV_THREADPOOL_SIZE", "TMPDIR"];
+    PREFIXES.iter().any(|p| key.starts_with(p)) || KEYS.contains(&key)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PrewarmKey {
+    runtime: String,
+    tmp_mb: u32,
+}
+
+#[derive(Default)]
+struct PrewarmPool {
+    ready: Vec<(Instance, LogOwner)>,
+    filling: bool,
+    last_wanted: Option<Instant>,
 }
 
 impl PoolConfig {
@@ -64,6 +94,7 @@ impl PoolConfig {
             max_output_per_invocation: 1 << 20,
             region: region.to_string(),
             bootstrap_dir,
+            prewarm_per_runtime: 2,
         }
     }
 }
@@ -168,6 +199,7 @@ pub struct InstanceManager {
     idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
     capacity: Mutex<Capacity>,
     provisioned: Mutex<HashMap<(String, String), Provisioned>>,
+    prewarmed: Mutex<HashMap<PrewarmKey, PrewarmPool>>,
     starts: Arc<Semaphore>,
     /// Signalled whenever an instance is released or retired.
     released: Notify,
@@ -193,6 +225,9 @@ impl InstanceManager {
         logs: LogRouter,
     ) -> Arc<Self> {
         let starts = Arc::new(Semaphore::new(config.max_concurrent_starts.max(1)));
+        if let Err(e) = std::fs::create_dir_all(config.bootstrap_dir.join("empty-task")) {
+            tracing::warn!(error = %e, "cannot create the empty code dir; pre-warming will fail");
+        }
         Arc::new(InstanceManager {
             config,
             launcher,
@@ -201,6 +236,7 @@ impl InstanceManager {
             idle: Mutex::new(HashMap::new()),
             capacity: Mutex::new(Capacity::default()),
             provisioned: Mutex::new(HashMap::new()),
+            prewarmed: Mutex::new(HashMap::new()),
             starts,
             released: Notify::new(),
             next_id: AtomicUsize::new(0),
@@ -218,6 +254,11 @@ impl InstanceManager {
     /// Live instances (idle and busy).
     pub fn live(&self) -> usize {
         lock(&self.capacity).instances
+    }
+
+    /// Pre-warmed instances waiting for a function.
+    pub fn prewarmed_count(&self) -> usize {
+        lock(&self.prewarmed).values().map(|p| p.ready.len()).sum()
     }
 
     /// Summed MemorySize of live instances.
@@ -265,7 +306,7 @@ impl InstanceManager {
 
     /// Claims room for one more instance of `memory_mb`, stopping idle instances of
     /// other functions (least recently used first) if that makes room.
-    async fn claim_capacity(&self, memory_mb: u64) -> bool {
+    async fn claim_capacity(&self, memory_mb: u64, evict: bool) -> bool {
         loop {
             {
                 let mut cap = lock(&self.capacity);
@@ -277,7 +318,12 @@ impl InstanceManager {
                     return true;
                 }
             }
-            if !self.evict_one_idle().await {
+            if !evict {
+                return false;
+            }
+            // Pre-warmed instances are the cheapest to lose, then the least recently
+            // used idle ones.
+            if !self.evict_one_prewarmed().await && !self.evict_one_idle().await {
                 return false;
             }
         }
@@ -291,7 +337,7 @@ impl InstanceManager {
 
     /// A warm instance if one is idle, else a new one; waits at most the queue timeout
     /// for room.
-    pub async fn acquire(&self, f: &FunctionSpec) -> Result<Lease, AcquireError> {
+    pub async fn acquire(self: &Arc<Self>, f: &FunctionSpec) -> Result<Lease, AcquireError> {
         let key = PoolKey::of(f);
         let kind =
             self.catalog
@@ -310,7 +356,7 @@ impl InstanceManager {
                 return Ok(lease);
             }
             if let Ok(permit) = self.starts.clone().try_acquire_owned() {
-                if self.claim_capacity(u64::from(f.memory_mb)).await {
+                if self.claim_capacity(u64::from(f.memory_mb), true).await {
                     let started = self.start(f, &kind, false).await;
                     drop(permit);
                     return started.map(|instance| Lease {
@@ -342,12 +388,80 @@ impl InstanceManager {
     }
 
     /// Starts an instance for which capacity was claimed; gives the claim back on failure.
+    /// Which pre-warmed pool could serve `f`, if any.
+    fn prewarm_key(&self, f: &FunctionSpec, kind: &RuntimeKind) -> Option<PrewarmKey> {
+        if self.config.prewarm_per_runtime == 0 || !self.launcher.supports_prewarm() {
+            return None;
+        }
+        if !matches!(kind, RuntimeKind::Python { .. } | RuntimeKind::Node { .. }) {
+            return None;
+        }
+        if f.env.iter().any(|(k, _)| affects_startup(k)) {
+            return None;
+        }
+        Some(PrewarmKey {
+            runtime: f.runtime.clone(),
+            tmp_mb: f.tmp_mb,
+        })
+    }
+
+    fn resources(&self, memory_mb: u32, tmp_mb: u32) -> Resources {
+        Resources {
+            memory_mb,
+            tmp_mb,
+            cpu_millis: cpu_millis(memory_mb, self.config.cpu_floor_millis),
+            max_pids: self.config.max_pids,
+            max_open_files: self.config.max_open_files,
+        }
+    }
+
+    /// Starts an instance for which capacity was claimed, from a pre-warmed one when
+    /// possible; gives the claim back on failure.
     async fn start(
-        &self,
+        self: &Arc<Self>,
         f: &FunctionSpec,
         kind: &RuntimeKind,
         provisioned: bool,
     ) -> Result<Instance, AcquireError> {
+        if let Some(key) = self.prewarm_key(f, kind) {
+            let taken = {
+                let mut pools = lock(&self.prewarmed);
+                let pool = pools.entry(key.clone()).or_default();
+                pool.last_wanted = Some(Instant::now());
+                pool.ready.pop()
+            };
+            self.fill_prewarm(&key, kind);
+            if let Some((instance, owner)) = taken {
+                // The caller claimed capacity for this instance; the pre-warmed one's
+                // own claim goes back.
+                self.release_capacity(u64::from(PREWARM_MEMORY_MB));
+                *lock(&owner) = Some((f.namespace.clone(), f.name.clone()));
+                let env = self.function_env(f, &instance.id, provisioned);
+                let assigned = instance
+                    .assign(
+                        &f.code_dir,
+                        self.resources(f.memory_mb, f.tmp_mb),
+                        &f.handler,
+                        &env,
+                        self.config.init_timeout,
+                    )
+                    .await;
+                match assigned {
+                    Ok(instance) => {
+                        tracing::debug!(function = %f.name, instance = %instance.id, init_ms = instance.init_duration.as_millis() as u64, "pre-warmed instance assigned");
+                        return Ok(instance);
+                    }
+                    Err(StartError::Launch(msg)) => {
+                        tracing::warn!(function = %f.name, error = %msg, "pre-warmed instance unusable; starting a fresh one");
+                    }
+                    Err(e) => {
+                        self.release_capacity(u64::from(f.memory_mb));
+                        self.released.notify_waiters();
+                        return Err(e.into());
+                    }
+                }
+            }
+        }
         let spec = self.launch_spec(f, kind, provisioned);
         let router = self.logs.clone();
         let (ns, name) = (f.namespace.clone(), f.name.clone());
@@ -371,6 +485,162 @@ impl InstanceManager {
                 Err(e.into())
             }
         }
+    }
+
+    /// Tops up a pre-warmed pool in the background (off the request path).
+    fn fill_prewarm(self: &Arc<Self>, key: &PrewarmKey, kind: &RuntimeKind) {
+        {
+            let mut pools = lock(&self.prewarmed);
+            let pool = pools.entry(key.clone()).or_default();
+            if pool.filling || pool.ready.len() >= self.config.prewarm_per_runtime {
+                return;
+            }
+            pool.filling = true;
+        }
+        let mgr = self.clone();
+        let (key, kind) = (key.clone(), kind.clone());
+        tokio::spawn(async move { mgr.fill_prewarm_task(key, kind).await });
+    }
+
+    async fn fill_prewarm_task(self: Arc<Self>, key: PrewarmKey, kind: RuntimeKind) {
+        loop {
+            let wanted = {
+                let pools = lock(&self.prewarmed);
+                pools.get(&key).is_some_and(|p| {
+                    p.ready.len() < self.config.prewarm_per_runtime
+                        && p.last_wanted
+                            .is_some_and(|t| t.elapsed() < self.config.keep_alive)
+                })
+            };
+            if !wanted {
+                break;
+            }
+            // Requests come first: if every start slot is busy, the reaper retries later.
+            let Ok(permit) = self.starts.clone().try_acquire_owned() else {
+                break;
+            };
+            if !self
+                .claim_capacity(u64::from(PREWARM_MEMORY_MB), false)
+                .await
+            {
+                break;
+            }
+            let owner: LogOwner = Arc::new(Mutex::new(None));
+            let consumer: LogConsumer = {
+                let owner = owner.clone();
+                let router = self.logs.clone();
+                Arc::new(move |line: OutputLine| match lock(&owner).clone() {
+                    Some((ns, name)) => router(&ns, &name, line),
+                    None => tracing::debug!(line = %line.line, "pre-warmed runtime output"),
+                })
+            };
+            let spec = self.prewarm_spec(&key, &kind);
+            let started = Instance::prewarm(
+                self.launcher.clone(),
+                spec,
+                self.config.init_timeout,
+                consumer,
+                self.config.max_output_per_invocation,
+            )
+            .await;
+            drop(permit);
+            match started {
+                Ok(instance) => {
+                    let mut pools = lock(&self.prewarmed);
+                    pools
+                        .entry(key.clone())
+                        .or_default()
+                        .ready
+                        .push((instance, owner));
+                    drop(pools);
+                    self.released.notify_waiters();
+                }
+                Err(e) => {
+                    self.release_capacity(u64::from(PREWARM_MEMORY_MB));
+                    tracing::warn!(runtime = %key.runtime, error = %e, "could not pre-warm an instance");
+                    break;
+                }
+            }
+        }
+        if let Some(pool) = lock(&self.prewarmed).get_mut(&key) {
+            pool.filling = false;
+        }
+    }
+
+    /// Refills pools still in use and stops those unused for the keep-alive.
+    async fn tend_prewarmed(self: &Arc<Self>) {
+        let mut stale = Vec::new();
+        let mut refill = Vec::new();
+        {
+            let mut pools = lock(&self.prewarmed);
+            pools.retain(|key, pool| {
+                let used = pool
+                    .last_wanted
+                    .is_some_and(|t| t.elapsed() < self.config.keep_alive);
+                if used {
+                    refill.push(key.clone());
+                    return true;
+                }
+                stale.extend(pool.ready.drain(..).map(|(i, _)| i));
+                pool.filling
+            });
+        }
+        for instance in stale {
+            self.retire_prewarmed(instance).await;
+        }
+        for key in refill {
+            if let Some(kind) = self.catalog.get(&key.runtime).cloned() {
+                self.fill_prewarm(&key, &kind);
+            }
+        }
+    }
+
+    async fn retire_prewarmed(&self, instance: Instance) {
+        instance.destroy().await;
+        self.release_capacity(u64::from(PREWARM_MEMORY_MB));
+        self.released.notify_waiters();
+    }
+
+    /// Stops one pre-warmed instance to make room; true if there was one.
+    async fn evict_one_prewarmed(&self) -> bool {
+        let victim = lock(&self.prewarmed)
+            .values_mut()
+            .find_map(|p| p.ready.pop());
+        match victim {
+            Some((instance, _)) => {
+                self.retire_prewarmed(instance).await;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn prewarm_spec(&self, key: &PrewarmKey, kind: &RuntimeKind) -> LaunchSpec {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let instance_id = format!(
+            "pw-{}-{}-{n}",
+            key.runtime.replace(['.', '_'], "-"),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let (program, args, extra) = self.program(kind);
+        let mut env: Vec<(String, String)> =
+            self.base_env(&self.config.region).into_iter().collect();
+        env.push(("TERN_PREWARM".to_string(), "1".to_string()));
+        LaunchSpec {
+            instance_id,
+            program,
+            args,
+            env,
+            code_dir: self.empty_code_dir(),
+            bootstrap_dir: self.config.bootstrap_dir.clone(),
+            extra_ro_paths: extra,
+            resources: self.resources(PREWARM_MEMORY_MB, key.tmp_mb),
+        }
+    }
+
+    /// An empty directory shown at `/var/task` until a pre-warmed instance gets its code.
+    fn empty_code_dir(&self) -> PathBuf {
+        self.config.bootstrap_dir.join("empty-task")
     }
 
     /// Returns an instance after a request: back to the pool if it is still good.
@@ -509,6 +779,7 @@ impl InstanceManager {
                 let Some(mgr) = weak.upgrade() else { return };
                 mgr.reap_idle().await;
                 mgr.fill_provisioned();
+                mgr.tend_prewarmed().await;
             }
         });
     }
@@ -623,7 +894,7 @@ impl InstanceManager {
             let Ok(permit) = self.starts.clone().acquire_owned().await else {
                 break;
             };
-            if !self.claim_capacity(u64::from(f.memory_mb)).await {
+            if !self.claim_capacity(u64::from(f.memory_mb), true).await {
                 failure = Some(format!(
                     "not enough capacity on this server ({})",
                     self.describe_capacity()
@@ -679,6 +950,13 @@ impl InstanceManager {
     /// Stops every idle instance (shutdown).
     pub async fn shutdown(&self) {
         lock(&self.provisioned).clear();
+        let prewarmed: Vec<Instance> = lock(&self.prewarmed)
+            .drain()
+            .flat_map(|(_, p)| p.ready.into_iter().map(|(i, _)| i))
+            .collect();
+        for instance in prewarmed {
+            self.retire_prewarmed(instance).await;
+        }
         let all: Vec<(PoolKey, Idle)> = lock(&self.idle)
             .drain()
             .flat_map(|(k, v)| v.into_iter().map(move |i| (k.clone(), i)))
@@ -695,7 +973,23 @@ impl InstanceManager {
             f.name.replace('_', "-"),
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
-        let (program, args, extra) = match kind {
+        let (program, args, extra) = self.program(kind);
+        let env = self.function_env(f, &instance_id, provisioned);
+        LaunchSpec {
+            instance_id,
+            program,
+            args,
+            env,
+            code_dir: f.code_dir.clone(),
+            bootstrap_dir: self.config.bootstrap_dir.clone(),
+            extra_ro_paths: extra,
+            resources: self.resources(f.memory_mb, f.tmp_mb),
+        }
+    }
+
+    /// Program, arguments and extra read-only trees of a runtime.
+    fn program(&self, kind: &RuntimeKind) -> (PathBuf, Vec<String>, Vec<PathBuf>) {
+        match kind {
             RuntimeKind::Python { exe, prefix } => (
                 exe.clone(),
                 vec![PYTHON_IN_SANDBOX.to_string()],
@@ -707,32 +1001,29 @@ impl InstanceManager {
                 extra_tree(prefix),
             ),
             RuntimeKind::Provided => (PathBuf::from("/var/task/bootstrap"), Vec::new(), Vec::new()),
-        };
-        let mut env = self.runtime_env(f, &instance_id, provisioned);
-        for (k, v) in &f.env {
-            env.retain(|(ek, _)| ek != k);
-            env.push((k.clone(), v.clone()));
-        }
-        LaunchSpec {
-            instance_id,
-            program,
-            args,
-            env,
-            code_dir: f.code_dir.clone(),
-            bootstrap_dir: self.config.bootstrap_dir.clone(),
-            extra_ro_paths: extra,
-            resources: Resources {
-                memory_mb: f.memory_mb,
-                tmp_mb: f.tmp_mb,
-                cpu_millis: cpu_millis(f.memory_mb, self.config.cpu_floor_millis),
-                max_pids: self.config.max_pids,
-                max_open_files: self.config.max_open_files,
-            },
         }
     }
 
-    /// The variables Lambda sets for every runtime.
-    fn runtime_env(
+    /// The variables every runtime process starts with, whatever its function.
+    fn base_env(&self, region: &str) -> Vec<(String, String)> {
+        [
+            ("AWS_REGION", region.to_string()),
+            ("AWS_DEFAULT_REGION", region.to_string()),
+            ("LAMBDA_TASK_ROOT", "/var/task".to_string()),
+            ("LAMBDA_RUNTIME_DIR", "/opt/tern".to_string()),
+            ("PATH", "/usr/local/bin:/usr/bin:/bin:/opt/bin".to_string()),
+            ("LANG", "en_US.UTF-8".to_string()),
+            ("TZ", ":UTC".to_string()),
+            ("HOME", "/tmp".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// The complete environment of a function's runtime: Lambda's variables, then the
+    /// function's own (which win).
+    fn function_env(
         &self,
         f: &FunctionSpec,
         instance_id: &str,
@@ -747,39 +1038,37 @@ impl InstanceManager {
             f.version,
             instance_id
         );
-        let region = &self.config.region;
-        [
-            ("AWS_LAMBDA_FUNCTION_NAME", f.name.clone()),
-            ("AWS_LAMBDA_FUNCTION_VERSION", f.version.clone()),
-            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", f.memory_mb.to_string()),
-            (
-                "AWS_LAMBDA_LOG_GROUP_NAME",
-                format!("/aws/lambda/{}", f.name),
-            ),
-            ("AWS_LAMBDA_LOG_STREAM_NAME", stream),
-            (
-                "AWS_LAMBDA_INITIALIZATION_TYPE",
-                if provisioned {
-                    "provisioned-concurrency"
-                } else {
-                    "on-demand"
-                }
-                .to_string(),
-            ),
-            ("AWS_EXECUTION_ENV", format!("AWS_Lambda_{}", f.runtime)),
-            ("AWS_REGION", region.clone()),
-            ("AWS_DEFAULT_REGION", region.clone()),
-            ("_HANDLER", f.handler.clone()),
-            ("LAMBDA_TASK_ROOT", "/var/task".to_string()),
-            ("LAMBDA_RUNTIME_DIR", "/opt/tern".to_string()),
-            ("PATH", "/usr/local/bin:/usr/bin:/bin:/opt/bin".to_string()),
-            ("LANG", "en_US.UTF-8".to_string()),
-            ("TZ", ":UTC".to_string()),
-            ("HOME", "/tmp".to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
+        let mut env = self.base_env(&self.config.region);
+        env.extend(
+            [
+                ("AWS_LAMBDA_FUNCTION_NAME", f.name.clone()),
+                ("AWS_LAMBDA_FUNCTION_VERSION", f.version.clone()),
+                ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", f.memory_mb.to_string()),
+                (
+                    "AWS_LAMBDA_LOG_GROUP_NAME",
+                    format!("/aws/lambda/{}", f.name),
+                ),
+                ("AWS_LAMBDA_LOG_STREAM_NAME", stream),
+                (
+                    "AWS_LAMBDA_INITIALIZATION_TYPE",
+                    if provisioned {
+                        "provisioned-concurrency"
+                    } else {
+                        "on-demand"
+                    }
+                    .to_string(),
+                ),
+                ("AWS_EXECUTION_ENV", format!("AWS_Lambda_{}", f.runtime)),
+                ("_HANDLER", f.handler.clone()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v)),
+        );
+        for (k, v) in &f.env {
+            env.retain(|(ek, _)| ek != k);
+            env.push((k.clone(), v.clone()));
+        }
+        env
     }
 }
 

@@ -19,8 +19,12 @@ struct Fixture {
     lines: Arc<Mutex<Vec<String>>>,
 }
 
+/// Without pre-warmed instances, so instance counts are exact.
 fn fixture(files: &[(&str, &str)], keep_alive: Duration) -> Fixture {
-    fixture_with(files, keep_alive, |c| c)
+    fixture_with(files, keep_alive, |c| PoolConfig {
+        prewarm_per_runtime: 0,
+        ..c
+    })
 }
 
 fn fixture_with(
@@ -273,6 +277,7 @@ async fn memory_budget_evicts_the_least_recently_used_idle_instance() {
     let fx = fixture_with(&[("app.py", PY_APP)], Duration::from_secs(60), |c| {
         PoolConfig {
             memory_budget_mb: 512,
+            prewarm_per_runtime: 0,
             ..c
         }
     });
@@ -381,4 +386,54 @@ async fn a_crashed_provisioned_instance_is_replaced() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(replaced, "the provisioned instance was not replaced");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pre_warmed_instances_take_any_function_of_their_runtime() {
+    let fx = fixture_with(&[("app.py", PY_APP)], Duration::from_secs(60), |c| {
+        PoolConfig {
+            prewarm_per_runtime: 1,
+            ..c
+        }
+    });
+    // The first cold start of a runtime starts filling its pool.
+    let first = fx.manager.acquire(&named(&fx, "first", 128)).await.unwrap();
+    fx.manager.release(first, true).await;
+    let mut ready = false;
+    for _ in 0..100 {
+        if fx.manager.prewarmed_count() == 1 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "the pre-warmed pool did not fill");
+    // Another function takes it: a cold start, but with the runtime already loaded.
+    let other = FunctionSpec {
+        env: vec![("GREETING".into(), "from env".into())],
+        ..named(&fx, "other", 256)
+    };
+    let lease = fx.manager.acquire(&other).await.unwrap();
+    assert!(lease.cold);
+    assert_eq!(lease.instance.memory_mb, 256);
+    let (out, _) = lease
+        .instance
+        .invoke(input("w1", r#"{"x": 1}"#, Duration::from_secs(5)))
+        .await;
+    assert!(matches!(out, Outcome::Success(_)), "{out:?}");
+    fx.manager.release(lease, true).await;
+    // A function whose environment changes interpreter start-up never gets one.
+    let picky = FunctionSpec {
+        env: vec![("PYTHONPATH".into(), "/var/task/lib".into())],
+        ..named(&fx, "picky", 128)
+    };
+    for _ in 0..100 {
+        if fx.manager.prewarmed_count() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let lease = fx.manager.acquire(&picky).await.unwrap();
+    assert_eq!(fx.manager.prewarmed_count(), 1, "the pool was left alone");
+    fx.manager.release(lease, true).await;
 }
