@@ -28,6 +28,8 @@ function startFakeApi() {
   const postWaiters = [];
   let nextCalls = 0;
   let responseStatus = () => 202;
+  let assignment; // body for the tern/assignment long poll
+  let assignmentWaiter;
 
   function deliver(res, ev) {
     const headers = Object.assign(
@@ -60,6 +62,15 @@ function startFakeApi() {
     req.on('data', (c) => chunks.push(c));
     req.on('end', () => {
       const body = Buffer.concat(chunks).toString('utf8');
+      if (req.method === 'GET' && req.url === `${PREFIX}/tern/assignment`) {
+        const reply = (b) => {
+          res.writeHead(200, { 'Content-Type': 'application/json' });
+          res.end(b);
+        };
+        if (assignment !== undefined) reply(assignment);
+        else assignmentWaiter = reply;
+        return;
+      }
       if (req.method === 'GET' && req.url === `${PREFIX}/invocation/next`) {
         nextCalls++;
         const ev = queue.shift();
@@ -111,6 +122,10 @@ function startFakeApi() {
         },
         setResponseStatus(fn) {
           responseStatus = fn;
+        },
+        assign(body) {
+          assignment = JSON.stringify(body);
+          if (assignmentWaiter) assignmentWaiter(assignment);
         },
         push(ev) {
           const res = waiting.shift();
@@ -614,4 +629,28 @@ test('legacy context.succeed / context.fail complete the invocation', async (t) 
   assert.deepEqual(posts[0].json, { legacy: true });
   assert.equal(posts[1].kind, 'error');
   assert.equal(posts[1].json.errorMessage, 'legacy fail');
+});
+
+test('a pre-warmed runtime waits for its assignment, then adopts handler, env and code dir', async (t) => {
+  const code = fs.mkdtempSync(path.join(os.tmpdir(), 'tern-node-late-'));
+  t.after(() => fs.rmSync(code, { recursive: true, force: true }));
+  fs.writeFileSync(
+    path.join(code, 'late.js'),
+    'exports.handler = async (e, c) => ({ name: c.functionName, greeting: process.env.GREETING, cwd: process.cwd(), prewarm: process.env.TERN_PREWARM });',
+  );
+  const rt = await startRuntime(t, {
+    handler: '',
+    env: { TERN_PREWARM: '1', AWS_LAMBDA_FUNCTION_NAME: '' },
+    events: [{ id: 'req-late', body: {} }],
+  });
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(rt.api.nextCalls, 0, 'no invocation before the assignment');
+  rt.api.assign({
+    handler: 'late.handler',
+    task_root: code,
+    env: { AWS_LAMBDA_FUNCTION_NAME: 'assigned', GREETING: 'hello', LAMBDA_TASK_ROOT: code },
+  });
+  const [p] = await rt.api.waitForPosts(1);
+  assert.equal(p.kind, 'response');
+  assert.deepEqual(p.json, { name: 'assigned', greeting: 'hello', cwd: fs.realpathSync(code) });
 });

@@ -39,6 +39,7 @@ class FakeRuntimeAPI(object):
         self.response_status = {}  # request id -> forced HTTP status for /response
         self.next_calls = 0
         self.stopped = False
+        self.assignment = queue.Queue()  # body for the tern/assignment long poll
         api = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -56,6 +57,14 @@ class FakeRuntimeAPI(object):
                 self.wfile.write(body)
 
             def do_GET(self):
+                if self.path == API + "/tern/assignment":
+                    while True:
+                        try:
+                            body = api.assignment.get(timeout=0.1)
+                            return self._reply(200, body, {"Content-Type": "application/json"})
+                        except queue.Empty:
+                            if api.stopped:
+                                return self._reply(410, b"{}")
                 if self.path != API + "/invocation/next":
                     return self._reply(404, b'{"errorType":"NotFound"}')
                 with api.cond:
@@ -608,3 +617,32 @@ def test_stdout_line_buffered_during_invocation(rt):
     (rt.task_root / "release").write_text("")
     kind, _, body = rt.api.wait_result(rid)
     assert (kind, json.loads(body)) == ("response", True)
+
+
+def test_prewarmed_runtime_adopts_its_assignment(rt, tmp_path):
+    # Started before its function is known: empty task root, no handler.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "late.py").write_text(
+        "import os\n"
+        "def handler(event, context):\n"
+        "    return {'name': context.function_name, 'greeting': os.environ.get('GREETING'),\n"
+        "            'cwd': os.getcwd(), 'prewarm': os.environ.get('TERN_PREWARM')}\n"
+    )
+    rt.start("", extra_env={"TERN_PREWARM": "1", "LAMBDA_TASK_ROOT": str(empty),
+                            "AWS_LAMBDA_FUNCTION_NAME": ""})
+    rid = rt.api.invoke({})
+    time.sleep(0.3)
+    assert rt.api.next_calls == 0, "no invocation before the assignment"
+    rt.api.assignment.put(json.dumps({
+        "handler": "late.handler",
+        "task_root": str(code),
+        "env": {"AWS_LAMBDA_FUNCTION_NAME": "assigned", "GREETING": "hello",
+                "LAMBDA_TASK_ROOT": str(code)},
+    }).encode())
+    kind, _, body = rt.api.wait_result(rid)
+    assert kind == "response", body
+    assert json.loads(body) == {"name": "assigned", "greeting": "hello",
+                                "cwd": str(code), "prewarm": None}
