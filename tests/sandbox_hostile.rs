@@ -168,6 +168,10 @@ ATTACKS = {
     "read": read_paths, "write": write_paths, "processes": processes, "network": network,
     "fork_bomb": fork_bomb, "hog": hog, "fill_tmp": fill_tmp, "spin": spin,
     "syscalls": syscalls, "environ": lambda event: dict(os.environ),
+    "origin": lambda event: {
+        "prewarmed": b"TERN_PREWARM=1" in open("/proc/self/environ", "rb").read(),
+        "mountinfo": open("/proc/self/mountinfo").read(),
+    },
     "ping": lambda event: "pong",
 }
 
@@ -691,5 +695,82 @@ fn environment_holds_only_function_and_lambda_variables() {
             "{k}={v} reveals the server's data dir or credentials"
         );
     }
+    s.canary_answers();
+}
+
+/// A cold start usually takes a pre-warmed instance (a sandbox built, and its runtime
+/// started, before the function was known). It must be as isolated as a fresh one.
+#[test]
+fn pre_warmed_instances_are_as_isolated_as_fresh_ones() {
+    let s = Suite::start();
+    let mut late = None;
+    for i in 0..20 {
+        let name = format!("late{i}");
+        s.deploy(&name, "attack.handler", json!({}));
+        let origin = s.result(&name, "origin", json!({}));
+        if origin["prewarmed"] == json!(true) {
+            late = Some((name, origin));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (late, origin) = late.expect("no cold start took a pre-warmed instance");
+    let data = s.server.data_dir.display().to_string();
+    let mountinfo = origin["mountinfo"].as_str().unwrap_or_default();
+    assert!(
+        !mountinfo.contains(&data),
+        "mountinfo reveals the data dir:\n{mountinfo}"
+    );
+    let creds = s.server.credentials_file().display().to_string();
+    let read = s.result(
+        &late,
+        "read",
+        json!({"paths": ["/etc/shadow", data, creds, "/root", "/work", "/var/task/attack.py"]}),
+    );
+    assert_outcomes(
+        &read,
+        &[
+            ("/etc/shadow", "ENOENT"),
+            (&data, "ENOENT"),
+            (&creds, "ENOENT"),
+            ("/root", "ENOENT"),
+            ("/work", "ENOENT"),
+            ("/var/task/attack.py", "ok"),
+        ],
+    );
+    let write = s.result(
+        &late,
+        "write",
+        json!({"paths": ["/var/task/attack.py", "/var/task/new", "/etc/x", "/tmp/ok"]}),
+    );
+    assert_outcomes(
+        &write,
+        &[
+            ("/var/task/attack.py", "EROFS"),
+            ("/var/task/new", "EROFS"),
+            ("/etc/x", "EROFS"),
+            ("/tmp/ok", "ok"),
+        ],
+    );
+    let procs = s.result(&late, "processes", json!({"host_pids": [s.server.pid()]}));
+    assert_eq!(
+        procs["kills"][s.server.pid().to_string()],
+        "ESRCH",
+        "{procs}"
+    );
+    let syscalls = s.result(&late, "syscalls", json!({}));
+    assert_outcomes(
+        &syscalls,
+        &[
+            ("mount", "EPERM"),
+            ("unshare_mount", "EPERM"),
+            ("setns", "EPERM"),
+            ("ptrace_attach", "EPERM"),
+            ("raw_socket", "EPERM"),
+        ],
+    );
+    let env = s.result(&late, "environ", json!({}));
+    assert!(env.get("TERN_PREWARM").is_none(), "{env}");
+    assert_eq!(env["AWS_LAMBDA_FUNCTION_NAME"], json!(late));
     s.canary_answers();
 }
