@@ -239,3 +239,18 @@ def test_account_settings_report_limits_and_usage(lambda_client, hello_fn):
     settings = lambda_client.get_account_settings()
     assert settings["AccountLimit"]["ConcurrentExecutions"] > 0
     assert settings["AccountUsage"]["FunctionCount"] >= 1
+
+
+def test_tags_are_listed_added_and_removed_by_function_arn(lambda_client, deploy):
+    fn = deploy(python_zip(), Tags={"team": "core"})
+    arn = fn["FunctionArn"]
+    assert lambda_client.list_tags(Resource=arn)["Tags"] == {"team": "core"}
+    revision = lambda_client.get_function_configuration(FunctionName=arn)["RevisionId"]
+    lambda_client.tag_resource(Resource=arn, Tags={"env": "test", "cost center": "42"})
+    lambda_client.untag_resource(Resource=arn, TagKeys=["team", "cost center"])
+    assert lambda_client.list_tags(Resource=arn)["Tags"] == {"env": "test"}
+    assert lambda_client.get_function(FunctionName=arn)["Tags"] == {"env": "test"}
+    # Tags are not configuration: the RevisionId stays.
+    assert lambda_client.get_function_configuration(FunctionName=arn)["RevisionId"] == revision
+    with pytest.raises(lambda_client.exceptions.ResourceNotFoundException):
+        lambda_client.list_tags(Resource=function_arn(unique_name("missing")))

@@ -160,6 +160,10 @@ pub fn router(state: AppState) -> Router {
                 .get(get_provisioned)
                 .delete(delete_provisioned),
         )
+        .route(
+            "/2017-03-31/tags/:arn",
+            get(list_tags).post(tag_resource).delete(untag_resource),
+        )
         .route("/2016-08-19/account-settings", get(account_settings))
         .route("/2016-08-19/account-settings/", get(account_settings))
         .route("/tern/v1/functions/:name/logs", get(function_logs))
@@ -530,6 +534,61 @@ async fn delete_provisioned(
     state
         .functions
         .delete_provisioned(&caller, &name, q.get("Qualifier").map(String::as_str))
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn list_tags(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(arn): Path<String>,
+) -> Result<Response, ApiError> {
+    let tags = state.functions.list_tags(&caller, &arn).await?;
+    Ok(json(StatusCode::OK, &serde_json::json!({ "Tags": tags })))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct TagResourceRequest {
+    tags: std::collections::BTreeMap<String, String>,
+}
+
+async fn tag_resource(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(arn): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: TagResourceRequest = parse_body(&body)?;
+    state
+        .functions
+        .change_tags(&caller, &arn, req.tags, Vec::new())
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn untag_resource(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(arn): Path<String>,
+    uri: axum::http::Uri,
+) -> Result<Response, ApiError> {
+    // `tagKeys` repeats, which a map of query parameters would collapse.
+    let keys: Vec<String> = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(k, _)| *k == "tagKeys")
+        .map(|(_, v)| {
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect();
+    state
+        .functions
+        .change_tags(&caller, &arn, Default::default(), keys)
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

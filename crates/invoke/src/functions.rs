@@ -900,4 +900,75 @@ impl FunctionService {
             next_marker: None,
         })
     }
+
+    /// The function named by a `Resource` ARN of the tagging API.
+    async fn tagged(
+        &self,
+        caller: &Caller,
+        resource: &str,
+    ) -> Result<Arc<FunctionRecord>, ServiceError> {
+        if !resource.starts_with("arn:") {
+            return Err(invalid(format!(
+                "Invalid value for 'Resource': '{resource}' is not a function ARN"
+            )));
+        }
+        let (rec, qualifier) = self.lookup(caller, resource, None).await?;
+        if qualifier.is_some() {
+            return Err(invalid(
+                "Tags belong to the function: give its ARN without a qualifier",
+            ));
+        }
+        Ok(rec)
+    }
+
+    pub async fn list_tags(
+        &self,
+        caller: &Caller,
+        resource: &str,
+    ) -> Result<BTreeMap<String, String>, ServiceError> {
+        Ok(self.tagged(caller, resource).await?.tags.clone())
+    }
+
+    /// Adds or replaces tags (`add`) and removes keys (`remove`). Tags are not part of
+    /// the configuration: the RevisionId and the instances stay.
+    pub async fn change_tags(
+        &self,
+        caller: &Caller,
+        resource: &str,
+        add: BTreeMap<String, String>,
+        remove: Vec<String>,
+    ) -> Result<(), ServiceError> {
+        for (k, v) in &add {
+            if k.is_empty() || k.len() > 128 || v.len() > 256 || k.starts_with("aws:") {
+                return Err(invalid(format!(
+                    "Invalid tag '{k}': keys are 1-128 characters and may not start with aws:, values at most 256"
+                )));
+            }
+        }
+        let current = self.tagged(caller, resource).await?;
+        let mut next = (*current).clone();
+        next.tags.extend(add);
+        for k in &remove {
+            next.tags.remove(k);
+        }
+        if next.tags.len() > 50 {
+            return Err(invalid("A function can have at most 50 tags"));
+        }
+        let store = self.store.clone();
+        let expected = current.revision_id.clone();
+        let to_store = next.clone();
+        blocking(move || {
+            store
+                .update_function(&to_store, &expected)
+                .map_err(|e| match e {
+                    tern_store::StoreError::Conflict(_) => ServiceError::ResourceConflict(
+                        "The function changed concurrently; retry".to_string(),
+                    ),
+                    other => other.into(),
+                })
+        })
+        .await?;
+        self.registry.put(next);
+        Ok(())
+    }
 }
