@@ -38,6 +38,8 @@ pub const KEEPER_ARG: &str = "__sandbox-keeper";
 /// `argv[1]` of the helper that mounts a pre-warmed instance's code
 /// (`<tern> __sandbox-attach <init pid>`, the detached mount as stdin).
 pub const ATTACH_ARG: &str = "__sandbox-attach";
+/// Descriptor number of the instance init's pidfd in the attach helper.
+pub(crate) const ATTACH_PIDFD: RawFd = 3;
 
 /// Whether this process was started as a sandbox keeper (or attach helper). Check it
 /// first thing in `main`, before any threads (such as a tokio runtime) exist.
@@ -80,15 +82,18 @@ fn attach_main() -> Result<()> {
         .nth(2)
         .and_then(|a| a.parse().ok())
         .ok_or("usage: __sandbox-attach <init pid>")?;
-    // Resolved now through the init's root, so it names the instance's /var/task.
+    // SAFETY: the launcher dup'ed the init's pidfd to this number for us alone.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(ATTACH_PIDFD) };
+    // Resolved through the init's root, so it names the instance's /var/task...
     let target = fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
         .open(format!("/proc/{pid}/root/var/task"))
         .map_err(ctx("open the instance's /var/task"))?;
-    let ns = fs::File::open(format!("/proc/{pid}/ns/mnt"))
-        .map_err(ctx("open the instance's mount namespace"))?;
-    nix::sched::setns(&ns, CloneFlags::CLONE_NEWNS).map_err(ctx("enter the mount namespace"))?;
+    // ...as long as that pid is still our init: the pidfd says so (a recycled pid would
+    // leave it pointing at a dead process).
+    sys::pidfd_send_signal(&pidfd, 0).map_err(ctx("the instance's init is gone"))?;
+    nix::sched::setns(&pidfd, CloneFlags::CLONE_NEWNS).map_err(ctx("enter the mount namespace"))?;
     sys::move_mount_onto(0, target.as_raw_fd()).map_err(ctx("mount the code"))?;
     Ok(())
 }

@@ -19,7 +19,7 @@ use nix::sys::time::TimeVal;
 
 use crate::cgroups::{self, CgroupLayout, CgroupLimits, InstanceCgroup};
 use crate::exit_cell::ExitCell;
-use crate::keeper::{ATTACH_ARG, KEEPER_ARG};
+use crate::keeper::{ATTACH_ARG, ATTACH_PIDFD, KEEPER_ARG};
 use crate::launcher::{ExitStatus, InstanceProcess, LaunchError, LaunchSpec, Launched, Launcher};
 use crate::mounts::{self, HostView, PlanInput, TmpSource, OVERLAY_SOURCE};
 use crate::protocol::{self, KeeperEvent, KeeperRequest};
@@ -575,17 +575,35 @@ impl InstanceProcess for SandboxInstance {
         .map_err(|e| format!("overlay of the code: {e}"))?;
         drop((top, bottom));
         // Entering the instance's mount namespace takes a single-threaded process, so
-        // the move happens in a freshly exec'd helper that gets the mount as stdin.
-        let out = Command::new(&self.keeper_exe)
+        // the move happens in a freshly exec'd helper that gets the mount as stdin and
+        // the init's pidfd as fd 3 (a pidfd cannot name a recycled pid).
+        let pidfd_guard = self.init_pidfd.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(pidfd) = pidfd_guard.as_ref().map(|fd| fd.as_raw_fd()) else {
+            return Err("the instance is not running".to_string());
+        };
+        let mut command = Command::new(&self.keeper_exe);
+        command
             .arg0(KEEPER_ARGV0)
             .arg(ATTACH_ARG)
             .arg(init_pid.to_string())
             .env_clear()
             .stdin(Stdio::from(mount))
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .map_err(|e| format!("start the attach helper: {e}"))?;
+            .stderr(Stdio::piped());
+        // SAFETY: the closure runs in the forked child before exec and only calls dup2,
+        // which is async-signal-safe; `pidfd` stays open in the parent (we hold the lock)
+        // until spawn returns.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::dup2(pidfd, ATTACH_PIDFD) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let out = command.output();
+        drop(pidfd_guard);
+        let out = out.map_err(|e| format!("start the attach helper: {e}"))?;
         if !out.status.success() {
             return Err(format!(
                 "attach the code: {}",
