@@ -1,153 +1,362 @@
-//! tern's benchmark harness. Today it measures the sandbox's own cost: setup (launch until
-//! the runtime is exec'd) and teardown (kill, wait, cleanup), for each way of backing
-//! /tmp (disk image with and without the ready pool, tmpfs), against the baseline of a
-//! bare process spawn measured in the same run. Prints a table and one JSON line.
+//! tern's benchmark harness (issue #4): starts a real release `tern server`, deploys
+//! hello-world functions for python3.11, nodejs20.x and provided, and measures as a
+//! client sees it (signed HTTP with keep-alive): cold start, warm latency and platform
+//! overhead, throughput at several concurrencies and memory per idle instance. In the
+//! same run it measures the baselines (a fresh interpreter per cold start; a bare fork
+//! of a warm interpreter into new namespaces), the phases of a Python start, and the
+//! sandbox's own setup cost, and prints a table (and JSON with `--json`).
 //!
-//! Usage: `cargo run --release -p tern-bench -- [iterations]` (as root).
+//! Usage (as root, from the repository root):
+//! `cargo build --release --workspace && target/release/tern-bench --all`
+
+#![forbid(unsafe_code)]
+
+mod baselines;
+mod client;
+mod cold;
+mod functions;
+mod instances;
+mod memory;
+mod report;
+mod sandbox;
+mod server;
+mod stats;
+mod throughput;
+mod warm;
 
 use std::path::PathBuf;
-use std::process::Command;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tern_sandbox::{LaunchSpec, Launcher, Resources, SandboxConfig, SandboxLauncher};
+use anyhow::{bail, Context};
+use clap::Parser;
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
+use crate::report::{Baselines, Machine, MemoryEntry, Phases, Results, Settings};
+use crate::stats::Summary;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tern-bench",
+    about = "tern's benchmark harness: cold start, warm overhead, throughput and memory against a real server, with baselines in the same run. Run as root.",
+    after_help = "With no section flag, every section runs (as with --all)."
+)]
+struct Args {
+    /// Run every section.
+    #[arg(long)]
+    all: bool,
+    /// Sandbox setup/teardown of `/bin/true` vs a bare spawn (no server).
+    #[arg(long)]
+    sandbox: bool,
+    /// Cold starts per runtime, with baselines (a) and (b) and the Python phases
+    /// interleaved.
+    #[arg(long)]
+    cold: bool,
+    /// Warm latency and platform overhead per runtime.
+    #[arg(long)]
+    warm: bool,
+    /// Throughput of a no-op Python function at each concurrency.
+    #[arg(long)]
+    throughput: bool,
+    /// Memory per idle warm instance.
+    #[arg(long)]
+    memory: bool,
+    /// Cold-start samples of the python3.11 128 MB function (and baseline samples).
+    #[arg(long, default_value_t = 100)]
+    cold_samples: usize,
+    /// Cold-start samples of each other series (python fresh and back to back,
+    /// python 1769 MB, node, provided).
+    #[arg(long, default_value_t = 30)]
+    cold_samples_others: usize,
+    /// Pause after each isolated cold sample, for the server to refill its pool of
+    /// pre-warmed instances.
+    #[arg(long, default_value_t = 250)]
+    cold_gap_ms: u64,
+    /// Warm samples per runtime (each series).
+    #[arg(long, default_value_t = 1000)]
+    warm_samples: usize,
+    /// Timed requests per concurrency level.
+    #[arg(long, default_value_t = 5000)]
+    throughput_requests: usize,
+    /// Concurrency levels, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+    concurrency: Vec<usize>,
+    /// Iterations of the sandbox section.
+    #[arg(long, default_value_t = 100)]
+    sandbox_iterations: usize,
+    /// Samples of each Python command in and out of the sandbox (sandbox section).
+    #[arg(long, default_value_t = 30)]
+    sandbox_python_samples: usize,
+    /// Write the results as JSON to this file (`-` for stdout, after the table).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// The tern binary (default: `tern` next to this binary).
+    #[arg(long)]
+    tern: Option<PathBuf>,
+}
+
+impl Args {
+    fn normalize(&mut self) {
+        if self.all || !(self.sandbox || self.cold || self.warm || self.throughput || self.memory) {
+            self.sandbox = true;
+            self.cold = true;
+            self.warm = true;
+            self.throughput = true;
+            self.memory = true;
+        }
     }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx].as_secs_f64() * 1000.0
 }
 
-fn summary(name: &str, mut samples: Vec<Duration>) -> serde_json::Value {
-    samples.sort();
-    let (p50, p99) = (percentile(&samples, 0.5), percentile(&samples, 0.99));
-    println!(
-        "{name:<42} p50 {p50:>8.3} ms   p99 {p99:>8.3} ms   n={}",
-        samples.len()
-    );
-    serde_json::json!({ "p50_ms": p50, "p99_ms": p99, "n": samples.len() })
+/// One deployed function of the run.
+struct Deployed {
+    name: String,
+    runtime: &'static str,
+    memory_mb: u32,
 }
 
-/// One way of backing /tmp, measured with its own launcher.
-struct Variant {
-    key: &'static str,
-    label: &'static str,
-    tmp_on_disk: bool,
-    tmp_pool_depth: usize,
+/// A cold-start series of `d`.
+fn series<'a>(
+    d: &'a Deployed,
+    variant: &'a str,
+    env: &'a [(&'a str, &'a str)],
+    samples: usize,
+    gap: Duration,
+) -> cold::Series<'a> {
+    cold::Series {
+        function: &d.name,
+        runtime: d.runtime,
+        memory_mb: d.memory_mb,
+        variant,
+        env,
+        samples,
+        gap,
+    }
 }
-
-const VARIANTS: &[Variant] = &[
-    Variant {
-        key: "sandbox",
-        label: "sandbox, disk /tmp, pooled",
-        tmp_on_disk: true,
-        tmp_pool_depth: 4,
-    },
-    Variant {
-        key: "sandbox_unpooled_tmp",
-        label: "sandbox, disk /tmp, no pool",
-        tmp_on_disk: true,
-        tmp_pool_depth: 0,
-    },
-    Variant {
-        key: "sandbox_tmpfs",
-        label: "sandbox, tmpfs /tmp",
-        tmp_on_disk: false,
-        tmp_pool_depth: 0,
-    },
-];
 
 fn main() -> anyhow::Result<()> {
+    // The sandbox launcher re-executes this binary as the keeper of each instance.
     if tern_sandbox::is_keeper_invocation() {
         tern_sandbox::run_keeper();
     }
-    let iterations: usize = std::env::args()
-        .nth(1)
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(50);
-    let scratch = tempfile::tempdir()?;
-    let code = scratch.path().join("code");
-    let boot = scratch.path().join("boot");
-    for d in [&code, &boot] {
-        std::fs::create_dir_all(d)?;
-        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-    }
-    std::fs::set_permissions(
-        scratch.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )?;
-    println!("tern-bench sandbox ({iterations} iterations each, /bin/true, /tmp 512 MB)");
-    let mut result = serde_json::Map::new();
-    for variant in VARIANTS {
-        let mut config = SandboxConfig::new(
-            scratch.path().join(format!("state-{}", variant.key)),
-            format!(
-                "bench-{}-{}",
-                std::process::id(),
-                variant.key.replace('_', "-")
-            ),
-        )?;
-        config.tmp_on_disk = variant.tmp_on_disk;
-        config.tmp_pool_depth = variant.tmp_pool_depth;
-        let sandbox = Arc::new(SandboxLauncher::new(config)?);
-        let launcher: Arc<dyn Launcher> = sandbox.clone();
-        let mut setup = Vec::new();
-        let mut teardown = Vec::new();
-        for i in 0..iterations {
-            let spec = LaunchSpec {
-                instance_id: format!("bench-{i}"),
-                program: PathBuf::from("/bin/true"),
-                args: Vec::new(),
-                env: vec![("PATH".into(), "/usr/bin:/bin".into())],
-                code_dir: code.clone(),
-                bootstrap_dir: boot.clone(),
-                extra_ro_paths: Vec::new(),
-                resources: Resources {
-                    memory_mb: 128,
-                    tmp_mb: 512,
-                    cpu_millis: 250,
-                    max_pids: 64,
-                    max_open_files: 1024,
-                },
-            };
-            let t = Instant::now();
-            let launched = launcher.launch(&spec)?;
-            setup.push(t.elapsed());
-            let t = Instant::now();
-            launched.process.kill();
-            launched.process.wait();
-            launched.process.cleanup();
-            teardown.push(t.elapsed());
-            // A cold start every 10 ms at most: the rate the pool is sized for, and
-            // the same spacing for every variant.
-            std::thread::sleep(Duration::from_millis(10).saturating_sub(t.elapsed()));
-        }
-        result.insert(
-            format!("{}_setup", variant.key),
-            summary(&format!("{}: setup", variant.label), setup),
+    let mut args = Args::parse();
+    args.normalize();
+    if !nix::unistd::geteuid().is_root() {
+        bail!(
+            "tern-bench must run as root: the tern server's sandbox and the namespace baseline \
+             need it (namespaces, cgroups, pivot_root). Run: sudo target/release/tern-bench --all"
         );
-        result.insert(
-            format!("{}_teardown", variant.key),
-            summary(&format!("{}: teardown", variant.label), teardown),
-        );
-        drop(launcher);
-        if let Ok(sandbox) = Arc::try_unwrap(sandbox) {
-            sandbox.remove_server_cgroups();
-        }
     }
-    let mut spawn = Vec::new();
-    for _ in 0..iterations {
-        let t = Instant::now();
-        Command::new("/bin/true").status()?;
-        spawn.push(t.elapsed());
+    if args.concurrency.contains(&0) {
+        bail!("--concurrency levels must be at least 1");
     }
-    result.insert(
-        "baseline_bare_spawn".into(),
-        summary("baseline: bare spawn+wait", spawn),
+    let mut results = Results {
+        machine: Machine::detect(),
+        settings: Settings {
+            cold_samples: args.cold_samples,
+            cold_samples_others: args.cold_samples_others,
+            cold_gap_ms: args.cold_gap_ms,
+            warm_samples: args.warm_samples,
+            throughput_requests: args.throughput_requests,
+            concurrency: args.concurrency.clone(),
+            sandbox_iterations: args.sandbox_iterations,
+            sandbox_python_samples: args.sandbox_python_samples,
+        },
+        ..Default::default()
+    };
+    eprintln!(
+        "tern-bench on {} ({} CPUs, Linux {})",
+        results.machine.cpu_model, results.machine.nproc, results.machine.kernel
     );
-    println!("{}", serde_json::Value::Object(result));
+
+    if args.sandbox {
+        eprintln!("sandbox: {} launches of /bin/true", args.sandbox_iterations);
+        results.sandbox = Some(sandbox::run(
+            args.sandbox_iterations,
+            args.sandbox_python_samples,
+        )?);
+    }
+    if args.cold || args.warm || args.throughput || args.memory {
+        let binary = server::find_binary(args.tern.as_deref())?;
+        results.machine.tern_binary = binary.display().to_string();
+        let cgroups_before = instances::server_dirs();
+        let server = server::TernServer::start(&binary)?;
+        let outcome = run_against_server(&args, &server, &mut results);
+        results.server_warnings = server.warnings();
+        if let Err(e) = outcome {
+            return Err(e.context(format!("tern server log (tail):\n{}", server.log_tail())));
+        }
+        drop(server);
+        results.leftover_cgroups = instances::server_dirs()
+            .into_iter()
+            .filter(|d| !cgroups_before.contains(d))
+            .map(|d| d.display().to_string())
+            .collect();
+    }
+    results.machine.loadavg_after = report::loadavg();
+    results.evaluate();
+    report::print_table(&results);
+    match &args.json {
+        Some(p) if p.as_os_str() == "-" => println!("{}", serde_json::to_string_pretty(&results)?),
+        Some(p) => {
+            std::fs::write(p, serde_json::to_string_pretty(&results)?)
+                .with_context(|| format!("writing {}", p.display()))?;
+            eprintln!("JSON written to {}", p.display());
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+fn run_against_server(
+    args: &Args,
+    server: &server::TernServer,
+    results: &mut Results,
+) -> anyhow::Result<()> {
+    let api = &server.api;
+    let tag = format!("b{}", std::process::id());
+    let deploy = |suffix: &str, f: functions::Function, memory_mb: u32| {
+        let name = format!("{tag}-{suffix}");
+        api.create_function(&name, f.runtime, f.handler, memory_mb, &f.zip)?;
+        anyhow::Ok(Deployed {
+            name,
+            runtime: f.runtime,
+            memory_mb,
+        })
+    };
+    // Lambda's default MemorySize (128 MB: a quarter of a core on tern, as on Lambda's
+    // proportional scale with tern's floor), and 1769 MB (one full core) to show what
+    // the CPU share costs a cold start.
+    let python = deploy("python", functions::python_hello()?, 128)?;
+    let node = deploy("node", functions::node_hello()?, 128)?;
+    let provided = deploy("provided", functions::provided_hello()?, 128)?;
+    let hello = [&python, &node, &provided];
+
+    let gap = Duration::from_millis(args.cold_gap_ms);
+    if args.cold {
+        let python_1cpu = deploy("python-1cpu", functions::python_hello()?, 1769)?;
+        let node_1cpu = deploy("node-1cpu", functions::node_hello()?, 1769)?;
+        let scratch = baselines::Scratch::new()?;
+        let naive = baselines::NaivePlatform::new(&scratch)?;
+        let mut floor = baselines::ForkFloor::start(&scratch)?;
+        let (mut naive_init, mut naive_total, mut fork) = (Vec::new(), Vec::new(), Vec::new());
+        let mut phases: Vec<baselines::PhaseSample> = Vec::new();
+        // Warm the baselines' page cache as the tern warm-up sample does for tern.
+        naive.sample()?;
+        floor.sample()?;
+        eprintln!(
+            "cold: {} samples of {} with baselines interleaved",
+            args.cold_samples, python.name
+        );
+        let r = cold::run(
+            api,
+            &series(&python, "isolated", &[], args.cold_samples, gap),
+            || {
+                let s = naive.sample()?;
+                naive_init.push(s.init);
+                naive_total.push(s.total);
+                fork.push(floor.sample()?);
+                phases.push(baselines::phase_sample(&scratch)?);
+                Ok(())
+            },
+        )?;
+        results.cold.push(r);
+        results.baselines = Some(Baselines {
+            python: scratch.python.display().to_string(),
+            naive_init: Summary::of(&naive_init),
+            naive_total: Summary::of(&naive_total),
+            fork_floor: Summary::of(&fork),
+        });
+        results.phases = Some(Phases::of(&phases));
+        let n = args.cold_samples_others;
+        // A PYTHON* variable changes how the interpreter starts, so the server gives
+        // such a function a fresh runtime instead of a pre-warmed one.
+        const FRESH: &[(&str, &str)] = &[("PYTHONNOUSERSITE", "1")];
+        let others = [
+            series(
+                &python,
+                "fresh runtime (PYTHONNOUSERSITE set)",
+                FRESH,
+                n,
+                gap,
+            ),
+            series(&python, "back to back (no pause)", &[], n, Duration::ZERO),
+            series(&python_1cpu, "isolated", &[], n, gap),
+            series(&node, "isolated", &[], n, gap),
+            series(&node_1cpu, "isolated", &[], n, gap),
+            series(&provided, "isolated", &[], n, gap),
+        ];
+        for s in &others {
+            eprintln!(
+                "cold: {} samples of {}, {}",
+                s.samples, s.function, s.variant
+            );
+            results.cold.push(cold::run(api, s, || Ok(()))?);
+        }
+    }
+    if args.warm {
+        eprintln!("warm: {} samples per series", args.warm_samples);
+        results.http_floor = Some(warm::http_floor(api, args.warm_samples)?);
+        for d in hello {
+            results
+                .warm
+                .push(warm::run(api, &d.name, d.runtime, args.warm_samples)?);
+        }
+    }
+    // The server's cgroup subtree, found through an instance that served a request.
+    let mut server_cgroup = None;
+    if args.memory {
+        let mut served = Vec::new();
+        for d in hello {
+            // The instance that served the last request is idle now.
+            let id = api.invoke(&d.name, false)?.instance_id();
+            server_cgroup = server_cgroup.or_else(|| id.as_deref().and_then(instances::server_of));
+            served.push(id);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        for (d, id) in hello.iter().zip(&served) {
+            results.memory.push(MemoryEntry {
+                function: d.name.clone(),
+                runtime: d.runtime.to_string(),
+                what: "hello-world, one idle instance".into(),
+                memory: memory::measure(id),
+            });
+        }
+    }
+    if args.throughput {
+        let noop = deploy("noop", functions::python_noop()?, 128)?;
+        let first = api.invoke(&noop.name, false)?;
+        let server_cgroup = server_cgroup
+            .or_else(|| {
+                first
+                    .instance_id()
+                    .as_deref()
+                    .and_then(instances::server_of)
+            })
+            .unwrap_or_default();
+        let mut pool = std::collections::HashSet::new();
+        for &c in &args.concurrency {
+            eprintln!(
+                "throughput: {} requests at concurrency {c}",
+                args.throughput_requests
+            );
+            let (level, ids) = throughput::run(
+                api,
+                server.pid(),
+                &server_cgroup,
+                &noop.name,
+                c,
+                args.throughput_requests,
+            );
+            results.throughput.push(level);
+            pool.extend(ids);
+        }
+        if args.memory {
+            std::thread::sleep(Duration::from_millis(200));
+            results.memory.push(MemoryEntry {
+                function: noop.name.clone(),
+                runtime: noop.runtime.to_string(),
+                what: "no-op, idle pool left by the throughput run (mean)".into(),
+                memory: memory::measure(&pool),
+            });
+        }
+    }
     Ok(())
 }

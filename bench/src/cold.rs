@@ -1,0 +1,157 @@
+//! Cold starts as the client sees them. Each sample first changes an environment
+//! variable with UpdateFunctionConfiguration (untimed): the server then retires the
+//! function's instances (the update is answered after they are stopped), so the timed
+//! invoke that follows must start or adopt a new instance. Its REPORT line (log tail)
+//! must carry an Init Duration, which proves the sample was cold and splits its time.
+//!
+//! After each sample the harness waits `gap` before the next one (running the
+//! baselines, if any, after the wait): the server refills its pool of pre-warmed
+//! instances off the request path, and isolated cold starts, not a burst, are what
+//! this measures. Whether each sample got a pre-warmed instance (ids `pw-…`) or a
+//! fresh one is counted.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail};
+use serde::Serialize;
+
+use crate::client::Api;
+use crate::instances::{self, CpuStat};
+use crate::stats::{ms, Summary};
+
+/// How a cold-start series is run.
+pub struct Series<'a> {
+    pub function: &'a str,
+    pub runtime: &'a str,
+    pub memory_mb: u32,
+    /// What makes this series different, for the table.
+    pub variant: &'a str,
+    /// Function environment besides the nonce (e.g. one that rules out pre-warming).
+    pub env: &'a [(&'a str, &'a str)],
+    pub samples: usize,
+    pub gap: Duration,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ColdResult {
+    pub function: String,
+    pub variant: String,
+    pub runtime: String,
+    pub memory_mb: u32,
+    pub gap_ms: u64,
+    /// Samples served by a pre-warmed instance (the rest started a fresh one).
+    pub prewarmed: usize,
+    /// HTTP request out → response in.
+    pub client: Summary,
+    /// Client latency of the samples served pre-warmed / fresh (when both occurred).
+    pub client_prewarmed: Option<Summary>,
+    pub client_fresh: Option<Summary>,
+    /// REPORT Init Duration: launch (or assignment of a pre-warmed instance) → the
+    /// runtime's first `next`.
+    pub init: Summary,
+    /// REPORT Duration: the invocation on the new instance.
+    pub invoke: Summary,
+    /// Client time minus both: HTTP, SigV4, routing and the invoker's bookkeeping.
+    pub outside: Summary,
+    /// CPU the instance's cgroup used during the request (for a fresh instance: its
+    /// whole start; for a pre-warmed one: assignment and invoke).
+    pub instance_cpu: Summary,
+    /// Time the instance was held back by its CPU quota during the request.
+    pub instance_throttled: Summary,
+}
+
+/// One cold start, in ms.
+struct ColdSample {
+    client: f64,
+    init: f64,
+    invoke: f64,
+    cpu: f64,
+    throttled: f64,
+    prewarmed: bool,
+}
+
+/// One cold sample. `server` (the server's cgroup subtree) lets it read the CPU the
+/// serving instance used during the request.
+fn sample(
+    api: &Api,
+    series: &Series,
+    nonce: usize,
+    server: Option<&str>,
+) -> anyhow::Result<(ColdSample, String)> {
+    let function = series.function;
+    let nonce = nonce.to_string();
+    let mut env = vec![("TERN_BENCH_NONCE", nonce.as_str())];
+    env.extend_from_slice(series.env);
+    api.set_env(function, &env)?;
+    let before: HashMap<String, CpuStat> = server.map(instances::cpu_of_server).unwrap_or_default();
+    let inv = api.invoke(function, true)?;
+    let report = inv.report()?;
+    let Some(init) = report.init_ms else {
+        bail!("{function}: the invoke after an update was not a cold start (no Init Duration)");
+    };
+    if inv.body.get("hello").is_none() {
+        bail!("{function}: unexpected result {}", inv.body);
+    }
+    let id = inv
+        .instance_id()
+        .ok_or_else(|| anyhow!("{function}: no instance id in {}", inv.body))?;
+    let cpu = instances::instance(&id)
+        .map(|c| c.cpu().since(before.get(&id).copied().unwrap_or_default()))
+        .unwrap_or_default();
+    Ok((
+        ColdSample {
+            client: ms(inv.elapsed),
+            init,
+            invoke: report.duration_ms,
+            cpu: cpu.usage_usec as f64 / 1000.0,
+            throttled: cpu.throttled_usec as f64 / 1000.0,
+            prewarmed: id.starts_with("pw-"),
+        },
+        id,
+    ))
+}
+
+/// The cold starts of a series, after one discarded warm-up start; `between` runs
+/// after each sample's gap (the baselines: interleaved so drift hits both alike, and on
+/// a machine that the refill has stopped using).
+pub fn run(
+    api: &Api,
+    series: &Series,
+    mut between: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<ColdResult> {
+    let gap = series.gap;
+    let (_, id) = sample(api, series, usize::MAX, None)?;
+    let server = instances::server_of(&id);
+    std::thread::sleep(gap);
+    let mut all = Vec::new();
+    for i in 0..series.samples {
+        let (s, _) = sample(api, series, i, server.as_deref())?;
+        all.push(s);
+        let waited = Instant::now();
+        std::thread::sleep(gap.saturating_sub(waited.elapsed()));
+        between()?;
+    }
+    let col = |keep: fn(&ColdSample) -> bool, f: fn(&ColdSample) -> f64| {
+        Summary::of_ms(&all.iter().filter(|s| keep(s)).map(f).collect::<Vec<_>>())
+    };
+    let every = |_: &ColdSample| true;
+    let prewarmed = all.iter().filter(|s| s.prewarmed).count();
+    let mixed = prewarmed > 0 && prewarmed < all.len();
+    Ok(ColdResult {
+        function: series.function.to_string(),
+        variant: series.variant.to_string(),
+        runtime: series.runtime.to_string(),
+        memory_mb: series.memory_mb,
+        gap_ms: gap.as_millis() as u64,
+        prewarmed,
+        client: col(every, |s| s.client),
+        client_prewarmed: mixed.then(|| col(|s| s.prewarmed, |s| s.client)),
+        client_fresh: mixed.then(|| col(|s| !s.prewarmed, |s| s.client)),
+        init: col(every, |s| s.init),
+        invoke: col(every, |s| s.invoke),
+        outside: col(every, |s| s.client - s.init - s.invoke),
+        instance_cpu: col(every, |s| s.cpu),
+        instance_throttled: col(every, |s| s.throttled),
+    })
+}

@@ -1,0 +1,487 @@
+//! The results of a run: JSON shape, target evaluation (issue #4) and the table.
+
+use std::process::Command;
+
+use serde::Serialize;
+
+use crate::baselines::PhaseSample;
+use crate::cold::ColdResult;
+use crate::memory::InstancesMemory;
+use crate::sandbox::SandboxResult;
+use crate::stats::{ms, Summary};
+use crate::throughput::Level;
+use crate::warm::WarmResult;
+
+#[derive(Debug, Default, Serialize)]
+pub struct Machine {
+    pub date: String,
+    pub nproc: usize,
+    pub cpu_model: String,
+    pub kernel: String,
+    pub commit: String,
+    /// Whether the source tree had uncommitted changes when the bench ran.
+    pub dirty: bool,
+    pub tern_binary: String,
+    /// `/proc/loadavg` before and after the run (other work on the machine).
+    pub loadavg_before: String,
+    pub loadavg_after: String,
+}
+
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+impl Machine {
+    pub fn detect() -> Machine {
+        let cmd = |prog: &str, args: &[&str]| {
+            Command::new(prog)
+                .args(args)
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        };
+        let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        Machine {
+            date: cmd("date", &[]).unwrap_or_default(),
+            nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpu_model: std::fs::read_to_string("/proc/cpuinfo")
+                .ok()
+                .and_then(|t| {
+                    t.lines()
+                        .find_map(|l| l.strip_prefix("model name"))
+                        .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+                })
+                .unwrap_or_default(),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default(),
+            commit: cmd("git", &["-C", repo, "rev-parse", "--short", "HEAD"]).unwrap_or_default(),
+            dirty: cmd(
+                "git",
+                &["-C", repo, "status", "--porcelain", "--untracked-files=no"],
+            )
+            .is_some_and(|s| !s.is_empty()),
+            tern_binary: String::new(),
+            loadavg_before: loadavg(),
+            loadavg_after: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Settings {
+    pub cold_samples: usize,
+    pub cold_samples_others: usize,
+    pub cold_gap_ms: u64,
+    pub warm_samples: usize,
+    pub throughput_requests: usize,
+    pub concurrency: Vec<usize>,
+    pub sandbox_iterations: usize,
+    pub sandbox_python_samples: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Baselines {
+    pub python: String,
+    /// (a) spawn → the bootstrap's first `next`.
+    pub naive_init: Summary,
+    /// (a) spawn → result posted: the naive platform's cold start.
+    pub naive_total: Summary,
+    /// (b) request → forked child running in new namespaces.
+    pub fork_floor: Summary,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Phases {
+    /// `python3.11 -c pass`, spawn → exit.
+    pub interpreter: Summary,
+    /// `python3.11 -S -c pass`.
+    pub interpreter_no_site: Summary,
+    pub bootstrap_import: Summary,
+    pub handler_import: Summary,
+}
+
+impl Phases {
+    pub fn of(samples: &[PhaseSample]) -> Phases {
+        let col = |f: &dyn Fn(&PhaseSample) -> f64| {
+            Summary::of_ms(&samples.iter().map(f).collect::<Vec<_>>())
+        };
+        Phases {
+            interpreter: col(&|s| ms(s.interpreter)),
+            interpreter_no_site: col(&|s| ms(s.interpreter_no_site)),
+            bootstrap_import: col(&|s| s.bootstrap_import_ms),
+            handler_import: col(&|s| s.handler_import_ms),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct MemoryEntry {
+    pub function: String,
+    pub runtime: String,
+    pub what: String,
+    pub memory: Option<InstancesMemory>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Ratios {
+    /// Baseline (a) cold p50 / tern python cold p50 (target ≥ 10).
+    pub naive_over_tern_p50: f64,
+    /// tern python cold p50 / baseline (b) p50: how far above the physical floor.
+    pub tern_over_floor_p50: f64,
+    /// Baseline (a) p50 / baseline (b) p50: the room a zygote design has.
+    pub naive_over_floor_p50: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Target {
+    pub name: String,
+    pub target: String,
+    pub measured: f64,
+    pub unit: String,
+    pub met: bool,
+    /// How far off, in the unit (0 when met).
+    pub missed_by: f64,
+    /// measured / target for upper bounds, target / measured for lower bounds.
+    pub factor: f64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Results {
+    pub machine: Machine,
+    pub settings: Settings,
+    pub sandbox: Option<SandboxResult>,
+    pub cold: Vec<ColdResult>,
+    pub baselines: Option<Baselines>,
+    pub phases: Option<Phases>,
+    pub ratios: Option<Ratios>,
+    pub http_floor: Option<Summary>,
+    pub warm: Vec<WarmResult>,
+    pub throughput: Vec<Level>,
+    pub memory: Vec<MemoryEntry>,
+    pub targets: Vec<Target>,
+    pub server_warnings: Vec<String>,
+    /// `tern/<server_id>` cgroup dirs the server left behind after it stopped.
+    pub leftover_cgroups: Vec<String>,
+}
+
+fn at_most(name: &str, measured: f64, limit: f64, unit: &str) -> Target {
+    Target {
+        name: name.into(),
+        target: format!("≤ {limit} {unit}"),
+        measured,
+        unit: unit.into(),
+        met: measured <= limit,
+        missed_by: (measured - limit).max(0.0),
+        factor: measured / limit,
+    }
+}
+
+fn at_least(name: &str, measured: f64, floor: f64, unit: &str) -> Target {
+    Target {
+        name: name.into(),
+        target: format!("≥ {floor} {unit}"),
+        measured,
+        unit: unit.into(),
+        met: measured >= floor,
+        missed_by: (floor - measured).max(0.0),
+        factor: if measured > 0.0 {
+            floor / measured
+        } else {
+            f64::INFINITY
+        },
+    }
+}
+
+impl Results {
+    fn python_cold(&self) -> Option<&ColdResult> {
+        self.cold.iter().find(|c| {
+            c.runtime.starts_with("python") && c.memory_mb == 128 && c.variant == "isolated"
+        })
+    }
+
+    /// Ratios and the issue #4 targets, from what was measured.
+    pub fn evaluate(&mut self) {
+        let mut t = Vec::new();
+        if let Some(c) = self.python_cold() {
+            t.push(at_most(
+                "python cold start p50 (128 MB)",
+                c.client.p50_ms,
+                15.0,
+                "ms",
+            ));
+            t.push(at_most(
+                "python cold start p99 (128 MB)",
+                c.client.p99_ms,
+                40.0,
+                "ms",
+            ));
+            if let Some(b) = &self.baselines {
+                let ratios = Ratios {
+                    naive_over_tern_p50: b.naive_total.p50_ms / c.client.p50_ms,
+                    tern_over_floor_p50: c.client.p50_ms / b.fork_floor.p50_ms,
+                    naive_over_floor_p50: b.naive_total.p50_ms / b.fork_floor.p50_ms,
+                };
+                t.push(at_least(
+                    "python cold p50: baseline (a) / tern",
+                    ratios.naive_over_tern_p50,
+                    10.0,
+                    "x",
+                ));
+                self.ratios = Some(ratios);
+            }
+        }
+        if let Some(w) = self.warm.iter().find(|w| w.runtime.starts_with("python")) {
+            t.push(at_most(
+                "python warm overhead p50",
+                w.overhead.p50_ms,
+                0.5,
+                "ms",
+            ));
+        }
+        if let Some(l) = self.throughput.iter().find(|l| l.concurrency == 64) {
+            t.push(at_least(
+                "no-op python throughput at c=64",
+                l.per_second,
+                5000.0,
+                "inv/s",
+            ));
+        }
+        // The pool left by the throughput run if there is one (many instances), else
+        // the single hello-world instance.
+        let mem = self
+            .memory
+            .iter()
+            .rev()
+            .filter(|m| m.runtime.starts_with("python"))
+            .find_map(|m| m.memory.as_ref());
+        if let Some(m) = mem {
+            t.push(at_most(
+                "idle python instance, unshared (USS keeper+init+runtime)",
+                m.total.uss_mib,
+                10.0,
+                "MiB",
+            ));
+        }
+        self.targets = t;
+    }
+}
+
+fn row(label: &str, s: &Summary) {
+    println!(
+        "  {label:<60} p50 {:>9.3} ms  p99 {:>9.3} ms  (n={})",
+        s.p50_ms, s.p99_ms, s.n
+    );
+}
+
+pub fn print_table(r: &Results) {
+    let m = &r.machine;
+    println!(
+        "\ntern-bench — {} — {} × {} — Linux {} — commit {}{}",
+        m.date,
+        m.nproc,
+        m.cpu_model,
+        m.kernel,
+        m.commit,
+        if m.dirty { " (dirty tree)" } else { "" }
+    );
+    println!(
+        "load average before {} / after {}",
+        m.loadavg_before, m.loadavg_after
+    );
+    if let Some(s) = &r.sandbox {
+        println!("\nsandbox (no server; /bin/true, 128 MB limits, /tmp 512 MB)");
+        for v in &s.variants {
+            row(&format!("setup (launch → exec'd), {}", v.label), &v.setup);
+            row(
+                &format!("teardown (kill, wait, cleanup), {}", v.label),
+                &v.teardown,
+            );
+        }
+        row("baseline: bare spawn + wait of /bin/true", &s.bare_spawn);
+        for p in &s.python {
+            let place = match p.sandbox_cpu_millis {
+                None => "no sandbox".to_string(),
+                Some(c) => format!("sandbox {:.2} CPU", f64::from(c) / 1000.0),
+            };
+            row(&format!("{} ({place})", p.command), &p.run);
+        }
+        for j in &s.cgroup_join {
+            row(
+                &format!(
+                    "move a process into a new cgroup ({}), {} ms after the last",
+                    j.hierarchy.trim_start_matches("/sys/fs/cgroup/"),
+                    j.after_pause_ms
+                ),
+                &j.write,
+            );
+        }
+        for b in &s.bootstrap {
+            let cpu = f64::from(b.sandbox_cpu_millis) / 1000.0;
+            row(
+                &format!("bootstrap + hello → first next (sandbox {cpu:.2} CPU)"),
+                &b.init,
+            );
+            row(
+                &format!("bootstrap + hello → result (sandbox {cpu:.2} CPU)"),
+                &b.result,
+            );
+        }
+    }
+    if !r.cold.is_empty() {
+        println!("\ncold start (UpdateFunctionConfiguration, then a timed invoke)");
+        for c in &r.cold {
+            println!(
+                "  {} ({} MB), {}: {} of {} served by a pre-warmed instance; {} ms pause after each",
+                c.runtime, c.memory_mb, c.variant, c.prewarmed, c.client.n, c.gap_ms
+            );
+            row("  client: HTTP in → response out", &c.client);
+            if let (Some(p), Some(f)) = (&c.client_prewarmed, &c.client_fresh) {
+                row("  client, pre-warmed instance", p);
+                row("  client, fresh instance", f);
+            }
+            row("  REPORT Init Duration (launch → first next)", &c.init);
+            row("  REPORT Duration (the invoke itself)", &c.invoke);
+            row("  outside (HTTP, auth, routing, bookkeeping)", &c.outside);
+            row("  instance CPU during the request", &c.instance_cpu);
+            row(
+                "  instance held back by its CPU quota",
+                &c.instance_throttled,
+            );
+        }
+    }
+    if let Some(b) = &r.baselines {
+        println!("\nbaselines (same run, interleaved with the python cold samples)");
+        row(
+            "(a) naive: exec python3.11 + bootstrap → result",
+            &b.naive_total,
+        );
+        row("(a) naive: exec → bootstrap's first next", &b.naive_init);
+        row("(b) floor: warm python fork + unshare(7 ns)", &b.fork_floor);
+    }
+    if let Some(x) = &r.ratios {
+        println!(
+            "  ratios (p50): baseline (a) / tern = {:.2}x   tern / floor (b) = {:.1}x   (a) / (b) = {:.1}x",
+            x.naive_over_tern_p50, x.tern_over_floor_p50, x.naive_over_floor_p50
+        );
+    }
+    if let Some(p) = &r.phases {
+        println!("\npython start phases (fresh process each, no sandbox, full CPU)");
+        row("interpreter: python3.11 -c pass", &p.interpreter);
+        row(
+            "interpreter without site: -S -c pass",
+            &p.interpreter_no_site,
+        );
+        row("import bootstrap (in-process)", &p.bootstrap_import);
+        row("import handler module (in-process)", &p.handler_import);
+    }
+    if !r.warm.is_empty() {
+        println!("\nwarm invoke (one keep-alive connection, sequential)");
+        if let Some(h) = &r.http_floor {
+            row("HTTP floor: unsigned GET /tern/v1/health", h);
+        }
+        for w in &r.warm {
+            println!("  {}", w.runtime);
+            row("  client latency", &w.client);
+            row("  handler's own time", &w.handler);
+            row("  platform overhead (client − handler)", &w.overhead);
+            row("  server side (client − REPORT Duration)", &w.server_side);
+            row(
+                "  instance side (REPORT Duration − handler)",
+                &w.instance_side,
+            );
+        }
+    }
+    if !r.throughput.is_empty() {
+        println!("\nthroughput (no-op python, 128 MB; threads with their own connection)");
+        println!(
+            "  {:>4} {:>9} {:>9} {:>6} {:>6} {:>10} {:>10} {:>10} {:>6}",
+            "c", "requests", "inv/s", "429", "errors", "p50 ms", "p99 ms", "seconds", "colds"
+        );
+        for l in &r.throughput {
+            println!(
+                "  {:>4} {:>9} {:>9.0} {:>6} {:>6} {:>10.3} {:>10.3} {:>10.2} {:>6}",
+                l.concurrency,
+                l.requests,
+                l.per_second,
+                l.throttled,
+                l.errors,
+                l.latency.p50_ms,
+                l.latency.p99_ms,
+                l.seconds,
+                l.cold_starts.map_or("?".to_string(), |c| c.to_string())
+            );
+            let c = &l.cpu;
+            println!(
+                "       {} instances served; CPU per invocation: client {:.0} µs, server {:.0} µs, instances {:.0} µs; machine {:.0}% busy; instances throttled in {} periods ({:.0} ms)",
+                l.instances_used,
+                c.client_us,
+                c.server_us,
+                c.instances_us,
+                c.machine_busy * 100.0,
+                c.instance_throttled_periods,
+                c.instance_throttled_ms
+            );
+            if let Some(e) = &l.first_error {
+                println!("       first error: {e}");
+            }
+        }
+    }
+    if !r.memory.is_empty() {
+        println!("\nmemory per idle warm instance (MiB; mean over the instances measured)");
+        println!(
+            "  {:<16} {:>4} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}  what",
+            "runtime", "n", "rt USS", "rt dirty", "rt PSS", "all USS", "all PSS", "cgroup"
+        );
+        for e in &r.memory {
+            match &e.memory {
+                Some(m) => println!(
+                    "  {:<16} {:>4} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9}  {}",
+                    e.runtime,
+                    m.instances,
+                    m.runtime.uss_mib,
+                    m.runtime.private_dirty_mib,
+                    m.runtime.pss_mib,
+                    m.total.uss_mib,
+                    m.total.pss_mib,
+                    m.cgroup_charge_mib
+                        .map_or("?".to_string(), |c| format!("{c:.2}")),
+                    e.what
+                ),
+                None => println!("  {:<16} no live instance found ({})", e.runtime, e.what),
+            }
+        }
+        println!("  (rt = the runtime process; all = keeper + init + runtime)");
+    }
+    if !r.targets.is_empty() {
+        println!("\ntargets (issue #4)");
+        for t in &r.targets {
+            let verdict = if t.met {
+                "met".to_string()
+            } else {
+                format!("MISSED by {:.2} {} ({:.1}x)", t.missed_by, t.unit, t.factor)
+            };
+            println!(
+                "  {:<58} {:>10.2} {:<6} target {:<12} {verdict}",
+                t.name, t.measured, t.unit, t.target
+            );
+        }
+    }
+    if !r.leftover_cgroups.is_empty() {
+        println!(
+            "\nthe stopped server left {} cgroup dirs behind: {}",
+            r.leftover_cgroups.len(),
+            r.leftover_cgroups.join(" ")
+        );
+    }
+    if !r.server_warnings.is_empty() {
+        println!(
+            "\nserver log: {} WARN/ERROR lines, e.g. {}",
+            r.server_warnings.len(),
+            r.server_warnings[0]
+        );
+    }
+}
