@@ -964,6 +964,7 @@ impl InstanceManager {
         for (k, i) in all {
             self.retire(i.instance, false, &k).await;
         }
+        self.launcher.shutdown();
     }
 
     fn launch_spec(&self, f: &FunctionSpec, kind: &RuntimeKind, provisioned: bool) -> LaunchSpec {

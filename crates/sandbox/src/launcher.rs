@@ -114,4 +114,7 @@ pub trait Launcher: Send + Sync {
     fn supports_prewarm(&self) -> bool {
         false
     }
+    /// Releases what the launcher itself holds (such as the server's cgroup subtree).
+    /// Call at shutdown, after every instance was cleaned up.
+    fn shutdown(&self) {}
 }

@@ -410,6 +410,10 @@ impl Launcher for SandboxLauncher {
         // Code attached later is an overlay, so no host path shows in mountinfo.
         self.host.overlayfs
     }
+
+    fn shutdown(&self) {
+        self.remove_server_cgroups();
+    }
 }
 
 struct SandboxInstance {
