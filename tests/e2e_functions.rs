@@ -547,6 +547,21 @@ fn server_stops_gracefully_on_sigterm() {
         server.stop(std::time::Duration::from_secs(15)),
         "server did not exit within 15 s of SIGTERM"
     );
+    if support::sandboxed() {
+        // Its cgroup subtree is gone with it.
+        let store = tern_store::SqliteStore::open(&server.data_dir.join("tern.db")).expect("db");
+        let id = tern_store::Store::get_meta(&store, "server_id")
+            .expect("meta")
+            .expect("server id");
+        let left: Vec<String> = std::fs::read_dir("/sys/fs/cgroup")
+            .expect("cgroup fs")
+            .flatten()
+            .map(|h| h.path().join("tern").join(&id))
+            .filter(|p| p.exists())
+            .map(|p| p.display().to_string())
+            .collect();
+        assert!(left.is_empty(), "cgroups left behind: {left:?}");
+    }
 }
 
 #[test]

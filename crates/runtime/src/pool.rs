@@ -203,6 +203,8 @@ pub struct InstanceManager {
     starts: Arc<Semaphore>,
     /// Signalled whenever an instance is released or retired.
     released: Notify,
+    /// Set by shutdown: background starts stop, and what they started is stopped.
+    closed: std::sync::atomic::AtomicBool,
     next_id: AtomicUsize,
 }
 
@@ -239,6 +241,7 @@ impl InstanceManager {
             prewarmed: Mutex::new(HashMap::new()),
             starts,
             released: Notify::new(),
+            closed: std::sync::atomic::AtomicBool::new(false),
             next_id: AtomicUsize::new(0),
         })
     }
@@ -512,7 +515,7 @@ impl InstanceManager {
                             .is_some_and(|t| t.elapsed() < self.config.keep_alive)
                 })
             };
-            if !wanted {
+            if !wanted || self.closed.load(Ordering::Acquire) {
                 break;
             }
             // Requests come first: if every start slot is busy, the reaper retries later.
@@ -545,6 +548,10 @@ impl InstanceManager {
             .await;
             drop(permit);
             match started {
+                Ok(instance) if self.closed.load(Ordering::Acquire) => {
+                    self.retire_prewarmed(instance).await;
+                    break;
+                }
                 Ok(instance) => {
                     let mut pools = lock(&self.prewarmed);
                     pools
@@ -645,7 +652,7 @@ impl InstanceManager {
 
     /// Returns an instance after a request: back to the pool if it is still good.
     pub async fn release(&self, lease: Lease, reusable: bool) {
-        if !reusable || lease.instance.has_exited() {
+        if !reusable || lease.instance.has_exited() || self.closed.load(Ordering::Acquire) {
             self.retire(lease.instance, lease.provisioned, &lease.key)
                 .await;
             return;
@@ -904,6 +911,10 @@ impl InstanceManager {
             let started = self.start(&f, &kind, true).await;
             drop(permit);
             match started {
+                Ok(instance) if self.closed.load(Ordering::Acquire) => {
+                    self.retire(instance, false, &PoolKey::of(&f)).await;
+                    break;
+                }
                 Ok(instance) => {
                     let counted = {
                         let mut prov = lock(&self.provisioned);
@@ -949,6 +960,7 @@ impl InstanceManager {
 
     /// Stops every idle instance (shutdown).
     pub async fn shutdown(&self) {
+        self.closed.store(true, Ordering::Release);
         lock(&self.provisioned).clear();
         let prewarmed: Vec<Instance> = lock(&self.prewarmed)
             .drain()
@@ -963,6 +975,15 @@ impl InstanceManager {
             .collect();
         for (k, i) in all {
             self.retire(i.instance, false, &k).await;
+        }
+        // Starts already under way finish and are stopped by their tasks; requests still
+        // running hand their instance back to be stopped. Wait a bounded time for both.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.live() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if self.live() > 0 {
+            tracing::warn!(live = self.live(), "instances still running at shutdown");
         }
         self.launcher.shutdown();
     }
