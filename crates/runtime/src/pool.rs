@@ -149,6 +149,32 @@ pub struct Lease {
     pub cold: bool,
     /// Set for a provisioned instance.
     pub provisioned: bool,
+    handed_out: Instant,
+}
+
+/// What the manager learns about one function revision's requests.
+#[derive(Default)]
+struct Demand {
+    /// Leases handed out and not yet returned.
+    busy: usize,
+    /// Moving averages of how long a lease is held and how long a cold start takes.
+    run_ewma: Option<Duration>,
+    init_ewma: Option<Duration>,
+    /// Signalled (one waiter) when an instance of this function goes back to idle.
+    freed: Arc<Notify>,
+}
+
+fn ewma(old: Option<Duration>, sample: Duration) -> Option<Duration> {
+    Some(match old {
+        None => sample,
+        Some(o) => (o * 7 + sample) / 8,
+    })
+}
+
+impl Demand {
+    fn observe_init(&mut self, d: Duration) {
+        self.init_ewma = ewma(self.init_ewma, d);
+    }
 }
 
 struct Idle {
@@ -200,6 +226,7 @@ pub struct InstanceManager {
     capacity: Mutex<Capacity>,
     provisioned: Mutex<HashMap<(String, String), Provisioned>>,
     prewarmed: Mutex<HashMap<PrewarmKey, PrewarmPool>>,
+    demand: Mutex<HashMap<PoolKey, Demand>>,
     starts: Arc<Semaphore>,
     /// Signalled whenever an instance is released or retired.
     released: Notify,
@@ -239,6 +266,7 @@ impl InstanceManager {
             capacity: Mutex::new(Capacity::default()),
             provisioned: Mutex::new(HashMap::new()),
             prewarmed: Mutex::new(HashMap::new()),
+            demand: Mutex::new(HashMap::new()),
             starts,
             released: Notify::new(),
             closed: std::sync::atomic::AtomicBool::new(false),
@@ -303,6 +331,7 @@ impl InstanceManager {
                 key: key.clone(),
                 cold: false,
                 provisioned: picked.provisioned,
+                handed_out: Instant::now(),
             });
         }
     }
@@ -350,36 +379,81 @@ impl InstanceManager {
                     runtime: f.runtime.clone(),
                     available: self.catalog.ids().join(", "),
                 })?;
+        let freed = self.demand(&key, |d| d.freed.clone());
         let deadline = tokio::time::Instant::now() + self.config.queue_timeout;
-        loop {
+        // How long a warm instance of this function is worth waiting for instead of a
+        // cold start; decided once per request.
+        let patience = self.patience(&key).map(|p| tokio::time::Instant::now() + p);
+        let lease = loop {
             let notified = self.released.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            let mine = freed.notified();
+            tokio::pin!(mine);
+            mine.as_mut().enable();
             if let Some(lease) = self.take_idle(&key).await {
-                return Ok(lease);
+                break lease;
             }
-            if let Ok(permit) = self.starts.clone().try_acquire_owned() {
-                if self.claim_capacity(u64::from(f.memory_mb), true).await {
-                    let started = self.start(f, &kind, false).await;
-                    drop(permit);
-                    return started.map(|instance| Lease {
-                        instance,
-                        key,
-                        cold: true,
-                        provisioned: false,
-                    });
+            let now = tokio::time::Instant::now();
+            let patient = patience.is_some_and(|p| now < p);
+            if !patient {
+                if let Ok(permit) = self.starts.clone().try_acquire_owned() {
+                    if self.claim_capacity(u64::from(f.memory_mb), true).await {
+                        let started = self.start(f, &kind, false).await;
+                        drop(permit);
+                        let instance = started?;
+                        self.demand(&key, |d| d.observe_init(instance.init_duration));
+                        break Lease {
+                            instance,
+                            key: key.clone(),
+                            cold: true,
+                            provisioned: false,
+                            handed_out: Instant::now(),
+                        };
+                    }
                 }
             }
+            let wake = match patience {
+                Some(p) if patient => p.min(deadline),
+                _ => deadline,
+            };
             tokio::select! {
+                _ = &mut mine => {}
                 _ = &mut notified => {}
                 // A start slot may free up without any instance being released.
-                Ok(p) = self.starts.clone().acquire_owned() => drop(p),
-                _ = tokio::time::sleep_until(deadline) => {
-                    let cap = self.describe_capacity();
-                    return Err(AcquireError::AtCapacity(cap));
+                Ok(p) = self.starts.clone().acquire_owned(), if !patient => drop(p),
+                _ = tokio::time::sleep_until(wake) => {
+                    if wake >= deadline {
+                        let cap = self.describe_capacity();
+                        return Err(AcquireError::AtCapacity(cap));
+                    }
                 }
             }
+        };
+        self.demand(&key, |d| d.busy += 1);
+        Ok(Lease {
+            handed_out: Instant::now(),
+            ..lease
+        })
+    }
+
+    /// Runs `f` on the demand record of `key`.
+    fn demand<T>(&self, key: &PoolKey, f: impl FnOnce(&mut Demand) -> T) -> T {
+        f(lock(&self.demand).entry(key.clone()).or_default())
+    }
+
+    /// When every instance of a function is busy and its requests are much shorter than
+    /// its cold starts, a request waits briefly for one to come back rather than start
+    /// another: on a small machine, hundreds of interpreters for sub-millisecond
+    /// requests cost more than they serve. Never longer than half a cold start.
+    fn patience(&self, key: &PoolKey) -> Option<Duration> {
+        let d = lock(&self.demand);
+        let d = d.get(key)?;
+        let (run, init) = (d.run_ewma?, d.init_ewma?);
+        if d.busy == 0 || run * 4 >= init {
+            return None;
         }
+        Some((run * 3).clamp(Duration::from_micros(500), init / 2))
     }
 
     fn describe_capacity(&self) -> String {
@@ -652,6 +726,12 @@ impl InstanceManager {
 
     /// Returns an instance after a request: back to the pool if it is still good.
     pub async fn release(&self, lease: Lease, reusable: bool) {
+        let held = lease.handed_out.elapsed();
+        let freed = self.demand(&lease.key, |d| {
+            d.busy = d.busy.saturating_sub(1);
+            d.run_ewma = ewma(d.run_ewma, held);
+            d.freed.clone()
+        });
         if !reusable || lease.instance.has_exited() || self.closed.load(Ordering::Acquire) {
             self.retire(lease.instance, lease.provisioned, &lease.key)
                 .await;
@@ -678,7 +758,8 @@ impl InstanceManager {
             since: Instant::now(),
             provisioned,
         });
-        self.released.notify_waiters();
+        // One instance came back: one waiter of this function can have it.
+        freed.notify_one();
     }
 
     async fn retire(&self, instance: Instance, provisioned: bool, key: &PoolKey) {
@@ -768,6 +849,11 @@ impl InstanceManager {
             });
             out
         };
+        {
+            // Forget what was learnt about revisions with nothing left running.
+            let idle = lock(&self.idle);
+            lock(&self.demand).retain(|k, d| d.busy > 0 || idle.contains_key(k));
+        }
         for (k, i) in expired {
             tracing::debug!(instance = %i.instance.id, "keep-alive expired");
             self.retire(i.instance, i.provisioned, &k).await;
