@@ -499,21 +499,7 @@ impl FunctionService {
         next.revision_id = uuid::Uuid::new_v4().to_string();
         next.revision = self.next_revision();
         next.last_modified_ms = now_ms();
-        let store = self.store.clone();
-        let expected = current.revision_id.clone();
-        let to_store = next.clone();
-        blocking(move || {
-            store
-                .update_function(&to_store, &expected)
-                .map_err(|e| match e {
-                    tern_store::StoreError::Conflict(_) => ServiceError::ResourceConflict(
-                        "The operation cannot be performed at this time. An update is in progress for resource: the function changed concurrently; retry".to_string(),
-                    ),
-                    other => other.into(),
-                })
-        })
-        .await?;
-        self.registry.put(next.clone());
+        self.store_update(current, &next).await?;
         if let Some(p) = self
             .instances
             .provisioned_state(&caller.namespace, &next.name)
@@ -539,6 +525,30 @@ impl FunctionService {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// Stores `next` if the stored record is still `current`, then caches it.
+    async fn store_update(
+        &self,
+        current: &FunctionRecord,
+        next: &FunctionRecord,
+    ) -> Result<(), ServiceError> {
+        let store = self.store.clone();
+        let expected = current.revision_id.clone();
+        let to_store = next.clone();
+        blocking(move || {
+            store
+                .update_function(&to_store, &expected)
+                .map_err(|e| match e {
+                    tern_store::StoreError::Conflict(_) => ServiceError::ResourceConflict(
+                        "The operation cannot be performed at this time. An update is in progress for resource: the function changed concurrently; retry".to_string(),
+                    ),
+                    other => other.into(),
+                })
+        })
+        .await?;
+        self.registry.put(next.clone());
+        Ok(())
     }
 
     fn unqualified(qualifier: &Option<String>, op: &str) -> Result<(), ServiceError> {
@@ -954,21 +964,6 @@ impl FunctionService {
         if next.tags.len() > 50 {
             return Err(invalid("A function can have at most 50 tags"));
         }
-        let store = self.store.clone();
-        let expected = current.revision_id.clone();
-        let to_store = next.clone();
-        blocking(move || {
-            store
-                .update_function(&to_store, &expected)
-                .map_err(|e| match e {
-                    tern_store::StoreError::Conflict(_) => ServiceError::ResourceConflict(
-                        "The function changed concurrently; retry".to_string(),
-                    ),
-                    other => other.into(),
-                })
-        })
-        .await?;
-        self.registry.put(next);
-        Ok(())
+        self.store_update(&current, &next).await
     }
 }
