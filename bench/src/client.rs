@@ -132,34 +132,24 @@ impl Api {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Vec<(String, String)> {
-        let mut all: Vec<(String, String)> = vec![("host".into(), self.host.clone())];
-        all.extend(
-            headers
-                .iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string())),
-        );
-        let hash = tern_core::sigv4::sha256_hex(body);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        let signed = tern_core::sigv4::sign(
-            &tern_core::sigv4::RequestParts {
-                method,
-                raw_path: path,
-                raw_query: query,
-                headers: &all,
-                payload_sha256: &hash,
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        tern_core::sigv4::sign_outgoing(
+            &tern_core::sigv4::Signer {
+                access_key: &self.key,
+                secret: &self.secret,
+                region: REGION,
+                service: "lambda",
             },
-            &self.key,
-            &self.secret,
-            REGION,
-            "lambda",
-            now,
-        );
-        all.retain(|(k, _)| k != "host");
-        all.extend(signed);
-        all
+            method,
+            &self.host,
+            path,
+            query,
+            &headers,
+            body,
+        )
     }
 
     /// A signed request; any HTTP status is a response, transport errors are errors.

@@ -200,34 +200,24 @@ impl Server {
         let (path, query) = path_and_query
             .split_once('?')
             .unwrap_or((path_and_query, ""));
-        let mut all: Vec<(String, String)> = vec![("host".into(), self.host.clone())];
-        all.extend(
-            headers
-                .iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string())),
-        );
-        let hash = tern_core::sigv4::sha256_hex(body);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_secs() as i64;
-        let signed = tern_core::sigv4::sign(
-            &tern_core::sigv4::RequestParts {
-                method,
-                raw_path: path,
-                raw_query: query,
-                headers: &all,
-                payload_sha256: &hash,
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let req_headers = tern_core::sigv4::sign_outgoing(
+            &tern_core::sigv4::Signer {
+                access_key: key,
+                secret,
+                region: REGION,
+                service: "lambda",
             },
-            key,
-            secret,
-            REGION,
-            "lambda",
-            now,
+            method,
+            &self.host,
+            path,
+            query,
+            &headers,
+            body,
         );
-        let mut req_headers: Vec<(String, String)> =
-            all.into_iter().filter(|(k, _)| k != "host").collect();
-        req_headers.extend(signed);
         self.raw_request(method, path_and_query, &req_headers, body)
     }
 

@@ -296,6 +296,61 @@ pub fn sign(
     ]
 }
 
+/// Who signs a request, and for which scope.
+#[derive(Debug, Clone, Copy)]
+pub struct Signer<'a> {
+    pub access_key: &'a str,
+    pub secret: &'a str,
+    pub region: &'a str,
+    pub service: &'a str,
+}
+
+/// The current time in unix seconds, as signing and verification use it.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Signs an outgoing request to `host` (`host[:port]`) with the body's sha256. Returns
+/// the headers to send: `headers` (names lowercased) plus `x-amz-date` and
+/// `authorization`. `host` is signed but not returned; HTTP clients set it themselves.
+pub fn sign_outgoing(
+    signer: &Signer<'_>,
+    method: &str,
+    host: &str,
+    path: &str,
+    query: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Vec<(String, String)> {
+    let mut all: Vec<(String, String)> = vec![("host".to_string(), host.to_string())];
+    all.extend(
+        headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone())),
+    );
+    let hash = sha256_hex(body);
+    let signed = sign(
+        &RequestParts {
+            method,
+            raw_path: path,
+            raw_query: query,
+            headers: &all,
+            payload_sha256: &hash,
+        },
+        signer.access_key,
+        signer.secret,
+        signer.region,
+        signer.service,
+        now_unix(),
+    );
+    all.remove(0);
+    all.extend(signed);
+    all
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

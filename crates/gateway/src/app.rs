@@ -315,6 +315,11 @@ async fn unknown_operation(method: Method, uri: axum::http::Uri) -> ApiError {
 
 type Q = Query<HashMap<String, String>>;
 
+/// The `Qualifier` query parameter.
+fn qualifier(q: &HashMap<String, String>) -> Option<&str> {
+    q.get("Qualifier").map(String::as_str)
+}
+
 async fn create_function(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -351,10 +356,7 @@ async fn get_function(
     Path(name): Path<String>,
     Query(q): Q,
 ) -> Result<Response, ApiError> {
-    let resp = state
-        .functions
-        .get(&caller, &name, q.get("Qualifier").map(String::as_str))
-        .await?;
+    let resp = state.functions.get(&caller, &name, qualifier(&q)).await?;
     Ok(json(StatusCode::OK, &resp))
 }
 
@@ -366,7 +368,7 @@ async fn get_configuration(
 ) -> Result<Response, ApiError> {
     let resp = state
         .functions
-        .get_configuration(&caller, &name, q.get("Qualifier").map(String::as_str))
+        .get_configuration(&caller, &name, qualifier(&q))
         .await?;
     Ok(json(StatusCode::OK, &resp))
 }
@@ -404,7 +406,7 @@ async fn delete_function(
 ) -> Result<Response, ApiError> {
     state
         .functions
-        .delete(&caller, &name, q.get("Qualifier").map(String::as_str))
+        .delete(&caller, &name, qualifier(&q))
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -500,7 +502,7 @@ async fn put_provisioned(
         .put_provisioned(
             &caller,
             &name,
-            q.get("Qualifier").map(String::as_str),
+            qualifier(&q),
             req.provisioned_concurrent_executions,
         )
         .await?;
@@ -520,7 +522,7 @@ async fn get_provisioned(
     }
     let resp = state
         .functions
-        .get_provisioned(&caller, &name, q.get("Qualifier").map(String::as_str))
+        .get_provisioned(&caller, &name, qualifier(&q))
         .await?;
     Ok(json(StatusCode::OK, &resp))
 }
@@ -533,7 +535,7 @@ async fn delete_provisioned(
 ) -> Result<Response, ApiError> {
     state
         .functions
-        .delete_provisioned(&caller, &name, q.get("Qualifier").map(String::as_str))
+        .delete_provisioned(&caller, &name, qualifier(&q))
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -45,13 +45,6 @@ pub struct Authenticator {
     keys: RwLock<HashMap<String, AccessKey>>,
 }
 
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// The account id of a namespace. Only the default namespace exists so far.
 fn account_of(namespace: &str) -> String {
     if namespace == DEFAULT_NAMESPACE {
@@ -103,7 +96,8 @@ impl Authenticator {
             .key(&auth.access_key)
             .await?
             .ok_or(AuthError::UnknownKey)?;
-        sigv4::verify(parts, &auth, &key.secret, now_unix()).map_err(AuthError::Signature)?;
+        sigv4::verify(parts, &auth, &key.secret, sigv4::now_unix())
+            .map_err(AuthError::Signature)?;
         Ok(Caller {
             account: account_of(&key.namespace),
             namespace: key.namespace,

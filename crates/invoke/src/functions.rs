@@ -791,10 +791,8 @@ impl FunctionService {
         name: &str,
     ) -> Result<Option<ProvisionedSetting>, ServiceError> {
         let store = self.store.clone();
-        let all = blocking(move || Ok(store.list_provisioned()?)).await?;
-        Ok(all
-            .into_iter()
-            .find(|p| p.namespace == caller.namespace && p.function == name))
+        let (ns, name) = (caller.namespace.clone(), name.to_string());
+        blocking(move || Ok(store.get_provisioned(&ns, &name, LATEST)?)).await
     }
 
     pub async fn put_provisioned(

@@ -31,6 +31,15 @@ const DIR_MODE: u32 = 0o755;
 /// Source name shown for the read-only overlays of code and bootstraps.
 pub(crate) const OVERLAY_SOURCE: &str = "tern";
 
+/// The `lowerdir` of a read-only overlay of `top` over the empty `bottom`, naming both
+/// by descriptor so /proc/self/mountinfo shows no host path.
+pub(crate) fn overlay_layers(
+    top: impl std::fmt::Display,
+    bottom: impl std::fmt::Display,
+) -> String {
+    format!("/proc/self/fd/{top}:/proc/self/fd/{bottom}")
+}
+
 const PASSWD: &str =
     "root:x:0:0:root:/tmp:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n";
 const GROUP: &str = "root:x:0:\nnobody:x:65534:\n";
@@ -535,7 +544,7 @@ fn apply_step(step: &MountStep, passed: &[RawFd], sys: &mut dyn Syscalls) -> io:
                     return Err(e);
                 }
             };
-            let options = format!("lowerdir=/proc/self/fd/{top}:/proc/self/fd/{bottom}");
+            let options = format!("lowerdir={}", overlay_layers(top, bottom));
             let mounted = sys.mount(
                 Some(Path::new(OVERLAY_SOURCE)),
                 target,

@@ -563,12 +563,7 @@ impl InstanceProcess for SandboxInstance {
         let top = File::open(code_dir).map_err(|e| format!("open {}: {e}", code_dir.display()))?;
         let bottom = File::open(&self.empty_layer)
             .map_err(|e| format!("open {}: {e}", self.empty_layer.display()))?;
-        // Layers named by descriptor, as at launch: mountinfo shows no host path.
-        let lower = format!(
-            "/proc/self/fd/{}:/proc/self/fd/{}",
-            top.as_raw_fd(),
-            bottom.as_raw_fd()
-        );
+        let lower = mounts::overlay_layers(top.as_raw_fd(), bottom.as_raw_fd());
         let mount = sys::fs_mount_detached(
             "overlay",
             &[

@@ -190,6 +190,31 @@ impl Store for SqliteStore {
         Ok(n > 0)
     }
 
+    fn get_provisioned(
+        &self,
+        namespace: &str,
+        name: &str,
+        qualifier: &str,
+    ) -> Result<Option<ProvisionedSetting>, StoreError> {
+        let conn = self.lock();
+        Ok(conn
+            .query_row(
+                "SELECT requested, last_modified_ms FROM provisioned_concurrency
+                 WHERE namespace = ?1 AND name = ?2 AND qualifier = ?3",
+                params![namespace, name, qualifier],
+                |r| {
+                    Ok(ProvisionedSetting {
+                        namespace: namespace.to_string(),
+                        function: name.to_string(),
+                        qualifier: qualifier.to_string(),
+                        requested: r.get(0)?,
+                        last_modified_ms: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
     fn list_provisioned(&self) -> Result<Vec<ProvisionedSetting>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn.prepare_cached(
@@ -470,6 +495,12 @@ mod tests {
             vec![("default".to_string(), "a".to_string(), 5)]
         );
         assert_eq!(store.list_provisioned().unwrap()[0].requested, 2);
+        let one = store.get_provisioned("default", "a", "$LATEST").unwrap();
+        assert_eq!(one.map(|p| p.requested), Some(2));
+        assert_eq!(
+            store.get_provisioned("default", "b", "$LATEST").unwrap(),
+            None
+        );
         store
             .put_reserved_concurrency("default", "a", None)
             .unwrap();

@@ -106,5 +106,11 @@ pub trait Store: Send + Sync {
         name: &str,
         qualifier: &str,
     ) -> Result<bool, StoreError>;
+    fn get_provisioned(
+        &self,
+        namespace: &str,
+        name: &str,
+        qualifier: &str,
+    ) -> Result<Option<ProvisionedSetting>, StoreError>;
     fn list_provisioned(&self) -> Result<Vec<ProvisionedSetting>, StoreError>;
 }

@@ -4,12 +4,12 @@
 
 use std::io::Read;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use tern_core::limits;
-use tern_core::sigv4::{self, RequestParts};
+use tern_core::sigv4;
 
 use super::credentials::{self, Credentials};
 use super::ConnectArgs;
@@ -226,22 +226,19 @@ impl Client {
     /// Sends a signed request. Any status other than 2xx becomes [`CallError::Api`].
     pub fn call(&self, req: Request) -> Result<Response, CallError> {
         let path = format!("{}{}", self.endpoint.base_path, req.path);
-        let mut headers = req.headers;
-        headers.push(("host".to_string(), self.endpoint.authority.clone()));
-        let payload_hash = sigv4::sha256_hex(&req.body);
-        let signed = sigv4::sign(
-            &RequestParts {
-                method: req.method,
-                raw_path: &path,
-                raw_query: &req.query,
-                headers: &headers,
-                payload_sha256: &payload_hash,
+        let headers = sigv4::sign_outgoing(
+            &sigv4::Signer {
+                access_key: &self.credentials.access_key_id,
+                secret: &self.credentials.secret_access_key,
+                region: &self.region,
+                service: SERVICE,
             },
-            &self.credentials.access_key_id,
-            &self.credentials.secret_access_key,
-            &self.region,
-            SERVICE,
-            unix_now(),
+            req.method,
+            &self.endpoint.authority,
+            &path,
+            &req.query,
+            &req.headers,
+            &req.body,
         );
         let mut url = format!("http://{}{}", self.endpoint.authority, path);
         if !req.query.is_empty() {
@@ -250,7 +247,7 @@ impl Client {
         }
         tracing::debug!(method = req.method, %url, "calling tern");
         let mut call = self.agent.request(req.method, &url);
-        for (name, value) in headers.iter().chain(&signed) {
+        for (name, value) in &headers {
             call = call.set(name, value);
         }
         let result = if req.body.is_empty() && req.method == "GET" {
@@ -364,13 +361,6 @@ fn preview(body: &[u8]) -> String {
         Some((i, _)) => format!("{}...", &text[..i]),
         None => text.to_string(),
     }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
