@@ -168,17 +168,55 @@ ATTACKS = {
     "read": read_paths, "write": write_paths, "processes": processes, "network": network,
     "fork_bomb": fork_bomb, "hog": hog, "fill_tmp": fill_tmp, "spin": spin,
     "syscalls": syscalls, "environ": lambda event: dict(os.environ),
-    "origin": lambda event: {
-        "prewarmed": b"TERN_PREWARM=1" in open("/proc/self/environ", "rb").read(),
-        "mountinfo": open("/proc/self/mountinfo").read(),
-    },
+    "memory_holds": lambda event: memory_holds(event),
+    "origin": lambda event: origin(),
     "ping": lambda event: "pong",
 }
+
+def memory_holds(event):
+    """Whether this process's memory holds the secret with this prefix, length and
+    sha256 (the secret itself is never sent here, so finding it proves a leak)."""
+    import hashlib
+    prefix, length, digest = event["prefix"].encode(), event["length"], event["sha256"]
+    found, scanned = False, 0
+    with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb", 0) as mem:
+        for line in maps:
+            fields = line.split()
+            if not fields[1].startswith("r") or (len(fields) > 5 and fields[5] in ("[vvar]", "[vsyscall]")):
+                continue
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            try:
+                mem.seek(start)
+                data = mem.read(end - start)
+            except (OSError, OverflowError, ValueError):
+                continue
+            scanned += 1
+            at = data.find(prefix)
+            while at != -1:
+                if hashlib.sha256(data[at:at + length]).hexdigest() == digest:
+                    found = True
+                at = data.find(prefix, at + 1)
+    return {"found": found, "regions": scanned}
+
+def origin():
+    # /proc/self/environ is the environment the process was exec'd with: a pre-warmed
+    # runtime's is generic (TERN_PREWARM=1), a zygote-forked one's is its zygote's (no
+    # function variables), an exec'd one's has the function's.
+    environ = open("/proc/self/environ", "rb").read()
+    if b"TERN_PREWARM=1" in environ:
+        kind = "prewarmed"
+    elif b"AWS_LAMBDA_FUNCTION_NAME=" not in environ:
+        kind = "zygote"
+    else:
+        kind = "exec"
+    return {"kind": kind, "mountinfo": open("/proc/self/mountinfo").read()}
 
 def handler(event, context):
     return ATTACKS[event["do"]](event)
 
 def canary(event, context):
+    # A name the tests can find on the host, whichever way this runtime started.
+    libc.prctl(15, b"tern-canary", 0, 0, 0)
     return "alive"
 "#;
 
@@ -202,9 +240,14 @@ fn require_root() {
 impl Suite {
     /// A sandboxed server with the `hostile` function and a warm `canary`.
     fn start() -> Suite {
+        Suite::start_with(&[])
+    }
+
+    /// The same, with extra server flags.
+    fn start_with(flags: &[&str]) -> Suite {
         require_root();
         let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
-        let server = Server::start();
+        let server = Server::start_with(flags);
         let suite = Suite {
             server,
             _turn: turn,
@@ -280,16 +323,15 @@ fn assert_outcomes(result: &Value, expected: &[(&str, &str)]) {
     assert!(wrong.is_empty(), "{}\nall: {result}", wrong.join("\n"));
 }
 
-/// Host pids of the sandboxed processes of `function`'s instances.
-fn instance_host_pids(function: &str) -> Vec<i32> {
-    let marker = format!("AWS_LAMBDA_FUNCTION_NAME={function}\0");
+/// Host pids of the canary's runtimes (the canary names itself `tern-canary`).
+fn canary_host_pids() -> Vec<i32> {
     std::fs::read_dir("/proc")
         .map(|d| {
             d.flatten()
                 .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
                 .filter(|pid| {
-                    std::fs::read(format!("/proc/{pid}/environ"))
-                        .is_ok_and(|env| String::from_utf8_lossy(&env).contains(&marker))
+                    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                        .is_ok_and(|comm| comm.trim() == "tern-canary")
                 })
                 .collect()
         })
@@ -373,7 +415,7 @@ fn function_cannot_write_outside_tmp() {
 #[test]
 fn function_sees_only_its_own_processes_and_cannot_signal_others() {
     let s = Suite::start();
-    let others = instance_host_pids("canary");
+    let others = canary_host_pids();
     assert!(!others.is_empty(), "the canary instance runs");
     let server_pid = i32::try_from(s.server.pid()).expect("pid");
     // Pids this large cannot exist inside a fresh pid namespace, so a kill that worked
@@ -418,7 +460,7 @@ fn function_sees_only_its_own_processes_and_cannot_signal_others() {
         "the other instance was not killed: {}",
         canary.log
     );
-    assert_eq!(instance_host_pids("canary"), others);
+    assert_eq!(canary_host_pids(), others);
 }
 
 #[test]
@@ -703,74 +745,135 @@ fn environment_holds_only_function_and_lambda_variables() {
 #[test]
 fn pre_warmed_instances_are_as_isolated_as_fresh_ones() {
     let s = Suite::start();
-    let mut late = None;
-    for i in 0..20 {
-        let name = format!("late{i}");
-        s.deploy(&name, "attack.handler", json!({}));
-        let origin = s.result(&name, "origin", json!({}));
-        if origin["prewarmed"] == json!(true) {
-            late = Some((name, origin));
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
+    let name = s.cold_start_of_kind("prewarmed");
+    s.assert_isolated(&name);
+}
+
+/// With the pre-warmed pool empty, a Python cold start forks its runtime from the
+/// namespace's zygote. It must be as isolated as an exec'd one, and nothing of one
+/// function may reach the next child of the same zygote.
+#[test]
+fn zygote_forked_instances_are_as_isolated_as_execd_ones() {
+    let s = Suite::start_with(&["--prewarm", "0"]);
+    let secret = format!("zsecret-{}", uuid::Uuid::new_v4().simple());
+    let first = s.cold_start_of_kind_with(
+        "zygote",
+        json!({"Environment": {"Variables": {"ZSECRET": secret}}}),
+    );
+    s.assert_isolated(&first);
+    let probe = json!({
+        "prefix": "zsecret-",
+        "length": secret.len(),
+        "sha256": sha256_hex(secret.as_bytes()),
+    });
+    // The scan works: the function that has the secret finds it in its own memory.
+    let own = s.result(&first, "memory_holds", probe.clone());
+    assert_eq!(own["found"], json!(true), "{own}");
+    let second = s.cold_start_of_kind("zygote");
+    let other = s.result(&second, "memory_holds", probe);
+    assert_eq!(other["found"], json!(false), "{other}");
+    let env = s.result(&second, "environ", json!({}));
+    assert!(env.get("ZSECRET").is_none(), "{env}");
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Suite {
+    /// Deploys fresh functions until a cold start's runtime came about as `kind` says
+    /// (see `origin()` in the attack code); returns that function's name.
+    fn cold_start_of_kind(&self, kind: &str) -> String {
+        self.cold_start_of_kind_with(kind, json!({}))
     }
-    let (late, origin) = late.expect("no cold start took a pre-warmed instance");
-    let data = s.server.data_dir.display().to_string();
-    let mountinfo = origin["mountinfo"].as_str().unwrap_or_default();
-    assert!(
-        !mountinfo.contains(&data),
-        "mountinfo reveals the data dir:\n{mountinfo}"
-    );
-    let creds = s.server.credentials_file().display().to_string();
-    let read = s.result(
-        &late,
-        "read",
-        json!({"paths": ["/etc/shadow", data, creds, "/root", "/work", "/var/task/attack.py"]}),
-    );
-    assert_outcomes(
-        &read,
-        &[
-            ("/etc/shadow", "ENOENT"),
-            (&data, "ENOENT"),
-            (&creds, "ENOENT"),
-            ("/root", "ENOENT"),
-            ("/work", "ENOENT"),
-            ("/var/task/attack.py", "ok"),
-        ],
-    );
-    let write = s.result(
-        &late,
-        "write",
-        json!({"paths": ["/var/task/attack.py", "/var/task/new", "/etc/x", "/tmp/ok"]}),
-    );
-    assert_outcomes(
-        &write,
-        &[
-            ("/var/task/attack.py", "EROFS"),
-            ("/var/task/new", "EROFS"),
-            ("/etc/x", "EROFS"),
-            ("/tmp/ok", "ok"),
-        ],
-    );
-    let procs = s.result(&late, "processes", json!({"host_pids": [s.server.pid()]}));
-    assert_eq!(
-        procs["kills"][s.server.pid().to_string()],
-        "ESRCH",
-        "{procs}"
-    );
-    let syscalls = s.result(&late, "syscalls", json!({}));
-    assert_outcomes(
-        &syscalls,
-        &[
-            ("mount", "EPERM"),
-            ("unshare_mount", "EPERM"),
-            ("setns", "EPERM"),
-            ("ptrace_attach", "EPERM"),
-            ("raw_socket", "EPERM"),
-        ],
-    );
-    let env = s.result(&late, "environ", json!({}));
-    assert!(env.get("TERN_PREWARM").is_none(), "{env}");
-    assert_eq!(env["AWS_LAMBDA_FUNCTION_NAME"], json!(late));
-    s.canary_answers();
+
+    fn cold_start_of_kind_with(&self, kind: &str, extra: Value) -> String {
+        let mut seen = Vec::new();
+        for i in 0..20 {
+            let name = format!(
+                "{kind}{i}-{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..6]
+            );
+            self.deploy(&name, "attack.handler", extra.clone());
+            let origin = self.result(&name, "origin", json!({}));
+            if origin["kind"] == json!(kind) {
+                let data = self.server.data_dir.display().to_string();
+                let mountinfo = origin["mountinfo"].as_str().unwrap_or_default();
+                assert!(
+                    !mountinfo.contains(&data),
+                    "mountinfo reveals the data dir:\n{mountinfo}"
+                );
+                return name;
+            }
+            seen.push(origin["kind"].clone());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("no cold start was {kind}: {seen:?}");
+    }
+
+    /// The core of the suite against one function's warm instance.
+    fn assert_isolated(&self, name: &str) {
+        let data = self.server.data_dir.display().to_string();
+        let creds = self.server.credentials_file().display().to_string();
+        let read = self.result(
+            name,
+            "read",
+            json!({"paths": ["/etc/shadow", data, creds, "/root", "/work", "/var/task/attack.py"]}),
+        );
+        assert_outcomes(
+            &read,
+            &[
+                ("/etc/shadow", "ENOENT"),
+                (&data, "ENOENT"),
+                (&creds, "ENOENT"),
+                ("/root", "ENOENT"),
+                ("/work", "ENOENT"),
+                ("/var/task/attack.py", "ok"),
+            ],
+        );
+        let write = self.result(
+            name,
+            "write",
+            json!({"paths": ["/var/task/attack.py", "/var/task/new", "/etc/x", "/tmp/ok"]}),
+        );
+        assert_outcomes(
+            &write,
+            &[
+                ("/var/task/attack.py", "EROFS"),
+                ("/var/task/new", "EROFS"),
+                ("/etc/x", "EROFS"),
+                ("/tmp/ok", "ok"),
+            ],
+        );
+        let server_pid = self.server.pid();
+        let procs = self.result(name, "processes", json!({"host_pids": [server_pid]}));
+        assert_eq!(procs["kills"][server_pid.to_string()], "ESRCH", "{procs}");
+        let syscalls = self.result(name, "syscalls", json!({}));
+        assert_outcomes(
+            &syscalls,
+            &[
+                ("mount", "EPERM"),
+                ("unshare_mount", "EPERM"),
+                ("setns", "EPERM"),
+                ("ptrace_attach", "EPERM"),
+                ("raw_socket", "EPERM"),
+            ],
+        );
+        let network = self.result(
+            name,
+            "network",
+            json!({"targets": [["127.0.0.1", self.api_port()], ["127.0.0.1", 5432]]}),
+        );
+        for (target, outcome) in network.as_object().into_iter().flatten() {
+            assert_ne!(outcome[0], json!("ok"), "{target} reachable: {network}");
+        }
+        let env = self.result(name, "environ", json!({}));
+        assert!(env.get("TERN_PREWARM").is_none(), "{env}");
+        assert_eq!(env["AWS_LAMBDA_FUNCTION_NAME"], json!(name));
+        self.canary_answers();
+    }
 }

@@ -258,6 +258,7 @@ fn setup_teardown(
             bootstrap_dir: boot.to_path_buf(),
             extra_ro_paths: Vec::new(),
             resources: resources(250),
+            zygote: None,
         };
         let t = Instant::now();
         let launched = launcher.launch(&spec)?;
@@ -328,6 +329,7 @@ fn python_tax(
                             bootstrap_dir: boot.to_path_buf(),
                             extra_ro_paths: Vec::new(),
                             resources: resources(*cpu),
+                            zygote: None,
                         };
                         let launched = launcher.launch(&spec)?;
                         let status = launched.process.wait();
@@ -398,6 +400,7 @@ fn bootstrap_in_sandbox(
             bootstrap_dir: boot.to_path_buf(),
             extra_ro_paths: Vec::new(),
             resources: resources(cpu_millis),
+            zygote: None,
         };
         let started = Instant::now();
         let launched = launcher.launch(&spec)?;

@@ -41,6 +41,8 @@ pub struct ServerConfig {
     pub queue_timeout_ms: u64,
     /// Pre-warmed instances kept per runtime in use (0 disables them).
     pub prewarm_per_runtime: usize,
+    /// Fork Python runtimes from a per-namespace zygote instead of exec'ing them.
+    pub zygote: bool,
 }
 
 impl Default for ServerConfig {
@@ -65,6 +67,7 @@ impl Default for ServerConfig {
             max_concurrent_starts: 0,
             queue_timeout_ms: 5000,
             prewarm_per_runtime: 2,
+            zygote: true,
         }
     }
 }
@@ -102,6 +105,9 @@ pub struct ServerArgs {
     /// Pre-warmed instances kept per runtime in use (0 disables them).
     #[arg(long, env = "TERN_PREWARM_PER_RUNTIME")]
     pub prewarm: Option<usize>,
+    /// Fork Python runtimes from a per-namespace zygote (true/false).
+    #[arg(long, env = "TERN_ZYGOTE")]
+    pub zygote: Option<bool>,
     /// DEVELOPMENT ONLY: run functions as plain processes without any isolation.
     #[arg(long, env = "TERN_DEV_UNSANDBOXED")]
     pub dev_unsandboxed: bool,
@@ -139,6 +145,9 @@ impl ServerConfig {
         }
         if let Some(v) = args.prewarm {
             cfg.prewarm_per_runtime = v;
+        }
+        if let Some(v) = args.zygote {
+            cfg.zygote = v;
         }
         cfg.dev_unsandboxed |= args.dev_unsandboxed;
         cfg.validate()?;

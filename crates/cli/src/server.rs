@@ -209,6 +209,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             region: config.region.clone(),
             bootstrap_dir,
             prewarm_per_runtime: config.prewarm_per_runtime,
+            zygote: config.zygote,
         },
         launcher(&config, store.as_ref())?,
         catalog.clone(),

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tern_sandbox::{LaunchSpec, Launcher, Resources};
+use tern_sandbox::{LaunchSpec, Launcher, Resources, ZygoteSpec};
 use tokio::sync::{Notify, Semaphore};
 
 use crate::bootstraps::{NODE_IN_SANDBOX, PYTHON_IN_SANDBOX};
@@ -52,6 +52,10 @@ pub struct PoolConfig {
     /// Pre-warmed instances kept per (runtime, /tmp size) in use: sandbox built, runtime
     /// started with its bootstrap loaded, waiting for a function. 0 disables them.
     pub prewarm_per_runtime: usize,
+    /// Start Python runtimes by forking a per-namespace zygote (a warm interpreter with
+    /// the bootstrap imported) rather than exec'ing a fresh interpreter, where the
+    /// launcher can and the function's environment does not change how Python starts.
+    pub zygote: bool,
 }
 
 /// MemorySize a pre-warmed instance starts with (raised when it gets its function).
@@ -95,6 +99,7 @@ impl PoolConfig {
             region: region.to_string(),
             bootstrap_dir,
             prewarm_per_runtime: 2,
+            zygote: true,
         }
     }
 }
@@ -716,6 +721,9 @@ impl InstanceManager {
             bootstrap_dir: self.config.bootstrap_dir.clone(),
             extra_ro_paths: extra,
             resources: self.resources(PREWARM_MEMORY_MB, key.tmp_mb),
+            // Pre-warmed instances go to any namespace: never from a (per-namespace)
+            // zygote.
+            zygote: None,
         }
     }
 
@@ -1092,7 +1100,28 @@ impl InstanceManager {
             bootstrap_dir: self.config.bootstrap_dir.clone(),
             extra_ro_paths: extra,
             resources: self.resources(f.memory_mb, f.tmp_mb),
+            zygote: self.zygote_spec(f, kind),
         }
+    }
+
+    /// The zygote that may fork `f`'s runtime: one per namespace, so functions of
+    /// different tenants never share an interpreter's hash seed or memory layout.
+    fn zygote_spec(&self, f: &FunctionSpec, kind: &RuntimeKind) -> Option<ZygoteSpec> {
+        if !self.config.zygote
+            || !matches!(kind, RuntimeKind::Python { .. })
+            || f.env.iter().any(|(k, _)| affects_startup(k))
+        {
+            return None;
+        }
+        Some(ZygoteSpec {
+            key: f.namespace.clone(),
+            env: self.base_env(&self.config.region),
+            program: self
+                .config
+                .bootstrap_dir
+                .join("python")
+                .join("bootstrap.py"),
+        })
     }
 
     /// Program, arguments and extra read-only trees of a runtime.

@@ -254,7 +254,7 @@ fn write_id_maps(pid: libc::pid_t, uid: u32, gid: u32) -> Result<()> {
     Ok(())
 }
 
-fn decode_wait_status(raw: i32) -> KeeperEvent {
+pub(crate) fn decode_wait_status(raw: i32) -> KeeperEvent {
     if libc::WIFEXITED(raw) {
         KeeperEvent::Exited {
             code: Some(libc::WEXITSTATUS(raw)),
@@ -299,6 +299,10 @@ fn run_init(
         Err(e) => fail(&pipes.err, &e),
     }
     drop(passed);
+    if req.hold {
+        drop((pipes.err, pipes.from_keeper));
+        hold()
+    }
     let runtime = match sys::fork() {
         Ok(Some(pid)) => pid,
         Ok(None) => {
@@ -324,6 +328,23 @@ fn run_init(
     }
     let _ = nix::unistd::write(&pipes.to_keeper, &raw.to_le_bytes());
     sys::exit_now(0)
+}
+
+/// pid 1 of a sandbox whose runtime comes from a zygote: reaps whatever is orphaned into
+/// the namespace until the sandbox is killed.
+fn hold() -> ! {
+    let mut chld = nix::sys::signal::SigSet::empty();
+    chld.add(nix::sys::signal::Signal::SIGCHLD);
+    // Blocked, SIGCHLD stays pending for sigwait instead of being discarded.
+    let _ = chld.thread_block();
+    loop {
+        // SAFETY: waitpid with a null status pointer only reaps.
+        let pid = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };
+        if pid > 0 {
+            continue;
+        }
+        let _ = chld.wait();
+    }
 }
 
 fn init_setup(req: &KeeperRequest, pipes: &InitPipes, passed: &[OwnedFd]) -> Result<()> {

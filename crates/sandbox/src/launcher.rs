@@ -28,6 +28,23 @@ pub struct LaunchSpec {
     /// outside /usr, such as a pyenv install).
     pub extra_ro_paths: Vec<PathBuf>,
     pub resources: Resources,
+    /// Fork the runtime from a warm Python interpreter (a zygote) instead of exec'ing
+    /// `program`, where the launcher can. `program` must then be the interpreter and
+    /// `args` exactly the program's path inside the instance.
+    pub zygote: Option<ZygoteSpec>,
+}
+
+/// Which zygote may start a Python runtime (see [`crate::zygote`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ZygoteSpec {
+    /// Instances with different keys never share a zygote (tern uses the namespace).
+    pub key: String,
+    /// The environment the zygote's interpreter starts with. The runtime's own `env`
+    /// replaces it after the fork, so the two may differ only in variables that do not
+    /// change how an interpreter starts.
+    pub env: Vec<(String, String)>,
+    /// Host path of the program the zygote pre-imports; its `main()` runs in the child.
+    pub program: PathBuf,
 }
 
 /// Resource limits for one instance.

@@ -21,10 +21,11 @@ pub mod sandbox;
 pub mod seccomp;
 mod sys;
 pub mod tmp_disk;
+mod zygote;
 
 pub use keeper::{is_keeper_invocation, run_keeper};
 pub use launcher::{
-    ExitStatus, InstanceProcess, LaunchError, LaunchSpec, Launched, Launcher, Resources,
+    ExitStatus, InstanceProcess, LaunchError, LaunchSpec, Launched, Launcher, Resources, ZygoteSpec,
 };
 pub use process::ProcessLauncher;
 pub use sandbox::{SandboxConfig, SandboxError, SandboxLauncher};

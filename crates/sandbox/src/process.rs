@@ -199,6 +199,7 @@ mod tests {
                 max_pids: 64,
                 max_open_files: 1024,
             },
+            zygote: None,
         }
     }
 

@@ -30,6 +30,10 @@ pub(crate) struct KeeperRequest {
     pub mount_plan: Vec<MountStep>,
     pub max_open_files: u64,
     pub cwd: PathBuf,
+    /// Start no runtime: the init only holds the sandbox (and reaps orphans) until it is
+    /// killed; the runtime arrives later, forked by a zygote (see [`crate::zygote`]).
+    #[serde(default)]
+    pub hold: bool,
 }
 
 /// What the keeper reports back, in this order: `Started` (with the listener and a pidfd

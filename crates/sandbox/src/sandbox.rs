@@ -9,6 +9,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,16 +17,20 @@ use nix::sys::socket::{
     setsockopt, shutdown, socketpair, sockopt, AddressFamily, Shutdown, SockFlag, SockType,
 };
 use nix::sys::time::TimeVal;
+use seccompiler::BpfProgram;
 
 use crate::cgroups::{self, CgroupLayout, CgroupLimits, InstanceCgroup};
 use crate::exit_cell::ExitCell;
 use crate::keeper::{ATTACH_ARG, ATTACH_PIDFD, KEEPER_ARG};
-use crate::launcher::{ExitStatus, InstanceProcess, LaunchError, LaunchSpec, Launched, Launcher};
+use crate::launcher::{
+    ExitStatus, InstanceProcess, LaunchError, LaunchSpec, Launched, Launcher, ZygoteSpec,
+};
 use crate::mounts::{self, HostView, PlanInput, TmpSource, OVERLAY_SOURCE};
 use crate::protocol::{self, KeeperEvent, KeeperRequest};
 use crate::seccomp::{self, SeccompError};
 use crate::sys;
 use crate::tmp_disk::{self, TmpDisk, TmpDisks};
+use crate::zygote::{ForkFds, ForkRequest, Zygote, Zygotes};
 
 /// Host uid that root of the first sandbox maps to.
 pub const DEFAULT_UID_BASE: u32 = 1_000_000;
@@ -104,7 +109,15 @@ pub struct SandboxLauncher {
     uids: Arc<Mutex<UidSlots>>,
     /// `None`: /tmp is a tmpfs.
     tmp_disks: Option<TmpDisks>,
+    /// The runtime's seccomp programs (handed to zygotes; keepers compile their own).
+    seccomp: Vec<BpfProgram>,
+    zygotes: Zygotes,
+    /// Zygote launches that failed in a row; zygotes are given up after a few.
+    zygote_failures: AtomicU32,
 }
+
+/// Zygote failures in a row after which the launcher only execs runtimes.
+const ZYGOTE_MAX_FAILURES: u32 = 3;
 
 impl SandboxLauncher {
     pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
@@ -138,7 +151,7 @@ impl SandboxLauncher {
         if !has_memory {
             return Err(SandboxError::NoCgroups);
         }
-        seccomp::compile_builtin()?;
+        let seccomp = seccomp::compile_builtin()?;
         let empty_layer = config.state_dir.join(EMPTY_LAYER);
         fs::create_dir_all(&empty_layer).map_err(|source| SandboxError::StateDir {
             path: empty_layer.clone(),
@@ -165,6 +178,9 @@ impl SandboxLauncher {
             cgroups,
             uids: Arc::new(Mutex::new(UidSlots::default())),
             tmp_disks,
+            seccomp,
+            zygotes: Zygotes::default(),
+            zygote_failures: AtomicU32::new(0),
         })
     }
 
@@ -285,6 +301,7 @@ impl SandboxLauncher {
             mount_plan: plan,
             max_open_files: u64::from(spec.resources.max_open_files),
             cwd: PathBuf::from("/var/task"),
+            hold: false,
         };
         Ok(Prepared {
             request,
@@ -303,12 +320,32 @@ struct Prepared {
     tmp_disk: Option<TmpDisk>,
 }
 
+/// The exit status in a keeper's `Exited` event (anything else: unknown).
+fn exit_status(event: KeeperEvent) -> ExitStatus {
+    match event {
+        KeeperEvent::Exited {
+            code: Some(code), ..
+        } => ExitStatus::Code(code),
+        KeeperEvent::Exited {
+            code: None,
+            signal: Some(signal),
+        } => ExitStatus::Signal(signal),
+        _ => ExitStatus::Unknown,
+    }
+}
+
 fn runtime_api() -> String {
     format!("127.0.0.1:{RUNTIME_API_PORT}")
 }
 
-impl Launcher for SandboxLauncher {
-    fn launch(&self, spec: &LaunchSpec) -> Result<Launched, LaunchError> {
+impl SandboxLauncher {
+    /// Starts one instance; with `zygote`, its runtime is forked by that zygote instead
+    /// of exec'd by the sandbox init.
+    fn launch_with(
+        &self,
+        spec: &LaunchSpec,
+        zygote: Option<&ZygoteSpec>,
+    ) -> Result<Launched, LaunchError> {
         let started_at = Instant::now();
         if !valid_name(&spec.instance_id) {
             return Err(LaunchError::Prepare(format!(
@@ -316,6 +353,10 @@ impl Launcher for SandboxLauncher {
                 spec.instance_id
             )));
         }
+        let zygote = match zygote {
+            Some(z) => Some(self.zygote_for(spec, z)?),
+            None => None,
+        };
         let slot = self
             .uids
             .lock()
@@ -324,7 +365,7 @@ impl Launcher for SandboxLauncher {
             .ok_or_else(|| LaunchError::Prepare("no free sandbox uid".into()))?;
         let outside_uid = self.config.uid_base + slot;
         let Prepared {
-            request,
+            mut request,
             cgroup,
             root,
             tmp_disk,
@@ -338,6 +379,7 @@ impl Launcher for SandboxLauncher {
                 return Err(LaunchError::Prepare(e));
             }
         };
+        request.hold = zygote.is_some();
 
         let (ours, theirs) = socketpair(
             AddressFamily::Unix,
@@ -347,6 +389,13 @@ impl Launcher for SandboxLauncher {
         )
         .map_err(io::Error::from)?;
         let (output, output_w) = sys::pipe()?;
+        // A zygote-forked runtime gets the output pipe from the zygote; the keeper and
+        // init have no use for it.
+        let (keeper_stdout, output_w) = if zygote.is_some() {
+            (Stdio::null(), Some(output_w))
+        } else {
+            (Stdio::from(output_w), None)
+        };
         let mut command = Command::new(&self.config.keeper_exe);
         command
             // argv[0] is the init's /proc/1/cmdline inside: no host path of the binary.
@@ -354,18 +403,19 @@ impl Launcher for SandboxLauncher {
             .arg(KEEPER_ARG)
             .env_clear()
             .stdin(Stdio::from(theirs))
-            .stdout(Stdio::from(output_w))
+            .stdout(keeper_stdout)
             .stderr(Stdio::inherit());
         let spawned = command.spawn();
         // The command holds our copies of the keeper's ends; close them now.
         drop(command);
 
-        let instance = SandboxInstance {
+        let mut instance = SandboxInstance {
             instance_id: spec.instance_id.clone(),
             init_pid: Mutex::new(0),
             keeper: Mutex::new(None),
             ctl: ours,
             init_pidfd: Mutex::new(None),
+            runtime_status: None,
             exit: ExitCell::default(),
             cgroup,
             root,
@@ -380,6 +430,18 @@ impl Launcher for SandboxLauncher {
             *instance.keeper.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
             instance.handshake(&request)
         });
+        let launched = match (launched, &zygote, output_w) {
+            (Ok(listener), Some(zygote), Some(output_w)) => {
+                match self.fork_runtime(zygote, &request, &instance, output_w) {
+                    Ok(status) => {
+                        instance.runtime_status = Some(status);
+                        Ok(listener)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            (launched, _, _) => launched,
+        };
         let listener = match launched {
             Ok(listener) => listener,
             Err(e) => {
@@ -391,6 +453,7 @@ impl Launcher for SandboxLauncher {
         };
         tracing::debug!(
             instance = %spec.instance_id,
+            zygote = zygote.is_some(),
             setup_us = started_at.elapsed().as_micros() as u64,
             "sandbox started"
         );
@@ -400,6 +463,100 @@ impl Launcher for SandboxLauncher {
             runtime_api_listener: listener,
             runtime_api: runtime_api(),
         })
+    }
+
+    /// The running zygote for `spec` (started on first use).
+    fn zygote_for(&self, spec: &LaunchSpec, z: &ZygoteSpec) -> Result<Arc<Zygote>, LaunchError> {
+        let [program_as] = spec.args.as_slice() else {
+            return Err(LaunchError::Prepare(
+                "a zygote start takes exactly one argument, the program".into(),
+            ));
+        };
+        self.zygotes
+            .get(&spec.program, z, program_as, &self.seccomp)
+            .map_err(|e| LaunchError::Prepare(format!("start the zygote: {e}")))
+    }
+
+    /// Has `zygote` fork the runtime into the sandbox `instance` holds. Returns the read
+    /// end of the pipe its wait status will arrive on.
+    fn fork_runtime(
+        &self,
+        zygote: &Arc<Zygote>,
+        request: &KeeperRequest,
+        instance: &SandboxInstance,
+        output_w: OwnedFd,
+    ) -> Result<OwnedFd, LaunchError> {
+        let env: serde_json::Map<String, serde_json::Value> = request
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        let config = serde_json::to_vec(&serde_json::json!({ "env": env }))
+            .map_err(|e| LaunchError::Prepare(e.to_string()))?;
+        let config = sys::memfd_with("tern-runtime-config", &config)?;
+        let (status_r, status_w) = sys::pipe()?;
+        let pidfd_guard = instance
+            .init_pidfd
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let Some(init_pidfd) = pidfd_guard.as_ref().map(|fd| fd.as_raw_fd()) else {
+            return Err(LaunchError::Prepare("the sandbox init is gone".into()));
+        };
+        let forked = zygote.fork(
+            &ForkRequest {
+                cgroup_procs: &request.cgroup_procs,
+                max_open_files: request.max_open_files,
+                cwd: &request.cwd,
+            },
+            &ForkFds {
+                init_pidfd,
+                output: output_w.as_raw_fd(),
+                config: config.as_raw_fd(),
+                status: status_w.as_raw_fd(),
+            },
+        );
+        drop(pidfd_guard);
+        match forked {
+            Ok(pid) => {
+                self.zygote_failures.store(0, Ordering::Relaxed);
+                tracing::trace!(instance = %instance.instance_id, pid, "runtime forked by the zygote");
+                Ok(status_r)
+            }
+            Err(e) => {
+                // A zygote that failed once is not trusted with the next launch.
+                self.zygotes.discard(zygote);
+                self.zygote_failures.fetch_add(1, Ordering::Relaxed);
+                Err(LaunchError::Prepare(format!("zygote: {e}")))
+            }
+        }
+    }
+
+    fn zygotes_enabled(&self) -> bool {
+        self.zygote_failures.load(Ordering::Relaxed) < ZYGOTE_MAX_FAILURES
+    }
+}
+
+impl Launcher for SandboxLauncher {
+    fn launch(&self, spec: &LaunchSpec) -> Result<Launched, LaunchError> {
+        if let Some(z) = spec.zygote.as_ref().filter(|_| self.zygotes_enabled()) {
+            match self.launch_with(spec, Some(z)) {
+                Ok(launched) => return Ok(launched),
+                Err(e) => {
+                    tracing::warn!(
+                        instance = %spec.instance_id,
+                        error = %e,
+                        "could not fork the runtime from a zygote; exec'ing it instead"
+                    );
+                    if !self.zygotes_enabled() {
+                        tracing::error!(
+                            "zygotes failed {ZYGOTE_MAX_FAILURES} times in a row; every \
+                             runtime is exec'd from now on"
+                        );
+                    }
+                }
+            }
+        }
+        self.launch_with(spec, None)
     }
 
     fn name(&self) -> &'static str {
@@ -412,6 +569,7 @@ impl Launcher for SandboxLauncher {
     }
 
     fn shutdown(&self) {
+        self.zygotes.shutdown();
         self.remove_server_cgroups();
     }
 }
@@ -424,6 +582,9 @@ struct SandboxInstance {
     /// Control socket to the keeper; the exit status arrives here.
     ctl: OwnedFd,
     init_pidfd: Mutex<Option<OwnedFd>>,
+    /// Zygote-forked runtime: read end of the pipe its wait status arrives on (the
+    /// keeper only knows about the init then).
+    runtime_status: Option<OwnedFd>,
     exit: ExitCell,
     cgroup: InstanceCgroup,
     root: PathBuf,
@@ -497,14 +658,24 @@ impl SandboxInstance {
     }
 
     fn read_exit(&self) -> ExitStatus {
+        if let Some(status) = &self.runtime_status {
+            // The zygote writes the raw wait status, or closes the pipe if it died first.
+            let mut raw = [0u8; 4];
+            let mut filled = 0;
+            while filled < raw.len() {
+                match nix::unistd::read(status.as_raw_fd(), &mut raw[filled..]) {
+                    Ok(0) => return ExitStatus::Unknown,
+                    Ok(n) => filled += n,
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(_) => return ExitStatus::Unknown,
+                }
+            }
+            return exit_status(crate::keeper::decode_wait_status(i32::from_le_bytes(raw)));
+        }
         let status = loop {
             match protocol::recv::<KeeperEvent>(&self.ctl) {
-                Ok(Some((KeeperEvent::Exited { code, signal }, _))) => {
-                    break match (code, signal) {
-                        (Some(code), _) => ExitStatus::Code(code),
-                        (None, Some(signal)) => ExitStatus::Signal(signal),
-                        (None, None) => ExitStatus::Unknown,
-                    };
+                Ok(Some((event @ KeeperEvent::Exited { .. }, _))) => {
+                    break exit_status(event);
                 }
                 Ok(Some(_)) => continue,
                 Ok(None) | Err(_) => break ExitStatus::Unknown,

@@ -184,6 +184,19 @@ pub(crate) fn close_from(first: RawFd) {
     }
 }
 
+/// An anonymous in-memory file holding `data`, positioned at its start.
+pub(crate) fn memfd_with(name: &str, data: &[u8]) -> io::Result<OwnedFd> {
+    use std::io::{Seek, Write};
+    let name = std::ffi::CString::new(name).map_err(io::Error::other)?;
+    // SAFETY: memfd_create reads the NUL-terminated name, which outlives the call.
+    let fd = check(unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) }.into())?;
+    // SAFETY: memfd_create just returned this descriptor and nothing else owns it.
+    let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
+    file.write_all(data)?;
+    file.rewind()?;
+    Ok(OwnedFd::from(file))
+}
+
 /// Forks. Only call from a single-threaded process (the keeper).
 pub(crate) fn fork() -> io::Result<Option<libc::pid_t>> {
     // SAFETY: the keeper is single-threaded (it is a fresh exec and never spawns threads),

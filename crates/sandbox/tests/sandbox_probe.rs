@@ -89,6 +89,7 @@ impl Fixture {
             bootstrap_dir: self.boot.path().to_path_buf(),
             extra_ro_paths: vec![],
             resources: resources(),
+            zygote: None,
         }
     }
 
@@ -479,4 +480,137 @@ print("fork", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
     ] {
         assert!(out.contains(line), "missing {line:?} in {out}");
     }
+}
+
+/// The program a test zygote pre-imports: `main()` probes the instance it runs in.
+const ZYGOTE_PROBE: &str = r#"
+import ctypes, errno, os, socket, sys
+PREIMPORTED = True
+
+def main():
+    libc = ctypes.CDLL(None, use_errno=True)
+    def err(rc): return errno.errorcode.get(ctypes.get_errno(), "?") if rc < 0 else "ok"
+    status = dict(l.split(":", 1) for l in open("/proc/self/status").read().splitlines())
+    for key in ("Uid", "CapEff", "CapBnd", "NoNewPrivs", "Seccomp"):
+        print(key.lower() + "=" + " ".join(status[key].split()))
+    print("pid=%d" % os.getpid())
+    print("procs=%d" % len([p for p in os.listdir("/proc") if p.isdigit()]))
+    print("init=" + open("/proc/1/cmdline").read().replace("\0", " "))
+    print("argv=%s" % sys.argv)
+    print("main=%s" % (sys.modules["__main__"].__name__))
+    print("cwd=" + os.getcwd())
+    print("secret_env=%s" % os.environ.get("SECRET"))
+    print("hostname=" + socket.gethostname())
+    print("cgroup=" + open("/proc/self/cgroup").read().replace("\n", " "))
+    print("unshare", err(libc.unshare(0x10000000)))
+    try:
+        open("/x", "w")
+    except OSError as e:
+        print("root", errno.errorcode[e.errno])
+    open("/tmp/probe", "w").write("x")
+    s = socket.create_connection(("127.0.0.1", 9001), timeout=5)
+    print("api=connected")
+    s.close()
+    try:
+        socket.create_connection(("127.0.0.1", 5432), timeout=1)
+        print("pg=reachable")
+    except OSError:
+        print("pg=unreachable")
+    sys.stdout.flush()
+    if os.environ.get("EAT_MEMORY"):
+        hog = [bytearray(1 << 20) for _ in range(1024)]
+        print("survived %d" % len(hog))
+    sys.stdout.flush()
+    sys.exit(3)
+
+if __name__ == "__main__":
+    main()
+"#;
+
+impl Fixture {
+    fn zygote_spec(&self, id: &str, key: &str) -> LaunchSpec {
+        let program = self.boot.path().join("probe.py");
+        std::fs::write(&program, ZYGOTE_PROBE).expect("write probe");
+        let mut spec = self.spec(id, "/usr/bin/python3", &["/opt/tern/probe.py"]);
+        spec.env.push(("SECRET".into(), format!("secret-of-{id}")));
+        spec.zygote = Some(tern_sandbox::ZygoteSpec {
+            key: key.into(),
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            program,
+        });
+        spec
+    }
+}
+
+#[test]
+fn zygote_forked_runtime_is_as_isolated_as_an_execd_one() {
+    let Some(f) = fixture("zygote") else { return };
+    let spec = f.zygote_spec("zy-1", "tenant-a");
+    let launched = f.launcher.launch(&spec).expect("launch");
+    let listener = launched.runtime_api_listener;
+    let accepter = std::thread::spawn(move || listener.accept().map(|_| ()));
+    let mut output = launched.output;
+    let status = launched.process.wait();
+    let mut out = String::new();
+    output.read_to_string(&mut out).expect("output");
+    accepter.join().expect("accept thread").expect("accept");
+    eprintln!("{out}");
+    assert_eq!(status, ExitStatus::Code(3), "{out}");
+    for line in [
+        "capeff=0000000000000000",
+        "capbnd=0000000000000000",
+        "nonewprivs=1",
+        "seccomp=2",
+        "pid=2",
+        "procs=2",
+        "argv=['/opt/tern/probe.py']",
+        "main=__main__",
+        "cwd=/var/task",
+        "secret_env=secret-of-zy-1",
+        "hostname=tern",
+        "cgroup=",
+        "unshare EPERM",
+        "root EROFS",
+        "api=connected",
+        "pg=unreachable",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in {out}");
+    }
+    assert!(out.contains("__sandbox-keeper"), "pid 1 is the init: {out}");
+    assert!(out.contains("uid=0 0 0 0"), "{out}");
+    assert!(!out.contains("cgroup=0::/tern"), "host cgroup path: {out}");
+    launched.process.cleanup();
+    for dir in cgroup_dirs(&f.launcher.config().server_id, "zy-1") {
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+
+    // A second child of the same zygote sees its own environment only, and a memory
+    // hog in it is an OOM kill reported as such.
+    let mut spec = f.zygote_spec("zy-2", "tenant-a");
+    spec.resources.memory_mb = 64;
+    spec.env.push(("EAT_MEMORY".into(), "1".into()));
+    let (status, out, _, _) = f.run(&spec);
+    assert!(out.contains("secret_env=secret-of-zy-2"), "{out}");
+    assert!(!out.contains("survived"), "{out}");
+    assert_eq!(status, ExitStatus::Signal(libc::SIGKILL), "{out}");
+}
+
+#[test]
+fn killing_a_zygote_forked_instance_ends_it() {
+    let Some(f) = fixture("zygote-kill") else {
+        return;
+    };
+    let mut spec = f.zygote_spec("zk-1", "tenant-a");
+    spec.env.push(("EAT_MEMORY".into(), String::new()));
+    std::fs::write(
+        f.boot.path().join("probe.py"),
+        "import time\ndef main():\n    time.sleep(600)\n",
+    )
+    .expect("write");
+    let launched = f.launcher.launch(&spec).expect("launch");
+    let t = Instant::now();
+    launched.process.kill();
+    assert_eq!(launched.process.wait(), ExitStatus::Signal(libc::SIGKILL));
+    assert!(t.elapsed() < Duration::from_secs(5));
+    launched.process.cleanup();
 }

@@ -1,0 +1,428 @@
+"""tern Python zygote (stdlib only; see crates/sandbox/src/zygote.rs).
+
+A warm interpreter that never runs function code. It pre-imports one program
+(the runtime bootstrap) and then, per request, forks a child into a sandbox
+that the keeper already built (namespaces, cgroups, root filesystem, user
+namespace with its id maps). The child drops every privilege exactly as an
+exec'd runtime does (no_new_privs, securebits, capabilities, Landlock,
+seccomp) and calls the program's `main()` with the instance's environment.
+
+Started as `python3 -` with this text on stdin and the control socket
+(SOCK_SEQPACKET) as fd 3. Messages are JSON, one per datagram:
+
+  server -> zygote  {"preload": host path, "preload_as": path inside,
+                     "seccomp": [hex BPF program, ...]}
+  zygote -> server  {"ready": true} | {"error": text}
+  server -> zygote  {"cgroup_procs": [...], "max_open_files": n, "cwd": dir}
+                    + fds: init pidfd, output pipe, config memfd, status pipe
+  zygote -> server  {"pid": host pid of the runtime} | {"error": text}
+
+When the runtime exits, its raw wait status (4 bytes, little endian) is
+written to its status pipe. The zygote is the subreaper of its runtimes.
+
+The zygote never reads an instance's environment (the child reads it from
+the config memfd after the fork), so nothing of one function is left in the
+memory the next child inherits.
+"""
+
+import atexit
+import ctypes
+import json
+import os
+import resource
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+import traceback
+import types
+
+CTL_FD = 3
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_SECCOMP = 22
+PR_CAPBSET_DROP = 24
+PR_SET_SECUREBITS = 28
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_CHILD_SUBREAPER = 36
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+SECCOMP_MODE_FILTER = 2
+# NOROOT, NO_SETUID_FIXUP, NO_CAP_AMBIENT_RAISE and their locks, KEEP_CAPS_LOCKED.
+SECUREBITS = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 3) | (1 << 5) | (1 << 6) | (1 << 7)
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+SYS_LANDLOCK_CREATE_RULESET = 444
+SYS_LANDLOCK_ADD_RULE = 445
+SYS_LANDLOCK_RESTRICT_SELF = 446
+LANDLOCK_CREATE_RULESET_VERSION = 1
+LANDLOCK_RULE_PATH_BENEATH = 1
+LL_EXECUTE = 1 << 0
+LL_WRITE_FILE = 1 << 1
+LL_READ_FILE = 1 << 2
+LL_READ_DIR = 1 << 3
+LL_REFER = 1 << 13  # ABI 2
+LL_TRUNCATE = 1 << 14  # ABI 3
+LL_ALL_V1 = (1 << 13) - 1
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+
+
+class SetupError(Exception):
+    pass
+
+
+def _check(rc, what):
+    if rc < 0:
+        err = ctypes.get_errno()
+        raise SetupError("%s: %s" % (what, os.strerror(err)))
+    return rc
+
+
+def _prctl(option, arg2=0, arg3=0, what="prctl"):
+    return _check(
+        libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
+                   ctypes.c_ulong(0), ctypes.c_ulong(0)),
+        what,
+    )
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte),
+                ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint), ("permitted", ctypes.c_uint),
+                ("inheritable", ctypes.c_uint)]
+
+
+class _RulesetAttr(ctypes.Structure):
+    _fields_ = [("handled_access_fs", ctypes.c_uint64)]
+
+
+class _PathBeneath(ctypes.Structure):
+    _pack_ = 1
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+
+def _seccomp_programs(hex_programs):
+    programs = []
+    for text in hex_programs:
+        raw = bytes.fromhex(text)
+        count = len(raw) // 8
+        array = (_SockFilter * count)()
+        for i in range(count):
+            code, jt, jf, k = struct.unpack_from("=HBBI", raw, i * 8)
+            array[i] = _SockFilter(code, jt, jf, k)
+        programs.append((count, array))
+    return programs
+
+
+def _drop_capabilities():
+    cap = 0
+    while cap < 64:
+        if libc.prctl(PR_CAPBSET_DROP, ctypes.c_ulong(cap), 0, 0, 0) < 0:
+            if ctypes.get_errno() == 22:  # EINVAL: past the last capability
+                break
+            _check(-1, "drop bounding capability %d" % cap)
+        cap += 1
+    _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, what="clear ambient capabilities")
+    header = _CapHeader(LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    _check(libc.syscall(ctypes.c_long(126), ctypes.byref(header), data), "capset")
+
+
+def _restrict_filesystem():
+    """Landlock, as the exec'd runtime gets it: best effort, like there."""
+    abi = libc.syscall(ctypes.c_long(SYS_LANDLOCK_CREATE_RULESET), None, ctypes.c_size_t(0),
+                       ctypes.c_uint(LANDLOCK_CREATE_RULESET_VERSION))
+    if abi < 1:
+        return
+    handled = LL_ALL_V1
+    file_access = LL_EXECUTE | LL_WRITE_FILE | LL_READ_FILE
+    if abi >= 2:
+        handled |= LL_REFER
+    if abi >= 3:
+        handled |= LL_TRUNCATE
+        file_access |= LL_TRUNCATE
+    read = LL_EXECUTE | LL_READ_FILE | LL_READ_DIR
+    attr = _RulesetAttr(handled)
+    ruleset = libc.syscall(ctypes.c_long(SYS_LANDLOCK_CREATE_RULESET), ctypes.byref(attr),
+                           ctypes.c_size_t(ctypes.sizeof(attr)), ctypes.c_uint(0))
+    if ruleset < 0:
+        return
+    try:
+        rules = [("/", read), ("/tmp", handled)]
+        for dev in ("/dev/null", "/dev/zero", "/dev/tty", "/dev/random", "/dev/urandom"):
+            rules.append((dev, file_access))
+        for path, access in rules:
+            try:
+                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                if not os.path.isdir(path):
+                    access &= LL_EXECUTE | LL_WRITE_FILE | LL_READ_FILE | LL_TRUNCATE
+                rule = _PathBeneath(access & handled, fd)
+                if libc.syscall(ctypes.c_long(SYS_LANDLOCK_ADD_RULE), ctypes.c_int(ruleset),
+                                ctypes.c_int(LANDLOCK_RULE_PATH_BENEATH), ctypes.byref(rule),
+                                ctypes.c_uint(0)) < 0:
+                    return
+            finally:
+                os.close(fd)
+        libc.syscall(ctypes.c_long(SYS_LANDLOCK_RESTRICT_SELF), ctypes.c_int(ruleset),
+                     ctypes.c_uint(0))
+    finally:
+        os.close(ruleset)
+
+
+def _read_all(fd):
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _runtime(req, fds, report, seccomp, program, program_as):
+    """In the sandbox (pid namespace included): become the runtime. Never returns."""
+    pidfd, output, config, status = fds
+    try:
+        os.setsid()
+        null = os.open("/dev/null", os.O_RDWR)
+        os.dup2(null, 0)
+        os.dup2(output, 1)
+        os.dup2(output, 2)
+        os.close(null)
+        cfg = json.loads(_read_all(config))
+        for fd in (pidfd, output, config, status, CTL_FD):
+            os.close(fd)
+        os.chdir(req["cwd"])
+        _prctl(PR_SET_NO_NEW_PRIVS, 1, what="no_new_privs")
+        _prctl(PR_SET_SECUREBITS, SECUREBITS, what="securebits")
+        _drop_capabilities()
+        _restrict_filesystem()
+        # Changing uids made this process undumpable (its /proc files root's); an exec
+        # would have made it dumpable again, as the exec'd runtime is.
+        _prctl(PR_SET_DUMPABLE, 1, what="dumpable")
+        for count, array in seccomp:
+            prog = _SockFprog(count, ctypes.cast(array, ctypes.POINTER(_SockFilter)))
+            _prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog), what="seccomp")
+    except BaseException as e:  # noqa: BLE001 - report any setup failure, then die
+        os.write(report, ("error:%s\n" % (e,)).encode())
+        os._exit(126)
+    os.write(report, b"ok\n")
+    os.close(report)
+    os.closerange(3, 1 << 20)
+
+    # From here on this process is indistinguishable from `python3 <program_as>`
+    # started with the instance's environment.
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.environ.clear()
+    os.environ.update(cfg.get("env") or {})
+    time.tzset()
+    sys.argv[:] = [program_as]
+    program.__name__ = "__main__"
+    sys.modules["__main__"] = program
+    code = 0
+    try:
+        program.main()
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            code = e.code or 0
+        else:
+            sys.stderr.write("%s\n" % (e.code,))
+            code = 1
+    except BaseException:  # noqa: BLE001 - an uncaught error ends the process as in Python
+        traceback.print_exc()
+        code = 1
+    # What interpreter shutdown would do, without unwinding into the zygote's frames.
+    try:
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+
+def _enter(req, fds, report, seccomp, program, program_as):
+    """The forked child, still on the host: join the sandbox, fork into its pid
+    namespace. Never returns."""
+    pidfd = fds[0]
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        nofile = max(int(req["max_open_files"]), 16)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        os.setgroups([])
+        for procs in req["cgroup_procs"]:
+            with open(procs, "w") as f:
+                f.write("0")
+        _check(libc.setns(pidfd, CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC
+                          | CLONE_NEWPID | CLONE_NEWNET), "enter the sandbox namespaces")
+        _check(libc.setns(pidfd, CLONE_NEWUSER), "enter the user namespace")
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+        pid = os.fork()
+    except BaseException as e:  # noqa: BLE001
+        os.write(report, ("error:%s\n" % (e,)).encode())
+        os._exit(126)
+    if pid == 0:
+        _runtime(req, fds, report, seccomp, program, program_as)
+    os.write(report, ("pid:%d\n" % pid).encode())
+    os._exit(0)
+
+
+def _spawn(req, fds, seccomp, program, program_as):
+    """Returns (pid, None) or (None, error text)."""
+    report_r, report_w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    child = os.fork()
+    if child == 0:
+        os.close(report_r)
+        _enter(req, fds, report_w, seccomp, program, program_as)
+    os.close(report_w)
+    text = b""
+    while True:
+        chunk = os.read(report_r, 4096)
+        if not chunk:
+            break
+        text += chunk
+    os.close(report_r)
+    os.waitpid(child, 0)
+    pid, error = None, None
+    for line in text.decode(errors="replace").splitlines():
+        if line.startswith("pid:"):
+            pid = int(line[4:])
+        elif line.startswith("error:"):
+            error = line[6:]
+    if pid is not None and error is None and "ok" not in text.decode(errors="replace").split():
+        error = "the runtime died during setup"
+    if error is not None:
+        return None, error
+    return pid, None
+
+
+def _load(path, name_as):
+    with open(path, "rb") as f:
+        source = f.read()
+    # Not "__main__" yet: that would run the program now, in the zygote.
+    module = types.ModuleType("__tern_program__")
+    module.__file__ = name_as
+    module.__builtins__ = __builtins__
+    exec(compile(source, name_as, "exec"), module.__dict__)
+    return module
+
+
+def main():
+    # `python3 -` puts "" first on sys.path; `python3 <file>` puts the file's
+    # directory there, which the bootstrap removes itself. Neither belongs.
+    if sys.path and sys.path[0] == "":
+        del sys.path[0]
+    ctl = socket.socket(fileno=CTL_FD)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, what="pdeathsig")
+    _prctl(PR_SET_CHILD_SUBREAPER, 1, what="subreaper")
+    hello = json.loads(ctl.recv(1 << 20))
+    try:
+        seccomp = _seccomp_programs(hello["seccomp"])
+        program = _load(hello["preload"], hello["preload_as"])
+    except Exception as e:  # noqa: BLE001
+        ctl.send(json.dumps({"error": "preload: %s" % (e,)}).encode())
+        return
+    program_as = hello["preload_as"]
+    # A SIGCHLD handler (so it wakes the loop) that only writes to the wakeup fd.
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    os.set_blocking(wake_r, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    ctl.send(b'{"ready":true}')
+
+    runtimes = {}  # host pid -> status pipe
+    poller = select.poll()
+    poller.register(ctl.fileno(), select.POLLIN)
+    poller.register(wake_r, select.POLLIN)
+    while True:
+        try:
+            events = poller.poll()
+        except InterruptedError:
+            continue
+        for fd, _ in events:
+            if fd == wake_r:
+                try:
+                    while os.read(wake_r, 512):
+                        pass
+                except BlockingIOError:
+                    pass
+                _reap(runtimes)
+                continue
+            try:
+                msg, fds, _, _ = socket.recv_fds(ctl, 1 << 20, 4)
+            except InterruptedError:
+                continue
+            if not msg:
+                return  # the server is gone
+            if len(fds) != 4:
+                for f in fds:
+                    os.close(f)
+                ctl.send(json.dumps({"error": "expected 4 descriptors"}).encode())
+                continue
+            try:
+                req = json.loads(msg)
+                pid, error = _spawn(req, fds, seccomp, program, program_as)
+            except Exception as e:  # noqa: BLE001
+                pid, error = None, "zygote: %s" % (e,)
+            for f in fds[:3]:
+                os.close(f)
+            if pid is None:
+                os.close(fds[3])
+                ctl.send(json.dumps({"error": error}).encode())
+            else:
+                runtimes[pid] = fds[3]
+                ctl.send(json.dumps({"pid": pid}).encode())
+            _reap(runtimes)
+
+
+def _reap(runtimes):
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        fd = runtimes.pop(pid, None)
+        if fd is not None:
+            try:
+                os.write(fd, struct.pack("<i", status))
+            except OSError:
+                pass
+            os.close(fd)
+
+
+main()
