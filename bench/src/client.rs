@@ -3,7 +3,7 @@
 //! so latencies are "request bytes out → response body in" as a client sees them.
 
 use std::io::Read;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use base64::Engine;
@@ -263,6 +263,15 @@ impl Api {
 
     /// A signed sync invoke with an empty JSON event, prepared for sending many times.
     pub fn invoke(&self, name: &str, tail: bool) -> anyhow::Result<Invoked> {
+        self.invoke_with(name, tail, b"{}")
+    }
+
+    /// Invokes with a hello-world that sleeps `ms` first (holding its instance busy).
+    pub fn invoke_sleep(&self, name: &str, ms: u64) -> anyhow::Result<Invoked> {
+        self.invoke_with(name, false, format!("{{\"sleep_ms\": {ms}}}").as_bytes())
+    }
+
+    fn invoke_with(&self, name: &str, tail: bool, payload: &[u8]) -> anyhow::Result<Invoked> {
         let headers: &[(&str, &str)] = if tail {
             &[("x-amz-log-type", "Tail")]
         } else {
@@ -272,7 +281,7 @@ impl Api {
             "POST",
             &format!("/2015-03-31/functions/{name}/invocations"),
             headers,
-            b"{}",
+            payload,
         )?;
         let elapsed = resp.elapsed;
         if let Some(e) = resp.header("x-amz-function-error") {

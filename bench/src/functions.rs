@@ -14,6 +14,8 @@ import time
 
 
 def handler(event, context):
+    if event.get(\"sleep_ms\"):
+        time.sleep(event[\"sleep_ms\"] / 1000)  # keeps instances busy (memory section)
     t0 = time.perf_counter_ns()
     result = {\"hello\": \"world\", \"instance\": context.log_stream_name}
     result[\"handler_ns\"] = time.perf_counter_ns() - t0

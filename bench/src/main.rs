@@ -184,6 +184,16 @@ fn main() -> anyhow::Result<()> {
             return Err(e.context(format!("tern server log (tail):\n{}", server.log_tail())));
         }
         drop(server);
+        if args.cold || args.memory {
+            // Without the pre-warmed pool every Python cold start forks its runtime from
+            // the namespace's zygote.
+            let server = server::TernServer::start_with(&binary, &["--prewarm", "0"])?;
+            let outcome = run_zygote_series(&args, &server, &mut results);
+            results.server_warnings.extend(server.warnings());
+            if let Err(e) = outcome {
+                return Err(e.context(format!("tern server log (tail):\n{}", server.log_tail())));
+            }
+        }
         results.leftover_cgroups = instances::server_dirs()
             .into_iter()
             .filter(|d| !cgroups_before.contains(d))
@@ -204,6 +214,56 @@ fn main() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Cold starts and idle memory of zygote-forked Python instances (a server with the
+/// pre-warmed pool off).
+fn run_zygote_series(
+    args: &Args,
+    server: &server::TernServer,
+    results: &mut Results,
+) -> anyhow::Result<()> {
+    let api = &server.api;
+    let name = format!("b{}-python-zygote", std::process::id());
+    let f = functions::python_hello()?;
+    api.create_function(&name, f.runtime, f.handler, 128, &f.zip)?;
+    let d = Deployed {
+        name,
+        runtime: f.runtime,
+        memory_mb: 128,
+    };
+    if args.cold {
+        let gap = Duration::from_millis(args.cold_gap_ms);
+        eprintln!(
+            "cold: {} samples of {}, zygote fork (pre-warmed pool off)",
+            args.cold_samples, d.name
+        );
+        let s = series(&d, ZYGOTE_VARIANT, &[], args.cold_samples, gap);
+        results.cold.push(cold::run(api, &s, || Ok(()))?);
+    }
+    if args.memory {
+        // Four idle instances of the same zygote: what they share stays out of USS.
+        let ids: Vec<String> = std::thread::scope(|scope| {
+            let calls: Vec<_> = (0..4)
+                .map(|_| scope.spawn(|| api.invoke_sleep(&d.name, 300)))
+                .collect();
+            calls
+                .into_iter()
+                .filter_map(|c| c.join().ok()?.ok()?.instance_id())
+                .collect()
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        results.memory.push(MemoryEntry {
+            function: d.name.clone(),
+            runtime: d.runtime.to_string(),
+            what: "hello-world, idle zygote-forked instances (mean)".into(),
+            memory: memory::measure(&ids),
+        });
+    }
+    Ok(())
+}
+
+/// The variant name of the zygote cold-start series.
+pub const ZYGOTE_VARIANT: &str = "zygote fork (pre-warmed pool off)";
 
 fn run_against_server(
     args: &Args,

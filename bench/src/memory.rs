@@ -72,6 +72,18 @@ fn parent_of(pid: u32) -> Option<u32> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// Whether `pid` is pid 1 of its own pid namespace (the last `NSpid` entry).
+fn is_namespace_init(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("NSpid:")).map(|v| {
+                v.split_whitespace().count() > 1 && v.split_whitespace().last() == Some("1")
+            })
+        })
+        .unwrap_or(false)
+}
+
 /// Mean memory per instance of those of `ids` still alive; None if none is.
 pub fn measure<'a>(ids: impl IntoIterator<Item = &'a String>) -> Option<InstancesMemory> {
     let instances: Vec<_> = ids
@@ -82,12 +94,9 @@ pub fn measure<'a>(ids: impl IntoIterator<Item = &'a String>) -> Option<Instance
         (Mem::default(), Mem::default(), 0.0, 0usize, 0usize);
     for inst_cgroups in &instances {
         let pids = inst_cgroups.procs();
-        // The init is pid 1 inside: the member whose parent is outside the cgroup.
-        let Some(init) = pids
-            .iter()
-            .copied()
-            .find(|p| parent_of(*p).is_some_and(|pp| !pids.contains(&pp)))
-        else {
+        // The init is pid 1 inside. (A zygote-forked runtime's parent is outside the
+        // cgroup too: its zygote, which serves many instances and is not counted.)
+        let Some(init) = pids.iter().copied().find(|p| is_namespace_init(*p)) else {
             continue;
         };
         let mut inst = Mem::default();

@@ -134,6 +134,8 @@ pub struct Ratios {
     pub tern_over_floor_p50: f64,
     /// Baseline (a) p50 / baseline (b) p50: the room a zygote design has.
     pub naive_over_floor_p50: f64,
+    /// Baseline (a) cold p50 / tern's zygote-forked python cold p50 (pre-warmed pool off).
+    pub naive_over_zygote_p50: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -220,10 +222,16 @@ impl Results {
                 "ms",
             ));
             if let Some(b) = &self.baselines {
+                let zygote = self
+                    .cold
+                    .iter()
+                    .find(|c| c.variant == crate::ZYGOTE_VARIANT)
+                    .map(|z| b.naive_total.p50_ms / z.client.p50_ms);
                 let ratios = Ratios {
                     naive_over_tern_p50: b.naive_total.p50_ms / c.client.p50_ms,
                     tern_over_floor_p50: c.client.p50_ms / b.fork_floor.p50_ms,
                     naive_over_floor_p50: b.naive_total.p50_ms / b.fork_floor.p50_ms,
+                    naive_over_zygote_p50: zygote,
                 };
                 t.push(at_least(
                     "python cold p50: baseline (a) / tern",
@@ -367,6 +375,9 @@ pub fn print_table(r: &Results) {
             "  ratios (p50): baseline (a) / tern = {:.2}x   tern / floor (b) = {:.1}x   (a) / (b) = {:.1}x",
             x.naive_over_tern_p50, x.tern_over_floor_p50, x.naive_over_floor_p50
         );
+        if let Some(z) = x.naive_over_zygote_p50 {
+            println!("  baseline (a) / tern zygote fork (pre-warmed pool off) = {z:.2}x");
+        }
     }
     if let Some(p) = &r.phases {
         println!("\npython start phases (fresh process each, no sandbox, full CPU)");

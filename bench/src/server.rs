@@ -37,6 +37,11 @@ pub fn find_binary(given: Option<&Path>) -> anyhow::Result<PathBuf> {
 
 impl TernServer {
     pub fn start(binary: &Path) -> anyhow::Result<TernServer> {
+        TernServer::start_with(binary, &[])
+    }
+
+    /// Starts a server with extra `tern server` flags.
+    pub fn start_with(binary: &Path, flags: &[&str]) -> anyhow::Result<TernServer> {
         let dir = tempfile::Builder::new().prefix("tern-bench-").tempdir()?;
         let data_dir = dir.path().join("data");
         let log = std::fs::File::create(dir.path().join("server.log"))?;
@@ -46,6 +51,7 @@ impl TernServer {
             .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(&data_dir)
+            .args(flags)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
