@@ -774,6 +774,12 @@ fn zygote_forked_instances_are_as_isolated_as_execd_ones() {
     assert_eq!(other["found"], json!(false), "{other}");
     let env = s.result(&second, "environ", json!({}));
     assert!(env.get("ZSECRET").is_none(), "{env}");
+    // A variable that changes how Python starts rules the zygote out: that runtime is
+    // exec'd with it.
+    s.cold_start_of_kind_with(
+        "exec",
+        json!({"Environment": {"Variables": {"PYTHONDONTWRITEBYTECODE": "1"}}}),
+    );
 }
 
 fn sha256_hex(data: &[u8]) -> String {
