@@ -566,11 +566,29 @@ def run(api, handler_spec, task_root=None):
 ASSIGNMENT_PATH = "/2018-06-01/runtime/tern/assignment"
 
 
+def _warm_up():
+    """Runs the compiler and the source finder once while the instance waits, so that
+    importing the handler after the assignment does not pay for their first use (page
+    faults and cold caches: about a millisecond). Leaves nothing behind."""
+    import importlib.machinery
+
+    source = "import json\n\ndef handler(event, context):\n    return {'ok': [1, 2.0, None]}\n"
+    namespace = {"__name__": "__tern_warm_up__"}
+    exec(compile(source, "<tern warm-up>", "exec"), namespace)
+    namespace["handler"]({}, None)
+    # Not /var/task: a finder cached for it now would list it as the empty directory it
+    # still is.
+    here = os.path.dirname(os.path.abspath(_SELF_FILE))
+    importlib.machinery.PathFinder.find_spec("__tern_warm_up__", [here])
+    sys.path_importer_cache.pop(here, None)
+
+
 def await_assignment(api):
     """Pre-warmed instance (tern extension): block until the platform assigns the
     function this process will run, then adopt its environment and code directory.
 
     Returns (handler_spec, task_root)."""
+    _warm_up()
     client = RuntimeClient(api)
     try:
         status, _, body = client.request("GET", ASSIGNMENT_PATH)

@@ -29,39 +29,20 @@ use nix::unistd::{Gid, Pid, Uid};
 use seccompiler::BpfProgram;
 
 use crate::mounts::{self, RealSyscalls};
-use crate::protocol::{self, KeeperEvent, KeeperRequest};
+use crate::protocol::{self, AttachReply, KeeperCommand, KeeperEvent, KeeperRequest};
 use crate::{seccomp, sys};
 
 /// `argv[1]` that turns the tern binary into a keeper.
 pub const KEEPER_ARG: &str = "__sandbox-keeper";
 
-/// `argv[1]` of the helper that mounts a pre-warmed instance's code
-/// (`<tern> __sandbox-attach <init pid>`, the detached mount as stdin).
-pub const ATTACH_ARG: &str = "__sandbox-attach";
-/// Descriptor number of the instance init's pidfd in the attach helper.
-pub(crate) const ATTACH_PIDFD: RawFd = 3;
-
-/// Whether this process was started as a sandbox keeper (or attach helper). Check it
-/// first thing in `main`, before any threads (such as a tokio runtime) exist.
+/// Whether this process was started as a sandbox keeper. Check it first thing in
+/// `main`, before any threads (such as a tokio runtime) exist.
 pub fn is_keeper_invocation() -> bool {
-    std::env::args_os()
-        .nth(1)
-        .is_some_and(|a| a == KEEPER_ARG || a == ATTACH_ARG)
+    std::env::args_os().nth(1).is_some_and(|a| a == KEEPER_ARG)
 }
 
-/// Runs the keeper (or attach helper) and exits. Call only when
-/// [`is_keeper_invocation`] is true.
+/// Runs the keeper and exits. Call only when [`is_keeper_invocation`] is true.
 pub fn run_keeper() -> ! {
-    if std::env::args_os().nth(1).is_some_and(|a| a == ATTACH_ARG) {
-        let code = match attach_main() {
-            Ok(()) => 0,
-            Err(message) => {
-                eprintln!("{message}");
-                1
-            }
-        };
-        std::process::exit(code);
-    }
     let code = match keeper_main() {
         Ok(()) => 0,
         Err(message) => {
@@ -74,28 +55,23 @@ pub fn run_keeper() -> ! {
 
 type Result<T> = std::result::Result<T, String>;
 
-/// The attach helper: enters the mount namespace of the instance whose init is
-/// `argv[2]` and mounts the detached tree on stdin over its `/var/task`.
-fn attach_main() -> Result<()> {
+/// Mounts a pre-warmed instance's code: enters the instance's mount namespace (once;
+/// the keeper has no other use for the host's) and moves the detached tree `mount` over
+/// its `/var/task`.
+fn attach_code(pidfd: &OwnedFd, entered: &mut bool, mount: &OwnedFd) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let pid: u32 = std::env::args()
-        .nth(2)
-        .and_then(|a| a.parse().ok())
-        .ok_or("usage: __sandbox-attach <init pid>")?;
-    // SAFETY: the launcher dup'ed the init's pidfd to this number for us alone.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(ATTACH_PIDFD) };
-    // Resolved through the init's root, so it names the instance's /var/task...
+    if !*entered {
+        // Also makes the instance's root our root, so the path below is the instance's.
+        nix::sched::setns(pidfd, CloneFlags::CLONE_NEWNS)
+            .map_err(ctx("enter the mount namespace"))?;
+        *entered = true;
+    }
     let target = fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
-        .open(format!("/proc/{pid}/root/var/task"))
-        .map_err(ctx("open the instance's /var/task"))?;
-    // ...as long as that pid is still our init: the pidfd says so (a recycled pid would
-    // leave it pointing at a dead process).
-    sys::pidfd_send_signal(&pidfd, 0).map_err(ctx("the instance's init is gone"))?;
-    nix::sched::setns(&pidfd, CloneFlags::CLONE_NEWNS).map_err(ctx("enter the mount namespace"))?;
-    sys::move_mount_onto(0, target.as_raw_fd()).map_err(ctx("mount the code"))?;
-    Ok(())
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open("/var/task")
+        .map_err(ctx("open /var/task"))?;
+    sys::move_mount_onto(mount.as_raw_fd(), target.as_raw_fd()).map_err(ctx("mount the code"))
 }
 
 fn ctx<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> String {
@@ -191,7 +167,7 @@ fn keeper_main() -> Result<()> {
     };
     let _ = protocol::send(&ctl, &event, &[]);
 
-    wait_for_init(init, &pidfd, &ctl);
+    serve_until_init_exits(init, &pidfd, &ctl);
     let status = match waitpid(Pid::from_raw(init), None) {
         Ok(WaitStatus::Exited(_, 0)) => {
             let mut raw = [0u8; 4];
@@ -220,10 +196,11 @@ fn keeper_main() -> Result<()> {
     Ok(())
 }
 
-/// Blocks until the init exits; kills it if the launcher closes the control socket or
-/// asks for it (any message).
-fn wait_for_init(init: libc::pid_t, pidfd: &OwnedFd, ctl: &OwnedFd) {
+/// Blocks until the init exits, answering the launcher's commands meanwhile; kills the
+/// init if the launcher closes the control socket (or sends anything unreadable).
+fn serve_until_init_exits(init: libc::pid_t, pidfd: &OwnedFd, ctl: &OwnedFd) {
     let mut watching_ctl = true;
+    let mut entered_mount_ns = false;
     loop {
         let mut fds = vec![pidfd.as_fd()];
         if watching_ctl {
@@ -237,10 +214,19 @@ fn wait_for_init(init: libc::pid_t, pidfd: &OwnedFd, ctl: &OwnedFd) {
         if ready[0] {
             return;
         }
-        if watching_ctl && ready[1] {
-            watching_ctl = false;
-            if sys::pidfd_send_signal(pidfd, libc::SIGKILL).is_err() {
-                let _ = nix::sys::signal::kill(Pid::from_raw(init), nix::sys::signal::SIGKILL);
+        if !(watching_ctl && ready[1]) {
+            continue;
+        }
+        match protocol::recv::<KeeperCommand>(ctl) {
+            Ok(Some((KeeperCommand::AttachCode, fds))) if fds.len() == 2 => {
+                let error = attach_code(pidfd, &mut entered_mount_ns, &fds[0]).err();
+                let _ = protocol::send(&fds[1], &AttachReply { error }, &[]);
+            }
+            _ => {
+                watching_ctl = false;
+                if sys::pidfd_send_signal(pidfd, libc::SIGKILL).is_err() {
+                    let _ = nix::sys::signal::kill(Pid::from_raw(init), nix::sys::signal::SIGKILL);
+                }
             }
         }
     }

@@ -36,6 +36,20 @@ pub(crate) struct KeeperRequest {
     pub hold: bool,
 }
 
+/// What the launcher may ask of a running keeper (closing the socket asks it to kill the
+/// instance).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum KeeperCommand {
+    /// Move the detached mount (first descriptor) onto the instance's `/var/task`; answer
+    /// an [`AttachReply`] on the socket passed as second descriptor.
+    AttachCode,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct AttachReply {
+    pub error: Option<String>,
+}
+
 /// What the keeper reports back, in this order: `Started` (with the listener and a pidfd
 /// of the instance init), then `Running` or `Failed`, then `Exited`.
 #[derive(Debug, Serialize, Deserialize)]

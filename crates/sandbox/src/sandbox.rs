@@ -21,12 +21,12 @@ use seccompiler::BpfProgram;
 
 use crate::cgroups::{self, CgroupLayout, CgroupLimits, InstanceCgroup};
 use crate::exit_cell::ExitCell;
-use crate::keeper::{ATTACH_ARG, ATTACH_PIDFD, KEEPER_ARG};
+use crate::keeper::KEEPER_ARG;
 use crate::launcher::{
     ExitStatus, InstanceProcess, LaunchError, LaunchSpec, Launched, Launcher, ZygoteSpec,
 };
 use crate::mounts::{self, HostView, PlanInput, TmpSource, OVERLAY_SOURCE};
-use crate::protocol::{self, KeeperEvent, KeeperRequest};
+use crate::protocol::{self, AttachReply, KeeperCommand, KeeperEvent, KeeperRequest};
 use crate::seccomp::{self, SeccompError};
 use crate::sys;
 use crate::tmp_disk::{self, TmpDisk, TmpDisks};
@@ -423,7 +423,6 @@ impl SandboxLauncher {
             uid_slot: slot,
             uids: self.uids.clone(),
             released: Mutex::new(None),
-            keeper_exe: self.config.keeper_exe.clone(),
             empty_layer: self.config.state_dir.join(EMPTY_LAYER),
         };
         let launched = spawned.map_err(LaunchError::from).and_then(|child| {
@@ -594,7 +593,6 @@ struct SandboxInstance {
     uids: Arc<Mutex<UidSlots>>,
     /// Set by cleanup: what the cgroup said before it was removed.
     released: Mutex<Option<Released>>,
-    keeper_exe: PathBuf,
     empty_layer: PathBuf,
 }
 
@@ -744,41 +742,33 @@ impl InstanceProcess for SandboxInstance {
         )
         .map_err(|e| format!("overlay of the code: {e}"))?;
         drop((top, bottom));
-        // Entering the instance's mount namespace takes a single-threaded process, so
-        // the move happens in a freshly exec'd helper that gets the mount as stdin and
-        // the init's pidfd as fd 3 (a pidfd cannot name a recycled pid).
-        let pidfd_guard = self.init_pidfd.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(pidfd) = pidfd_guard.as_ref().map(|fd| fd.as_raw_fd()) else {
-            return Err("the instance is not running".to_string());
-        };
-        let mut command = Command::new(&self.keeper_exe);
-        command
-            .arg0(KEEPER_ARGV0)
-            .arg(ATTACH_ARG)
-            .arg(init_pid.to_string())
-            .env_clear()
-            .stdin(Stdio::from(mount))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        // SAFETY: the closure runs in the forked child before exec and only calls dup2,
-        // which is async-signal-safe; `pidfd` stays open in the parent (we hold the lock)
-        // until spawn returns.
-        unsafe {
-            command.pre_exec(move || {
-                if libc::dup2(pidfd, ATTACH_PIDFD) == -1 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let out = command.output();
-        drop(pidfd_guard);
-        let out = out.map_err(|e| format!("start the attach helper: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "attach the code: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
+        // Entering the instance's mount namespace takes a single-threaded process: the
+        // keeper does the move, and answers on a socket of its own (the control socket's
+        // incoming side belongs to whoever waits for the exit status).
+        let (reply, reply_theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| format!("socketpair: {e}"))?;
+        let timeout = TimeVal::new(LAUNCH_TIMEOUT.as_secs() as i64, 0);
+        setsockopt(&reply, sockopt::ReceiveTimeout, &timeout)
+            .map_err(|e| format!("socket timeout: {e}"))?;
+        protocol::send(
+            &self.ctl,
+            &KeeperCommand::AttachCode,
+            &[mount.as_raw_fd(), reply_theirs.as_raw_fd()],
+        )
+        .map_err(|e| format!("ask the keeper to attach the code: {e}"))?;
+        drop((mount, reply_theirs));
+        match protocol::recv::<AttachReply>(&reply) {
+            Ok(Some((AttachReply { error: None }, _))) => {}
+            Ok(Some((AttachReply { error: Some(e) }, _))) => {
+                return Err(format!("attach the code: {e}"))
+            }
+            Ok(None) => return Err("the keeper exited before attaching the code".into()),
+            Err(e) => return Err(format!("attach the code: {e}")),
         }
         Ok(PathBuf::from("/var/task"))
     }
