@@ -527,14 +527,15 @@ def _env_config():
     }
 
 
-def run(api, handler_spec, task_root=None):
+def run(api, handler_spec, task_root=None, client=None):
     """Init (import the handler) and then serve invocations forever."""
     if task_root is None:
         task_root = os.environ.get("LAMBDA_TASK_ROOT")
     if task_root and task_root not in sys.path:
         sys.path.insert(0, task_root)
 
-    client = RuntimeClient(api)
+    if client is None:
+        client = RuntimeClient(api)
 
     try:
         handler = load_handler(handler_spec or "", task_root)
@@ -587,14 +588,17 @@ def await_assignment(api):
     """Pre-warmed instance (tern extension): block until the platform assigns the
     function this process will run, then adopt its environment and code directory.
 
-    Returns (handler_spec, task_root)."""
+    Returns (handler_spec, task_root, client): the client keeps its connection for
+    the invocations that follow."""
     _warm_up()
     client = RuntimeClient(api)
     try:
         status, _, body = client.request("GET", ASSIGNMENT_PATH)
-    finally:
+    except BaseException:
         client.close()
+        raise
     if status != 200:
+        client.close()
         raise RuntimeError("assignment failed with HTTP %s: %r" % (status, body[:200]))
     assignment = json.loads(body)
     os.environ.pop("TERN_PREWARM", None)
@@ -606,7 +610,7 @@ def await_assignment(api):
     task_root = assignment.get("task_root") or os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
     # The code was mounted after this process started: enter the new directory.
     os.chdir(task_root)
-    return assignment.get("handler") or "", task_root
+    return assignment.get("handler") or "", task_root, client
 
 
 def main():
@@ -630,8 +634,8 @@ def main():
         sys.stderr.write("tern-bootstrap: AWS_LAMBDA_RUNTIME_API is not set\n")
         sys.exit(1)
     if os.environ.get("TERN_PREWARM") == "1":
-        handler_spec, task_root = await_assignment(api)
-        run(api, handler_spec, task_root)
+        handler_spec, task_root, client = await_assignment(api)
+        run(api, handler_spec, task_root, client)
     else:
         run(api, os.environ.get("_HANDLER", ""))
 
