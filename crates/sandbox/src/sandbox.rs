@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io;
 use std::net::TcpListener;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -312,6 +312,39 @@ impl SandboxLauncher {
     }
 }
 
+/// A runtime a zygote forked into a sandbox.
+struct Forked {
+    /// Read end of the pipe the zygote writes the runtime's wait status to.
+    status: OwnedFd,
+    /// The runtime itself: how its end is noticed if the zygote dies first.
+    pidfd: OwnedFd,
+}
+
+impl Forked {
+    fn wait(&self) -> ExitStatus {
+        let mut raw = [0u8; 4];
+        let mut filled = 0;
+        while filled < raw.len() {
+            match nix::unistd::read(self.status.as_raw_fd(), &mut raw[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+        }
+        if filled == raw.len() {
+            return exit_status(crate::keeper::decode_wait_status(i32::from_le_bytes(raw)));
+        }
+        // The zygote died first and took the status with it: wait for the end itself.
+        loop {
+            match sys::poll_readable(&[self.pidfd.as_fd()]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                _ => return ExitStatus::Unknown,
+            }
+        }
+    }
+}
+
 /// What [`SandboxLauncher::prepare`] made for one instance.
 struct Prepared {
     request: KeeperRequest,
@@ -415,7 +448,7 @@ impl SandboxLauncher {
             keeper: Mutex::new(None),
             ctl: ours,
             init_pidfd: Mutex::new(None),
-            runtime_status: None,
+            forked: None,
             exit: ExitCell::default(),
             cgroup,
             root,
@@ -432,8 +465,8 @@ impl SandboxLauncher {
         let launched = match (launched, &zygote, output_w) {
             (Ok(listener), Some(zygote), Some(output_w)) => {
                 match self.fork_runtime(zygote, &request, &instance, output_w) {
-                    Ok(status) => {
-                        instance.runtime_status = Some(status);
+                    Ok(forked) => {
+                        instance.forked = Some(forked);
                         Ok(listener)
                     }
                     Err(e) => Err(e),
@@ -476,15 +509,14 @@ impl SandboxLauncher {
             .map_err(|e| LaunchError::Prepare(format!("start the zygote: {e}")))
     }
 
-    /// Has `zygote` fork the runtime into the sandbox `instance` holds. Returns the read
-    /// end of the pipe its wait status will arrive on.
+    /// Has `zygote` fork the runtime into the sandbox `instance` holds.
     fn fork_runtime(
         &self,
         zygote: &Arc<Zygote>,
         request: &KeeperRequest,
         instance: &SandboxInstance,
         output_w: OwnedFd,
-    ) -> Result<OwnedFd, LaunchError> {
+    ) -> Result<Forked, LaunchError> {
         let env: serde_json::Map<String, serde_json::Value> = request
             .env
             .iter()
@@ -516,10 +548,13 @@ impl SandboxLauncher {
         );
         drop(pidfd_guard);
         match forked {
-            Ok(pid) => {
+            Ok((pid, pidfd)) => {
                 self.zygote_failures.store(0, Ordering::Relaxed);
                 tracing::trace!(instance = %instance.instance_id, pid, "runtime forked by the zygote");
-                Ok(status_r)
+                Ok(Forked {
+                    status: status_r,
+                    pidfd,
+                })
             }
             Err(e) => {
                 // A zygote that failed once is not trusted with the next launch.
@@ -581,9 +616,8 @@ struct SandboxInstance {
     /// Control socket to the keeper; the exit status arrives here.
     ctl: OwnedFd,
     init_pidfd: Mutex<Option<OwnedFd>>,
-    /// Zygote-forked runtime: read end of the pipe its wait status arrives on (the
-    /// keeper only knows about the init then).
-    runtime_status: Option<OwnedFd>,
+    /// A zygote-forked runtime (the keeper only knows about the init then).
+    forked: Option<Forked>,
     exit: ExitCell,
     cgroup: InstanceCgroup,
     root: PathBuf,
@@ -656,19 +690,8 @@ impl SandboxInstance {
     }
 
     fn read_exit(&self) -> ExitStatus {
-        if let Some(status) = &self.runtime_status {
-            // The zygote writes the raw wait status, or closes the pipe if it died first.
-            let mut raw = [0u8; 4];
-            let mut filled = 0;
-            while filled < raw.len() {
-                match nix::unistd::read(status.as_raw_fd(), &mut raw[filled..]) {
-                    Ok(0) => return ExitStatus::Unknown,
-                    Ok(n) => filled += n,
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    Err(_) => return ExitStatus::Unknown,
-                }
-            }
-            return exit_status(crate::keeper::decode_wait_status(i32::from_le_bytes(raw)));
+        if let Some(forked) = &self.forked {
+            return forked.wait();
         }
         let status = loop {
             match protocol::recv::<KeeperEvent>(&self.ctl) {

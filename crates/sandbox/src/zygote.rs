@@ -130,18 +130,22 @@ impl Zygote {
     }
 
     /// Forks a runtime into the sandbox whose init `fds.init_pidfd` names. Returns its
-    /// host pid.
-    pub(crate) fn fork(&self, request: &ForkRequest<'_>, fds: &ForkFds) -> Result<i32, String> {
+    /// host pid and a pidfd of it.
+    pub(crate) fn fork(
+        &self,
+        request: &ForkRequest<'_>,
+        fds: &ForkFds,
+    ) -> Result<(i32, OwnedFd), String> {
         let ctl = self.ctl.lock().unwrap_or_else(|e| e.into_inner());
         let raw = [fds.init_pidfd, fds.output, fds.config, fds.status];
         protocol::send(&ctl, request, &raw).map_err(|e| format!("zygote: {e}"))?;
-        let (reply, _) = protocol::recv::<Reply>(&ctl)
+        let (reply, mut passed) = protocol::recv::<Reply>(&ctl)
             .map_err(|e| format!("zygote: {e}"))?
             .ok_or("the zygote exited")?;
-        match (reply.pid, reply.error) {
-            (Some(pid), None) => Ok(pid),
-            (_, Some(error)) => Err(error),
-            (None, None) => Err("zygote: empty answer".to_string()),
+        match (reply.pid, reply.error, passed.pop()) {
+            (Some(pid), None, Some(pidfd)) => Ok((pid, pidfd)),
+            (_, Some(error), _) => Err(error),
+            _ => Err("zygote: incomplete answer".to_string()),
         }
     }
 

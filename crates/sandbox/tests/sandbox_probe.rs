@@ -614,3 +614,82 @@ fn killing_a_zygote_forked_instance_ends_it() {
     assert!(t.elapsed() < Duration::from_secs(5));
     launched.process.cleanup();
 }
+
+/// Host pids of this process's zygotes started with `marker` in their environment (their
+/// runtimes share both, but not the parent).
+fn zygote_pids(marker: &str) -> Vec<i32> {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|pid| {
+                    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+                    let stat =
+                        std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                    let ppid = stat
+                        .rsplit(')')
+                        .next()
+                        .and_then(|r| r.split_whitespace().nth(1));
+                    cmdline.ends_with(b"\0-\0")
+                        && ppid == Some(me.as_str())
+                        && String::from_utf8_lossy(&environ).contains(marker)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_dead_zygote_is_replaced_and_running_instances_survive_it() {
+    let Some(f) = fixture("zygote-dies") else {
+        return;
+    };
+    let marker = format!("TERN_TEST_ZYGOTE={}", std::process::id());
+    let spec = |id: &str| {
+        let mut s = f.zygote_spec(id, "tenant-z");
+        std::fs::write(
+            f.boot.path().join("probe.py"),
+            "import time\ndef main():\n    print('up', flush=True)\n    time.sleep(1)\n    print('done', flush=True)\n",
+        )
+        .expect("write");
+        if let Some(z) = s.zygote.as_mut() {
+            z.env
+                .push(("TERN_TEST_ZYGOTE".into(), std::process::id().to_string()));
+        }
+        s
+    };
+    let first = f.launcher.launch(&spec("zd-1")).expect("launch");
+    let zygotes = zygote_pids(&marker);
+    assert_eq!(zygotes.len(), 1, "one zygote: {zygotes:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(zygotes[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the zygote");
+    // The runtime it forked belongs to the instance, not to the zygote: it carries on,
+    // and the instance ends when it does (its exit status died with the zygote).
+    let waiter = {
+        let process = first.process.clone();
+        std::thread::spawn(move || (process.wait(), Instant::now()))
+    };
+    let mut out = String::new();
+    let mut output = first.output;
+    output.read_to_string(&mut out).expect("output");
+    let output_closed = Instant::now();
+    assert_eq!(out, "up\ndone\n");
+    let (status, ended) = waiter.join().expect("waiter");
+    assert_eq!(status, ExitStatus::Unknown);
+    assert!(
+        ended + Duration::from_millis(100) >= output_closed,
+        "wait returned before the runtime ended"
+    );
+    first.process.cleanup();
+    // The next launch starts a new zygote.
+    let (status, out, _, _) = f.run(&spec("zd-2"));
+    assert_eq!((status, out.as_str()), (ExitStatus::Code(0), "up\ndone\n"));
+    let again = zygote_pids(&marker);
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_ne!(again[0], zygotes[0]);
+}

@@ -15,10 +15,11 @@ Started as `python3 -` with this text on stdin and the control socket
   zygote -> server  {"ready": true} | {"error": text}
   server -> zygote  {"cgroup_procs": [...], "max_open_files": n, "cwd": dir}
                     + fds: init pidfd, output pipe, config memfd, status pipe
-  zygote -> server  {"pid": host pid of the runtime} | {"error": text}
+  zygote -> server  {"pid": host pid of the runtime} + its pidfd | {"error": text}
 
 When the runtime exits, its raw wait status (4 bytes, little endian) is
-written to its status pipe. The zygote is the subreaper of its runtimes.
+written to its status pipe. The zygote is the subreaper of its runtimes; if it
+dies first, the server still sees the runtime end through the pidfd.
 
 The zygote never reads an instance's environment (the child reads it from
 the config memfd after the fork), so nothing of one function is left in the
@@ -404,7 +405,10 @@ def main():
                 ctl.send(json.dumps({"error": error}).encode())
             else:
                 runtimes[pid] = fds[3]
-                ctl.send(json.dumps({"pid": pid}).encode())
+                # Not reaped before _reap below, so the pid still names our runtime.
+                pidfd = os.pidfd_open(pid)
+                socket.send_fds(ctl, [json.dumps({"pid": pid}).encode()], [pidfd])
+                os.close(pidfd)
             _reap(runtimes)
 
 
