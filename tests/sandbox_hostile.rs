@@ -209,9 +209,16 @@ def origin():
         kind = "zygote"
     else:
         kind = "exec"
-    return {"kind": kind, "mountinfo": open("/proc/self/mountinfo").read()}
+    # A runtime started in a sandbox built ahead of time has that sandbox's id.
+    import re
+    held = re.search(r"\]h[0-9]+-[0-9a-f]{8}$", CONTEXT.log_stream_name) is not None
+    return {"kind": kind, "held": held, "mountinfo": open("/proc/self/mountinfo").read()}
+
+CONTEXT = None
 
 def handler(event, context):
+    global CONTEXT
+    CONTEXT = context
     return ATTACKS[event["do"]](event)
 
 def canary(event, context):
@@ -782,6 +789,21 @@ fn zygote_forked_instances_are_as_isolated_as_execd_ones() {
     );
 }
 
+/// Cold starts take sandboxes built ahead of time (no code, no runtime yet) when they
+/// can. A runtime forked or exec'd into one must be as isolated as any other.
+#[test]
+fn runtimes_started_in_held_sandboxes_are_as_isolated() {
+    let s = Suite::start_with(&["--prewarm", "0"]);
+    let forked = s.cold_start_where("zygote", json!({}), |o| o["held"] == json!(true));
+    s.assert_isolated(&forked);
+    let execd = s.cold_start_where(
+        "exec",
+        json!({"Environment": {"Variables": {"PYTHONDONTWRITEBYTECODE": "1"}}}),
+        |o| o["held"] == json!(true),
+    );
+    s.assert_isolated(&execd);
+}
+
 fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(data)
@@ -798,6 +820,12 @@ impl Suite {
     }
 
     fn cold_start_of_kind_with(&self, kind: &str, extra: Value) -> String {
+        self.cold_start_where(kind, extra, |_| true)
+    }
+
+    /// Deploys fresh functions until a cold start came about as `kind` says and its
+    /// origin also satisfies `also`; returns that function's name.
+    fn cold_start_where(&self, kind: &str, extra: Value, also: impl Fn(&Value) -> bool) -> String {
         let mut seen = Vec::new();
         for i in 0..20 {
             let name = format!(
@@ -806,7 +834,7 @@ impl Suite {
             );
             self.deploy(&name, "attack.handler", extra.clone());
             let origin = self.result(&name, "origin", json!({}));
-            if origin["kind"] == json!(kind) {
+            if origin["kind"] == json!(kind) && also(&origin) {
                 let data = self.server.data_dir.display().to_string();
                 let mountinfo = origin["mountinfo"].as_str().unwrap_or_default();
                 assert!(
@@ -815,10 +843,10 @@ impl Suite {
                 );
                 return name;
             }
-            seen.push(origin["kind"].clone());
+            seen.push(json!([origin["kind"], origin["held"]]));
             std::thread::sleep(Duration::from_millis(200));
         }
-        panic!("no cold start was {kind}: {seen:?}");
+        panic!("no cold start was {kind} as wanted: {seen:?}");
     }
 
     /// The core of the suite against one function's warm instance.

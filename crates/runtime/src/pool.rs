@@ -1090,18 +1090,23 @@ impl InstanceManager {
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
         let (program, args, extra) = self.program(kind);
-        let env = self.function_env(f, &instance_id, provisioned);
-        LaunchSpec {
+        let mut spec = LaunchSpec {
             instance_id,
             program,
             args,
-            env,
+            env: Vec::new(),
             code_dir: f.code_dir.clone(),
             bootstrap_dir: self.config.bootstrap_dir.clone(),
             extra_ro_paths: extra,
             resources: self.resources(f.memory_mb, f.tmp_mb),
             zygote: self.zygote_spec(f, kind),
+        };
+        // A sandbox the launcher built ahead of time lends the instance its id.
+        if let Some(id) = self.launcher.claim_held(&spec) {
+            spec.instance_id = id;
         }
+        spec.env = self.function_env(f, &spec.instance_id, provisioned);
+        spec
     }
 
     /// The zygote that may fork `f`'s runtime: one per namespace, so functions of

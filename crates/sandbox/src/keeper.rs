@@ -23,13 +23,16 @@ use std::os::unix::ffi::OsStrExt;
 
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::resource::{setrlimit, Resource};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{Gid, Pid, Uid};
 
 use seccompiler::BpfProgram;
 
 use crate::mounts::{self, RealSyscalls};
-use crate::protocol::{self, AttachReply, KeeperCommand, KeeperEvent, KeeperRequest};
+use crate::protocol::{
+    self, CommandReply, KeeperCommand, KeeperEvent, KeeperRequest, RuntimeStart,
+};
 use crate::{seccomp, sys};
 
 /// `argv[1]` that turns the tern binary into a keeper.
@@ -114,21 +117,34 @@ fn keeper_main() -> Result<()> {
     let (to_keeper_r, to_keeper_w) = sys::pipe().map_err(ctx("pipe"))?;
     let (to_init_r, to_init_w) = sys::pipe().map_err(ctx("pipe"))?;
     let (err_r, err_w) = sys::pipe().map_err(ctx("pipe"))?;
+    // A held sandbox's init takes its runtime later, over this socket.
+    let (cmd_keeper, cmd_init) = if req.hold {
+        let (k, i) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(ctx("socketpair"))?;
+        (Some(k), Some(i))
+    } else {
+        (None, None)
+    };
 
     let init = match sys::fork().map_err(ctx("fork init"))? {
         None => {
-            drop((ctl, listener, to_keeper_r, to_init_w, err_r));
+            drop((ctl, listener, to_keeper_r, to_init_w, err_r, cmd_keeper));
             let pipes = InitPipes {
                 to_keeper: to_keeper_w,
                 from_keeper: to_init_r,
                 err: err_w,
             };
-            run_init(&req, pipes, passed, &filters)
+            run_init(&req, pipes, passed, cmd_init, &filters)
         }
         Some(pid) => pid,
     };
     drop(passed);
-    drop((to_keeper_w, to_init_r, err_w));
+    drop((to_keeper_w, to_init_r, err_w, cmd_init));
     // The output pipe is for the runtime; holding it would delay EOF for the reader.
     let null = fs::File::open("/dev/null").map_err(ctx("open /dev/null"))?;
     nix::unistd::dup2(null.as_raw_fd(), 1).map_err(ctx("dup2 stdout"))?;
@@ -167,7 +183,7 @@ fn keeper_main() -> Result<()> {
     };
     let _ = protocol::send(&ctl, &event, &[]);
 
-    serve_until_init_exits(init, &pidfd, &ctl);
+    serve_until_init_exits(init, &pidfd, &ctl, cmd_keeper.as_ref());
     let status = match waitpid(Pid::from_raw(init), None) {
         Ok(WaitStatus::Exited(_, 0)) => {
             let mut raw = [0u8; 4];
@@ -198,7 +214,12 @@ fn keeper_main() -> Result<()> {
 
 /// Blocks until the init exits, answering the launcher's commands meanwhile; kills the
 /// init if the launcher closes the control socket (or sends anything unreadable).
-fn serve_until_init_exits(init: libc::pid_t, pidfd: &OwnedFd, ctl: &OwnedFd) {
+fn serve_until_init_exits(
+    init: libc::pid_t,
+    pidfd: &OwnedFd,
+    ctl: &OwnedFd,
+    to_init: Option<&OwnedFd>,
+) {
     let mut watching_ctl = true;
     let mut entered_mount_ns = false;
     loop {
@@ -220,7 +241,14 @@ fn serve_until_init_exits(init: libc::pid_t, pidfd: &OwnedFd, ctl: &OwnedFd) {
         match protocol::recv::<KeeperCommand>(ctl) {
             Ok(Some((KeeperCommand::AttachCode, fds))) if fds.len() == 2 => {
                 let error = attach_code(pidfd, &mut entered_mount_ns, &fds[0]).err();
-                let _ = protocol::send(&fds[1], &AttachReply { error }, &[]);
+                let _ = protocol::send(&fds[1], &CommandReply { error }, &[]);
+            }
+            Ok(Some((KeeperCommand::StartRuntime(start), fds))) if fds.len() == 2 => {
+                let error = match to_init {
+                    Some(to_init) => relay_start(to_init, &start, &fds[0]).err(),
+                    None => Some("this sandbox already has its runtime".to_string()),
+                };
+                let _ = protocol::send(&fds[1], &CommandReply { error }, &[]);
             }
             _ => {
                 watching_ctl = false;
@@ -229,6 +257,16 @@ fn serve_until_init_exits(init: libc::pid_t, pidfd: &OwnedFd, ctl: &OwnedFd) {
                 }
             }
         }
+    }
+}
+
+/// Hands a runtime start to the held init and returns its answer.
+fn relay_start(to_init: &OwnedFd, start: &RuntimeStart, output: &OwnedFd) -> Result<()> {
+    protocol::send(to_init, start, &[output.as_raw_fd()]).map_err(ctx("reach the init"))?;
+    match protocol::recv::<CommandReply>(to_init).map_err(ctx("hear from the init"))? {
+        Some((CommandReply { error: None }, _)) => Ok(()),
+        Some((CommandReply { error: Some(e) }, _)) => Err(e),
+        None => Err("the init exited".to_string()),
     }
 }
 
@@ -278,6 +316,7 @@ fn run_init(
     req: &KeeperRequest,
     pipes: InitPipes,
     passed: Vec<OwnedFd>,
+    commands: Option<OwnedFd>,
     filters: &[BpfProgram],
 ) -> ! {
     match init_setup(req, &pipes, &passed) {
@@ -285,21 +324,32 @@ fn run_init(
         Err(e) => fail(&pipes.err, &e),
     }
     drop(passed);
-    if req.hold {
-        drop((pipes.err, pipes.from_keeper));
-        hold()
+    let InitPipes {
+        to_keeper,
+        from_keeper,
+        err,
+    } = pipes;
+    drop(from_keeper);
+    if let Some(commands) = commands {
+        // Setup worked: closing the error pipe tells the keeper so.
+        drop(err);
+        hold(req, to_keeper, commands, filters)
     }
     let runtime = match sys::fork() {
         Ok(Some(pid)) => pid,
         Ok(None) => {
-            drop((pipes.to_keeper, pipes.from_keeper));
-            run_runtime(req, pipes.err, filters)
+            drop(to_keeper);
+            run_runtime(req, err, filters)
         }
-        Err(e) => fail(&pipes.err, &format!("fork runtime: {e}")),
+        Err(e) => fail(&err, &format!("fork runtime: {e}")),
     };
-    drop(pipes.err);
-    drop(pipes.from_keeper);
-    // pid 1 duty: reap everything, remember how the runtime ended.
+    drop(err);
+    reap_until_runtime_exits(runtime, &to_keeper)
+}
+
+/// pid 1 duty: reaps everything until the runtime exits, then reports how it ended to
+/// the keeper and exits.
+fn reap_until_runtime_exits(runtime: libc::pid_t, to_keeper: &OwnedFd) -> ! {
     let mut raw: libc::c_int = 0;
     loop {
         // SAFETY: waitpid writes the status into `raw`, a valid c_int we own.
@@ -312,25 +362,108 @@ fn run_init(
             break;
         }
     }
-    let _ = nix::unistd::write(&pipes.to_keeper, &raw.to_le_bytes());
+    let _ = nix::unistd::write(to_keeper, &raw.to_le_bytes());
     sys::exit_now(0)
 }
 
-/// pid 1 of a sandbox whose runtime comes from a zygote: reaps whatever is orphaned into
-/// the namespace until the sandbox is killed.
-fn hold() -> ! {
-    let mut chld = nix::sys::signal::SigSet::empty();
-    chld.add(nix::sys::signal::Signal::SIGCHLD);
-    // Blocked, SIGCHLD stays pending for sigwait instead of being discarded.
+/// pid 1 of a held sandbox: reaps whatever is orphaned into the namespace and waits for
+/// a runtime to start (a zygote's child needs nothing from it; a start request on
+/// `commands` makes it start one as a normal init would).
+fn hold(req: &KeeperRequest, to_keeper: OwnedFd, commands: OwnedFd, filters: &[BpfProgram]) -> ! {
+    use nix::sys::signal::{SigSet, Signal};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    let mut chld = SigSet::empty();
+    chld.add(Signal::SIGCHLD);
+    // Blocked, SIGCHLD is only seen through the signalfd.
     let _ = chld.thread_block();
+    let Ok(signals) = SignalFd::with_flags(&chld, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+    else {
+        sys::exit_now(125)
+    };
+    let mut listening = true;
     loop {
         // SAFETY: waitpid with a null status pointer only reaps.
-        let pid = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };
-        if pid > 0 {
+        while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
+        let mut fds = vec![signals.as_fd()];
+        if listening {
+            fds.push(commands.as_fd());
+        }
+        let ready = match sys::poll_readable(&fds) {
+            Ok(ready) => ready,
+            Err(_) => continue,
+        };
+        if ready[0] {
+            while let Ok(Some(_)) = signals.read_signal() {}
+        }
+        if !(listening && ready[1]) {
             continue;
         }
-        let _ = chld.wait();
+        match protocol::recv::<RuntimeStart>(&commands) {
+            Ok(Some((start, mut fds))) if fds.len() == 1 => {
+                let output = fds.pop().expect("checked: one descriptor");
+                start_held_runtime(req, start, output, &to_keeper, &commands, &chld, filters)
+            }
+            Ok(Some(_)) => {
+                let error = Some("a runtime start takes one descriptor".to_string());
+                let _ = protocol::send(&commands, &CommandReply { error }, &[]);
+            }
+            // The keeper is gone (it kills us too) or wrote garbage: stop listening.
+            Ok(None) | Err(_) => listening = false,
+        }
     }
+}
+
+/// Starts the runtime of a held sandbox, answers the keeper whether the exec worked,
+/// then serves as the sandbox's init until the runtime exits.
+fn start_held_runtime(
+    req: &KeeperRequest,
+    start: RuntimeStart,
+    output: OwnedFd,
+    to_keeper: &OwnedFd,
+    commands: &OwnedFd,
+    blocked: &nix::sys::signal::SigSet,
+    filters: &[BpfProgram],
+) -> ! {
+    let mut req = req.clone();
+    req.program = start.program;
+    req.args = start.args;
+    req.env = start.env;
+    let reply = |error: Option<String>| {
+        let _ = protocol::send(commands, &CommandReply { error }, &[]);
+    };
+    if let Err(e) = nix::unistd::dup2(output.as_raw_fd(), 1) {
+        reply(Some(format!("dup2 output: {e}")));
+        sys::exit_now(126)
+    }
+    drop(output);
+    let (err_r, err_w) = match sys::pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            reply(Some(format!("pipe: {e}")));
+            sys::exit_now(126)
+        }
+    };
+    let runtime = match sys::fork() {
+        Ok(Some(pid)) => pid,
+        Ok(None) => {
+            drop(err_r);
+            let _ = blocked.thread_unblock();
+            run_runtime(&req, err_w, filters)
+        }
+        Err(e) => {
+            reply(Some(format!("fork runtime: {e}")));
+            sys::exit_now(126)
+        }
+    };
+    drop(err_w);
+    // The output is the runtime's now; ours would delay the reader's end of file.
+    if let Ok(null) = fs::File::open("/dev/null") {
+        let _ = nix::unistd::dup2(null.as_raw_fd(), 1);
+    }
+    let mut failure = String::new();
+    let _ = fs::File::from(err_r).read_to_string(&mut failure);
+    reply((!failure.is_empty()).then_some(failure));
+    reap_until_runtime_exits(runtime, to_keeper)
 }
 
 fn init_setup(req: &KeeperRequest, pipes: &InitPipes, passed: &[OwnedFd]) -> Result<()> {

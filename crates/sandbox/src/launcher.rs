@@ -131,6 +131,15 @@ pub trait Launcher: Send + Sync {
     fn supports_prewarm(&self) -> bool {
         false
     }
+    /// Reserves a sandbox built ahead of time that fits `spec` (its /tmp size and
+    /// read-only trees), if the launcher keeps any, and returns its instance id: a
+    /// [`Launcher::launch`] of a spec with that id starts its runtime there. Call just
+    /// before building the real spec (whose environment may name the id); a reservation
+    /// not launched within a minute is dropped.
+    fn claim_held(&self, spec: &LaunchSpec) -> Option<String> {
+        let _ = spec;
+        None
+    }
     /// Releases what the launcher itself holds (such as the server's cgroup subtree).
     /// Call at shutdown, after every instance was cleaned up.
     fn shutdown(&self) {}

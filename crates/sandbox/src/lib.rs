@@ -12,6 +12,7 @@
 
 pub mod cgroups;
 mod exit_cell;
+mod held;
 pub mod keeper;
 pub mod launcher;
 pub mod mounts;

@@ -14,7 +14,7 @@ use crate::mounts::MountStep;
 const MAX_MESSAGE: usize = 256 * 1024;
 
 /// What the keeper needs to build and start one instance.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct KeeperRequest {
     pub instance_id: String,
     pub program: PathBuf,
@@ -30,23 +30,34 @@ pub(crate) struct KeeperRequest {
     pub mount_plan: Vec<MountStep>,
     pub max_open_files: u64,
     pub cwd: PathBuf,
-    /// Start no runtime: the init only holds the sandbox (and reaps orphans) until it is
-    /// killed; the runtime arrives later, forked by a zygote (see [`crate::zygote`]).
+    /// Start no runtime yet: the init holds the sandbox (and reaps orphans) until the
+    /// launcher either has it start one ([`KeeperCommand::StartRuntime`]) or has a zygote
+    /// fork one into it (see [`crate::zygote`]).
     #[serde(default)]
     pub hold: bool,
 }
 
 /// What the launcher may ask of a running keeper (closing the socket asks it to kill the
-/// instance).
+/// instance). Each carries, as its last descriptor, a socket for the [`CommandReply`].
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum KeeperCommand {
-    /// Move the detached mount (first descriptor) onto the instance's `/var/task`; answer
-    /// an [`AttachReply`] on the socket passed as second descriptor.
+    /// Move the detached mount (first descriptor) onto the instance's `/var/task`.
     AttachCode,
+    /// Start the runtime in a sandbox built with [`KeeperRequest::hold`]; its output goes
+    /// to the first descriptor. The keeper hands this on to the init.
+    StartRuntime(RuntimeStart),
+}
+
+/// The runtime a held sandbox's init is to start (the rest is the [`KeeperRequest`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RuntimeStart {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct AttachReply {
+pub(crate) struct CommandReply {
     pub error: Option<String>,
 }
 

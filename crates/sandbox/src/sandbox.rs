@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,12 +21,15 @@ use seccompiler::BpfProgram;
 
 use crate::cgroups::{self, CgroupLayout, CgroupLimits, InstanceCgroup};
 use crate::exit_cell::ExitCell;
+use crate::held::{self, HeldKey, HeldPool};
 use crate::keeper::KEEPER_ARG;
 use crate::launcher::{
-    ExitStatus, InstanceProcess, LaunchError, LaunchSpec, Launched, Launcher, ZygoteSpec,
+    ExitStatus, InstanceProcess, LaunchError, LaunchSpec, Launched, Launcher, Resources, ZygoteSpec,
 };
 use crate::mounts::{self, HostView, PlanInput, TmpSource, OVERLAY_SOURCE};
-use crate::protocol::{self, AttachReply, KeeperCommand, KeeperEvent, KeeperRequest};
+use crate::protocol::{
+    self, CommandReply, KeeperCommand, KeeperEvent, KeeperRequest, RuntimeStart,
+};
 use crate::seccomp::{self, SeccompError};
 use crate::sys;
 use crate::tmp_disk::{self, TmpDisk, TmpDisks};
@@ -68,6 +71,9 @@ pub struct SandboxConfig {
     /// Ready /tmp disks kept per recently used /tmp size, so a launch does not wait for
     /// a loop device and an ext4 mount (0: every launch makes its own).
     pub tmp_pool_depth: usize,
+    /// Sandboxes built ahead of time, without a runtime, kept per recently used
+    /// (/tmp size, interpreter tree), so a cold start skips building one (0: none).
+    pub held_pool_depth: usize,
 }
 
 impl SandboxConfig {
@@ -80,6 +86,7 @@ impl SandboxConfig {
             keeper_exe: std::env::current_exe()?,
             tmp_on_disk: true,
             tmp_pool_depth: tmp_disk::DEFAULT_POOL_DEPTH,
+            held_pool_depth: held::DEFAULT_POOL_DEPTH,
         })
     }
 }
@@ -103,6 +110,11 @@ pub enum SandboxError {
 
 /// Launches instances in sandboxes. Cheap to share between threads.
 pub struct SandboxLauncher {
+    inner: Arc<Inner>,
+}
+
+/// The launcher's state; shared with the threads that build held sandboxes.
+struct Inner {
     config: SandboxConfig,
     host: HostView,
     cgroups: CgroupLayout,
@@ -114,6 +126,9 @@ pub struct SandboxLauncher {
     zygotes: Zygotes,
     /// Zygote launches that failed in a row; zygotes are given up after a few.
     zygote_failures: AtomicU32,
+    /// Sandboxes built ahead of time, without a runtime yet.
+    held: HeldPool,
+    held_seq: AtomicU64,
 }
 
 /// Zygote failures in a row after which the launcher only execs runtimes.
@@ -172,7 +187,8 @@ impl SandboxLauncher {
         } else {
             None
         };
-        Ok(SandboxLauncher {
+        let held = HeldPool::new(config.held_pool_depth);
+        let inner = Inner {
             config,
             host: HostView::probe(),
             cgroups,
@@ -181,22 +197,44 @@ impl SandboxLauncher {
             seccomp,
             zygotes: Zygotes::default(),
             zygote_failures: AtomicU32::new(0),
+            held,
+            held_seq: AtomicU64::new(0),
+        };
+        Ok(SandboxLauncher {
+            inner: Arc::new(inner),
         })
     }
 
     pub fn config(&self) -> &SandboxConfig {
-        &self.config
+        &self.inner.config
     }
 
     /// Whether /tmp is disk-backed (else a tmpfs counted against memory).
     pub fn tmp_on_disk(&self) -> bool {
-        self.tmp_disks.is_some()
+        self.inner.tmp_disks.is_some()
     }
 
     /// Removes cgroups, root directories and /tmp images left by a crashed earlier run
     /// with the same state dir and server id. Call once at startup, before the first
     /// launch. (Mounts and loop devices die with the instances' processes.)
     pub fn cleanup_leftovers(&self) {
+        self.inner.cleanup_leftovers()
+    }
+
+    /// Removes this server's (empty) cgroup subtree. Call at shutdown, after every
+    /// instance was cleaned up; cgroups still in use are left alone.
+    pub fn remove_server_cgroups(&self) {
+        self.inner.remove_server_cgroups()
+    }
+
+    /// Sandboxes built ahead of time and waiting for a runtime right now.
+    pub fn held_count(&self) -> usize {
+        self.inner.held.count()
+    }
+}
+
+impl Inner {
+    fn cleanup_leftovers(&self) {
         for server_dir in self.cgroups.server_dirs(&self.config.server_id) {
             let Ok(entries) = fs::read_dir(&server_dir) else {
                 continue;
@@ -222,9 +260,7 @@ impl SandboxLauncher {
         }
     }
 
-    /// Removes this server's (empty) cgroup subtree. Call at shutdown, after every
-    /// instance was cleaned up; cgroups still in use are left alone.
-    pub fn remove_server_cgroups(&self) {
+    fn remove_server_cgroups(&self) {
         for server_dir in self.cgroups.server_dirs(&self.config.server_id) {
             let _ = fs::remove_dir(&server_dir);
         }
@@ -281,13 +317,7 @@ impl SandboxLauncher {
                 return Err(format!("cgroup: {e}"));
             }
         };
-        let mut env: Vec<(String, String)> = spec
-            .env
-            .iter()
-            .filter(|(k, _)| k != "AWS_LAMBDA_RUNTIME_API")
-            .cloned()
-            .collect();
-        env.push(("AWS_LAMBDA_RUNTIME_API".into(), runtime_api()));
+        let env = runtime_env(spec);
         let request = KeeperRequest {
             instance_id: spec.instance_id.clone(),
             program: spec.program.clone(),
@@ -345,7 +375,15 @@ impl Forked {
     }
 }
 
-/// What [`SandboxLauncher::prepare`] made for one instance.
+/// A sandbox whose keeper finished its setup.
+pub(crate) struct Built {
+    pub instance: SandboxInstance,
+    pub listener: TcpListener,
+    /// What the keeper was asked (a zygote's child needs some of it again).
+    pub request: KeeperRequest,
+}
+
+/// What [`Inner::prepare`] made for one instance.
 struct Prepared {
     request: KeeperRequest,
     cgroup: InstanceCgroup,
@@ -367,11 +405,23 @@ fn exit_status(event: KeeperEvent) -> ExitStatus {
     }
 }
 
+/// The runtime's environment: the spec's, with the Runtime API address the launcher set.
+fn runtime_env(spec: &LaunchSpec) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = spec
+        .env
+        .iter()
+        .filter(|(k, _)| k != "AWS_LAMBDA_RUNTIME_API")
+        .cloned()
+        .collect();
+    env.push(("AWS_LAMBDA_RUNTIME_API".into(), runtime_api()));
+    env
+}
+
 fn runtime_api() -> String {
     format!("127.0.0.1:{RUNTIME_API_PORT}")
 }
 
-impl SandboxLauncher {
+impl Inner {
     /// Starts one instance; with `zygote`, its runtime is forked by that zygote instead
     /// of exec'd by the sandbox init.
     fn launch_with(
@@ -380,16 +430,59 @@ impl SandboxLauncher {
         zygote: Option<&ZygoteSpec>,
     ) -> Result<Launched, LaunchError> {
         let started_at = Instant::now();
+        let zygote = match zygote {
+            Some(z) => Some(self.zygote_for(spec, z)?),
+            None => None,
+        };
+        let (output, output_w) = sys::pipe()?;
+        // A zygote-forked runtime gets the output pipe from the zygote; the keeper and
+        // init have no use for it.
+        let (keeper_stdout, output_w) = match zygote {
+            Some(_) => (None, Some(output_w)),
+            None => (Some(output_w), None),
+        };
+        let Built {
+            mut instance,
+            listener,
+            request,
+        } = self.build(spec, keeper_stdout)?;
+        if let (Some(zygote), Some(output_w)) = (&zygote, output_w) {
+            match self.fork_runtime(zygote, &request, &request.env, &instance, output_w) {
+                Ok(forked) => instance.forked = Some(forked),
+                Err(e) => {
+                    instance.abandon();
+                    return Err(e);
+                }
+            }
+        }
+        tracing::debug!(
+            instance = %spec.instance_id,
+            zygote = zygote.is_some(),
+            setup_us = started_at.elapsed().as_micros() as u64,
+            "sandbox started"
+        );
+        Ok(Launched {
+            process: Arc::new(instance),
+            output: File::from(output),
+            runtime_api_listener: listener,
+            runtime_api: runtime_api(),
+        })
+    }
+
+    /// Builds the sandbox of `spec` through a keeper. With `runtime_output` the init
+    /// execs the runtime with that as its output; without, it holds the sandbox for a
+    /// runtime started later (a zygote's child, or [`SandboxInstance::start_runtime`]).
+    fn build(
+        &self,
+        spec: &LaunchSpec,
+        runtime_output: Option<OwnedFd>,
+    ) -> Result<Built, LaunchError> {
         if !valid_name(&spec.instance_id) {
             return Err(LaunchError::Prepare(format!(
                 "instance id {:?} must be [A-Za-z0-9-]",
                 spec.instance_id
             )));
         }
-        let zygote = match zygote {
-            Some(z) => Some(self.zygote_for(spec, z)?),
-            None => None,
-        };
         let slot = self
             .uids
             .lock()
@@ -412,7 +505,7 @@ impl SandboxLauncher {
                 return Err(LaunchError::Prepare(e));
             }
         };
-        request.hold = zygote.is_some();
+        request.hold = runtime_output.is_none();
 
         let (ours, theirs) = socketpair(
             AddressFamily::Unix,
@@ -421,14 +514,6 @@ impl SandboxLauncher {
             SockFlag::SOCK_CLOEXEC,
         )
         .map_err(io::Error::from)?;
-        let (output, output_w) = sys::pipe()?;
-        // A zygote-forked runtime gets the output pipe from the zygote; the keeper and
-        // init have no use for it.
-        let (keeper_stdout, output_w) = if zygote.is_some() {
-            (Stdio::null(), Some(output_w))
-        } else {
-            (Stdio::from(output_w), None)
-        };
         let mut command = Command::new(&self.config.keeper_exe);
         command
             // argv[0] is the init's /proc/1/cmdline inside: no host path of the binary.
@@ -436,13 +521,13 @@ impl SandboxLauncher {
             .arg(KEEPER_ARG)
             .env_clear()
             .stdin(Stdio::from(theirs))
-            .stdout(keeper_stdout)
+            .stdout(runtime_output.map_or_else(Stdio::null, Stdio::from))
             .stderr(Stdio::inherit());
         let spawned = command.spawn();
         // The command holds our copies of the keeper's ends; close them now.
         drop(command);
 
-        let mut instance = SandboxInstance {
+        let instance = SandboxInstance {
             instance_id: spec.instance_id.clone(),
             init_pid: Mutex::new(0),
             keeper: Mutex::new(None),
@@ -458,43 +543,21 @@ impl SandboxLauncher {
             released: Mutex::new(None),
             empty_layer: self.config.state_dir.join(EMPTY_LAYER),
         };
-        let launched = spawned.map_err(LaunchError::from).and_then(|child| {
+        let handshake = spawned.map_err(LaunchError::from).and_then(|child| {
             *instance.keeper.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
             instance.handshake(&request)
         });
-        let launched = match (launched, &zygote, output_w) {
-            (Ok(listener), Some(zygote), Some(output_w)) => {
-                match self.fork_runtime(zygote, &request, &instance, output_w) {
-                    Ok(forked) => {
-                        instance.forked = Some(forked);
-                        Ok(listener)
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-            (launched, _, _) => launched,
-        };
-        let listener = match launched {
-            Ok(listener) => listener,
+        match handshake {
+            Ok(listener) => Ok(Built {
+                instance,
+                listener,
+                request,
+            }),
             Err(e) => {
-                instance.kill();
-                instance.wait();
-                instance.cleanup();
-                return Err(e);
+                instance.abandon();
+                Err(e)
             }
-        };
-        tracing::debug!(
-            instance = %spec.instance_id,
-            zygote = zygote.is_some(),
-            setup_us = started_at.elapsed().as_micros() as u64,
-            "sandbox started"
-        );
-        Ok(Launched {
-            process: Arc::new(instance),
-            output: File::from(output),
-            runtime_api_listener: listener,
-            runtime_api: runtime_api(),
-        })
+        }
     }
 
     /// The running zygote for `spec` (started on first use).
@@ -514,11 +577,11 @@ impl SandboxLauncher {
         &self,
         zygote: &Arc<Zygote>,
         request: &KeeperRequest,
+        env: &[(String, String)],
         instance: &SandboxInstance,
         output_w: OwnedFd,
     ) -> Result<Forked, LaunchError> {
-        let env: serde_json::Map<String, serde_json::Value> = request
-            .env
+        let env: serde_json::Map<String, serde_json::Value> = env
             .iter()
             .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
             .collect();
@@ -570,9 +633,20 @@ impl SandboxLauncher {
     }
 }
 
-impl Launcher for SandboxLauncher {
-    fn launch(&self, spec: &LaunchSpec) -> Result<Launched, LaunchError> {
-        if let Some(z) = spec.zygote.as_ref().filter(|_| self.zygotes_enabled()) {
+impl Inner {
+    fn launch(self: &Arc<Self>, spec: &LaunchSpec) -> Result<Launched, LaunchError> {
+        let zygote = spec.zygote.as_ref().filter(|_| self.zygotes_enabled());
+        if let Some(held) = self.held.take_claimed(&spec.instance_id) {
+            match self.launch_in_held(spec, zygote, held) {
+                Ok(launched) => return Ok(launched),
+                Err(e) => tracing::warn!(
+                    instance = %spec.instance_id,
+                    error = %e,
+                    "could not start the runtime in a held sandbox; building a new one"
+                ),
+            }
+        }
+        if let Some(z) = zygote {
             match self.launch_with(spec, Some(z)) {
                 Ok(launched) => return Ok(launched),
                 Err(e) => {
@@ -592,6 +666,148 @@ impl Launcher for SandboxLauncher {
         }
         self.launch_with(spec, None)
     }
+}
+
+/// Limits a held sandbox is built with; a launch sets its own.
+const HELD_RESOURCES: Resources = Resources {
+    memory_mb: 128,
+    tmp_mb: 0,
+    cpu_millis: 250,
+    max_pids: 64,
+    max_open_files: 0,
+};
+
+impl Inner {
+    /// Tops up the held sandboxes of `key` in the background (off the request path).
+    fn refill_held(self: &Arc<Self>, key: HeldKey) {
+        if !self.held.want(&key) {
+            return;
+        }
+        let inner = self.clone();
+        let worker_key = key.clone();
+        let spawned = std::thread::Builder::new()
+            .name("tern-held".into())
+            .spawn(move || {
+                let key = worker_key;
+                while inner.held.short(&key) {
+                    match inner.build_held(&key) {
+                        Ok(built) => {
+                            if let Some(unwanted) = inner.held.put(&key, built) {
+                                drop(unwanted);
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not build a held sandbox");
+                            break;
+                        }
+                    }
+                }
+                inner.held.done(&key);
+            });
+        if spawned.is_err() {
+            self.held.done(&key);
+        }
+    }
+
+    fn build_held(&self, key: &HeldKey) -> Result<Built, LaunchError> {
+        let n = self.held_seq.fetch_add(1, Ordering::Relaxed);
+        let spec = LaunchSpec {
+            // Random as well: instance ids show up as log stream names, which must not
+            // repeat across server restarts.
+            instance_id: format!("h{n}-{:08x}", sys::random_u32()),
+            program: PathBuf::new(),
+            args: Vec::new(),
+            env: Vec::new(),
+            code_dir: self.config.state_dir.join(EMPTY_LAYER),
+            bootstrap_dir: key.bootstrap_dir.clone(),
+            extra_ro_paths: key.extra_ro_paths.clone(),
+            resources: Resources {
+                tmp_mb: key.tmp_mb,
+                max_open_files: key.max_open_files,
+                ..HELD_RESOURCES
+            },
+            zygote: None,
+        };
+        self.build(&spec, None)
+    }
+
+    /// Starts `spec`'s runtime in a held sandbox: its code and limits, then the runtime
+    /// exec'd by the init or forked by `zygote`.
+    fn launch_in_held(
+        &self,
+        spec: &LaunchSpec,
+        zygote: Option<&ZygoteSpec>,
+        held: Built,
+    ) -> Result<Launched, LaunchError> {
+        let Built {
+            mut instance,
+            listener,
+            request,
+        } = held;
+        match self.start_in(spec, zygote, &mut instance, &request) {
+            Ok(output) => Ok(Launched {
+                process: Arc::new(instance),
+                output: File::from(output),
+                runtime_api_listener: listener,
+                runtime_api: runtime_api(),
+            }),
+            Err(e) => {
+                instance.abandon();
+                Err(e)
+            }
+        }
+    }
+
+    /// Returns the read end of the runtime's output.
+    fn start_in(
+        &self,
+        spec: &LaunchSpec,
+        zygote: Option<&ZygoteSpec>,
+        instance: &mut SandboxInstance,
+        request: &KeeperRequest,
+    ) -> Result<OwnedFd, LaunchError> {
+        instance
+            .set_resources(&spec.resources)
+            .map_err(LaunchError::Prepare)?;
+        instance
+            .attach_code(&spec.code_dir)
+            .map_err(LaunchError::Prepare)?;
+        let (output, output_w) = sys::pipe()?;
+        let env = runtime_env(spec);
+        match zygote {
+            Some(z) => {
+                let zygote = self.zygote_for(spec, z)?;
+                instance.forked =
+                    Some(self.fork_runtime(&zygote, request, &env, instance, output_w)?);
+            }
+            None => instance
+                .start_runtime(
+                    RuntimeStart {
+                        program: spec.program.clone(),
+                        args: spec.args.clone(),
+                        env,
+                    },
+                    output_w,
+                )
+                .map_err(LaunchError::Prepare)?,
+        }
+        Ok(output)
+    }
+}
+
+impl Launcher for SandboxLauncher {
+    fn launch(&self, spec: &LaunchSpec) -> Result<Launched, LaunchError> {
+        self.inner.launch(spec)
+    }
+
+    fn claim_held(&self, spec: &LaunchSpec) -> Option<String> {
+        let key = HeldKey::of(spec);
+        let claimed = self.inner.held.claim(&key);
+        // Claimed or not, this shape is wanted: top it up.
+        self.inner.refill_held(key);
+        claimed
+    }
 
     fn name(&self) -> &'static str {
         "sandbox"
@@ -599,16 +815,17 @@ impl Launcher for SandboxLauncher {
 
     fn supports_prewarm(&self) -> bool {
         // Code attached later is an overlay, so no host path shows in mountinfo.
-        self.host.overlayfs
+        self.inner.host.overlayfs
     }
 
     fn shutdown(&self) {
-        self.zygotes.shutdown();
-        self.remove_server_cgroups();
+        self.inner.held.clear();
+        self.inner.zygotes.shutdown();
+        self.inner.remove_server_cgroups();
     }
 }
 
-struct SandboxInstance {
+pub(crate) struct SandboxInstance {
     instance_id: String,
     /// Host pid of the sandbox init (pid 1 inside).
     init_pid: Mutex<u32>,
@@ -637,6 +854,51 @@ struct Released {
 }
 
 impl SandboxInstance {
+    pub(crate) fn id(&self) -> &str {
+        &self.instance_id
+    }
+
+    /// Has the held init start the runtime; returns once it was exec'd (or failed to).
+    fn start_runtime(&self, start: RuntimeStart, output: OwnedFd) -> Result<(), String> {
+        self.command(KeeperCommand::StartRuntime(start), output)
+    }
+
+    /// Sends the keeper a command with one descriptor and waits for its answer, which
+    /// comes on a socket of its own (the control socket's incoming side belongs to
+    /// whoever waits for the exit status).
+    fn command(&self, command: KeeperCommand, fd: OwnedFd) -> Result<(), String> {
+        let (reply, reply_theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| format!("socketpair: {e}"))?;
+        let timeout = TimeVal::new(LAUNCH_TIMEOUT.as_secs() as i64, 0);
+        setsockopt(&reply, sockopt::ReceiveTimeout, &timeout)
+            .map_err(|e| format!("socket timeout: {e}"))?;
+        protocol::send(
+            &self.ctl,
+            &command,
+            &[fd.as_raw_fd(), reply_theirs.as_raw_fd()],
+        )
+        .map_err(|e| format!("reach the keeper: {e}"))?;
+        drop((fd, reply_theirs));
+        match protocol::recv::<CommandReply>(&reply) {
+            Ok(Some((CommandReply { error: None }, _))) => Ok(()),
+            Ok(Some((CommandReply { error: Some(e) }, _))) => Err(e),
+            Ok(None) => Err("the keeper exited".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Tears down an instance that will never be handed out.
+    fn abandon(&self) {
+        self.kill();
+        self.wait();
+        self.cleanup();
+    }
+
     /// Sends the request and waits until the runtime was exec'd.
     fn handshake(&self, request: &KeeperRequest) -> Result<TcpListener, LaunchError> {
         let prepare = |e: io::Error| LaunchError::Prepare(format!("keeper: {e}"));
@@ -766,33 +1028,9 @@ impl InstanceProcess for SandboxInstance {
         .map_err(|e| format!("overlay of the code: {e}"))?;
         drop((top, bottom));
         // Entering the instance's mount namespace takes a single-threaded process: the
-        // keeper does the move, and answers on a socket of its own (the control socket's
-        // incoming side belongs to whoever waits for the exit status).
-        let (reply, reply_theirs) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .map_err(|e| format!("socketpair: {e}"))?;
-        let timeout = TimeVal::new(LAUNCH_TIMEOUT.as_secs() as i64, 0);
-        setsockopt(&reply, sockopt::ReceiveTimeout, &timeout)
-            .map_err(|e| format!("socket timeout: {e}"))?;
-        protocol::send(
-            &self.ctl,
-            &KeeperCommand::AttachCode,
-            &[mount.as_raw_fd(), reply_theirs.as_raw_fd()],
-        )
-        .map_err(|e| format!("ask the keeper to attach the code: {e}"))?;
-        drop((mount, reply_theirs));
-        match protocol::recv::<AttachReply>(&reply) {
-            Ok(Some((AttachReply { error: None }, _))) => {}
-            Ok(Some((AttachReply { error: Some(e) }, _))) => {
-                return Err(format!("attach the code: {e}"))
-            }
-            Ok(None) => return Err("the keeper exited before attaching the code".into()),
-            Err(e) => return Err(format!("attach the code: {e}")),
-        }
+        // keeper does the move.
+        self.command(KeeperCommand::AttachCode, mount)
+            .map_err(|e| format!("attach the code: {e}"))?;
         Ok(PathBuf::from("/var/task"))
     }
 

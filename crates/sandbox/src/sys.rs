@@ -184,6 +184,19 @@ pub(crate) fn close_from(first: RawFd) {
     }
 }
 
+/// Four random bytes from the kernel (0 if it has none to give, which only costs
+/// uniqueness of a name, never safety).
+pub(crate) fn random_u32() -> u32 {
+    let mut buf = [0u8; 4];
+    // SAFETY: getrandom writes at most buf.len() bytes into buf.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n == 4 {
+        u32::from_ne_bytes(buf)
+    } else {
+        0
+    }
+}
+
 /// An anonymous in-memory file holding `data`, positioned at its start.
 pub(crate) fn memfd_with(name: &str, data: &[u8]) -> io::Result<OwnedFd> {
     use std::io::{Seek, Write};

@@ -31,6 +31,10 @@ fn fixture(test: &str) -> Option<Fixture> {
 }
 
 fn fixture_with(test: &str, tmp_on_disk: bool) -> Option<Fixture> {
+    fixture_full(test, tmp_on_disk, 0)
+}
+
+fn fixture_full(test: &str, tmp_on_disk: bool, held_pool_depth: usize) -> Option<Fixture> {
     if !is_root() {
         eprintln!("skipping {test}: the sandbox needs root");
         return None;
@@ -43,6 +47,7 @@ fn fixture_with(test: &str, tmp_on_disk: bool) -> Option<Fixture> {
         keeper_exe: PathBuf::from(env!("CARGO_BIN_EXE_tern-sandbox-keeper")),
         tmp_on_disk,
         tmp_pool_depth: 2,
+        held_pool_depth,
     };
     let launcher = SandboxLauncher::new(config).expect("sandbox launcher");
     assert_eq!(
@@ -143,25 +148,8 @@ echo "env=$(env | sort | tr '\n' ' ')"
 echo "cwd=$(pwd)"
 "#;
 
-#[test]
-fn runtime_is_isolated_and_reaches_only_the_runtime_api() {
-    let Some(f) = fixture("isolated") else { return };
-    let spec = f.spec("probe-1", "/bin/bash", &["-c", PROBE]);
-    let started = Instant::now();
-    let launched = f.launcher.launch(&spec).expect("launch");
-    let setup = started.elapsed();
-    let listener = launched.runtime_api_listener;
-    let accepter = std::thread::spawn(move || listener.accept().map(|_| ()));
-    let mut output = launched.output;
-    let status = launched.process.wait();
-    let mut out = String::new();
-    output.read_to_string(&mut out).expect("output");
-    accepter
-        .join()
-        .expect("accept thread")
-        .expect("accept from inside the sandbox");
-    eprintln!("{out}");
-    assert_eq!(status, ExitStatus::Code(0), "{out}");
+/// What [`PROBE`] must report from inside any sandbox.
+fn assert_probe_isolated(out: &str) {
     assert!(out.contains("uid=0\n"), "{out}");
     assert!(out.contains("Read-only file system"), "{out}");
     assert!(out.contains("tmp=writable"), "{out}");
@@ -190,6 +178,28 @@ fn runtime_is_isolated_and_reaches_only_the_runtime_api() {
         "{out}"
     );
     assert!(out.contains("cwd=/var/task"), "{out}");
+}
+
+#[test]
+fn runtime_is_isolated_and_reaches_only_the_runtime_api() {
+    let Some(f) = fixture("isolated") else { return };
+    let spec = f.spec("probe-1", "/bin/bash", &["-c", PROBE]);
+    let started = Instant::now();
+    let launched = f.launcher.launch(&spec).expect("launch");
+    let setup = started.elapsed();
+    let listener = launched.runtime_api_listener;
+    let accepter = std::thread::spawn(move || listener.accept().map(|_| ()));
+    let mut output = launched.output;
+    let status = launched.process.wait();
+    let mut out = String::new();
+    output.read_to_string(&mut out).expect("output");
+    accepter
+        .join()
+        .expect("accept thread")
+        .expect("accept from inside the sandbox");
+    eprintln!("{out}");
+    assert_eq!(status, ExitStatus::Code(0), "{out}");
+    assert_probe_isolated(&out);
     let t = Instant::now();
     launched.process.cleanup();
     let teardown = t.elapsed();
@@ -692,4 +702,108 @@ fn a_dead_zygote_is_replaced_and_running_instances_survive_it() {
     let again = zygote_pids(&marker);
     assert_eq!(again.len(), 1, "{again:?}");
     assert_ne!(again[0], zygotes[0]);
+}
+
+/// When `pid` started, in clock ticks since boot.
+fn start_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let after_comm = stat.rsplit(')').next().expect("stat fields");
+    // Field 22 overall; the 20th after the command name.
+    after_comm
+        .split_whitespace()
+        .nth(19)
+        .and_then(|v| v.parse().ok())
+        .expect("starttime")
+}
+
+/// Waits until the launcher holds `n` sandboxes built ahead of time.
+fn wait_held(f: &Fixture, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while f.launcher.held_count() < n {
+        assert!(
+            Instant::now() < deadline,
+            "held sandboxes: {}",
+            f.launcher.held_count()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn held_sandboxes_are_built_ahead_and_as_isolated() {
+    let Some(f) = fixture_full("held", true, 2) else {
+        return;
+    };
+    // The first launch of a shape builds its own sandbox; asking for a held one makes
+    // the launcher keep some of that shape.
+    let first = f.spec("hd-1", "/bin/bash", &["-c", PROBE]);
+    assert_eq!(f.launcher.claim_held(&first), None);
+    let launched = f.launcher.launch(&first).expect("launch");
+    launched.process.kill();
+    launched.process.wait();
+    launched.process.cleanup();
+    wait_held(&f, 2);
+
+    // The next one starts its runtime in a held sandbox, as isolated as a fresh one.
+    std::thread::sleep(Duration::from_millis(50));
+    let mut spec = f.spec("hd-2", "/bin/bash", &["-c", PROBE]);
+    let id = f.launcher.claim_held(&spec).expect("a held sandbox");
+    assert_eq!(f.launcher.held_count(), 1);
+    spec.instance_id = id.clone();
+    let now = {
+        let mut probe = std::process::Command::new("/bin/sleep")
+            .arg("1")
+            .spawn()
+            .expect("spawn");
+        let ticks = start_ticks(probe.id());
+        let _ = probe.kill();
+        let _ = probe.wait();
+        ticks
+    };
+    let launched = f.launcher.launch(&spec).expect("launch");
+    let init_started = start_ticks(launched.process.pid());
+    assert!(
+        init_started < now,
+        "the instance's init started at tick {init_started}, not before the launch ({now})"
+    );
+    // Its cgroups and root carry the claimed id.
+    assert!(f.launcher.config().state_dir.join(&id).exists());
+    let listener = launched.runtime_api_listener;
+    let accepter = std::thread::spawn(move || listener.accept().map(|_| ()));
+    let mut output = launched.output;
+    let status = launched.process.wait();
+    let mut out = String::new();
+    output.read_to_string(&mut out).expect("output");
+    accepter.join().expect("accept thread").expect("accept");
+    assert_eq!(status, ExitStatus::Code(0), "{out}");
+    assert_probe_isolated(&out);
+    launched.process.cleanup();
+
+    launched.process.cleanup();
+    for dir in cgroup_dirs(&f.launcher.config().server_id, &id) {
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+
+    // A zygote forks into one as well.
+    wait_held(&f, 2);
+    let mut zy = f.zygote_spec("hd-3", "tenant-h");
+    zy.instance_id = f.launcher.claim_held(&zy).expect("a held sandbox");
+    let (status, out, _, _) = f.run(&zy);
+    assert_eq!(status, ExitStatus::Code(3), "{out}");
+    for line in [
+        "capeff=0000000000000000",
+        "seccomp=2",
+        "pid=2",
+        "secret_env=secret-of-hd-3",
+        "api=connected",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in {out}");
+    }
+
+    // A runtime that cannot start is a launch error, as without held sandboxes.
+    wait_held(&f, 2);
+    let mut bad = f.spec("hd-4", "/var/task/missing", &[]);
+    bad.instance_id = f.launcher.claim_held(&bad).expect("a held sandbox");
+    let err = f.launcher.launch(&bad).err().expect("must fail");
+    assert!(err.to_string().contains("missing"), "{err}");
 }

@@ -1,0 +1,178 @@
+//! Held sandboxes: instances built ahead of time (namespaces, cgroups, root filesystem,
+//! /tmp, Runtime API listener) whose init waits for a runtime. A launch that finds one
+//! with the right shape mounts its code, sets its limits and starts (or has a zygote
+//! fork) the runtime in it, skipping the sandbox build (a keeper exec, and the first
+//! cgroup migration after a quiet spell, which waits for an RCU grace period).
+//!
+//! A held sandbox is function-agnostic: it holds no code, no environment and no runtime
+//! until a launch takes it, and a launch takes it exactly once. Its instance id is chosen
+//! when it is built (`h<n>-<random>`): the runtime crate claims one before it builds a
+//! launch spec, so the id in the function's environment (its log stream name) is the
+//! one that names the sandbox's cgroups.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::launcher::LaunchSpec;
+use crate::sandbox::Built;
+
+/// Held sandboxes kept per key by default.
+pub const DEFAULT_POOL_DEPTH: usize = 2;
+/// Keys (shapes) kept at once; the least recently wanted one goes first.
+const MAX_KEYS: usize = 4;
+/// How long a claimed sandbox waits for its launch.
+const CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What a held sandbox must match to serve a launch: everything the sandbox build
+/// depends on that cannot change afterwards.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct HeldKey {
+    pub tmp_mb: u32,
+    /// An rlimit the init sets for everything below it.
+    pub max_open_files: u32,
+    pub bootstrap_dir: PathBuf,
+    pub extra_ro_paths: Vec<PathBuf>,
+}
+
+impl HeldKey {
+    pub(crate) fn of(spec: &LaunchSpec) -> HeldKey {
+        HeldKey {
+            tmp_mb: spec.resources.tmp_mb,
+            max_open_files: spec.resources.max_open_files,
+            bootstrap_dir: spec.bootstrap_dir.clone(),
+            extra_ro_paths: spec.extra_ro_paths.clone(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    ready: HashMap<HeldKey, Vec<Built>>,
+    /// Claimed for a launch, by instance id.
+    claimed: HashMap<String, (Built, Instant)>,
+    /// Keys with a refill under way.
+    filling: HashSet<HeldKey>,
+    /// When each key was last wanted.
+    wanted: HashMap<HeldKey, Instant>,
+    closed: bool,
+}
+
+pub(crate) struct HeldPool {
+    depth: usize,
+    state: Mutex<State>,
+}
+
+impl HeldPool {
+    pub(crate) fn new(depth: usize) -> HeldPool {
+        HeldPool {
+            depth,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reserves a held sandbox of this shape, if one is ready; returns its id.
+    pub(crate) fn claim(&self, key: &HeldKey) -> Option<String> {
+        let expired: Vec<Built>;
+        let id = {
+            let mut st = self.lock();
+            let now = Instant::now();
+            let stale: Vec<String> = st
+                .claimed
+                .iter()
+                .filter(|(_, (_, at))| now.duration_since(*at) > CLAIM_TTL)
+                .map(|(id, _)| id.clone())
+                .collect();
+            expired = stale
+                .iter()
+                .filter_map(|id| st.claimed.remove(id).map(|(b, _)| b))
+                .collect();
+            let built = st.ready.get_mut(key).and_then(Vec::pop)?;
+            let id = built.instance.id().to_string();
+            st.claimed.insert(id.clone(), (built, now));
+            Some(id)
+        };
+        drop(expired);
+        id
+    }
+
+    /// The held sandbox claimed under `id`, if any.
+    pub(crate) fn take_claimed(&self, id: &str) -> Option<Built> {
+        self.lock().claimed.remove(id).map(|(b, _)| b)
+    }
+
+    /// Marks `key` as wanted; returns whether the caller should refill it now (it is not
+    /// being refilled and is short). Forgets the least recently wanted key beyond
+    /// [`MAX_KEYS`], stopping its sandboxes.
+    pub(crate) fn want(&self, key: &HeldKey) -> bool {
+        let dropped;
+        let refill = {
+            let mut st = self.lock();
+            if self.depth == 0 || st.closed {
+                return false;
+            }
+            st.wanted.insert(key.clone(), Instant::now());
+            dropped = if st.wanted.len() > MAX_KEYS {
+                let oldest = st
+                    .wanted
+                    .iter()
+                    .min_by_key(|(_, t)| **t)
+                    .map(|(k, _)| k.clone());
+                oldest.and_then(|k| {
+                    st.wanted.remove(&k);
+                    st.ready.remove(&k)
+                })
+            } else {
+                None
+            };
+            let short = st.ready.get(key).map_or(0, Vec::len) < self.depth;
+            short && st.filling.insert(key.clone())
+        };
+        // Stopped outside the lock (cleanup waits for processes).
+        drop(dropped);
+        refill
+    }
+
+    /// Whether a refill of `key` should build one more.
+    pub(crate) fn short(&self, key: &HeldKey) -> bool {
+        let st = self.lock();
+        !st.closed
+            && st.wanted.contains_key(key)
+            && st.ready.get(key).map_or(0, Vec::len) < self.depth
+    }
+
+    /// Adds a freshly built sandbox; gives it back if the pool no longer wants it.
+    pub(crate) fn put(&self, key: &HeldKey, built: Built) -> Option<Built> {
+        let mut st = self.lock();
+        if st.closed || !st.wanted.contains_key(key) {
+            return Some(built);
+        }
+        st.ready.entry(key.clone()).or_default().push(built);
+        None
+    }
+
+    /// The refill of `key` is over.
+    pub(crate) fn done(&self, key: &HeldKey) {
+        self.lock().filling.remove(key);
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        self.lock().ready.values().map(Vec::len).sum()
+    }
+
+    /// Stops every held sandbox and refuses new ones (shutdown).
+    pub(crate) fn clear(&self) {
+        let ready = {
+            let mut st = self.lock();
+            st.closed = true;
+            let claimed: Vec<Built> = st.claimed.drain().map(|(_, (b, _))| b).collect();
+            (std::mem::take(&mut st.ready), claimed)
+        };
+        drop(ready);
+    }
+}
