@@ -163,7 +163,10 @@ impl CgroupLayout {
         instance_id: &str,
         limits: &CgroupLimits,
     ) -> io::Result<InstanceCgroup> {
-        let mut cgroup = InstanceCgroup { dirs: Vec::new() };
+        let mut cgroup = InstanceCgroup {
+            dirs: Vec::new(),
+            limits: std::sync::Mutex::new(*limits),
+        };
         for h in &self.hierarchies {
             let server_dir = h.mount().join("tern").join(server_id);
             let dir = server_dir.join(instance_id);
@@ -211,12 +214,18 @@ impl CgroupLayout {
 #[derive(Debug)]
 pub struct InstanceCgroup {
     dirs: Vec<(Hierarchy, PathBuf)>,
+    /// The limits last written.
+    limits: std::sync::Mutex<CgroupLimits>,
 }
 
 impl InstanceCgroup {
     /// Rewrites the limits of a running instance. Values that must stay ordered (v1
     /// memsw >= limit) are retried once the others are written.
     pub fn update(&self, limits: &CgroupLimits) -> io::Result<()> {
+        let mut current = self.limits.lock().unwrap_or_else(|e| e.into_inner());
+        if *current == *limits {
+            return Ok(()); // e.g. a pre-warmed instance taken at the size it was built
+        }
         let mut pending = Vec::new();
         for (h, dir) in &self.dirs {
             let files = match h {
@@ -235,6 +244,7 @@ impl InstanceCgroup {
                 io::Error::new(e.kind(), format!("{}={value}: {e}", path.display()))
             })?;
         }
+        *current = *limits;
         Ok(())
     }
 
