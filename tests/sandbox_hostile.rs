@@ -212,7 +212,9 @@ def origin():
     # A runtime started in a sandbox built ahead of time has that sandbox's id.
     import re
     held = re.search(r"\]h[0-9]+-[0-9a-f]{8}$", CONTEXT.log_stream_name) is not None
-    return {"kind": kind, "held": held, "mountinfo": open("/proc/self/mountinfo").read()}
+    started = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])
+    return {"kind": kind, "held": held, "started": started,
+            "mountinfo": open("/proc/self/mountinfo").read()}
 
 CONTEXT = None
 
@@ -337,8 +339,14 @@ fn canary_host_pids() -> Vec<i32> {
             d.flatten()
                 .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
                 .filter(|pid| {
-                    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                        .is_ok_and(|comm| comm.trim() == "tern-canary")
+                    // Alive (not a zombie of an earlier test's server) and named so.
+                    let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                        .ok()
+                        .and_then(|s| s.rsplit(')').next().map(|r| r.trim().to_string()));
+                    let alive = state.is_some_and(|s| !s.starts_with('Z') && !s.starts_with('X'));
+                    alive
+                        && std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                            .is_ok_and(|comm| comm.trim() == "tern-canary")
                 })
                 .collect()
         })
@@ -789,6 +797,36 @@ fn zygote_forked_instances_are_as_isolated_as_execd_ones() {
     );
 }
 
+/// Clock ticks since boot, as a new process's start time shows them.
+fn now_ticks() -> u64 {
+    let mut probe = std::process::Command::new("/bin/sleep")
+        .arg("1")
+        .spawn()
+        .expect("spawn");
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", probe.id())).unwrap_or_default();
+    let _ = probe.kill();
+    let _ = probe.wait();
+    stat.rsplit(')')
+        .next()
+        .and_then(|r| r.split_whitespace().nth(19))
+        .and_then(|v| v.parse().ok())
+        .expect("start time")
+}
+
+/// A Python cold start may take a runtime its namespace's zygote forked into a held
+/// sandbox before the function even existed, waiting for its code and environment.
+#[test]
+fn runtimes_forked_ahead_of_time_are_as_isolated() {
+    let s = Suite::start_with(&["--prewarm", "0"]);
+    let name = s.cold_start_where("zygote", json!({}), |o| {
+        matches!(
+            (o["started"].as_u64(), o["deployed"].as_u64()),
+            (Some(started), Some(deployed)) if started < deployed
+        )
+    });
+    s.assert_isolated(&name);
+}
+
 /// Cold starts take sandboxes built ahead of time (no code, no runtime yet) when they
 /// can. A runtime forked or exec'd into one must be as isolated as any other.
 #[test]
@@ -832,8 +870,10 @@ impl Suite {
                 "{kind}{i}-{}",
                 &uuid::Uuid::new_v4().simple().to_string()[..6]
             );
+            let deployed = now_ticks();
             self.deploy(&name, "attack.handler", extra.clone());
-            let origin = self.result(&name, "origin", json!({}));
+            let mut origin = self.result(&name, "origin", json!({}));
+            origin["deployed"] = json!(deployed);
             if origin["kind"] == json!(kind) && also(&origin) {
                 let data = self.server.data_dir.display().to_string();
                 let mountinfo = origin["mountinfo"].as_str().unwrap_or_default();

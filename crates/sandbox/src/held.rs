@@ -11,6 +11,7 @@
 //! one that names the sandbox's cgroups.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -47,38 +48,64 @@ impl HeldKey {
     }
 }
 
-#[derive(Default)]
-struct State {
-    ready: HashMap<HeldKey, Vec<Built>>,
+/// Something a pool keeps: it is named by its instance id.
+pub(crate) trait Pooled {
+    fn id(&self) -> &str;
+}
+
+impl Pooled for Built {
+    fn id(&self) -> &str {
+        self.instance.id()
+    }
+}
+
+struct State<K, T> {
+    ready: HashMap<K, Vec<T>>,
     /// Claimed for a launch, by instance id.
-    claimed: HashMap<String, (Built, Instant)>,
+    claimed: HashMap<String, (T, Instant)>,
     /// Keys with a refill under way.
-    filling: HashSet<HeldKey>,
+    filling: HashSet<K>,
     /// When each key was last wanted.
-    wanted: HashMap<HeldKey, Instant>,
+    wanted: HashMap<K, Instant>,
     closed: bool,
 }
 
-pub(crate) struct HeldPool {
+/// Items (held sandboxes, or runtimes already forked into them) kept per key, up to a
+/// depth, for the [`MAX_KEYS`] most recently wanted keys.
+pub(crate) struct Pool<K, T> {
     depth: usize,
-    state: Mutex<State>,
+    state: Mutex<State<K, T>>,
 }
 
-impl HeldPool {
-    pub(crate) fn new(depth: usize) -> HeldPool {
-        HeldPool {
+/// Held sandboxes, per shape.
+pub(crate) type HeldPool = Pool<HeldKey, Built>;
+
+impl<K: Clone + Eq + Hash, T: Pooled> Pool<K, T> {
+    pub(crate) fn new(depth: usize) -> Self {
+        Pool {
             depth,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                ready: HashMap::new(),
+                claimed: HashMap::new(),
+                filling: HashSet::new(),
+                wanted: HashMap::new(),
+                closed: false,
+            }),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<K, T>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Reserves a held sandbox of this shape, if one is ready; returns its id.
-    pub(crate) fn claim(&self, key: &HeldKey) -> Option<String> {
-        let expired: Vec<Built>;
+    /// Takes one of this key, if one is ready (not claimed: for internal use).
+    pub(crate) fn take(&self, key: &K) -> Option<T> {
+        self.lock().ready.get_mut(key).and_then(Vec::pop)
+    }
+
+    /// Reserves one of this key, if one is ready; returns its id.
+    pub(crate) fn claim(&self, key: &K) -> Option<String> {
+        let expired: Vec<T>;
         let id = {
             let mut st = self.lock();
             let now = Instant::now();
@@ -92,24 +119,24 @@ impl HeldPool {
                 .iter()
                 .filter_map(|id| st.claimed.remove(id).map(|(b, _)| b))
                 .collect();
-            let built = st.ready.get_mut(key).and_then(Vec::pop)?;
-            let id = built.instance.id().to_string();
-            st.claimed.insert(id.clone(), (built, now));
+            let item = st.ready.get_mut(key).and_then(Vec::pop)?;
+            let id = item.id().to_string();
+            st.claimed.insert(id.clone(), (item, now));
             Some(id)
         };
         drop(expired);
         id
     }
 
-    /// The held sandbox claimed under `id`, if any.
-    pub(crate) fn take_claimed(&self, id: &str) -> Option<Built> {
+    /// The item claimed under `id`, if any.
+    pub(crate) fn take_claimed(&self, id: &str) -> Option<T> {
         self.lock().claimed.remove(id).map(|(b, _)| b)
     }
 
     /// Marks `key` as wanted; returns whether the caller should refill it now (it is not
     /// being refilled and is short). Forgets the least recently wanted key beyond
     /// [`MAX_KEYS`], stopping its sandboxes.
-    pub(crate) fn want(&self, key: &HeldKey) -> bool {
+    pub(crate) fn want(&self, key: &K) -> bool {
         let dropped;
         let refill = {
             let mut st = self.lock();
@@ -139,25 +166,25 @@ impl HeldPool {
     }
 
     /// Whether a refill of `key` should build one more.
-    pub(crate) fn short(&self, key: &HeldKey) -> bool {
+    pub(crate) fn short(&self, key: &K) -> bool {
         let st = self.lock();
         !st.closed
             && st.wanted.contains_key(key)
             && st.ready.get(key).map_or(0, Vec::len) < self.depth
     }
 
-    /// Adds a freshly built sandbox; gives it back if the pool no longer wants it.
-    pub(crate) fn put(&self, key: &HeldKey, built: Built) -> Option<Built> {
+    /// Adds a fresh item; gives it back if the pool no longer wants it.
+    pub(crate) fn put(&self, key: &K, item: T) -> Option<T> {
         let mut st = self.lock();
         if st.closed || !st.wanted.contains_key(key) {
-            return Some(built);
+            return Some(item);
         }
-        st.ready.entry(key.clone()).or_default().push(built);
+        st.ready.entry(key.clone()).or_default().push(item);
         None
     }
 
     /// The refill of `key` is over.
-    pub(crate) fn done(&self, key: &HeldKey) {
+    pub(crate) fn done(&self, key: &K) {
         self.lock().filling.remove(key);
     }
 
@@ -170,7 +197,7 @@ impl HeldPool {
         let ready = {
             let mut st = self.lock();
             st.closed = true;
-            let claimed: Vec<Built> = st.claimed.drain().map(|(_, (b, _))| b).collect();
+            let claimed: Vec<T> = st.claimed.drain().map(|(_, (b, _))| b).collect();
             (std::mem::take(&mut st.ready), claimed)
         };
         drop(ready);

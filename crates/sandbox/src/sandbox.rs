@@ -21,7 +21,7 @@ use seccompiler::BpfProgram;
 
 use crate::cgroups::{self, CgroupLayout, CgroupLimits, InstanceCgroup};
 use crate::exit_cell::ExitCell;
-use crate::held::{self, HeldKey, HeldPool};
+use crate::held::{self, HeldKey, HeldPool, Pool, Pooled};
 use crate::keeper::KEEPER_ARG;
 use crate::launcher::{
     ExitStatus, InstanceProcess, LaunchError, LaunchSpec, Launched, Launcher, Resources, ZygoteSpec,
@@ -129,6 +129,9 @@ struct Inner {
     /// Sandboxes built ahead of time, without a runtime yet.
     held: HeldPool,
     held_seq: AtomicU64,
+    /// Python runtimes a zygote forked into held sandboxes ahead of time, waiting for
+    /// their code and environment.
+    preforked: Pool<ForkedKey, PreForked>,
 }
 
 /// Zygote failures in a row after which the launcher only execs runtimes.
@@ -188,6 +191,7 @@ impl SandboxLauncher {
             None
         };
         let held = HeldPool::new(config.held_pool_depth);
+        let preforked = Pool::new(config.held_pool_depth.min(1));
         let inner = Inner {
             config,
             host: HostView::probe(),
@@ -199,6 +203,7 @@ impl SandboxLauncher {
             zygote_failures: AtomicU32::new(0),
             held,
             held_seq: AtomicU64::new(0),
+            preforked,
         };
         Ok(SandboxLauncher {
             inner: Arc::new(inner),
@@ -230,6 +235,11 @@ impl SandboxLauncher {
     /// Sandboxes built ahead of time and waiting for a runtime right now.
     pub fn held_count(&self) -> usize {
         self.inner.held.count()
+    }
+
+    /// Runtimes forked into held sandboxes ahead of time, waiting for an instance.
+    pub fn preforked_count(&self) -> usize {
+        self.inner.preforked.count()
     }
 }
 
@@ -405,6 +415,23 @@ fn exit_status(event: KeeperEvent) -> ExitStatus {
     }
 }
 
+/// What a zygote's child reads before it runs the program: its environment.
+fn runtime_config(env: &[(String, String)]) -> Result<Vec<u8>, LaunchError> {
+    let env: serde_json::Map<String, serde_json::Value> = env
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    serde_json::to_vec(&serde_json::json!({ "env": env }))
+        .map_err(|e| LaunchError::Prepare(e.to_string()))
+}
+
+fn config_memfd(env: &[(String, String)]) -> Result<OwnedFd, LaunchError> {
+    Ok(sys::memfd_with(
+        "tern-runtime-config",
+        &runtime_config(env)?,
+    )?)
+}
+
 /// The runtime's environment: the spec's, with the Runtime API address the launcher set.
 fn runtime_env(spec: &LaunchSpec) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = spec
@@ -447,7 +474,8 @@ impl Inner {
             request,
         } = self.build(spec, keeper_stdout)?;
         if let (Some(zygote), Some(output_w)) = (&zygote, output_w) {
-            match self.fork_runtime(zygote, &request, &request.env, &instance, output_w) {
+            let config = config_memfd(&request.env)?;
+            match self.fork_runtime(zygote, &request, config, &instance, output_w) {
                 Ok(forked) => instance.forked = Some(forked),
                 Err(e) => {
                     instance.abandon();
@@ -573,21 +601,15 @@ impl Inner {
     }
 
     /// Has `zygote` fork the runtime into the sandbox `instance` holds.
+    /// `config` holds (a memfd) or will carry (a pipe) the runtime's [`runtime_config`].
     fn fork_runtime(
         &self,
         zygote: &Arc<Zygote>,
         request: &KeeperRequest,
-        env: &[(String, String)],
+        config: OwnedFd,
         instance: &SandboxInstance,
         output_w: OwnedFd,
     ) -> Result<Forked, LaunchError> {
-        let env: serde_json::Map<String, serde_json::Value> = env
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-            .collect();
-        let config = serde_json::to_vec(&serde_json::json!({ "env": env }))
-            .map_err(|e| LaunchError::Prepare(e.to_string()))?;
-        let config = sys::memfd_with("tern-runtime-config", &config)?;
         let (status_r, status_w) = sys::pipe()?;
         let pidfd_guard = instance
             .init_pidfd
@@ -636,6 +658,16 @@ impl Inner {
 impl Inner {
     fn launch(self: &Arc<Self>, spec: &LaunchSpec) -> Result<Launched, LaunchError> {
         let zygote = spec.zygote.as_ref().filter(|_| self.zygotes_enabled());
+        if let Some(preforked) = self.preforked.take_claimed(&spec.instance_id) {
+            match self.launch_preforked(spec, preforked) {
+                Ok(launched) => return Ok(launched),
+                Err(e) => tracing::warn!(
+                    instance = %spec.instance_id,
+                    error = %e,
+                    "could not hand a forked runtime its instance; starting a new one"
+                ),
+            }
+        }
         if let Some(held) = self.held.take_claimed(&spec.instance_id) {
             match self.launch_in_held(spec, zygote, held) {
                 Ok(launched) => return Ok(launched),
@@ -665,6 +697,41 @@ impl Inner {
             }
         }
         self.launch_with(spec, None)
+    }
+}
+
+/// Which pre-forked runtimes may serve a launch: the sandbox's shape and the zygote.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ForkedKey {
+    held: HeldKey,
+    interpreter: PathBuf,
+    args: Vec<String>,
+    zygote: ZygoteSpec,
+}
+
+impl ForkedKey {
+    fn of(spec: &LaunchSpec) -> Option<ForkedKey> {
+        Some(ForkedKey {
+            held: HeldKey::of(spec),
+            interpreter: spec.program.clone(),
+            args: spec.args.clone(),
+            zygote: spec.zygote.clone()?,
+        })
+    }
+}
+
+/// A runtime forked by a zygote into a held sandbox, fully confined, blocked reading its
+/// environment from `config` (written once an instance takes it, after its code is
+/// mounted).
+struct PreForked {
+    built: Built,
+    output: OwnedFd,
+    config: OwnedFd,
+}
+
+impl Pooled for PreForked {
+    fn id(&self) -> &str {
+        self.built.instance.id()
     }
 }
 
@@ -707,6 +774,124 @@ impl Inner {
             });
         if spawned.is_err() {
             self.held.done(&key);
+        }
+    }
+
+    /// Tops up the pre-forked runtimes of `key` in the background.
+    fn refill_preforked(self: &Arc<Self>, key: ForkedKey) {
+        if !self.preforked.want(&key) {
+            return;
+        }
+        let inner = self.clone();
+        let worker_key = key.clone();
+        let spawned = std::thread::Builder::new()
+            .name("tern-prefork".into())
+            .spawn(move || {
+                let key = worker_key;
+                while inner.preforked.short(&key) {
+                    let forked = inner.prefork(&key);
+                    // It may have used a held sandbox: top those up as well.
+                    inner.refill_held(key.held.clone());
+                    match forked {
+                        Ok(item) => {
+                            if let Some(unwanted) = inner.preforked.put(&key, item) {
+                                drop(unwanted);
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not fork a runtime ahead of time");
+                            break;
+                        }
+                    }
+                }
+                inner.preforked.done(&key);
+            });
+        if spawned.is_err() {
+            self.preforked.done(&key);
+        }
+    }
+
+    /// Forks a runtime of `key`'s zygote into a held sandbox (one from the pool, else a
+    /// new one), to wait there for an instance.
+    fn prefork(&self, key: &ForkedKey) -> Result<PreForked, LaunchError> {
+        let [program_as] = key.args.as_slice() else {
+            return Err(LaunchError::Prepare(
+                "a zygote start takes exactly one argument, the program".into(),
+            ));
+        };
+        let zygote = self
+            .zygotes
+            .get(&key.interpreter, &key.zygote, program_as, &self.seccomp)
+            .map_err(|e| LaunchError::Prepare(format!("start the zygote: {e}")))?;
+        let Built {
+            mut instance,
+            listener,
+            request,
+        } = match self.held.take(&key.held) {
+            Some(built) => built,
+            None => self.build_held(&key.held)?,
+        };
+        let forked = sys::pipe()
+            .map_err(LaunchError::from)
+            .and_then(|(output, output_w)| {
+                let (config, config_w) = sys::pipe()?;
+                let forked = self.fork_runtime(&zygote, &request, config, &instance, output_w)?;
+                Ok((forked, output, config_w))
+            });
+        match forked {
+            Ok((forked, output, config)) => {
+                instance.forked = Some(forked);
+                Ok(PreForked {
+                    built: Built {
+                        instance,
+                        listener,
+                        request,
+                    },
+                    output,
+                    config,
+                })
+            }
+            Err(e) => {
+                instance.abandon();
+                Err(e)
+            }
+        }
+    }
+
+    /// Gives a pre-forked runtime its instance: code, limits, then its environment.
+    fn launch_preforked(
+        &self,
+        spec: &LaunchSpec,
+        preforked: PreForked,
+    ) -> Result<Launched, LaunchError> {
+        let PreForked {
+            built: Built {
+                instance, listener, ..
+            },
+            output,
+            config,
+        } = preforked;
+        let handed = instance
+            .set_resources(&spec.resources)
+            .and_then(|()| instance.attach_code(&spec.code_dir))
+            .map_err(LaunchError::Prepare)
+            .and_then(|_| {
+                let mut pipe = File::from(config);
+                std::io::Write::write_all(&mut pipe, &runtime_config(&runtime_env(spec))?)
+                    .map_err(LaunchError::from)
+            });
+        match handed {
+            Ok(()) => Ok(Launched {
+                process: Arc::new(instance),
+                output: File::from(output),
+                runtime_api_listener: listener,
+                runtime_api: runtime_api(),
+            }),
+            Err(e) => {
+                instance.abandon();
+                Err(e)
+            }
         }
     }
 
@@ -778,8 +963,9 @@ impl Inner {
         match zygote {
             Some(z) => {
                 let zygote = self.zygote_for(spec, z)?;
+                let config = config_memfd(&env)?;
                 instance.forked =
-                    Some(self.fork_runtime(&zygote, request, &env, instance, output_w)?);
+                    Some(self.fork_runtime(&zygote, request, config, instance, output_w)?);
             }
             None => instance
                 .start_runtime(
@@ -802,6 +988,13 @@ impl Launcher for SandboxLauncher {
     }
 
     fn claim_held(&self, spec: &LaunchSpec) -> Option<String> {
+        if let Some(key) = ForkedKey::of(spec).filter(|_| self.inner.zygotes_enabled()) {
+            let claimed = self.inner.preforked.claim(&key);
+            self.inner.refill_preforked(key);
+            if claimed.is_some() {
+                return claimed;
+            }
+        }
         let key = HeldKey::of(spec);
         let claimed = self.inner.held.claim(&key);
         // Claimed or not, this shape is wanted: top it up.
@@ -819,6 +1012,7 @@ impl Launcher for SandboxLauncher {
     }
 
     fn shutdown(&self) {
+        self.inner.preforked.clear();
         self.inner.held.clear();
         self.inner.zygotes.shutdown();
         self.inner.remove_server_cgroups();

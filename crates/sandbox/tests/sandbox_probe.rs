@@ -504,6 +504,7 @@ def main():
     for key in ("Uid", "CapEff", "CapBnd", "NoNewPrivs", "Seccomp"):
         print(key.lower() + "=" + " ".join(status[key].split()))
     print("pid=%d" % os.getpid())
+    print("started=%s" % open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])
     print("procs=%d" % len([p for p in os.listdir("/proc") if p.isdigit()]))
     print("init=" + open("/proc/1/cmdline").read().replace("\0", " "))
     print("argv=%s" % sys.argv)
@@ -806,4 +807,92 @@ fn held_sandboxes_are_built_ahead_and_as_isolated() {
     bad.instance_id = f.launcher.claim_held(&bad).expect("a held sandbox");
     let err = f.launcher.launch(&bad).err().expect("must fail");
     assert!(err.to_string().contains("missing"), "{err}");
+}
+
+#[test]
+fn runtimes_forked_ahead_of_time_wait_for_their_instance() {
+    let Some(f) = fixture_full("prefork", true, 2) else {
+        return;
+    };
+    let first = f.zygote_spec("pf-1", "tenant-p");
+    assert_eq!(f.launcher.claim_held(&first), None);
+    let (status, _, _, _) = f.run(&first);
+    assert_eq!(status, ExitStatus::Code(3));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while f.launcher.preforked_count() < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "nothing was forked ahead of time"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+
+    let mut spec = f.zygote_spec("pf-2", "tenant-p");
+    spec.instance_id = f.launcher.claim_held(&spec).expect("a forked runtime");
+    let now = now_ticks();
+    let (status, out, _, _) = f.run(&spec);
+    eprintln!("{out}");
+    assert_eq!(status, ExitStatus::Code(3), "{out}");
+    let started: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("started="))
+        .and_then(|v| v.parse().ok())
+        .expect("start tick");
+    assert!(
+        started < now,
+        "the runtime started at {started}, not before the launch ({now})"
+    );
+    // Its environment and code arrived with the instance; it is as confined as any.
+    for line in [
+        "secret_env=secret-of-pf-2",
+        "cwd=/var/task",
+        "capeff=0000000000000000",
+        "nonewprivs=1",
+        "seccomp=2",
+        "pid=2",
+        "unshare EPERM",
+        "root EROFS",
+        "api=connected",
+        "pg=unreachable",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in {out}");
+    }
+
+    // Another namespace's launch never gets a runtime forked for this one.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while f.launcher.preforked_count() < 1 {
+        assert!(Instant::now() < deadline, "no refill");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let mut other = f.zygote_spec("pf-3", "tenant-q");
+    let before = now_ticks();
+    if let Some(id) = f.launcher.claim_held(&other) {
+        other.instance_id = id;
+    }
+    let (status, out, _, _) = f.run(&other);
+    assert_eq!(status, ExitStatus::Code(3), "{out}");
+    let started: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("started="))
+        .and_then(|v| v.parse().ok())
+        .expect("start tick");
+    assert!(
+        started >= before,
+        "tenant-q got a runtime forked before its launch"
+    );
+    assert!(out.contains("secret_env=secret-of-pf-3"), "{out}");
+}
+
+/// Clock ticks since boot, as a new process's start time shows them.
+fn now_ticks() -> u64 {
+    let mut probe = std::process::Command::new("/bin/sleep")
+        .arg("1")
+        .spawn()
+        .expect("spawn");
+    let ticks = start_ticks(probe.id());
+    let _ = probe.kill();
+    let _ = probe.wait();
+    ticks
 }

@@ -14,7 +14,8 @@ Started as `python3 -` with this text on stdin and the control socket
                      "seccomp": [hex BPF program, ...]}
   zygote -> server  {"ready": true} | {"error": text}
   server -> zygote  {"cgroup_procs": [...], "max_open_files": n, "cwd": dir}
-                    + fds: init pidfd, output pipe, config memfd, status pipe
+                    + fds: init pidfd, output pipe, config (a memfd, or a pipe
+                      the server writes later), status pipe
   zygote -> server  {"pid": host pid of the runtime} + its pidfd | {"error": text}
 
 When the runtime exits, its raw wait status (4 bytes, little endian) is
@@ -50,7 +51,6 @@ CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 
-PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_SECCOMP = 22
 PR_CAPBSET_DROP = 24
@@ -199,7 +199,10 @@ def _restrict_filesystem():
 
 
 def _read_all(fd):
-    os.lseek(fd, 0, os.SEEK_SET)
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)  # a memfd; a pipe is read as it comes
+    except OSError:
+        pass
     chunks = []
     while True:
         chunk = os.read(fd, 65536)
@@ -211,6 +214,8 @@ def _read_all(fd):
 def _runtime(req, fds, report, seccomp, program, program_as):
     """In the sandbox (pid namespace included): become the runtime. Never returns."""
     pidfd, output, config, status = fds
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     try:
         os.setsid()
         null = os.open("/dev/null", os.O_RDWR)
@@ -218,10 +223,13 @@ def _runtime(req, fds, report, seccomp, program, program_as):
         os.dup2(output, 1)
         os.dup2(output, 2)
         os.close(null)
-        cfg = json.loads(_read_all(config))
-        for fd in (pidfd, output, config, status, CTL_FD):
-            os.close(fd)
-        os.chdir(req["cwd"])
+        # Keep only what this runtime needs: the zygote's other descriptors (other
+        # runtimes' status pipes, its control socket) must not stay open here while it
+        # waits for its instance.
+        low, high = sorted((config, report))
+        os.closerange(3, low)
+        os.closerange(low + 1, high)
+        os.closerange(high + 1, 1 << 20)
         _prctl(PR_SET_NO_NEW_PRIVS, 1, what="no_new_privs")
         _prctl(PR_SET_SECUREBITS, SECUREBITS, what="securebits")
         _drop_capabilities()
@@ -237,12 +245,18 @@ def _runtime(req, fds, report, seccomp, program, program_as):
         os._exit(126)
     os.write(report, b"ok\n")
     os.close(report)
+    # The instance's environment: already in the config memfd, or (a runtime forked
+    # ahead of time) written to the config pipe once the instance is taken, after its
+    # code is mounted.
+    try:
+        cfg = json.loads(_read_all(config))
+        os.chdir(req["cwd"])
+    except BaseException:  # noqa: BLE001 - the server gave up on this instance
+        os._exit(126)
     os.closerange(3, 1 << 20)
 
     # From here on this process is indistinguishable from `python3 <program_as>`
     # started with the instance's environment.
-    signal.set_wakeup_fd(-1)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     os.environ.clear()
     os.environ.update(cfg.get("env") or {})
     time.tzset()
@@ -346,7 +360,9 @@ def main():
     if sys.path and sys.path[0] == "":
         del sys.path[0]
     ctl = socket.socket(fileno=CTL_FD)
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, what="pdeathsig")
+    # No parent-death signal: it follows the thread that started us, and the server
+    # starts zygotes from short-lived threads. The zygote ends when the control socket
+    # does (the server exited or dropped it).
     _prctl(PR_SET_CHILD_SUBREAPER, 1, what="subreaper")
     hello = json.loads(ctl.recv(1 << 20))
     try:
