@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File};
+use std::hash::Hash;
 use std::io;
 use std::net::TcpListener;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -415,6 +416,27 @@ fn exit_status(event: KeeperEvent) -> ExitStatus {
     }
 }
 
+/// The launched instance if its runtime started (`output` is the read end of its
+/// output), else the error, once the instance is torn down.
+fn hand_out(
+    instance: SandboxInstance,
+    listener: TcpListener,
+    output: Result<OwnedFd, LaunchError>,
+) -> Result<Launched, LaunchError> {
+    match output {
+        Ok(output) => Ok(Launched {
+            process: Arc::new(instance),
+            output: File::from(output),
+            runtime_api_listener: listener,
+            runtime_api: runtime_api(),
+        }),
+        Err(e) => {
+            instance.abandon();
+            Err(e)
+        }
+    }
+}
+
 /// What a zygote's child reads before it runs the program: its environment.
 fn runtime_config(env: &[(String, String)]) -> Result<Vec<u8>, LaunchError> {
     let env: serde_json::Map<String, serde_json::Value> = env
@@ -747,68 +769,69 @@ const HELD_RESOURCES: Resources = Resources {
 impl Inner {
     /// Tops up the held sandboxes of `key` in the background (off the request path).
     fn refill_held(self: &Arc<Self>, key: HeldKey) {
-        if !self.held.want(&key) {
-            return;
-        }
-        let inner = self.clone();
-        let worker_key = key.clone();
-        let spawned = std::thread::Builder::new()
-            .name("tern-held".into())
-            .spawn(move || {
-                let key = worker_key;
-                while inner.held.short(&key) {
-                    match inner.build_held(&key) {
-                        Ok(built) => {
-                            if let Some(unwanted) = inner.held.put(&key, built) {
-                                drop(unwanted);
-                                break;
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "could not build a held sandbox");
-                            break;
-                        }
-                    }
-                }
-                inner.held.done(&key);
-            });
-        if spawned.is_err() {
-            self.held.done(&key);
-        }
+        self.refill(
+            |inner| &inner.held,
+            key,
+            "held",
+            |inner, key| inner.build_held(key),
+        );
     }
 
     /// Tops up the pre-forked runtimes of `key` in the background.
     fn refill_preforked(self: &Arc<Self>, key: ForkedKey) {
-        if !self.preforked.want(&key) {
+        self.refill(
+            |inner| &inner.preforked,
+            key,
+            "prefork",
+            |inner, key| {
+                let forked = inner.prefork(key);
+                // It may have used a held sandbox: top those up as well.
+                inner.refill_held(key.held.clone());
+                forked
+            },
+        );
+    }
+
+    /// Fills `pool(self)` up for `key` on a thread of its own, with items from `make`,
+    /// unless a refill of that key is already under way.
+    fn refill<K, T>(
+        self: &Arc<Self>,
+        pool: fn(&Inner) -> &Pool<K, T>,
+        key: K,
+        what: &'static str,
+        make: fn(&Arc<Inner>, &K) -> Result<T, LaunchError>,
+    ) where
+        K: Clone + Eq + Hash + Send + 'static,
+        T: Pooled + Send + 'static,
+    {
+        if !pool(self).want(&key) {
             return;
         }
         let inner = self.clone();
         let worker_key = key.clone();
         let spawned = std::thread::Builder::new()
-            .name("tern-prefork".into())
+            .name(format!("tern-{what}"))
             .spawn(move || {
                 let key = worker_key;
-                while inner.preforked.short(&key) {
-                    let forked = inner.prefork(&key);
-                    // It may have used a held sandbox: top those up as well.
-                    inner.refill_held(key.held.clone());
-                    match forked {
+                let items = pool(&inner);
+                while items.short(&key) {
+                    match make(&inner, &key) {
                         Ok(item) => {
-                            if let Some(unwanted) = inner.preforked.put(&key, item) {
+                            if let Some(unwanted) = items.put(&key, item) {
                                 drop(unwanted);
                                 break;
                             }
                         }
                         Err(e) => {
-                            tracing::warn!(error = %e, "could not fork a runtime ahead of time");
+                            tracing::warn!(error = %e, pool = what, "could not refill a pool");
                             break;
                         }
                     }
                 }
-                inner.preforked.done(&key);
+                items.done(&key);
             });
         if spawned.is_err() {
-            self.preforked.done(&key);
+            pool(self).done(&key);
         }
     }
 
@@ -881,18 +904,7 @@ impl Inner {
                 std::io::Write::write_all(&mut pipe, &runtime_config(&runtime_env(spec))?)
                     .map_err(LaunchError::from)
             });
-        match handed {
-            Ok(()) => Ok(Launched {
-                process: Arc::new(instance),
-                output: File::from(output),
-                runtime_api_listener: listener,
-                runtime_api: runtime_api(),
-            }),
-            Err(e) => {
-                instance.abandon();
-                Err(e)
-            }
-        }
+        hand_out(instance, listener, handed.map(|()| output))
     }
 
     fn build_held(&self, key: &HeldKey) -> Result<Built, LaunchError> {
@@ -930,18 +942,8 @@ impl Inner {
             listener,
             request,
         } = held;
-        match self.start_in(spec, zygote, &mut instance, &request) {
-            Ok(output) => Ok(Launched {
-                process: Arc::new(instance),
-                output: File::from(output),
-                runtime_api_listener: listener,
-                runtime_api: runtime_api(),
-            }),
-            Err(e) => {
-                instance.abandon();
-                Err(e)
-            }
-        }
+        let started = self.start_in(spec, zygote, &mut instance, &request);
+        hand_out(instance, listener, started)
     }
 
     /// Returns the read end of the runtime's output.

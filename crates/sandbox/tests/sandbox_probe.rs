@@ -118,6 +118,24 @@ impl Fixture {
     }
 }
 
+/// Waits for an instance that must reach its Runtime API listener once; returns its exit
+/// status and output.
+fn wait_connected(
+    listener: std::net::TcpListener,
+    mut output: std::fs::File,
+    process: &dyn tern_sandbox::InstanceProcess,
+) -> (ExitStatus, String) {
+    let accepter = std::thread::spawn(move || listener.accept().map(|_| ()));
+    let status = process.wait();
+    let mut out = String::new();
+    output.read_to_string(&mut out).expect("output");
+    accepter
+        .join()
+        .expect("accept thread")
+        .expect("accept from inside the sandbox");
+    (status, out)
+}
+
 fn cgroup_dirs(server_id: &str, instance: &str) -> Vec<PathBuf> {
     ["memory", "pids", "cpu", "unified", ""]
         .iter()
@@ -187,16 +205,11 @@ fn runtime_is_isolated_and_reaches_only_the_runtime_api() {
     let started = Instant::now();
     let launched = f.launcher.launch(&spec).expect("launch");
     let setup = started.elapsed();
-    let listener = launched.runtime_api_listener;
-    let accepter = std::thread::spawn(move || listener.accept().map(|_| ()));
-    let mut output = launched.output;
-    let status = launched.process.wait();
-    let mut out = String::new();
-    output.read_to_string(&mut out).expect("output");
-    accepter
-        .join()
-        .expect("accept thread")
-        .expect("accept from inside the sandbox");
+    let (status, out) = wait_connected(
+        launched.runtime_api_listener,
+        launched.output,
+        &*launched.process,
+    );
     eprintln!("{out}");
     assert_eq!(status, ExitStatus::Code(0), "{out}");
     assert_probe_isolated(&out);
@@ -558,13 +571,11 @@ fn zygote_forked_runtime_is_as_isolated_as_an_execd_one() {
     let Some(f) = fixture("zygote") else { return };
     let spec = f.zygote_spec("zy-1", "tenant-a");
     let launched = f.launcher.launch(&spec).expect("launch");
-    let listener = launched.runtime_api_listener;
-    let accepter = std::thread::spawn(move || listener.accept().map(|_| ()));
-    let mut output = launched.output;
-    let status = launched.process.wait();
-    let mut out = String::new();
-    output.read_to_string(&mut out).expect("output");
-    accepter.join().expect("accept thread").expect("accept");
+    let (status, out) = wait_connected(
+        launched.runtime_api_listener,
+        launched.output,
+        &*launched.process,
+    );
     eprintln!("{out}");
     assert_eq!(status, ExitStatus::Code(3), "{out}");
     for line in [
@@ -751,16 +762,7 @@ fn held_sandboxes_are_built_ahead_and_as_isolated() {
     let id = f.launcher.claim_held(&spec).expect("a held sandbox");
     assert_eq!(f.launcher.held_count(), 1);
     spec.instance_id = id.clone();
-    let now = {
-        let mut probe = std::process::Command::new("/bin/sleep")
-            .arg("1")
-            .spawn()
-            .expect("spawn");
-        let ticks = start_ticks(probe.id());
-        let _ = probe.kill();
-        let _ = probe.wait();
-        ticks
-    };
+    let now = now_ticks();
     let launched = f.launcher.launch(&spec).expect("launch");
     let init_started = start_ticks(launched.process.pid());
     assert!(
@@ -769,13 +771,11 @@ fn held_sandboxes_are_built_ahead_and_as_isolated() {
     );
     // Its cgroups and root carry the claimed id.
     assert!(f.launcher.config().state_dir.join(&id).exists());
-    let listener = launched.runtime_api_listener;
-    let accepter = std::thread::spawn(move || listener.accept().map(|_| ()));
-    let mut output = launched.output;
-    let status = launched.process.wait();
-    let mut out = String::new();
-    output.read_to_string(&mut out).expect("output");
-    accepter.join().expect("accept thread").expect("accept");
+    let (status, out) = wait_connected(
+        launched.runtime_api_listener,
+        launched.output,
+        &*launched.process,
+    );
     assert_eq!(status, ExitStatus::Code(0), "{out}");
     assert_probe_isolated(&out);
     launched.process.cleanup();
@@ -834,11 +834,7 @@ fn runtimes_forked_ahead_of_time_wait_for_their_instance() {
     let (status, out, _, _) = f.run(&spec);
     eprintln!("{out}");
     assert_eq!(status, ExitStatus::Code(3), "{out}");
-    let started: u64 = out
-        .lines()
-        .find_map(|l| l.strip_prefix("started="))
-        .and_then(|v| v.parse().ok())
-        .expect("start tick");
+    let started = probe_started(&out);
     assert!(
         started < now,
         "the runtime started at {started}, not before the launch ({now})"
@@ -873,16 +869,20 @@ fn runtimes_forked_ahead_of_time_wait_for_their_instance() {
     }
     let (status, out, _, _) = f.run(&other);
     assert_eq!(status, ExitStatus::Code(3), "{out}");
-    let started: u64 = out
-        .lines()
-        .find_map(|l| l.strip_prefix("started="))
-        .and_then(|v| v.parse().ok())
-        .expect("start tick");
+    let started = probe_started(&out);
     assert!(
         started >= before,
         "tenant-q got a runtime forked before its launch"
     );
     assert!(out.contains("secret_env=secret-of-pf-3"), "{out}");
+}
+
+/// When the probe's runtime started (its `started=` line), in clock ticks since boot.
+fn probe_started(out: &str) -> u64 {
+    out.lines()
+        .find_map(|l| l.strip_prefix("started="))
+        .and_then(|v| v.parse().ok())
+        .expect("start tick")
 }
 
 /// Clock ticks since boot, as a new process's start time shows them.
