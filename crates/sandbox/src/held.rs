@@ -48,6 +48,20 @@ impl HeldKey {
     }
 }
 
+/// Stops items the pool no longer wants on a thread of their own: callers may be on an
+/// async runtime's thread, and stopping an instance waits for its processes.
+fn discard<T: Send + 'static>(items: Vec<T>) {
+    if items.is_empty() {
+        return;
+    }
+    if let Err(e) = std::thread::Builder::new()
+        .name("tern-discard".into())
+        .spawn(move || drop(items))
+    {
+        tracing::warn!(error = %e, "could not start a thread to stop unused sandboxes");
+    }
+}
+
 /// Something a pool keeps: it is named by its instance id.
 pub(crate) trait Pooled {
     fn id(&self) -> &str;
@@ -80,7 +94,7 @@ pub(crate) struct Pool<K, T> {
 /// Held sandboxes, per shape.
 pub(crate) type HeldPool = Pool<HeldKey, Built>;
 
-impl<K: Clone + Eq + Hash, T: Pooled> Pool<K, T> {
+impl<K: Clone + Eq + Hash, T: Pooled + Send + 'static> Pool<K, T> {
     pub(crate) fn new(depth: usize) -> Self {
         Pool {
             depth,
@@ -124,7 +138,7 @@ impl<K: Clone + Eq + Hash, T: Pooled> Pool<K, T> {
             st.claimed.insert(id.clone(), (item, now));
             Some(id)
         };
-        drop(expired);
+        discard(expired);
         id
     }
 
@@ -160,8 +174,7 @@ impl<K: Clone + Eq + Hash, T: Pooled> Pool<K, T> {
             let short = st.ready.get(key).map_or(0, Vec::len) < self.depth;
             short && st.filling.insert(key.clone())
         };
-        // Stopped outside the lock (cleanup waits for processes).
-        drop(dropped);
+        discard(dropped.unwrap_or_default());
         refill
     }
 
