@@ -201,6 +201,11 @@ impl<K: Clone + Eq + Hash, T: Pooled + Send + 'static> Pool<K, T> {
         self.lock().filling.remove(key);
     }
 
+    /// Whether a refill is still under way.
+    pub(crate) fn refilling(&self) -> bool {
+        !self.lock().filling.is_empty()
+    }
+
     pub(crate) fn count(&self) -> usize {
         self.lock().ready.values().map(Vec::len).sum()
     }

@@ -1016,6 +1016,14 @@ impl Launcher for SandboxLauncher {
     fn shutdown(&self) {
         self.inner.preforked.clear();
         self.inner.held.clear();
+        // A refill still building stops its sandbox when it finds the pool closed; wait
+        // (briefly) so that the server's cgroups are empty when they are removed.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while (self.inner.preforked.refilling() || self.inner.held.refilling())
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         self.inner.zygotes.shutdown();
         self.inner.remove_server_cgroups();
     }

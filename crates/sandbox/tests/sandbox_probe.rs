@@ -66,7 +66,9 @@ fn fixture_full(test: &str, tmp_on_disk: bool, held_pool_depth: usize) -> Option
 
 impl Drop for Fixture {
     fn drop(&mut self) {
-        self.launcher.remove_server_cgroups();
+        // Stops what the launcher keeps (held sandboxes, zygotes), then removes the
+        // server's cgroups.
+        self.launcher.shutdown();
     }
 }
 
