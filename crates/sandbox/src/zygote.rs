@@ -229,8 +229,12 @@ struct ZygoteKey {
 /// The launcher's zygotes, started on first use and kept until shutdown.
 #[derive(Default)]
 pub(crate) struct Zygotes {
-    running: Mutex<HashMap<ZygoteKey, Arc<Zygote>>>,
+    /// One slot per key, locked while its zygote starts, so that a start (tens of ms,
+    /// at most [`TIMEOUT`]) holds up only launches that need the same zygote.
+    running: Mutex<HashMap<ZygoteKey, Slot>>,
 }
+
+type Slot = Arc<Mutex<Option<Arc<Zygote>>>>;
 
 impl Zygotes {
     /// The zygote for this interpreter, program and key; started (or restarted, if it
@@ -249,14 +253,21 @@ impl Zygotes {
             preload_as: preload_as.to_string(),
             env: spec.env.clone(),
         };
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(zygote) = running.get(&key) {
+        let slot = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_default()
+            .clone();
+        let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(zygote) = slot.as_ref() {
             if zygote.alive() {
                 return Ok(zygote.clone());
             }
             tracing::warn!(key = %spec.key, "zygote died; starting a new one");
-            running.remove(&key);
         }
+        *slot = None;
         let started = std::time::Instant::now();
         let zygote = Arc::new(Zygote::start(interpreter, spec, preload_as, seccomp)?);
         tracing::info!(
@@ -265,7 +276,7 @@ impl Zygotes {
             start_ms = started.elapsed().as_millis() as u64,
             "zygote started"
         );
-        running.insert(key, zygote.clone());
+        *slot = Some(zygote.clone());
         Ok(zygote)
     }
 
@@ -279,9 +290,18 @@ impl Zygotes {
 
     /// Forgets a zygote that failed a request, so the next launch starts a fresh one.
     pub(crate) fn discard(&self, zygote: &Arc<Zygote>) {
-        self.running
+        let slots: Vec<Slot> = self
+            .running
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|_, z| !Arc::ptr_eq(z, zygote));
+            .values()
+            .cloned()
+            .collect();
+        for slot in slots {
+            let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+            if slot.as_ref().is_some_and(|z| Arc::ptr_eq(z, zygote)) {
+                *slot = None;
+            }
+        }
     }
 }

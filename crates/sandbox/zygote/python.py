@@ -330,13 +330,15 @@ def _spawn(req, fds, seccomp, program, program_as):
         text += chunk
     os.close(report_r)
     os.waitpid(child, 0)
-    pid, error = None, None
+    pid, error, ok = None, None, False
     for line in text.decode(errors="replace").splitlines():
         if line.startswith("pid:"):
             pid = int(line[4:])
         elif line.startswith("error:"):
             error = line[6:]
-    if pid is not None and error is None and "ok" not in text.decode(errors="replace").split():
+        elif line == "ok":
+            ok = True
+    if pid is not None and error is None and not ok:
         error = "the runtime died during setup"
     if error is not None:
         return None, error
