@@ -49,6 +49,7 @@ pub fn server_dirs() -> Vec<PathBuf> {
         .iter()
         .filter_map(|t| std::fs::read_dir(t).ok())
         .flat_map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()))
+        .filter(|p| p.is_dir())
         .collect()
 }
 

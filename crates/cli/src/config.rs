@@ -43,6 +43,9 @@ pub struct ServerConfig {
     pub prewarm_per_runtime: usize,
     /// Fork Python runtimes from a per-namespace zygote instead of exec'ing them.
     pub zygote: bool,
+    /// Machine CPU busy percent from which short functions wait for a busy instance
+    /// instead of starting another (0 always, above 100 never).
+    pub saturated_cpu_percent: u32,
 }
 
 impl Default for ServerConfig {
@@ -68,6 +71,7 @@ impl Default for ServerConfig {
             queue_timeout_ms: 5000,
             prewarm_per_runtime: 2,
             zygote: true,
+            saturated_cpu_percent: 85,
         }
     }
 }

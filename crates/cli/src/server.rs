@@ -210,6 +210,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             bootstrap_dir,
             prewarm_per_runtime: config.prewarm_per_runtime,
             zygote: config.zygote,
+            saturated_cpu_percent: config.saturated_cpu_percent,
         },
         launcher(&config, store.as_ref())?,
         catalog.clone(),

@@ -9,6 +9,7 @@ pub mod api;
 pub mod bootstraps;
 pub mod catalog;
 pub mod instance;
+pub mod load;
 pub mod output;
 pub mod pool;
 

@@ -19,6 +19,7 @@ use tokio::sync::{Notify, Semaphore};
 use crate::bootstraps::{NODE_IN_SANDBOX, PYTHON_IN_SANDBOX};
 use crate::catalog::{RuntimeCatalog, RuntimeKind};
 use crate::instance::{Instance, StartError};
+use crate::load::MachineLoad;
 use crate::output::{LogConsumer, OutputLine};
 
 /// Receives every output line of every instance with its namespace and function.
@@ -56,6 +57,11 @@ pub struct PoolConfig {
     /// the bootstrap imported) rather than exec'ing a fresh interpreter, where the
     /// launcher can and the function's environment does not change how Python starts.
     pub zygote: bool,
+    /// Share of the machine's CPU time (percent, over the last few 100 ms samples) at
+    /// and above which a request for a function whose requests are shorter than its
+    /// cold starts waits for a busy instance instead of starting another. 0 means
+    /// always, above 100 never.
+    pub saturated_cpu_percent: u32,
 }
 
 /// MemorySize a pre-warmed instance starts with (raised when it gets its function).
@@ -100,6 +106,7 @@ impl PoolConfig {
             bootstrap_dir,
             prewarm_per_runtime: 2,
             zygote: true,
+            saturated_cpu_percent: 85,
         }
     }
 }
@@ -162,9 +169,12 @@ pub struct Lease {
 struct Demand {
     /// Leases handed out and not yet returned.
     busy: usize,
-    /// Moving averages of how long a lease is held and how long a cold start takes.
+    /// Moving averages of how long a lease is held and how long a request that starts
+    /// an instance waits for it.
     run_ewma: Option<Duration>,
-    init_ewma: Option<Duration>,
+    start_ewma: Option<Duration>,
+    /// When an instance was last handed out or came back.
+    last_turnover: Option<Instant>,
     /// Signalled (one waiter) when an instance of this function goes back to idle.
     freed: Arc<Notify>,
 }
@@ -176,10 +186,13 @@ fn ewma(old: Option<Duration>, sample: Duration) -> Option<Duration> {
     })
 }
 
-impl Demand {
-    fn observe_init(&mut self, d: Duration) {
-        self.init_ewma = ewma(self.init_ewma, d);
-    }
+/// How long one request waits for a busy instance of its function instead of starting
+/// another (see [`InstanceManager::patience`]).
+struct Patience {
+    until: tokio::time::Instant,
+    /// Stop waiting when no instance of the function has been handed out or come back
+    /// for this long.
+    stall: Duration,
 }
 
 struct Idle {
@@ -232,6 +245,7 @@ pub struct InstanceManager {
     provisioned: Mutex<HashMap<(String, String), Provisioned>>,
     prewarmed: Mutex<HashMap<PrewarmKey, PrewarmPool>>,
     demand: Mutex<HashMap<PoolKey, Demand>>,
+    load: MachineLoad,
     starts: Arc<Semaphore>,
     /// Signalled whenever an instance is released or retired.
     released: Notify,
@@ -272,6 +286,7 @@ impl InstanceManager {
             provisioned: Mutex::new(HashMap::new()),
             prewarmed: Mutex::new(HashMap::new()),
             demand: Mutex::new(HashMap::new()),
+            load: MachineLoad::default(),
             starts,
             released: Notify::new(),
             closed: std::sync::atomic::AtomicBool::new(false),
@@ -388,7 +403,7 @@ impl InstanceManager {
         let deadline = tokio::time::Instant::now() + self.config.queue_timeout;
         // How long a warm instance of this function is worth waiting for instead of a
         // cold start; decided once per request.
-        let patience = self.patience(&key).map(|p| tokio::time::Instant::now() + p);
+        let patience = self.patience(&key);
         let lease = loop {
             let notified = self.released.notified();
             tokio::pin!(notified);
@@ -400,14 +415,21 @@ impl InstanceManager {
                 break lease;
             }
             let now = tokio::time::Instant::now();
-            let patient = patience.is_some_and(|p| now < p);
+            let patient = patience.as_ref().is_some_and(|p| {
+                now < p.until
+                    && self.demand(&key, |d| {
+                        d.last_turnover.is_some_and(|t| t.elapsed() < p.stall)
+                    })
+            });
             if !patient {
                 if let Ok(permit) = self.starts.clone().try_acquire_owned() {
                     if self.claim_capacity(u64::from(f.memory_mb), true).await {
+                        let began = Instant::now();
                         let started = self.start(f, &kind, false).await;
                         drop(permit);
                         let instance = started?;
-                        self.demand(&key, |d| d.observe_init(instance.init_duration));
+                        let took = began.elapsed();
+                        self.demand(&key, |d| d.start_ewma = ewma(d.start_ewma, took));
                         break Lease {
                             instance,
                             key: key.clone(),
@@ -418,8 +440,8 @@ impl InstanceManager {
                     }
                 }
             }
-            let wake = match patience {
-                Some(p) if patient => p.min(deadline),
+            let wake = match &patience {
+                Some(p) if patient => p.until.min(now + p.stall).min(deadline),
                 _ => deadline,
             };
             tokio::select! {
@@ -435,7 +457,10 @@ impl InstanceManager {
                 }
             }
         };
-        self.demand(&key, |d| d.busy += 1);
+        self.demand(&key, |d| {
+            d.busy += 1;
+            d.last_turnover = Some(Instant::now());
+        });
         Ok(Lease {
             handed_out: Instant::now(),
             ..lease
@@ -447,18 +472,43 @@ impl InstanceManager {
         f(lock(&self.demand).entry(key.clone()).or_default())
     }
 
-    /// When every instance of a function is busy and its requests are much shorter than
-    /// its cold starts, a request waits briefly for one to come back rather than start
-    /// another: on a small machine, hundreds of interpreters for sub-millisecond
-    /// requests cost more than they serve. Never longer than half a cold start.
-    fn patience(&self, key: &PoolKey) -> Option<Duration> {
-        let d = lock(&self.demand);
-        let d = d.get(key)?;
-        let (run, init) = (d.run_ewma?, d.init_ewma?);
-        if d.busy == 0 || run * 4 >= init {
+    /// Whether a request that finds every instance of its function busy waits for one
+    /// to come back instead of starting another, and for how long. Only for functions
+    /// whose requests are shorter than their cold starts, and only while their
+    /// instances keep turning over (a stalled function scales out at once):
+    /// - the machine's CPUs are saturated: another instance cannot add throughput,
+    ///   only switching between processes, so the request waits its turn, up to four
+    ///   cold starts (at most 200 ms);
+    /// - otherwise, when requests are much shorter than a cold start, briefly (three
+    ///   requests' time, at most half a cold start).
+    ///
+    /// Lambda starts an environment per concurrent request whatever its length; on a
+    /// small machine, dozens of interpreters for sub-millisecond requests cost more
+    /// than they serve.
+    fn patience(&self, key: &PoolKey) -> Option<Patience> {
+        let (busy, run, start) = {
+            let d = lock(&self.demand);
+            let d = d.get(key)?;
+            (d.busy, d.run_ewma?, d.start_ewma?)
+        };
+        if busy == 0 || run >= start {
             return None;
         }
-        Some((run * 3).clamp(Duration::from_micros(500), init / 2))
+        let now = tokio::time::Instant::now();
+        // What counts as stalled: no turnover for four requests' time or half a cold
+        // start, whichever is longer (a cold start costs that much anyway).
+        let stall = (run * 4).max(start / 2).max(Duration::from_millis(2));
+        if self.load.saturated(self.config.saturated_cpu_percent) {
+            let wait = (start * 4).clamp(Duration::from_millis(5), Duration::from_millis(200));
+            return Some(Patience {
+                until: now + wait,
+                stall,
+            });
+        }
+        (run * 4 < start).then(|| Patience {
+            until: now + (run * 3).clamp(Duration::from_micros(500), start / 2),
+            stall,
+        })
     }
 
     fn describe_capacity(&self) -> String {
@@ -738,6 +788,7 @@ impl InstanceManager {
         let freed = self.demand(&lease.key, |d| {
             d.busy = d.busy.saturating_sub(1);
             d.run_ewma = ewma(d.run_ewma, held);
+            d.last_turnover = Some(Instant::now());
             d.freed.clone()
         });
         if !reusable || lease.instance.has_exited() || self.closed.load(Ordering::Acquire) {
@@ -868,8 +919,8 @@ impl InstanceManager {
         }
     }
 
-    /// Runs the keep-alive reaper and the provisioned-instance keeper until the manager
-    /// is dropped.
+    /// Runs the keep-alive reaper, the provisioned-instance keeper and the machine-load
+    /// sampler until the manager is dropped.
     pub fn spawn_reaper(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
         let period =
@@ -881,6 +932,16 @@ impl InstanceManager {
                 mgr.reap_idle().await;
                 mgr.fill_provisioned();
                 mgr.tend_prewarmed().await;
+            }
+        });
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(mgr) = weak.upgrade() else { return };
+                mgr.load.sample();
             }
         });
     }

@@ -302,7 +302,7 @@ async fn a_full_server_refuses_after_the_queue_timeout_instead_of_hanging() {
     let fx = fixture_with(&[("app.py", PY_APP)], Duration::from_secs(60), |c| {
         PoolConfig {
             max_instances: 1,
-            queue_timeout: Duration::from_millis(300),
+            queue_timeout: Duration::from_millis(1000),
             ..c
         }
     });
@@ -324,10 +324,11 @@ async fn a_full_server_refuses_after_the_queue_timeout_instead_of_hanging() {
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
     fx.manager.release(busy, true).await;
-    assert!(
-        !waiter.await.unwrap().unwrap(),
-        "the waiter reuses the warm instance"
-    );
+    let cold = waiter
+        .await
+        .expect("waiter task")
+        .unwrap_or_else(|e| panic!("the waiter gets the released instance: {e}"));
+    assert!(!cold, "the waiter reuses the warm instance");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -436,4 +437,103 @@ async fn pre_warmed_instances_take_any_function_of_their_runtime() {
     let lease = fx.manager.acquire(&picky).await.unwrap();
     assert_eq!(fx.manager.prewarmed_count(), 1, "the pool was left alone");
     fx.manager.release(lease, true).await;
+}
+
+/// One invoke on a leased instance; returns the instance's id.
+async fn invoke_once(mgr: &Arc<InstanceManager>, f: &FunctionSpec, payload: &str) -> String {
+    let lease = mgr.acquire(f).await.expect("instance");
+    let id = lease.instance.id.clone();
+    let (out, _) = lease
+        .instance
+        .invoke(input("r", payload, Duration::from_secs(10)))
+        .await;
+    assert!(matches!(out, Outcome::Success(_)), "{out:?}");
+    mgr.release(lease, true).await;
+    id
+}
+
+/// A fixture whose machine always counts as CPU-saturated.
+fn saturated_fixture() -> Fixture {
+    fixture_with(&[("app.py", PY_APP)], Duration::from_secs(60), |c| {
+        PoolConfig {
+            prewarm_per_runtime: 0,
+            saturated_cpu_percent: 0,
+            ..c
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_saturated_machine_short_requests_wait_for_a_busy_instance() {
+    let fx = saturated_fixture();
+    let f = spec(&fx, "python3.11", "app.handler");
+    // One cold start and a few warm requests teach the manager both lengths.
+    for _ in 0..3 {
+        invoke_once(&fx.manager, &f, "{}").await;
+    }
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            let (mgr, f) = (fx.manager.clone(), f.clone());
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for _ in 0..8 {
+                    ids.push(invoke_once(&mgr, &f, "{}").await);
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for c in clients {
+        ids.extend(c.await.expect("client"));
+    }
+    let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+    assert!(
+        distinct.len() < 5,
+        "128 requests from 16 concurrent clients took {} instances; short requests on a \
+         saturated machine should share the busy ones",
+        distinct.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_longer_than_a_cold_start_get_an_instance_each_even_when_saturated() {
+    let fx = saturated_fixture();
+    let f = spec(&fx, "python3.11", "app.handler");
+    let slow = r#"{"sleep":0.4}"#;
+    invoke_once(&fx.manager, &f, slow).await;
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            let (mgr, f) = (fx.manager.clone(), f.clone());
+            tokio::spawn(async move { invoke_once(&mgr, &f, slow).await })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for c in clients {
+        ids.push(c.await.expect("client"));
+    }
+    let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), 3, "{ids:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_short_function_scales_out_at_once() {
+    let fx = saturated_fixture();
+    let f = spec(&fx, "python3.11", "app.handler");
+    for _ in 0..5 {
+        invoke_once(&fx.manager, &f, "{}").await;
+    }
+    // The only instance hangs in a long request; nothing turns over.
+    let hung = tokio::spawn({
+        let (mgr, f) = (fx.manager.clone(), f.clone());
+        async move { invoke_once(&mgr, &f, r#"{"sleep":5}"#).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let quick = invoke_once(&fx.manager, &f, "{}").await;
+    assert!(
+        !hung.is_finished(),
+        "the quick request got a new instance while the other still runs"
+    );
+    hung.abort();
+    assert!(!quick.is_empty());
 }

@@ -1,0 +1,122 @@
+//! How busy the machine's CPUs are, sampled from `/proc/stat` a few times a second.
+//!
+//! The instance manager asks it whether starting one more instance can buy any
+//! throughput: on a machine whose CPUs are already saturated, another interpreter only
+//! adds switching between processes.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+
+/// CPU time counters of the machine, in clock ticks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ticks {
+    busy: u64,
+    total: u64,
+}
+
+/// Parses the aggregate `cpu` line of `/proc/stat`: idle and iowait are idle time,
+/// guest time is already inside user time and is not counted twice.
+fn parse_stat(stat: &str) -> Option<Ticks> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    if fields.len() < 5 {
+        return None;
+    }
+    let total: u64 = fields.iter().sum();
+    let idle = fields[3] + fields[4];
+    Some(Ticks {
+        busy: total - idle,
+        total,
+    })
+}
+
+/// The machine's recent CPU load.
+#[derive(Debug, Default)]
+pub struct MachineLoad {
+    last: Mutex<Option<Ticks>>,
+    /// Smoothed busy share of all CPUs, in thousandths.
+    busy_permille: AtomicU32,
+}
+
+impl MachineLoad {
+    /// Takes one sample; call it periodically (every 100 ms or so).
+    pub fn sample(&self) {
+        let Some(now) = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| parse_stat(&s))
+        else {
+            return;
+        };
+        self.observe(now);
+    }
+
+    fn observe(&self, now: Ticks) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(prev) = last.replace(now) {
+            let total = now.total.saturating_sub(prev.total);
+            if total == 0 {
+                return;
+            }
+            let busy = now.busy.saturating_sub(prev.busy).min(total);
+            let sample = (busy * 1000 / total) as u32;
+            let old = self.busy_permille.load(Ordering::Relaxed);
+            self.busy_permille
+                .store((old + sample) / 2, Ordering::Relaxed);
+        }
+    }
+
+    /// Busy share of all CPUs over the last few samples, 0.0–1.0.
+    pub fn busy(&self) -> f64 {
+        f64::from(self.busy_permille.load(Ordering::Relaxed)) / 1000.0
+    }
+
+    /// True when the CPUs are busy `percent` of the time or more (so always at 0,
+    /// never above 100).
+    pub fn saturated(&self, percent: u32) -> bool {
+        self.busy_permille.load(Ordering::Relaxed) >= percent.saturating_mul(10)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_aggregate_line() {
+        let stat = "cpu  100 5 50 800 40 3 2 0 0 0\ncpu0 50 2 25 400 20 1 1 0 0 0\n";
+        let t = parse_stat(stat).expect("parsed");
+        assert_eq!(t.total, 1000);
+        assert_eq!(t.busy, 160);
+        assert_eq!(parse_stat("intr 1 2 3\n"), None);
+        assert_eq!(parse_stat("cpu  1 2\n"), None);
+    }
+
+    #[test]
+    fn saturation_follows_the_busy_share_between_samples() {
+        let load = MachineLoad::default();
+        load.observe(Ticks { busy: 0, total: 0 });
+        assert!(!load.saturated(85), "one sample says nothing");
+        assert!(load.saturated(0), "0% counts as saturated always");
+        for i in 1..=6 {
+            load.observe(Ticks {
+                busy: i * 95,
+                total: i * 100,
+            });
+        }
+        assert!(load.saturated(85), "95% busy: {}", load.busy());
+        assert!(!load.saturated(101), "above 100% never");
+        for i in 1..=6 {
+            load.observe(Ticks {
+                busy: 570 + i * 10,
+                total: 600 + i * 100,
+            });
+        }
+        assert!(!load.saturated(85), "10% busy: {}", load.busy());
+        assert!(load.busy() < 0.2);
+    }
+}
