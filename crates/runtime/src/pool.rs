@@ -402,8 +402,8 @@ impl InstanceManager {
         let freed = self.demand(&key, |d| d.freed.clone());
         let deadline = tokio::time::Instant::now() + self.config.queue_timeout;
         // How long a warm instance of this function is worth waiting for instead of a
-        // cold start; decided once per request.
-        let patience = self.patience(&key);
+        // cold start; decided once per request, when it first finds none idle.
+        let mut patience: Option<Option<Patience>> = None;
         let lease = loop {
             let notified = self.released.notified();
             tokio::pin!(notified);
@@ -415,6 +415,7 @@ impl InstanceManager {
                 break lease;
             }
             let now = tokio::time::Instant::now();
+            let patience = patience.get_or_insert_with(|| self.patience(&key));
             let patient = patience.as_ref().is_some_and(|p| {
                 now < p.until
                     && self.demand(&key, |d| {
