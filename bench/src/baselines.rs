@@ -1,9 +1,13 @@
 //! The baselines, measured in the same run as tern so that ratios hold on a noisy
 //! machine, and the phase probes that split a Python cold start:
 //!
-//! - **(a) naive platform**: exec a fresh `python3.11` running tern's own Python
-//!   bootstrap per cold start, against a local Runtime API stub: spawn → handler result
-//!   posted. No sandbox and no HTTP front end, so it flatters the baseline.
+//! - **(a) naive platform** is measured in `main.rs`: a second tern server with
+//!   pre-warming, zygotes and pre-created sandboxes off, timed like tern (HTTP in →
+//!   response out).
+//! - **(a0) the interpreter alone**: exec a fresh `python3.11` running tern's own
+//!   Python bootstrap, against a local Runtime API stub: spawn → handler result
+//!   posted. No sandbox and no HTTP front end: a lower bound for any platform that
+//!   execs an interpreter per cold start.
 //! - **(b) physical floor**: a warm Python (bootstrap pre-imported, as a zygote would
 //!   hold it) forks a child that unshares the namespaces tern gives an instance (mount,
 //!   uts, ipc, pid, net, user, cgroup) and forks again to become pid 1 of the new pid
@@ -188,18 +192,18 @@ impl RuntimeApiStub {
     }
 }
 
-/// Baseline (a): one fresh interpreter + bootstrap per cold start.
-pub struct NaivePlatform<'a> {
+/// Baseline (a0): one fresh interpreter + bootstrap per cold start, no sandbox, no HTTP.
+pub struct FreshInterpreter<'a> {
     scratch: &'a Scratch,
     api: String,
     stub: RuntimeApiStub,
 }
 
-impl<'a> NaivePlatform<'a> {
+impl<'a> FreshInterpreter<'a> {
     pub fn new(scratch: &'a Scratch) -> anyhow::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let api = listener.local_addr()?.to_string();
-        Ok(NaivePlatform {
+        Ok(FreshInterpreter {
             scratch,
             api,
             stub: RuntimeApiStub::serve(listener),

@@ -112,6 +112,13 @@ fn sample(
     ))
 }
 
+/// One cold start of `series` whose instance the caller does not look into (baseline
+/// (a)'s server): client time and Init Duration, in ms.
+pub fn one(api: &Api, series: &Series, nonce: usize) -> anyhow::Result<(f64, f64)> {
+    let (s, _) = sample(api, series, nonce, None)?;
+    Ok((s.client, s.init))
+}
+
 /// The cold starts of a series, after one discarded warm-up start; `between` runs
 /// after each sample's gap (the baselines: interleaved so drift hits both alike, and on
 /// a machine that the refill has stopped using).

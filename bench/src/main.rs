@@ -2,8 +2,10 @@
 //! hello-world functions for python3.11, nodejs20.x and provided, and measures as a
 //! client sees it (signed HTTP with keep-alive): cold start, warm latency and platform
 //! overhead, throughput at several concurrencies and memory per idle instance. In the
-//! same run it measures the baselines (a fresh interpreter per cold start; a bare fork
-//! of a warm interpreter into new namespaces), the phases of a Python start, and the
+//! same run it measures the baselines (a naive platform: a second tern server that
+//! builds a sandbox and execs a fresh interpreter per cold start; that interpreter
+//! alone, without sandbox or HTTP; a bare fork of a warm interpreter into new
+//! namespaces), the phases of a Python start, and the
 //! sandbox's own setup cost, and prints a table (and JSON with `--json`).
 //!
 //! Usage (as root, from the repository root):
@@ -178,7 +180,7 @@ fn main() -> anyhow::Result<()> {
         results.machine.tern_binary = binary.display().to_string();
         let cgroups_before = instances::server_dirs();
         let server = server::TernServer::start(&binary)?;
-        let outcome = run_against_server(&args, &server, &mut results);
+        let outcome = run_against_server(&args, &binary, &server, &mut results);
         results.server_warnings = server.warnings();
         if let Err(e) = outcome {
             return Err(e.context(format!("tern server log (tail):\n{}", server.log_tail())));
@@ -265,8 +267,20 @@ fn run_zygote_series(
 /// The variant name of the zygote cold-start series.
 pub const ZYGOTE_VARIANT: &str = "zygote fork (pre-warmed pool off)";
 
+/// Flags that make a tern server a naive platform (baseline (a)): a sandbox built and
+/// a fresh interpreter exec'd per cold start.
+const NAIVE_PLATFORM: &[&str] = &[
+    "--prewarm",
+    "0",
+    "--zygote",
+    "false",
+    "--pre-created-sandboxes",
+    "false",
+];
+
 fn run_against_server(
     args: &Args,
+    binary: &std::path::Path,
     server: &server::TernServer,
     results: &mut Results,
 ) -> anyhow::Result<()> {
@@ -294,13 +308,34 @@ fn run_against_server(
         let python_1cpu = deploy("python-1cpu", functions::python_hello()?, 1769)?;
         let node_1cpu = deploy("node-1cpu", functions::node_hello()?, 1769)?;
         let scratch = baselines::Scratch::new()?;
-        let naive = baselines::NaivePlatform::new(&scratch)?;
+        let naive_server = server::TernServer::start_with(binary, NAIVE_PLATFORM)?;
+        let naive_fn = format!("{tag}-python-naive");
+        let hello = functions::python_hello()?;
+        naive_server.api.create_function(
+            &naive_fn,
+            hello.runtime,
+            hello.handler,
+            128,
+            &hello.zip,
+        )?;
+        let naive_series = cold::Series {
+            function: &naive_fn,
+            runtime: hello.runtime,
+            memory_mb: 128,
+            variant: "naive platform",
+            env: &[],
+            samples: args.cold_samples,
+            gap,
+        };
+        let (mut platform_total, mut platform_init) = (Vec::new(), Vec::new());
+        let naive = baselines::FreshInterpreter::new(&scratch)?;
         let mut floor = baselines::ForkFloor::start(&scratch)?;
         let (mut naive_init, mut naive_total, mut fork) = (Vec::new(), Vec::new(), Vec::new());
         let mut phases: Vec<baselines::PhaseSample> = Vec::new();
         // Warm the baselines' page cache as the tern warm-up sample does for tern.
         naive.sample()?;
         floor.sample()?;
+        cold::one(&naive_server.api, &naive_series, usize::MAX)?;
         eprintln!(
             "cold: {} samples of {} with baselines interleaved",
             args.cold_samples, python.name
@@ -309,6 +344,10 @@ fn run_against_server(
             api,
             &series(&python, "isolated", &[], args.cold_samples, gap),
             || {
+                let (client, init) =
+                    cold::one(&naive_server.api, &naive_series, platform_total.len())?;
+                platform_total.push(client);
+                platform_init.push(init);
                 let s = naive.sample()?;
                 naive_init.push(s.init);
                 naive_total.push(s.total);
@@ -318,8 +357,12 @@ fn run_against_server(
             },
         )?;
         results.cold.push(r);
+        results.server_warnings.extend(naive_server.warnings());
+        drop(naive_server);
         results.baselines = Some(Baselines {
             python: scratch.python.display().to_string(),
+            naive_platform: Summary::of_ms(&platform_total),
+            naive_platform_init: Summary::of_ms(&platform_init),
             naive_init: Summary::of(&naive_init),
             naive_total: Summary::of(&naive_total),
             fork_floor: Summary::of(&fork),

@@ -86,9 +86,16 @@ pub struct Settings {
 #[derive(Debug, Serialize)]
 pub struct Baselines {
     pub python: String,
-    /// (a) spawn → the bootstrap's first `next`.
+    /// (a) the naive platform's cold start as the client sees it: a tern server with
+    /// pre-warming, zygotes and pre-created sandboxes off (a sandbox built and a fresh
+    /// `python3` exec'd per cold start), HTTP in → response out.
+    pub naive_platform: Summary,
+    /// Its REPORT Init Duration (launch → first `next`).
+    pub naive_platform_init: Summary,
+    /// (a0) the interpreter alone, no sandbox and no HTTP: spawn → the bootstrap's
+    /// first `next`.
     pub naive_init: Summary,
-    /// (a) spawn → result posted: the naive platform's cold start.
+    /// (a0) spawn → result posted.
     pub naive_total: Summary,
     /// (b) request → forked child running in new namespaces.
     pub fork_floor: Summary,
@@ -130,10 +137,12 @@ pub struct MemoryEntry {
 pub struct Ratios {
     /// Baseline (a) cold p50 / tern python cold p50 (target ≥ 10).
     pub naive_over_tern_p50: f64,
+    /// Baseline (a0) (the interpreter alone) p50 / tern python cold p50.
+    pub interpreter_over_tern_p50: f64,
     /// tern python cold p50 / baseline (b) p50: how far above the physical floor.
     pub tern_over_floor_p50: f64,
-    /// Baseline (a) p50 / baseline (b) p50: the room a zygote design has.
-    pub naive_over_floor_p50: f64,
+    /// Baseline (a0) p50 / baseline (b) p50: what a fork saves over an exec.
+    pub interpreter_over_floor_p50: f64,
     /// Baseline (a) cold p50 / tern's zygote-forked python cold p50 (pre-warmed pool off).
     pub naive_over_zygote_p50: Option<f64>,
 }
@@ -226,11 +235,12 @@ impl Results {
                     .cold
                     .iter()
                     .find(|c| c.variant == crate::ZYGOTE_VARIANT)
-                    .map(|z| b.naive_total.p50_ms / z.client.p50_ms);
+                    .map(|z| b.naive_platform.p50_ms / z.client.p50_ms);
                 let ratios = Ratios {
-                    naive_over_tern_p50: b.naive_total.p50_ms / c.client.p50_ms,
+                    naive_over_tern_p50: b.naive_platform.p50_ms / c.client.p50_ms,
+                    interpreter_over_tern_p50: b.naive_total.p50_ms / c.client.p50_ms,
                     tern_over_floor_p50: c.client.p50_ms / b.fork_floor.p50_ms,
-                    naive_over_floor_p50: b.naive_total.p50_ms / b.fork_floor.p50_ms,
+                    interpreter_over_floor_p50: b.naive_total.p50_ms / b.fork_floor.p50_ms,
                     naive_over_zygote_p50: zygote,
                 };
                 t.push(at_least(
@@ -364,16 +374,27 @@ pub fn print_table(r: &Results) {
     if let Some(b) = &r.baselines {
         println!("\nbaselines (same run, interleaved with the python cold samples)");
         row(
-            "(a) naive: exec python3.11 + bootstrap → result",
+            "(a) naive platform: HTTP in → response out",
+            &b.naive_platform,
+        );
+        row(
+            "(a) naive platform: REPORT Init Duration",
+            &b.naive_platform_init,
+        );
+        row(
+            "(a0) interpreter alone: exec python3.11 + bootstrap → result",
             &b.naive_total,
         );
-        row("(a) naive: exec → bootstrap's first next", &b.naive_init);
+        row("(a0) interpreter alone: exec → first next", &b.naive_init);
         row("(b) floor: warm python fork + unshare(7 ns)", &b.fork_floor);
     }
     if let Some(x) = &r.ratios {
         println!(
-            "  ratios (p50): baseline (a) / tern = {:.2}x   tern / floor (b) = {:.1}x   (a) / (b) = {:.1}x",
-            x.naive_over_tern_p50, x.tern_over_floor_p50, x.naive_over_floor_p50
+            "  ratios (p50): baseline (a) / tern = {:.2}x   (a0) / tern = {:.2}x   tern / floor (b) = {:.1}x   (a0) / (b) = {:.1}x",
+            x.naive_over_tern_p50,
+            x.interpreter_over_tern_p50,
+            x.tern_over_floor_p50,
+            x.interpreter_over_floor_p50
         );
         if let Some(z) = x.naive_over_zygote_p50 {
             println!("  baseline (a) / tern zygote fork (pre-warmed pool off) = {z:.2}x");

@@ -43,6 +43,8 @@ pub struct ServerConfig {
     pub prewarm_per_runtime: usize,
     /// Fork Python runtimes from a per-namespace zygote instead of exec'ing them.
     pub zygote: bool,
+    /// Keep sandboxes and /tmp disks built ahead of time, off the request path.
+    pub pre_created_sandboxes: bool,
     /// Machine CPU busy percent from which short functions wait for a busy instance
     /// instead of starting another (0 always, above 100 never).
     pub saturated_cpu_percent: u32,
@@ -71,6 +73,7 @@ impl Default for ServerConfig {
             queue_timeout_ms: 5000,
             prewarm_per_runtime: 2,
             zygote: true,
+            pre_created_sandboxes: true,
             saturated_cpu_percent: 85,
         }
     }
@@ -112,6 +115,9 @@ pub struct ServerArgs {
     /// Fork Python runtimes from a per-namespace zygote (true/false).
     #[arg(long, env = "TERN_ZYGOTE")]
     pub zygote: Option<bool>,
+    /// Keep empty sandboxes and /tmp disks built ahead of time (true/false).
+    #[arg(long, env = "TERN_PRE_CREATED_SANDBOXES")]
+    pub pre_created_sandboxes: Option<bool>,
     /// DEVELOPMENT ONLY: run functions as plain processes without any isolation.
     #[arg(long, env = "TERN_DEV_UNSANDBOXED")]
     pub dev_unsandboxed: bool,
@@ -152,6 +158,9 @@ impl ServerConfig {
         }
         if let Some(v) = args.zygote {
             cfg.zygote = v;
+        }
+        if let Some(v) = args.pre_created_sandboxes {
+            cfg.pre_created_sandboxes = v;
         }
         cfg.dev_unsandboxed |= args.dev_unsandboxed;
         cfg.validate()?;

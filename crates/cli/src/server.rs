@@ -128,8 +128,12 @@ fn launcher(config: &ServerConfig, store: &dyn Store) -> anyhow::Result<Arc<dyn 
              or for local development only pass --dev-unsandboxed to run functions without isolation"
         );
     }
-    let sandbox_config = SandboxConfig::new(config.data_dir.join("sandbox"), server_id(store)?)
+    let mut sandbox_config = SandboxConfig::new(config.data_dir.join("sandbox"), server_id(store)?)
         .context("cannot configure the sandbox")?;
+    if !config.pre_created_sandboxes {
+        sandbox_config.held_pool_depth = 0;
+        sandbox_config.tmp_pool_depth = 0;
+    }
     let launcher = SandboxLauncher::new(sandbox_config).context("cannot set up the sandbox")?;
     launcher.cleanup_leftovers();
     Ok(Arc::new(launcher))
