@@ -57,7 +57,7 @@ pub struct PoolConfig {
     /// the bootstrap imported) rather than exec'ing a fresh interpreter, where the
     /// launcher can and the function's environment does not change how Python starts.
     pub zygote: bool,
-    /// Share of the machine's CPU time (percent, over the last few 100 ms samples) at
+    /// Share of the machine's CPU time (percent, over the last few 50 ms samples) at
     /// and above which a request for a function whose requests are shorter than its
     /// cold starts waits for a busy instance instead of starting another. 0 means
     /// always, above 100 never.
@@ -937,7 +937,7 @@ impl InstanceManager {
         });
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            let mut tick = tokio::time::interval(Duration::from_millis(50));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
