@@ -75,8 +75,9 @@ struct Args {
     /// Warm samples per runtime (each series).
     #[arg(long, default_value_t = 1000)]
     warm_samples: usize,
-    /// Timed requests per concurrency level.
-    #[arg(long, default_value_t = 5000)]
+    /// Timed requests per concurrency level (20,000 keeps each window at several
+    /// seconds, longer than this shared machine's swings).
+    #[arg(long, default_value_t = 20000)]
     throughput_requests: usize,
     /// Concurrency levels, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
