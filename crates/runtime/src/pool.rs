@@ -173,9 +173,13 @@ struct Demand {
     /// an instance waits for it.
     run_ewma: Option<Duration>,
     start_ewma: Option<Duration>,
-    /// When an instance was last handed out or came back.
+    /// When a warm instance was last handed out or one came back to idle.
     last_turnover: Option<Instant>,
-    /// Signalled (one waiter) when an instance of this function goes back to idle.
+    /// Requests parked waiting for a busy instance; while there are any, a newcomer
+    /// does not take an idle instance ahead of them.
+    parked: usize,
+    /// Signalled (one waiter, in order of arrival) when an instance of this function
+    /// goes back to idle.
     freed: Arc<Notify>,
 }
 
@@ -187,12 +191,66 @@ fn ewma(old: Option<Duration>, sample: Duration) -> Option<Duration> {
 }
 
 /// How long one request waits for a busy instance of its function instead of starting
-/// another (see [`InstanceManager::patience`]).
+/// another (see [`patience`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Patience {
-    until: tokio::time::Instant,
-    /// Stop waiting when no instance of the function has been handed out or come back
-    /// for this long.
+    /// How long from the moment the request finds no idle instance.
+    wait: Duration,
+    /// Stop waiting when no instance of the function has turned over for this long.
     stall: Duration,
+}
+
+/// Whether a request that finds every instance of its function busy waits for one to
+/// come back instead of starting another, and for how long. Only for functions whose
+/// requests (`run`, a moving average of how long a lease is held) are shorter than
+/// their cold starts (`start`, how long a request that starts an instance waits for
+/// it), and only while their instances keep turning over (a stalled function scales
+/// out at once):
+/// - the machine's CPUs are saturated: another instance cannot add throughput, only
+///   switching between processes, so the request waits its turn, up to four cold
+///   starts (at most 200 ms);
+/// - otherwise, when requests are much shorter than a cold start, briefly (three
+///   requests' time, at most half a cold start).
+///
+/// Lambda starts an environment per concurrent request whatever its length; on a
+/// small machine, dozens of interpreters for sub-millisecond requests cost more than
+/// they serve.
+fn patience(busy: usize, run: Duration, start: Duration, saturated: bool) -> Option<Patience> {
+    if busy == 0 || run >= start {
+        return None;
+    }
+    // What counts as stalled: no turnover for four requests' time or half a cold start,
+    // whichever is longer (a cold start costs that much anyway).
+    let stall = (run * 4).max(start / 2).max(Duration::from_millis(2));
+    if saturated {
+        let wait = (start * 4).clamp(Duration::from_millis(5), Duration::from_millis(200));
+        return Some(Patience { wait, stall });
+    }
+    (run * 4 < start).then(|| Patience {
+        wait: (run * 3).clamp(Duration::from_micros(500), start / 2),
+        stall,
+    })
+}
+
+/// Counts a request as parked on its function's demand record until dropped (also
+/// when the request is cancelled).
+struct Parked<'a> {
+    manager: &'a InstanceManager,
+    key: &'a PoolKey,
+}
+
+impl<'a> Parked<'a> {
+    fn new(manager: &'a InstanceManager, key: &'a PoolKey) -> Self {
+        manager.demand(key, |d| d.parked += 1);
+        Parked { manager, key }
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        self.manager
+            .demand(self.key, |d| d.parked = d.parked.saturating_sub(1));
+    }
 }
 
 struct Idle {
@@ -356,9 +414,10 @@ impl InstanceManager {
         }
     }
 
-    /// Claims room for one more instance of `memory_mb`, stopping idle instances of
-    /// other functions (least recently used first) if that makes room.
-    async fn claim_capacity(&self, memory_mb: u64, evict: bool) -> bool {
+    /// Claims room for one more instance of `memory_mb`; with `evict_for`, stops
+    /// pre-warmed instances, then idle instances of functions other than that one
+    /// (least recently used first), if that makes room.
+    async fn claim_capacity(&self, memory_mb: u64, evict_for: Option<&PoolKey>) -> bool {
         loop {
             {
                 let mut cap = lock(&self.capacity);
@@ -370,12 +429,12 @@ impl InstanceManager {
                     return true;
                 }
             }
-            if !evict {
+            let Some(requester) = evict_for else {
                 return false;
-            }
+            };
             // Pre-warmed instances are the cheapest to lose, then the least recently
             // used idle ones.
-            if !self.evict_one_prewarmed().await && !self.evict_one_idle().await {
+            if !self.evict_one_prewarmed().await && !self.evict_one_idle(requester).await {
                 return false;
             }
         }
@@ -402,8 +461,10 @@ impl InstanceManager {
         let freed = self.demand(&key, |d| d.freed.clone());
         let deadline = tokio::time::Instant::now() + self.config.queue_timeout;
         // How long a warm instance of this function is worth waiting for instead of a
-        // cold start; decided once per request, when it first finds none idle.
-        let mut patience: Option<Option<Patience>> = None;
+        // cold start; decided once per request, when it first finds none idle, and
+        // never past the queue timeout (there a start is tried, not refused).
+        let mut patience: Option<Option<(tokio::time::Instant, Duration)>> = None;
+        let mut waited = false;
         let lease = loop {
             let notified = self.released.notified();
             tokio::pin!(notified);
@@ -411,47 +472,69 @@ impl InstanceManager {
             let mine = freed.notified();
             tokio::pin!(mine);
             mine.as_mut().enable();
-            if let Some(lease) = self.take_idle(&key).await {
-                break lease;
-            }
-            let now = tokio::time::Instant::now();
-            let patience = patience.get_or_insert_with(|| self.patience(&key));
-            let patient = patience.as_ref().is_some_and(|p| {
-                now < p.until
-                    && self.demand(&key, |d| {
-                        d.last_turnover.is_some_and(|t| t.elapsed() < p.stall)
-                    })
-            });
-            if !patient {
-                if let Ok(permit) = self.starts.clone().try_acquire_owned() {
-                    if self.claim_capacity(u64::from(f.memory_mb), true).await {
-                        let began = Instant::now();
-                        let started = self.start(f, &kind, false).await;
-                        drop(permit);
-                        let instance = started?;
-                        let took = began.elapsed();
-                        self.demand(&key, |d| d.start_ewma = ewma(d.start_ewma, took));
-                        break Lease {
-                            instance,
-                            key: key.clone(),
-                            cold: true,
-                            provisioned: false,
-                            handed_out: Instant::now(),
-                        };
-                    }
+            // Requests parked for this function go first: a newcomer takes an idle
+            // instance only when none is waiting (it queues behind them on `freed`).
+            if waited || self.demand(&key, |d| d.parked == 0) {
+                if let Some(lease) = self.take_idle(&key).await {
+                    break lease;
                 }
             }
-            let wake = match &patience {
-                Some(p) if patient => p.until.min(now + p.stall).min(deadline),
-                _ => deadline,
+            waited = true;
+            let now = tokio::time::Instant::now();
+            let (until, stall) = *patience
+                .get_or_insert_with(|| {
+                    self.patience(&key)
+                        .map(|p| ((now + p.wait).min(deadline), p.stall))
+                })
+                .as_ref()
+                .unwrap_or(&(now, Duration::ZERO));
+            // Parked while instances of this function are busy and turning over.
+            let park_until = if now < until {
+                let idle = self.idle_of(&key);
+                self.demand(&key, |d| match d.last_turnover {
+                    Some(t) if d.busy + idle > 0 => Some(tokio::time::Instant::from_std(t + stall)),
+                    _ => None,
+                })
+                .filter(|stalled| now < *stalled)
+                .map(|stalled| stalled.min(until))
+            } else {
+                None
             };
+            let mut no_slot = false;
+            if park_until.is_none() {
+                match self.starts.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        if self
+                            .claim_capacity(u64::from(f.memory_mb), Some(&key))
+                            .await
+                        {
+                            let began = Instant::now();
+                            let started = self.start(f, &kind, false).await;
+                            drop(permit);
+                            let instance = started?;
+                            let took = began.elapsed();
+                            self.demand(&key, |d| d.start_ewma = ewma(d.start_ewma, took));
+                            break Lease {
+                                instance,
+                                key: key.clone(),
+                                cold: true,
+                                provisioned: false,
+                                handed_out: Instant::now(),
+                            };
+                        }
+                    }
+                    Err(_) => no_slot = true,
+                }
+            }
+            let _parked = park_until.map(|_| Parked::new(self, &key));
+            let wake = park_until.unwrap_or(deadline).min(deadline);
             tokio::select! {
                 _ = &mut mine => {}
                 _ = &mut notified => {}
                 // A start slot may free up without any instance being released.
-                Ok(p) = self.starts.clone().acquire_owned(), if !patient => drop(p),
+                Ok(p) = self.starts.clone().acquire_owned(), if no_slot => drop(p),
                 _ = tokio::time::sleep_until(wake) => {
-                    if wake >= deadline {
+                    if park_until.is_none() && wake >= deadline {
                         let cap = self.describe_capacity();
                         return Err(AcquireError::AtCapacity(cap));
                     }
@@ -460,7 +543,9 @@ impl InstanceManager {
         };
         self.demand(&key, |d| {
             d.busy += 1;
-            d.last_turnover = Some(Instant::now());
+            if !lease.cold {
+                d.last_turnover = Some(Instant::now());
+            }
         });
         Ok(Lease {
             handed_out: Instant::now(),
@@ -473,43 +558,22 @@ impl InstanceManager {
         f(lock(&self.demand).entry(key.clone()).or_default())
     }
 
-    /// Whether a request that finds every instance of its function busy waits for one
-    /// to come back instead of starting another, and for how long. Only for functions
-    /// whose requests are shorter than their cold starts, and only while their
-    /// instances keep turning over (a stalled function scales out at once):
-    /// - the machine's CPUs are saturated: another instance cannot add throughput,
-    ///   only switching between processes, so the request waits its turn, up to four
-    ///   cold starts (at most 200 ms);
-    /// - otherwise, when requests are much shorter than a cold start, briefly (three
-    ///   requests' time, at most half a cold start).
-    ///
-    /// Lambda starts an environment per concurrent request whatever its length; on a
-    /// small machine, dozens of interpreters for sub-millisecond requests cost more
-    /// than they serve.
+    /// [`patience`] for a request of `key`, from what the manager has learnt. Idle
+    /// instances count as busy: they are on their way to requests parked ahead.
     fn patience(&self, key: &PoolKey) -> Option<Patience> {
+        let idle = self.idle_of(key);
         let (busy, run, start) = {
             let d = lock(&self.demand);
             let d = d.get(key)?;
-            (d.busy, d.run_ewma?, d.start_ewma?)
+            (d.busy + idle, d.run_ewma?, d.start_ewma?)
         };
-        if busy == 0 || run >= start {
-            return None;
-        }
-        let now = tokio::time::Instant::now();
-        // What counts as stalled: no turnover for four requests' time or half a cold
-        // start, whichever is longer (a cold start costs that much anyway).
-        let stall = (run * 4).max(start / 2).max(Duration::from_millis(2));
-        if self.load.saturated(self.config.saturated_cpu_percent) {
-            let wait = (start * 4).clamp(Duration::from_millis(5), Duration::from_millis(200));
-            return Some(Patience {
-                until: now + wait,
-                stall,
-            });
-        }
-        (run * 4 < start).then(|| Patience {
-            until: now + (run * 3).clamp(Duration::from_micros(500), start / 2),
-            stall,
-        })
+        let saturated = self.load.saturated(self.config.saturated_cpu_percent);
+        patience(busy, run, start, saturated)
+    }
+
+    /// Idle instances of one revision.
+    fn idle_of(&self, key: &PoolKey) -> usize {
+        lock(&self.idle).get(key).map_or(0, Vec::len)
     }
 
     fn describe_capacity(&self) -> String {
@@ -653,7 +717,7 @@ impl InstanceManager {
                 break;
             };
             if !self
-                .claim_capacity(u64::from(PREWARM_MEMORY_MB), false)
+                .claim_capacity(u64::from(PREWARM_MEMORY_MB), None)
                 .await
             {
                 break;
@@ -789,7 +853,6 @@ impl InstanceManager {
         let freed = self.demand(&lease.key, |d| {
             d.busy = d.busy.saturating_sub(1);
             d.run_ewma = ewma(d.run_ewma, held);
-            d.last_turnover = Some(Instant::now());
             d.freed.clone()
         });
         if !reusable || lease.instance.has_exited() || self.closed.load(Ordering::Acquire) {
@@ -813,9 +876,11 @@ impl InstanceManager {
                 None => provisioned = false,
             }
         }
+        let now = Instant::now();
+        self.demand(&lease.key, |d| d.last_turnover = Some(now));
         lock(&self.idle).entry(lease.key).or_default().push(Idle {
             instance: lease.instance,
-            since: Instant::now(),
+            since: now,
             provisioned,
         });
         // One instance came back: one waiter of this function can have it.
@@ -837,13 +902,14 @@ impl InstanceManager {
         self.released.notify_waiters();
     }
 
-    /// Stops the least recently used idle, non-provisioned instance; true if one was
-    /// stopped.
-    async fn evict_one_idle(&self) -> bool {
+    /// Stops the least recently used idle, non-provisioned instance of a function other
+    /// than `keep`'s; true if one was stopped.
+    async fn evict_one_idle(&self, keep: &PoolKey) -> bool {
         let victim = {
             let mut idle = lock(&self.idle);
             let oldest = idle
                 .iter()
+                .filter(|(k, _)| *k != keep)
                 .flat_map(|(k, v)| {
                     v.iter()
                         .enumerate()
@@ -912,7 +978,10 @@ impl InstanceManager {
         {
             // Forget what was learnt about revisions with nothing left running.
             let idle = lock(&self.idle);
-            lock(&self.demand).retain(|k, d| d.busy > 0 || idle.contains_key(k));
+            // A record with a request waiting on it (holding its `freed`) stays.
+            lock(&self.demand).retain(|k, d| {
+                d.busy > 0 || idle.contains_key(k) || Arc::strong_count(&d.freed) > 1
+            });
         }
         for (k, i) in expired {
             tracing::debug!(instance = %i.instance.id, "keep-alive expired");
@@ -942,7 +1011,8 @@ impl InstanceManager {
             loop {
                 tick.tick().await;
                 let Some(mgr) = weak.upgrade() else { return };
-                mgr.load.sample();
+                // /proc/stat grows with the CPU count: read it off the async workers.
+                let _ = tokio::task::spawn_blocking(move || mgr.load.sample()).await;
             }
         });
     }
@@ -1057,7 +1127,10 @@ impl InstanceManager {
             let Ok(permit) = self.starts.clone().acquire_owned().await else {
                 break;
             };
-            if !self.claim_capacity(u64::from(f.memory_mb), true).await {
+            if !self
+                .claim_capacity(u64::from(f.memory_mb), Some(&PoolKey::of(&f)))
+                .await
+            {
                 failure = Some(format!(
                     "not enough capacity on this server ({})",
                     self.describe_capacity()
@@ -1295,6 +1368,59 @@ mod tests {
         assert_eq!(cpu_millis(1769, 250), 1000);
         assert_eq!(cpu_millis(3538, 250), 2000);
         assert_eq!(cpu_millis(128, 250), 250);
+    }
+
+    #[test]
+    fn patience_only_for_requests_shorter_than_a_cold_start() {
+        let ms = Duration::from_millis;
+        let us = Duration::from_micros;
+        // Nothing busy to wait for, or requests at least as long as a cold start: start.
+        assert_eq!(patience(0, us(300), ms(5), true), None);
+        assert_eq!(patience(3, ms(5), ms(5), true), None);
+        assert_eq!(patience(3, ms(400), ms(40), true), None);
+        // Saturated: wait up to four cold starts, within 5..=200 ms.
+        assert_eq!(
+            patience(3, us(300), ms(5), true),
+            Some(Patience {
+                wait: ms(20),
+                stall: ms(2) + us(500),
+            })
+        );
+        assert_eq!(
+            patience(3, ms(1), ms(80), true).map(|p| p.wait),
+            Some(ms(200))
+        );
+        assert_eq!(
+            patience(3, us(100), us(800), true).map(|p| p.wait),
+            Some(ms(5))
+        );
+        // Not saturated: only much shorter requests, three of them, at most half a
+        // cold start.
+        assert_eq!(patience(3, ms(2), ms(5), false), None);
+        assert_eq!(
+            patience(3, us(300), ms(5), false),
+            Some(Patience {
+                wait: us(900),
+                stall: ms(2) + us(500),
+            })
+        );
+        assert_eq!(
+            patience(3, ms(1), ms(5), false).map(|p| p.wait),
+            Some(ms(2) + us(500))
+        );
+        // Stalled means four requests' time, half a cold start or 2 ms, the longest.
+        assert_eq!(
+            patience(1, ms(10), ms(200), true).map(|p| p.stall),
+            Some(ms(100))
+        );
+        assert_eq!(
+            patience(1, ms(10), ms(50), true).map(|p| p.stall),
+            Some(ms(40))
+        );
+        assert_eq!(
+            patience(1, us(10), us(100), true).map(|p| p.stall),
+            Some(ms(2))
+        );
     }
 
     #[test]

@@ -517,7 +517,7 @@ async fn requests_longer_than_a_cold_start_get_an_instance_each_even_when_satura
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_stalled_short_function_scales_out_at_once() {
+async fn a_request_behind_a_hung_instance_gets_a_new_one() {
     let fx = saturated_fixture();
     let f = spec(&fx, "python3.11", "app.handler");
     for _ in 0..5 {
@@ -526,7 +526,7 @@ async fn a_stalled_short_function_scales_out_at_once() {
     // The only instance hangs in a long request; nothing turns over.
     let hung = tokio::spawn({
         let (mgr, f) = (fx.manager.clone(), f.clone());
-        async move { invoke_once(&mgr, &f, r#"{"sleep":5}"#).await }
+        async move { invoke_once(&mgr, &f, r#"{"sleep":2}"#).await }
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     let quick = invoke_once(&fx.manager, &f, "{}").await;
@@ -534,6 +534,49 @@ async fn a_stalled_short_function_scales_out_at_once() {
         !hung.is_finished(),
         "the quick request got a new instance while the other still runs"
     );
-    hung.abort();
-    assert!(!quick.is_empty());
+    let hung = hung.await.expect("hung request");
+    assert_ne!(quick, hung, "served by another instance");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn waiting_for_a_busy_instance_never_outlasts_the_queue_timeout() {
+    let fx = fixture_with(&[("app.py", PY_APP)], Duration::from_secs(60), |c| {
+        PoolConfig {
+            prewarm_per_runtime: 0,
+            saturated_cpu_percent: 0,
+            queue_timeout: Duration::from_millis(40),
+            ..c
+        }
+    });
+    let f = spec(&fx, "python3.11", "app.handler");
+    let first = fx.manager.acquire(&f).await.expect("first instance");
+    fx.manager.release(first, true).await;
+    // Six clients take turns on it, 10 ms each: it keeps turning over, but a request at
+    // the back of the line would wait ~60 ms, longer than the queue timeout, and
+    // patience on a saturated machine would last up to four cold starts. (Six, so that
+    // when they time out too and start instances, the server still has room.)
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..6)
+        .map(|_| {
+            let (mgr, f, stop) = (fx.manager.clone(), f.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Ok(lease) = mgr.acquire(&f).await {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        mgr.release(lease, true).await;
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // At the timeout the request starts an instance instead of being refused while the
+    // server has room.
+    let got = fx.manager.acquire(&f).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for c in clients {
+        c.await.expect("client");
+    }
+    let lease = got.unwrap_or_else(|e| panic!("refused although the server had room: {e}"));
+    fx.manager.release(lease, true).await;
 }
