@@ -268,18 +268,19 @@ impl Results {
                 "inv/s",
             ));
         }
-        // The pool left by the throughput run if there is one (many instances), else
-        // the single hello-world instance.
+        // The worst of the Python measurements: the single hello-world instance, the
+        // pool left by the throughput run, the zygote-forked ones.
         let mem = self
             .memory
             .iter()
-            .rev()
             .filter(|m| m.runtime.starts_with("python"))
-            .find_map(|m| m.memory.as_ref());
-        if let Some(m) = mem {
+            .filter_map(|m| m.memory.as_ref())
+            .map(|m| m.total.uss_mib)
+            .fold(None, |worst: Option<f64>, v| Some(worst.map_or(v, |w| w.max(v))));
+        if let Some(uss) = mem {
             t.push(at_most(
-                "idle python instance, unshared (USS keeper+init+runtime)",
-                m.total.uss_mib,
+                "idle python instance, unshared (USS keeper+init+runtime; worst series)",
+                uss,
                 10.0,
                 "MiB",
             ));
