@@ -352,6 +352,43 @@ function scheduleNext(handler) {
   setImmediate(() => handleOnce(handler).catch(fatal));
 }
 
+// The current request's trace id, shown in process.env without setenv(3): glibc keeps
+// every value setenv was ever given, so a new id per request through the real
+// process.env would grow the runtime by ~140 bytes per invocation, without bound.
+// Children spawned with the default environment still get it: Node builds their
+// environment from the process.env object.
+const TRACE_KEY = '_X_AMZN_TRACE_ID';
+let traceId;
+
+function installTraceEnv() {
+  const real = process.env;
+  const mine = (k) => k === TRACE_KEY;
+  process.env = new Proxy(real, {
+    get: (t, k) => (mine(k) ? traceId : Reflect.get(t, k)),
+    set: (t, k, v) => {
+      if (!mine(k)) return Reflect.set(t, k, v);
+      traceId = String(v);
+      return true;
+    },
+    has: (t, k) => (mine(k) ? traceId !== undefined : Reflect.has(t, k)),
+    deleteProperty: (t, k) => {
+      if (!mine(k)) return Reflect.deleteProperty(t, k);
+      traceId = undefined;
+      return true;
+    },
+    ownKeys: (t) => {
+      const keys = Reflect.ownKeys(t).filter((k) => !mine(k));
+      if (traceId !== undefined) keys.push(TRACE_KEY);
+      return keys;
+    },
+    getOwnPropertyDescriptor: (t, k) => {
+      if (!mine(k)) return Reflect.getOwnPropertyDescriptor(t, k);
+      if (traceId === undefined) return undefined;
+      return { value: traceId, writable: true, enumerable: true, configurable: true };
+    },
+  });
+}
+
 async function handleOnce(handler) {
   const next = await apiRequest('GET', `${API_PREFIX}/invocation/next`);
   if (next.status < 200 || next.status > 299) {
@@ -365,8 +402,7 @@ async function handleOnce(handler) {
   current = inv;
   logRequestId = id;
   phase = 'invoke';
-  if (h['lambda-runtime-trace-id']) process.env._X_AMZN_TRACE_ID = h['lambda-runtime-trace-id'];
-  else delete process.env._X_AMZN_TRACE_ID;
+  traceId = h['lambda-runtime-trace-id'] || undefined;
 
   const deadline = Number(h['lambda-runtime-deadline-ms']);
   const env = process.env;
@@ -498,6 +534,7 @@ async function main() {
     return;
   }
   patchConsole();
+  installTraceEnv();
 
   let appRoot = process.env.LAMBDA_TASK_ROOT || process.cwd();
   let handlerSpec = process.env._HANDLER || '';

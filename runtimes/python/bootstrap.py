@@ -573,16 +573,37 @@ def _flush():
 # Main loop
 
 
+_TRACE_KEY = "_X_AMZN_TRACE_ID"
+
+
+def _set_trace_id(trace_id):
+    """Show this request's trace id in os.environ without putenv(3).
+
+    glibc's setenv keeps every value it has ever been given (callers may still hold
+    pointers from getenv), so a new id per request through os.environ would grow the
+    runtime by ~140 bytes per invocation, without bound. The id goes into os.environ's
+    own mapping instead, and the C environment never holds it: child processes do not
+    inherit it (pass env=os.environ to give it to one)."""
+    data = getattr(os.environ, "_data", None)
+    if data is None:  # pragma: no cover - not CPython's os._Environ
+        if trace_id:
+            os.environ[_TRACE_KEY] = trace_id
+        else:
+            os.environ.pop(_TRACE_KEY, None)
+        return
+    key = os.environ.encodekey(_TRACE_KEY)
+    if trace_id:
+        data[key] = os.environ.encodevalue(trace_id)
+    else:
+        data.pop(key, None)
+
+
 def handle_invocation(client, handler, headers, body, env):
     global _current_request_id
     request_id = headers.get("Lambda-Runtime-Aws-Request-Id") or ""
     _current_request_id = request_id
 
-    trace_id = headers.get("Lambda-Runtime-Trace-Id")
-    if trace_id:
-        os.environ["_X_AMZN_TRACE_ID"] = trace_id
-    else:
-        os.environ.pop("_X_AMZN_TRACE_ID", None)
+    _set_trace_id(headers.get("Lambda-Runtime-Trace-Id"))
 
     try:
         deadline_ms = int(headers.get("Lambda-Runtime-Deadline-Ms") or 0)

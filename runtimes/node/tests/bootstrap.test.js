@@ -654,3 +654,24 @@ test('a pre-warmed runtime waits for its assignment, then adopts handler, env an
   assert.equal(p.kind, 'response');
   assert.deepEqual(p.json, { name: 'assigned', greeting: 'hello', cwd: fs.realpathSync(code) });
 });
+
+test('each request sees its own trace id in process.env, and so do its child processes', async (t) => {
+  const rt = await startRuntime(t, {
+    files: {
+      'app.js': `const { execFileSync } = require('child_process');
+      exports.handler = async () => ({
+        env: process.env._X_AMZN_TRACE_ID,
+        has: '_X_AMZN_TRACE_ID' in process.env,
+        listed: Object.keys(process.env).includes('_X_AMZN_TRACE_ID'),
+        spread: { ...process.env }._X_AMZN_TRACE_ID,
+        child: execFileSync(process.execPath, ['-p', 'process.env._X_AMZN_TRACE_ID']).toString().trim(),
+      });`,
+    },
+    events: [{ id: 'req-tr-1' }, { id: 'req-tr-2' }],
+  });
+  const posts = await rt.api.waitForPosts(2);
+  for (const [i, p] of posts.entries()) {
+    const want = `Root=1-00000000-req-tr-${i + 1}`;
+    assert.deepEqual(p.json, { env: want, has: true, listed: true, spread: want, child: want });
+  }
+});
