@@ -276,7 +276,9 @@ impl Results {
             .filter(|m| m.runtime.starts_with("python"))
             .filter_map(|m| m.memory.as_ref())
             .map(|m| m.total.uss_mib)
-            .fold(None, |worst: Option<f64>, v| Some(worst.map_or(v, |w| w.max(v))));
+            .fold(None, |worst: Option<f64>, v| {
+                Some(worst.map_or(v, |w| w.max(v)))
+            });
         if let Some(uss) = mem {
             t.push(at_most(
                 "idle python instance, unshared (USS keeper+init+runtime; worst series)",
