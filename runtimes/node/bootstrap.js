@@ -356,8 +356,8 @@ function scheduleNext(handler) {
 // every value setenv was ever given, so a new id per request through the real
 // process.env would grow the runtime by ~140 bytes per invocation, without bound.
 // Children spawned with the default environment still get it: Node builds their
-// environment from the process.env object. (Worker threads, util.inspect and
-// structuredClone see the real environment object instead: docs/api.md.)
+// environment from the process.env object. (Worker threads and util.inspect see the
+// real environment object, and structuredClone cannot copy a proxy: docs/api.md.)
 const TRACE_KEY = '_X_AMZN_TRACE_ID';
 let traceId;
 
