@@ -458,13 +458,14 @@ impl InstanceManager {
                     runtime: f.runtime.clone(),
                     available: self.catalog.ids().join(", "),
                 })?;
-        let freed = self.demand(&key, |d| d.freed.clone());
+        // Requests parked for this function go first: a newcomer takes an idle instance
+        // only when none is waiting (it queues behind them on `freed`).
+        let (freed, mut behind) = self.demand(&key, |d| (d.freed.clone(), d.parked > 0));
         let deadline = tokio::time::Instant::now() + self.config.queue_timeout;
         // How long a warm instance of this function is worth waiting for instead of a
         // cold start; decided once per request, when it first finds none idle, and
         // never past the queue timeout (there a start is tried, not refused).
         let mut patience: Option<Option<(tokio::time::Instant, Duration)>> = None;
-        let mut waited = false;
         let lease = loop {
             let notified = self.released.notified();
             tokio::pin!(notified);
@@ -472,14 +473,12 @@ impl InstanceManager {
             let mine = freed.notified();
             tokio::pin!(mine);
             mine.as_mut().enable();
-            // Requests parked for this function go first: a newcomer takes an idle
-            // instance only when none is waiting (it queues behind them on `freed`).
-            if waited || self.demand(&key, |d| d.parked == 0) {
+            if !behind {
                 if let Some(lease) = self.take_idle(&key).await {
                     break lease;
                 }
             }
-            waited = true;
+            behind = false;
             let now = tokio::time::Instant::now();
             let (until, stall) = *patience
                 .get_or_insert_with(|| {
@@ -555,7 +554,12 @@ impl InstanceManager {
 
     /// Runs `f` on the demand record of `key`.
     fn demand<T>(&self, key: &PoolKey, f: impl FnOnce(&mut Demand) -> T) -> T {
-        f(lock(&self.demand).entry(key.clone()).or_default())
+        let mut all = lock(&self.demand);
+        // The record exists on every path but a function's first request: no key clone.
+        if let Some(d) = all.get_mut(key) {
+            return f(d);
+        }
+        f(all.entry(key.clone()).or_default())
     }
 
     /// [`patience`] for a request of `key`, from what the manager has learnt. Idle
@@ -1004,6 +1008,10 @@ impl InstanceManager {
                 mgr.tend_prewarmed().await;
             }
         });
+        if !(1..=100).contains(&self.config.saturated_cpu_percent) {
+            // 0 (always saturated) and above 100 (never) need no sampling.
+            return;
+        }
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(50));
