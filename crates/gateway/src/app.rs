@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -173,6 +173,10 @@ pub fn router(state: AppState) -> Router {
         .route("/tern/v1/health", get(health))
         .route("/metrics", get(metrics))
         .merge(lambda)
+        // `authenticate` reads each body within its route's limit; the extractors after
+        // it must not apply axum's own 2 MiB default on top.
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn(lambda_shaped_errors))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
 }
@@ -187,6 +191,35 @@ async fn request_id(req: Request, next: Next) -> Response {
         }
     }
     resp
+}
+
+/// Gives any error response that did not come from a handler (an extractor's rejection,
+/// such as a malformed path or query) Lambda's shape: a JSON body and `x-amzn-ErrorType`.
+async fn lambda_shaped_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error())
+        || resp.headers().contains_key("x-amzn-errortype")
+    {
+        return resp;
+    }
+    let detail = match resp.into_body().collect().await {
+        Ok(b) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
+        Err(_) => String::new(),
+    };
+    let detail = if detail.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        detail
+    };
+    let w = to_wire(&crate::error::rejection(status.as_u16(), detail));
+    ApiError {
+        status: status.as_u16(),
+        error_type: w.error_type,
+        body: w.body,
+        retry_after: None,
+    }
+    .into_response()
 }
 
 /// Reads the whole body within `limit`; beyond it, drains up to a bound and fails.

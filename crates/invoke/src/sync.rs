@@ -30,7 +30,7 @@ pub struct InvokeRequest {
     pub invocation_type: Option<String>,
     /// `X-Amz-Log-Type`.
     pub log_type: Option<String>,
-    /// `X-Amz-Client-Context` (base64 JSON), passed to the runtime as is.
+    /// `X-Amz-Client-Context` (base64 of a JSON object); the runtime gets the JSON.
     pub client_context: Option<String>,
     pub payload: Bytes,
 }
@@ -147,6 +147,11 @@ impl Invoker {
                 )))
             }
         };
+        let client_context = req
+            .client_context
+            .as_deref()
+            .map(crate::validate::client_context)
+            .transpose()?;
         let (rec, qualifier) = self
             .functions
             .lookup(caller, &req.function_name, req.qualifier.as_deref())
@@ -286,7 +291,7 @@ impl Invoker {
                 timeout: Duration::from_secs(u64::from(rec.timeout_s)),
                 function_arn: invoked_arn,
                 trace_id: new_trace_id(),
-                client_context: req.client_context,
+                client_context,
             })
             .await;
         let duration = run_started.elapsed();

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use base64::Engine;
 use tern_core::limits;
 
 use crate::error::ServiceError;
@@ -117,6 +118,52 @@ pub fn environment(vars: &BTreeMap<String, String>) -> Result<(), ServiceError> 
     Ok(())
 }
 
+/// Largest `X-Amz-Client-Context` header Lambda takes, in bytes of base64.
+pub const CLIENT_CONTEXT_MAX_B64: usize = 3_583;
+
+/// Checks an `X-Amz-Client-Context` header as Lambda does (base64 of a JSON object, at
+/// most [`CLIENT_CONTEXT_MAX_B64`] bytes) and returns the JSON the runtime gets in
+/// `Lambda-Runtime-Client-Context`: compact and ASCII-only, so it is a valid header value
+/// whatever the client sent.
+pub fn client_context(b64: &str) -> Result<String, ServiceError> {
+    if b64.len() > CLIENT_CONTEXT_MAX_B64 {
+        return Err(invalid(format!(
+            "1 validation error detected: Value at 'clientContext' failed to satisfy constraint: Member must have length less than or equal to {CLIENT_CONTEXT_MAX_B64} bytes of base64-encoded data (got {})",
+            b64.len()
+        )));
+    }
+    let not_json = || {
+        ServiceError::InvalidRequestContent(
+            "Client context must be a valid Base64-encoded JSON object.".to_string(),
+        )
+    };
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|_| not_json())?;
+    let value: serde_json::Value = serde_json::from_slice(&raw).map_err(|_| not_json())?;
+    if !value.is_object() {
+        return Err(not_json());
+    }
+    Ok(ascii_json(&value))
+}
+
+/// `value` as compact JSON with every non-ASCII character written as a `\u` escape.
+fn ascii_json(value: &serde_json::Value) -> String {
+    let compact = value.to_string();
+    let mut out = String::with_capacity(compact.len());
+    for c in compact.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,5 +204,39 @@ mod tests {
         );
         let big = "v".repeat(5000);
         assert!(message(environment(&vars(&[("BIG", &big)])).unwrap_err()).contains("4KB"));
+    }
+}
+
+#[cfg(test)]
+mod client_context_tests {
+    use super::*;
+
+    fn b64(s: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(s)
+    }
+
+    #[test]
+    fn client_context_is_decoded_to_ascii_json_for_the_runtime() {
+        let json = client_context(&b64(
+            "{\"custom\": {\"k\": \"v\u{e9} \u{1f600}\"}, \"env\": {}}",
+        ))
+        .unwrap();
+        assert_eq!(json, r#"{"custom":{"k":"v\u00e9 \ud83d\ude00"},"env":{}}"#);
+        let back: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(back["custom"]["k"], "v\u{e9} \u{1f600}");
+    }
+
+    #[test]
+    fn client_context_must_be_base64_of_a_json_object_within_the_limit() {
+        let not_json = client_context(&b64("not json")).unwrap_err();
+        assert!(matches!(not_json, ServiceError::InvalidRequestContent(_)));
+        assert!(client_context("%%%").is_err());
+        assert!(client_context(&b64("[1, 2]")).is_err());
+        let big = format!(r#"{{"custom": {{"k": "{}"}}}}"#, "x".repeat(2_700));
+        assert!(b64(&big).len() > CLIENT_CONTEXT_MAX_B64);
+        let too_long = client_context(&b64(&big)).unwrap_err();
+        assert!(too_long.to_string().contains("3583"), "{too_long}");
+        let fits = format!(r#"{{"custom": {{"k": "{}"}}}}"#, "x".repeat(2_600));
+        assert!(client_context(&b64(&fits)).is_ok());
     }
 }
