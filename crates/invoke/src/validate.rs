@@ -3,7 +3,11 @@
 use std::collections::BTreeMap;
 
 use base64::Engine;
+use tern_core::function::{
+    LogSettings, APPLICATION_LOG_LEVELS, LOG_FORMAT_JSON, LOG_FORMAT_TEXT, SYSTEM_LOG_LEVELS,
+};
 use tern_core::limits;
+use tern_core::wire::{LoggingConfigInput, TracingConfigInput};
 
 use crate::error::ServiceError;
 
@@ -238,5 +242,204 @@ mod client_context_tests {
         assert!(too_long.to_string().contains("3583"), "{too_long}");
         let fits = format!(r#"{{"custom": {{"k": "{}"}}}}"#, "x".repeat(2_600));
         assert!(client_context(&b64(&fits)).is_ok());
+    }
+}
+
+/// Applies a request's `LoggingConfig` to the current settings with Lambda's rules: the
+/// members given replace the current ones; log levels exist only with the JSON format
+/// (INFO unless given), and switching to Text clears them.
+pub fn logging_config(
+    current: &LogSettings,
+    given: &LoggingConfigInput,
+) -> Result<LogSettings, ServiceError> {
+    let mut next = current.clone();
+    if let Some(f) = &given.log_format {
+        if f != LOG_FORMAT_TEXT && f != LOG_FORMAT_JSON {
+            return Err(invalid(format!(
+                "1 validation error detected: Value '{f}' at 'loggingConfig.logFormat' failed to satisfy constraint: Member must satisfy enum value set: [JSON, Text]"
+            )));
+        }
+        next.format = f.clone();
+    }
+    let check = |v: &Option<String>, allowed: &[&str], field: &str| -> Result<(), ServiceError> {
+        match v {
+            Some(l) if !allowed.contains(&l.as_str()) => Err(invalid(format!(
+                "1 validation error detected: Value '{l}' at 'loggingConfig.{field}' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
+                allowed.join(", ")
+            ))),
+            _ => Ok(()),
+        }
+    };
+    check(
+        &given.application_log_level,
+        APPLICATION_LOG_LEVELS,
+        "applicationLogLevel",
+    )?;
+    check(&given.system_log_level, SYSTEM_LOG_LEVELS, "systemLogLevel")?;
+    if next.is_json() {
+        next.application_level = given
+            .application_log_level
+            .clone()
+            .or(next.application_level)
+            .or_else(|| Some("INFO".to_string()));
+        next.system_level = given
+            .system_log_level
+            .clone()
+            .or(next.system_level)
+            .or_else(|| Some("INFO".to_string()));
+    } else {
+        if given.application_log_level.is_some() || given.system_log_level.is_some() {
+            return Err(invalid(
+                "LoggingConfig: ApplicationLogLevel and SystemLogLevel can be set only when LogFormat is JSON".to_string(),
+            ));
+        }
+        next.application_level = None;
+        next.system_level = None;
+    }
+    if let Some(g) = &given.log_group {
+        let ok = !g.is_empty()
+            && g.len() <= 512
+            && g.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-/.#".contains(c));
+        if !ok {
+            return Err(invalid(format!(
+                "1 validation error detected: Value '{g}' at 'loggingConfig.logGroup' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\.\\-_/#A-Za-z0-9]+ and have length between 1 and 512"
+            )));
+        }
+        next.log_group = Some(g.clone());
+    }
+    Ok(next)
+}
+
+/// A request's `TracingConfig.Mode`, if it gives one.
+pub fn tracing_mode(given: &TracingConfigInput) -> Result<Option<String>, ServiceError> {
+    match given.mode.as_deref() {
+        None => Ok(None),
+        Some(m @ ("Active" | "PassThrough")) => Ok(Some(m.to_string())),
+        Some(m) => Err(invalid(format!(
+            "1 validation error detected: Value '{m}' at 'tracingConfig.mode' failed to satisfy constraint: Member must satisfy enum value set: [Active, PassThrough]"
+        ))),
+    }
+}
+
+/// Whether a request member tern does not implement was left at "nothing": absent, null,
+/// empty, false, or an object of such members (tools such as SAM and Terraform send
+/// `VpcConfig: {SubnetIds: [], SecurityGroupIds: []}` to mean no VPC).
+fn unset(v: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::Null | Value::Bool(false) => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.values().all(unset),
+        Value::Number(_) | Value::Bool(true) => false,
+    }
+}
+
+/// Request members tern accepts in the model's shape but does not implement, each with
+/// why; a request that sets one is refused rather than having it silently dropped.
+pub fn unsupported_members(
+    members: &[(&str, Option<&serde_json::Value>)],
+) -> Result<(), ServiceError> {
+    for (field, value) in members {
+        let Some(v) = value else { continue };
+        let off =
+            unset(v) || (*field == "SnapStart" && v.get("ApplyOn").is_some_and(|a| a == "None"));
+        if off {
+            continue;
+        }
+        let why = match *field {
+            "VpcConfig" => "private networks (VPC) are not supported yet; functions run with loopback-only networking",
+            "DeadLetterConfig" => "asynchronous invocation and its dead-letter queue are not supported yet",
+            "KMSKeyArn" | "SourceKMSKeyArn" => "customer-managed KMS keys are not supported",
+            "FileSystemConfigs" => "file systems (EFS) are not supported",
+            "ImageConfig" => "container images are not supported; use a .zip package",
+            "CodeSigningConfigArn" => "code signing is not supported",
+            "SnapStart" => "SnapStart is not supported (only ApplyOn None)",
+            "Publish" | "PublishTo" => "versions are not supported yet; only $LATEST exists",
+            "CapacityProviderConfig" => "capacity providers are not supported",
+            "DurableConfig" => "durable functions are not supported",
+            "TenancyConfig" => "tenant isolation mode is not supported",
+            "S3Key" | "S3ObjectVersion" => "code from S3 is not supported; upload the .zip in ZipFile",
+            _ => "it is not supported by tern",
+        };
+        return Err(invalid(format!(
+            "Invalid value for '{field}': {why}. Remove the field or leave it empty."
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod config_member_tests {
+    use super::*;
+
+    fn given(format: Option<&str>, app: Option<&str>, sys: Option<&str>) -> LoggingConfigInput {
+        LoggingConfigInput {
+            log_format: format.map(str::to_string),
+            application_log_level: app.map(str::to_string),
+            system_log_level: sys.map(str::to_string),
+            log_group: None,
+        }
+    }
+
+    #[test]
+    fn json_logging_defaults_levels_to_info_and_text_clears_them() {
+        let json = logging_config(
+            &LogSettings::default(),
+            &given(Some("JSON"), None, Some("WARN")),
+        )
+        .unwrap();
+        assert_eq!(json.application_level.as_deref(), Some("INFO"));
+        assert_eq!(json.system_level.as_deref(), Some("WARN"));
+        let level_only = logging_config(&json, &given(None, Some("DEBUG"), None)).unwrap();
+        assert_eq!(
+            (
+                level_only.format.as_str(),
+                level_only.application_level.as_deref()
+            ),
+            ("JSON", Some("DEBUG"))
+        );
+        let text = logging_config(&level_only, &given(Some("Text"), None, None)).unwrap();
+        assert_eq!(text, LogSettings::default());
+    }
+
+    #[test]
+    fn logging_levels_need_json_and_values_come_from_lambdas_enums() {
+        let e =
+            logging_config(&LogSettings::default(), &given(None, Some("INFO"), None)).unwrap_err();
+        assert!(e.to_string().contains("only when LogFormat is JSON"), "{e}");
+        let e =
+            logging_config(&LogSettings::default(), &given(Some("XML"), None, None)).unwrap_err();
+        assert!(e.to_string().contains("logFormat"), "{e}");
+        let e = logging_config(
+            &LogSettings::default(),
+            &given(Some("JSON"), Some("LOUD"), None),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("applicationLogLevel"), "{e}");
+    }
+
+    #[test]
+    fn unimplemented_members_are_refused_by_name_unless_left_empty() {
+        let empty_vpc = serde_json::json!({"SubnetIds": [], "SecurityGroupIds": []});
+        let no_snap = serde_json::json!({"ApplyOn": "None"});
+        assert!(unsupported_members(&[
+            ("VpcConfig", Some(&empty_vpc)),
+            ("SnapStart", Some(&no_snap)),
+            ("KMSKeyArn", Some(&serde_json::json!(""))),
+            ("Publish", Some(&serde_json::json!(false))),
+            ("DeadLetterConfig", None),
+        ])
+        .is_ok());
+        let vpc = serde_json::json!({"SubnetIds": ["subnet-1"]});
+        let e = unsupported_members(&[("VpcConfig", Some(&vpc))]).unwrap_err();
+        assert!(e.to_string().contains("'VpcConfig'"), "{e}");
+        let dlq = serde_json::json!({"TargetArn": "arn:aws:sqs:us-east-1:1:q"});
+        let e = unsupported_members(&[("DeadLetterConfig", Some(&dlq))]).unwrap_err();
+        assert!(e.to_string().contains("'DeadLetterConfig'"), "{e}");
+        let snap = serde_json::json!({"ApplyOn": "PublishedVersions"});
+        assert!(unsupported_members(&[("SnapStart", Some(&snap))]).is_err());
+        assert!(unsupported_members(&[("Publish", Some(&serde_json::json!(true)))]).is_err());
     }
 }

@@ -386,6 +386,8 @@ mod tests {
                 sha256_b64: "q=".into(),
                 size: 10,
             },
+            logging: Default::default(),
+            tracing_mode: "PassThrough".into(),
             revision_id: "r1".into(),
             revision: 1,
             last_modified_ms: 0,
