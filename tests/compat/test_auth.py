@@ -62,13 +62,23 @@ def test_unsigned_request_is_rejected_with_403(make_client):
     assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
 
 
-def test_request_signed_for_another_region_is_accepted(tern_server, hello_fn):
+@pytest.mark.parametrize("region, service", [("eu-west-1", "lambda"), ("us-east-1", "s3")])
+def test_request_signed_for_another_scope_is_refused(tern_server, hello_fn, region, service):
+    """A signature is only good for this server's region and the service `lambda`."""
     client = boto3.client(
         "lambda",
         endpoint_url=tern_server.endpoint,
-        region_name="eu-west-1",
+        region_name=region,
         aws_access_key_id=tern_server.access_key,
         aws_secret_access_key=tern_server.secret_key,
         config=client_config(),
     )
-    assert client.get_function_configuration(FunctionName=hello_fn)["FunctionName"] == hello_fn
+    # botocore signs for the client's service; a signature for another one is what a
+    # request captured from another AWS service would carry.
+    client._request_signer._signing_name = service
+    with pytest.raises(ClientError) as exc:
+        client.get_function_configuration(FunctionName=hello_fn)
+    err = exc.value.response
+    assert err["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert err["Error"]["Code"] == "InvalidSignatureException"
+    assert "us-east-1/lambda" in err["Error"]["Message"]

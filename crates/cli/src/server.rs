@@ -249,7 +249,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let app = tern_gateway::router(AppState {
         functions,
         invoker,
-        auth: Arc::new(Authenticator::new(store.clone())),
+        auth: Arc::new(Authenticator::new(store.clone(), config.region.clone())),
         metrics,
         store: store.clone(),
     });
