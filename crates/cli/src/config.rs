@@ -48,6 +48,14 @@ pub struct ServerConfig {
     /// Machine CPU busy percent from which short functions wait for a busy instance
     /// instead of starting another (0 always, above 100 never).
     pub saturated_cpu_percent: u32,
+    /// Open API connections at most; past it a new one gets a 503 and is closed.
+    pub max_connections: usize,
+    /// Open API connections from one IP address at most (0: no per-address cap).
+    pub max_connections_per_peer: usize,
+    /// Seconds a client may take to send a request's headers.
+    pub header_timeout_secs: u64,
+    /// Seconds a connection with no request in flight may stay silent.
+    pub idle_timeout_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -75,6 +83,10 @@ impl Default for ServerConfig {
             zygote: true,
             pre_created_sandboxes: true,
             saturated_cpu_percent: 85,
+            max_connections: 4096,
+            max_connections_per_peer: 1024,
+            header_timeout_secs: 10,
+            idle_timeout_secs: 60,
         }
     }
 }
@@ -190,6 +202,12 @@ impl ServerConfig {
         }
         if self.init_timeout_secs == 0 {
             bail!("init_timeout_secs must be at least 1");
+        }
+        if self.max_connections == 0 {
+            bail!("max_connections must be at least 1");
+        }
+        if self.header_timeout_secs == 0 || self.idle_timeout_secs == 0 {
+            bail!("header_timeout_secs and idle_timeout_secs must be at least 1");
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use rand::distributions::{Alphanumeric, DistString};
 use rand::Rng;
 use tern_core::names::DEFAULT_NAMESPACE;
-use tern_gateway::{AppState, Authenticator};
+use tern_gateway::{AppState, Authenticator, ListenerLimits};
 use tern_invoke::{Admission, FunctionService, Invoker, Registry, ServiceConfig};
 use tern_runtime::{InstanceManager, LogRouter, PoolConfig, RuntimeCatalog};
 use tern_sandbox::{Launcher, ProcessLauncher, SandboxConfig, SandboxLauncher};
@@ -267,20 +267,26 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     print_welcome(&addr.to_string(), &creds_path, created);
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
+    let limits = ListenerLimits {
+        max_connections: config.max_connections,
+        max_connections_per_peer: config.max_connections_per_peer,
+        header_timeout: Duration::from_secs(config.header_timeout_secs),
+        idle_timeout: Duration::from_secs(config.idle_timeout_secs),
+    };
+    let server = tokio::spawn(tern_gateway::listener::serve(
+        listener,
+        app,
+        limits,
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
     shutdown_signal().await;
     tracing::info!("shutting down: no new connections; waiting for requests in flight");
     let _ = stop_tx.send(());
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     match tokio::time::timeout(grace, server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::error!(error = %e, "server error"),
+        Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
         Err(_) => tracing::warn!(
             grace_secs = config.shutdown_grace_secs,

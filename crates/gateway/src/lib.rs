@@ -1,12 +1,15 @@
 //! The HTTP edge: the Lambda-compatible API, the native `/tern/v1` API, SigV4 auth and
 //! the one place where service errors become Lambda error types and statuses.
 //!
-//! Handlers parse and shape HTTP only; the work happens in `tern_invoke`.
+//! Handlers parse and shape HTTP only; the work happens in `tern_invoke`. The listener
+//! bounds what any client can make the server hold.
 #![forbid(unsafe_code)]
 
 pub mod app;
 pub mod auth;
 pub mod error;
+pub mod listener;
 
 pub use app::{router, AppState};
 pub use auth::Authenticator;
+pub use listener::ListenerLimits;
