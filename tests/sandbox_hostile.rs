@@ -164,7 +164,39 @@ def syscalls(event):
         "tcp_socket": attempt(lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM).close()),
     }
 
+HELD = []
+
+def runtime_api_flood(event):
+    """Opens many connections to the Runtime API, each with an unterminated 60 KB
+    header, and keeps them; reports how many the server still holds open."""
+    host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)
+    junk = b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nX-Junk: " + b"a" * 60000
+    opened = 0
+    for _ in range(event["connections"]):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(2)
+        try:
+            s.connect((host, int(port)))
+            s.sendall(junk)
+        except OSError:
+            s.close()
+            continue
+        opened += 1
+        HELD.append(s)
+    time.sleep(0.5)
+    still_open = 0
+    for s in HELD:
+        s.setblocking(False)
+        try:
+            still_open += 1 if s.recv(1, socket.MSG_PEEK) else 0
+        except BlockingIOError:
+            still_open += 1
+        except OSError:
+            pass
+    return {"opened": opened, "still_open": still_open}
+
 ATTACKS = {
+    "runtime_api_flood": runtime_api_flood,
     "read": read_paths, "write": write_paths, "processes": processes, "network": network,
     "fork_bomb": fork_bomb, "hog": hog, "fill_tmp": fill_tmp, "spin": spin,
     "syscalls": syscalls, "environ": lambda event: dict(os.environ),
@@ -531,6 +563,36 @@ fn fork_bomb_hits_the_pids_limit_and_the_next_invoke_works() {
     let next = s.attack("hostile", "ping", json!({}));
     assert_eq!(next.function_error, None, "{}", next.body);
     assert_eq!(next.body, json!("pong"));
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn runtime_api_flood_is_capped_per_instance_and_the_instance_keeps_serving() {
+    let s = Suite::start();
+    let before = open_fds(s.server.pid());
+    let result = s.result("hostile", "runtime_api_flood", json!({"connections": 300}));
+    eprintln!("runtime API flood: {result}");
+    let still_open = result["still_open"].as_u64().unwrap_or(u64::MAX);
+    // The runtime's own connection takes one of the instance's four.
+    assert!(
+        still_open <= 3,
+        "the server held {still_open} of the flood's connections"
+    );
+    let after = open_fds(s.server.pid());
+    assert!(
+        after < before + 50,
+        "the server's descriptors grew from {before} to {after}"
+    );
+    // The instance keeps its Runtime API: the same runtime answers again.
+    let next = s.attack("hostile", "ping", json!({}));
+    assert_eq!(next.function_error, None, "{}", next.body);
+    assert_eq!(next.body, json!("pong"));
+    s.canary_answers();
 }
 
 #[test]

@@ -113,6 +113,11 @@ pub fn environment(vars: &BTreeMap<String, String>) -> Result<(), ServiceError> 
             reserved.join(", ")
         )));
     }
+    if let Some((key, _)) = vars.iter().find(|(_, v)| v.contains('\0')) {
+        return Err(invalid(format!(
+            "1 validation error detected: Value at 'environment.variables' failed to satisfy constraint: the value of '{key}' contains a NUL character, which no process environment can hold"
+        )));
+    }
     let size: usize = vars.iter().map(|(k, v)| k.len() + v.len()).sum();
     if size > limits::ENV_VARS_BYTES {
         return Err(invalid(format!(
@@ -206,6 +211,8 @@ mod tests {
         assert!(
             message(environment(&vars(&[("AWS_REGION", "x")])).unwrap_err()).contains("AWS_REGION")
         );
+        let nul = environment(&vars(&[("TOKEN", "a\0b")])).unwrap_err();
+        assert!(message(nul).contains("'TOKEN'"));
         let big = "v".repeat(5000);
         assert!(message(environment(&vars(&[("BIG", &big)])).unwrap_err()).contains("4KB"));
     }
