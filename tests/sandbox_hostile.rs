@@ -160,6 +160,13 @@ def syscalls(event):
         "raw_socket": attempt(lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)),
         "raw_socket6": attempt(lambda: socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)),
         "packet_socket": attempt(lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)),
+        "vsock_socket": attempt(lambda: socket.socket(40, socket.SOCK_STREAM, 0)),
+        "alg_socket": attempt(lambda: socket.socket(38, socket.SOCK_SEQPACKET, 0)),
+        "key_socket": attempt(lambda: socket.socket(15, socket.SOCK_RAW, 2)),
+        "bluetooth_socket": attempt(lambda: socket.socket(31, socket.SOCK_STREAM, 0)),
+        "uevent_netlink": attempt(lambda: socket.socket(16, socket.SOCK_DGRAM, 15)),
+        "unix_socket": attempt(lambda: socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).close()),
+        "route_netlink": attempt(lambda: socket.socket(16, socket.SOCK_RAW, 0).close()),
         "clone3": raw("clone3", None, 0),
         "tcp_socket": attempt(lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM).close()),
     }
@@ -744,12 +751,19 @@ fn privileged_syscalls_are_denied() {
         "raw_socket",
         "raw_socket6",
         "packet_socket",
+        "vsock_socket",
+        "alg_socket",
+        "key_socket",
+        "bluetooth_socket",
+        "uevent_netlink",
     ]
     .into_iter()
     .map(|name| (name, "EPERM"))
     .collect();
     expected.push(("clone3", "ENOSYS"));
     expected.push(("tcp_socket", "ok"));
+    expected.push(("unix_socket", "ok"));
+    expected.push(("route_netlink", "ok"));
     assert_outcomes(&result, &expected);
     s.canary_answers();
 }
@@ -777,6 +791,7 @@ fn environment_holds_only_function_and_lambda_variables() {
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
         "AWS_LAMBDA_LOG_GROUP_NAME",
         "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_LAMBDA_LOG_FORMAT",
         "AWS_LAMBDA_INITIALIZATION_TYPE",
         "AWS_LAMBDA_RUNTIME_API",
         "AWS_EXECUTION_ENV",
