@@ -23,6 +23,7 @@ use tern_telemetry::Metrics;
 
 use crate::auth::{AuthError, Authenticator};
 use crate::error::to_wire;
+use crate::operations::{self, Support};
 
 /// Largest CreateFunction/UpdateFunctionCode body: a 50 MB zip in base64, as on Lambda.
 pub const MANAGEMENT_BODY_BYTES: usize = 69_905_067;
@@ -168,6 +169,7 @@ pub fn router(state: AppState) -> Router {
         .route("/2016-08-19/account-settings/", get(account_settings))
         .route("/tern/v1/functions/:name/logs", get(function_logs))
         .fallback(unknown_operation)
+        .method_not_allowed_fallback(unknown_operation)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/tern/v1/health", get(health))
@@ -300,16 +302,27 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// A request that no route serves: an operation of the Lambda model that tern does not
+/// implement is named (see `operations.rs`); anything else is an unknown operation.
 async fn unknown_operation(method: Method, uri: axum::http::Uri) -> ApiError {
-    ApiError {
-        status: 404,
-        error_type: "UnknownOperationException",
-        body: serde_json::json!({
-            "Type": "User",
-            "message": format!("Unknown operation: {method} {}", uri.path()),
-        })
-        .to_string(),
-        retry_after: None,
+    let query = uri.query().unwrap_or("");
+    match operations::find(method.as_str(), uri.path(), query) {
+        Some(op) if op.support == Support::NotSupported => {
+            ApiError::from(ServiceError::InvalidParameterValue(format!(
+                "tern does not support the {} operation",
+                op.name
+            )))
+        }
+        _ => ApiError {
+            status: 404,
+            error_type: "UnknownOperationException",
+            body: serde_json::json!({
+                "Type": "User",
+                "message": format!("Unknown operation: {method} {}", uri.path()),
+            })
+            .to_string(),
+            retry_after: None,
+        },
     }
 }
 
