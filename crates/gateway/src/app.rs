@@ -22,6 +22,7 @@ use tern_store::Store;
 use tern_telemetry::Metrics;
 
 use crate::auth::{AuthError, Authenticator};
+use crate::download::{self, request_origin, Downloads};
 use crate::error::to_wire;
 use crate::operations::{self, Support};
 
@@ -38,6 +39,8 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub metrics: Arc<Metrics>,
     pub store: Arc<dyn Store>,
+    /// Presigned downloads of stored zips (GetFunction's `Code.Location`).
+    pub downloads: Arc<Downloads>,
 }
 
 /// An error on its way to the client.
@@ -46,6 +49,19 @@ pub struct ApiError {
     error_type: &'static str,
     body: String,
     retry_after: Option<u32>,
+}
+
+impl ApiError {
+    /// An error outside the service's own types (the `Type` is `User` below 500).
+    pub(crate) fn new(status: u16, error_type: &'static str, message: String) -> Self {
+        let kind = if status >= 500 { "Service" } else { "User" };
+        ApiError {
+            status,
+            error_type,
+            body: serde_json::json!({"Type": kind, "message": message}).to_string(),
+            retry_after: None,
+        }
+    }
 }
 
 impl From<ServiceError> for ApiError {
@@ -174,6 +190,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/tern/v1/health", get(health))
         .route("/metrics", get(metrics))
+        // Presigned: the URL's signature is the credential, not SigV4.
+        .route("/tern/v1/code/:file", get(download::code_zip))
         .merge(lambda)
         .layer(middleware::from_fn(request_id))
         .with_state(state)
@@ -313,16 +331,11 @@ async fn unknown_operation(method: Method, uri: axum::http::Uri) -> ApiError {
                 op.name
             )))
         }
-        _ => ApiError {
-            status: 404,
-            error_type: "UnknownOperationException",
-            body: serde_json::json!({
-                "Type": "User",
-                "message": format!("Unknown operation: {method} {}", uri.path()),
-            })
-            .to_string(),
-            retry_after: None,
-        },
+        _ => ApiError::new(
+            404,
+            "UnknownOperationException",
+            format!("Unknown operation: {method} {}", uri.path()),
+        ),
     }
 }
 
@@ -368,8 +381,16 @@ async fn get_function(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Query(q): Q,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let resp = state.functions.get(&caller, &name, qualifier(&q)).await?;
+    let origin = request_origin(&headers).ok_or_else(|| {
+        ServiceError::InvalidRequestContent("the request has no Host header".to_string())
+    })?;
+    let code_url = |sha256_hex: &str| state.downloads.code_url(&origin, sha256_hex);
+    let resp = state
+        .functions
+        .get(&caller, &name, qualifier(&q), code_url)
+        .await?;
     Ok(json(StatusCode::OK, &resp))
 }
 

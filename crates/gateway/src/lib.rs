@@ -6,8 +6,12 @@
 
 pub mod app;
 pub mod auth;
+pub mod download;
 pub mod error;
 pub mod operations;
+pub mod presign;
 
 pub use app::{router, AppState};
 pub use auth::Authenticator;
+pub use download::Downloads;
+pub use presign::UrlSigner;
