@@ -297,7 +297,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         sandbox = !config.dev_unsandboxed,
         "tern server ready"
     );
-    print_welcome(&addr.to_string(), &creds_path, created);
+    print_welcome(&addr.to_string(), &creds_path, &config.region, created);
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -327,15 +327,15 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_welcome(addr: &str, creds: &Path, created: bool) {
+fn print_welcome(addr: &str, creds: &Path, region: &str, created: bool) {
     let endpoint = format!("http://{addr}");
     if created {
         eprintln!(
             "\nCreated an admin access key and wrote it to {creds} (profile `{PROFILE}`).\n\
              Use it with:\n  \
              tern CLI:  TERN_ENDPOINT={endpoint} TERN_CREDENTIALS={creds} tern functions list\n  \
-             aws CLI:   AWS_SHARED_CREDENTIALS_FILE={creds} aws --profile {PROFILE} --region us-east-1 --endpoint-url {endpoint} lambda list-functions\n  \
-             boto3:     boto3.Session(profile_name='{PROFILE}').client('lambda', endpoint_url='{endpoint}')  (with AWS_SHARED_CREDENTIALS_FILE={creds})\n",
+             aws CLI:   AWS_SHARED_CREDENTIALS_FILE={creds} aws --profile {PROFILE} --region {region} --endpoint-url {endpoint} lambda list-functions\n  \
+             boto3:     boto3.Session(profile_name='{PROFILE}', region_name='{region}').client('lambda', endpoint_url='{endpoint}')  (with AWS_SHARED_CREDENTIALS_FILE={creds})\n",
             creds = creds.display()
         );
     } else {
