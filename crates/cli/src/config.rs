@@ -97,16 +97,16 @@ pub struct ServerArgs {
     /// TOML file with any of the settings below (snake_case keys).
     #[arg(long, env = "TERN_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Address to listen on (port 0 picks a free port).
+    /// Address to listen on (port 0 picks a free port) [default: 127.0.0.1:8900]
     #[arg(long, env = "TERN_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// Directory for all state: database, code, credentials.
+    /// Directory for all state: database, code, credentials [default: .tern in the current directory]
     #[arg(long, env = "TERN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Region shown in ARNs.
+    /// Region shown in ARNs and written to <data-dir>/config [default: us-east-1]
     #[arg(long, env = "TERN_REGION")]
     pub region: Option<String>,
-    /// Seconds an idle instance stays warm before it is stopped.
+    /// Seconds an idle instance stays warm before it is stopped [default: 600]
     #[arg(long, env = "TERN_KEEP_ALIVE")]
     pub keep_alive: Option<u64>,
     /// Server-wide cap on live instances.
@@ -272,6 +272,29 @@ mod tests {
         };
         let err = ServerConfig::load(&args).expect_err("typo must fail");
         assert!(format!("{err:#}").contains("regoin"), "{err:#}");
+    }
+
+    #[test]
+    fn server_help_shows_the_defaults() {
+        use clap::CommandFactory;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            server: ServerArgs,
+        }
+        let help = Cli::command().render_help().to_string();
+        let defaults = ServerConfig::default();
+        for shown in [
+            format!("[default: {}]", defaults.listen),
+            format!(
+                "[default: {} in the current directory]",
+                defaults.data_dir.display()
+            ),
+            format!("[default: {}]", defaults.region),
+            format!("[default: {}]", defaults.keep_alive_secs),
+        ] {
+            assert!(help.contains(&shown), "{shown} not in:\n{help}");
+        }
     }
 
     #[test]

@@ -24,7 +24,9 @@ use tern_telemetry::Metrics;
 use sha2::{Digest, Sha256};
 
 use crate::auth::{AuthError, Authenticator};
+use crate::download::{self, request_origin, Downloads};
 use crate::error::to_wire;
+use crate::operations::{self, Support};
 
 /// Largest CreateFunction/UpdateFunctionCode body: a 50 MB zip in base64, as on Lambda.
 pub const MANAGEMENT_BODY_BYTES: usize = 69_905_067;
@@ -41,6 +43,8 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub metrics: Arc<Metrics>,
     pub store: Arc<dyn Store>,
+    /// Presigned downloads of stored zips (GetFunction's `Code.Location`).
+    pub downloads: Arc<Downloads>,
 }
 
 /// An error on its way to the client.
@@ -49,6 +53,19 @@ pub struct ApiError {
     error_type: &'static str,
     body: String,
     retry_after: Option<u32>,
+}
+
+impl ApiError {
+    /// An error outside the service's own types (the `Type` is `User` below 500).
+    pub(crate) fn new(status: u16, error_type: &'static str, message: String) -> Self {
+        let kind = if status >= 500 { "Service" } else { "User" };
+        ApiError {
+            status,
+            error_type,
+            body: serde_json::json!({"Type": kind, "message": message}).to_string(),
+            retry_after: None,
+        }
+    }
 }
 
 impl From<ServiceError> for ApiError {
@@ -172,10 +189,13 @@ pub fn router(state: AppState) -> Router {
         .route("/2016-08-19/account-settings/", get(account_settings))
         .route("/tern/v1/functions/:name/logs", get(function_logs))
         .fallback(unknown_operation)
+        .method_not_allowed_fallback(unknown_operation)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/tern/v1/health", get(health))
         .route("/metrics", get(metrics))
+        // Presigned: the URL's signature is the credential, not SigV4.
+        .route("/tern/v1/code/:file", get(download::code_zip))
         .merge(lambda)
         // `authenticate` reads each body within its route's limit; the extractors after
         // it must not apply axum's own 2 MiB default on top.
@@ -277,13 +297,15 @@ async fn read_body(body: Body, limit: usize) -> Result<ReadBody, BodyError> {
     })
 }
 
-fn body_error(e: BodyError, is_invoke: bool, limit: usize) -> Response {
+/// `operation` names the request's operation in Lambda's message, when it is one.
+fn body_error(e: BodyError, is_invoke: bool, limit: usize, operation: Option<&str>) -> Response {
+    let op = operation.map_or("this".to_string(), |name| format!("the {name}"));
     let err = match e {
         BodyError::TooLarge if is_invoke => ServiceError::RequestTooLarge(format!(
             "Request must be smaller than {limit} bytes for the InvokeFunction operation"
         )),
         BodyError::TooLarge => ServiceError::RequestEntityTooLarge(format!(
-            "Request must be smaller than {limit} bytes for this operation"
+            "Request must be smaller than {limit} bytes for {op} operation"
         )),
         BodyError::Stalled => ServiceError::InvalidRequestContent(format!(
             "the request body stopped arriving for {} s",
@@ -367,7 +389,10 @@ async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -
     };
     let read = match read_body(body, limit).await {
         Ok(r) => r,
-        Err(e) => return body_error(e, is_invoke, limit),
+        Err(e) => {
+            let operation = crate::operations::find(&method, &path, &query).map(|o| o.name);
+            return body_error(e, is_invoke, limit, operation);
+        }
     };
     let caller = match early {
         Some(caller) => {
@@ -414,16 +439,22 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// A request that no route serves: an operation of the Lambda model that tern does not
+/// implement is named (see `operations.rs`); anything else is an unknown operation.
 async fn unknown_operation(method: Method, uri: axum::http::Uri) -> ApiError {
-    ApiError {
-        status: 404,
-        error_type: "UnknownOperationException",
-        body: serde_json::json!({
-            "Type": "User",
-            "message": format!("Unknown operation: {method} {}", uri.path()),
-        })
-        .to_string(),
-        retry_after: None,
+    let query = uri.query().unwrap_or("");
+    match operations::find(method.as_str(), uri.path(), query) {
+        Some(op) if op.support == Support::NotSupported => {
+            ApiError::from(ServiceError::InvalidParameterValue(format!(
+                "tern does not support the {} operation",
+                op.name
+            )))
+        }
+        _ => ApiError::new(
+            404,
+            "UnknownOperationException",
+            format!("Unknown operation: {method} {}", uri.path()),
+        ),
     }
 }
 
@@ -469,8 +500,16 @@ async fn get_function(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Query(q): Q,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let resp = state.functions.get(&caller, &name, qualifier(&q)).await?;
+    let origin = request_origin(&headers).ok_or_else(|| {
+        ServiceError::InvalidRequestContent("the request has no Host header".to_string())
+    })?;
+    let code_url = |sha256_hex: &str| state.downloads.code_url(&origin, sha256_hex);
+    let resp = state
+        .functions
+        .get(&caller, &name, qualifier(&q), code_url)
+        .await?;
     Ok(json(StatusCode::OK, &resp))
 }
 

@@ -7,9 +7,14 @@
 
 pub mod app;
 pub mod auth;
+pub mod download;
 pub mod error;
 pub mod listener;
+pub mod operations;
+pub mod presign;
 
 pub use app::{router, AppState};
 pub use auth::Authenticator;
+pub use download::Downloads;
 pub use listener::ListenerLimits;
+pub use presign::UrlSigner;

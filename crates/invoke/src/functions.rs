@@ -487,18 +487,21 @@ impl FunctionService {
         Ok(self.configuration(caller, &rec))
     }
 
+    /// GetFunction; `code_url` turns the code's sha256 (hex) into the URL it can be
+    /// downloaded from, which only the HTTP edge knows how to build.
     pub async fn get(
         &self,
         caller: &Caller,
         function_name: &str,
         qualifier: Option<&str>,
+        code_url: impl FnOnce(&str) -> String,
     ) -> Result<GetFunctionResponse, ServiceError> {
         let (rec, _) = self.lookup(caller, function_name, qualifier).await?;
         Ok(GetFunctionResponse {
             configuration: self.configuration(caller, &rec),
             code: FunctionCodeLocation {
                 repository_type: "S3".to_string(),
-                location: format!("tern://code/{}.zip", rec.code.sha256_hex),
+                location: code_url(&rec.code.sha256_hex),
             },
             tags: rec.tags.clone(),
             concurrency: self

@@ -350,16 +350,25 @@ mod tests {
         // The family rule allows exactly these and refuses every other family.
         let allowed: Vec<u64> = socket_rules
             .iter()
-            .find(|r| r.args.iter().all(|a| a.index == 0 && matches!(a.op, Op::Ne)))
+            .find(|r| {
+                r.args
+                    .iter()
+                    .all(|a| a.index == 0 && matches!(a.op, Op::Ne))
+            })
             .expect("a family allow-list rule")
             .args
             .iter()
             .map(|a| a.value.resolve().expect("value"))
             .collect();
-        let expected: Vec<u64> = [libc::AF_UNIX, libc::AF_INET, libc::AF_INET6, libc::AF_NETLINK]
-            .iter()
-            .map(|f| *f as u64)
-            .collect();
+        let expected: Vec<u64> = [
+            libc::AF_UNIX,
+            libc::AF_INET,
+            libc::AF_INET6,
+            libc::AF_NETLINK,
+        ]
+        .iter()
+        .map(|f| *f as u64)
+        .collect();
         assert_eq!(allowed, expected);
         let clone_masks: Vec<u64> = policy
             .rules
