@@ -180,17 +180,26 @@ pub async fn serve(listener: std::net::TcpListener, shared: Arc<ApiShared>) {
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| handle(req, shared.clone()));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .max_buf_size(MAX_HEADER_BUF)
-                .keep_alive(true)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                .await;
+            serve_connection(stream, shared).await;
             drop(slot);
         });
     }
+}
+
+/// Serves one connection (any byte stream: the fuzz target feeds it raw bytes) until
+/// it closes.
+pub async fn serve_connection<S>(stream: S, shared: Arc<ApiShared>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| handle(req, shared.clone()));
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BUF)
+        .keep_alive(true)
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+        .await;
 }
 
 async fn read_body(body: Incoming, limit: usize) -> Option<Bytes> {
