@@ -7,6 +7,7 @@
 pub mod app;
 pub mod auth;
 pub mod error;
+pub mod layers;
 
 pub use app::{router, AppState};
 pub use auth::Authenticator;

@@ -40,6 +40,16 @@ pub(crate) fn overlay_layers(
     format!("/proc/self/fd/{top}:/proc/self/fd/{bottom}")
 }
 
+/// The `lowerdir` of a read-only overlay of several layers, top first, each named by
+/// descriptor.
+pub(crate) fn overlay_lowerdir<T: std::fmt::Display>(layers: &[T]) -> String {
+    layers
+        .iter()
+        .map(|fd| format!("/proc/self/fd/{fd}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 const PASSWD: &str =
     "root:x:0:0:root:/tmp:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n";
 const GROUP: &str = "root:x:0:\nnobody:x:65534:\n";
@@ -117,6 +127,14 @@ pub enum MountStep {
     /// overlay names its layers only as `/proc/self/fd/N` of the mounting process.
     Overlay {
         source: PathBuf,
+        target: PathBuf,
+    },
+    /// Show `layers` merged at `target` through one read-only overlay. The target itself
+    /// is the top layer (it holds only the empty mount points made below it, which must
+    /// stay directories whatever a layer holds), then `layers` in order: the first one's
+    /// file wins over a later one's.
+    OverlayLayers {
+        layers: Vec<PathBuf>,
         target: PathBuf,
     },
     /// Attach a detached mount that came with the request (the disk-backed /tmp):
@@ -201,6 +219,9 @@ pub struct PlanInput<'a> {
     pub root: &'a Path,
     pub code_dir: &'a Path,
     pub bootstrap_dir: &'a Path,
+    /// The function's layers in `Layers` order (a later one's files win), merged
+    /// read-only at `/opt` under the bootstraps at `/opt/tern`.
+    pub layer_dirs: &'a [PathBuf],
     pub extra_ro_paths: &'a [PathBuf],
     pub tmp: TmpSource,
     pub tmp_mb: u32,
@@ -226,6 +247,7 @@ pub const TMP_DISK_PASSED: usize = 0;
 /// Paths the instance sees, relative to its root.
 pub const TASK_DIR: &str = "var/task";
 pub const BOOTSTRAP_DIR: &str = "opt/tern";
+pub const LAYERS_DIR: &str = "opt";
 
 /// Computes the steps that build the sandbox root. Pure: no I/O.
 pub fn plan(host: &HostView, input: &PlanInput) -> Result<Vec<MountStep>, String> {
@@ -275,6 +297,9 @@ pub fn plan(host: &HostView, input: &PlanInput) -> Result<Vec<MountStep>, String
         }
     }
 
+    if !input.layer_dirs.is_empty() {
+        layer_steps(host, input, &mut steps)?;
+    }
     for (source, inside) in [
         (input.code_dir, TASK_DIR),
         (input.bootstrap_dir, BOOTSTRAP_DIR),
@@ -309,6 +334,12 @@ pub fn plan(host: &HostView, input: &PlanInput) -> Result<Vec<MountStep>, String
         // point would write into a read-only bind (or worse, into the host directory).
         if covered.iter().any(|c| path.starts_with(c)) || reserved(path) {
             continue;
+        }
+        if !input.layer_dirs.is_empty() && path.starts_with("/opt") {
+            return Err(format!(
+                "{} is under /opt, which a function's layers cover",
+                path.display()
+            ));
         }
         if let Some(parent) = path.parent().filter(|p| *p != Path::new("/")) {
             steps.push(MountStep::Mkdir {
@@ -433,6 +464,31 @@ pub fn plan(host: &HostView, input: &PlanInput) -> Result<Vec<MountStep>, String
     Ok(steps)
 }
 
+/// The function's layers at `/opt`: one overlay whose top layer is `/opt` itself,
+/// holding the empty mount point of the bootstraps, which are mounted over it next.
+fn layer_steps(host: &HostView, input: &PlanInput, steps: &mut Vec<MountStep>) -> Result<(), String> {
+    if !host.overlayfs {
+        return Err("layers need overlayfs, which this kernel lacks".into());
+    }
+    for dir in input.layer_dirs {
+        check_host_path(dir)?;
+    }
+    let opt = input.root.join(LAYERS_DIR);
+    steps.push(MountStep::Mkdir {
+        path: input.root.join(BOOTSTRAP_DIR),
+        mode: DIR_MODE,
+    });
+    steps.push(MountStep::OverlayLayers {
+        layers: input.layer_dirs.iter().rev().cloned().collect(),
+        target: opt.clone(),
+    });
+    steps.push(MountStep::RemountReadOnly {
+        target: opt,
+        flags: Flags::NOSUID_NODEV,
+    });
+    Ok(())
+}
+
 /// tmpfs options of /tmp: size and inode caps, owned by root of the sandbox.
 pub fn tmp_options(input: &PlanInput) -> String {
     let mb = u64::from(input.tmp_mb.max(1));
@@ -554,6 +610,28 @@ fn apply_step(step: &MountStep, passed: &[RawFd], sys: &mut dyn Syscalls) -> io:
             );
             sys.close(top);
             sys.close(bottom);
+            mounted
+        }
+        MountStep::OverlayLayers { layers, target } => {
+            let mut fds = vec![sys.open_dir(target)?];
+            for layer in layers {
+                match sys.open_dir(layer) {
+                    Ok(fd) => fds.push(fd),
+                    Err(e) => {
+                        fds.into_iter().for_each(|fd| sys.close(fd));
+                        return Err(e);
+                    }
+                }
+            }
+            let options = format!("lowerdir={}", overlay_lowerdir(&fds));
+            let mounted = sys.mount(
+                Some(Path::new(OVERLAY_SOURCE)),
+                target,
+                Some("overlay"),
+                Flags::NOSUID_NODEV.ms() | MsFlags::MS_RDONLY,
+                Some(&options),
+            );
+            fds.into_iter().for_each(|fd| sys.close(fd));
             mounted
         }
         MountStep::AttachPassed { passed: i, target } => match passed.get(*i) {
@@ -774,6 +852,7 @@ mod tests {
             root: Path::new("/data/sandbox/i1"),
             code_dir: Path::new("/data/code/f1"),
             bootstrap_dir: Path::new("/srv/bootstraps"),
+            layer_dirs: &[],
             extra_ro_paths: extra,
             tmp: TmpSource::Tmpfs,
             tmp_mb: 64,
@@ -1027,5 +1106,107 @@ mod tests {
             "{}",
             tail[4]
         );
+    }
+
+    fn layers() -> Vec<PathBuf> {
+        vec![
+            PathBuf::from("/data/code/layer-a"),
+            PathBuf::from("/data/code/layer-b"),
+        ]
+    }
+
+    #[test]
+    fn a_function_without_layers_gets_no_mount_at_opt() {
+        let steps = plan(&host(), &input(&[])).expect("plan");
+        assert!(!steps.iter().any(|s| matches!(s, MountStep::OverlayLayers { .. })));
+        assert!(!steps.iter().any(
+            |s| matches!(s, MountStep::RemountReadOnly { target, .. } if target.ends_with("opt"))
+        ));
+    }
+
+    #[test]
+    fn layers_are_one_read_only_overlay_at_opt_later_layer_first() {
+        let layer_dirs = layers();
+        let mut i = input(&[]);
+        i.layer_dirs = &layer_dirs;
+        let steps = plan(&host(), &i).expect("plan");
+        let at = steps
+            .iter()
+            .position(|s| matches!(s, MountStep::OverlayLayers { .. }))
+            .expect("layers overlay");
+        assert_eq!(
+            steps[at],
+            MountStep::OverlayLayers {
+                layers: vec!["/data/code/layer-b".into(), "/data/code/layer-a".into()],
+                target: "/data/sandbox/i1/opt".into(),
+            }
+        );
+        assert!(matches!(&steps[at + 1],
+            MountStep::RemountReadOnly { target, .. } if target == Path::new("/data/sandbox/i1/opt")));
+        // The bootstraps' mount point exists before the overlay (as its top layer), and
+        // the bootstraps are mounted over the layers, not under them.
+        let tern_dir = steps.iter().position(|s| {
+            *s == MountStep::Mkdir {
+                path: "/data/sandbox/i1/opt/tern".into(),
+                mode: 0o755,
+            }
+        });
+        assert!(tern_dir.is_some_and(|d| d < at));
+        assert!(overlay_is_read_only(&steps, "/srv/bootstraps", "/data/sandbox/i1/opt/tern"));
+        let boot = steps.iter().position(
+            |s| matches!(s, MountStep::Overlay { source, .. } if source == Path::new("/srv/bootstraps")),
+        );
+        assert!(boot.is_some_and(|b| b > at));
+    }
+
+    #[test]
+    fn applying_layers_names_each_by_descriptor_with_the_mount_point_on_top() {
+        let layer_dirs = layers();
+        let mut i = input(&[]);
+        i.layer_dirs = &layer_dirs;
+        let steps = plan(&host(), &i).expect("plan");
+        let mut fake = RecordingSyscalls::default();
+        apply(&steps, &[], &mut fake).expect("apply");
+        let at = fake
+            .calls
+            .iter()
+            .position(|c| c == "open /data/sandbox/i1/opt = 101")
+            .expect("opt opened first");
+        assert_eq!(
+            fake.calls[at + 1..at + 6],
+            [
+                "open /data/code/layer-b = 102",
+                "open /data/code/layer-a = 103",
+                "mount tern /data/sandbox/i1/opt overlay MsFlags(MS_RDONLY | MS_NOSUID | MS_NODEV) \
+                 lowerdir=/proc/self/fd/101:/proc/self/fd/102:/proc/self/fd/103",
+                "close 101",
+                "close 102",
+            ]
+        );
+        assert!(
+            fake.calls.iter().all(|c| !c.starts_with("mount /data/")),
+            "no host path in the mount table"
+        );
+    }
+
+    #[test]
+    fn layers_need_overlayfs_and_clean_paths_and_keep_interpreters_out_of_opt() {
+        let mut layer_dirs = layers();
+        let mut i = input(&[]);
+        i.layer_dirs = &layer_dirs;
+        let no_overlayfs = HostView {
+            overlayfs: false,
+            ..host()
+        };
+        assert!(plan(&no_overlayfs, &i).is_err());
+        let extra = vec![PathBuf::from("/opt/python3.12")];
+        let mut i = input(&extra);
+        i.layer_dirs = &layer_dirs;
+        let err = plan(&host(), &i).expect_err("interpreter under /opt");
+        assert!(err.contains("/opt/python3.12"), "{err}");
+        layer_dirs.push(PathBuf::from("/data/code/../etc"));
+        let mut i = input(&[]);
+        i.layer_dirs = &layer_dirs;
+        assert!(plan(&host(), &i).is_err());
     }
 }

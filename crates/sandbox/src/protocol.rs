@@ -43,6 +43,9 @@ pub(crate) struct KeeperRequest {
 pub(crate) enum KeeperCommand {
     /// Move the detached mount (first descriptor) onto the instance's `/var/task`.
     AttachCode,
+    /// Move the detached overlay of the function's layers (first descriptor) onto the
+    /// instance's `/opt`, keeping the bootstraps' mount at `/opt/tern` on top of it.
+    AttachLayers,
     /// Start the runtime in a sandbox built with [`KeeperRequest::hold`]; its output goes
     /// to the first descriptor. The keeper hands this on to the init.
     StartRuntime(RuntimeStart),

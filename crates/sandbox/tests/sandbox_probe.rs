@@ -94,6 +94,7 @@ impl Fixture {
             ],
             code_dir: self.code.path().to_path_buf(),
             bootstrap_dir: self.boot.path().to_path_buf(),
+            layer_dirs: vec![],
             extra_ro_paths: vec![],
             resources: resources(),
             zygote: None,
