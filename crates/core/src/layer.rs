@@ -193,9 +193,9 @@ pub fn normalize_principal(principal: &str) -> Option<String> {
 
 /// Whether a statement lets `account` use the layer version.
 pub fn grants(statements: &[LayerStatement], account: &str) -> bool {
-    statements
-        .iter()
-        .any(|s| s.action == GET_LAYER_VERSION_ACTION && (s.principal == "*" || s.principal == account))
+    statements.iter().any(|s| {
+        s.action == GET_LAYER_VERSION_ACTION && (s.principal == "*" || s.principal == account)
+    })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -359,9 +359,15 @@ mod tests {
     #[test]
     fn layer_version_arns_parse_and_round_trip() {
         let arn = layer_version_arn("us-east-1", "000000000000", "my-lib_2", 7);
-        assert_eq!(arn, "arn:aws:lambda:us-east-1:000000000000:layer:my-lib_2:7");
+        assert_eq!(
+            arn,
+            "arn:aws:lambda:us-east-1:000000000000:layer:my-lib_2:7"
+        );
         let r = LayerVersionRef::parse(&arn).expect("valid");
-        assert_eq!((r.account.as_str(), r.name.as_str(), r.version), ("000000000000", "my-lib_2", 7));
+        assert_eq!(
+            (r.account.as_str(), r.name.as_str(), r.version),
+            ("000000000000", "my-lib_2", 7)
+        );
         for bad in [
             "my-lib:1",
             "arn:aws:lambda:us-east-1:000000000000:layer:my-lib",

@@ -643,8 +643,11 @@ impl FunctionService {
         }
         if let Some(arns) = &req.layers {
             let layers = self.layers.resolve(caller, arns).await?;
-            self.layers
-                .check_total_size(next.code.unzipped_size, &next.code.sha256_hex, &layers)?;
+            self.layers.check_total_size(
+                next.code.unzipped_size,
+                &next.code.sha256_hex,
+                &layers,
+            )?;
             next.layers = layers;
         }
         self.commit_update(caller, &current, next).await

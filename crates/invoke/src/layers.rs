@@ -107,8 +107,7 @@ fn check_architecture(a: &str, field: &str) -> Result<(), ServiceError> {
 fn check_runtime_name(r: &str) -> Result<(), ServiceError> {
     let ok = !r.is_empty()
         && r.len() <= 64
-        && r
-            .bytes()
+        && r.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
     if ok {
         Ok(())
@@ -137,8 +136,7 @@ impl LayerService {
 
     /// The bare name of a `LayerName` the caller manages (its own layers only).
     fn own_name(caller: &Caller, layer_name: &str) -> Result<String, ServiceError> {
-        let (account, name) =
-            parse_layer_name(layer_name).map_err(|e| invalid(e.to_string()))?;
+        let (account, name) = parse_layer_name(layer_name).map_err(|e| invalid(e.to_string()))?;
         match account {
             Some(a) if a != caller.account => Err(ServiceError::AccessDenied(format!(
                 "Account {} may not manage the layers of account {a}",
@@ -191,7 +189,11 @@ impl LayerService {
                 limits::DESCRIPTION_MAX
             )));
         }
-        if req.license_info.as_ref().is_some_and(|l| l.chars().count() > LICENSE_MAX) {
+        if req
+            .license_info
+            .as_ref()
+            .is_some_and(|l| l.chars().count() > LICENSE_MAX)
+        {
             return Err(invalid(format!(
                 "1 validation error detected: Value at 'licenseInfo' failed to satisfy constraint: Member must have length less than or equal to {LICENSE_MAX}"
             )));
@@ -223,7 +225,11 @@ impl LayerService {
             .ok_or_else(|| invalid("Content.ZipFile is required: tern accepts .zip layers only"))?;
         let zip = base64::engine::general_purpose::STANDARD
             .decode(zip_b64.trim())
-            .map_err(|e| invalid(format!("Invalid value for 'Content.ZipFile': not valid base64 ({e})")))?;
+            .map_err(|e| {
+                invalid(format!(
+                    "Invalid value for 'Content.ZipFile': not valid base64 ({e})"
+                ))
+            })?;
         if zip.len() > limits::ZIP_BYTES {
             return Err(ServiceError::RequestEntityTooLarge(format!(
                 "Zipped layer is {} bytes; the limit is {} bytes",
@@ -259,9 +265,10 @@ impl LayerService {
             created_ms: now_ms(),
         };
         let store = self.store.clone();
-        let published =
-            blocking(move || Ok(store.publish_layer_version(&rec, &uuid::Uuid::new_v4().to_string())?))
-                .await?;
+        let published = blocking(move || {
+            Ok(store.publish_layer_version(&rec, &uuid::Uuid::new_v4().to_string())?)
+        })
+        .await?;
         tracing::info!(namespace = %caller.namespace, layer = %published.name, version = published.version, "layer version published");
         Ok(self.response(&published, location))
     }
@@ -275,8 +282,7 @@ impl LayerService {
         version: u64,
         location: &Location<'_>,
     ) -> Result<LayerVersionResponse, ServiceError> {
-        let (account, name) =
-            parse_layer_name(layer_name).map_err(|e| invalid(e.to_string()))?;
+        let (account, name) = parse_layer_name(layer_name).map_err(|e| invalid(e.to_string()))?;
         let account = account.unwrap_or_else(|| caller.account.clone());
         let found = self.readable(caller, &account, &name, version).await?;
         found
@@ -292,7 +298,9 @@ impl LayerService {
         location: &Location<'_>,
     ) -> Result<LayerVersionResponse, ServiceError> {
         let r = LayerVersionRef::parse(arn).map_err(|e| invalid(e.to_string()))?;
-        let found = self.readable(caller, &r.account, &r.name, r.version).await?;
+        let found = self
+            .readable(caller, &r.account, &r.name, r.version)
+            .await?;
         found
             .map(|v| self.response(&v.record, location))
             .ok_or_else(not_found)
@@ -357,7 +365,11 @@ impl LayerService {
         let after = q.marker.clone().filter(|m| !m.is_empty());
         let mut layers: Vec<LayersListItem> = Vec::new();
         for rec in self.versions(caller, None).await? {
-            if after.as_ref().is_some_and(|a| rec.name.as_str() <= a.as_str()) || !q.matches(&rec) {
+            if after
+                .as_ref()
+                .is_some_and(|a| rec.name.as_str() <= a.as_str())
+                || !q.matches(&rec)
+            {
                 continue;
             }
             // Versions come newest first per name: the first match is the latest.
@@ -394,7 +406,8 @@ impl LayerService {
         let name = Self::own_name(caller, layer_name)?;
         let store = self.store.clone();
         let ns = caller.namespace.clone();
-        let existed = blocking(move || Ok(store.delete_layer_version(&ns, &name, version)?)).await?;
+        let existed =
+            blocking(move || Ok(store.delete_layer_version(&ns, &name, version)?)).await?;
         if existed {
             tracing::info!(namespace = %caller.namespace, layer = %layer_name, version, "layer version deleted");
         }
@@ -416,7 +429,10 @@ impl LayerService {
             .ok_or_else(not_found)
     }
 
-    fn check_policy_revision(v: &StoredLayerVersion, given: Option<&str>) -> Result<(), ServiceError> {
+    fn check_policy_revision(
+        v: &StoredLayerVersion,
+        given: Option<&str>,
+    ) -> Result<(), ServiceError> {
         match given {
             Some(r) if r != v.policy_revision => Err(ServiceError::PreconditionFailed(
                 "The Revision Id provided does not match the latest Revision Id. Call the GetLayerVersionPolicy API to retrieve the latest Revision Id".into(),
@@ -438,7 +454,14 @@ impl LayerService {
         let new_revision = revision.clone();
         blocking(move || {
             store
-                .put_layer_policy(&rec.namespace, &rec.name, rec.version, &statements, &expected, &new_revision)
+                .put_layer_policy(
+                    &rec.namespace,
+                    &rec.name,
+                    rec.version,
+                    &statements,
+                    &expected,
+                    &new_revision,
+                )
                 .map_err(|e| match e {
                     StoreError::Conflict(m) => ServiceError::ResourceConflict(m),
                     other => other.into(),
@@ -488,7 +511,10 @@ impl LayerService {
         }
         let v = self.own_version(caller, layer_name, version).await?;
         Self::check_policy_revision(&v, revision_id)?;
-        if v.statements.iter().any(|s| s.statement_id == req.statement_id) {
+        if v.statements
+            .iter()
+            .any(|s| s.statement_id == req.statement_id)
+        {
             return Err(ServiceError::ResourceConflict(format!(
                 "The statement id ({}) provided already exists. Please provide a new statement id, or remove the existing statement.",
                 req.statement_id
@@ -569,9 +595,8 @@ impl LayerService {
         let mut out: Vec<FunctionLayerRef> = Vec::with_capacity(arns.len());
         let mut seen: Vec<(String, String)> = Vec::new();
         for arn in arns {
-            let r = LayerVersionRef::parse(arn).map_err(|e| {
-                invalid(format!("Invalid value for 'Layers': {e}"))
-            })?;
+            let r = LayerVersionRef::parse(arn)
+                .map_err(|e| invalid(format!("Invalid value for 'Layers': {e}")))?;
             let layer = (r.account.clone(), r.name.clone());
             if seen.contains(&layer) {
                 return Err(invalid(format!(
@@ -611,7 +636,9 @@ impl LayerService {
         } else {
             tern_store::code::tree_size(&self.code.dir(code_sha256_hex)).unwrap_or(0)
         };
-        let total = layers.iter().fold(code, |t, l| t.saturating_add(l.unzipped_size));
+        let total = layers
+            .iter()
+            .fold(code, |t, l| t.saturating_add(l.unzipped_size));
         if total > limits::UNZIPPED_BYTES {
             return Err(invalid(format!(
                 "Function code combined with layers exceeds the maximum allowed size of {} bytes. The actual size is {total} bytes.",
@@ -623,6 +650,9 @@ impl LayerService {
 
     /// Host directories of a function's layers, in order, for its instances.
     pub fn dirs(&self, layers: &[FunctionLayerRef]) -> Vec<std::path::PathBuf> {
-        layers.iter().map(|l| self.code.dir(&l.sha256_hex)).collect()
+        layers
+            .iter()
+            .map(|l| self.code.dir(&l.sha256_hex))
+            .collect()
     }
 }

@@ -466,7 +466,11 @@ pub fn plan(host: &HostView, input: &PlanInput) -> Result<Vec<MountStep>, String
 
 /// The function's layers at `/opt`: one overlay whose top layer is `/opt` itself,
 /// holding the empty mount point of the bootstraps, which are mounted over it next.
-fn layer_steps(host: &HostView, input: &PlanInput, steps: &mut Vec<MountStep>) -> Result<(), String> {
+fn layer_steps(
+    host: &HostView,
+    input: &PlanInput,
+    steps: &mut Vec<MountStep>,
+) -> Result<(), String> {
     if !host.overlayfs {
         return Err("layers need overlayfs, which this kernel lacks".into());
     }
@@ -1118,7 +1122,9 @@ mod tests {
     #[test]
     fn a_function_without_layers_gets_no_mount_at_opt() {
         let steps = plan(&host(), &input(&[])).expect("plan");
-        assert!(!steps.iter().any(|s| matches!(s, MountStep::OverlayLayers { .. })));
+        assert!(!steps
+            .iter()
+            .any(|s| matches!(s, MountStep::OverlayLayers { .. })));
         assert!(!steps.iter().any(
             |s| matches!(s, MountStep::RemountReadOnly { target, .. } if target.ends_with("opt"))
         ));
@@ -1152,7 +1158,11 @@ mod tests {
             }
         });
         assert!(tern_dir.is_some_and(|d| d < at));
-        assert!(overlay_is_read_only(&steps, "/srv/bootstraps", "/data/sandbox/i1/opt/tern"));
+        assert!(overlay_is_read_only(
+            &steps,
+            "/srv/bootstraps",
+            "/data/sandbox/i1/opt/tern"
+        ));
         let boot = steps.iter().position(
             |s| matches!(s, MountStep::Overlay { source, .. } if source == Path::new("/srv/bootstraps")),
         );

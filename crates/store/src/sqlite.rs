@@ -10,9 +10,7 @@ use tern_core::function::FunctionRecord;
 use tern_core::layer::{LayerStatement, LayerVersionRecord};
 
 use crate::schema::MIGRATIONS;
-use crate::store::{
-    AccessKey, LogLine, ProvisionedSetting, Store, StoreError, StoredLayerVersion,
-};
+use crate::store::{AccessKey, LogLine, ProvisionedSetting, Store, StoreError, StoredLayerVersion};
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,

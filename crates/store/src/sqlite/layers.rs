@@ -168,22 +168,47 @@ mod tests {
     #[test]
     fn versions_count_up_per_layer_and_namespace_and_are_never_reused() {
         let (_d, store) = open();
-        let v = |ns, name| store.publish_layer_version(&layer(ns, name, &[]), "r").unwrap().version;
-        assert_eq!((v("default", "a"), v("default", "a"), v("default", "b")), (1, 2, 1));
+        let v = |ns, name| {
+            store
+                .publish_layer_version(&layer(ns, name, &[]), "r")
+                .unwrap()
+                .version
+        };
+        assert_eq!(
+            (v("default", "a"), v("default", "a"), v("default", "b")),
+            (1, 2, 1)
+        );
         assert_eq!(v("other", "a"), 1);
         assert!(store.delete_layer_version("default", "a", 2).unwrap());
         assert!(!store.delete_layer_version("default", "a", 2).unwrap());
-        assert_eq!(v("default", "a"), 3, "deleted version 2 is not handed out again");
-        assert!(store.get_layer_version("000000000000", "a", 2).unwrap().is_none());
-        let got = store.get_layer_version("000000000000", "a", 3).unwrap().unwrap();
+        assert_eq!(
+            v("default", "a"),
+            3,
+            "deleted version 2 is not handed out again"
+        );
+        assert!(store
+            .get_layer_version("000000000000", "a", 2)
+            .unwrap()
+            .is_none());
+        let got = store
+            .get_layer_version("000000000000", "a", 3)
+            .unwrap()
+            .unwrap();
         assert_eq!((got.record.version, got.record.unzipped_size), (3, 20));
     }
 
     #[test]
     fn listing_is_by_name_then_newest_version_and_stays_in_its_namespace() {
         let (_d, store) = open();
-        for (ns, name) in [("default", "b"), ("default", "a"), ("default", "a"), ("other", "c")] {
-            store.publish_layer_version(&layer(ns, name, &["python3.11"]), "r").unwrap();
+        for (ns, name) in [
+            ("default", "b"),
+            ("default", "a"),
+            ("default", "a"),
+            ("other", "c"),
+        ] {
+            store
+                .publish_layer_version(&layer(ns, name, &["python3.11"]), "r")
+                .unwrap();
         }
         let all: Vec<(String, u64)> = store
             .list_layer_versions("default", None)
@@ -192,14 +217,25 @@ mod tests {
             .map(|r| (r.name, r.version))
             .collect();
         assert_eq!(all, [("a".into(), 2), ("a".into(), 1), ("b".into(), 1)]);
-        assert_eq!(store.list_layer_versions("default", Some("b")).unwrap().len(), 1);
-        assert!(store.list_layer_versions("default", Some("c")).unwrap().is_empty());
+        assert_eq!(
+            store
+                .list_layer_versions("default", Some("b"))
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(store
+            .list_layer_versions("default", Some("c"))
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
     fn policy_is_replaced_only_under_the_revision_it_was_read_at() {
         let (_d, store) = open();
-        store.publish_layer_version(&layer("default", "a", &[]), "r0").unwrap();
+        store
+            .publish_layer_version(&layer("default", "a", &[]), "r0")
+            .unwrap();
         let st = LayerStatement {
             statement_id: "s1".into(),
             action: "lambda:GetLayerVersion".into(),
@@ -212,8 +248,14 @@ mod tests {
             store.put_layer_policy("default", "a", 1, &[], "r0", "r2"),
             Err(StoreError::Conflict(_))
         ));
-        let got = store.get_layer_version("000000000000", "a", 1).unwrap().unwrap();
-        assert_eq!((got.statements, got.policy_revision.as_str()), (vec![st], "r1"));
+        let got = store
+            .get_layer_version("000000000000", "a", 1)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (got.statements, got.policy_revision.as_str()),
+            (vec![st], "r1")
+        );
         store.delete_layer_version("default", "a", 1).unwrap();
         assert!(matches!(
             store.put_layer_policy("default", "a", 1, &[], "r1", "r2"),
@@ -231,7 +273,10 @@ mod tests {
             .unwrap();
         let store = SqliteStore::open(&path).unwrap();
         assert_eq!(
-            store.publish_layer_version(&layer("default", "a", &[]), "r").unwrap().version,
+            store
+                .publish_layer_version(&layer("default", "a", &[]), "r")
+                .unwrap()
+                .version,
             2
         );
     }
