@@ -69,11 +69,11 @@ impl LayerListQuery {
     fn matches(&self, rec: &LayerVersionRecord) -> bool {
         self.compatible_runtime
             .as_ref()
-            .map_or(true, |r| rec.compatible_runtimes.contains(r))
+            .is_none_or(|r| rec.compatible_runtimes.contains(r))
             && self
                 .compatible_architecture
                 .as_ref()
-                .map_or(true, |a| rec.compatible_architectures.contains(a))
+                .is_none_or(|a| rec.compatible_architectures.contains(a))
     }
 
     fn limit(&self) -> Result<usize, ServiceError> {
@@ -337,7 +337,7 @@ impl LayerService {
             .versions(caller, Some(name))
             .await?
             .into_iter()
-            .filter(|r| after.map_or(true, |a| r.version < a) && q.matches(r))
+            .filter(|r| after.is_none_or(|a| r.version < a) && q.matches(r))
             .take(limit + 1)
             .collect();
         let next_marker = (page.len() > limit).then(|| {
