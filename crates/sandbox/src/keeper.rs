@@ -263,13 +263,15 @@ fn serve_until_init_exits(
             continue;
         }
         match protocol::recv::<KeeperCommand>(ctl) {
-            Ok(Some((KeeperCommand::AttachCode, fds))) if fds.len() == 2 => {
+            Ok(Some((KeeperCommand::AttachCode { layers: false }, fds))) if fds.len() == 2 => {
                 let error = attach_code(pidfd, &mut entered_mount_ns, &fds[0]).err();
                 let _ = protocol::send(&fds[1], &CommandReply { error }, &[]);
             }
-            Ok(Some((KeeperCommand::AttachLayers, fds))) if fds.len() == 2 => {
-                let error = attach_layers(pidfd, &mut entered_mount_ns, &fds[0]).err();
-                let _ = protocol::send(&fds[1], &CommandReply { error }, &[]);
+            Ok(Some((KeeperCommand::AttachCode { layers: true }, fds))) if fds.len() == 3 => {
+                let error = attach_code(pidfd, &mut entered_mount_ns, &fds[0])
+                    .and_then(|()| attach_layers(pidfd, &mut entered_mount_ns, &fds[1]))
+                    .err();
+                let _ = protocol::send(&fds[2], &CommandReply { error }, &[]);
             }
             Ok(Some((KeeperCommand::StartRuntime(start), fds))) if fds.len() == 2 => {
                 let error = match to_init {

@@ -1075,13 +1075,13 @@ impl SandboxInstance {
 
     /// Has the held init start the runtime; returns once it was exec'd (or failed to).
     fn start_runtime(&self, start: RuntimeStart, output: OwnedFd) -> Result<(), String> {
-        self.command(KeeperCommand::StartRuntime(start), output)
+        self.command(KeeperCommand::StartRuntime(start), vec![output])
     }
 
-    /// Sends the keeper a command with one descriptor and waits for its answer, which
+    /// Sends the keeper a command with its descriptors and waits for its answer, which
     /// comes on a socket of its own (the control socket's incoming side belongs to
     /// whoever waits for the exit status).
-    fn command(&self, command: KeeperCommand, fd: OwnedFd) -> Result<(), String> {
+    fn command(&self, command: KeeperCommand, fds: Vec<OwnedFd>) -> Result<(), String> {
         let (reply, reply_theirs) = socketpair(
             AddressFamily::Unix,
             SockType::SeqPacket,
@@ -1092,13 +1092,10 @@ impl SandboxInstance {
         let timeout = TimeVal::new(LAUNCH_TIMEOUT.as_secs() as i64, 0);
         setsockopt(&reply, sockopt::ReceiveTimeout, &timeout)
             .map_err(|e| format!("socket timeout: {e}"))?;
-        protocol::send(
-            &self.ctl,
-            &command,
-            &[fd.as_raw_fd(), reply_theirs.as_raw_fd()],
-        )
-        .map_err(|e| format!("reach the keeper: {e}"))?;
-        drop((fd, reply_theirs));
+        let mut raw: Vec<RawFd> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
+        raw.push(reply_theirs.as_raw_fd());
+        protocol::send(&self.ctl, &command, &raw).map_err(|e| format!("reach the keeper: {e}"))?;
+        drop((fds, reply_theirs));
         match protocol::recv::<CommandReply>(&reply) {
             Ok(Some((CommandReply { error: None }, _))) => Ok(()),
             Ok(Some((CommandReply { error: Some(e) }, _))) => Err(e),
@@ -1107,9 +1104,10 @@ impl SandboxInstance {
         }
     }
 
-    /// Mounts the layers at `/opt` as [`mounts::plan`] would have: one read-only
-    /// overlay, later layers first, under a top layer holding the `tern` mount point.
-    fn attach_layers(&self, layer_dirs: &[PathBuf]) -> Result<(), String> {
+    /// The layers as [`mounts::plan`] would have mounted them at `/opt`, detached: one
+    /// read-only overlay, later layers first, under a top layer holding the `tern` mount
+    /// point.
+    fn layers_mount(&self, layer_dirs: &[PathBuf]) -> Result<OwnedFd, String> {
         let open = |dir: &Path| File::open(dir).map_err(|e| format!("open {}: {e}", dir.display()));
         let mut layers = vec![open(&self.opt_base)?];
         for dir in layer_dirs.iter().rev() {
@@ -1124,10 +1122,9 @@ impl SandboxInstance {
                 sys::FsOption::String("lowerdir", &lower),
             ],
         )
-        .map_err(|e| format!("overlay of the layers: {e}"))?;
+        .map_err(|e| format!("overlay of the layers: {e}"));
         drop(layers);
-        self.command(KeeperCommand::AttachLayers, mount)
-            .map_err(|e| format!("attach the layers: {e}"))
+        mount
     }
 
     /// Tears down an instance that will never be handed out.
@@ -1265,13 +1262,15 @@ impl InstanceProcess for SandboxInstance {
         )
         .map_err(|e| format!("overlay of the code: {e}"))?;
         drop((top, bottom));
-        // Entering the instance's mount namespace takes a single-threaded process: the
-        // keeper does the move.
-        self.command(KeeperCommand::AttachCode, mount)
-            .map_err(|e| format!("attach the code: {e}"))?;
+        let mut mounts = vec![mount];
         if !layer_dirs.is_empty() {
-            self.attach_layers(layer_dirs)?;
+            mounts.push(self.layers_mount(layer_dirs)?);
         }
+        // Entering the instance's mount namespace takes a single-threaded process: the
+        // keeper does the moves.
+        let layers = mounts.len() > 1;
+        self.command(KeeperCommand::AttachCode { layers }, mounts)
+            .map_err(|e| format!("attach the code: {e}"))?;
         Ok(PathBuf::from("/var/task"))
     }
 
