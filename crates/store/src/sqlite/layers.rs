@@ -242,7 +242,7 @@ mod tests {
             principal: "*".into(),
         };
         store
-            .put_layer_policy("default", "a", 1, &[st.clone()], "r0", "r1")
+            .put_layer_policy("default", "a", 1, std::slice::from_ref(&st), "r0", "r1")
             .unwrap();
         assert!(matches!(
             store.put_layer_policy("default", "a", 1, &[], "r0", "r2"),
