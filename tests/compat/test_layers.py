@@ -15,7 +15,14 @@ import botocore.exceptions
 import pytest
 
 from calls import ACCOUNT, REGION, create_and_wait, invoke_json, unique_name
+from conftest import sandboxed
 from packages import NODE_RUNTIME, PYTHON_RUNTIME, build_zip
+
+# Layers are shown at /opt by the sandbox; --dev-unsandboxed has no /opt of its own and
+# refuses to start a function with layers, so the tests that run one need the sandbox.
+needs_sandbox = pytest.mark.skipif(
+    not sandboxed(), reason="layers at /opt need the sandbox (the server runs --dev-unsandboxed)"
+)
 
 LAYER_ARN = re.compile(rf"^arn:aws:lambda:{REGION}:{ACCOUNT}:layer:[\w-]+$")
 
@@ -207,6 +214,7 @@ def test_permissions_round_trip_with_revision_ids(lambda_client):
         )
 
 
+@needs_sandbox
 def test_python_function_imports_from_opt_python_and_the_later_layer_wins(
     lambda_client, two_layers
 ):
@@ -244,6 +252,7 @@ def test_python_function_imports_from_opt_python_and_the_later_layer_wins(
     )
 
 
+@needs_sandbox
 def test_layers_appear_on_every_start_path(lambda_client, two_layers):
     """Concurrent cold starts take whatever the server built ahead of time (held
     sandboxes, zygote forks, pre-warmed interpreters) or start from scratch; every one
@@ -265,6 +274,7 @@ def test_layers_appear_on_every_start_path(lambda_client, two_layers):
     assert any(re.match(r"h\d+-", i) for i in instance_ids), instance_ids
 
 
+@needs_sandbox
 def test_a_pre_warmed_instance_sees_its_layers(lambda_client, two_layers):
     """The default server keeps Python interpreters pre-warmed before any function is
     known (instance ids `pw-...`, seen in the log stream name): the first cold start of
@@ -288,6 +298,7 @@ def test_a_pre_warmed_instance_sees_its_layers(lambda_client, two_layers):
     pytest.fail(f"no cold start took a pre-warmed instance: {seen}")
 
 
+@needs_sandbox
 def test_node_function_requires_a_module_from_opt_nodejs_node_modules(lambda_client):
     layer = publish(lambda_client, build_zip({
         "nodejs/node_modules/greeter/index.js":
