@@ -386,3 +386,16 @@ def test_hostile_layer_zips_are_rejected(lambda_client):
         with pytest.raises(lambda_client.exceptions.InvalidParameterValueException) as e:
             publish(lambda_client, zip_bytes)
         assert "points outside the package" in str(e.value)
+
+
+@pytest.mark.skipif(sandboxed(), reason="the server runs sandboxed, with /opt")
+def test_an_unsandboxed_server_says_why_a_function_with_layers_does_not_start(
+    lambda_client, two_layers
+):
+    fn = create_and_wait(
+        lambda_client, build_zip({"app.py": LAYERED_PY}), name=unique_name("unsandboxed"),
+        Layers=list(two_layers),
+    )["FunctionName"]
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        invoke_json(lambda_client, fn)
+    assert "functions with layers need the sandbox launcher" in str(e.value)
