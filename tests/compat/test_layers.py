@@ -388,6 +388,42 @@ def test_hostile_layer_zips_are_rejected(lambda_client):
         assert "points outside the package" in str(e.value)
 
 
+TERN_PEEK_PY = """\
+import os
+
+
+def handler(event, context):
+    with open("/opt/tern/python/bootstrap.py") as f:
+        bootstrap = f.read()
+    return {
+        "bootstrap_replaced": "EVIL" in bootstrap,
+        "tern_listing": sorted(os.listdir("/opt/tern")),
+        "own_file": open("/opt/mine.txt").read(),
+        "stream": context.log_stream_name,
+    }
+"""
+
+
+@needs_sandbox
+def test_a_layer_cannot_replace_or_add_to_terns_bootstraps(lambda_client):
+    """/opt/tern is tern's: a layer's `tern/` shows nothing there, whichever way the
+    instance started (pre-warmed, or a sandbox built with its layers)."""
+    evil = publish(lambda_client, build_zip({
+        "tern/python/bootstrap.py": "EVIL = True\n",
+        "tern/evil.txt": "x",
+        "mine.txt": "mine",
+    }))["LayerVersionArn"]
+    for env in ({}, {"LC_ALL": "C.UTF-8"}):
+        fn = create_and_wait(
+            lambda_client, build_zip({"app.py": TERN_PEEK_PY}), name=unique_name("peek"),
+            Layers=[evil], Environment={"Variables": env},
+        )["FunctionName"]
+        _, out = invoke_json(lambda_client, fn)
+        assert out["bootstrap_replaced"] is False, out
+        assert "evil.txt" not in out["tern_listing"], out
+        assert out["own_file"] == "mine"
+
+
 @pytest.mark.skipif(sandboxed(), reason="the server runs sandboxed, with /opt")
 def test_an_unsandboxed_server_says_why_a_function_with_layers_does_not_start(
     lambda_client, two_layers

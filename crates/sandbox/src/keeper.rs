@@ -66,14 +66,17 @@ fn attach_code(pidfd: &OwnedFd, entered: &mut bool, mount: &OwnedFd) -> Result<(
     sys::move_mount_onto(mount.as_raw_fd(), target.as_raw_fd()).map_err(ctx("mount the code"))
 }
 
-/// Mounts a pre-warmed instance's layers over its `/opt`. The overlay covers the
-/// bootstraps' mount at `/opt/tern`, so a copy of that mount goes back on top (the
-/// overlay's top layer holds an empty `tern` directory for it). A runtime that already
-/// opened a bootstrap file keeps it: the copy is the same filesystem.
+/// Mounts a pre-warmed instance's layers over its `/opt`, as the mount plan's
+/// `OverlayLayers` step does: the bootstraps' mount at `/opt/tern` is copied and
+/// detached, and the copy goes back on top of the layers (the overlay's top layer holds
+/// an empty `tern` directory for it). A runtime that already opened a bootstrap file
+/// keeps it: the copy is the same filesystem.
 fn attach_layers(pidfd: &OwnedFd, entered: &mut bool, mount: &OwnedFd) -> Result<()> {
     enter_mount_ns(pidfd, entered)?;
     let bootstraps = sys::clone_mount(std::path::Path::new("/opt/tern"))
         .map_err(ctx("copy the /opt/tern mount"))?;
+    nix::mount::umount2("/opt/tern", nix::mount::MntFlags::MNT_DETACH)
+        .map_err(ctx("detach the /opt/tern mount"))?;
     let opt = open_mount_point("/opt")?;
     sys::move_mount_onto(mount.as_raw_fd(), opt.as_raw_fd()).map_err(ctx("mount the layers"))?;
     let tern = open_mount_point("/opt/tern")?;

@@ -129,13 +129,17 @@ pub enum MountStep {
         source: PathBuf,
         target: PathBuf,
     },
-    /// Show `layers` merged at `target` through one read-only overlay. The target itself
-    /// is the top layer (it holds only the empty mount points made below it, which must
-    /// stay directories whatever a layer holds), then `layers` in order: the first one's
-    /// file wins over a later one's.
+    /// Show `layers` merged at `target` through one read-only overlay, with the mount
+    /// at `keep` (below `target`) moved on top of it: a copy of that mount is taken, the
+    /// original detached, the overlay mounted and the copy attached at `keep` again. The
+    /// target directory itself is the overlay's top layer (it holds only empty mount
+    /// points, which so stay directories whatever a layer holds), then `layers` in
+    /// order: the first one's file wins over a later one's. Nothing of a layer shows
+    /// under `keep`.
     OverlayLayers {
         layers: Vec<PathBuf>,
         target: PathBuf,
+        keep: PathBuf,
     },
     /// Attach a detached mount that came with the request (the disk-backed /tmp):
     /// `passed` indexes the descriptors handed to [`apply`].
@@ -297,9 +301,6 @@ pub fn plan(host: &HostView, input: &PlanInput) -> Result<Vec<MountStep>, String
         }
     }
 
-    if !input.layer_dirs.is_empty() {
-        layer_steps(host, input, &mut steps)?;
-    }
     for (source, inside) in [
         (input.code_dir, TASK_DIR),
         (input.bootstrap_dir, BOOTSTRAP_DIR),
@@ -325,6 +326,9 @@ pub fn plan(host: &HostView, input: &PlanInput) -> Result<Vec<MountStep>, String
     }
     covered.push(PathBuf::from("/var/task"));
     covered.push(PathBuf::from("/opt/tern"));
+    if !input.layer_dirs.is_empty() {
+        layer_steps(host, input, &mut steps)?;
+    }
 
     let mut extra: Vec<&PathBuf> = input.extra_ro_paths.iter().collect();
     extra.sort();
@@ -464,8 +468,7 @@ pub fn plan(host: &HostView, input: &PlanInput) -> Result<Vec<MountStep>, String
     Ok(steps)
 }
 
-/// The function's layers at `/opt`: one overlay whose top layer is `/opt` itself,
-/// holding the empty mount point of the bootstraps, which are mounted over it next.
+/// The function's layers at `/opt`, under the bootstraps' mount at `/opt/tern`.
 fn layer_steps(
     host: &HostView,
     input: &PlanInput,
@@ -478,13 +481,10 @@ fn layer_steps(
         check_host_path(dir)?;
     }
     let opt = input.root.join(LAYERS_DIR);
-    steps.push(MountStep::Mkdir {
-        path: input.root.join(BOOTSTRAP_DIR),
-        mode: DIR_MODE,
-    });
     steps.push(MountStep::OverlayLayers {
         layers: input.layer_dirs.iter().rev().cloned().collect(),
         target: opt.clone(),
+        keep: input.root.join(BOOTSTRAP_DIR),
     });
     steps.push(MountStep::RemountReadOnly {
         target: opt,
@@ -551,6 +551,8 @@ pub trait Syscalls {
     fn move_mount(&mut self, mount: RawFd, target: &Path) -> io::Result<()>;
     /// Opens a directory as an `O_PATH` descriptor, to name it as `/proc/self/fd/N`.
     fn open_dir(&mut self, path: &Path) -> io::Result<RawFd>;
+    /// A detached copy of the mount at `path` (open_tree with OPEN_TREE_CLONE).
+    fn clone_mount(&mut self, path: &Path) -> io::Result<RawFd>;
     fn close(&mut self, fd: RawFd);
     fn touch(&mut self, path: &Path) -> io::Result<()>;
     fn symlink(&mut self, target: &Path, link: &Path) -> io::Result<()>;
@@ -616,27 +618,18 @@ fn apply_step(step: &MountStep, passed: &[RawFd], sys: &mut dyn Syscalls) -> io:
             sys.close(bottom);
             mounted
         }
-        MountStep::OverlayLayers { layers, target } => {
-            let mut fds = vec![sys.open_dir(target)?];
-            for layer in layers {
-                match sys.open_dir(layer) {
-                    Ok(fd) => fds.push(fd),
-                    Err(e) => {
-                        fds.into_iter().for_each(|fd| sys.close(fd));
-                        return Err(e);
-                    }
-                }
-            }
-            let options = format!("lowerdir={}", overlay_lowerdir(&fds));
-            let mounted = sys.mount(
-                Some(Path::new(OVERLAY_SOURCE)),
-                target,
-                Some("overlay"),
-                Flags::NOSUID_NODEV.ms() | MsFlags::MS_RDONLY,
-                Some(&options),
-            );
-            fds.into_iter().for_each(|fd| sys.close(fd));
-            mounted
+        MountStep::OverlayLayers {
+            layers,
+            target,
+            keep,
+        } => {
+            let kept = sys.clone_mount(keep)?;
+            let result = sys
+                .umount_detach(keep)
+                .and_then(|()| overlay_of_layers(sys, layers, target))
+                .and_then(|()| sys.move_mount(kept, keep));
+            sys.close(kept);
+            result
         }
         MountStep::AttachPassed { passed: i, target } => match passed.get(*i) {
             Some(fd) => sys.move_mount(*fd, target),
@@ -668,6 +661,30 @@ fn apply_step(step: &MountStep, passed: &[RawFd], sys: &mut dyn Syscalls) -> io:
             sys.chdir(Path::new("/"))
         }
     }
+}
+
+/// Mounts `layers` at `target` as one read-only overlay, `target` itself on top.
+fn overlay_of_layers(sys: &mut dyn Syscalls, layers: &[PathBuf], target: &Path) -> io::Result<()> {
+    let mut fds = vec![sys.open_dir(target)?];
+    for layer in layers {
+        match sys.open_dir(layer) {
+            Ok(fd) => fds.push(fd),
+            Err(e) => {
+                fds.into_iter().for_each(|fd| sys.close(fd));
+                return Err(e);
+            }
+        }
+    }
+    let options = format!("lowerdir={}", overlay_lowerdir(&fds));
+    let mounted = sys.mount(
+        Some(Path::new(OVERLAY_SOURCE)),
+        target,
+        Some("overlay"),
+        Flags::NOSUID_NODEV.ms() | MsFlags::MS_RDONLY,
+        Some(&options),
+    );
+    fds.into_iter().for_each(|fd| sys.close(fd));
+    mounted
 }
 
 /// The real system calls.
@@ -718,6 +735,10 @@ impl Syscalls for RealSyscalls {
     }
     fn close(&mut self, fd: RawFd) {
         let _ = nix::unistd::close(fd);
+    }
+    fn clone_mount(&mut self, path: &Path) -> io::Result<RawFd> {
+        use std::os::fd::IntoRawFd;
+        crate::sys::clone_mount(path).map(IntoRawFd::into_raw_fd)
     }
     fn touch(&mut self, path: &Path) -> io::Result<()> {
         if let Some(parent) = path.parent() {
@@ -809,6 +830,13 @@ impl Syscalls for RecordingSyscalls {
     }
     fn close(&mut self, fd: RawFd) {
         self.calls.push(format!("close {fd}"));
+    }
+    fn clone_mount(&mut self, path: &Path) -> io::Result<RawFd> {
+        self.next_fd += 1;
+        let fd = 100 + self.next_fd;
+        self.calls
+            .push(format!("open_tree {} = {fd}", path.display()));
+        Ok(fd)
     }
     fn touch(&mut self, path: &Path) -> io::Result<()> {
         self.calls.push(format!("touch {}", path.display()));
@@ -1131,7 +1159,7 @@ mod tests {
     }
 
     #[test]
-    fn layers_are_one_read_only_overlay_at_opt_later_layer_first() {
+    fn layers_are_one_read_only_overlay_at_opt_later_layer_first_under_the_bootstraps() {
         let layer_dirs = layers();
         let mut i = input(&[]);
         i.layer_dirs = &layer_dirs;
@@ -1145,19 +1173,12 @@ mod tests {
             MountStep::OverlayLayers {
                 layers: vec!["/data/code/layer-b".into(), "/data/code/layer-a".into()],
                 target: "/data/sandbox/i1/opt".into(),
+                keep: "/data/sandbox/i1/opt/tern".into(),
             }
         );
         assert!(matches!(&steps[at + 1],
             MountStep::RemountReadOnly { target, .. } if target == Path::new("/data/sandbox/i1/opt")));
-        // The bootstraps' mount point exists before the overlay (as its top layer), and
-        // the bootstraps are mounted over the layers, not under them.
-        let tern_dir = steps.iter().position(|s| {
-            *s == MountStep::Mkdir {
-                path: "/data/sandbox/i1/opt/tern".into(),
-                mode: 0o755,
-            }
-        });
-        assert!(tern_dir.is_some_and(|d| d < at));
+        // The bootstraps are mounted (read-only) first; the layers step keeps them on top.
         assert!(overlay_is_read_only(
             &steps,
             "/srv/bootstraps",
@@ -1166,11 +1187,11 @@ mod tests {
         let boot = steps.iter().position(
             |s| matches!(s, MountStep::Overlay { source, .. } if source == Path::new("/srv/bootstraps")),
         );
-        assert!(boot.is_some_and(|b| b > at));
+        assert!(boot.is_some_and(|b| b < at));
     }
 
     #[test]
-    fn applying_layers_names_each_by_descriptor_with_the_mount_point_on_top() {
+    fn applying_layers_moves_the_bootstraps_back_on_top_and_names_layers_by_descriptor() {
         let layer_dirs = layers();
         let mut i = input(&[]);
         i.layer_dirs = &layer_dirs;
@@ -1180,17 +1201,35 @@ mod tests {
         let at = fake
             .calls
             .iter()
-            .position(|c| c == "open /data/sandbox/i1/opt = 101")
-            .expect("opt opened first");
+            .position(|c| c.starts_with("open_tree "))
+            .expect("bootstraps' mount copied");
+        let fd = |n: i32| format!("/proc/self/fd/{n}");
+        // The fake numbers descriptors in order: the copy, then the overlay's layers.
+        let kept: i32 = fake.calls[at]
+            .rsplit(" = ")
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("a descriptor number");
+        let (top, b, a) = (kept + 1, kept + 2, kept + 3);
         assert_eq!(
-            fake.calls[at + 1..at + 6],
+            fake.calls[at..at + 10],
             [
-                "open /data/code/layer-b = 102",
-                "open /data/code/layer-a = 103",
-                "mount tern /data/sandbox/i1/opt overlay MsFlags(MS_RDONLY | MS_NOSUID | MS_NODEV) \
-                 lowerdir=/proc/self/fd/101:/proc/self/fd/102:/proc/self/fd/103",
-                "close 101",
-                "close 102",
+                format!("open_tree /data/sandbox/i1/opt/tern = {kept}"),
+                "umount2 /data/sandbox/i1/opt/tern MNT_DETACH".to_string(),
+                format!("open /data/sandbox/i1/opt = {top}"),
+                format!("open /data/code/layer-b = {b}"),
+                format!("open /data/code/layer-a = {a}"),
+                format!(
+                    "mount tern /data/sandbox/i1/opt overlay MsFlags(MS_RDONLY | MS_NOSUID | MS_NODEV) \
+                     lowerdir={}:{}:{}",
+                    fd(top),
+                    fd(b),
+                    fd(a)
+                ),
+                format!("close {top}"),
+                format!("close {b}"),
+                format!("close {a}"),
+                format!("move_mount {kept} /data/sandbox/i1/opt/tern"),
             ]
         );
         assert!(
