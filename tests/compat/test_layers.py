@@ -51,6 +51,7 @@ def handler(event, context):
         "tern_bootstrap_visible": os.path.exists("/opt/tern/python/bootstrap.py"),
         "stream": context.log_stream_name,
         "sys_path_has_opt": "/opt/python" in sys.path,
+        "mountinfo": open("/proc/self/mountinfo").read(),
     }
 """
 
@@ -253,7 +254,7 @@ def test_python_function_imports_from_opt_python_and_the_later_layer_wins(
 
 
 @needs_sandbox
-def test_layers_appear_on_every_start_path(lambda_client, two_layers):
+def test_layers_appear_on_every_start_path(lambda_client, two_layers, tern_server):
     """Concurrent cold starts take whatever the server built ahead of time (held
     sandboxes, zygote forks, pre-warmed interpreters) or start from scratch; every one
     shows the layers. Functions with LC_* set get no zygote or pre-warmed interpreter."""
@@ -268,6 +269,9 @@ def test_layers_appear_on_every_start_path(lambda_client, two_layers):
             outs = list(pool.map(lambda _: invoke_json(lambda_client, fn)[1], range(4)))
         for out in outs:
             assert (out["mylib"], out["shared"]) == ("layer-a", "layer-b"), out
+            assert out["opt_writable"] is False
+            # The layers' overlay names its directories by descriptor, never by path.
+            assert str(tern_server.data_dir) not in out["mountinfo"], out["mountinfo"]
             streams.append(out["stream"])
     instance_ids = [s.split("]", 1)[1] for s in streams]
     # Held sandboxes (ids h<n>-...) got their layers attached after they were built.
