@@ -408,3 +408,117 @@ fn a_server_that_is_not_running_is_reported_as_unreachable() {
         "{run:#?}"
     );
 }
+
+#[test]
+fn redeploying_an_existing_function_needs_only_its_name() {
+    let server = Server::start();
+    let v1 = python_dir(1);
+    deploy(
+        &server,
+        path_str(v1.path()),
+        "again",
+        "python3.11",
+        "app.handler",
+        &["--memory", "256", "--env", "GREETING=kept"],
+    )
+    .ok();
+
+    let v2 = python_dir(2);
+    let updated = tern(&server, &["deploy", path_str(v2.path()), "--name", "again"]).ok();
+    assert!(
+        updated
+            .stdout
+            .starts_with("updated again (python3.11, handler app.handler"),
+        "{updated:#?}"
+    );
+    let out = tern(&server, &["invoke", "again"]).ok().json();
+    assert_eq!(out["version"], 2, "new code");
+    let config = tern(&server, &["functions", "get", "again"]).ok().json();
+    assert_eq!(config["Handler"], "app.handler");
+    assert_eq!(config["MemorySize"], 256);
+    assert_eq!(config["Environment"]["Variables"]["GREETING"], "kept");
+
+    // A setting that is given is applied, the others stay.
+    tern(
+        &server,
+        &[
+            "deploy",
+            path_str(v2.path()),
+            "--name",
+            "again",
+            "--timeout",
+            "9",
+        ],
+    )
+    .ok();
+    let config = tern(&server, &["functions", "get", "again"]).ok().json();
+    assert_eq!(
+        (config["Timeout"].as_i64(), config["MemorySize"].as_i64()),
+        (Some(9), Some(256))
+    );
+}
+
+#[test]
+fn creating_a_function_without_runtime_and_handler_says_they_are_needed() {
+    let server = Server::start();
+    let v1 = python_dir(1);
+    let run = tern(&server, &["deploy", path_str(v1.path()), "--name", "fresh"]).failed();
+    assert!(
+        run.stderr.contains("function fresh does not exist")
+            && run.stderr.contains("--runtime and --handler"),
+        "{run:#?}"
+    );
+    let gone = tern(&server, &["functions", "get", "fresh"]).failed();
+    assert!(
+        gone.stderr.contains("ResourceNotFoundException"),
+        "{gone:#?}"
+    );
+}
+
+#[test]
+fn tern_variables_do_not_show_up_as_required_flags_in_usage_errors() {
+    let env = [
+        ("TERN_ENDPOINT", "http://127.0.0.1:1"),
+        ("TERN_CREDENTIALS", "/nonexistent/credentials"),
+        ("TERN_PROFILE", "tern"),
+        ("TERN_REGION", "us-east-1"),
+    ];
+    for args in [
+        &["deploy"][..],
+        &["invoke"],
+        &["functions", "get"],
+        &["logs"],
+    ] {
+        let run = tern_with(&env, args);
+        assert_eq!(run.code, Some(2), "{args:?}: {run:#?}");
+        let usage = run
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("Usage: "))
+            .unwrap_or_else(|| panic!("{args:?}: no usage line: {run:#?}"));
+        for flag in ["--endpoint", "--credentials", "--profile", "--region"] {
+            assert!(!usage.contains(flag), "{args:?}: {usage}");
+        }
+    }
+    let usage = tern_with(&env, &["deploy"]).stderr;
+    assert!(
+        usage.contains("Usage: tern deploy --name <NAME> <DIR|ZIP>"),
+        "deploy needs only a name and a source: {usage}"
+    );
+}
+
+#[test]
+fn server_help_shows_the_default_listen_address_and_data_dir() {
+    let run = tern_with(&[], &["server", "--help"]).ok();
+    assert!(
+        run.stdout.contains("[default: 127.0.0.1:8900]"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("[default: .tern in the current directory]"),
+        "{}",
+        run.stdout
+    );
+}

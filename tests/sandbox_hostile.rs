@@ -160,11 +160,50 @@ def syscalls(event):
         "raw_socket": attempt(lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)),
         "raw_socket6": attempt(lambda: socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)),
         "packet_socket": attempt(lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)),
+        "vsock_socket": attempt(lambda: socket.socket(40, socket.SOCK_STREAM, 0)),
+        "alg_socket": attempt(lambda: socket.socket(38, socket.SOCK_SEQPACKET, 0)),
+        "key_socket": attempt(lambda: socket.socket(15, socket.SOCK_RAW, 2)),
+        "bluetooth_socket": attempt(lambda: socket.socket(31, socket.SOCK_STREAM, 0)),
+        "uevent_netlink": attempt(lambda: socket.socket(16, socket.SOCK_DGRAM, 15)),
+        "unix_socket": attempt(lambda: socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).close()),
+        "route_netlink": attempt(lambda: socket.socket(16, socket.SOCK_RAW, 0).close()),
         "clone3": raw("clone3", None, 0),
         "tcp_socket": attempt(lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM).close()),
     }
 
+HELD = []
+
+def runtime_api_flood(event):
+    """Opens many connections to the Runtime API, each with an unterminated 60 KB
+    header, and keeps them; reports how many the server still holds open."""
+    host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)
+    junk = b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nX-Junk: " + b"a" * 60000
+    opened = 0
+    for _ in range(event["connections"]):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(2)
+        try:
+            s.connect((host, int(port)))
+            s.sendall(junk)
+        except OSError:
+            s.close()
+            continue
+        opened += 1
+        HELD.append(s)
+    time.sleep(0.5)
+    still_open = 0
+    for s in HELD:
+        s.setblocking(False)
+        try:
+            still_open += 1 if s.recv(1, socket.MSG_PEEK) else 0
+        except BlockingIOError:
+            still_open += 1
+        except OSError:
+            pass
+    return {"opened": opened, "still_open": still_open}
+
 ATTACKS = {
+    "runtime_api_flood": runtime_api_flood,
     "read": read_paths, "write": write_paths, "processes": processes, "network": network,
     "fork_bomb": fork_bomb, "hog": hog, "fill_tmp": fill_tmp, "spin": spin,
     "syscalls": syscalls, "environ": lambda event: dict(os.environ),
@@ -533,6 +572,36 @@ fn fork_bomb_hits_the_pids_limit_and_the_next_invoke_works() {
     assert_eq!(next.body, json!("pong"));
 }
 
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn runtime_api_flood_is_capped_per_instance_and_the_instance_keeps_serving() {
+    let s = Suite::start();
+    let before = open_fds(s.server.pid());
+    let result = s.result("hostile", "runtime_api_flood", json!({"connections": 300}));
+    eprintln!("runtime API flood: {result}");
+    let still_open = result["still_open"].as_u64().unwrap_or(u64::MAX);
+    // The runtime's own connection takes one of the instance's four.
+    assert!(
+        still_open <= 3,
+        "the server held {still_open} of the flood's connections"
+    );
+    let after = open_fds(s.server.pid());
+    assert!(
+        after < before + 50,
+        "the server's descriptors grew from {before} to {after}"
+    );
+    // The instance keeps its Runtime API: the same runtime answers again.
+    let next = s.attack("hostile", "ping", json!({}));
+    assert_eq!(next.function_error, None, "{}", next.body);
+    assert_eq!(next.body, json!("pong"));
+    s.canary_answers();
+}
+
 #[test]
 fn memory_hog_gets_out_of_memory_and_a_fresh_instance() {
     let s = Suite::start();
@@ -682,12 +751,19 @@ fn privileged_syscalls_are_denied() {
         "raw_socket",
         "raw_socket6",
         "packet_socket",
+        "vsock_socket",
+        "alg_socket",
+        "key_socket",
+        "bluetooth_socket",
+        "uevent_netlink",
     ]
     .into_iter()
     .map(|name| (name, "EPERM"))
     .collect();
     expected.push(("clone3", "ENOSYS"));
     expected.push(("tcp_socket", "ok"));
+    expected.push(("unix_socket", "ok"));
+    expected.push(("route_netlink", "ok"));
     assert_outcomes(&result, &expected);
     s.canary_answers();
 }
@@ -715,6 +791,7 @@ fn environment_holds_only_function_and_lambda_variables() {
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
         "AWS_LAMBDA_LOG_GROUP_NAME",
         "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_LAMBDA_LOG_FORMAT",
         "AWS_LAMBDA_INITIALIZATION_TYPE",
         "AWS_LAMBDA_RUNTIME_API",
         "AWS_EXECUTION_ENV",

@@ -5,6 +5,8 @@ Environment:
   TERN_BIN           the tern binary (default <repo>/target/debug/tern; scripts/test builds it)
   TERN_COMPAT_DEPS   a `pip install --target` tree holding awslambdaric
                      (default <repo>/target/compat-deps; installed here if missing)
+  TERN_COMPAT_RUST_TARGET  cargo target dir of the Rust `lambda_runtime` function
+                     (default <repo>/target/compat-rust-fn; built here)
   TERN_COMPAT_UNSANDBOXED=1  run the server with --dev-unsandboxed even as root
                      (without root it always does: the sandbox needs root)
 """
@@ -254,3 +256,15 @@ def awslambdaric_deps():
             f"functions run {exe} {version}"
         )
     return deps
+
+
+@pytest.fixture(scope="session")
+def rust_runtime_bootstrap():
+    """A `bootstrap` built with AWS's Rust runtime crate (`tests/compat/rust-fn`)."""
+    target = Path(os.environ.get("TERN_COMPAT_RUST_TARGET", REPO / "target" / "compat-rust-fn"))
+    subprocess.run(
+        ["cargo", "build", "--quiet", "--release", "--manifest-path",
+         str(REPO / "tests" / "compat" / "rust-fn" / "Cargo.toml"), "--target-dir", str(target)],
+        check=True,
+    )
+    return target / "release" / "bootstrap"

@@ -119,9 +119,9 @@ def node_zip():
     return build_zip({"index.js": NODE_APP})
 
 
-def awslambdaric_zip(deps_dir: Path):
+def awslambdaric_zip(deps_dir: Path, app=RIC_APP):
     """bootstrap + app.py + every file installed in `deps_dir` (awslambdaric and its deps)."""
-    files = {"bootstrap": (RIC_BOOTSTRAP, 0o755), "app.py": RIC_APP}
+    files = {"bootstrap": (RIC_BOOTSTRAP, 0o755), "app.py": app}
     for path in sorted(deps_dir.rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts:
             mode = 0o755 if os.access(path, os.X_OK) else 0o644

@@ -1,6 +1,10 @@
 """SigV4 with the keys tern writes to <data-dir>/credentials, as boto3 finds them."""
 
+import os
+import re
 import stat
+import subprocess
+import sys
 
 import boto3
 import botocore
@@ -62,13 +66,49 @@ def test_unsigned_request_is_rejected_with_403(make_client):
     assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
 
 
-def test_request_signed_for_another_region_is_accepted(tern_server, hello_fn):
+@pytest.mark.parametrize("region, service", [("eu-west-1", "lambda"), ("us-east-1", "s3")])
+def test_request_signed_for_another_scope_is_refused(tern_server, hello_fn, region, service):
+    """A signature is only good for this server's region and the service `lambda`."""
     client = boto3.client(
         "lambda",
         endpoint_url=tern_server.endpoint,
-        region_name="eu-west-1",
+        region_name=region,
         aws_access_key_id=tern_server.access_key,
         aws_secret_access_key=tern_server.secret_key,
         config=client_config(),
     )
-    assert client.get_function_configuration(FunctionName=hello_fn)["FunctionName"] == hello_fn
+    # botocore signs for the client's service; a signature for another one is what a
+    # request captured from another AWS service would carry.
+    client._request_signer._signing_name = service
+    with pytest.raises(ClientError) as exc:
+        client.get_function_configuration(FunctionName=hello_fn)
+    err = exc.value.response
+    assert err["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert err["Error"]["Code"] == "InvalidSignatureException"
+    assert "us-east-1/lambda" in err["Error"]["Message"]
+
+
+def test_the_boto3_line_printed_on_first_start_works_as_printed(tern_server, hello_fn, tmp_path):
+    # Exactly what a new user copies: no region in the environment or in ~/.aws.
+    hint = re.search(
+        r"boto3:\s+(boto3\.Session\(.*\)\.client\(.*\))\s+"
+        r"\(with AWS_SHARED_CREDENTIALS_FILE=(\S+)\)",
+        tern_server.stderr_path.read_text(),
+    )
+    assert hint, f"no boto3 line in the server's first-start output:\n{tern_server.stderr_tail()}"
+    expression, credentials = hint.groups()
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "AWS_SHARED_CREDENTIALS_FILE": credentials,
+        "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
+    }
+    script = (
+        "import boto3\n"
+        f"lam = {expression}\n"
+        "print(' '.join(f['FunctionName'] for f in lam.list_functions()['Functions']))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert hello_fn in out.stdout.split()

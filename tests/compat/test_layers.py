@@ -9,6 +9,7 @@ import json
 import re
 import stat
 import time
+import urllib.request
 import zipfile
 
 import botocore.exceptions
@@ -109,7 +110,9 @@ def test_publish_returns_201_with_arns_content_and_fields(lambda_client):
     assert resp["CompatibleArchitectures"] == ["x86_64"]
     assert resp["Content"]["CodeSize"] == len(code)
     assert resp["Content"]["CodeSha256"] == base64.b64encode(hashlib.sha256(code).digest()).decode()
-    assert resp["Content"]["Location"].startswith("http")
+    # Content.Location is a presigned URL any plain HTTP client can download the zip with.
+    with urllib.request.urlopen(resp["Content"]["Location"], timeout=10) as r:
+        assert r.read() == code
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000", resp["CreatedDate"])
 
 
@@ -127,6 +130,8 @@ def test_get_get_by_arn_list_and_delete_round_trip(lambda_client):
                  CompatibleArchitectures=["arm64"])
     got = lambda_client.get_layer_version(LayerName=name, VersionNumber=1)
     assert got["LayerVersionArn"] == v1["LayerVersionArn"]
+    with urllib.request.urlopen(got["Content"]["Location"], timeout=10) as r:
+        assert r.read() == layer_a()
     assert got["Content"]["CodeSha256"] == v1["Content"]["CodeSha256"]
     by_arn = lambda_client.get_layer_version_by_arn(Arn=v2["LayerVersionArn"])
     assert (by_arn["Version"], by_arn["CompatibleRuntimes"]) == (2, ["nodejs20.x"])

@@ -48,6 +48,14 @@ pub struct ServerConfig {
     /// Machine CPU busy percent from which short functions wait for a busy instance
     /// instead of starting another (0 always, above 100 never).
     pub saturated_cpu_percent: u32,
+    /// Open API connections at most; past it a new one gets a 503 and is closed.
+    pub max_connections: usize,
+    /// Open API connections from one IP address at most (0: no per-address cap).
+    pub max_connections_per_peer: usize,
+    /// Seconds a client may take to send a request's headers.
+    pub header_timeout_secs: u64,
+    /// Seconds a connection with no request in flight may stay silent.
+    pub idle_timeout_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -75,6 +83,10 @@ impl Default for ServerConfig {
             zygote: true,
             pre_created_sandboxes: true,
             saturated_cpu_percent: 85,
+            max_connections: 4096,
+            max_connections_per_peer: 1024,
+            header_timeout_secs: 10,
+            idle_timeout_secs: 60,
         }
     }
 }
@@ -85,16 +97,16 @@ pub struct ServerArgs {
     /// TOML file with any of the settings below (snake_case keys).
     #[arg(long, env = "TERN_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Address to listen on (port 0 picks a free port).
+    /// Address to listen on (port 0 picks a free port) [default: 127.0.0.1:8900]
     #[arg(long, env = "TERN_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// Directory for all state: database, code, credentials.
+    /// Directory for all state: database, code, credentials [default: .tern in the current directory]
     #[arg(long, env = "TERN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Region shown in ARNs.
+    /// Region shown in ARNs and written to <data-dir>/config [default: us-east-1]
     #[arg(long, env = "TERN_REGION")]
     pub region: Option<String>,
-    /// Seconds an idle instance stays warm before it is stopped.
+    /// Seconds an idle instance stays warm before it is stopped [default: 600]
     #[arg(long, env = "TERN_KEEP_ALIVE")]
     pub keep_alive: Option<u64>,
     /// Server-wide cap on live instances.
@@ -191,6 +203,12 @@ impl ServerConfig {
         if self.init_timeout_secs == 0 {
             bail!("init_timeout_secs must be at least 1");
         }
+        if self.max_connections == 0 {
+            bail!("max_connections must be at least 1");
+        }
+        if self.header_timeout_secs == 0 || self.idle_timeout_secs == 0 {
+            bail!("header_timeout_secs and idle_timeout_secs must be at least 1");
+        }
         Ok(())
     }
 
@@ -254,6 +272,29 @@ mod tests {
         };
         let err = ServerConfig::load(&args).expect_err("typo must fail");
         assert!(format!("{err:#}").contains("regoin"), "{err:#}");
+    }
+
+    #[test]
+    fn server_help_shows_the_defaults() {
+        use clap::CommandFactory;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            server: ServerArgs,
+        }
+        let help = Cli::command().render_help().to_string();
+        let defaults = ServerConfig::default();
+        for shown in [
+            format!("[default: {}]", defaults.listen),
+            format!(
+                "[default: {} in the current directory]",
+                defaults.data_dir.display()
+            ),
+            format!("[default: {}]", defaults.region),
+            format!("[default: {}]", defaults.keep_alive_secs),
+        ] {
+            assert!(help.contains(&shown), "{shown} not in:\n{help}");
+        }
     }
 
     #[test]

@@ -11,7 +11,8 @@ use anyhow::{bail, Context};
 use rand::distributions::{Alphanumeric, DistString};
 use rand::Rng;
 use tern_core::names::DEFAULT_NAMESPACE;
-use tern_gateway::{AppState, Authenticator};
+use tern_gateway::presign::KEY_BYTES;
+use tern_gateway::{AppState, Authenticator, Downloads, ListenerLimits, UrlSigner};
 use tern_invoke::{Admission, FunctionService, Invoker, Registry, ServiceConfig};
 use tern_runtime::{InstanceManager, LogRouter, PoolConfig, RuntimeCatalog};
 use tern_sandbox::{Launcher, ProcessLauncher, SandboxConfig, SandboxLauncher};
@@ -22,6 +23,8 @@ use crate::config::{ServerArgs, ServerConfig};
 
 const META_SERVER_ID: &str = "server_id";
 const META_ADMIN_KEY: &str = "admin_access_key_id";
+/// File in the data dir holding the key that signs download URLs.
+pub const URL_SIGNING_KEY_FILE: &str = "url-signing.key";
 /// Profile name in the credentials file.
 pub const PROFILE: &str = "tern";
 
@@ -97,6 +100,31 @@ fn write_credentials(data_dir: &Path, key: &AccessKey, region: &str) -> anyhow::
         &format!("[profile {PROFILE}]\nregion = {region}\n"),
     )?;
     Ok(creds)
+}
+
+/// The key that signs download URLs (`Code.Location`): made once, kept in the data dir
+/// (0600) so URLs stay valid across a restart.
+fn url_signing_key(data_dir: &Path) -> anyhow::Result<[u8; KEY_BYTES]> {
+    let path = data_dir.join(URL_SIGNING_KEY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let mut key = [0u8; KEY_BYTES];
+            hex::decode_to_slice(text.trim(), &mut key).map_err(|e| {
+                anyhow::anyhow!(
+                    "{} is not {KEY_BYTES} bytes of hex ({e}); delete it to make a new key \
+                     (outstanding download URLs stop working)",
+                    path.display()
+                )
+            })?;
+            Ok(key)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key: [u8; KEY_BYTES] = rand::thread_rng().gen();
+            write_private(&path, &format!("{}\n", hex::encode(key)))?;
+            Ok(key)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
 }
 
 fn server_id(store: &dyn Store) -> anyhow::Result<String> {
@@ -223,6 +251,10 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     instances.spawn_reaper();
 
     let metrics = Arc::new(Metrics::new());
+    let downloads = Arc::new(Downloads::new(
+        UrlSigner::new(url_signing_key(&config.data_dir)?),
+        code.clone(),
+    ));
     let functions = Arc::new(FunctionService::new(
         store.clone(),
         Arc::new(Registry::new(store.clone())),
@@ -249,9 +281,10 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let app = tern_gateway::router(AppState {
         functions,
         invoker,
-        auth: Arc::new(Authenticator::new(store.clone())),
+        auth: Arc::new(Authenticator::new(store.clone(), config.region.clone())),
         metrics,
         store: store.clone(),
+        downloads,
     });
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -264,23 +297,29 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         sandbox = !config.dev_unsandboxed,
         "tern server ready"
     );
-    print_welcome(&addr.to_string(), &creds_path, created);
+    print_welcome(&addr.to_string(), &creds_path, &config.region, created);
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
+    let limits = ListenerLimits {
+        max_connections: config.max_connections,
+        max_connections_per_peer: config.max_connections_per_peer,
+        header_timeout: Duration::from_secs(config.header_timeout_secs),
+        idle_timeout: Duration::from_secs(config.idle_timeout_secs),
+    };
+    let server = tokio::spawn(tern_gateway::listener::serve(
+        listener,
+        app,
+        limits,
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
     shutdown_signal().await;
     tracing::info!("shutting down: no new connections; waiting for requests in flight");
     let _ = stop_tx.send(());
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     match tokio::time::timeout(grace, server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::error!(error = %e, "server error"),
+        Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
         Err(_) => tracing::warn!(
             grace_secs = config.shutdown_grace_secs,
@@ -294,15 +333,15 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_welcome(addr: &str, creds: &Path, created: bool) {
+fn print_welcome(addr: &str, creds: &Path, region: &str, created: bool) {
     let endpoint = format!("http://{addr}");
     if created {
         eprintln!(
             "\nCreated an admin access key and wrote it to {creds} (profile `{PROFILE}`).\n\
              Use it with:\n  \
              tern CLI:  TERN_ENDPOINT={endpoint} TERN_CREDENTIALS={creds} tern functions list\n  \
-             aws CLI:   AWS_SHARED_CREDENTIALS_FILE={creds} aws --profile {PROFILE} --region us-east-1 --endpoint-url {endpoint} lambda list-functions\n  \
-             boto3:     boto3.Session(profile_name='{PROFILE}').client('lambda', endpoint_url='{endpoint}')  (with AWS_SHARED_CREDENTIALS_FILE={creds})\n",
+             aws CLI:   AWS_SHARED_CREDENTIALS_FILE={creds} aws --profile {PROFILE} --region {region} --endpoint-url {endpoint} lambda list-functions\n  \
+             boto3:     boto3.Session(profile_name='{PROFILE}', region_name='{region}').client('lambda', endpoint_url='{endpoint}')  (with AWS_SHARED_CREDENTIALS_FILE={creds})\n",
             creds = creds.display()
         );
     } else {

@@ -27,6 +27,13 @@ pub struct FunctionRecord {
     /// Layer versions in mount order (a later one's files win), as `Layers` gave them.
     #[serde(default)]
     pub layers: Vec<FunctionLayerRef>,
+    /// Lambda's `LoggingConfig`.
+    #[serde(default)]
+    pub logging: LogSettings,
+    /// Lambda's `TracingConfig.Mode`: `PassThrough` or `Active` (kept and returned; the
+    /// trace header is passed through either way).
+    #[serde(default = "default_tracing_mode")]
+    pub tracing_mode: String,
     /// Opaque id that changes on every update (Lambda's `RevisionId`).
     pub revision_id: String,
     /// Increases on every update; instances of older revisions are retired.
@@ -57,4 +64,52 @@ pub struct FunctionLayerRef {
     pub unzipped_size: u64,
     /// Lowercase hex sha256 of the layer's zip: its key in the code store.
     pub sha256_hex: String,
+}
+
+pub const TRACING_PASS_THROUGH: &str = "PassThrough";
+
+fn default_tracing_mode() -> String {
+    TRACING_PASS_THROUGH.to_string()
+}
+
+/// A function's log settings (Lambda's `LoggingConfig`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogSettings {
+    /// `Text` or `JSON`.
+    pub format: String,
+    /// `TRACE` … `FATAL`; only with the JSON format.
+    pub application_level: Option<String>,
+    /// `DEBUG`, `INFO` or `WARN`; only with the JSON format.
+    pub system_level: Option<String>,
+    /// A log group other than `/aws/lambda/<name>`.
+    pub log_group: Option<String>,
+}
+
+pub const LOG_FORMAT_TEXT: &str = "Text";
+pub const LOG_FORMAT_JSON: &str = "JSON";
+pub const APPLICATION_LOG_LEVELS: &[&str] = &["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
+pub const SYSTEM_LOG_LEVELS: &[&str] = &["DEBUG", "INFO", "WARN"];
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            format: LOG_FORMAT_TEXT.to_string(),
+            application_level: None,
+            system_level: None,
+            log_group: None,
+        }
+    }
+}
+
+impl LogSettings {
+    pub fn is_json(&self) -> bool {
+        self.format == LOG_FORMAT_JSON
+    }
+
+    /// The log group a function's logs belong to.
+    pub fn group(&self, function: &str) -> String {
+        self.log_group
+            .clone()
+            .unwrap_or_else(|| format!("/aws/lambda/{function}"))
+    }
 }

@@ -122,7 +122,6 @@ fn canonical_query(raw: &str) -> String {
                 utf8_percent_encode(&dec(v), UNRESERVED).to_string(),
             )
         })
-        .filter(|(k, _)| k != "X-Amz-Signature")
         .collect();
     pairs.sort();
     pairs
@@ -215,11 +214,17 @@ fn header<'a>(req: &'a RequestParts<'_>, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// Checks a request signed with an `Authorization` header against `secret`.
-pub fn verify(
+/// Headers with `x-amz-` names that need not be signed: the SDKs' own user-agent, which
+/// the Rust and JavaScript SDKs may leave out of the signature and which tern ignores.
+const UNSIGNED_AMZ_HEADERS: &[&str] = &["x-amz-user-agent"];
+
+/// What can be checked before the body arrives: the date is well-formed, within
+/// [`MAX_SKEW_SECS`] of `now_unix` and matches the credential scope, and `host`,
+/// `x-amz-date` and every other `x-amz-*` header the request carries are signed, so none
+/// of them can be changed or added by whoever replays the request.
+pub fn check_request(
     req: &RequestParts<'_>,
     auth: &Authorization,
-    secret: &str,
     now_unix: i64,
 ) -> Result<(), SigError> {
     let amz_date = header(req, "x-amz-date")
@@ -234,9 +239,36 @@ pub fn verify(
             "credential date does not match X-Amz-Date".into(),
         ));
     }
-    if !auth.signed_headers.iter().any(|h| h == "host") {
-        return Err(SigError::Malformed("the host header must be signed".into()));
+    let signed = |name: &str| auth.signed_headers.iter().any(|h| h == name);
+    for required in ["host", "x-amz-date"] {
+        if !signed(required) {
+            return Err(SigError::Malformed(format!(
+                "the {required} header must be signed"
+            )));
+        }
     }
+    for (name, _) in req.headers {
+        let lower = name.to_ascii_lowercase();
+        if lower.starts_with("x-amz-")
+            && !UNSIGNED_AMZ_HEADERS.contains(&lower.as_str())
+            && !signed(&lower)
+        {
+            return Err(SigError::Malformed(format!(
+                "the {lower} header must be signed"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the signature itself, over `req` with its `payload_sha256`.
+pub fn check_signature(
+    req: &RequestParts<'_>,
+    auth: &Authorization,
+    secret: &str,
+) -> Result<(), SigError> {
+    let amz_date = header(req, "x-amz-date")
+        .ok_or_else(|| SigError::Malformed("X-Amz-Date header is missing".into()))?;
     let canonical = canonical_request(req, &auth.signed_headers);
     let expected = signature(
         secret,
@@ -253,7 +285,21 @@ pub fn verify(
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Checks a request signed with an `Authorization` header against `secret`: both
+/// [`check_request`] and [`check_signature`].
+pub fn verify(
+    req: &RequestParts<'_>,
+    auth: &Authorization,
+    secret: &str,
+    now_unix: i64,
+) -> Result<(), SigError> {
+    check_request(req, auth, now_unix)?;
+    check_signature(req, auth, secret)
+}
+
+/// Compares without an early exit, so the time taken tells nothing about where two
+/// secrets differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -426,5 +472,50 @@ mod tests {
             parse_authorization("AWS4-HMAC-SHA256 Credential=a/b, SignedHeaders=host, Signature=x"),
             Err(SigError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn every_amz_header_must_be_signed() {
+        let headers = vec![("host".to_string(), "127.0.0.1:8900".to_string())];
+        let hash = sha256_hex(b"{}");
+        let req = RequestParts {
+            method: "POST",
+            raw_path: "/2015-03-31/functions/f/invocations",
+            raw_query: "",
+            headers: &headers,
+            payload_sha256: &hash,
+        };
+        let now = 1_700_000_000;
+        let added = sign(&req, "AK", "SK", "us-east-1", "lambda", now);
+        let auth_header = &added.iter().find(|(k, _)| k == "authorization").unwrap().1;
+        let auth = parse_authorization(auth_header).unwrap();
+        let mut all = headers.clone();
+        all.extend(added.clone());
+        let signed = RequestParts {
+            headers: &all,
+            ..req.clone()
+        };
+        assert_eq!(check_request(&signed, &auth, now), Ok(()));
+        // An x-amz-* header added after signing (here: ask for the log tail) is refused.
+        let mut replayed = all.clone();
+        replayed.push(("X-Amz-Log-Type".to_string(), "Tail".to_string()));
+        let err = check_request(
+            &RequestParts {
+                headers: &replayed,
+                ..req.clone()
+            },
+            &auth,
+            now,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("x-amz-log-type"), "{err}");
+        // The SDKs' user-agent header is the one exception.
+        let mut with_agent = all.clone();
+        with_agent.push(("x-amz-user-agent".to_string(), "aws-sdk-rust".to_string()));
+        let agent = RequestParts {
+            headers: &with_agent,
+            ..req.clone()
+        };
+        assert_eq!(check_request(&agent, &auth, now), Ok(()));
     }
 }

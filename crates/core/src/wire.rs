@@ -35,13 +35,13 @@ pub struct CreateFunctionRequest {
     pub dead_letter_config: Option<Value>,
     #[serde(rename = "KMSKeyArn")]
     pub kms_key_arn: Option<Value>,
-    pub tracing_config: Option<Value>,
+    pub tracing_config: Option<TracingConfigInput>,
     pub layers: Option<Vec<String>>,
     pub file_system_configs: Option<Value>,
     pub image_config: Option<Value>,
     pub code_signing_config_arn: Option<Value>,
     pub snap_start: Option<Value>,
-    pub logging_config: Option<Value>,
+    pub logging_config: Option<LoggingConfigInput>,
     pub capacity_provider_config: Option<Value>,
     pub publish_to: Option<Value>,
     pub durable_config: Option<Value>,
@@ -71,6 +71,22 @@ pub struct Environment {
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
 pub struct EphemeralStorage {
     pub size: i64,
+}
+
+/// `LoggingConfig` as a request gives it: each member optional.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct LoggingConfigInput {
+    pub log_format: Option<String>,
+    pub application_log_level: Option<String>,
+    pub system_log_level: Option<String>,
+    pub log_group: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct TracingConfigInput {
+    pub mode: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -106,12 +122,12 @@ pub struct UpdateFunctionConfigurationRequest {
     pub dead_letter_config: Option<Value>,
     #[serde(rename = "KMSKeyArn")]
     pub kms_key_arn: Option<Value>,
-    pub tracing_config: Option<Value>,
+    pub tracing_config: Option<TracingConfigInput>,
     pub layers: Option<Vec<String>>,
     pub file_system_configs: Option<Value>,
     pub image_config: Option<Value>,
     pub snap_start: Option<Value>,
-    pub logging_config: Option<Value>,
+    pub logging_config: Option<LoggingConfigInput>,
     pub capacity_provider_config: Option<Value>,
     pub durable_config: Option<Value>,
 }
@@ -162,6 +178,10 @@ pub struct TracingConfig {
 #[serde(rename_all = "PascalCase")]
 pub struct LoggingConfig {
     pub log_format: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub application_log_level: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system_log_level: Option<String>,
     pub log_group: String,
 }
 
@@ -184,7 +204,7 @@ impl FunctionConfiguration {
                 variables: rec.env.clone(),
             }),
             tracing_config: TracingConfig {
-                mode: "PassThrough".to_string(),
+                mode: rec.tracing_mode.clone(),
             },
             revision_id: rec.revision_id.clone(),
             state: "Active".to_string(),
@@ -195,8 +215,10 @@ impl FunctionConfiguration {
                 size: i64::from(rec.tmp_mb),
             },
             logging_config: LoggingConfig {
-                log_format: "Text".to_string(),
-                log_group: format!("/aws/lambda/{}", rec.name),
+                log_format: rec.logging.format.clone(),
+                application_log_level: rec.logging.application_level.clone(),
+                system_log_level: rec.logging.system_level.clone(),
+                log_group: rec.logging.group(&rec.name),
             },
             layers: rec
                 .layers

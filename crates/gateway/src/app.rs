@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -21,14 +21,20 @@ use tern_invoke::{Caller, FunctionService, InvokeRequest, Invoker, ServiceError}
 use tern_store::Store;
 use tern_telemetry::Metrics;
 
+use sha2::{Digest, Sha256};
+
 use crate::auth::{AuthError, Authenticator};
+use crate::download::{self, request_origin, Downloads};
 use crate::error::to_wire;
+use crate::operations::{self, Support};
 
 /// Largest CreateFunction/UpdateFunctionCode body: a 50 MB zip in base64, as on Lambda.
 pub const MANAGEMENT_BODY_BYTES: usize = 69_905_067;
 /// A body over its limit is still read (and dropped) up to this many times the limit,
 /// so the client sees the 413 instead of a reset connection.
 const DRAIN_FACTOR: usize = 4;
+/// A request body that sends nothing for this long is abandoned.
+const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 #[derive(Clone)]
 pub struct AppState {
@@ -37,6 +43,8 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub metrics: Arc<Metrics>,
     pub store: Arc<dyn Store>,
+    /// Presigned downloads of stored zips (GetFunction's `Code.Location`).
+    pub downloads: Arc<Downloads>,
 }
 
 /// An error on its way to the client.
@@ -45,6 +53,19 @@ pub struct ApiError {
     error_type: &'static str,
     body: String,
     retry_after: Option<u32>,
+}
+
+impl ApiError {
+    /// An error outside the service's own types (the `Type` is `User` below 500).
+    pub(crate) fn new(status: u16, error_type: &'static str, message: String) -> Self {
+        let kind = if status >= 500 { "Service" } else { "User" };
+        ApiError {
+            status,
+            error_type,
+            body: serde_json::json!({"Type": kind, "message": message}).to_string(),
+            retry_after: None,
+        }
+    }
 }
 
 impl From<ServiceError> for ApiError {
@@ -169,11 +190,18 @@ pub fn router(state: AppState) -> Router {
         .route("/tern/v1/functions/:name/logs", get(function_logs))
         .merge(crate::layers::routes())
         .fallback(unknown_operation)
+        .method_not_allowed_fallback(unknown_operation)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/tern/v1/health", get(health))
         .route("/metrics", get(metrics))
+        // Presigned: the URL's signature is the credential, not SigV4.
+        .route("/tern/v1/code/:file", get(download::code_zip))
         .merge(lambda)
+        // `authenticate` reads each body within its route's limit; the extractors after
+        // it must not apply axum's own 2 MiB default on top.
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn(lambda_shaped_errors))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
 }
@@ -190,30 +218,120 @@ async fn request_id(req: Request, next: Next) -> Response {
     resp
 }
 
-/// Reads the whole body within `limit`; beyond it, drains up to a bound and fails.
-async fn read_body(body: Body, limit: usize) -> Result<Option<Bytes>, axum::Error> {
+/// Gives any error response that did not come from a handler (an extractor's rejection,
+/// such as a malformed path or query) Lambda's shape: a JSON body and `x-amzn-ErrorType`.
+async fn lambda_shaped_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error())
+        || resp.headers().contains_key("x-amzn-errortype")
+    {
+        return resp;
+    }
+    let detail = match resp.into_body().collect().await {
+        Ok(b) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
+        Err(_) => String::new(),
+    };
+    let detail = if detail.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        detail
+    };
+    let w = to_wire(&crate::error::rejection(status.as_u16(), detail));
+    ApiError {
+        status: status.as_u16(),
+        error_type: w.error_type,
+        body: w.body,
+        retry_after: None,
+    }
+    .into_response()
+}
+
+/// A body read within its route's limit, with its sha256.
+struct ReadBody {
+    bytes: Bytes,
+    sha256_hex: String,
+}
+
+#[derive(Debug)]
+enum BodyError {
+    /// Over the limit (and drained, up to a bound).
+    TooLarge,
+    /// No bytes arrived for [`BODY_IDLE_TIMEOUT`].
+    Stalled,
+    Read(axum::Error),
+}
+
+/// Reads the whole body within `limit`, hashing it as it arrives; beyond the limit,
+/// drains up to a bound and fails. A body that stops arriving fails after
+/// [`BODY_IDLE_TIMEOUT`].
+async fn read_body(body: Body, limit: usize) -> Result<ReadBody, BodyError> {
     let mut body = body;
     let mut buf = bytes::BytesMut::new();
+    let mut hasher = Sha256::new();
     let mut seen = 0usize;
-    while let Some(frame) = body.frame().await {
-        let frame = frame?;
+    loop {
+        let frame = match tokio::time::timeout(BODY_IDLE_TIMEOUT, body.frame()).await {
+            Err(_) => return Err(BodyError::Stalled),
+            Ok(None) => break,
+            Ok(Some(frame)) => frame.map_err(BodyError::Read)?,
+        };
         if let Ok(data) = frame.into_data() {
             seen += data.len();
             if seen > limit {
                 if seen > limit.saturating_mul(DRAIN_FACTOR) {
-                    return Ok(None);
+                    return Err(BodyError::TooLarge);
                 }
                 buf.clear();
                 continue;
             }
+            hasher.update(&data);
             buf.extend_from_slice(&data);
         }
     }
-    Ok((seen <= limit).then(|| buf.freeze()))
+    if seen > limit {
+        return Err(BodyError::TooLarge);
+    }
+    Ok(ReadBody {
+        bytes: buf.freeze(),
+        sha256_hex: hex::encode(hasher.finalize()),
+    })
 }
 
-/// Buffers the body (with the route's size limit), verifies SigV4 and attaches the
-/// [`Caller`].
+/// `operation` names the request's operation in Lambda's message, when it is one.
+fn body_error(e: BodyError, is_invoke: bool, limit: usize, operation: Option<&str>) -> Response {
+    let op = operation.map_or("this".to_string(), |name| format!("the {name}"));
+    let err = match e {
+        BodyError::TooLarge if is_invoke => ServiceError::RequestTooLarge(format!(
+            "Request must be smaller than {limit} bytes for the InvokeFunction operation"
+        )),
+        BodyError::TooLarge => ServiceError::RequestEntityTooLarge(format!(
+            "Request must be smaller than {limit} bytes for {op} operation"
+        )),
+        BodyError::Stalled => ServiceError::InvalidRequestContent(format!(
+            "the request body stopped arriving for {} s",
+            BODY_IDLE_TIMEOUT.as_secs()
+        )),
+        BodyError::Read(e) => {
+            ServiceError::InvalidRequestContent(format!("could not read the request body: {e}"))
+        }
+    };
+    ApiError::from(err).into_response()
+}
+
+/// Whether a query string carries SigV4's query-string (presigned) authentication.
+fn query_signed(query: &str) -> bool {
+    query.split('&').any(|pair| {
+        let key = pair.split('=').next().unwrap_or("");
+        key.eq_ignore_ascii_case("X-Amz-Signature") || key.eq_ignore_ascii_case("X-Amz-Credential")
+    })
+}
+
+/// Authenticates with SigV4 and attaches the [`Caller`]. Everything that can be checked
+/// before the body is (key, scope, date, signed headers, and the signature itself when
+/// the client signed `x-amz-content-sha256`), so an unauthenticated client never makes
+/// the server hold a body. The body is then read within the route's limit and hashed;
+/// a declared hash must match it.
 async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
     let is_invoke = parts.uri.path().ends_with("/invocations");
@@ -222,64 +340,85 @@ async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -
     } else {
         MANAGEMENT_BODY_BYTES
     };
-    let bytes = match read_body(body, limit).await {
-        Ok(Some(b)) => b,
-        Ok(None) if is_invoke => {
-            return ApiError::from(ServiceError::RequestTooLarge(format!(
-                "Request must be smaller than {limit} bytes for the InvokeFunction operation"
-            )))
-            .into_response()
-        }
-        Ok(None) => {
-            return ApiError::from(ServiceError::RequestEntityTooLarge(format!(
-                "Request must be smaller than {limit} bytes for this operation"
-            )))
-            .into_response()
-        }
-        Err(e) => {
-            return ApiError::from(ServiceError::InvalidRequestContent(format!(
-                "could not read the request body: {e}"
-            )))
-            .into_response()
-        }
-    };
-    let headers: Vec<(String, String)> = parts
+    let mut headers: Vec<(String, String)> = parts
         .headers
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
         .collect();
-    let payload_hash = match header_str(&parts.headers, "x-amz-content-sha256") {
-        Some(h) if h == "UNSIGNED-PAYLOAD" || h.len() == 64 => h,
-        _ => sigv4::sha256_hex(&bytes),
-    };
-    let host_header;
-    let mut all_headers = headers;
     // HTTP/1.1 always has Host; keep it for the canonical request even if axum moved it.
-    if !all_headers.iter().any(|(k, _)| k == "host") {
+    if !headers.iter().any(|(k, _)| k == "host") {
         if let Some(a) = parts.uri.authority() {
-            host_header = a.to_string();
-            all_headers.push(("host".to_string(), host_header));
+            headers.push(("host".to_string(), a.to_string()));
         }
     }
-    let rp = RequestParts {
-        method: parts.method.as_str(),
-        raw_path: parts.uri.path(),
-        raw_query: parts.uri.query().unwrap_or(""),
-        headers: &all_headers,
-        payload_sha256: &payload_hash,
-    };
+    let method = parts.method.as_str().to_string();
+    let path = parts.uri.path().to_string();
+    let query = parts.uri.query().unwrap_or("").to_string();
     let authorization = header_str(&parts.headers, "authorization");
-    match state.auth.authenticate(&rp, authorization.as_deref()).await {
-        Ok(caller) => {
-            parts.extensions.insert(caller);
-            next.run(Request::from_parts(parts, Body::from(bytes)))
-                .await
+    let declared = header_str(&parts.headers, "x-amz-content-sha256");
+    let mut rp = RequestParts {
+        method: &method,
+        raw_path: &path,
+        raw_query: &query,
+        headers: &headers,
+        payload_sha256: "",
+    };
+    let denied = |e: AuthError| {
+        tracing::debug!(error = %e, path = %path, "request not authenticated");
+        ApiError::from(e).into_response()
+    };
+    let pending = match state
+        .auth
+        .check_before_body(&rp, authorization.as_deref(), query_signed(&query))
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => return denied(e),
+    };
+    // A declared payload hash is signed (checked above), so the signature can be checked
+    // now; the body must then hash to it.
+    let early = match &declared {
+        Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            rp.payload_sha256 = h;
+            match state.auth.finish(&rp, &pending) {
+                Ok(caller) => Some(caller),
+                Err(e) => return denied(e),
+            }
         }
+        Some(_) => return denied(AuthError::BodyHashMismatch),
+        None => None,
+    };
+    let read = match read_body(body, limit).await {
+        Ok(r) => r,
         Err(e) => {
-            tracing::debug!(error = %e, path = %parts.uri.path(), "request not authenticated");
-            ApiError::from(e).into_response()
+            let operation = crate::operations::find(&method, &path, &query).map(|o| o.name);
+            return body_error(e, is_invoke, limit, operation);
         }
-    }
+    };
+    let caller = match early {
+        Some(caller) => {
+            let matches = declared.as_deref().is_some_and(|h| {
+                sigv4::constant_time_eq(
+                    h.to_ascii_lowercase().as_bytes(),
+                    read.sha256_hex.as_bytes(),
+                )
+            });
+            if !matches {
+                return denied(AuthError::BodyHashMismatch);
+            }
+            caller
+        }
+        None => {
+            rp.payload_sha256 = &read.sha256_hex;
+            match state.auth.finish(&rp, &pending) {
+                Ok(caller) => caller,
+                Err(e) => return denied(e),
+            }
+        }
+    };
+    parts.extensions.insert(caller);
+    next.run(Request::from_parts(parts, Body::from(read.bytes)))
+        .await
 }
 
 async fn health() -> Response {
@@ -301,16 +440,22 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// A request that no route serves: an operation of the Lambda model that tern does not
+/// implement is named (see `operations.rs`); anything else is an unknown operation.
 async fn unknown_operation(method: Method, uri: axum::http::Uri) -> ApiError {
-    ApiError {
-        status: 404,
-        error_type: "UnknownOperationException",
-        body: serde_json::json!({
-            "Type": "User",
-            "message": format!("Unknown operation: {method} {}", uri.path()),
-        })
-        .to_string(),
-        retry_after: None,
+    let query = uri.query().unwrap_or("");
+    match operations::find(method.as_str(), uri.path(), query) {
+        Some(op) if op.support == Support::NotSupported => {
+            ApiError::from(ServiceError::InvalidParameterValue(format!(
+                "tern does not support the {} operation",
+                op.name
+            )))
+        }
+        _ => ApiError::new(
+            404,
+            "UnknownOperationException",
+            format!("Unknown operation: {method} {}", uri.path()),
+        ),
     }
 }
 
@@ -356,8 +501,16 @@ async fn get_function(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Query(q): Q,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let resp = state.functions.get(&caller, &name, qualifier(&q)).await?;
+    let origin = request_origin(&headers).ok_or_else(|| {
+        ServiceError::InvalidRequestContent("the request has no Host header".to_string())
+    })?;
+    let code_url = |sha256_hex: &str| state.downloads.code_url(&origin, sha256_hex);
+    let resp = state
+        .functions
+        .get(&caller, &name, qualifier(&q), code_url)
+        .await?;
     Ok(json(StatusCode::OK, &resp))
 }
 

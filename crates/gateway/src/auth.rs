@@ -17,6 +17,12 @@ pub enum AuthError {
     UnknownKey,
     #[error("{0}")]
     Signature(SigError),
+    #[error("Credential should be scoped to a valid region and the service 'lambda': this server signs for '{region}/lambda', the request for '{given}'")]
+    Scope { region: String, given: String },
+    #[error("The provided x-amz-content-sha256 header does not match the request body")]
+    BodyHashMismatch,
+    #[error("Presigned URLs (X-Amz-Signature in the query) are not accepted; sign with the Authorization header")]
+    QuerySigned,
     #[error("could not look up the access key: {0}")]
     Store(String),
 }
@@ -27,7 +33,10 @@ impl AuthError {
             AuthError::Missing => "MissingAuthenticationTokenException",
             AuthError::UnknownKey => "UnrecognizedClientException",
             AuthError::Signature(SigError::Missing) => "MissingAuthenticationTokenException",
-            AuthError::Signature(_) => "InvalidSignatureException",
+            AuthError::Signature(_)
+            | AuthError::Scope { .. }
+            | AuthError::BodyHashMismatch
+            | AuthError::QuerySigned => "InvalidSignatureException",
             AuthError::Store(_) => "ServiceException",
         }
     }
@@ -42,7 +51,16 @@ impl AuthError {
 
 pub struct Authenticator {
     store: Arc<dyn Store>,
+    /// The region signatures must be scoped to: the server's.
+    region: String,
     keys: RwLock<HashMap<String, AccessKey>>,
+}
+
+/// A request whose key, scope, date and signed headers have been checked, before its
+/// body is read: only the signature over the body's hash remains.
+pub struct Pending {
+    auth: sigv4::Authorization,
+    key: AccessKey,
 }
 
 /// The account id of a namespace. Only the default namespace exists so far.
@@ -58,9 +76,10 @@ fn account_of(namespace: &str) -> String {
 }
 
 impl Authenticator {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: Arc<dyn Store>, region: impl Into<String>) -> Self {
         Authenticator {
             store,
+            region: region.into(),
             keys: RwLock::new(HashMap::new()),
         }
     }
@@ -84,23 +103,42 @@ impl Authenticator {
         Ok(found)
     }
 
-    /// Verifies a request; returns who is calling.
-    pub async fn authenticate(
+    /// Everything that can be checked before the body: the `Authorization` header parses,
+    /// the key exists, the scope is this server's region and `lambda`, the date is
+    /// current, and the headers that must be signed are. `parts.payload_sha256` is not
+    /// used.
+    pub async fn check_before_body(
         &self,
         parts: &RequestParts<'_>,
         authorization: Option<&str>,
-    ) -> Result<Caller, AuthError> {
+        query_signed: bool,
+    ) -> Result<Pending, AuthError> {
+        if query_signed {
+            return Err(AuthError::QuerySigned);
+        }
         let header = authorization.ok_or(AuthError::Missing)?;
         let auth = sigv4::parse_authorization(header).map_err(AuthError::Signature)?;
         let key = self
             .key(&auth.access_key)
             .await?
             .ok_or(AuthError::UnknownKey)?;
-        sigv4::verify(parts, &auth, &key.secret, sigv4::now_unix())
+        if auth.region != self.region || auth.service != "lambda" {
+            return Err(AuthError::Scope {
+                region: self.region.clone(),
+                given: format!("{}/{}", auth.region, auth.service),
+            });
+        }
+        sigv4::check_request(parts, &auth, sigv4::now_unix()).map_err(AuthError::Signature)?;
+        Ok(Pending { auth, key })
+    }
+
+    /// Checks the signature over `parts` (with the body's hash); returns who is calling.
+    pub fn finish(&self, parts: &RequestParts<'_>, pending: &Pending) -> Result<Caller, AuthError> {
+        sigv4::check_signature(parts, &pending.auth, &pending.key.secret)
             .map_err(AuthError::Signature)?;
         Ok(Caller {
-            account: account_of(&key.namespace),
-            namespace: key.namespace,
+            account: account_of(&pending.key.namespace),
+            namespace: pending.key.namespace.clone(),
         })
     }
 }

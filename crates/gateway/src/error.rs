@@ -14,6 +14,17 @@ pub struct WireError {
     pub retry_after: Option<u32>,
 }
 
+/// The service error for an HTTP error that no handler produced (an extractor's
+/// rejection): its status picks the Lambda type, its text becomes the message. The
+/// caller keeps the original status.
+pub fn rejection(status: u16, detail: String) -> ServiceError {
+    match status {
+        413 => ServiceError::RequestEntityTooLarge(detail),
+        400..=499 => ServiceError::InvalidRequestContent(detail),
+        _ => ServiceError::Service(detail),
+    }
+}
+
 pub fn to_wire(err: &ServiceError) -> WireError {
     let (status, error_type, retry_after) = match err {
         ServiceError::InvalidParameterValue(_) => (400, "InvalidParameterValueException", None),

@@ -14,6 +14,7 @@ use tern_invoke::layers::LayerListQuery;
 use tern_invoke::{Caller, ServiceError};
 
 use crate::app::{json, parse_body, ApiError, AppState};
+use crate::download::request_origin;
 
 type Q = Query<HashMap<String, String>>;
 
@@ -39,17 +40,20 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-/// `Content.Location` of a layer version: where a client downloads its zip.
-///
-/// tern has no download endpoint for stored zips yet (GetFunction's `Code.Location`
-/// gets one in the same release); this is the one place to point layers at it. Until
-/// then the URL names the zip by its sha256 on this server's own listener.
-pub fn layer_content_location(headers: &HeaderMap, sha256_hex: &str) -> String {
-    let host = headers
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    format!("http://{host}/tern/v1/code/{sha256_hex}.zip")
+/// `Content.Location` of a layer version: a presigned URL that serves its zip, through
+/// the same download mechanism as GetFunction's `Code.Location` (layer zips live in the
+/// same code store).
+fn location_for<'a>(
+    state: &'a AppState,
+    headers: &HeaderMap,
+) -> Result<impl Fn(&str) -> String + Sync + 'a, ApiError> {
+    let origin = request_origin(headers).ok_or_else(|| {
+        ApiError::from(ServiceError::InvalidRequestContent(
+            "the request has no Host header".to_string(),
+        ))
+    })?;
+    let downloads = &state.downloads;
+    Ok(move |sha256_hex: &str| downloads.code_url(&origin, sha256_hex))
 }
 
 fn version_number(v: &str) -> Result<u64, ApiError> {
@@ -85,7 +89,7 @@ async fn publish(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let req: PublishLayerVersionRequest = parse_body(&body)?;
-    let location = |sha: &str| layer_content_location(&headers, sha);
+    let location = location_for(&state, &headers)?;
     let resp = state
         .functions
         .layers()
@@ -108,7 +112,7 @@ async fn list_layers(
                 "Arn is required to find a layer version".into(),
             ))
         })?;
-        let location = |sha: &str| layer_content_location(&headers, sha);
+        let location = location_for(&state, &headers)?;
         let resp = layers.get_by_arn(&caller, arn, &location).await?;
         return Ok(json(StatusCode::OK, &resp));
     }
@@ -137,7 +141,7 @@ async fn get_version(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let version = version_number(&version)?;
-    let location = |sha: &str| layer_content_location(&headers, sha);
+    let location = location_for(&state, &headers)?;
     let resp = state
         .functions
         .layers()

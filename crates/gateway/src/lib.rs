@@ -1,13 +1,21 @@
 //! The HTTP edge: the Lambda-compatible API, the native `/tern/v1` API, SigV4 auth and
 //! the one place where service errors become Lambda error types and statuses.
 //!
-//! Handlers parse and shape HTTP only; the work happens in `tern_invoke`.
+//! Handlers parse and shape HTTP only; the work happens in `tern_invoke`. The listener
+//! bounds what any client can make the server hold.
 #![forbid(unsafe_code)]
 
 pub mod app;
 pub mod auth;
+pub mod download;
 pub mod error;
 pub mod layers;
+pub mod listener;
+pub mod operations;
+pub mod presign;
 
 pub use app::{router, AppState};
 pub use auth::Authenticator;
+pub use download::Downloads;
+pub use listener::ListenerLimits;
+pub use presign::UrlSigner;

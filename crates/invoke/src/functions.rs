@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use base64::Engine;
-use tern_core::function::{CodeRef, FunctionRecord, LATEST};
+use tern_core::function::{
+    CodeRef, FunctionRecord, LogSettings, LATEST, LOG_FORMAT_JSON, TRACING_PASS_THROUGH,
+};
 use tern_core::names::{function_arn, FunctionRef};
 use tern_core::wire::{
     AccountLimit, AccountUsage, Concurrency, CreateFunctionRequest, FunctionCodeLocation,
@@ -123,10 +125,30 @@ impl FunctionService {
                 .env
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
+                .chain(Self::logging_env(rec))
                 .collect(),
             code_dir: self.code.dir(&rec.code.sha256_hex),
             layer_dirs: self.layers.dirs(&rec.layers),
         }
+    }
+
+    /// The variables through which Lambda's runtimes learn the function's `LoggingConfig`
+    /// (after the function's own, so they win).
+    fn logging_env(rec: &FunctionRecord) -> Vec<(String, String)> {
+        let logging = &rec.logging;
+        let mut env = vec![("AWS_LAMBDA_LOG_FORMAT".to_string(), logging.format.clone())];
+        if logging.format == LOG_FORMAT_JSON {
+            if let Some(level) = &logging.application_level {
+                env.push(("AWS_LAMBDA_LOG_LEVEL".to_string(), level.clone()));
+            }
+        }
+        if logging.log_group.is_some() {
+            env.push((
+                "AWS_LAMBDA_LOG_GROUP_NAME".to_string(),
+                logging.group(&rec.name),
+            ));
+        }
+        env
     }
 
     /// Loads the stored concurrency settings and starts provisioned instances. Call once
@@ -387,6 +409,47 @@ impl FunctionService {
             .unwrap_or_default();
         validate::environment(&env)?;
         let architectures = Self::check_architectures(&req.architectures)?;
+        let publish = req.publish.map(serde_json::Value::Bool);
+        let code_extra = [
+            req.code.s3_key.clone().map(serde_json::Value::String),
+            req.code
+                .s3_object_version
+                .clone()
+                .map(serde_json::Value::String),
+            req.code
+                .source_kms_key_arn
+                .clone()
+                .map(serde_json::Value::String),
+        ];
+        validate::unsupported_members(&[
+            ("Publish", publish.as_ref()),
+            ("VpcConfig", req.vpc_config.as_ref()),
+            ("DeadLetterConfig", req.dead_letter_config.as_ref()),
+            ("KMSKeyArn", req.kms_key_arn.as_ref()),
+            ("FileSystemConfigs", req.file_system_configs.as_ref()),
+            ("ImageConfig", req.image_config.as_ref()),
+            ("CodeSigningConfigArn", req.code_signing_config_arn.as_ref()),
+            ("SnapStart", req.snap_start.as_ref()),
+            (
+                "CapacityProviderConfig",
+                req.capacity_provider_config.as_ref(),
+            ),
+            ("PublishTo", req.publish_to.as_ref()),
+            ("DurableConfig", req.durable_config.as_ref()),
+            ("TenancyConfig", req.tenancy_config.as_ref()),
+            ("S3Key", code_extra[0].as_ref()),
+            ("S3ObjectVersion", code_extra[1].as_ref()),
+            ("SourceKMSKeyArn", code_extra[2].as_ref()),
+        ])?;
+        let logging = match &req.logging_config {
+            Some(given) => validate::logging_config(&LogSettings::default(), given)?,
+            None => LogSettings::default(),
+        };
+        let tracing_mode = match &req.tracing_config {
+            Some(t) => validate::tracing_mode(t)?,
+            None => None,
+        }
+        .unwrap_or_else(|| TRACING_PASS_THROUGH.to_string());
         let zip =
             Self::code_from_request(&req.code.zip_file, &req.code.s3_bucket, &req.code.image_uri)?;
         // Fail fast on a duplicate before storing the package.
@@ -417,6 +480,8 @@ impl FunctionService {
             tags: req.tags.clone().unwrap_or_default(),
             code,
             layers,
+            logging,
+            tracing_mode,
             revision_id: uuid::Uuid::new_v4().to_string(),
             revision: self.next_revision(),
             last_modified_ms: now_ms(),
@@ -438,18 +503,21 @@ impl FunctionService {
         Ok(self.configuration(caller, &rec))
     }
 
+    /// GetFunction; `code_url` turns the code's sha256 (hex) into the URL it can be
+    /// downloaded from, which only the HTTP edge knows how to build.
     pub async fn get(
         &self,
         caller: &Caller,
         function_name: &str,
         qualifier: Option<&str>,
+        code_url: impl FnOnce(&str) -> String,
     ) -> Result<GetFunctionResponse, ServiceError> {
         let (rec, _) = self.lookup(caller, function_name, qualifier).await?;
         Ok(GetFunctionResponse {
             configuration: self.configuration(caller, &rec),
             code: FunctionCodeLocation {
                 repository_type: "S3".to_string(),
-                location: format!("tern://code/{}.zip", rec.code.sha256_hex),
+                location: code_url(&rec.code.sha256_hex),
             },
             tags: rec.tags.clone(),
             concurrency: self
@@ -589,6 +657,21 @@ impl FunctionService {
             Some(_) => Self::check_architectures(&req.architectures)?,
             None => current.architectures.clone(),
         };
+        let publish = req.publish.map(serde_json::Value::Bool);
+        let code_extra = [
+            req.s3_key.clone().map(serde_json::Value::String),
+            req.s3_object_version.clone().map(serde_json::Value::String),
+            req.source_kms_key_arn
+                .clone()
+                .map(serde_json::Value::String),
+        ];
+        validate::unsupported_members(&[
+            ("Publish", publish.as_ref()),
+            ("PublishTo", req.publish_to.as_ref()),
+            ("S3Key", code_extra[0].as_ref()),
+            ("S3ObjectVersion", code_extra[1].as_ref()),
+            ("SourceKMSKeyArn", code_extra[2].as_ref()),
+        ])?;
         let zip = Self::code_from_request(&req.zip_file, &req.s3_bucket, &req.image_uri)?;
         let code = self.store_zip(&zip).await?;
         self.layers
@@ -611,7 +694,31 @@ impl FunctionService {
         let (current, qualifier) = self.lookup(caller, function_name, None).await?;
         Self::unqualified(&qualifier, "UpdateFunctionConfiguration")?;
         Self::check_revision(&current, &req.revision_id)?;
+        validate::unsupported_members(&[
+            ("VpcConfig", req.vpc_config.as_ref()),
+            ("DeadLetterConfig", req.dead_letter_config.as_ref()),
+            ("KMSKeyArn", req.kms_key_arn.as_ref()),
+            ("FileSystemConfigs", req.file_system_configs.as_ref()),
+            ("ImageConfig", req.image_config.as_ref()),
+            ("SnapStart", req.snap_start.as_ref()),
+            (
+                "CapacityProviderConfig",
+                req.capacity_provider_config.as_ref(),
+            ),
+            ("DurableConfig", req.durable_config.as_ref()),
+        ])?;
         let mut next = (*current).clone();
+        if let Some(given) = &req.logging_config {
+            next.logging = validate::logging_config(&current.logging, given)?;
+        }
+        if let Some(mode) = req
+            .tracing_config
+            .as_ref()
+            .map(validate::tracing_mode)
+            .transpose()?
+        {
+            next.tracing_mode = mode.unwrap_or(next.tracing_mode);
+        }
         if let Some(rt) = &req.runtime {
             self.check_runtime(rt)?;
             next.runtime = rt.clone();

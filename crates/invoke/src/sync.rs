@@ -20,6 +20,7 @@ use tern_telemetry::{LogSink, Metrics};
 
 use crate::error::ServiceError;
 use crate::functions::{Caller, FunctionService};
+use crate::platform_log::{PlatformLog, Report};
 
 /// An Invoke request as the gateway hands it over.
 #[derive(Debug, Default)]
@@ -30,7 +31,7 @@ pub struct InvokeRequest {
     pub invocation_type: Option<String>,
     /// `X-Amz-Log-Type`.
     pub log_type: Option<String>,
-    /// `X-Amz-Client-Context` (base64 JSON), passed to the runtime as is.
+    /// `X-Amz-Client-Context` (base64 of a JSON object); the runtime gets the JSON.
     pub client_context: Option<String>,
     pub payload: Bytes,
 }
@@ -72,10 +73,6 @@ fn new_trace_id() -> String {
         &id[..24],
         &parent[..16]
     )
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 fn error_json(error_type: &str, message: String) -> Bytes {
@@ -147,6 +144,11 @@ impl Invoker {
                 )))
             }
         };
+        let client_context = req
+            .client_context
+            .as_deref()
+            .map(crate::validate::client_context)
+            .transpose()?;
         let (rec, qualifier) = self
             .functions
             .lookup(caller, &req.function_name, req.qualifier.as_deref())
@@ -199,11 +201,14 @@ impl Invoker {
         let spec = self.functions.spec(&rec);
         let started = Instant::now();
         let mut transcript = String::new();
-        let emit = |line: String, transcript: &mut String| {
-            transcript.push_str(&line);
-            transcript.push('\n');
-            self.log(&rec, &request_id, line);
+        let emit = |line: Option<String>, transcript: &mut String| {
+            if let Some(line) = line {
+                transcript.push_str(&line);
+                transcript.push('\n');
+                self.log(&rec, &request_id, line);
+            }
         };
+        let platform = PlatformLog::new(&rec.logging, &request_id);
         let lease = match self.instances.acquire(&spec).await {
             Ok(lease) => lease,
             Err(AcquireError::AtCapacity(detail)) => {
@@ -237,21 +242,17 @@ impl Invoker {
                     transcript.push_str(line);
                     transcript.push('\n');
                 }
-                emit(
-                    format!("START RequestId: {request_id} Version: {LATEST}"),
-                    &mut transcript,
-                );
-                emit(format!("END RequestId: {request_id}"), &mut transcript);
-                emit(
-                    format!(
-                        "REPORT RequestId: {request_id}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: 0 MB\tStatus: error\tError Type: {}",
-                        ms(elapsed),
-                        elapsed.as_millis().max(1),
-                        rec.memory_mb,
-                        body.error_type
-                    ),
-                    &mut transcript,
-                );
+                let report = Report {
+                    duration: elapsed,
+                    memory_mb: rec.memory_mb,
+                    max_memory_used_mb: 0,
+                    init: None,
+                    platform_error: Some(body.error_type.clone()),
+                    failed: true,
+                };
+                emit(platform.start(LATEST, now_ms()), &mut transcript);
+                emit(platform.end(&report, now_ms()), &mut transcript);
+                emit(platform.report(&report, now_ms()), &mut transcript);
                 self.count(&rec.name, "init_error");
                 return Ok(InvokeResponse {
                     status: 200,
@@ -273,10 +274,7 @@ impl Invoker {
                 .observe(d.as_secs_f64());
         }
         self.metrics.instances.set(self.instances.live() as i64);
-        emit(
-            format!("START RequestId: {request_id} Version: {LATEST}"),
-            &mut transcript,
-        );
+        emit(platform.start(LATEST, now_ms()), &mut transcript);
         let run_started = Instant::now();
         let (outcome, output) = lease
             .instance
@@ -286,7 +284,7 @@ impl Invoker {
                 timeout: Duration::from_secs(u64::from(rec.timeout_s)),
                 function_arn: invoked_arn,
                 trace_id: new_trace_id(),
-                client_context: req.client_context,
+                client_context,
             })
             .await;
         let duration = run_started.elapsed();
@@ -320,7 +318,7 @@ impl Invoker {
                     rec.timeout_s
                 );
                 emit(
-                    format!("{} {msg}", tern_core::timefmt::rfc3339(now_ms())),
+                    Some(format!("{} {msg}", tern_core::timefmt::rfc3339(now_ms()))),
                     &mut transcript,
                 );
                 (
@@ -349,7 +347,7 @@ impl Invoker {
                         ),
                     )
                 };
-                emit(msg.clone(), &mut transcript);
+                emit(Some(msg.clone()), &mut transcript);
                 (
                     error_json(etype, msg),
                     Some("Unhandled"),
@@ -362,21 +360,16 @@ impl Invoker {
         let memory_mb = lease.instance.memory_mb;
         let reusable = outcome.instance_reusable();
         self.instances.release(lease, reusable).await;
-        emit(format!("END RequestId: {request_id}"), &mut transcript);
-        let mut report = format!(
-            "REPORT RequestId: {request_id}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {memory_mb} MB\tMax Memory Used: {max_used} MB",
-            ms(duration),
-            duration.as_millis().max(1),
-        );
-        if let Some(d) = init {
-            report.push_str(&format!("\tInit Duration: {:.2} ms", ms(d)));
-        }
-        if let (Some(_), Some(t)) = (function_error, &error_type) {
-            if outcome_label != "function_error" {
-                report.push_str(&format!("\tStatus: error\tError Type: {t}"));
-            }
-        }
-        emit(report, &mut transcript);
+        let report = Report {
+            duration,
+            memory_mb,
+            max_memory_used_mb: max_used,
+            init,
+            platform_error: error_type.filter(|_| outcome_label != "function_error"),
+            failed: function_error.is_some(),
+        };
+        emit(platform.end(&report, now_ms()), &mut transcript);
+        emit(platform.report(&report, now_ms()), &mut transcript);
         self.count(&rec.name, outcome_label);
         self.metrics
             .invocation_seconds

@@ -2,7 +2,12 @@
 
 use std::collections::BTreeMap;
 
+use base64::Engine;
+use tern_core::function::{
+    LogSettings, APPLICATION_LOG_LEVELS, LOG_FORMAT_JSON, LOG_FORMAT_TEXT, SYSTEM_LOG_LEVELS,
+};
 use tern_core::limits;
+use tern_core::wire::{LoggingConfigInput, TracingConfigInput};
 
 use crate::error::ServiceError;
 
@@ -108,6 +113,11 @@ pub fn environment(vars: &BTreeMap<String, String>) -> Result<(), ServiceError> 
             reserved.join(", ")
         )));
     }
+    if let Some((key, _)) = vars.iter().find(|(_, v)| v.contains('\0')) {
+        return Err(invalid(format!(
+            "1 validation error detected: Value at 'environment.variables' failed to satisfy constraint: the value of '{key}' contains a NUL character, which no process environment can hold"
+        )));
+    }
     let size: usize = vars.iter().map(|(k, v)| k.len() + v.len()).sum();
     if size > limits::ENV_VARS_BYTES {
         return Err(invalid(format!(
@@ -115,6 +125,52 @@ pub fn environment(vars: &BTreeMap<String, String>) -> Result<(), ServiceError> 
         )));
     }
     Ok(())
+}
+
+/// Largest `X-Amz-Client-Context` header Lambda takes, in bytes of base64.
+pub const CLIENT_CONTEXT_MAX_B64: usize = 3_583;
+
+/// Checks an `X-Amz-Client-Context` header as Lambda does (base64 of a JSON object, at
+/// most [`CLIENT_CONTEXT_MAX_B64`] bytes) and returns the JSON the runtime gets in
+/// `Lambda-Runtime-Client-Context`: compact and ASCII-only, so it is a valid header value
+/// whatever the client sent.
+pub fn client_context(b64: &str) -> Result<String, ServiceError> {
+    if b64.len() > CLIENT_CONTEXT_MAX_B64 {
+        return Err(invalid(format!(
+            "1 validation error detected: Value at 'clientContext' failed to satisfy constraint: Member must have length less than or equal to {CLIENT_CONTEXT_MAX_B64} bytes of base64-encoded data (got {})",
+            b64.len()
+        )));
+    }
+    let not_json = || {
+        ServiceError::InvalidRequestContent(
+            "Client context must be a valid Base64-encoded JSON object.".to_string(),
+        )
+    };
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|_| not_json())?;
+    let value: serde_json::Value = serde_json::from_slice(&raw).map_err(|_| not_json())?;
+    if !value.is_object() {
+        return Err(not_json());
+    }
+    Ok(ascii_json(&value))
+}
+
+/// `value` as compact JSON with every non-ASCII character written as a `\u` escape.
+fn ascii_json(value: &serde_json::Value) -> String {
+    let compact = value.to_string();
+    let mut out = String::with_capacity(compact.len());
+    for c in compact.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -155,7 +211,242 @@ mod tests {
         assert!(
             message(environment(&vars(&[("AWS_REGION", "x")])).unwrap_err()).contains("AWS_REGION")
         );
+        let nul = environment(&vars(&[("TOKEN", "a\0b")])).unwrap_err();
+        assert!(message(nul).contains("'TOKEN'"));
         let big = "v".repeat(5000);
         assert!(message(environment(&vars(&[("BIG", &big)])).unwrap_err()).contains("4KB"));
+    }
+}
+
+#[cfg(test)]
+mod client_context_tests {
+    use super::*;
+
+    fn b64(s: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(s)
+    }
+
+    #[test]
+    fn client_context_is_decoded_to_ascii_json_for_the_runtime() {
+        let json = client_context(&b64(
+            "{\"custom\": {\"k\": \"v\u{e9} \u{1f600}\"}, \"env\": {}}",
+        ))
+        .unwrap();
+        assert_eq!(json, r#"{"custom":{"k":"v\u00e9 \ud83d\ude00"},"env":{}}"#);
+        let back: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(back["custom"]["k"], "v\u{e9} \u{1f600}");
+    }
+
+    #[test]
+    fn client_context_must_be_base64_of_a_json_object_within_the_limit() {
+        let not_json = client_context(&b64("not json")).unwrap_err();
+        assert!(matches!(not_json, ServiceError::InvalidRequestContent(_)));
+        assert!(client_context("%%%").is_err());
+        assert!(client_context(&b64("[1, 2]")).is_err());
+        let big = format!(r#"{{"custom": {{"k": "{}"}}}}"#, "x".repeat(2_700));
+        assert!(b64(&big).len() > CLIENT_CONTEXT_MAX_B64);
+        let too_long = client_context(&b64(&big)).unwrap_err();
+        assert!(too_long.to_string().contains("3583"), "{too_long}");
+        let fits = format!(r#"{{"custom": {{"k": "{}"}}}}"#, "x".repeat(2_600));
+        assert!(client_context(&b64(&fits)).is_ok());
+    }
+}
+
+/// Applies a request's `LoggingConfig` to the current settings with Lambda's rules: the
+/// members given replace the current ones; log levels exist only with the JSON format
+/// (INFO unless given), and switching to Text clears them.
+pub fn logging_config(
+    current: &LogSettings,
+    given: &LoggingConfigInput,
+) -> Result<LogSettings, ServiceError> {
+    let mut next = current.clone();
+    if let Some(f) = &given.log_format {
+        if f != LOG_FORMAT_TEXT && f != LOG_FORMAT_JSON {
+            return Err(invalid(format!(
+                "1 validation error detected: Value '{f}' at 'loggingConfig.logFormat' failed to satisfy constraint: Member must satisfy enum value set: [JSON, Text]"
+            )));
+        }
+        next.format = f.clone();
+    }
+    let check = |v: &Option<String>, allowed: &[&str], field: &str| -> Result<(), ServiceError> {
+        match v {
+            Some(l) if !allowed.contains(&l.as_str()) => Err(invalid(format!(
+                "1 validation error detected: Value '{l}' at 'loggingConfig.{field}' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
+                allowed.join(", ")
+            ))),
+            _ => Ok(()),
+        }
+    };
+    check(
+        &given.application_log_level,
+        APPLICATION_LOG_LEVELS,
+        "applicationLogLevel",
+    )?;
+    check(&given.system_log_level, SYSTEM_LOG_LEVELS, "systemLogLevel")?;
+    if next.is_json() {
+        next.application_level = given
+            .application_log_level
+            .clone()
+            .or(next.application_level)
+            .or_else(|| Some("INFO".to_string()));
+        next.system_level = given
+            .system_log_level
+            .clone()
+            .or(next.system_level)
+            .or_else(|| Some("INFO".to_string()));
+    } else {
+        if given.application_log_level.is_some() || given.system_log_level.is_some() {
+            return Err(invalid(
+                "LoggingConfig: ApplicationLogLevel and SystemLogLevel can be set only when LogFormat is JSON".to_string(),
+            ));
+        }
+        next.application_level = None;
+        next.system_level = None;
+    }
+    if let Some(g) = &given.log_group {
+        let ok = !g.is_empty()
+            && g.len() <= 512
+            && g.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-/.#".contains(c));
+        if !ok {
+            return Err(invalid(format!(
+                "1 validation error detected: Value '{g}' at 'loggingConfig.logGroup' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\.\\-_/#A-Za-z0-9]+ and have length between 1 and 512"
+            )));
+        }
+        next.log_group = Some(g.clone());
+    }
+    Ok(next)
+}
+
+/// A request's `TracingConfig.Mode`, if it gives one.
+pub fn tracing_mode(given: &TracingConfigInput) -> Result<Option<String>, ServiceError> {
+    match given.mode.as_deref() {
+        None => Ok(None),
+        Some(m @ ("Active" | "PassThrough")) => Ok(Some(m.to_string())),
+        Some(m) => Err(invalid(format!(
+            "1 validation error detected: Value '{m}' at 'tracingConfig.mode' failed to satisfy constraint: Member must satisfy enum value set: [Active, PassThrough]"
+        ))),
+    }
+}
+
+/// Whether a request member tern does not implement was left at "nothing": absent, null,
+/// empty, false, or an object of such members (tools such as SAM and Terraform send
+/// `VpcConfig: {SubnetIds: [], SecurityGroupIds: []}` to mean no VPC).
+fn unset(v: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::Null | Value::Bool(false) => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.values().all(unset),
+        Value::Number(_) | Value::Bool(true) => false,
+    }
+}
+
+/// Request members tern accepts in the model's shape but does not implement, each with
+/// why; a request that sets one is refused rather than having it silently dropped.
+pub fn unsupported_members(
+    members: &[(&str, Option<&serde_json::Value>)],
+) -> Result<(), ServiceError> {
+    for (field, value) in members {
+        let Some(v) = value else { continue };
+        let off =
+            unset(v) || (*field == "SnapStart" && v.get("ApplyOn").is_some_and(|a| a == "None"));
+        if off {
+            continue;
+        }
+        let why = match *field {
+            "VpcConfig" => "private networks (VPC) are not supported yet; functions run with loopback-only networking",
+            "DeadLetterConfig" => "asynchronous invocation and its dead-letter queue are not supported yet",
+            "KMSKeyArn" | "SourceKMSKeyArn" => "customer-managed KMS keys are not supported",
+            "FileSystemConfigs" => "file systems (EFS) are not supported",
+            "ImageConfig" => "container images are not supported; use a .zip package",
+            "CodeSigningConfigArn" => "code signing is not supported",
+            "SnapStart" => "SnapStart is not supported (only ApplyOn None)",
+            "Publish" | "PublishTo" => "versions are not supported yet; only $LATEST exists",
+            "CapacityProviderConfig" => "capacity providers are not supported",
+            "DurableConfig" => "durable functions are not supported",
+            "TenancyConfig" => "tenant isolation mode is not supported",
+            "S3Key" | "S3ObjectVersion" => "code from S3 is not supported; upload the .zip in ZipFile",
+            _ => "it is not supported by tern",
+        };
+        return Err(invalid(format!(
+            "Invalid value for '{field}': {why}. Remove the field or leave it empty."
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod config_member_tests {
+    use super::*;
+
+    fn given(format: Option<&str>, app: Option<&str>, sys: Option<&str>) -> LoggingConfigInput {
+        LoggingConfigInput {
+            log_format: format.map(str::to_string),
+            application_log_level: app.map(str::to_string),
+            system_log_level: sys.map(str::to_string),
+            log_group: None,
+        }
+    }
+
+    #[test]
+    fn json_logging_defaults_levels_to_info_and_text_clears_them() {
+        let json = logging_config(
+            &LogSettings::default(),
+            &given(Some("JSON"), None, Some("WARN")),
+        )
+        .unwrap();
+        assert_eq!(json.application_level.as_deref(), Some("INFO"));
+        assert_eq!(json.system_level.as_deref(), Some("WARN"));
+        let level_only = logging_config(&json, &given(None, Some("DEBUG"), None)).unwrap();
+        assert_eq!(
+            (
+                level_only.format.as_str(),
+                level_only.application_level.as_deref()
+            ),
+            ("JSON", Some("DEBUG"))
+        );
+        let text = logging_config(&level_only, &given(Some("Text"), None, None)).unwrap();
+        assert_eq!(text, LogSettings::default());
+    }
+
+    #[test]
+    fn logging_levels_need_json_and_values_come_from_lambdas_enums() {
+        let e =
+            logging_config(&LogSettings::default(), &given(None, Some("INFO"), None)).unwrap_err();
+        assert!(e.to_string().contains("only when LogFormat is JSON"), "{e}");
+        let e =
+            logging_config(&LogSettings::default(), &given(Some("XML"), None, None)).unwrap_err();
+        assert!(e.to_string().contains("logFormat"), "{e}");
+        let e = logging_config(
+            &LogSettings::default(),
+            &given(Some("JSON"), Some("LOUD"), None),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("applicationLogLevel"), "{e}");
+    }
+
+    #[test]
+    fn unimplemented_members_are_refused_by_name_unless_left_empty() {
+        let empty_vpc = serde_json::json!({"SubnetIds": [], "SecurityGroupIds": []});
+        let no_snap = serde_json::json!({"ApplyOn": "None"});
+        assert!(unsupported_members(&[
+            ("VpcConfig", Some(&empty_vpc)),
+            ("SnapStart", Some(&no_snap)),
+            ("KMSKeyArn", Some(&serde_json::json!(""))),
+            ("Publish", Some(&serde_json::json!(false))),
+            ("DeadLetterConfig", None),
+        ])
+        .is_ok());
+        let vpc = serde_json::json!({"SubnetIds": ["subnet-1"]});
+        let e = unsupported_members(&[("VpcConfig", Some(&vpc))]).unwrap_err();
+        assert!(e.to_string().contains("'VpcConfig'"), "{e}");
+        let dlq = serde_json::json!({"TargetArn": "arn:aws:sqs:us-east-1:1:q"});
+        let e = unsupported_members(&[("DeadLetterConfig", Some(&dlq))]).unwrap_err();
+        assert!(e.to_string().contains("'DeadLetterConfig'"), "{e}");
+        let snap = serde_json::json!({"ApplyOn": "PublishedVersions"});
+        assert!(unsupported_members(&[("SnapStart", Some(&snap))]).is_err());
+        assert!(unsupported_members(&[("Publish", Some(&serde_json::json!(true)))]).is_err());
     }
 }

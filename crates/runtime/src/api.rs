@@ -19,8 +19,16 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub const MAX_RESPONSE_BYTES: usize = tern_core::limits::SYNC_PAYLOAD_BYTES;
 /// Largest error body or init error accepted.
 const MAX_ERROR_BYTES: usize = 1024 * 1024 + 64 * 1024;
-/// Request headers may be large (error-type headers up to 1 MiB must not break us).
-const MAX_HEADER_BUF: usize = 2 * 1024 * 1024 + 64 * 1024;
+/// Request headers may be large (awslambdaric's X-Ray error cause header may reach
+/// 1 MiB); this bounds what one connection can make the server buffer.
+const MAX_HEADER_BUF: usize = 1024 * 1024 + 64 * 1024;
+/// Connections one instance may hold open at once. A runtime needs one or two; more
+/// would only let a function make the server hold descriptors and header buffers.
+pub const MAX_CONNECTIONS: usize = 4;
+/// A request's headers must arrive within this.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const ACCEPT_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// An invocation queued for the instance.
 pub struct Invocation {
@@ -142,7 +150,10 @@ fn accepted() -> Resp {
     json(StatusCode::ACCEPTED, r#"{"status":"OK"}"#.to_string())
 }
 
-/// Serves the Runtime API on `listener` until the instance goes away.
+/// Serves the Runtime API on `listener` until the instance goes away. At most
+/// [`MAX_CONNECTIONS`] connections are served at once (others are closed at once), and
+/// an accept error such as EMFILE backs off and retries: the instance never loses its
+/// Runtime API to a flood of connections.
 pub async fn serve(listener: std::net::TcpListener, shared: Arc<ApiShared>) {
     if listener.set_nonblocking(true).is_err() {
         return;
@@ -150,19 +161,34 @@ pub async fn serve(listener: std::net::TcpListener, shared: Arc<ApiShared>) {
     let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
         return;
     };
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            return;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::debug!(error = %e, "runtime API accept failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                continue;
+            }
+        };
+        backoff = ACCEPT_BACKOFF_MIN;
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            continue; // dropped: closed at once
         };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| handle(req, shared.clone()));
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
                 .max_buf_size(MAX_HEADER_BUF)
                 .keep_alive(true)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
                 .await;
+            drop(slot);
         });
     }
 }

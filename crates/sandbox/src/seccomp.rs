@@ -85,6 +85,7 @@ pub struct ArgCondition {
 #[serde(rename_all = "snake_case")]
 pub enum Op {
     Eq,
+    Ne,
     MaskedEq,
 }
 
@@ -108,6 +109,9 @@ impl Value {
 
 fn constant(name: &str) -> Option<u64> {
     let v: i64 = match name {
+        "AF_UNIX" => libc::AF_UNIX.into(),
+        "AF_NETLINK" => libc::AF_NETLINK.into(),
+        "NETLINK_ROUTE" => libc::NETLINK_ROUTE.into(),
         "AF_INET" => libc::AF_INET.into(),
         "AF_INET6" => libc::AF_INET6.into(),
         "AF_PACKET" => libc::AF_PACKET.into(),
@@ -203,6 +207,7 @@ pub fn compile(policy: &Policy) -> Result<Vec<BpfProgram>, SeccompError> {
             let value = arg.value.resolve()?;
             let op = match arg.op {
                 Op::Eq => SeccompCmpOp::Eq,
+                Op::Ne => SeccompCmpOp::Ne,
                 Op::MaskedEq => SeccompCmpOp::MaskedEq(match &arg.mask {
                     Some(mask) => mask.resolve()?,
                     None => value,
@@ -337,11 +342,34 @@ mod tests {
             .iter()
             .filter(|r| r.syscall == "socket")
             .collect();
-        assert_eq!(socket_rules.len(), 3);
+        assert_eq!(socket_rules.len(), 4);
         assert!(
             socket_rules.iter().all(|r| !r.args.is_empty()),
             "plain sockets must stay allowed"
         );
+        // The family rule allows exactly these and refuses every other family.
+        let allowed: Vec<u64> = socket_rules
+            .iter()
+            .find(|r| {
+                r.args
+                    .iter()
+                    .all(|a| a.index == 0 && matches!(a.op, Op::Ne))
+            })
+            .expect("a family allow-list rule")
+            .args
+            .iter()
+            .map(|a| a.value.resolve().expect("value"))
+            .collect();
+        let expected: Vec<u64> = [
+            libc::AF_UNIX,
+            libc::AF_INET,
+            libc::AF_INET6,
+            libc::AF_NETLINK,
+        ]
+        .iter()
+        .map(|f| *f as u64)
+        .collect();
+        assert_eq!(allowed, expected);
         let clone_masks: Vec<u64> = policy
             .rules
             .iter()

@@ -437,6 +437,8 @@ mod tests {
                 unzipped_size: 0,
             },
             layers: Vec::new(),
+            logging: Default::default(),
+            tracing_mode: "PassThrough".into(),
             revision_id: "r1".into(),
             revision: 1,
             last_modified_ms: 0,

@@ -23,12 +23,14 @@ pub struct DeployArgs {
     /// Function name.
     #[arg(long)]
     pub name: String,
-    /// Runtime, such as python3.12, nodejs20.x or provided.al2023.
+    /// Runtime, such as python3.12, nodejs20.x or provided.al2023; needed to create a
+    /// function, on update unchanged unless given.
     #[arg(long)]
-    pub runtime: String,
-    /// Handler, such as app.handler (for provided runtimes, any value).
+    pub runtime: Option<String>,
+    /// Handler, such as app.handler (for provided runtimes, any value); needed to create
+    /// a function, on update unchanged unless given.
     #[arg(long)]
-    pub handler: String,
+    pub handler: Option<String>,
     /// Memory in MB; on update, unchanged unless given.
     #[arg(long, value_name = "MB", value_parser = clap::value_parser!(u32)
         .range(i64::from(limits::MEMORY_MIN_MB)..=i64::from(limits::MEMORY_MAX_MB)))]
@@ -94,8 +96,12 @@ pub fn run(args: &DeployArgs) -> anyhow::Result<ExitCode> {
 
     // Settings shared by CreateFunction and UpdateFunctionConfiguration.
     let mut config = Map::new();
-    config.insert("Runtime".into(), json!(args.runtime));
-    config.insert("Handler".into(), json!(args.handler));
+    if let Some(runtime) = &args.runtime {
+        config.insert("Runtime".into(), json!(runtime));
+    }
+    if let Some(handler) = &args.handler {
+        config.insert("Handler".into(), json!(handler));
+    }
     if let Some(memory) = args.memory {
         config.insert("MemorySize".into(), json!(memory));
     }
@@ -109,17 +115,31 @@ pub fn run(args: &DeployArgs) -> anyhow::Result<ExitCode> {
         config.insert("Description".into(), json!(description));
     }
 
-    let mut create = config.clone();
-    create.insert("FunctionName".into(), json!(args.name));
-    create.insert("Code".into(), json!({ "ZipFile": zip_b64 }));
-    let (verb, resp) = match client
-        .call(Request::new("POST", "/2015-03-31/functions").json(&Value::Object(create)))
-    {
-        Ok(resp) => ("created", resp),
-        Err(e) if e.error_type() == Some("ResourceConflictException") => {
-            ("updated", update(&client, &args.name, &zip_b64, config)?)
+    let (verb, resp) = if args.runtime.is_some() && args.handler.is_some() {
+        let mut create = config.clone();
+        create.insert("FunctionName".into(), json!(args.name));
+        create.insert("Code".into(), json!({ "ZipFile": zip_b64 }));
+        match client
+            .call(Request::new("POST", "/2015-03-31/functions").json(&Value::Object(create)))
+        {
+            Ok(resp) => ("created", resp),
+            Err(e) if e.error_type() == Some("ResourceConflictException") => {
+                ("updated", update(&client, &args.name, &zip_b64, config)?)
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot create function {}", args.name))
+            }
         }
-        Err(e) => return Err(e).with_context(|| format!("cannot create function {}", args.name)),
+    } else {
+        // Without both, this can only be an update of a function that exists.
+        match update(&client, &args.name, &zip_b64, config) {
+            Ok(resp) => ("updated", resp),
+            Err(e) if is_not_found(&e) => bail!(
+                "function {} does not exist; creating it needs --runtime and --handler",
+                args.name
+            ),
+            Err(e) => return Err(e),
+        }
     };
     let done: Deployed = resp.json()?;
     writeln!(
@@ -135,7 +155,8 @@ pub fn run(args: &DeployArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// UpdateFunctionCode, then UpdateFunctionConfiguration; returns the last response.
+/// UpdateFunctionCode, then UpdateFunctionConfiguration with the settings given, if any;
+/// returns the last response.
 fn update(
     client: &Client,
     name: &str,
@@ -143,13 +164,24 @@ fn update(
     config: Map<String, Value>,
 ) -> anyhow::Result<super::http::Response> {
     let base = format!("/2015-03-31/functions/{}", encode(name));
-    client
+    let resp = client
         .call(Request::new("PUT", format!("{base}/code")).json(&json!({ "ZipFile": zip_b64 })))
         .map_err(with_name(name, "code"))?;
+    if config.is_empty() {
+        return Ok(resp);
+    }
     let resp = client
         .call(Request::new("PUT", format!("{base}/configuration")).json(&Value::Object(config)))
         .map_err(with_name(name, "configuration"))?;
     Ok(resp)
+}
+
+fn is_not_found(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<CallError>()
+            .is_some_and(|c| c.error_type() == Some("ResourceNotFoundException"))
+    })
 }
 
 fn with_name<'a>(name: &'a str, what: &'a str) -> impl Fn(CallError) -> anyhow::Error + 'a {

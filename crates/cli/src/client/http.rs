@@ -200,12 +200,10 @@ pub struct Client {
 impl Client {
     /// Reads the credentials and checks the endpoint; does not contact the server.
     pub fn connect(args: &ConnectArgs) -> anyhow::Result<Self> {
-        let endpoint = Endpoint::parse(&args.endpoint)?;
-        let credentials_path = args
-            .credentials
-            .clone()
-            .unwrap_or_else(|| credentials::default_path(std::env::var_os("TERN_DATA_DIR")));
-        let credentials = credentials::load(&credentials_path, &args.profile)?;
+        let conn = args.resolve_from_env();
+        let endpoint = Endpoint::parse(&conn.endpoint)?;
+        let credentials_path = conn.credentials;
+        let credentials = credentials::load(&credentials_path, &conn.profile)?;
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(CONNECT_TIMEOUT)
             .timeout_read(READ_TIMEOUT)
@@ -218,8 +216,8 @@ impl Client {
             endpoint,
             credentials,
             credentials_path,
-            profile: args.profile.clone(),
-            region: args.region.clone(),
+            profile: conn.profile,
+            region: conn.region,
         })
     }
 

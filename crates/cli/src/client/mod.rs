@@ -21,22 +21,75 @@ pub use invoke::InvokeArgs;
 pub use logs::LogsArgs;
 
 /// How to reach the server and who to be; shared by every client command.
-#[derive(clap::Args, Debug, Clone)]
+///
+/// The `TERN_*` variables are read by [`ConnectArgs::resolve`], not by clap's `env`:
+/// clap counts a value from the environment as typed on the command line and puts it in
+/// the usage line of every error, so a set `TERN_CREDENTIALS` read as a required
+/// `--credentials`.
+#[derive(clap::Args, Debug, Clone, Default)]
 #[command(next_help_heading = "Connection")]
 pub struct ConnectArgs {
-    /// URL of the tern server.
-    #[arg(long, env = "TERN_ENDPOINT", default_value = "http://127.0.0.1:8900")]
-    pub endpoint: String,
-    /// Credentials file [default: $TERN_DATA_DIR/credentials, else ./.tern/credentials].
-    #[arg(long, env = "TERN_CREDENTIALS", value_name = "FILE")]
+    /// URL of the tern server [env: TERN_ENDPOINT] [default: http://127.0.0.1:8900]
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// Credentials file [env: TERN_CREDENTIALS] [default: $TERN_DATA_DIR/credentials, else ./.tern/credentials]
+    #[arg(long, value_name = "FILE")]
     pub credentials: Option<PathBuf>,
-    /// Profile (section) of the credentials file.
-    #[arg(long, env = "TERN_PROFILE", default_value = "tern")]
+    /// Profile (section) of the credentials file [env: TERN_PROFILE] [default: tern]
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Region used in the request signature [env: TERN_REGION] [default: us-east-1]
+    #[arg(long)]
+    pub region: Option<String>,
+}
+
+/// The connection settings after flags, then `TERN_*` variables, then defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    pub endpoint: String,
+    pub credentials: PathBuf,
     pub profile: String,
-    /// Region used in the request signature.
-    #[arg(long, env = "TERN_REGION", default_value = "us-east-1")]
     pub region: String,
 }
+
+impl ConnectArgs {
+    /// Flags win over the variables `env` returns (an empty one counts as unset), which
+    /// win over the defaults.
+    pub fn resolve(&self, env: impl Fn(&str) -> Option<String>) -> Connection {
+        let env = |name: &str| env(name).filter(|v| !v.is_empty());
+        Connection {
+            endpoint: self
+                .endpoint
+                .clone()
+                .or_else(|| env("TERN_ENDPOINT"))
+                .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string()),
+            credentials: self
+                .credentials
+                .clone()
+                .or_else(|| env("TERN_CREDENTIALS").map(PathBuf::from))
+                .unwrap_or_else(|| credentials::default_path(env("TERN_DATA_DIR").map(Into::into))),
+            profile: self
+                .profile
+                .clone()
+                .or_else(|| env("TERN_PROFILE"))
+                .unwrap_or_else(|| DEFAULT_PROFILE.to_string()),
+            region: self
+                .region
+                .clone()
+                .or_else(|| env("TERN_REGION"))
+                .unwrap_or_else(|| DEFAULT_REGION.to_string()),
+        }
+    }
+
+    /// [`ConnectArgs::resolve`] with the process environment.
+    pub fn resolve_from_env(&self) -> Connection {
+        self.resolve(|name| std::env::var(name).ok())
+    }
+}
+
+pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8900";
+pub const DEFAULT_PROFILE: &str = "tern";
+pub const DEFAULT_REGION: &str = "us-east-1";
 
 #[derive(clap::Subcommand, Debug)]
 pub enum ClientCommand {
@@ -120,6 +173,50 @@ mod tests {
                 panic!("{argv:?}: {e}");
             }
         }
+    }
+
+    #[test]
+    fn flags_win_over_tern_variables_which_win_over_defaults() {
+        let env = |name: &str| match name {
+            "TERN_ENDPOINT" => Some("http://env:1".to_string()),
+            "TERN_CREDENTIALS" => Some("/env/creds".to_string()),
+            "TERN_PROFILE" => Some(String::new()),
+            _ => None,
+        };
+        let from_env = ConnectArgs::default().resolve(env);
+        assert_eq!(
+            from_env,
+            Connection {
+                endpoint: "http://env:1".into(),
+                credentials: "/env/creds".into(),
+                profile: DEFAULT_PROFILE.into(),
+                region: DEFAULT_REGION.into(),
+            }
+        );
+        let flags = ConnectArgs {
+            endpoint: Some("http://flag:2".into()),
+            credentials: Some("/flag/creds".into()),
+            profile: Some("p".into()),
+            region: Some("eu-west-1".into()),
+        };
+        assert_eq!(
+            flags.resolve(env),
+            Connection {
+                endpoint: "http://flag:2".into(),
+                credentials: "/flag/creds".into(),
+                profile: "p".into(),
+                region: "eu-west-1".into(),
+            }
+        );
+        let data_dir = |name: &str| (name == "TERN_DATA_DIR").then(|| "/srv/tern".to_string());
+        assert_eq!(
+            ConnectArgs::default().resolve(data_dir).credentials,
+            PathBuf::from("/srv/tern/credentials")
+        );
+        assert_eq!(
+            ConnectArgs::default().resolve(|_| None).endpoint,
+            DEFAULT_ENDPOINT
+        );
     }
 
     #[test]
