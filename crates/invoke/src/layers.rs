@@ -656,3 +656,218 @@ impl LayerService {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tern_store::{PackageLimits, SqliteStore};
+
+    const OWN: &str = "000000000000";
+    const OTHER: &str = "111111111111";
+
+    fn caller(account: &str) -> Caller {
+        Caller {
+            namespace: if account == OWN { "default" } else { "other" }.into(),
+            account: account.into(),
+        }
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: Arc<dyn Store>,
+        layers: LayerService,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("db")).expect("store"));
+        let code = Arc::new(
+            CodeStore::open(&dir.path().join("code"), PackageLimits::default()).expect("code"),
+        );
+        let layers = LayerService::new(store.clone(), code, "us-east-1".into());
+        Fixture {
+            _dir: dir,
+            store,
+            layers,
+        }
+    }
+
+    /// Stores a version of `name` owned by `account`, `unzipped` bytes big; its ARN.
+    fn publish(f: &Fixture, account: &str, name: &str, unzipped: u64) -> String {
+        let c = caller(account);
+        let rec = LayerVersionRecord {
+            namespace: c.namespace,
+            account: account.into(),
+            name: name.into(),
+            version: 0,
+            description: String::new(),
+            license_info: None,
+            compatible_runtimes: vec![],
+            compatible_architectures: vec![],
+            sha256_hex: "ab".into(),
+            sha256_b64: "q=".into(),
+            size: 10,
+            unzipped_size: unzipped,
+            created_ms: 0,
+        };
+        let v = f.store.publish_layer_version(&rec, "r0").expect("publish");
+        layer_version_arn("us-east-1", account, name, v.version)
+    }
+
+    fn message(e: ServiceError) -> String {
+        e.to_string()
+    }
+
+    #[tokio::test]
+    async fn resolve_keeps_order_and_sizes_of_own_layers() {
+        let f = fixture();
+        let (a, b) = (publish(&f, OWN, "a", 1), publish(&f, OWN, "b", 2));
+        let got = f
+            .layers
+            .resolve(&caller(OWN), &[b.clone(), a.clone()])
+            .await
+            .expect("resolve");
+        let arns: Vec<&str> = got.iter().map(|l| l.arn.as_str()).collect();
+        assert_eq!(arns, [b.as_str(), a.as_str()]);
+        assert_eq!(got[0].unzipped_size, 2);
+    }
+
+    #[tokio::test]
+    async fn resolve_refuses_six_layers_bad_or_missing_arns_and_a_layer_twice() {
+        let f = fixture();
+        let arns: Vec<String> = (0..6)
+            .map(|i| publish(&f, OWN, &format!("l{i}"), 1))
+            .collect();
+        let e = f
+            .layers
+            .resolve(&caller(OWN), &arns)
+            .await
+            .expect_err("six");
+        assert_eq!(message(e), "Cannot reference more than 5 layers.");
+        let e = f
+            .layers
+            .resolve(&caller(OWN), &["mylayer:1".into()])
+            .await
+            .expect_err("malformed");
+        assert!(
+            matches!(&e, ServiceError::InvalidParameterValue(m) if m.contains("'mylayer:1'")),
+            "{e}"
+        );
+        let missing = layer_version_arn("us-east-1", OWN, "l0", 9);
+        let e = f
+            .layers
+            .resolve(&caller(OWN), std::slice::from_ref(&missing))
+            .await
+            .expect_err("missing");
+        assert_eq!(
+            message(e),
+            format!("Layer version {missing} does not exist.")
+        );
+        let v2 = publish(&f, OWN, "l0", 1);
+        let e = f
+            .layers
+            .resolve(&caller(OWN), &[arns[0].clone(), v2])
+            .await
+            .expect_err("twice");
+        assert!(message(e).contains("Two different versions of the same layer"));
+    }
+
+    #[tokio::test]
+    async fn another_accounts_layer_needs_a_grant_to_the_callers_account_or_everyone() {
+        let f = fixture();
+        let theirs = publish(&f, OTHER, "shared", 1);
+        let e = f
+            .layers
+            .resolve(&caller(OWN), std::slice::from_ref(&theirs))
+            .await
+            .expect_err("no grant");
+        assert!(matches!(e, ServiceError::AccessDenied(_)), "{e}");
+        let grant = |principal: &str| LayerStatement {
+            statement_id: "s".into(),
+            action: GET_LAYER_VERSION_ACTION.into(),
+            principal: principal.into(),
+        };
+        f.store
+            .put_layer_policy("other", "shared", 1, &[grant("222222222222")], "r0", "r1")
+            .expect("policy");
+        assert!(f
+            .layers
+            .resolve(&caller(OWN), std::slice::from_ref(&theirs))
+            .await
+            .is_err());
+        f.store
+            .put_layer_policy("other", "shared", 1, &[grant(OWN)], "r1", "r2")
+            .expect("policy");
+        assert_eq!(
+            f.layers
+                .resolve(&caller(OWN), std::slice::from_ref(&theirs))
+                .await
+                .expect("granted")
+                .len(),
+            1
+        );
+        f.store
+            .put_layer_policy("other", "shared", 1, &[grant("*")], "r2", "r3")
+            .expect("policy");
+        let location = |sha: &str| format!("loc/{sha}");
+        let got = f
+            .layers
+            .get_by_arn(&caller(OWN), &theirs, &location)
+            .await
+            .expect("readable");
+        assert_eq!(got.layer_version_arn, theirs);
+        // Granted use is not management: the owner's name space stays the owner's.
+        let e = f
+            .layers
+            .delete(&caller(OWN), &layer_arn("us-east-1", OTHER, "shared"), 1)
+            .await
+            .expect_err("not theirs to delete");
+        assert!(matches!(e, ServiceError::AccessDenied(_)), "{e}");
+    }
+
+    #[test]
+    fn code_plus_layers_is_capped_at_250_mb_with_lambdas_message() {
+        let f = fixture();
+        let layer = |unzipped_size| FunctionLayerRef {
+            arn: "arn".into(),
+            size: 1,
+            unzipped_size,
+            sha256_hex: "ab".into(),
+        };
+        let cap = limits::UNZIPPED_BYTES;
+        assert!(f
+            .layers
+            .check_total_size(cap - 10, "x", &[layer(10)])
+            .is_ok());
+        let e = f
+            .layers
+            .check_total_size(cap - 10, "x", &[layer(5), layer(6)])
+            .expect_err("over");
+        assert_eq!(
+            message(e),
+            format!(
+                "Function code combined with layers exceeds the maximum allowed size of 262144000 bytes. The actual size is {} bytes.",
+                cap + 1
+            )
+        );
+        assert!(
+            f.layers.check_total_size(cap, "x", &[]).is_ok(),
+            "no layers: nothing to add"
+        );
+    }
+
+    #[test]
+    fn list_queries_check_max_items_and_architectures() {
+        let q = |max_items, arch: Option<&str>| LayerListQuery {
+            max_items,
+            compatible_architecture: arch.map(str::to_string),
+            ..Default::default()
+        };
+        assert_eq!(q(None, None).limit().expect("default"), 50);
+        assert!(q(Some(0), None).limit().is_err());
+        assert!(q(Some(51), None).limit().is_err());
+        assert!(q(None, Some("arm64")).check().is_ok());
+        assert!(q(None, Some("sparc")).check().is_err());
+    }
+}
