@@ -244,6 +244,37 @@ impl Api {
         Self::expect(resp, 201, &format!("CreateFunction {name}")).map(drop)
     }
 
+    /// PublishLayerVersion; returns the version's ARN.
+    pub fn publish_layer(&self, name: &str, zip: &[u8]) -> anyhow::Result<String> {
+        let body = json!({
+            "Content": {"ZipFile": base64::engine::general_purpose::STANDARD.encode(zip)},
+        });
+        let resp = self.request(
+            "POST",
+            &format!("/2018-10-31/layers/{name}/versions"),
+            &[("content-type", "application/json")],
+            body.to_string().as_bytes(),
+        )?;
+        let resp = Self::expect(resp, 201, &format!("PublishLayerVersion {name}"))?;
+        let v: Value = serde_json::from_slice(&resp.body)?;
+        v["LayerVersionArn"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow::anyhow!("PublishLayerVersion {name}: no LayerVersionArn"))
+    }
+
+    /// UpdateFunctionConfiguration with `Layers`.
+    pub fn set_layers(&self, name: &str, arns: &[String]) -> anyhow::Result<()> {
+        let body = json!({ "Layers": arns });
+        let resp = self.request(
+            "PUT",
+            &format!("/2015-03-31/functions/{name}/configuration"),
+            &[("content-type", "application/json")],
+            body.to_string().as_bytes(),
+        )?;
+        Self::expect(resp, 200, &format!("UpdateFunctionConfiguration {name}")).map(drop)
+    }
+
     /// UpdateFunctionConfiguration with a new environment; the server retires the
     /// function's instances, so the next invoke is a cold start.
     pub fn set_env(&self, name: &str, vars: &[(&str, &str)]) -> anyhow::Result<()> {

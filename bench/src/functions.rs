@@ -100,6 +100,19 @@ pub fn provided_hello() -> anyhow::Result<Function> {
     })
 }
 
+/// Two small layers for the Python hello-world (a module each under `python/`; the
+/// second overrides one file of the first), to measure what mounting layers costs a
+/// cold start.
+pub fn python_layers() -> anyhow::Result<[Vec<u8>; 2]> {
+    Ok([
+        zip(&[
+            ("python/bench_layer_a.py", b"WHO = 'a'\n", 0o644),
+            ("python/bench_shared.py", b"WHO = 'a'\n", 0o644),
+        ])?,
+        zip(&[("python/bench_shared.py", b"WHO = 'b'\n", 0o644)])?,
+    ])
+}
+
 /// Writes the Python hello-world into `dir` as `app.py` (for the baselines).
 pub fn write_python_hello(dir: &Path) -> anyhow::Result<()> {
     std::fs::write(dir.join("app.py"), PY_HELLO)?;

@@ -307,6 +307,12 @@ fn run_against_server(
     let gap = Duration::from_millis(args.cold_gap_ms);
     if args.cold {
         let python_1cpu = deploy("python-1cpu", functions::python_hello()?, 1769)?;
+        let python_layers = deploy("python-2layers", functions::python_hello()?, 128)?;
+        let mut layer_arns = Vec::new();
+        for (i, zip) in functions::python_layers()?.iter().enumerate() {
+            layer_arns.push(api.publish_layer(&format!("{tag}-layer{i}"), zip)?);
+        }
+        api.set_layers(&python_layers.name, &layer_arns)?;
         let node_1cpu = deploy("node-1cpu", functions::node_hello()?, 1769)?;
         let scratch = baselines::Scratch::new()?;
         let naive_server = server::TernServer::start_with(binary, NAIVE_PLATFORM)?;
@@ -382,6 +388,14 @@ fn run_against_server(
                 gap,
             ),
             series(&python, "back to back (no pause)", &[], n, Duration::ZERO),
+            series(&python_layers, "two layers", &[], n, gap),
+            series(
+                &python_layers,
+                "two layers, fresh runtime (PYTHONNOUSERSITE set)",
+                FRESH,
+                n,
+                gap,
+            ),
             series(&python_1cpu, "isolated", &[], n, gap),
             series(&node, "isolated", &[], n, gap),
             series(&node_1cpu, "isolated", &[], n, gap),

@@ -527,6 +527,18 @@ async function awaitAssignment() {
   return { appRoot, handlerSpec: assignment.handler || '' };
 }
 
+// Layers may be mounted at /opt after this process started (a pre-warmed runtime):
+// recompute the global module paths from NODE_PATH now.
+function refreshLayerPaths() {
+  // Stand-in for Lambda's /opt entries until the runtime-environment change that owns
+  // NODE_PATH lands; keep that one's value when the two meet.
+  if (!process.env.NODE_PATH) {
+    const major = process.versions.node.split('.')[0];
+    process.env.NODE_PATH = `/opt/nodejs/node${major}/node_modules:/opt/nodejs/node_modules`;
+  }
+  require('module')._initPaths();
+}
+
 async function main() {
   try {
     apiAddress = parseApiAddress(process.env.AWS_LAMBDA_RUNTIME_API);
@@ -547,6 +559,7 @@ async function main() {
       return;
     }
   }
+  refreshLayerPaths();
   let handler;
   try {
     handler = await loadHandler(appRoot, handlerSpec);

@@ -664,12 +664,32 @@ def _env_config():
     }
 
 
+def _layer_paths():
+    # Stand-in for Lambda's /opt entries until the runtime-environment change that owns
+    # the whole sys.path list lands; keep that one's list when the two meet.
+    v = "python%d.%d" % sys.version_info[:2]
+    return ["/opt/python/lib/%s/site-packages" % v, "/opt/python"]
+
+
+def _forget_opt_lookups():
+    """Layers may be mounted at /opt after this process started (a pre-warmed or
+    zygote-forked runtime): drop the finders the import system cached for /opt paths
+    then (None for a directory that did not exist yet)."""
+    for path in [p for p in sys.path_importer_cache if p == "/opt" or p.startswith("/opt/")]:
+        del sys.path_importer_cache[path]
+
+
 def run(api, handler_spec, task_root=None, client=None):
     """Init (import the handler) and then serve invocations forever."""
     if task_root is None:
         task_root = os.environ.get("LAMBDA_TASK_ROOT")
     if task_root and task_root not in sys.path:
         sys.path.insert(0, task_root)
+    at = 1 if task_root and sys.path[:1] == [task_root] else 0
+    for path in reversed(_layer_paths()):
+        if path not in sys.path:
+            sys.path.insert(at, path)
+    _forget_opt_lookups()
 
     if client is None:
         client = RuntimeClient(api)

@@ -24,6 +24,9 @@ pub struct FunctionRecord {
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
     pub code: CodeRef,
+    /// Layer versions in mount order (a later one's files win), as `Layers` gave them.
+    #[serde(default)]
+    pub layers: Vec<FunctionLayerRef>,
     /// Lambda's `LoggingConfig`.
     #[serde(default)]
     pub logging: LogSettings,
@@ -46,6 +49,21 @@ pub struct CodeRef {
     /// Base64 sha256, as Lambda reports `CodeSha256`.
     pub sha256_b64: String,
     pub size: u64,
+    /// Size of the extracted files (0 in records written before it was kept).
+    #[serde(default)]
+    pub unzipped_size: u64,
+}
+
+/// A layer version a function uses: what its configuration shows and where its files
+/// are in the code store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionLayerRef {
+    pub arn: String,
+    /// Zipped size, as `Layers[].CodeSize` reports it.
+    pub size: u64,
+    pub unzipped_size: u64,
+    /// Lowercase hex sha256 of the layer's zip: its key in the code store.
+    pub sha256_hex: String,
 }
 
 pub const TRACING_PASS_THROUGH: &str = "PassThrough";

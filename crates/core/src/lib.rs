@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod function;
+pub mod layer;
 pub mod limits;
 pub mod names;
 pub mod sigv4;

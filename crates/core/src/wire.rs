@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::function::{FunctionRecord, LATEST};
+use crate::layer::FunctionLayer;
 use crate::names::function_arn;
 use crate::timefmt::last_modified;
 
@@ -35,7 +36,7 @@ pub struct CreateFunctionRequest {
     #[serde(rename = "KMSKeyArn")]
     pub kms_key_arn: Option<Value>,
     pub tracing_config: Option<TracingConfigInput>,
-    pub layers: Option<Value>,
+    pub layers: Option<Vec<String>>,
     pub file_system_configs: Option<Value>,
     pub image_config: Option<Value>,
     pub code_signing_config_arn: Option<Value>,
@@ -122,7 +123,7 @@ pub struct UpdateFunctionConfigurationRequest {
     #[serde(rename = "KMSKeyArn")]
     pub kms_key_arn: Option<Value>,
     pub tracing_config: Option<TracingConfigInput>,
-    pub layers: Option<Value>,
+    pub layers: Option<Vec<String>>,
     pub file_system_configs: Option<Value>,
     pub image_config: Option<Value>,
     pub snap_start: Option<Value>,
@@ -157,6 +158,8 @@ pub struct FunctionConfiguration {
     pub architectures: Vec<String>,
     pub ephemeral_storage: EphemeralStorage,
     pub logging_config: LoggingConfig,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<FunctionLayer>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -217,6 +220,14 @@ impl FunctionConfiguration {
                 system_log_level: rec.logging.system_level.clone(),
                 log_group: rec.logging.group(&rec.name),
             },
+            layers: rec
+                .layers
+                .iter()
+                .map(|l| FunctionLayer {
+                    arn: l.arn.clone(),
+                    code_size: l.size,
+                })
+                .collect(),
         }
     }
 }

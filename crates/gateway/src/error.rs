@@ -39,6 +39,7 @@ pub fn to_wire(err: &ServiceError) -> WireError {
         ServiceError::ProvisionedConcurrencyConfigNotFound(_) => {
             (404, "ProvisionedConcurrencyConfigNotFoundException", None)
         }
+        ServiceError::AccessDenied(_) => (403, "AccessDeniedException", None),
         ServiceError::Service(_) => (500, "ServiceException", None),
     };
     let mut body = serde_json::json!({

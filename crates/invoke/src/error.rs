@@ -26,6 +26,9 @@ pub enum ServiceError {
     InvalidRuntime(String),
     #[error("{0}")]
     ProvisionedConcurrencyConfigNotFound(String),
+    /// The caller's account may not use a resource of another account.
+    #[error("{0}")]
+    AccessDenied(String),
     #[error("{0}")]
     Service(String),
 }

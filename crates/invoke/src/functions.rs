@@ -22,6 +22,7 @@ use tern_store::{CodeStore, PackageError, ProvisionedSetting, Store};
 
 use crate::admission::Admission;
 use crate::error::ServiceError;
+use crate::layers::LayerService;
 use crate::registry::Registry;
 use crate::validate;
 
@@ -46,6 +47,7 @@ pub struct FunctionService {
     admission: Arc<Admission>,
     config: ServiceConfig,
     last_revision: AtomicU64,
+    layers: LayerService,
 }
 
 fn now_ms() -> i64 {
@@ -85,6 +87,7 @@ impl FunctionService {
         config: ServiceConfig,
     ) -> Self {
         FunctionService {
+            layers: LayerService::new(store.clone(), code.clone(), config.region.clone()),
             store,
             registry,
             code,
@@ -101,6 +104,10 @@ impl FunctionService {
 
     pub fn admission(&self) -> &Arc<Admission> {
         &self.admission
+    }
+
+    pub fn layers(&self) -> &LayerService {
+        &self.layers
     }
 
     /// What the instance manager needs to run a function's `$LATEST`.
@@ -121,6 +128,7 @@ impl FunctionService {
                 .chain(Self::logging_env(rec))
                 .collect(),
             code_dir: self.code.dir(&rec.code.sha256_hex),
+            layer_dirs: self.layers.dirs(&rec.layers),
         }
     }
 
@@ -309,6 +317,7 @@ impl FunctionService {
                 sha256_b64: base64::engine::general_purpose::STANDARD.encode(stored.sha256),
                 sha256_hex: stored.sha256_hex,
                 size: stored.size,
+                unzipped_size: stored.unzipped_size,
             })
         })
         .await
@@ -449,7 +458,13 @@ impl FunctionService {
                 "Function already exist: {name}"
             )));
         }
+        let layers = self
+            .layers
+            .resolve(caller, req.layers.as_deref().unwrap_or_default())
+            .await?;
         let code = self.store_zip(&zip).await?;
+        self.layers
+            .check_total_size(code.unzipped_size, &code.sha256_hex, &layers)?;
         let rec = FunctionRecord {
             namespace: caller.namespace.clone(),
             name: name.clone(),
@@ -464,6 +479,7 @@ impl FunctionService {
             architectures,
             tags: req.tags.clone().unwrap_or_default(),
             code,
+            layers,
             logging,
             tracing_mode,
             revision_id: uuid::Uuid::new_v4().to_string(),
@@ -658,6 +674,8 @@ impl FunctionService {
         ])?;
         let zip = Self::code_from_request(&req.zip_file, &req.s3_bucket, &req.image_uri)?;
         let code = self.store_zip(&zip).await?;
+        self.layers
+            .check_total_size(code.unzipped_size, &code.sha256_hex, &current.layers)?;
         let mut next = (*current).clone();
         next.code = code;
         next.architectures = architectures;
@@ -729,6 +747,15 @@ impl FunctionService {
         }
         if let Some(role) = &req.role {
             next.role = role.clone();
+        }
+        if let Some(arns) = &req.layers {
+            let layers = self.layers.resolve(caller, arns).await?;
+            self.layers.check_total_size(
+                next.code.unzipped_size,
+                &next.code.sha256_hex,
+                &layers,
+            )?;
+            next.layers = layers;
         }
         self.commit_update(caller, &current, next).await
     }

@@ -7,6 +7,7 @@
 pub mod admission;
 pub mod error;
 pub mod functions;
+pub mod layers;
 pub mod platform_log;
 pub mod registry;
 pub mod sync;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tern_core::wire::FunctionErrorBody;
 
 use tern_sandbox::{ExitStatus, InstanceProcess, LaunchSpec, Launcher, Resources};
@@ -128,6 +128,7 @@ impl Instance {
     pub async fn assign(
         mut self,
         code_dir: &Path,
+        layer_dirs: &[PathBuf],
         resources: Resources,
         handler: &str,
         env: &[(String, String)],
@@ -136,9 +137,10 @@ impl Instance {
         let started = Instant::now();
         let process = self.process.clone();
         let code = code_dir.to_path_buf();
+        let layers = layer_dirs.to_vec();
         let attached = tokio::task::spawn_blocking(move || {
             process.set_resources(&resources)?;
-            process.attach_code(&code)
+            process.attach_code(&code, &layers)
         })
         .await
         .map_err(|e| e.to_string())

@@ -124,6 +124,8 @@ pub struct FunctionSpec {
     pub tmp_mb: u32,
     pub env: Vec<(String, String)>,
     pub code_dir: PathBuf,
+    /// Unpacked layers in `Layers` order, shown merged at `/opt`.
+    pub layer_dirs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -641,6 +643,7 @@ impl InstanceManager {
                 let assigned = instance
                     .assign(
                         &f.code_dir,
+                        &f.layer_dirs,
                         self.resources(f.memory_mb, f.tmp_mb),
                         &f.handler,
                         &env,
@@ -838,6 +841,7 @@ impl InstanceManager {
             env,
             code_dir: self.empty_code_dir(),
             bootstrap_dir: self.config.bootstrap_dir.clone(),
+            layer_dirs: Vec::new(),
             extra_ro_paths: extra,
             resources: self.resources(PREWARM_MEMORY_MB, key.tmp_mb),
             // Pre-warmed instances go to any namespace: never from a (per-namespace)
@@ -1240,6 +1244,7 @@ impl InstanceManager {
             env: Vec::new(),
             code_dir: f.code_dir.clone(),
             bootstrap_dir: self.config.bootstrap_dir.clone(),
+            layer_dirs: f.layer_dirs.clone(),
             extra_ro_paths: extra,
             resources: self.resources(f.memory_mb, f.tmp_mb),
             zygote: self.zygote_spec(f, kind),

@@ -76,6 +76,7 @@ fn spec(fx: &Fixture, runtime: &str, handler: &str) -> FunctionSpec {
         tmp_mb: 512,
         env: vec![("GREETING".into(), "hi".into())],
         code_dir: fx.code.clone(),
+        layer_dirs: vec![],
     }
 }
 

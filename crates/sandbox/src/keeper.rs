@@ -58,23 +58,50 @@ pub fn run_keeper() -> ! {
 
 type Result<T> = std::result::Result<T, String>;
 
-/// Mounts a pre-warmed instance's code: enters the instance's mount namespace (once;
-/// the keeper has no other use for the host's) and moves the detached tree `mount` over
-/// its `/var/task`.
+/// Mounts a pre-warmed instance's code: moves the detached tree `mount` over its
+/// `/var/task`.
 fn attach_code(pidfd: &OwnedFd, entered: &mut bool, mount: &OwnedFd) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
+    enter_mount_ns(pidfd, entered)?;
+    let target = open_mount_point("/var/task")?;
+    sys::move_mount_onto(mount.as_raw_fd(), target.as_raw_fd()).map_err(ctx("mount the code"))
+}
+
+/// Mounts a pre-warmed instance's layers over its `/opt`, as the mount plan's
+/// `OverlayLayers` step does: the bootstraps' mount at `/opt/tern` is copied and
+/// detached, and the copy goes back on top of the layers (the overlay's top layer holds
+/// an empty `tern` directory for it). A runtime that already opened a bootstrap file
+/// keeps it: the copy is the same filesystem.
+fn attach_layers(pidfd: &OwnedFd, entered: &mut bool, mount: &OwnedFd) -> Result<()> {
+    enter_mount_ns(pidfd, entered)?;
+    let bootstraps = sys::clone_mount(std::path::Path::new("/opt/tern"))
+        .map_err(ctx("copy the /opt/tern mount"))?;
+    nix::mount::umount2("/opt/tern", nix::mount::MntFlags::MNT_DETACH)
+        .map_err(ctx("detach the /opt/tern mount"))?;
+    let opt = open_mount_point("/opt")?;
+    sys::move_mount_onto(mount.as_raw_fd(), opt.as_raw_fd()).map_err(ctx("mount the layers"))?;
+    let tern = open_mount_point("/opt/tern")?;
+    sys::move_mount_onto(bootstraps.as_raw_fd(), tern.as_raw_fd())
+        .map_err(ctx("mount the bootstraps over the layers"))
+}
+
+/// Enters the instance's mount namespace (once; the keeper has no other use for the
+/// host's). Also makes the instance's root our root, so paths are the instance's.
+fn enter_mount_ns(pidfd: &OwnedFd, entered: &mut bool) -> Result<()> {
     if !*entered {
-        // Also makes the instance's root our root, so the path below is the instance's.
         nix::sched::setns(pidfd, CloneFlags::CLONE_NEWNS)
             .map_err(ctx("enter the mount namespace"))?;
         *entered = true;
     }
-    let target = fs::OpenOptions::new()
+    Ok(())
+}
+
+fn open_mount_point(path: &'static str) -> Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW)
-        .open("/var/task")
-        .map_err(ctx("open /var/task"))?;
-    sys::move_mount_onto(mount.as_raw_fd(), target.as_raw_fd()).map_err(ctx("mount the code"))
+        .open(path)
+        .map_err(|e| format!("open {path}: {e}"))
 }
 
 fn ctx<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> String {
@@ -239,9 +266,15 @@ fn serve_until_init_exits(
             continue;
         }
         match protocol::recv::<KeeperCommand>(ctl) {
-            Ok(Some((KeeperCommand::AttachCode, fds))) if fds.len() == 2 => {
+            Ok(Some((KeeperCommand::AttachCode { layers: false }, fds))) if fds.len() == 2 => {
                 let error = attach_code(pidfd, &mut entered_mount_ns, &fds[0]).err();
                 let _ = protocol::send(&fds[1], &CommandReply { error }, &[]);
+            }
+            Ok(Some((KeeperCommand::AttachCode { layers: true }, fds))) if fds.len() == 3 => {
+                let error = attach_code(pidfd, &mut entered_mount_ns, &fds[0])
+                    .and_then(|()| attach_layers(pidfd, &mut entered_mount_ns, &fds[1]))
+                    .err();
+                let _ = protocol::send(&fds[2], &CommandReply { error }, &[]);
             }
             Ok(Some((KeeperCommand::StartRuntime(start), fds))) if fds.len() == 2 => {
                 let error = match to_init {

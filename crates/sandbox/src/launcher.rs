@@ -24,6 +24,10 @@ pub struct LaunchSpec {
     pub code_dir: PathBuf,
     /// Host directory holding the language bootstraps, shown read-only at `/opt/tern`.
     pub bootstrap_dir: PathBuf,
+    /// Host directories of the function's unpacked layers in `Layers` order, merged
+    /// read-only at `/opt` (a later layer's files win). Empty for most functions, which
+    /// then get no mount at `/opt` beyond the bootstraps.
+    pub layer_dirs: Vec<PathBuf>,
     /// Extra host directories to bind read-only at the same path (interpreter trees
     /// outside /usr, such as a pyenv install).
     pub extra_ro_paths: Vec<PathBuf>,
@@ -94,10 +98,11 @@ pub trait InstanceProcess: Send + Sync {
     /// `wait` returned. Idempotent.
     fn cleanup(&self);
     /// Shows `code_dir` read-only at the instance's task root after launch (for a
-    /// pre-warmed instance, launched with an empty code dir). Returns the task root as
-    /// the instance sees it.
-    fn attach_code(&self, code_dir: &Path) -> Result<PathBuf, String> {
-        let _ = code_dir;
+    /// pre-warmed instance, launched with an empty code dir), and `layer_dirs` (if any)
+    /// at `/opt` as [`LaunchSpec::layer_dirs`] would have. Returns the task root as the
+    /// instance sees it.
+    fn attach_code(&self, code_dir: &Path, layer_dirs: &[PathBuf]) -> Result<PathBuf, String> {
+        let _ = (code_dir, layer_dirs);
         Err("this launcher cannot attach code after launch".to_string())
     }
     /// Replaces the memory and CPU limits set at launch (`tmp_mb` cannot change).

@@ -40,6 +40,16 @@ pub(crate) fn overlay_layers(
     format!("/proc/self/fd/{top}:/proc/self/fd/{bottom}")
 }
 
+/// The `lowerdir` of a read-only overlay of several layers, top first, each named by
+/// descriptor.
+pub(crate) fn overlay_lowerdir<T: std::fmt::Display>(layers: &[T]) -> String {
+    layers
+        .iter()
+        .map(|fd| format!("/proc/self/fd/{fd}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 const PASSWD: &str =
     "root:x:0:0:root:/tmp:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n";
 const GROUP: &str = "root:x:0:\nnobody:x:65534:\n";
@@ -118,6 +128,18 @@ pub enum MountStep {
     Overlay {
         source: PathBuf,
         target: PathBuf,
+    },
+    /// Show `layers` merged at `target` through one read-only overlay, with the mount
+    /// at `keep` (below `target`) moved on top of it: a copy of that mount is taken, the
+    /// original detached, the overlay mounted and the copy attached at `keep` again. The
+    /// target directory itself is the overlay's top layer (it holds only empty mount
+    /// points, which so stay directories whatever a layer holds), then `layers` in
+    /// order: the first one's file wins over a later one's. Nothing of a layer shows
+    /// under `keep`.
+    OverlayLayers {
+        layers: Vec<PathBuf>,
+        target: PathBuf,
+        keep: PathBuf,
     },
     /// Attach a detached mount that came with the request (the disk-backed /tmp):
     /// `passed` indexes the descriptors handed to [`apply`].
@@ -201,6 +223,9 @@ pub struct PlanInput<'a> {
     pub root: &'a Path,
     pub code_dir: &'a Path,
     pub bootstrap_dir: &'a Path,
+    /// The function's layers in `Layers` order (a later one's files win), merged
+    /// read-only at `/opt` under the bootstraps at `/opt/tern`.
+    pub layer_dirs: &'a [PathBuf],
     pub extra_ro_paths: &'a [PathBuf],
     pub tmp: TmpSource,
     pub tmp_mb: u32,
@@ -226,6 +251,7 @@ pub const TMP_DISK_PASSED: usize = 0;
 /// Paths the instance sees, relative to its root.
 pub const TASK_DIR: &str = "var/task";
 pub const BOOTSTRAP_DIR: &str = "opt/tern";
+pub const LAYERS_DIR: &str = "opt";
 
 /// Computes the steps that build the sandbox root. Pure: no I/O.
 pub fn plan(host: &HostView, input: &PlanInput) -> Result<Vec<MountStep>, String> {
@@ -300,6 +326,9 @@ pub fn plan(host: &HostView, input: &PlanInput) -> Result<Vec<MountStep>, String
     }
     covered.push(PathBuf::from("/var/task"));
     covered.push(PathBuf::from("/opt/tern"));
+    if !input.layer_dirs.is_empty() {
+        layer_steps(host, input, &mut steps)?;
+    }
 
     let mut extra: Vec<&PathBuf> = input.extra_ro_paths.iter().collect();
     extra.sort();
@@ -309,6 +338,12 @@ pub fn plan(host: &HostView, input: &PlanInput) -> Result<Vec<MountStep>, String
         // point would write into a read-only bind (or worse, into the host directory).
         if covered.iter().any(|c| path.starts_with(c)) || reserved(path) {
             continue;
+        }
+        if !input.layer_dirs.is_empty() && path.starts_with("/opt") {
+            return Err(format!(
+                "{} is under /opt, which a function's layers cover",
+                path.display()
+            ));
         }
         if let Some(parent) = path.parent().filter(|p| *p != Path::new("/")) {
             steps.push(MountStep::Mkdir {
@@ -433,6 +468,31 @@ pub fn plan(host: &HostView, input: &PlanInput) -> Result<Vec<MountStep>, String
     Ok(steps)
 }
 
+/// The function's layers at `/opt`, under the bootstraps' mount at `/opt/tern`.
+fn layer_steps(
+    host: &HostView,
+    input: &PlanInput,
+    steps: &mut Vec<MountStep>,
+) -> Result<(), String> {
+    if !host.overlayfs {
+        return Err("layers need overlayfs, which this kernel lacks".into());
+    }
+    for dir in input.layer_dirs {
+        check_host_path(dir)?;
+    }
+    let opt = input.root.join(LAYERS_DIR);
+    steps.push(MountStep::OverlayLayers {
+        layers: input.layer_dirs.iter().rev().cloned().collect(),
+        target: opt.clone(),
+        keep: input.root.join(BOOTSTRAP_DIR),
+    });
+    steps.push(MountStep::RemountReadOnly {
+        target: opt,
+        flags: Flags::NOSUID_NODEV,
+    });
+    Ok(())
+}
+
 /// tmpfs options of /tmp: size and inode caps, owned by root of the sandbox.
 pub fn tmp_options(input: &PlanInput) -> String {
     let mb = u64::from(input.tmp_mb.max(1));
@@ -491,6 +551,8 @@ pub trait Syscalls {
     fn move_mount(&mut self, mount: RawFd, target: &Path) -> io::Result<()>;
     /// Opens a directory as an `O_PATH` descriptor, to name it as `/proc/self/fd/N`.
     fn open_dir(&mut self, path: &Path) -> io::Result<RawFd>;
+    /// A detached copy of the mount at `path` (open_tree with OPEN_TREE_CLONE).
+    fn clone_mount(&mut self, path: &Path) -> io::Result<RawFd>;
     fn close(&mut self, fd: RawFd);
     fn touch(&mut self, path: &Path) -> io::Result<()>;
     fn symlink(&mut self, target: &Path, link: &Path) -> io::Result<()>;
@@ -556,6 +618,19 @@ fn apply_step(step: &MountStep, passed: &[RawFd], sys: &mut dyn Syscalls) -> io:
             sys.close(bottom);
             mounted
         }
+        MountStep::OverlayLayers {
+            layers,
+            target,
+            keep,
+        } => {
+            let kept = sys.clone_mount(keep)?;
+            let result = sys
+                .umount_detach(keep)
+                .and_then(|()| overlay_of_layers(sys, layers, target))
+                .and_then(|()| sys.move_mount(kept, keep));
+            sys.close(kept);
+            result
+        }
         MountStep::AttachPassed { passed: i, target } => match passed.get(*i) {
             Some(fd) => sys.move_mount(*fd, target),
             None => Err(io::Error::other(format!("no descriptor #{i} was passed"))),
@@ -586,6 +661,30 @@ fn apply_step(step: &MountStep, passed: &[RawFd], sys: &mut dyn Syscalls) -> io:
             sys.chdir(Path::new("/"))
         }
     }
+}
+
+/// Mounts `layers` at `target` as one read-only overlay, `target` itself on top.
+fn overlay_of_layers(sys: &mut dyn Syscalls, layers: &[PathBuf], target: &Path) -> io::Result<()> {
+    let mut fds = vec![sys.open_dir(target)?];
+    for layer in layers {
+        match sys.open_dir(layer) {
+            Ok(fd) => fds.push(fd),
+            Err(e) => {
+                fds.into_iter().for_each(|fd| sys.close(fd));
+                return Err(e);
+            }
+        }
+    }
+    let options = format!("lowerdir={}", overlay_lowerdir(&fds));
+    let mounted = sys.mount(
+        Some(Path::new(OVERLAY_SOURCE)),
+        target,
+        Some("overlay"),
+        Flags::NOSUID_NODEV.ms() | MsFlags::MS_RDONLY,
+        Some(&options),
+    );
+    fds.into_iter().for_each(|fd| sys.close(fd));
+    mounted
 }
 
 /// The real system calls.
@@ -636,6 +735,10 @@ impl Syscalls for RealSyscalls {
     }
     fn close(&mut self, fd: RawFd) {
         let _ = nix::unistd::close(fd);
+    }
+    fn clone_mount(&mut self, path: &Path) -> io::Result<RawFd> {
+        use std::os::fd::IntoRawFd;
+        crate::sys::clone_mount(path).map(IntoRawFd::into_raw_fd)
     }
     fn touch(&mut self, path: &Path) -> io::Result<()> {
         if let Some(parent) = path.parent() {
@@ -728,6 +831,13 @@ impl Syscalls for RecordingSyscalls {
     fn close(&mut self, fd: RawFd) {
         self.calls.push(format!("close {fd}"));
     }
+    fn clone_mount(&mut self, path: &Path) -> io::Result<RawFd> {
+        self.next_fd += 1;
+        let fd = 100 + self.next_fd;
+        self.calls
+            .push(format!("open_tree {} = {fd}", path.display()));
+        Ok(fd)
+    }
     fn touch(&mut self, path: &Path) -> io::Result<()> {
         self.calls.push(format!("touch {}", path.display()));
         Ok(())
@@ -774,6 +884,7 @@ mod tests {
             root: Path::new("/data/sandbox/i1"),
             code_dir: Path::new("/data/code/f1"),
             bootstrap_dir: Path::new("/srv/bootstraps"),
+            layer_dirs: &[],
             extra_ro_paths: extra,
             tmp: TmpSource::Tmpfs,
             tmp_mb: 64,
@@ -1027,5 +1138,124 @@ mod tests {
             "{}",
             tail[4]
         );
+    }
+
+    fn layers() -> Vec<PathBuf> {
+        vec![
+            PathBuf::from("/data/code/layer-a"),
+            PathBuf::from("/data/code/layer-b"),
+        ]
+    }
+
+    #[test]
+    fn a_function_without_layers_gets_no_mount_at_opt() {
+        let steps = plan(&host(), &input(&[])).expect("plan");
+        assert!(!steps
+            .iter()
+            .any(|s| matches!(s, MountStep::OverlayLayers { .. })));
+        assert!(!steps.iter().any(
+            |s| matches!(s, MountStep::RemountReadOnly { target, .. } if target.ends_with("opt"))
+        ));
+    }
+
+    #[test]
+    fn layers_are_one_read_only_overlay_at_opt_later_layer_first_under_the_bootstraps() {
+        let layer_dirs = layers();
+        let mut i = input(&[]);
+        i.layer_dirs = &layer_dirs;
+        let steps = plan(&host(), &i).expect("plan");
+        let at = steps
+            .iter()
+            .position(|s| matches!(s, MountStep::OverlayLayers { .. }))
+            .expect("layers overlay");
+        assert_eq!(
+            steps[at],
+            MountStep::OverlayLayers {
+                layers: vec!["/data/code/layer-b".into(), "/data/code/layer-a".into()],
+                target: "/data/sandbox/i1/opt".into(),
+                keep: "/data/sandbox/i1/opt/tern".into(),
+            }
+        );
+        assert!(matches!(&steps[at + 1],
+            MountStep::RemountReadOnly { target, .. } if target == Path::new("/data/sandbox/i1/opt")));
+        // The bootstraps are mounted (read-only) first; the layers step keeps them on top.
+        assert!(overlay_is_read_only(
+            &steps,
+            "/srv/bootstraps",
+            "/data/sandbox/i1/opt/tern"
+        ));
+        let boot = steps.iter().position(
+            |s| matches!(s, MountStep::Overlay { source, .. } if source == Path::new("/srv/bootstraps")),
+        );
+        assert!(boot.is_some_and(|b| b < at));
+    }
+
+    #[test]
+    fn applying_layers_moves_the_bootstraps_back_on_top_and_names_layers_by_descriptor() {
+        let layer_dirs = layers();
+        let mut i = input(&[]);
+        i.layer_dirs = &layer_dirs;
+        let steps = plan(&host(), &i).expect("plan");
+        let mut fake = RecordingSyscalls::default();
+        apply(&steps, &[], &mut fake).expect("apply");
+        let at = fake
+            .calls
+            .iter()
+            .position(|c| c.starts_with("open_tree "))
+            .expect("bootstraps' mount copied");
+        let fd = |n: i32| format!("/proc/self/fd/{n}");
+        // The fake numbers descriptors in order: the copy, then the overlay's layers.
+        let kept: i32 = fake.calls[at]
+            .rsplit(" = ")
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("a descriptor number");
+        let (top, b, a) = (kept + 1, kept + 2, kept + 3);
+        assert_eq!(
+            fake.calls[at..at + 10],
+            [
+                format!("open_tree /data/sandbox/i1/opt/tern = {kept}"),
+                "umount2 /data/sandbox/i1/opt/tern MNT_DETACH".to_string(),
+                format!("open /data/sandbox/i1/opt = {top}"),
+                format!("open /data/code/layer-b = {b}"),
+                format!("open /data/code/layer-a = {a}"),
+                format!(
+                    "mount tern /data/sandbox/i1/opt overlay MsFlags(MS_RDONLY | MS_NOSUID | MS_NODEV) \
+                     lowerdir={}:{}:{}",
+                    fd(top),
+                    fd(b),
+                    fd(a)
+                ),
+                format!("close {top}"),
+                format!("close {b}"),
+                format!("close {a}"),
+                format!("move_mount {kept} /data/sandbox/i1/opt/tern"),
+            ]
+        );
+        assert!(
+            fake.calls.iter().all(|c| !c.starts_with("mount /data/")),
+            "no host path in the mount table"
+        );
+    }
+
+    #[test]
+    fn layers_need_overlayfs_and_clean_paths_and_keep_interpreters_out_of_opt() {
+        let mut layer_dirs = layers();
+        let mut i = input(&[]);
+        i.layer_dirs = &layer_dirs;
+        let no_overlayfs = HostView {
+            overlayfs: false,
+            ..host()
+        };
+        assert!(plan(&no_overlayfs, &i).is_err());
+        let extra = vec![PathBuf::from("/opt/python3.12")];
+        let mut i = input(&extra);
+        i.layer_dirs = &layer_dirs;
+        let err = plan(&host(), &i).expect_err("interpreter under /opt");
+        assert!(err.contains("/opt/python3.12"), "{err}");
+        layer_dirs.push(PathBuf::from("/data/code/../etc"));
+        let mut i = input(&[]);
+        i.layer_dirs = &layer_dirs;
+        assert!(plan(&host(), &i).is_err());
     }
 }

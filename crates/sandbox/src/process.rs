@@ -20,6 +20,8 @@ use crate::sys;
 pub const TASK_ROOT: &str = "/var/task";
 /// Where the language bootstraps are mounted inside a sandbox.
 pub const BOOTSTRAP_ROOT: &str = "/opt/tern";
+/// Layers live at `/opt`, which only a sandbox's own root can show.
+const LAYERS_UNSUPPORTED: &str = "functions with layers need the sandbox launcher";
 
 /// Launches instances as plain host processes (development only).
 #[derive(Debug, Default, Clone)]
@@ -33,6 +35,9 @@ impl ProcessLauncher {
 
 impl Launcher for ProcessLauncher {
     fn launch(&self, spec: &LaunchSpec) -> Result<Launched, LaunchError> {
+        if !spec.layer_dirs.is_empty() {
+            return Err(LaunchError::Prepare(LAYERS_UNSUPPORTED.into()));
+        }
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let runtime_api = listener.local_addr()?.to_string();
         let (output, writer) = sys::pipe()?;
@@ -127,7 +132,14 @@ impl InstanceProcess for ChildProcess {
 
     fn cleanup(&self) {}
 
-    fn attach_code(&self, code_dir: &std::path::Path) -> Result<PathBuf, String> {
+    fn attach_code(
+        &self,
+        code_dir: &std::path::Path,
+        layer_dirs: &[PathBuf],
+    ) -> Result<PathBuf, String> {
+        if !layer_dirs.is_empty() {
+            return Err(LAYERS_UNSUPPORTED.into());
+        }
         // No mounts here: the runtime is told to use the code where it lies.
         Ok(code_dir.to_path_buf())
     }
@@ -191,6 +203,7 @@ mod tests {
             env: vec![("LAMBDA_TASK_ROOT".into(), "/var/task".into())],
             code_dir: code.to_path_buf(),
             bootstrap_dir: "/srv/boot".into(),
+            layer_dirs: vec![],
             extra_ro_paths: vec![],
             resources: Resources {
                 memory_mb: 128,

@@ -41,8 +41,10 @@ pub(crate) struct KeeperRequest {
 /// instance). Each carries, as its last descriptor, a socket for the [`CommandReply`].
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum KeeperCommand {
-    /// Move the detached mount (first descriptor) onto the instance's `/var/task`.
-    AttachCode,
+    /// Move the detached mount (first descriptor) onto the instance's `/var/task`; with
+    /// `layers`, also the detached overlay of the function's layers (second descriptor)
+    /// onto its `/opt`, keeping the bootstraps' mount at `/opt/tern` on top of it.
+    AttachCode { layers: bool },
     /// Start the runtime in a sandbox built with [`KeeperRequest::hold`]; its output goes
     /// to the first descriptor. The keeper hands this on to the init.
     StartRuntime(RuntimeStart),

@@ -49,6 +49,9 @@ const KEEPER_ARGV0: &str = "tern";
 /// Empty directory under the state dir: the bottom layer of code overlays attached after
 /// launch. Its name is not a valid instance id, so leftover cleanup leaves it alone.
 const EMPTY_LAYER: &str = ".empty-layer";
+/// Directory under the state dir holding only an empty `tern` directory: the top layer
+/// of layer overlays attached after launch, where the bootstraps' mount goes back on.
+const OPT_BASE: &str = ".opt-base";
 /// How long a launch may take before it is abandoned.
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(10);
 const RESOLV_CONF: &str = "/etc/resolv.conf";
@@ -171,11 +174,15 @@ impl SandboxLauncher {
             return Err(SandboxError::NoCgroups);
         }
         let seccomp = seccomp::compile_builtin()?;
-        let empty_layer = config.state_dir.join(EMPTY_LAYER);
-        fs::create_dir_all(&empty_layer).map_err(|source| SandboxError::StateDir {
-            path: empty_layer.clone(),
-            source,
-        })?;
+        for dir in [
+            config.state_dir.join(EMPTY_LAYER),
+            config.state_dir.join(OPT_BASE).join("tern"),
+        ] {
+            fs::create_dir_all(&dir).map_err(|source| SandboxError::StateDir {
+                path: dir.clone(),
+                source,
+            })?;
+        }
         let tmp_disks = if config.tmp_on_disk {
             match TmpDisks::start(&config.state_dir, config.tmp_pool_depth) {
                 Ok(disks) => Some(disks),
@@ -294,6 +301,7 @@ impl Inner {
                 root: &root,
                 code_dir: &spec.code_dir,
                 bootstrap_dir: &spec.bootstrap_dir,
+                layer_dirs: &spec.layer_dirs,
                 extra_ro_paths: &spec.extra_ro_paths,
                 tmp: if tmp_disk.is_some() {
                     TmpSource::Disk
@@ -592,6 +600,7 @@ impl Inner {
             uids: self.uids.clone(),
             released: Mutex::new(None),
             empty_layer: self.config.state_dir.join(EMPTY_LAYER),
+            opt_base: self.config.state_dir.join(OPT_BASE),
         };
         let handshake = spawned.map_err(LaunchError::from).and_then(|child| {
             *instance.keeper.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
@@ -897,7 +906,7 @@ impl Inner {
         } = preforked;
         let handed = instance
             .set_resources(&spec.resources)
-            .and_then(|()| instance.attach_code(&spec.code_dir))
+            .and_then(|()| instance.attach_code(&spec.code_dir, &spec.layer_dirs))
             .map_err(LaunchError::Prepare)
             .and_then(|_| {
                 let mut pipe = File::from(config);
@@ -918,6 +927,7 @@ impl Inner {
             env: Vec::new(),
             code_dir: self.config.state_dir.join(EMPTY_LAYER),
             bootstrap_dir: key.bootstrap_dir.clone(),
+            layer_dirs: Vec::new(),
             extra_ro_paths: key.extra_ro_paths.clone(),
             resources: Resources {
                 tmp_mb: key.tmp_mb,
@@ -958,7 +968,7 @@ impl Inner {
             .set_resources(&spec.resources)
             .map_err(LaunchError::Prepare)?;
         instance
-            .attach_code(&spec.code_dir)
+            .attach_code(&spec.code_dir, &spec.layer_dirs)
             .map_err(LaunchError::Prepare)?;
         let (output, output_w) = sys::pipe()?;
         let env = runtime_env(spec);
@@ -1049,6 +1059,7 @@ pub(crate) struct SandboxInstance {
     /// Set by cleanup: what the cgroup said before it was removed.
     released: Mutex<Option<Released>>,
     empty_layer: PathBuf,
+    opt_base: PathBuf,
 }
 
 #[derive(Clone, Copy)]
@@ -1064,13 +1075,13 @@ impl SandboxInstance {
 
     /// Has the held init start the runtime; returns once it was exec'd (or failed to).
     fn start_runtime(&self, start: RuntimeStart, output: OwnedFd) -> Result<(), String> {
-        self.command(KeeperCommand::StartRuntime(start), output)
+        self.command(KeeperCommand::StartRuntime(start), vec![output])
     }
 
-    /// Sends the keeper a command with one descriptor and waits for its answer, which
+    /// Sends the keeper a command with its descriptors and waits for its answer, which
     /// comes on a socket of its own (the control socket's incoming side belongs to
     /// whoever waits for the exit status).
-    fn command(&self, command: KeeperCommand, fd: OwnedFd) -> Result<(), String> {
+    fn command(&self, command: KeeperCommand, fds: Vec<OwnedFd>) -> Result<(), String> {
         let (reply, reply_theirs) = socketpair(
             AddressFamily::Unix,
             SockType::SeqPacket,
@@ -1081,19 +1092,39 @@ impl SandboxInstance {
         let timeout = TimeVal::new(LAUNCH_TIMEOUT.as_secs() as i64, 0);
         setsockopt(&reply, sockopt::ReceiveTimeout, &timeout)
             .map_err(|e| format!("socket timeout: {e}"))?;
-        protocol::send(
-            &self.ctl,
-            &command,
-            &[fd.as_raw_fd(), reply_theirs.as_raw_fd()],
-        )
-        .map_err(|e| format!("reach the keeper: {e}"))?;
-        drop((fd, reply_theirs));
+        let mut raw: Vec<RawFd> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
+        raw.push(reply_theirs.as_raw_fd());
+        protocol::send(&self.ctl, &command, &raw).map_err(|e| format!("reach the keeper: {e}"))?;
+        drop((fds, reply_theirs));
         match protocol::recv::<CommandReply>(&reply) {
             Ok(Some((CommandReply { error: None }, _))) => Ok(()),
             Ok(Some((CommandReply { error: Some(e) }, _))) => Err(e),
             Ok(None) => Err("the keeper exited".into()),
             Err(e) => Err(e.to_string()),
         }
+    }
+
+    /// The layers as [`mounts::plan`] would have mounted them at `/opt`, detached: one
+    /// read-only overlay, later layers first, under a top layer holding the `tern` mount
+    /// point.
+    fn layers_mount(&self, layer_dirs: &[PathBuf]) -> Result<OwnedFd, String> {
+        let open = |dir: &Path| File::open(dir).map_err(|e| format!("open {}: {e}", dir.display()));
+        let mut layers = vec![open(&self.opt_base)?];
+        for dir in layer_dirs.iter().rev() {
+            layers.push(open(dir)?);
+        }
+        let fds: Vec<RawFd> = layers.iter().map(|f| f.as_raw_fd()).collect();
+        let lower = mounts::overlay_lowerdir(&fds);
+        let mount = sys::fs_mount_detached(
+            "overlay",
+            &[
+                sys::FsOption::String("source", OVERLAY_SOURCE),
+                sys::FsOption::String("lowerdir", &lower),
+            ],
+        )
+        .map_err(|e| format!("overlay of the layers: {e}"));
+        drop(layers);
+        mount
     }
 
     /// Tears down an instance that will never be handed out.
@@ -1213,7 +1244,7 @@ impl InstanceProcess for SandboxInstance {
         }
     }
 
-    fn attach_code(&self, code_dir: &Path) -> Result<PathBuf, String> {
+    fn attach_code(&self, code_dir: &Path, layer_dirs: &[PathBuf]) -> Result<PathBuf, String> {
         let init_pid = self.pid();
         if init_pid == 0 || self.exit.get().is_some() {
             return Err("the instance is not running".to_string());
@@ -1231,9 +1262,14 @@ impl InstanceProcess for SandboxInstance {
         )
         .map_err(|e| format!("overlay of the code: {e}"))?;
         drop((top, bottom));
+        let mut mounts = vec![mount];
+        if !layer_dirs.is_empty() {
+            mounts.push(self.layers_mount(layer_dirs)?);
+        }
         // Entering the instance's mount namespace takes a single-threaded process: the
-        // keeper does the move.
-        self.command(KeeperCommand::AttachCode, mount)
+        // keeper does the moves.
+        let layers = mounts.len() > 1;
+        self.command(KeeperCommand::AttachCode { layers }, mounts)
             .map_err(|e| format!("attach the code: {e}"))?;
         Ok(PathBuf::from("/var/task"))
     }

@@ -352,6 +352,7 @@ mod mount_abi {
     pub const MOUNT_ATTR_NOATIME: libc::c_uint = 0x10;
     pub const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
     pub const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+    pub const OPEN_TREE_CLONE: libc::c_uint = 1;
 }
 
 /// An option for [`fs_mount_detached`].
@@ -458,6 +459,25 @@ pub(crate) fn move_mount_onto(mount: RawFd, target: RawFd) -> io::Result<()> {
         )
     })?;
     Ok(())
+}
+
+/// A detached copy of the mount at `path` (open_tree with OPEN_TREE_CLONE), to attach
+/// elsewhere with [`move_mount_onto`].
+pub(crate) fn clone_mount(path: &std::path::Path) -> io::Result<OwnedFd> {
+    let path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: the path is a NUL-terminated string that outlives the call; open_tree
+    // returns a new descriptor or -1.
+    let fd = check(unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            mount_abi::OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+        )
+    })?;
+    // SAFETY: open_tree succeeded; the descriptor is new and ours.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 #[cfg(test)]

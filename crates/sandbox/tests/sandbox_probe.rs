@@ -94,6 +94,7 @@ impl Fixture {
             ],
             code_dir: self.code.path().to_path_buf(),
             bootstrap_dir: self.boot.path().to_path_buf(),
+            layer_dirs: vec![],
             extra_ro_paths: vec![],
             resources: resources(),
             zygote: None,
@@ -897,4 +898,131 @@ fn now_ticks() -> u64 {
     let _ = probe.kill();
     let _ = probe.wait();
     ticks
+}
+
+/// Two layers for the layer tests: B overrides A's `python/shared.txt`; A also carries a
+/// `tern/` directory, which must not show under the bootstraps at /opt/tern.
+fn two_layers() -> (tempfile::TempDir, tempfile::TempDir) {
+    let write = |dir: &Path, rel: &str, text: &str| {
+        let path = dir.join(rel);
+        let parent = path.parent().expect("a parent");
+        std::fs::create_dir_all(parent).expect("mkdir");
+        for d in parent.ancestors().take_while(|d| d.starts_with(dir)) {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        std::fs::write(&path, text).expect("write");
+    };
+    let (a, b) = (world_readable_tempdir(), world_readable_tempdir());
+    write(a.path(), "python/shared.txt", "a");
+    write(a.path(), "python/only_a.txt", "a");
+    write(a.path(), "tern/from_layer.txt", "a");
+    write(b.path(), "python/shared.txt", "b");
+    (a, b)
+}
+
+/// Prints what the instance sees at /opt (the Python version runs in a zygote's child).
+const LAYERS_PROBE_SH: &str = r#"
+echo "shared=$(cat /opt/python/shared.txt)"
+echo "only_a=$(cat /opt/python/only_a.txt)"
+echo "tern=$(ls /opt/tern | tr '\n' ,)"
+grep -q ' /opt ' /proc/self/mountinfo && echo "opt=mounted"
+"#;
+const LAYERS_PROBE_PY: &str = r#"
+import os, sys
+
+def main():
+    print("shared=" + open("/opt/python/shared.txt").read())
+    print("only_a=" + open("/opt/python/only_a.txt").read())
+    print("tern=" + "".join(n + "," for n in sorted(os.listdir("/opt/tern"))))
+    sys.stdout.flush()
+
+if __name__ == "__main__":
+    main()
+"#;
+
+fn assert_layers_seen(out: &str, tern_listing: &str) {
+    for line in ["shared=b", "only_a=a", &format!("tern={tern_listing}")] {
+        assert!(out.contains(line), "missing {line:?} in {out}");
+    }
+    assert!(
+        !out.contains("from_layer"),
+        "a layer showed under /opt/tern: {out}"
+    );
+}
+
+#[test]
+fn layers_show_at_opt_in_order_under_the_bootstraps_on_every_start_path() {
+    let Some(f) = fixture_full("layers", true, 2) else {
+        return;
+    };
+    std::fs::write(f.boot.path().join("boot-marker"), "x").expect("marker");
+    let (a, b) = two_layers();
+    let layers = vec![a.path().to_path_buf(), b.path().to_path_buf()];
+    let with_layers = |mut spec: LaunchSpec| {
+        spec.layer_dirs = layers.clone();
+        spec
+    };
+
+    // Built with its layers: the mount plan. (Asking for a held sandbox first makes the
+    // launcher keep some of this shape for the next case.)
+    let first = with_layers(f.spec("ly-1", "/bin/bash", &["-c", LAYERS_PROBE_SH]));
+    assert_eq!(f.launcher.claim_held(&first), None);
+    let (status, out, _, _) = f.run(&first);
+    assert_eq!(status, ExitStatus::Code(0), "{out}");
+    assert_layers_seen(&out, "boot-marker,");
+    assert!(out.contains("opt=mounted"), "{out}");
+
+    // A held sandbox, built before anyone knew its layers: attached at launch.
+    wait_held(&f, 2);
+    let mut spec = with_layers(f.spec("ly-2", "/bin/bash", &["-c", LAYERS_PROBE_SH]));
+    spec.instance_id = f.launcher.claim_held(&spec).expect("a held sandbox");
+    let (status, out, _, _) = f.run(&spec);
+    assert_eq!(status, ExitStatus::Code(0), "{out}");
+    assert_layers_seen(&out, "boot-marker,");
+
+    // A runtime a zygote forked into a held sandbox ahead of time: its layers come with
+    // the instance, before it reads its environment.
+    let program = f.boot.path().join("layers_probe.py");
+    std::fs::write(&program, LAYERS_PROBE_PY).expect("write probe");
+    let zygote_spec = |id: &str| {
+        let mut spec = with_layers(f.spec(id, "/usr/bin/python3", &["/opt/tern/layers_probe.py"]));
+        spec.zygote = Some(tern_sandbox::ZygoteSpec {
+            key: "tenant-layers".into(),
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            program: program.clone(),
+        });
+        spec
+    };
+    // (The first such launch may take a held sandbox for the zygote's child: attached
+    // as above, then forked into.)
+    let mut first = zygote_spec("ly-3");
+    if let Some(id) = f.launcher.claim_held(&first) {
+        first.instance_id = id;
+    }
+    let (status, out, _, _) = f.run(&first);
+    assert_eq!(status, ExitStatus::Code(0), "{out}");
+    assert_layers_seen(&out, "boot-marker,layers_probe.py,");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while f.launcher.preforked_count() < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "nothing was forked ahead of time"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let mut forked = zygote_spec("ly-4");
+    forked.instance_id = f.launcher.claim_held(&forked).expect("a forked runtime");
+    let now = now_ticks();
+    let launched = f.launcher.launch(&forked).expect("launch");
+    assert!(
+        start_ticks(launched.process.pid()) < now,
+        "the sandbox was built before the launch"
+    );
+    let mut output = launched.output;
+    let mut out = String::new();
+    let _ = output.read_to_string(&mut out);
+    assert_eq!(launched.process.wait(), ExitStatus::Code(0), "{out}");
+    launched.process.cleanup();
+    assert_layers_seen(&out, "boot-marker,layers_probe.py,");
 }

@@ -15,4 +15,4 @@ pub mod store;
 pub use code::CodeStore;
 pub use package::{extract_zip, PackageError, PackageLimits};
 pub use sqlite::SqliteStore;
-pub use store::{AccessKey, LogLine, ProvisionedSetting, Store, StoreError};
+pub use store::{AccessKey, LogLine, ProvisionedSetting, Store, StoreError, StoredLayerVersion};

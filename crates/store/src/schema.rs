@@ -42,4 +42,24 @@ pub const MIGRATIONS: &[&str] = &[
         last_modified_ms INTEGER NOT NULL,
         PRIMARY KEY (namespace, name, qualifier)
      );",
+    // 3: layer versions; `layer_names` keeps the highest version ever published, so a
+    // version number is never reused after a delete. The permission statements of a
+    // version are JSON in `policy`, replaced as a whole under `policy_revision`.
+    "CREATE TABLE layer_names (
+        namespace TEXT NOT NULL,
+        name TEXT NOT NULL,
+        last_version INTEGER NOT NULL,
+        PRIMARY KEY (namespace, name)
+     );
+     CREATE TABLE layer_versions (
+        namespace TEXT NOT NULL,
+        account TEXT NOT NULL,
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        record TEXT NOT NULL,
+        policy TEXT NOT NULL,
+        policy_revision TEXT NOT NULL,
+        PRIMARY KEY (namespace, name, version)
+     );
+     CREATE INDEX layer_versions_by_account ON layer_versions (account, name, version);",
 ];

@@ -1,13 +1,16 @@
 //! The embedded store: one SQLite file in WAL mode.
 
+mod layers;
+
 use std::path::Path;
 use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use tern_core::function::FunctionRecord;
+use tern_core::layer::{LayerStatement, LayerVersionRecord};
 
 use crate::schema::MIGRATIONS;
-use crate::store::{AccessKey, LogLine, ProvisionedSetting, Store, StoreError};
+use crate::store::{AccessKey, LogLine, ProvisionedSetting, Store, StoreError, StoredLayerVersion};
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -360,6 +363,52 @@ impl Store for SqliteStore {
         let conn = self.lock();
         Ok(conn.execute("DELETE FROM logs WHERE ts_ms < ?1", params![before_ms])?)
     }
+
+    fn publish_layer_version(
+        &self,
+        rec: &LayerVersionRecord,
+        policy_revision: &str,
+    ) -> Result<LayerVersionRecord, StoreError> {
+        self.layers_publish(rec, policy_revision)
+    }
+
+    fn get_layer_version(
+        &self,
+        account: &str,
+        name: &str,
+        version: u64,
+    ) -> Result<Option<StoredLayerVersion>, StoreError> {
+        self.layers_get(account, name, version)
+    }
+
+    fn list_layer_versions(
+        &self,
+        namespace: &str,
+        name: Option<&str>,
+    ) -> Result<Vec<LayerVersionRecord>, StoreError> {
+        self.layers_list(namespace, name)
+    }
+
+    fn delete_layer_version(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: u64,
+    ) -> Result<bool, StoreError> {
+        self.layers_delete(namespace, name, version)
+    }
+
+    fn put_layer_policy(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: u64,
+        statements: &[LayerStatement],
+        expected: &str,
+        new_revision: &str,
+    ) -> Result<(), StoreError> {
+        self.layers_put_policy(namespace, name, version, statements, expected, new_revision)
+    }
 }
 
 #[cfg(test)]
@@ -385,7 +434,9 @@ mod tests {
                 sha256_hex: "ab".into(),
                 sha256_b64: "q=".into(),
                 size: 10,
+                unzipped_size: 0,
             },
+            layers: Vec::new(),
             logging: Default::default(),
             tracing_mode: "PassThrough".into(),
             revision_id: "r1".into(),

@@ -1,6 +1,7 @@
 //! The storage interface used by the layers above.
 
 use tern_core::function::FunctionRecord;
+use tern_core::layer::{LayerStatement, LayerVersionRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -41,6 +42,15 @@ pub struct ProvisionedSetting {
     pub qualifier: String,
     pub requested: u32,
     pub last_modified_ms: i64,
+}
+
+/// A layer version with its permission statements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredLayerVersion {
+    pub record: LayerVersionRecord,
+    pub statements: Vec<LayerStatement>,
+    /// Changes whenever the statements do (the policy's `RevisionId`).
+    pub policy_revision: String,
 }
 
 pub trait Store: Send + Sync {
@@ -113,4 +123,45 @@ pub trait Store: Send + Sync {
         qualifier: &str,
     ) -> Result<Option<ProvisionedSetting>, StoreError>;
     fn list_provisioned(&self) -> Result<Vec<ProvisionedSetting>, StoreError>;
+
+    /// Stores a new version of a layer with the next number for its (namespace, name):
+    /// one more than any version ever published there, deleted or not. Returns the
+    /// record with its `version` set (the one given is ignored).
+    fn publish_layer_version(
+        &self,
+        rec: &LayerVersionRecord,
+        policy_revision: &str,
+    ) -> Result<LayerVersionRecord, StoreError>;
+    /// A layer version by the account in its ARN.
+    fn get_layer_version(
+        &self,
+        account: &str,
+        name: &str,
+        version: u64,
+    ) -> Result<Option<StoredLayerVersion>, StoreError>;
+    /// Versions of a namespace's layers (of one layer when `name` is given), by name,
+    /// newest version first.
+    fn list_layer_versions(
+        &self,
+        namespace: &str,
+        name: Option<&str>,
+    ) -> Result<Vec<LayerVersionRecord>, StoreError>;
+    /// Deletes a version and its statements; returns whether it existed.
+    fn delete_layer_version(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: u64,
+    ) -> Result<bool, StoreError>;
+    /// Replaces a version's statements if its policy revision is still `expected`;
+    /// `Conflict` if it changed or the version is gone.
+    fn put_layer_policy(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: u64,
+        statements: &[LayerStatement],
+        expected: &str,
+        new_revision: &str,
+    ) -> Result<(), StoreError>;
 }
