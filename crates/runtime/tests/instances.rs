@@ -32,19 +32,19 @@ fn fixture_with(
     keep_alive: Duration,
     tweak: impl FnOnce(PoolConfig) -> PoolConfig,
 ) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("tempdir");
     let code = dir.path().join("code");
-    std::fs::create_dir_all(&code).unwrap();
+    std::fs::create_dir_all(&code).expect("code dir");
     for (name, text) in files {
         let path = code.join(name);
-        std::fs::write(&path, text).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(&path, text).expect("write code");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     }
     let boot = dir.path().join("bootstraps");
-    tern_runtime::bootstraps::install(&boot).unwrap();
+    tern_runtime::bootstraps::install(&boot).expect("install bootstraps");
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink = lines.clone();
-    let router: LogRouter = Arc::new(move |_ns, _f, line| sink.lock().unwrap().push(line.line));
+    let router: LogRouter = Arc::new(move |_ns, _f, line| sink.lock().expect("log sink").push(line.line));
     let config = tweak(PoolConfig {
         keep_alive,
         max_instances: 8,
