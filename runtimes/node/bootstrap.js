@@ -100,29 +100,98 @@ function toFormatted(error) {
 }
 
 // ---------------------------------------------------------------------------
-// Logging: patch console to Lambda's "<ts>\t<requestId>\t<LEVEL>\t<msg>"
+// Logging: console as Lambda's Node runtime patches it (aws-lambda-nodejs-runtime-
+// interface-client's LogPatch.js), with LoggingConfig from the environment:
+// AWS_LAMBDA_LOG_FORMAT (Text | JSON) and AWS_LAMBDA_LOG_LEVEL (ApplicationLogLevel).
 // ---------------------------------------------------------------------------
 
 let logRequestId; // last/current request id; "undefined" before the first invoke
 
+const LOG_LEVELS = Object.freeze({
+  TRACE: { name: 'TRACE', priority: 1 },
+  DEBUG: { name: 'DEBUG', priority: 2 },
+  INFO: { name: 'INFO', priority: 3 },
+  WARN: { name: 'WARN', priority: 4 },
+  ERROR: { name: 'ERROR', priority: 5 },
+  FATAL: { name: 'FATAL', priority: 6 },
+});
+
+function jsonLogs() {
+  return (process.env.AWS_LAMBDA_LOG_FORMAT || '').toUpperCase() === 'JSON';
+}
+
+function jsonErrorReplacer(_key, value) {
+  if (value instanceof Error) {
+    return Object.assign(
+      {
+        errorType: (value.constructor && value.constructor.name) || 'UnknownError',
+        errorMessage: value.message,
+        stackTrace: typeof value.stack === 'string' ? value.stack.split('\n') : value.stack,
+      },
+      value,
+    );
+  }
+  return value;
+}
+
+/** One JSON log line: {timestamp, level, requestId, message[, errorType, ...]}. */
+function formatJsonMessage(timestamp, level, args) {
+  const result = { timestamp, level, requestId: logRequestId };
+  if (args.length === 1) {
+    result.message = args[0];
+    try {
+      return JSON.stringify(result, jsonErrorReplacer);
+    } catch (_e) {
+      result.message = util.format(result.message);
+      return JSON.stringify(result);
+    }
+  }
+  result.message = util.format(...args);
+  for (const param of args) {
+    if (param instanceof Error) {
+      result.errorType = (param.constructor && param.constructor.name) || 'UnknownError';
+      result.errorMessage = param.message;
+      result.stackTrace = typeof param.stack === 'string' ? param.stack.split('\n') : [];
+      break;
+    }
+  }
+  return JSON.stringify(result);
+}
+
 function formatLogLine(level, args) {
-  const line = `${new Date().toISOString()}\t${logRequestId}\t${level}\t${util.format(...args)}`;
+  const time = new Date().toISOString();
+  const line = jsonLogs()
+    ? formatJsonMessage(time, level, args)
+    : `${time}\t${logRequestId}\t${level}\t${util.format(...args)}`;
   // Lambda keeps multi-line messages in a single log event.
   return line.replace(/\n/g, '\r') + '\n';
 }
 
 function patchConsole() {
+  const threshold = LOG_LEVELS[(process.env.AWS_LAMBDA_LOG_LEVEL || '').toUpperCase()] || LOG_LEVELS.TRACE;
+  const nop = () => {};
   const make = (level) =>
-    function () {
-      process.stdout.write(formatLogLine(level, Array.from(arguments)));
-    };
-  console.log = make('INFO');
-  console.info = make('INFO');
-  console.warn = make('WARN');
-  console.error = make('ERROR');
-  console.debug = make('DEBUG');
-  console.trace = make('TRACE');
-  console.fatal = make('FATAL');
+    level.priority < threshold.priority
+      ? nop
+      : function () {
+          process.stdout.write(formatLogLine(level.name, Array.from(arguments)));
+        };
+  console.trace = make(LOG_LEVELS.TRACE);
+  console.debug = make(LOG_LEVELS.DEBUG);
+  console.info = make(LOG_LEVELS.INFO);
+  console.log = console.info;
+  console.warn = make(LOG_LEVELS.WARN);
+  console.error = make(LOG_LEVELS.ERROR);
+  // FATAL is never filtered (as in Lambda's runtime).
+  console.fatal = function () {
+    process.stdout.write(formatLogLine('FATAL', Array.from(arguments)));
+  };
+}
+
+/** Logs an invocation's or init's error the way Lambda's runtime does in each format. */
+function logError(message, error) {
+  if (jsonLogs()) console.error(isError(error) ? error : toRapidResponse(error));
+  else console.error(message, toFormatted(error));
 }
 
 function logToStderr(level, args) {
@@ -199,7 +268,7 @@ function postInvocationResponse(id, result) {
 }
 
 function postInvocationError(id, error) {
-  console.error('Invoke Error', toFormatted(error));
+  logError('Invoke Error', error);
   const body = JSON.stringify(toRapidResponse(error));
   return apiRequest('POST', `${API_PREFIX}/invocation/${encodeURIComponent(id)}/error`, body, {
     [ERROR_TYPE_HEADER]: 'Unhandled',
@@ -495,7 +564,7 @@ function crash(err, exitCode) {
 }
 
 process.on('uncaughtException', (err) => {
-  if (phase !== 'init') console.error('Uncaught Exception', toFormatted(err));
+  if (phase !== 'init') logError('Uncaught Exception', err);
   crash(err, 1);
 });
 
@@ -507,7 +576,7 @@ process.on('unhandledRejection', (reason, promise) => {
     msg = undefined;
   }
   const err = new UnhandledPromiseRejection(msg, promise);
-  if (phase !== 'init') console.error('Unhandled Promise Rejection', toFormatted(err));
+  if (phase !== 'init') logError('Unhandled Promise Rejection', err);
   crash(err, 1);
 });
 
@@ -546,6 +615,8 @@ async function main() {
       fatal(e);
       return;
     }
+    // The assignment may carry LoggingConfig (AWS_LAMBDA_LOG_FORMAT/LEVEL).
+    patchConsole();
   }
   let handler;
   try {

@@ -10,6 +10,7 @@ import http.server
 import json
 import os
 import queue
+import re
 import subprocess
 import sys
 import textwrap
@@ -682,3 +683,171 @@ def test_trace_ids_do_not_grow_the_runtime():
     assert in_child == "False", "the C environment never holds the id"
     # Through putenv the 200,000 ids would cost ~28 MB.
     assert grown_kb < 4096, "the runtime grew by %d KiB" % grown_kb
+
+
+# ---------------------------------------------------------------------------
+# Client context (Lambda-Runtime-Client-Context, decoded JSON)
+
+
+def test_client_context_exposes_client_custom_and_env(rt):
+    rt.write("app.py", """
+        def handler(event, context):
+            cc = context.client_context
+            c = cc.client
+            return {
+                "client": [c.installation_id, c.app_title, c.app_version_name,
+                           c.app_version_code, c.app_package_name],
+                "custom": cc.custom,
+                "env": cc.env,
+            }
+    """)
+    rt.start("app.handler")
+    client_context = {
+        "client": {"installation_id": "inst-1", "app_title": "Shop", "app_version_name": "1.2",
+                   "app_version_code": "12", "app_package_name": "com.example.shop"},
+        "custom": {"cart": "42"},
+        "env": {"platform": "Android", "locale": "en_US"},
+    }
+    kind, _, body, _ = invoke_json(rt, {}, headers={"Lambda-Runtime-Client-Context": json.dumps(client_context)})
+    assert kind == "response"
+    assert json.loads(body) == {
+        "client": ["inst-1", "Shop", "1.2", "12", "com.example.shop"],
+        "custom": {"cart": "42"},
+        "env": {"platform": "Android", "locale": "en_US"},
+    }
+
+
+def test_client_context_is_none_without_the_header(rt):
+    rt.write("app.py", """
+        def handler(event, context):
+            cc = context.client_context
+            return [cc is None, None if cc is None else cc.client]
+    """)
+    rt.start("app.handler")
+    kind, _, body, _ = invoke_json(rt, {})
+    assert (kind, json.loads(body)) == ("response", [True, None])
+    kind, _, body, _ = invoke_json(rt, {}, headers={"Lambda-Runtime-Client-Context": '{"custom": {"a": 1}}'})
+    assert (kind, json.loads(body)) == ("response", [False, None])
+
+
+# ---------------------------------------------------------------------------
+# Logging (LoggingConfig: AWS_LAMBDA_LOG_FORMAT, AWS_LAMBDA_LOG_LEVEL)
+
+
+def log_lines(rt, needle):
+    return [l for l in rt.output().splitlines() if needle in l]
+
+
+def test_root_handler_is_installed_before_the_handler_module_runs(rt):
+    # What Powertools' Logger does when it is created: look at the root handlers.
+    rt.write("app.py", """
+        import logging
+        ROOT_HANDLERS_AT_IMPORT = len(logging.getLogger().handlers)
+        logging.basicConfig(format="should not be used %(message)s")
+        log = logging.getLogger("app")
+        def handler(event, context):
+            log.warning("warned %s", event["n"])
+            log.info("info is below the default level")
+            return ROOT_HANDLERS_AT_IMPORT
+    """)
+    rt.start("app.handler")
+    kind, _, body, rid = invoke_json(rt, {"n": 7})
+    assert (kind, json.loads(body)) == ("response", 1)
+    lines = log_lines(rt, "warned 7")
+    assert len(lines) == 1, rt.output()
+    level, stamp, request_id, message = lines[0].split("\t")
+    assert (level, request_id, message) == ("[WARNING]", rid, "warned 7")
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", stamp)
+    assert "info is below" not in rt.output()
+    assert "should not be used" not in rt.output()
+
+
+def test_logging_imported_only_inside_the_handler_still_gets_lambdas_format(rt):
+    rt.write("app.py", """
+        def handler(event, context):
+            import logging
+            logging.getLogger().error("late %s", 1)
+            return "ok"
+    """)
+    rt.start("app.handler")
+    kind, _, _, rid = invoke_json(rt, {})
+    assert kind == "response"
+    lines = log_lines(rt, "late 1")
+    assert len(lines) == 1 and lines[0].startswith("[ERROR]\t") and ("\t%s\t" % rid) in lines[0]
+
+
+def test_json_log_format_has_lambdas_shape(rt):
+    rt.write("app.py", """
+        import logging
+        log = logging.getLogger("orders")
+        def handler(event, context):
+            log.info("placed %s", "o-1", extra={"order": 17})
+            log.info({"structured": True})
+            try:
+                raise KeyError("sku")
+            except KeyError:
+                log.exception("failed")
+            print("plain print stays as it is")
+            return "ok"
+    """)
+    rt.start("app.handler", extra_env={"AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": "INFO"})
+    kind, _, _, rid = invoke_json(rt, {})
+    assert kind == "response"
+    out = rt.output()
+    records = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+    assert len(records) == 3, out
+    placed, structured, failed = records
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", placed.pop("timestamp"))
+    assert placed == {"level": "INFO", "message": "placed o-1", "logger": "orders",
+                      "requestId": rid, "order": 17}
+    assert structured["message"] == {"structured": True}
+    assert failed["level"] == "ERROR" and failed["errorType"] == "KeyError"
+    assert failed["errorMessage"] == "'sku'" and failed["message"] == "failed"
+    assert failed["location"].endswith("app.py:handler:10")
+    assert any("raise KeyError" in frame for frame in failed["stackTrace"])
+    assert "plain print stays as it is" in out.splitlines()
+
+
+def test_log_level_filters_application_logs(rt):
+    rt.write("app.py", """
+        import logging
+        def handler(event, context):
+            logging.debug("debug-line")
+            logging.info("info-line")
+            logging.warning("warning-line")
+            logging.error("error-line")
+            return "ok"
+    """)
+    rt.start("app.handler", extra_env={"AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": "WARN"})
+    assert invoke_json(rt, {})[0] == "response"
+    levels = [json.loads(l)["level"] for l in rt.output().splitlines() if l.startswith("{")]
+    assert levels == ["WARNING", "ERROR"]
+
+
+def test_trace_log_level_means_debug(rt):
+    rt.write("app.py", """
+        import logging
+        def handler(event, context):
+            logging.debug("debug-line")
+            return "ok"
+    """)
+    rt.start("app.handler", extra_env={"AWS_LAMBDA_LOG_LEVEL": "trace"})
+    assert invoke_json(rt, {})[0] == "response"
+    assert len(log_lines(rt, "\tdebug-line")) == 1
+    assert log_lines(rt, "debug-line")[0].startswith("[DEBUG]\t")
+
+
+def test_json_log_format_for_errors(rt):
+    rt.write("app.py", """
+        def handler(event, context):
+            raise ValueError("bad input")
+    """)
+    rt.start("app.handler", extra_env={"AWS_LAMBDA_LOG_FORMAT": "JSON"})
+    kind, _, _, rid = invoke_json(rt, {})
+    assert kind == "error"
+    records = [json.loads(l) for l in rt.output().splitlines() if l.startswith("{")]
+    assert len(records) == 1
+    record = records[0]
+    assert (record["level"], record["errorType"], record["errorMessage"], record["requestId"]) == (
+        "ERROR", "ValueError", "bad input", rid)
+    assert "timestamp" in record and isinstance(record["stackTrace"], list)
