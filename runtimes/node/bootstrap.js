@@ -580,6 +580,23 @@ process.on('unhandledRejection', (reason, promise) => {
   crash(err, 1);
 });
 
+// Module resolution as on Lambda: NODE_PATH's entries (layers' /opt/nodejs, the code),
+// then $HOME's, then the runtime's own `<prefix>/lib/node`. That last one is derived
+// from process.execPath, a host interpreter's prefix (/usr/lib/node), so the paths are
+// rebuilt as if node lived under Lambda's /var/lang: no host directory is searched.
+const LAMBDA_NODE_EXEC_PATH = '/var/lang/bin/node';
+
+function isolateModulePaths() {
+  const Module = require('module');
+  const execPath = process.execPath;
+  try {
+    process.execPath = LAMBDA_NODE_EXEC_PATH;
+    Module._initPaths();
+  } finally {
+    process.execPath = execPath;
+  }
+}
+
 // Pre-warmed instance (tern extension): block until the platform assigns the function
 // this process will run, then adopt its environment and code directory.
 async function awaitAssignment() {
@@ -603,6 +620,7 @@ async function main() {
     fatal(e);
     return;
   }
+  isolateModulePaths();
   patchConsole();
   installTraceEnv();
 

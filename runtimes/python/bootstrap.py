@@ -864,9 +864,60 @@ def await_assignment(api):
     except AttributeError:  # pragma: no cover - not on Unix
         pass
     task_root = assignment.get("task_root") or os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
+    sys.path[:] = function_sys_path(task_root)
     # The code was mounted after this process started: enter the new directory.
     os.chdir(task_root)
     return assignment.get("handler") or "", task_root, client
+
+
+def function_sys_path(task_root):
+    """sys.path as Lambda lays it out: the code, the layers' /opt/python directories,
+    PYTHONPATH, the interpreter's own library (zip, lib, lib-dynload), then the
+    runtime's SDK directory (LAMBDA_RUNTIME_DIR, when it exists) last, so that a boto3
+    in the zip or a layer wins over the pinned one.
+
+    Nothing of the host's site-packages: the runtime starts with -S (no `site`, no
+    .pth files), and entries that a `site` import added (when started without it) or
+    that lie outside the interpreter's prefix are dropped. Neither is this file's
+    directory on it: user code must not import, or be shadowed by, the runtime's files."""
+    pythonpath = [p for p in (os.environ.get("PYTHONPATH") or "").split(os.pathsep) if p]
+    prefixes = tuple(
+        os.path.join(os.path.realpath(p), "") for p in (sys.base_prefix, sys.base_exec_prefix)
+    )
+    here = os.path.dirname(os.path.abspath(_SELF_FILE))
+    interpreter = []
+    for entry in sys.path:
+        if not entry or entry in pythonpath or entry in interpreter:
+            continue
+        real = os.path.realpath(entry)
+        parts = real.split(os.sep)
+        if (
+            real == here
+            or not real.startswith(prefixes)
+            or "site-packages" in parts
+            or "dist-packages" in parts
+        ):
+            continue
+        interpreter.append(entry)
+    layers = "/opt/python/lib/python%d.%d/site-packages" % sys.version_info[:2]
+    path = [task_root, layers, "/opt/python"] + pythonpath + interpreter
+    sdk = os.environ.get("LAMBDA_RUNTIME_DIR")
+    if sdk and sdk not in path and os.path.isdir(sdk):
+        path.append(sdk)
+    return path
+
+
+def _site_builtins():
+    """What `site` adds to builtins (exit, quit, help), for a runtime started with -S."""
+    if not sys.flags.no_site:
+        return
+    import builtins
+    import _sitebuiltins
+
+    eof = "Ctrl-D (i.e. EOF)"
+    builtins.quit = _sitebuiltins.Quitter("quit", eof)
+    builtins.exit = _sitebuiltins.Quitter("exit", eof)
+    builtins.help = _sitebuiltins._Helper()
 
 
 def main():
@@ -876,14 +927,8 @@ def main():
         except Exception:
             pass
 
-    # Running as a script puts this file's directory at sys.path[0]; user code
-    # must not be able to import (or be shadowed by) the runtime's files.
-    try:
-        here = os.path.dirname(os.path.abspath(_SELF_FILE))
-        if sys.path and sys.path[0] and os.path.abspath(sys.path[0]) == here:
-            del sys.path[0]
-    except Exception:
-        pass
+    sys.path[:] = function_sys_path(os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd())
+    _site_builtins()
 
     api = os.environ.get("AWS_LAMBDA_RUNTIME_API")
     if not api:

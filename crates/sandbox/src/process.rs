@@ -20,6 +20,8 @@ use crate::sys;
 pub const TASK_ROOT: &str = "/var/task";
 /// Where the language bootstraps are mounted inside a sandbox.
 pub const BOOTSTRAP_ROOT: &str = "/opt/tern";
+/// Where [`LaunchSpec::runtime_dir`] is mounted inside a sandbox.
+pub const RUNTIME_ROOT: &str = "/var/runtime";
 
 /// Launches instances as plain host processes (development only).
 #[derive(Debug, Default, Clone)]
@@ -138,12 +140,16 @@ impl InstanceProcess for ChildProcess {
     }
 }
 
-/// Maps a sandbox path (`/var/task/x`, `/opt/tern/x`) to the host directory behind it.
+/// Maps a sandbox path (`/var/task/x`, `/opt/tern/x`, `/var/runtime/x`) to the host directory behind it.
 pub fn translate_path(path: &str, spec: &LaunchSpec) -> OsString {
+    let runtime_dir = spec.runtime_dir.as_ref().map(|dir| (RUNTIME_ROOT, dir));
     for (inside, host) in [
         (TASK_ROOT, &spec.code_dir),
         (BOOTSTRAP_ROOT, &spec.bootstrap_dir),
-    ] {
+    ]
+    .into_iter()
+    .chain(runtime_dir)
+    {
         if let Some(rest) = strip_dir_prefix(path, inside) {
             return join_rest(host, rest).into_os_string();
         }
@@ -191,6 +197,7 @@ mod tests {
             env: vec![("LAMBDA_TASK_ROOT".into(), "/var/task".into())],
             code_dir: code.to_path_buf(),
             bootstrap_dir: "/srv/boot".into(),
+            runtime_dir: None,
             extra_ro_paths: vec![],
             resources: Resources {
                 memory_mb: 128,

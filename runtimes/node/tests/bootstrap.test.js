@@ -784,3 +784,29 @@ test('a pre-warmed runtime takes its log format and level from the assignment', 
   const records = rt.out.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l));
   assert.deepEqual(records.map((r) => [r.level, r.message]), [['WARN', 'shown']]);
 });
+
+test('module resolution searches NODE_PATH, HOME and Lambda\'s prefix, never the host\'s', async (t) => {
+  const rt = await startRuntime(t, {
+    env: { NODE_PATH: '/opt/nodejs/node20/node_modules:/opt/nodejs/node_modules:/var/task', HOME: '/tmp' },
+    files: {
+      'app.js': `exports.handler = async () => ({
+        globalPaths: require('module').globalPaths,
+        resolve: require.resolve.paths('some-package'),
+        execPath: process.execPath,
+      });`,
+    },
+    events: [{ id: 'req-paths' }],
+  });
+  const [p] = await rt.api.waitForPosts(1);
+  const global = ['/opt/nodejs/node20/node_modules', '/opt/nodejs/node_modules', '/var/task',
+    '/tmp/.node_modules', '/tmp/.node_libraries', '/var/lang/lib/node'];
+  assert.deepEqual(p.json.globalPaths, global);
+  const root = fs.realpathSync(rt.root);
+  const local = [];
+  for (let dir = root; ; dir = path.dirname(dir)) {
+    local.push(path.join(dir, 'node_modules'));
+    if (dir === path.dirname(dir)) break;
+  }
+  assert.deepEqual(p.json.resolve, [...local, ...global]);
+  assert.equal(p.json.execPath, process.execPath, 'process.execPath is left as it was');
+});

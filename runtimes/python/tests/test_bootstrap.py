@@ -168,7 +168,7 @@ class Runtime(object):
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(textwrap.dedent(source), encoding="utf-8")
 
-    def start(self, handler, extra_env=None):
+    def start(self, handler, extra_env=None, python_flags=()):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "_HANDLER", "LAMBDA_"))}
         env.pop("_X_AMZN_TRACE_ID", None)
         env.pop("PYTHONPATH", None)
@@ -188,7 +188,7 @@ class Runtime(object):
         )
         env.update(extra_env or {})
         self.proc = subprocess.Popen(
-            [sys.executable, BOOTSTRAP],
+            [sys.executable, *python_flags, BOOTSTRAP],
             cwd=str(self.task_root),
             env=env,
             stdin=subprocess.DEVNULL,
@@ -851,3 +851,76 @@ def test_json_log_format_for_errors(rt):
     assert (record["level"], record["errorType"], record["errorMessage"], record["requestId"]) == (
         "ERROR", "ValueError", "bad input", rid)
     assert "timestamp" in record and isinstance(record["stackTrace"], list)
+
+
+# ---------------------------------------------------------------------------
+# sys.path: Lambda's layout, nothing of the host's site-packages
+
+
+def interpreter_library():
+    """The interpreter's own entries: what `python -S` puts after the script's dir."""
+    out = subprocess.run([sys.executable, "-S", "-c", "import sys, json; print(json.dumps(sys.path[1:]))"],
+                         capture_output=True, text=True, check=True, env={})
+    return json.loads(out.stdout)
+
+
+SYS_PATH_APP = """
+    import sys
+    def handler(event, context):
+        import boto3
+        return {"path": sys.path, "boto3": boto3.__file__, "exit": callable(exit),
+                "site": "site" in sys.modules and sys.flags.no_site == 0}
+"""
+
+
+@pytest.mark.parametrize("python_flags", [("-S",), ()], ids=["as tern starts it", "with site"])
+def test_sys_path_is_lambdas_layout_with_the_sdk_last(rt, tmp_path, python_flags):
+    sdk = tmp_path / "runtime"
+    (sdk / "boto3").mkdir(parents=True)
+    (sdk / "boto3" / "__init__.py").write_text("")
+    rt.write("app.py", SYS_PATH_APP)
+    rt.start("app.handler", extra_env={"LAMBDA_RUNTIME_DIR": str(sdk)}, python_flags=python_flags)
+    kind, _, body, _ = invoke_json(rt, {})
+    assert kind == "response", body
+    r = json.loads(body)
+    version = "python%d.%d" % sys.version_info[:2]
+    assert r["path"] == [
+        str(rt.task_root),
+        "/opt/python/lib/%s/site-packages" % version,
+        "/opt/python",
+        *interpreter_library(),
+        str(sdk),
+    ]
+    assert not any("site-packages" in p and not p.startswith("/opt/python") for p in r["path"])
+    assert not any("dist-packages" in p for p in r["path"])
+    assert r["boto3"] == str(sdk / "boto3" / "__init__.py")
+    assert r["exit"] is True
+
+
+def test_a_boto3_in_the_code_wins_over_the_runtimes(rt, tmp_path):
+    sdk = tmp_path / "runtime"
+    (sdk / "boto3").mkdir(parents=True)
+    (sdk / "boto3" / "__init__.py").write_text("")
+    rt.write("boto3/__init__.py", "VENDORED = True\n")
+    rt.write("app.py", SYS_PATH_APP)
+    rt.start("app.handler", extra_env={"LAMBDA_RUNTIME_DIR": str(sdk)}, python_flags=("-S",))
+    kind, _, body, _ = invoke_json(rt, {})
+    assert kind == "response", body
+    assert json.loads(body)["boto3"] == str(rt.task_root / "boto3" / "__init__.py")
+
+
+def test_sys_path_has_no_sdk_entry_when_the_runtime_has_none(rt, tmp_path):
+    rt.write("app.py", """
+        import sys
+        def handler(event, context):
+            return sys.path
+    """)
+    rt.start("app.handler", extra_env={"LAMBDA_RUNTIME_DIR": str(tmp_path / "absent"),
+                                       "PYTHONPATH": "/extra/one"}, python_flags=("-S",))
+    kind, _, body, _ = invoke_json(rt, {})
+    assert kind == "response", body
+    version = "python%d.%d" % sys.version_info[:2]
+    assert json.loads(body) == [
+        str(rt.task_root), "/opt/python/lib/%s/site-packages" % version, "/opt/python",
+        "/extra/one", *interpreter_library(),
+    ]
