@@ -724,6 +724,7 @@ fn environment_holds_only_function_and_lambda_variables() {
         "_X_AMZN_TRACE_ID",
         "LAMBDA_TASK_ROOT",
         "LAMBDA_RUNTIME_DIR",
+        "NODE_PATH",
         "PATH",
         "LANG",
         "TZ",

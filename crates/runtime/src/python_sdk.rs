@@ -23,6 +23,7 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,6 +55,8 @@ pub enum SdkError {
     },
     #[error("`{command}` took longer than {secs} s", secs = INSTALL_TIMEOUT.as_secs())]
     Timeout { command: String },
+    #[error("the server is shutting down")]
+    Stopped,
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> SdkError {
@@ -74,6 +77,8 @@ pub struct PythonSdk {
     states: HashMap<String, watch::Sender<State>>,
     /// Runtimes not installed yet, in install order.
     queue: Arc<Mutex<Vec<String>>>,
+    /// Set at shutdown: the installer kills a running pip and stops.
+    stopping: Arc<AtomicBool>,
 }
 
 impl PythonSdk {
@@ -82,6 +87,7 @@ impl PythonSdk {
         Arc::new(PythonSdk {
             states: HashMap::new(),
             queue: Arc::default(),
+            stopping: Arc::default(),
         })
     }
 
@@ -107,6 +113,7 @@ impl PythonSdk {
             queue: Arc::new(Mutex::new(
                 interpreters.iter().map(|(id, _)| id.clone()).collect(),
             )),
+            stopping: Arc::default(),
         });
         let worker = sdk.clone();
         let spawned = std::thread::Builder::new()
@@ -137,6 +144,21 @@ impl PythonSdk {
         }
     }
 
+    /// Stops the installer: a pip under way is killed (its temporary directory is
+    /// removed by the next install), waiting cold starts go on without the SDK.
+    pub fn shutdown(&self) {
+        self.stopping.store(true, Ordering::Release);
+        for state in self.states.values() {
+            state.send_if_modified(|s| {
+                let pending = *s == State::Pending;
+                if pending {
+                    *s = State::Unavailable;
+                }
+                pending
+            });
+        }
+    }
+
     /// The host directory with `runtime`'s SDK if its install is complete (never waits).
     pub fn ready_dir(&self, runtime: &str) -> Option<PathBuf> {
         match &*self.states.get(runtime)?.borrow() {
@@ -160,6 +182,9 @@ impl PythonSdk {
         interpreters: &[(String, PathBuf)],
     ) {
         loop {
+            if self.stopping.load(Ordering::Acquire) {
+                return;
+            }
             let next = {
                 let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
                 if queue.is_empty() {
@@ -171,7 +196,7 @@ impl PythonSdk {
                 continue;
             };
             let started = Instant::now();
-            let state = match install(root, &next, exe, requirements) {
+            let state = match install(root, &next, exe, requirements, &self.stopping) {
                 Ok(dir) => {
                     tracing::info!(runtime = %next, dir = %dir.display(), ms = started.elapsed().as_millis() as u64, "Python SDK ready");
                     State::Ready(dir)
@@ -216,12 +241,13 @@ pub fn pin_key(requirements: &[String]) -> String {
 }
 
 /// Installs `requirements` for one interpreter unless the cache has them; returns the
-/// directory. Blocking.
+/// directory. Blocking; gives up when `stop` is set.
 pub fn install(
     root: &Path,
     runtime: &str,
     exe: &Path,
     requirements: &[String],
+    stop: &AtomicBool,
 ) -> Result<PathBuf, SdkError> {
     let parent = root.join(runtime);
     let dir = parent.join(pin_key(requirements));
@@ -237,17 +263,23 @@ pub fn install(
     if dir.is_dir() {
         return Ok(dir); // another server installed it while this one waited
     }
-    let tmp = parent.join(format!(".installing-{}", std::process::id()));
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp).map_err(io_err(format!("remove {}", tmp.display())))?;
+    // What an install interrupted by a server's exit left behind (the lock is ours).
+    let listing = fs::read_dir(&parent).map_err(io_err(format!("read {}", parent.display())))?;
+    for entry in listing.filter_map(Result::ok) {
+        if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+            let path = entry.path();
+            fs::remove_dir_all(&path).map_err(io_err(format!("remove {}", path.display())))?;
+        }
     }
+    let tmp = parent.join(format!("{TMP_PREFIX}{}", std::process::id()));
     let log = parent.join("install.log");
-    let result = pip_install(exe, &tmp, requirements, &log).and_then(|()| {
+    let result = pip_install(exe, &tmp, requirements, &log, stop).and_then(|()| {
         // Byte-compiled by this interpreter: the directory is read-only in the sandbox,
         // where an import cannot write its .pyc.
         run(
             Command::new(exe).args(["-m", "compileall", "-q"]).arg(&tmp),
             &log,
+            stop,
         )
     });
     let result = result.and_then(|()| {
@@ -263,11 +295,15 @@ pub fn install(
     Ok(dir)
 }
 
+/// Name prefix of a directory being installed.
+const TMP_PREFIX: &str = ".installing-";
+
 fn pip_install(
     exe: &Path,
     target: &Path,
     requirements: &[String],
     log: &Path,
+    stop: &AtomicBool,
 ) -> Result<(), SdkError> {
     let mut command = Command::new(exe);
     command
@@ -284,11 +320,12 @@ fn pip_install(
         .args(requirements)
         // Not a flag: pips that predate it ignore the variable.
         .env("PIP_ROOT_USER_ACTION", "ignore");
-    run(&mut command, log)
+    run(&mut command, log, stop)
 }
 
-/// Runs `command` with its output appended to `log`, within [`INSTALL_TIMEOUT`].
-fn run(command: &mut Command, log: &Path) -> Result<(), SdkError> {
+/// Runs `command` with its output appended to `log`, within [`INSTALL_TIMEOUT`] and
+/// until `stop` is set.
+fn run(command: &mut Command, log: &Path, stop: &AtomicBool) -> Result<(), SdkError> {
     let shown = format!("{command:?}");
     let out = fs::OpenOptions::new()
         .create(true)
@@ -304,10 +341,10 @@ fn run(command: &mut Command, log: &Path) -> Result<(), SdkError> {
         .map_err(io_err(format!("start {shown}")))?;
     let deadline = Instant::now() + INSTALL_TIMEOUT;
     loop {
-        match child
+        let status = child
             .try_wait()
-            .map_err(io_err(format!("wait for {shown}")))?
-        {
+            .map_err(io_err(format!("wait for {shown}")))?;
+        let give_up = match status {
             Some(status) if status.success() => return Ok(()),
             Some(status) => {
                 return Err(SdkError::Command {
@@ -316,13 +353,18 @@ fn run(command: &mut Command, log: &Path) -> Result<(), SdkError> {
                     log: log.display().to_string(),
                 })
             }
-            None if Instant::now() > deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(SdkError::Timeout { command: shown });
-            }
-            None => std::thread::sleep(Duration::from_millis(100)),
+            None if Instant::now() > deadline => Some(SdkError::Timeout {
+                command: shown.clone(),
+            }),
+            None if stop.load(Ordering::Acquire) => Some(SdkError::Stopped),
+            None => None,
+        };
+        if let Some(error) = give_up {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(error);
         }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -343,13 +385,9 @@ mod tests {
         let pins = vec!["boto3==9.9.9".to_string()];
         let dir = root.path().join("python3.11").join("boto3-9.9.9");
         fs::create_dir_all(dir.join("boto3")).expect("mkdir");
-        let got = install(
-            root.path(),
-            "python3.11",
-            Path::new("/nonexistent/python"),
-            &pins,
-        )
-        .expect("cached");
+        let stop = AtomicBool::new(false);
+        let python = Path::new("/nonexistent/python");
+        let got = install(root.path(), "python3.11", python, &pins, &stop).expect("cached");
         assert_eq!(got, dir);
     }
 
@@ -357,8 +395,18 @@ mod tests {
     fn a_failed_install_leaves_no_directory_behind() {
         let root = tempfile::tempdir().expect("tempdir");
         let pins = vec!["boto3==9.9.9".to_string()];
-        let err = install(root.path(), "python3.11", Path::new("/bin/false"), &pins)
-            .expect_err("pip cannot run");
+        // A directory an interrupted install left is removed too.
+        let stale = root.path().join("python3.11").join(".installing-1");
+        fs::create_dir_all(stale.join("boto3")).expect("mkdir");
+        let stop = AtomicBool::new(false);
+        let err = install(
+            root.path(),
+            "python3.11",
+            Path::new("/bin/false"),
+            &pins,
+            &stop,
+        )
+        .expect_err("pip cannot run");
         assert!(matches!(err, SdkError::Command { .. }), "{err}");
         let left: Vec<_> = fs::read_dir(root.path().join("python3.11"))
             .expect("read")
@@ -367,6 +415,17 @@ mod tests {
             .filter(|n| n != ".lock" && n != "install.log")
             .collect();
         assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn a_stopped_install_kills_its_command() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let stop = AtomicBool::new(true);
+        let started = Instant::now();
+        let log = root.path().join("log");
+        let err = run(Command::new("/bin/sleep").arg("30"), &log, &stop).expect_err("stopped");
+        assert!(matches!(err, SdkError::Stopped), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[tokio::test]
