@@ -159,17 +159,18 @@ def test_node_function_resolves_modules_from_lambdas_paths_only(lambda_client, d
     resp, out = invoke_json(lambda_client, name)
     assert "FunctionError" not in resp, out
     major = NODE_RUNTIME.removeprefix("nodejs").removesuffix(".x")
-    assert out["nodePath"] == (
-        f"/opt/nodejs/node{major}/node_modules:/opt/nodejs/node_modules:/var/task")
+    # Unsandboxed, /var/task in the environment names the code's host directory.
     task_root = out["taskRoot"]
     if tern_server.sandboxed:
         assert task_root == "/var/task"
         assert out["modulePaths"] == ["/var/task/node_modules", "/var/node_modules",
                                       "/node_modules"]
+    assert out["nodePath"] == (
+        f"/opt/nodejs/node{major}/node_modules:/opt/nodejs/node_modules:{task_root}")
     assert out["resolvePaths"] == out["modulePaths"] + [
         f"/opt/nodejs/node{major}/node_modules",
         "/opt/nodejs/node_modules",
-        "/var/task",
+        task_root,
         "/tmp/.node_modules",
         "/tmp/.node_libraries",
         "/var/lang/lib/node",
