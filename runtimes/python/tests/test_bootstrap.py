@@ -924,3 +924,32 @@ def test_sys_path_has_no_sdk_entry_when_the_runtime_has_none(rt, tmp_path):
         str(rt.task_root), "/opt/python/lib/%s/site-packages" % version, "/opt/python",
         "/extra/one", *interpreter_library(),
     ]
+
+
+def test_prewarmed_runtime_takes_code_path_log_format_and_level_from_its_assignment(rt, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "late.py").write_text(
+        "import logging, sys\n"
+        "def handler(event, context):\n"
+        "    logging.getLogger('late').debug('hidden')\n"
+        "    logging.getLogger('late').warning('shown')\n"
+        "    return sys.path\n"
+    )
+    rt.start("", extra_env={"TERN_PREWARM": "1", "LAMBDA_TASK_ROOT": str(empty)},
+             python_flags=("-S",))
+    rid = rt.api.invoke({})
+    rt.api.assignment.put(json.dumps({
+        "handler": "late.handler",
+        "task_root": str(code),
+        "env": {"LAMBDA_TASK_ROOT": str(code), "AWS_LAMBDA_LOG_FORMAT": "JSON",
+                "AWS_LAMBDA_LOG_LEVEL": "INFO"},
+    }).encode())
+    kind, _, body = rt.api.wait_result(rid)
+    assert kind == "response", body
+    path = json.loads(body)
+    assert path[0] == str(code) and str(empty) not in path, path
+    records = [json.loads(l) for l in rt.output().splitlines() if l.startswith("{")]
+    assert [(r["level"], r["message"], r["logger"]) for r in records] == [("WARNING", "shown", "late")]
