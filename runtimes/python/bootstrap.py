@@ -864,30 +864,29 @@ def await_assignment(api):
     except AttributeError:  # pragma: no cover - not on Unix
         pass
     task_root = assignment.get("task_root") or os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
-    sys.path[:] = function_sys_path(task_root)
+    # The rest of sys.path was set by main() from the same start-up environment.
+    if sys.path and sys.path[0] != task_root:
+        sys.path[0] = task_root
     # The code was mounted after this process started: enter the new directory.
     os.chdir(task_root)
     return assignment.get("handler") or "", task_root, client
 
 
-def function_sys_path(task_root):
-    """sys.path as Lambda lays it out: the code, the layers' /opt/python directories,
-    PYTHONPATH, the interpreter's own library (zip, lib, lib-dynload), then the
-    runtime's SDK directory (LAMBDA_RUNTIME_DIR, when it exists) last, so that a boto3
-    in the zip or a layer wins over the pinned one.
+def _interpreter_paths():
+    """The interpreter's own library entries of sys.path (zip, lib, lib-dynload).
 
-    Nothing of the host's site-packages: the runtime starts with -S (no `site`, no
-    .pth files), and entries that a `site` import added (when started without it) or
-    that lie outside the interpreter's prefix are dropped. Neither is this file's
-    directory on it: user code must not import, or be shadowed by, the runtime's files."""
+    The runtime starts with -S (no `site`, no .pth files), so they are what it starts
+    with, minus this file's directory and PYTHONPATH. Entries that a `site` import
+    added (when started without -S) or that lie outside the interpreter's prefix are
+    dropped too: nothing of the host's site-packages."""
     pythonpath = [p for p in (os.environ.get("PYTHONPATH") or "").split(os.pathsep) if p]
     prefixes = tuple(
         os.path.join(os.path.realpath(p), "") for p in (sys.base_prefix, sys.base_exec_prefix)
     )
     here = os.path.dirname(os.path.abspath(_SELF_FILE))
-    interpreter = []
+    found = []
     for entry in sys.path:
-        if not entry or entry in pythonpath or entry in interpreter:
+        if not entry or entry in pythonpath or entry in found:
             continue
         real = os.path.realpath(entry)
         parts = real.split(os.sep)
@@ -898,9 +897,24 @@ def function_sys_path(task_root):
             or "dist-packages" in parts
         ):
             continue
-        interpreter.append(entry)
+        found.append(entry)
+    return found
+
+
+# Computed when the module loads: in a zygote, before any runtime is forked from it.
+_INTERPRETER_PATHS = _interpreter_paths()
+
+
+def function_sys_path(task_root):
+    """sys.path as Lambda lays it out: the code, the layers' /opt/python directories,
+    PYTHONPATH, the interpreter's own library, then the runtime's SDK directory
+    (LAMBDA_RUNTIME_DIR, when it exists) last, so that a boto3 in the zip or a layer
+    wins over the pinned one. Neither the host's site-packages nor this file's
+    directory are on it: user code must not import, or be shadowed by, the runtime's
+    files."""
+    pythonpath = [p for p in (os.environ.get("PYTHONPATH") or "").split(os.pathsep) if p]
     layers = "/opt/python/lib/python%d.%d/site-packages" % sys.version_info[:2]
-    path = [task_root, layers, "/opt/python"] + pythonpath + interpreter
+    path = [task_root, layers, "/opt/python"] + pythonpath + _INTERPRETER_PATHS
     sdk = os.environ.get("LAMBDA_RUNTIME_DIR")
     if sdk and sdk not in path and os.path.isdir(sdk):
         path.append(sdk)
@@ -920,6 +934,9 @@ def _site_builtins():
     builtins.help = _sitebuiltins._Helper()
 
 
+_site_builtins()
+
+
 def main():
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -928,7 +945,6 @@ def main():
             pass
 
     sys.path[:] = function_sys_path(os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd())
-    _site_builtins()
 
     api = os.environ.get("AWS_LAMBDA_RUNTIME_API")
     if not api:
