@@ -953,3 +953,27 @@ def test_prewarmed_runtime_takes_code_path_log_format_and_level_from_its_assignm
     assert path[0] == str(code) and str(empty) not in path, path
     records = [json.loads(l) for l in rt.output().splitlines() if l.startswith("{")]
     assert [(r["level"], r["message"], r["logger"]) for r in records] == [("WARNING", "shown", "late")]
+
+
+def test_connecting_to_the_runtime_api_imports_nothing():
+    """A runtime's first connect is on every cold start's path (a zygote's child makes
+    it after the fork): it must not import the idna codec for the API's address."""
+    probe = textwrap.dedent(
+        """
+        import importlib.util, os, sys, tempfile
+        spec = importlib.util.spec_from_file_location("bootstrap", sys.argv[1])
+        bootstrap = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(bootstrap)
+        before = set(sys.modules)
+        client = bootstrap.RuntimeClient("127.0.0.1:9")
+        try:
+            client.request("GET", "/", attempts=1)
+        except OSError:
+            pass
+        print(" ".join(sorted(set(sys.modules) - before)))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", probe, BOOTSTRAP], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == []
