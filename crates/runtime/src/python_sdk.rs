@@ -428,6 +428,53 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(5));
     }
 
+    /// An SDK whose installs the test finishes by hand.
+    fn pending(runtimes: &[&str]) -> PythonSdk {
+        PythonSdk {
+            states: runtimes
+                .iter()
+                .map(|r| (r.to_string(), watch::Sender::new(State::Pending)))
+                .collect(),
+            queue: Arc::new(Mutex::new(runtimes.iter().map(|r| r.to_string()).collect())),
+            stopping: Arc::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cold_start_waits_for_its_install_and_jumps_the_queue() {
+        let sdk = Arc::new(pending(&["python3.13", "python3.12", "python3.11"]));
+        assert_eq!(sdk.ready_dir("python3.11"), None);
+        let waiting = tokio::spawn({
+            let sdk = sdk.clone();
+            async move { sdk.dir_for("python3.11").await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !waiting.is_finished(),
+            "answered before the install finished"
+        );
+        assert_eq!(
+            *sdk.queue.lock().expect("queue"),
+            ["python3.11", "python3.13", "python3.12"]
+        );
+        let dir = PathBuf::from("/cache/python3.11/boto3-1");
+        sdk.states["python3.11"].send_replace(State::Ready(dir.clone()));
+        assert_eq!(waiting.await.expect("task"), Some(dir.clone()));
+        assert_eq!(sdk.ready_dir("python3.11"), Some(dir));
+    }
+
+    #[tokio::test]
+    async fn shutdown_releases_cold_starts_still_waiting() {
+        let sdk = Arc::new(pending(&["python3.11"]));
+        let waiting = tokio::spawn({
+            let sdk = sdk.clone();
+            async move { sdk.dir_for("python3.11").await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        sdk.shutdown();
+        assert_eq!(waiting.await.expect("task"), None);
+    }
+
     #[tokio::test]
     async fn runtimes_without_an_install_have_no_sdk() {
         let sdk = PythonSdk::off();
