@@ -209,6 +209,7 @@ ATTACKS = {
     "syscalls": syscalls, "environ": lambda event: dict(os.environ),
     "memory_holds": lambda event: memory_holds(event),
     "origin": lambda event: origin(),
+    "imports": lambda event: imports(),
     "ping": lambda event: "pong",
 }
 
@@ -254,6 +255,16 @@ def origin():
     started = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])
     return {"kind": kind, "held": held, "started": started,
             "mountinfo": open("/proc/self/mountinfo").read()}
+
+def imports():
+    # What the function can import and what is already imported: nothing of the host's
+    # site-packages, dist-packages or what their .pth files import.
+    import sys
+    loaded = sorted(
+        getattr(m, "__file__", None) or "" for m in list(sys.modules.values())
+    )
+    return {"sys_path": sys.path, "no_site": sys.flags.no_site,
+            "host_modules": [f for f in loaded if "-packages" in f]}
 
 CONTEXT = None
 
@@ -801,6 +812,7 @@ fn environment_holds_only_function_and_lambda_variables() {
         "_X_AMZN_TRACE_ID",
         "LAMBDA_TASK_ROOT",
         "LAMBDA_RUNTIME_DIR",
+        "NODE_PATH",
         "PATH",
         "LANG",
         "TZ",
@@ -1022,6 +1034,26 @@ impl Suite {
         for (target, outcome) in network.as_object().into_iter().flatten() {
             assert_ne!(outcome[0], json!("ok"), "{target} reachable: {network}");
         }
+        let imports = self.result(name, "imports", json!({}));
+        let path: Vec<&str> = imports["sys_path"]
+            .as_array()
+            .map(|p| p.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            path[..3],
+            [
+                "/var/task",
+                "/opt/python/lib/python3.11/site-packages",
+                "/opt/python"
+            ],
+            "{imports}"
+        );
+        assert!(
+            path[3..].iter().all(|p| !p.contains("-packages")),
+            "host packages on sys.path: {imports}"
+        );
+        assert_eq!(imports["no_site"], json!(1), "{imports}");
+        assert_eq!(imports["host_modules"], json!([]), "{imports}");
         let env = self.result(name, "environ", json!({}));
         assert!(env.get("TERN_PREWARM").is_none(), "{env}");
         assert_eq!(env["AWS_LAMBDA_FUNCTION_NAME"], json!(name));

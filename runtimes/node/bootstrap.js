@@ -100,29 +100,98 @@ function toFormatted(error) {
 }
 
 // ---------------------------------------------------------------------------
-// Logging: patch console to Lambda's "<ts>\t<requestId>\t<LEVEL>\t<msg>"
+// Logging: console as Lambda's Node runtime patches it (aws-lambda-nodejs-runtime-
+// interface-client's LogPatch.js), with LoggingConfig from the environment:
+// AWS_LAMBDA_LOG_FORMAT (Text | JSON) and AWS_LAMBDA_LOG_LEVEL (ApplicationLogLevel).
 // ---------------------------------------------------------------------------
 
 let logRequestId; // last/current request id; "undefined" before the first invoke
 
+const LOG_LEVELS = Object.freeze({
+  TRACE: { name: 'TRACE', priority: 1 },
+  DEBUG: { name: 'DEBUG', priority: 2 },
+  INFO: { name: 'INFO', priority: 3 },
+  WARN: { name: 'WARN', priority: 4 },
+  ERROR: { name: 'ERROR', priority: 5 },
+  FATAL: { name: 'FATAL', priority: 6 },
+});
+
+function jsonLogs() {
+  return (process.env.AWS_LAMBDA_LOG_FORMAT || '').toUpperCase() === 'JSON';
+}
+
+function jsonErrorReplacer(_key, value) {
+  if (value instanceof Error) {
+    return Object.assign(
+      {
+        errorType: (value.constructor && value.constructor.name) || 'UnknownError',
+        errorMessage: value.message,
+        stackTrace: typeof value.stack === 'string' ? value.stack.split('\n') : value.stack,
+      },
+      value,
+    );
+  }
+  return value;
+}
+
+/** One JSON log line: {timestamp, level, requestId, message[, errorType, ...]}. */
+function formatJsonMessage(timestamp, level, args) {
+  const result = { timestamp, level, requestId: logRequestId };
+  if (args.length === 1) {
+    result.message = args[0];
+    try {
+      return JSON.stringify(result, jsonErrorReplacer);
+    } catch (_e) {
+      result.message = util.format(result.message);
+      return JSON.stringify(result);
+    }
+  }
+  result.message = util.format(...args);
+  for (const param of args) {
+    if (param instanceof Error) {
+      result.errorType = (param.constructor && param.constructor.name) || 'UnknownError';
+      result.errorMessage = param.message;
+      result.stackTrace = typeof param.stack === 'string' ? param.stack.split('\n') : [];
+      break;
+    }
+  }
+  return JSON.stringify(result);
+}
+
 function formatLogLine(level, args) {
-  const line = `${new Date().toISOString()}\t${logRequestId}\t${level}\t${util.format(...args)}`;
+  const time = new Date().toISOString();
+  const line = jsonLogs()
+    ? formatJsonMessage(time, level, args)
+    : `${time}\t${logRequestId}\t${level}\t${util.format(...args)}`;
   // Lambda keeps multi-line messages in a single log event.
   return line.replace(/\n/g, '\r') + '\n';
 }
 
 function patchConsole() {
+  const threshold = LOG_LEVELS[(process.env.AWS_LAMBDA_LOG_LEVEL || '').toUpperCase()] || LOG_LEVELS.TRACE;
+  const nop = () => {};
   const make = (level) =>
-    function () {
-      process.stdout.write(formatLogLine(level, Array.from(arguments)));
-    };
-  console.log = make('INFO');
-  console.info = make('INFO');
-  console.warn = make('WARN');
-  console.error = make('ERROR');
-  console.debug = make('DEBUG');
-  console.trace = make('TRACE');
-  console.fatal = make('FATAL');
+    level.priority < threshold.priority
+      ? nop
+      : function () {
+          process.stdout.write(formatLogLine(level.name, Array.from(arguments)));
+        };
+  console.trace = make(LOG_LEVELS.TRACE);
+  console.debug = make(LOG_LEVELS.DEBUG);
+  console.info = make(LOG_LEVELS.INFO);
+  console.log = console.info;
+  console.warn = make(LOG_LEVELS.WARN);
+  console.error = make(LOG_LEVELS.ERROR);
+  // FATAL is never filtered (as in Lambda's runtime).
+  console.fatal = function () {
+    process.stdout.write(formatLogLine('FATAL', Array.from(arguments)));
+  };
+}
+
+/** Logs an invocation's or init's error the way Lambda's runtime does in each format. */
+function logError(message, error) {
+  if (jsonLogs()) console.error(isError(error) ? error : toRapidResponse(error));
+  else console.error(message, toFormatted(error));
 }
 
 function logToStderr(level, args) {
@@ -199,7 +268,7 @@ function postInvocationResponse(id, result) {
 }
 
 function postInvocationError(id, error) {
-  console.error('Invoke Error', toFormatted(error));
+  logError('Invoke Error', error);
   const body = JSON.stringify(toRapidResponse(error));
   return apiRequest('POST', `${API_PREFIX}/invocation/${encodeURIComponent(id)}/error`, body, {
     [ERROR_TYPE_HEADER]: 'Unhandled',
@@ -495,7 +564,7 @@ function crash(err, exitCode) {
 }
 
 process.on('uncaughtException', (err) => {
-  if (phase !== 'init') console.error('Uncaught Exception', toFormatted(err));
+  if (phase !== 'init') logError('Uncaught Exception', err);
   crash(err, 1);
 });
 
@@ -507,9 +576,26 @@ process.on('unhandledRejection', (reason, promise) => {
     msg = undefined;
   }
   const err = new UnhandledPromiseRejection(msg, promise);
-  if (phase !== 'init') console.error('Unhandled Promise Rejection', toFormatted(err));
+  if (phase !== 'init') logError('Unhandled Promise Rejection', err);
   crash(err, 1);
 });
+
+// Module resolution as on Lambda: NODE_PATH's entries (layers' /opt/nodejs, the code),
+// then $HOME's, then the runtime's own `<prefix>/lib/node`. That last one is derived
+// from process.execPath, a host interpreter's prefix (/usr/lib/node), so the paths are
+// rebuilt as if node lived under Lambda's /var/lang: no host directory is searched.
+const LAMBDA_NODE_EXEC_PATH = '/var/lang/bin/node';
+
+function isolateModulePaths() {
+  const Module = require('module');
+  const execPath = process.execPath;
+  try {
+    process.execPath = LAMBDA_NODE_EXEC_PATH;
+    Module._initPaths();
+  } finally {
+    process.execPath = execPath;
+  }
+}
 
 // Pre-warmed instance (tern extension): block until the platform assigns the function
 // this process will run, then adopt its environment and code directory.
@@ -527,16 +613,11 @@ async function awaitAssignment() {
   return { appRoot, handlerSpec: assignment.handler || '' };
 }
 
-// Layers may be mounted at /opt after this process started (a pre-warmed runtime):
-// recompute the global module paths from NODE_PATH now.
+// Layers may be mounted at /opt after this process started (a pre-warmed runtime), and
+// an assignment may bring NODE_PATH: recompute the global module paths now, still
+// without any host directory.
 function refreshLayerPaths() {
-  // Stand-in for Lambda's /opt entries until the runtime-environment change that owns
-  // NODE_PATH lands; keep that one's value when the two meet.
-  if (!process.env.NODE_PATH) {
-    const major = process.versions.node.split('.')[0];
-    process.env.NODE_PATH = `/opt/nodejs/node${major}/node_modules:/opt/nodejs/node_modules`;
-  }
-  require('module')._initPaths();
+  isolateModulePaths();
 }
 
 async function main() {
@@ -546,6 +627,7 @@ async function main() {
     fatal(e);
     return;
   }
+  isolateModulePaths();
   patchConsole();
   installTraceEnv();
 
@@ -558,6 +640,8 @@ async function main() {
       fatal(e);
       return;
     }
+    // The assignment may carry LoggingConfig (AWS_LAMBDA_LOG_FORMAT/LEVEL).
+    patchConsole();
   }
   refreshLayerPaths();
   let handler;

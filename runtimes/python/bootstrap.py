@@ -8,7 +8,8 @@ Runtime API (2018-06-01):
 Environment: AWS_LAMBDA_RUNTIME_API, _HANDLER, LAMBDA_TASK_ROOT,
 AWS_LAMBDA_FUNCTION_NAME, AWS_LAMBDA_FUNCTION_VERSION,
 AWS_LAMBDA_FUNCTION_MEMORY_SIZE, AWS_LAMBDA_LOG_GROUP_NAME,
-AWS_LAMBDA_LOG_STREAM_NAME.
+AWS_LAMBDA_LOG_STREAM_NAME, and LoggingConfig's AWS_LAMBDA_LOG_FORMAT (Text|JSON)
+and AWS_LAMBDA_LOG_LEVEL (the ApplicationLogLevel).
 
 Module-level work is kept minimal so that the file can be pre-imported (e.g.
 by a zygote process) and `run(api, handler_spec)` called later.
@@ -85,6 +86,11 @@ def _build_fault_result(exc, request_id):
 
 def _log_error(error):
     """Print an error the way Lambda does (to stdout)."""
+    if _json_logs():
+        line = {"timestamp": time.strftime(_JSON_DATE_FORMAT, time.gmtime()), "level": "ERROR"}
+        line.update(error)
+        _write_log(json.dumps(line, ensure_ascii=False, default=str))
+        return
     line = "[ERROR]"
     etype = error.get("errorType")
     if etype:
@@ -103,8 +109,12 @@ def _log_error(error):
                 lines.append("")
             else:
                 lines.extend(element.splitlines())
+    _write_log("\n".join(lines))
+
+
+def _write_log(text):
     try:
-        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.write(text + "\n")
         sys.stdout.flush()
     except Exception:  # pragma: no cover - stdout closed
         pass
@@ -141,13 +151,19 @@ class RuntimeClient(object):
         if not host:
             host, port = api, "80"
         self.host = host
+        # As bytes: a str host goes through the idna codec, whose import (with
+        # stringprep and unicodedata) costs a runtime's first connect about a millisecond.
+        try:
+            self.address = host.encode("ascii")
+        except UnicodeError:
+            self.address = host
         self.port = int(port)
         self.sock = None
         self.buf = bytearray()
 
     def _connect(self):
         # No timeout: /invocation/next is a long poll.
-        sock = socket.create_connection((self.host, self.port))
+        sock = socket.create_connection((self.address, self.port))
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
@@ -528,37 +544,147 @@ def load_handler(handler_spec, task_root=None):
     return handler
 
 
-_logging_checked = False
+# Lambda's logging set-up (awslambdaric's `_setup_logging`), read from the environment
+# when the logging module is first imported.
+LOG_FORMAT_ENV = "AWS_LAMBDA_LOG_FORMAT"  # "Text" (default) or "JSON"
+LOG_LEVEL_ENV = "AWS_LAMBDA_LOG_LEVEL"  # ApplicationLogLevel: TRACE..FATAL
+_TEXT_LOG_FORMAT = "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s\n"
+_JSON_DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+# LogRecord attributes that are not copied into a JSON log line as extra keys.
+_RESERVED_LOG_FIELDS = frozenset((
+    "name", "msg", "args", "levelname", "levelno", "pathname", "filename", "module",
+    "exc_info", "exc_text", "stack_info", "lineno", "funcName", "created", "msecs",
+    "relativeCreated", "thread", "threadName", "processName", "process", "aws_request_id",
+))
 
 
-def _maybe_setup_logging():
-    """Give the root logger Lambda's handler/format once user code uses logging.
+def _json_logs():
+    return (os.environ.get(LOG_FORMAT_ENV) or "").upper() == "JSON"
 
-    The logging module is never imported by the bootstrap itself; this only
-    acts if user code imported it.
-    """
-    global _logging_checked
-    if _logging_checked or "logging" not in sys.modules:
-        return
-    _logging_checked = True
-    logging = sys.modules["logging"]
+
+def _log_level():
+    """The root logger's level name from AWS_LAMBDA_LOG_LEVEL ("" when unset), as
+    awslambdaric reads it: Python has no TRACE, so it means DEBUG."""
+    level = (os.environ.get(LOG_LEVEL_ENV) or "").upper()
+    return "DEBUG" if level == "TRACE" else level
+
+
+def _setup_logging(logging):
+    """Gives the root logger Lambda's handler, format and level.
+
+    Runs as soon as anything imports `logging` (see _LoggingImportHook), so that the
+    handler is there before the handler module's own import-time code runs:
+    Powertools' Logger adds its de-duplication filter to the root handlers it finds
+    when it is created, and `logging.basicConfig()` is a no-op, as on Lambda."""
     root = logging.getLogger()
-    if root.handlers:
+    if any(getattr(h, "_tern", False) for h in root.handlers):
         return
+    logging.Formatter.converter = time.gmtime
 
-    class _LambdaHandler(logging.StreamHandler):
-        def emit(self, record):
+    class LambdaLoggerFilter(logging.Filter):
+        def filter(self, record):
             record.aws_request_id = _current_request_id
-            logging.StreamHandler.emit(self, record)
+            return True
 
-    h = _LambdaHandler(sys.stdout)
-    fmt = logging.Formatter(
-        "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s",
-        "%Y-%m-%dT%H:%M:%S",
-    )
-    fmt.converter = time.gmtime
-    h.setFormatter(fmt)
-    root.addHandler(h)
+    class LambdaLoggerHandler(logging.Handler):
+        _tern = True
+
+        def emit(self, record):
+            try:
+                sys.stdout.write(self.format(record))
+            except Exception:
+                self.handleError(record)
+
+    handler = LambdaLoggerHandler()
+    if _json_logs():
+        handler.setFormatter(_json_formatter(logging)())
+    else:
+        handler.setFormatter(logging.Formatter(_TEXT_LOG_FORMAT, "%Y-%m-%dT%H:%M:%S"))
+    level = _log_level()
+    if level in getattr(logging, "_nameToLevel", {}):
+        root.setLevel(level)
+    handler.addFilter(LambdaLoggerFilter())
+    root.addHandler(handler)
+
+
+def _json_formatter(logging):
+    """awslambdaric's JsonFormatter: one JSON object per record."""
+
+    class JsonFormatter(logging.Formatter):
+        def __init__(self):
+            logging.Formatter.__init__(self, datefmt=_JSON_DATE_FORMAT)
+
+        def format(self, record):
+            import traceback  # lazy: only once a JSON record is written
+
+            record.levelno = min(50, max(0, record.levelno)) // 10 * 10
+            record.levelname = logging.getLevelName(record.levelno)
+            exc = record.exc_info
+            result = {
+                "timestamp": self.formatTime(record, self.datefmt),
+                "level": record.levelname,
+                "message": record.msg
+                if isinstance(record.msg, dict) and not record.args
+                else record.getMessage(),
+                "logger": record.name,
+                "stackTrace": traceback.format_tb(exc[2]) if exc else None,
+                "errorType": exc[0].__name__ if exc else None,
+                "errorMessage": str(exc[1]) if exc else None,
+                "requestId": getattr(record, "aws_request_id", None),
+                "location": "%s:%s:%s" % (record.pathname, record.funcName, record.lineno)
+                if exc
+                else None,
+            }
+            for key, value in record.__dict__.items():
+                if key not in _RESERVED_LOG_FIELDS and key not in result:
+                    result[key] = value
+            result = dict((k, v) for k, v in result.items() if v is not None)
+            return json.dumps(result, ensure_ascii=False, default=str) + "\n"
+
+    return JsonFormatter
+
+
+class _LoggingImportHook(object):
+    """A meta path finder that sets up Lambda's logging right after `logging` is
+    imported. Importing logging costs a fresh runtime ~6 ms, so the bootstrap does not
+    import it itself; the hook costs one name comparison per import until it fires."""
+
+    @classmethod
+    def install(cls):
+        if "logging" in sys.modules:
+            _setup_logging(sys.modules["logging"])
+        elif cls not in sys.meta_path:
+            sys.meta_path.insert(0, cls)
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name != "logging":
+            return None
+        sys.meta_path.remove(cls)
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            spec = find(name, path, target) if find is not None else None
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        run_module = getattr(loader, "exec_module", None)
+        if run_module is None:  # pragma: no cover - a legacy loader
+            return spec
+
+        def exec_module(module):
+            try:
+                run_module(module)
+            finally:
+                try:
+                    del loader.exec_module
+                except AttributeError:  # pragma: no cover
+                    pass
+            _setup_logging(module)
+
+        loader.exec_module = exec_module
+        return spec
 
 
 def _flush():
@@ -664,13 +790,6 @@ def _env_config():
     }
 
 
-def _layer_paths():
-    # Stand-in for Lambda's /opt entries until the runtime-environment change that owns
-    # the whole sys.path list lands; keep that one's list when the two meet.
-    v = "python%d.%d" % sys.version_info[:2]
-    return ["/opt/python/lib/%s/site-packages" % v, "/opt/python"]
-
-
 def _forget_opt_lookups():
     """Layers may be mounted at /opt after this process started (a pre-warmed or
     zygote-forked runtime): drop the finders the import system cached for /opt paths
@@ -685,15 +804,13 @@ def run(api, handler_spec, task_root=None, client=None):
         task_root = os.environ.get("LAMBDA_TASK_ROOT")
     if task_root and task_root not in sys.path:
         sys.path.insert(0, task_root)
-    at = 1 if task_root and sys.path[:1] == [task_root] else 0
-    for path in reversed(_layer_paths()):
-        if path not in sys.path:
-            sys.path.insert(at, path)
+    # sys.path holds the layers' /opt/python entries (function_sys_path).
     _forget_opt_lookups()
 
     if client is None:
         client = RuntimeClient(api)
 
+    _LoggingImportHook.install()
     try:
         handler = load_handler(handler_spec or "", task_root)
     except FaultException as e:
@@ -713,11 +830,9 @@ def run(api, handler_spec, task_root=None, client=None):
         _flush()
         sys.exit(1)
 
-    _maybe_setup_logging()
     env = _env_config()
     while True:
         headers, body = client.next_invocation()
-        _maybe_setup_logging()
         handle_invocation(client, handler, headers, body, env)
 
 
@@ -765,9 +880,77 @@ def await_assignment(api):
     except AttributeError:  # pragma: no cover - not on Unix
         pass
     task_root = assignment.get("task_root") or os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
+    # The rest of sys.path was set by main() from the same start-up environment.
+    if sys.path and sys.path[0] != task_root:
+        sys.path[0] = task_root
     # The code was mounted after this process started: enter the new directory.
     os.chdir(task_root)
     return assignment.get("handler") or "", task_root, client
+
+
+def _interpreter_paths():
+    """The interpreter's own library entries of sys.path (zip, lib, lib-dynload).
+
+    The runtime starts with -S (no `site`, no .pth files), so they are what it starts
+    with, minus this file's directory and PYTHONPATH. Entries that a `site` import
+    added (when started without -S) or that lie outside the interpreter's prefix are
+    dropped too: nothing of the host's site-packages."""
+    pythonpath = [p for p in (os.environ.get("PYTHONPATH") or "").split(os.pathsep) if p]
+    prefixes = tuple(
+        os.path.join(os.path.realpath(p), "") for p in (sys.base_prefix, sys.base_exec_prefix)
+    )
+    here = os.path.dirname(os.path.abspath(_SELF_FILE))
+    found = []
+    for entry in sys.path:
+        if not entry or entry in pythonpath or entry in found:
+            continue
+        real = os.path.realpath(entry)
+        parts = real.split(os.sep)
+        if (
+            real == here
+            or not real.startswith(prefixes)
+            or "site-packages" in parts
+            or "dist-packages" in parts
+        ):
+            continue
+        found.append(entry)
+    return found
+
+
+# Computed when the module loads: in a zygote, before any runtime is forked from it.
+_INTERPRETER_PATHS = _interpreter_paths()
+
+
+def function_sys_path(task_root):
+    """sys.path as Lambda lays it out: the code, the layers' /opt/python directories,
+    PYTHONPATH, the interpreter's own library, then the runtime's SDK directory
+    (LAMBDA_RUNTIME_DIR, when it exists) last, so that a boto3 in the zip or a layer
+    wins over the pinned one. Neither the host's site-packages nor this file's
+    directory are on it: user code must not import, or be shadowed by, the runtime's
+    files."""
+    pythonpath = [p for p in (os.environ.get("PYTHONPATH") or "").split(os.pathsep) if p]
+    layers = "/opt/python/lib/python%d.%d/site-packages" % sys.version_info[:2]
+    path = [task_root, layers, "/opt/python"] + pythonpath + _INTERPRETER_PATHS
+    sdk = os.environ.get("LAMBDA_RUNTIME_DIR")
+    if sdk and sdk not in path and os.path.isdir(sdk):
+        path.append(sdk)
+    return path
+
+
+def _site_builtins():
+    """What `site` adds to builtins (exit, quit, help), for a runtime started with -S."""
+    if not sys.flags.no_site:
+        return
+    import builtins
+    import _sitebuiltins
+
+    eof = "Ctrl-D (i.e. EOF)"
+    builtins.quit = _sitebuiltins.Quitter("quit", eof)
+    builtins.exit = _sitebuiltins.Quitter("exit", eof)
+    builtins.help = _sitebuiltins._Helper()
+
+
+_site_builtins()
 
 
 def main():
@@ -777,14 +960,7 @@ def main():
         except Exception:
             pass
 
-    # Running as a script puts this file's directory at sys.path[0]; user code
-    # must not be able to import (or be shadowed by) the runtime's files.
-    try:
-        here = os.path.dirname(os.path.abspath(_SELF_FILE))
-        if sys.path and sys.path[0] and os.path.abspath(sys.path[0]) == here:
-            del sys.path[0]
-    except Exception:
-        pass
+    sys.path[:] = function_sys_path(os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd())
 
     api = os.environ.get("AWS_LAMBDA_RUNTIME_API")
     if not api:

@@ -8,6 +8,10 @@ Environment:
   TERN_COMPAT_RUST_TARGET  cargo target dir of the Rust `lambda_runtime` function
                      (default <repo>/target/compat-rust-fn; built here)
   TERN_COMPAT_UNSANDBOXED=1  run the server with --dev-unsandboxed even as root
+  TERN_PYTHON_SDK_DIR the server's cache of Python SDK installs (pinned boto3), shared by
+                     runs (default <repo>/target/python-sdk)
+  TERN_COMPAT_POWERTOOLS  a `pip install --target` tree holding aws-lambda-powertools
+                     (default <repo>/target/compat-powertools; installed here if missing)
                      (without root it always does: the sandbox needs root)
 """
 
@@ -122,6 +126,11 @@ def read_listening_line(proc, timeout_s):
     return None
 
 
+def python_sdk_dir():
+    """One cache of the pinned boto3 for every run, so PyPI is asked once, not per run."""
+    return Path(os.environ.get("TERN_PYTHON_SDK_DIR", REPO / "target" / "python-sdk"))
+
+
 def read_credentials(path):
     parser = configparser.ConfigParser()
     if not parser.read(path) or "tern" not in parser:
@@ -134,7 +143,8 @@ def read_credentials(path):
 def tern_server(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("tern-data")
     stderr_path = data_dir.parent / "tern-server.stderr"
-    cmd = [str(tern_bin()), "server", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir)]
+    cmd = [str(tern_bin()), "server", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir),
+           "--python-sdk-dir", str(python_sdk_dir())]
     if not sandboxed():
         cmd.append("--dev-unsandboxed")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TERN_")}
@@ -268,3 +278,16 @@ def rust_runtime_bootstrap():
         check=True,
     )
     return target / "release" / "bootstrap"
+
+
+@pytest.fixture(scope="session")
+def powertools_deps():
+    """A `pip install --target` tree with aws-lambda-powertools (pure Python)."""
+    deps = Path(os.environ.get("TERN_COMPAT_POWERTOOLS", REPO / "target" / "compat-powertools"))
+    if not (deps / "aws_lambda_powertools").is_dir():
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+             "--upgrade", "--target", str(deps), "aws-lambda-powertools"],
+            check=True,
+        )
+    return deps

@@ -113,6 +113,9 @@ impl Server {
             .arg(&data_dir)
             .args(extra)
             .env("RUST_LOG", "info")
+            // No pinned boto3 for Python functions: nothing here imports it, and each
+            // server would install it from PyPI. The compat suite covers it (shared cache).
+            .env("TERN_PYTHON_SDK", "off")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

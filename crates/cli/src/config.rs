@@ -56,6 +56,12 @@ pub struct ServerConfig {
     pub header_timeout_secs: u64,
     /// Seconds a connection with no request in flight may stay silent.
     pub idle_timeout_secs: u64,
+    /// The SDK given to Python runtimes at `/var/runtime`: "off", or pip requirements
+    /// separated by spaces or commas (default: tern's pinned boto3 and botocore).
+    pub python_sdk: String,
+    /// Where Python SDK installs are cached (default `<data_dir>/python-sdk`); may be
+    /// shared by servers, or pre-populated for machines without PyPI.
+    pub python_sdk_dir: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -87,6 +93,8 @@ impl Default for ServerConfig {
             max_connections_per_peer: 1024,
             header_timeout_secs: 10,
             idle_timeout_secs: 60,
+            python_sdk: tern_runtime::python_sdk::DEFAULT_REQUIREMENTS.join(" "),
+            python_sdk_dir: None,
         }
     }
 }
@@ -130,6 +138,13 @@ pub struct ServerArgs {
     /// Keep empty sandboxes and /tmp disks built ahead of time (true/false).
     #[arg(long, env = "TERN_PRE_CREATED_SANDBOXES")]
     pub pre_created_sandboxes: Option<bool>,
+    /// SDK of Python runtimes: "off", or pip requirements (default: the pinned
+    /// boto3 and botocore; see docs/operations.md).
+    #[arg(long, env = "TERN_PYTHON_SDK")]
+    pub python_sdk: Option<String>,
+    /// Cache of Python SDK installs (default: <data-dir>/python-sdk).
+    #[arg(long, env = "TERN_PYTHON_SDK_DIR")]
+    pub python_sdk_dir: Option<PathBuf>,
     /// DEVELOPMENT ONLY: run functions as plain processes without any isolation.
     #[arg(long, env = "TERN_DEV_UNSANDBOXED")]
     pub dev_unsandboxed: bool,
@@ -174,6 +189,12 @@ impl ServerConfig {
         if let Some(v) = args.pre_created_sandboxes {
             cfg.pre_created_sandboxes = v;
         }
+        if let Some(v) = &args.python_sdk {
+            cfg.python_sdk = v.clone();
+        }
+        if let Some(v) = &args.python_sdk_dir {
+            cfg.python_sdk_dir = Some(v.clone());
+        }
         cfg.dev_unsandboxed |= args.dev_unsandboxed;
         cfg.validate()?;
         Ok(cfg)
@@ -209,7 +230,33 @@ impl ServerConfig {
         if self.header_timeout_secs == 0 || self.idle_timeout_secs == 0 {
             bail!("header_timeout_secs and idle_timeout_secs must be at least 1");
         }
+        if let Some(bad) = self
+            .python_sdk_requirements()
+            .iter()
+            .find(|r| r.starts_with('-'))
+        {
+            bail!("python_sdk: '{bad}' is not a requirement (options are not accepted)");
+        }
         Ok(())
+    }
+
+    /// The pip requirements of the Python SDK; empty when it is off.
+    pub fn python_sdk_requirements(&self) -> Vec<String> {
+        if self.python_sdk.trim().eq_ignore_ascii_case("off") {
+            return Vec::new();
+        }
+        self.python_sdk
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|r| !r.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Where the Python SDK installs are cached.
+    pub fn python_sdk_dir(&self) -> PathBuf {
+        self.python_sdk_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("python-sdk"))
     }
 
     pub fn memory_budget_mb(&self) -> u64 {
@@ -295,6 +342,37 @@ mod tests {
         ] {
             assert!(help.contains(&shown), "{shown} not in:\n{help}");
         }
+    }
+
+    #[test]
+    fn python_sdk_is_pinned_by_default_and_can_be_repinned_or_turned_off() {
+        let cfg = ServerConfig::default();
+        assert_eq!(
+            cfg.python_sdk_requirements(),
+            tern_runtime::python_sdk::DEFAULT_REQUIREMENTS
+        );
+        assert_eq!(cfg.python_sdk_dir(), PathBuf::from(".tern/python-sdk"));
+        let args = ServerArgs {
+            python_sdk: Some("boto3==1.40.0, botocore==1.40.0".into()),
+            python_sdk_dir: Some("/srv/sdk".into()),
+            ..ServerArgs::default()
+        };
+        let cfg = ServerConfig::load(&args).expect("load");
+        assert_eq!(
+            cfg.python_sdk_requirements(),
+            ["boto3==1.40.0", "botocore==1.40.0"]
+        );
+        assert_eq!(cfg.python_sdk_dir(), PathBuf::from("/srv/sdk"));
+        let off = ServerConfig {
+            python_sdk: "off".into(),
+            ..ServerConfig::default()
+        };
+        assert!(off.python_sdk_requirements().is_empty());
+        let option = ServerConfig {
+            python_sdk: "--index-url=http://evil boto3".into(),
+            ..ServerConfig::default()
+        };
+        assert!(option.validate().is_err());
     }
 
     #[test]

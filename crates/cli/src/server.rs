@@ -14,7 +14,7 @@ use tern_core::names::DEFAULT_NAMESPACE;
 use tern_gateway::presign::KEY_BYTES;
 use tern_gateway::{AppState, Authenticator, Downloads, ListenerLimits, UrlSigner};
 use tern_invoke::{Admission, FunctionService, Invoker, Registry, ServiceConfig};
-use tern_runtime::{InstanceManager, LogRouter, PoolConfig, RuntimeCatalog};
+use tern_runtime::{InstanceManager, LogRouter, PoolConfig, PythonSdk, RuntimeCatalog};
 use tern_sandbox::{Launcher, ProcessLauncher, SandboxConfig, SandboxLauncher};
 use tern_store::{AccessKey, CodeStore, LogLine, PackageLimits, SqliteStore, Store};
 use tern_telemetry::{LogSink, Metrics};
@@ -226,6 +226,14 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         })
     };
     let catalog = RuntimeCatalog::detect();
+    // In the background: the listener does not wait for PyPI; Python cold starts wait
+    // for their own version's install (see tern_runtime::python_sdk).
+    let requirements = config.python_sdk_requirements();
+    let python_sdk = if requirements.is_empty() {
+        PythonSdk::off()
+    } else {
+        PythonSdk::start(config.python_sdk_dir(), requirements, &catalog)
+    };
     let instances = InstanceManager::new(
         PoolConfig {
             keep_alive: config.keep_alive(),
@@ -243,6 +251,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             prewarm_per_runtime: config.prewarm_per_runtime,
             zygote: config.zygote,
             saturated_cpu_percent: config.saturated_cpu_percent,
+            python_sdk,
         },
         launcher(&config, store.as_ref())?,
         catalog.clone(),

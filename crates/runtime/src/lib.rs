@@ -12,6 +12,7 @@ pub mod instance;
 pub mod load;
 pub mod output;
 pub mod pool;
+pub mod python_sdk;
 
 pub use catalog::{RuntimeCatalog, RuntimeKind};
 pub use instance::{describe_exit, Instance, InvokeInput, Outcome, StartError};
@@ -20,3 +21,4 @@ pub use pool::{
     AcquireError, FunctionSpec, InstanceManager, Lease, LogRouter, PoolConfig, ProvisionedState,
     ProvisionedStatus,
 };
+pub use python_sdk::PythonSdk;

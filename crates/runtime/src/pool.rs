@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tern_sandbox::{LaunchSpec, Launcher, Resources, ZygoteSpec};
+use tern_sandbox::{LaunchSpec, Launcher, Resources, ZygoteSpec, ZYGOTE_PYTHON_FLAGS};
 use tokio::sync::{Notify, Semaphore};
 
 use crate::bootstraps::{NODE_IN_SANDBOX, PYTHON_IN_SANDBOX};
@@ -21,6 +21,7 @@ use crate::catalog::{RuntimeCatalog, RuntimeKind};
 use crate::instance::{Instance, StartError};
 use crate::load::MachineLoad;
 use crate::output::{LogConsumer, OutputLine};
+use crate::python_sdk::PythonSdk;
 
 /// Receives every output line of every instance with its namespace and function.
 pub type LogRouter = Arc<dyn Fn(&str, &str, OutputLine) + Send + Sync>;
@@ -62,6 +63,8 @@ pub struct PoolConfig {
     /// cold starts waits for a busy instance instead of starting another. 0 means
     /// always, above 100 never.
     pub saturated_cpu_percent: u32,
+    /// The pinned boto3 and botocore of each Python runtime (shown at `/var/runtime`).
+    pub python_sdk: Arc<PythonSdk>,
 }
 
 /// MemorySize a pre-warmed instance starts with (raised when it gets its function).
@@ -107,6 +110,7 @@ impl PoolConfig {
             prewarm_per_runtime: 2,
             zygote: true,
             saturated_cpu_percent: 85,
+            python_sdk: PythonSdk::off(),
         }
     }
 }
@@ -626,6 +630,7 @@ impl InstanceManager {
         kind: &RuntimeKind,
         provisioned: bool,
     ) -> Result<Instance, AcquireError> {
+        self.await_runtime_dir(&f.runtime, kind).await;
         if let Some(key) = self.prewarm_key(f, kind) {
             let taken = {
                 let mut pools = lock(&self.prewarmed);
@@ -707,6 +712,7 @@ impl InstanceManager {
     }
 
     async fn fill_prewarm_task(self: Arc<Self>, key: PrewarmKey, kind: RuntimeKind) {
+        self.await_runtime_dir(&key.runtime, &kind).await;
         loop {
             let wanted = {
                 let pools = lock(&self.prewarmed);
@@ -830,19 +836,19 @@ impl InstanceManager {
             key.runtime.replace(['.', '_'], "-"),
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
-        let (program, args, extra) = self.program(kind);
-        let mut env: Vec<(String, String)> =
-            self.base_env(&self.config.region).into_iter().collect();
+        let program = self.program(&key.runtime, kind);
+        let mut env = self.base_env(&key.runtime);
         env.push(("TERN_PREWARM".to_string(), "1".to_string()));
         LaunchSpec {
             instance_id,
-            program,
-            args,
+            program: program.exe,
+            args: program.args,
             env,
             code_dir: self.empty_code_dir(),
             bootstrap_dir: self.config.bootstrap_dir.clone(),
             layer_dirs: Vec::new(),
-            extra_ro_paths: extra,
+            runtime_dir: program.runtime_dir,
+            extra_ro_paths: program.extra_ro_paths,
             resources: self.resources(PREWARM_MEMORY_MB, key.tmp_mb),
             // Pre-warmed instances go to any namespace: never from a (per-namespace)
             // zygote.
@@ -1236,16 +1242,17 @@ impl InstanceManager {
             f.name.replace('_', "-"),
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
-        let (program, args, extra) = self.program(kind);
+        let program = self.program(&f.runtime, kind);
         let mut spec = LaunchSpec {
             instance_id,
-            program,
-            args,
+            program: program.exe,
+            args: program.args,
             env: Vec::new(),
             code_dir: f.code_dir.clone(),
             bootstrap_dir: self.config.bootstrap_dir.clone(),
             layer_dirs: f.layer_dirs.clone(),
-            extra_ro_paths: extra,
+            runtime_dir: program.runtime_dir,
+            extra_ro_paths: program.extra_ro_paths,
             resources: self.resources(f.memory_mb, f.tmp_mb),
             zygote: self.zygote_spec(f, kind),
         };
@@ -1268,7 +1275,7 @@ impl InstanceManager {
         }
         Some(ZygoteSpec {
             key: f.namespace.clone(),
-            env: self.base_env(&self.config.region),
+            env: self.base_env(&f.runtime),
             program: self
                 .config
                 .bootstrap_dir
@@ -1277,30 +1284,51 @@ impl InstanceManager {
         })
     }
 
-    /// Program, arguments and extra read-only trees of a runtime.
-    fn program(&self, kind: &RuntimeKind) -> (PathBuf, Vec<String>, Vec<PathBuf>) {
-        match kind {
-            RuntimeKind::Python { exe, prefix } => (
-                exe.clone(),
-                vec![PYTHON_IN_SANDBOX.to_string()],
-                extra_tree(prefix),
-            ),
-            RuntimeKind::Node { exe, prefix } => (
-                exe.clone(),
-                vec![NODE_IN_SANDBOX.to_string()],
-                extra_tree(prefix),
-            ),
-            RuntimeKind::Provided => (PathBuf::from("/var/task/bootstrap"), Vec::new(), Vec::new()),
+    /// Waits until whether `runtime` has an SDK is known, so that no instance is built
+    /// without the SDK its runtime is about to get (see [`crate::python_sdk`]).
+    async fn await_runtime_dir(&self, runtime: &str, kind: &RuntimeKind) {
+        if matches!(kind, RuntimeKind::Python { .. }) {
+            self.config.python_sdk.dir_for(runtime).await;
         }
     }
 
-    /// The variables every runtime process starts with, whatever its function.
-    fn base_env(&self, region: &str) -> Vec<(String, String)> {
-        [
-            ("AWS_REGION", region.to_string()),
-            ("AWS_DEFAULT_REGION", region.to_string()),
+    /// How a runtime's process starts.
+    fn program(&self, runtime: &str, kind: &RuntimeKind) -> Program {
+        match kind {
+            RuntimeKind::Python { exe, prefix } => Program {
+                exe: exe.clone(),
+                // -S: no `site`, so none of the host's site-packages or .pth files; the
+                // bootstrap sets Lambda's sys.path. The zygote runs with the same flags.
+                args: ZYGOTE_PYTHON_FLAGS
+                    .iter()
+                    .map(|f| f.to_string())
+                    .chain([PYTHON_IN_SANDBOX.to_string()])
+                    .collect(),
+                extra_ro_paths: extra_tree(prefix),
+                runtime_dir: self.config.python_sdk.ready_dir(runtime),
+            },
+            RuntimeKind::Node { exe, prefix } => Program {
+                exe: exe.clone(),
+                args: vec![NODE_IN_SANDBOX.to_string()],
+                extra_ro_paths: extra_tree(prefix),
+                runtime_dir: None,
+            },
+            RuntimeKind::Provided => Program {
+                exe: PathBuf::from("/var/task/bootstrap"),
+                args: Vec::new(),
+                extra_ro_paths: Vec::new(),
+                runtime_dir: None,
+            },
+        }
+    }
+
+    /// The variables every process of `runtime` starts with, whatever its function.
+    fn base_env(&self, runtime: &str) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = [
+            ("AWS_REGION", self.config.region.clone()),
+            ("AWS_DEFAULT_REGION", self.config.region.clone()),
             ("LAMBDA_TASK_ROOT", "/var/task".to_string()),
-            ("LAMBDA_RUNTIME_DIR", "/opt/tern".to_string()),
+            ("LAMBDA_RUNTIME_DIR", "/var/runtime".to_string()),
             ("PATH", "/usr/local/bin:/usr/bin:/bin:/opt/bin".to_string()),
             ("LANG", "en_US.UTF-8".to_string()),
             ("TZ", ":UTC".to_string()),
@@ -1308,7 +1336,14 @@ impl InstanceManager {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
-        .collect()
+        .collect();
+        if let Some(node_path) = node_path(runtime) {
+            env.push(("NODE_PATH".to_string(), node_path));
+        }
+        // Functions reach no API yet (loopback-only network). When egress to tern's
+        // listener is configured for a function, this is where AWS_ENDPOINT_URL_LAMBDA
+        // goes, so SDKs inside call tern.
+        env
     }
 
     /// The complete environment of a function's runtime: Lambda's variables, then the
@@ -1328,7 +1363,7 @@ impl InstanceManager {
             f.version,
             instance_id
         );
-        let mut env = self.base_env(&self.config.region);
+        let mut env = self.base_env(&f.runtime);
         env.extend(
             [
                 ("AWS_LAMBDA_FUNCTION_NAME", f.name.clone()),
@@ -1360,6 +1395,23 @@ impl InstanceManager {
         }
         env
     }
+}
+
+/// How a runtime's process starts: [`LaunchSpec`]'s program fields.
+struct Program {
+    exe: PathBuf,
+    args: Vec<String>,
+    extra_ro_paths: Vec<PathBuf>,
+    runtime_dir: Option<PathBuf>,
+}
+
+/// Lambda's NODE_PATH for a Node runtime (`nodejs20.x`), without its `/var/runtime`
+/// entries (tern's Node runtimes ship no SDK): layers' `/opt/nodejs/...`, then the code.
+fn node_path(runtime: &str) -> Option<String> {
+    let major = runtime.strip_prefix("nodejs")?.strip_suffix(".x")?;
+    Some(format!(
+        "/opt/nodejs/node{major}/node_modules:/opt/nodejs/node_modules:/var/task"
+    ))
 }
 
 /// Interpreter trees outside the system directories must be shown to the sandbox.
@@ -1434,6 +1486,16 @@ mod tests {
             patience(1, us(10), us(100), true).map(|p| p.stall),
             Some(ms(2))
         );
+    }
+
+    #[test]
+    fn node_path_is_lambdas_without_the_runtime_sdk() {
+        assert_eq!(
+            node_path("nodejs20.x").as_deref(),
+            Some("/opt/nodejs/node20/node_modules:/opt/nodejs/node_modules:/var/task")
+        );
+        assert_eq!(node_path("python3.11"), None);
+        assert_eq!(node_path("provided.al2023"), None);
     }
 
     #[test]

@@ -44,7 +44,8 @@ fn fixture_with(
     tern_runtime::bootstraps::install(&boot).expect("install bootstraps");
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink = lines.clone();
-    let router: LogRouter = Arc::new(move |_ns, _f, line| sink.lock().expect("log sink").push(line.line));
+    let router: LogRouter =
+        Arc::new(move |_ns, _f, line| sink.lock().expect("log sink").push(line.line));
     let config = tweak(PoolConfig {
         keep_alive,
         max_instances: 8,

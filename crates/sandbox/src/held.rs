@@ -34,6 +34,7 @@ pub(crate) struct HeldKey {
     /// An rlimit the init sets for everything below it.
     pub max_open_files: u32,
     pub bootstrap_dir: PathBuf,
+    pub runtime_dir: Option<PathBuf>,
     pub extra_ro_paths: Vec<PathBuf>,
 }
 
@@ -43,6 +44,7 @@ impl HeldKey {
             tmp_mb: spec.resources.tmp_mb,
             max_open_files: spec.resources.max_open_files,
             bootstrap_dir: spec.bootstrap_dir.clone(),
+            runtime_dir: spec.runtime_dir.clone(),
             extra_ro_paths: spec.extra_ro_paths.clone(),
         }
     }

@@ -28,14 +28,32 @@ pub struct LaunchSpec {
     /// read-only at `/opt` (a later layer's files win). Empty for most functions, which
     /// then get no mount at `/opt` beyond the bootstraps.
     pub layer_dirs: Vec<PathBuf>,
+    /// Host directory shown read-only at `/var/runtime`, as Lambda's runtime directory:
+    /// the SDK the runtime ships (Python's pinned boto3 and botocore). None shows nothing.
+    pub runtime_dir: Option<PathBuf>,
     /// Extra host directories to bind read-only at the same path (interpreter trees
     /// outside /usr, such as a pyenv install).
     pub extra_ro_paths: Vec<PathBuf>,
     pub resources: Resources,
     /// Fork the runtime from a warm Python interpreter (a zygote) instead of exec'ing
     /// `program`, where the launcher can. `program` must then be the interpreter and
-    /// `args` exactly the program's path inside the instance.
+    /// `args` exactly [`ZYGOTE_PYTHON_FLAGS`] followed by the program's path inside the
+    /// instance.
     pub zygote: Option<ZygoteSpec>,
+}
+
+/// The interpreter flags a zygote runs with, and so the flags of any Python launch it
+/// may stand in for: `-S`, no `site` import, so nothing from the host's site-packages
+/// (no path, no `.pth` file, no module a `.pth` imports) is in the memory its children
+/// inherit. The bootstrap sets the function's `sys.path` itself.
+pub const ZYGOTE_PYTHON_FLAGS: &[&str] = &["-S"];
+
+/// The program of a zygote launch: `args` must be [`ZYGOTE_PYTHON_FLAGS`] and the path.
+pub fn zygote_program(args: &[String]) -> Option<&str> {
+    let (program, flags) = args.split_last()?;
+    (flags.len() == ZYGOTE_PYTHON_FLAGS.len()
+        && flags.iter().zip(ZYGOTE_PYTHON_FLAGS).all(|(a, b)| a == b))
+    .then_some(program.as_str())
 }
 
 /// Which zygote may start a Python runtime (see [`crate::zygote`]).

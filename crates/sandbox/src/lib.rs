@@ -26,7 +26,8 @@ mod zygote;
 
 pub use keeper::{is_keeper_invocation, run_keeper};
 pub use launcher::{
-    ExitStatus, InstanceProcess, LaunchError, LaunchSpec, Launched, Launcher, Resources, ZygoteSpec,
+    zygote_program, ExitStatus, InstanceProcess, LaunchError, LaunchSpec, Launched, Launcher,
+    Resources, ZygoteSpec, ZYGOTE_PYTHON_FLAGS,
 };
 pub use process::ProcessLauncher;
 pub use sandbox::{SandboxConfig, SandboxError, SandboxLauncher};

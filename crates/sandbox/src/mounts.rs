@@ -226,6 +226,7 @@ pub struct PlanInput<'a> {
     /// The function's layers in `Layers` order (a later one's files win), merged
     /// read-only at `/opt` under the bootstraps at `/opt/tern`.
     pub layer_dirs: &'a [PathBuf],
+    pub runtime_dir: Option<&'a Path>,
     pub extra_ro_paths: &'a [PathBuf],
     pub tmp: TmpSource,
     pub tmp_mb: u32,
@@ -252,6 +253,7 @@ pub const TMP_DISK_PASSED: usize = 0;
 pub const TASK_DIR: &str = "var/task";
 pub const BOOTSTRAP_DIR: &str = "opt/tern";
 pub const LAYERS_DIR: &str = "opt";
+pub const RUNTIME_DIR: &str = "var/runtime";
 
 /// Computes the steps that build the sandbox root. Pure: no I/O.
 pub fn plan(host: &HostView, input: &PlanInput) -> Result<Vec<MountStep>, String> {
@@ -301,10 +303,14 @@ pub fn plan(host: &HostView, input: &PlanInput) -> Result<Vec<MountStep>, String
         }
     }
 
+    let runtime_dir = input.runtime_dir.map(|dir| (dir, RUNTIME_DIR));
     for (source, inside) in [
         (input.code_dir, TASK_DIR),
         (input.bootstrap_dir, BOOTSTRAP_DIR),
-    ] {
+    ]
+    .into_iter()
+    .chain(runtime_dir)
+    {
         check_host_path(source)?;
         if !host.overlayfs {
             ro_bind(&mut steps, source, at(inside), true);
@@ -328,6 +334,9 @@ pub fn plan(host: &HostView, input: &PlanInput) -> Result<Vec<MountStep>, String
     covered.push(PathBuf::from("/opt/tern"));
     if !input.layer_dirs.is_empty() {
         layer_steps(host, input, &mut steps)?;
+    }
+    if input.runtime_dir.is_some() {
+        covered.push(PathBuf::from("/var/runtime"));
     }
 
     let mut extra: Vec<&PathBuf> = input.extra_ro_paths.iter().collect();
@@ -885,6 +894,7 @@ mod tests {
             code_dir: Path::new("/data/code/f1"),
             bootstrap_dir: Path::new("/srv/bootstraps"),
             layer_dirs: &[],
+            runtime_dir: None,
             extra_ro_paths: extra,
             tmp: TmpSource::Tmpfs,
             tmp_mb: 64,
@@ -949,6 +959,28 @@ mod tests {
             target: "usr/bin".into(),
             link: "/data/sandbox/i1/bin".into()
         }));
+    }
+
+    #[test]
+    fn the_runtime_sdk_is_read_only_at_var_runtime_only_when_given() {
+        let steps = plan(&host(), &input(&[])).expect("plan");
+        assert!(!steps.iter().any(|s| matches!(s,
+            MountStep::Mkdir { path, .. } if path.ends_with("var/runtime"))));
+        let mut with_sdk = input(&[]);
+        with_sdk.runtime_dir = Some(Path::new("/data/sdk/python3.11/boto3-1"));
+        let steps = plan(&host(), &with_sdk).expect("plan");
+        assert!(overlay_is_read_only(
+            &steps,
+            "/data/sdk/python3.11/boto3-1",
+            "/data/sandbox/i1/var/runtime"
+        ));
+        let mut fake = RecordingSyscalls::default();
+        apply(&steps, &[], &mut fake).expect("apply");
+        assert!(
+            !fake.calls.iter().any(|c| c.starts_with("mount /data/sdk")),
+            "the host path must not reach the mount table: {:?}",
+            fake.calls
+        );
     }
 
     #[test]

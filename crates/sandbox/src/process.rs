@@ -22,6 +22,8 @@ pub const TASK_ROOT: &str = "/var/task";
 pub const BOOTSTRAP_ROOT: &str = "/opt/tern";
 /// Layers live at `/opt`, which only a sandbox's own root can show.
 const LAYERS_UNSUPPORTED: &str = "functions with layers need the sandbox launcher";
+/// Where [`LaunchSpec::runtime_dir`] is mounted inside a sandbox.
+pub const RUNTIME_ROOT: &str = "/var/runtime";
 
 /// Launches instances as plain host processes (development only).
 #[derive(Debug, Default, Clone)]
@@ -150,12 +152,16 @@ impl InstanceProcess for ChildProcess {
     }
 }
 
-/// Maps a sandbox path (`/var/task/x`, `/opt/tern/x`) to the host directory behind it.
+/// Maps a sandbox path (`/var/task/x`, `/opt/tern/x`, `/var/runtime/x`) to the host directory behind it.
 pub fn translate_path(path: &str, spec: &LaunchSpec) -> OsString {
+    let runtime_dir = spec.runtime_dir.as_ref().map(|dir| (RUNTIME_ROOT, dir));
     for (inside, host) in [
         (TASK_ROOT, &spec.code_dir),
         (BOOTSTRAP_ROOT, &spec.bootstrap_dir),
-    ] {
+    ]
+    .into_iter()
+    .chain(runtime_dir)
+    {
         if let Some(rest) = strip_dir_prefix(path, inside) {
             return join_rest(host, rest).into_os_string();
         }
@@ -204,6 +210,7 @@ mod tests {
             code_dir: code.to_path_buf(),
             bootstrap_dir: "/srv/boot".into(),
             layer_dirs: vec![],
+            runtime_dir: None,
             extra_ro_paths: vec![],
             resources: Resources {
                 memory_mb: 128,

@@ -25,7 +25,8 @@ use crate::exit_cell::ExitCell;
 use crate::held::{self, HeldKey, HeldPool, Pool, Pooled};
 use crate::keeper::KEEPER_ARG;
 use crate::launcher::{
-    ExitStatus, InstanceProcess, LaunchError, LaunchSpec, Launched, Launcher, Resources, ZygoteSpec,
+    zygote_program, ExitStatus, InstanceProcess, LaunchError, LaunchSpec, Launched, Launcher,
+    Resources, ZygoteSpec,
 };
 use crate::mounts::{self, HostView, PlanInput, TmpSource, OVERLAY_SOURCE};
 use crate::protocol::{
@@ -302,6 +303,7 @@ impl Inner {
                 code_dir: &spec.code_dir,
                 bootstrap_dir: &spec.bootstrap_dir,
                 layer_dirs: &spec.layer_dirs,
+                runtime_dir: spec.runtime_dir.as_deref(),
                 extra_ro_paths: &spec.extra_ro_paths,
                 tmp: if tmp_disk.is_some() {
                     TmpSource::Disk
@@ -621,9 +623,9 @@ impl Inner {
 
     /// The running zygote for `spec` (started on first use).
     fn zygote_for(&self, spec: &LaunchSpec, z: &ZygoteSpec) -> Result<Arc<Zygote>, LaunchError> {
-        let [program_as] = spec.args.as_slice() else {
+        let Some(program_as) = zygote_program(&spec.args) else {
             return Err(LaunchError::Prepare(
-                "a zygote start takes exactly one argument, the program".into(),
+                "a zygote start takes the zygote's interpreter flags and the program".into(),
             ));
         };
         self.zygotes
@@ -847,9 +849,9 @@ impl Inner {
     /// Forks a runtime of `key`'s zygote into a held sandbox (one from the pool, else a
     /// new one), to wait there for an instance.
     fn prefork(&self, key: &ForkedKey) -> Result<PreForked, LaunchError> {
-        let [program_as] = key.args.as_slice() else {
+        let Some(program_as) = zygote_program(&key.args) else {
             return Err(LaunchError::Prepare(
-                "a zygote start takes exactly one argument, the program".into(),
+                "a zygote start takes the zygote's interpreter flags and the program".into(),
             ));
         };
         let zygote = self
@@ -928,6 +930,7 @@ impl Inner {
             code_dir: self.config.state_dir.join(EMPTY_LAYER),
             bootstrap_dir: key.bootstrap_dir.clone(),
             layer_dirs: Vec::new(),
+            runtime_dir: key.runtime_dir.clone(),
             extra_ro_paths: key.extra_ro_paths.clone(),
             resources: Resources {
                 tmp_mb: key.tmp_mb,

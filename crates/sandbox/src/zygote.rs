@@ -29,10 +29,10 @@ use nix::sys::time::TimeVal;
 use seccompiler::BpfProgram;
 use serde::{Deserialize, Serialize};
 
-use crate::launcher::ZygoteSpec;
+use crate::launcher::{ZygoteSpec, ZYGOTE_PYTHON_FLAGS};
 use crate::protocol;
 
-/// The zygote program, fed to `python3 -` on stdin.
+/// The zygote program, fed to `python3 -S -` on stdin.
 const PYTHON_ZYGOTE: &str = include_str!("../zygote/python.py");
 /// Descriptor of the control socket in the zygote.
 const CTL_FD: RawFd = 3;
@@ -97,6 +97,7 @@ impl Zygote {
         let theirs_fd = theirs.as_raw_fd();
         let mut command = Command::new(interpreter);
         command
+            .args(ZYGOTE_PYTHON_FLAGS)
             .arg("-")
             .env_clear()
             .envs(spec.env.iter().map(|(k, v)| (k, v)))

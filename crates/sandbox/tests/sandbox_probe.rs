@@ -95,6 +95,7 @@ impl Fixture {
             code_dir: self.code.path().to_path_buf(),
             bootstrap_dir: self.boot.path().to_path_buf(),
             layer_dirs: vec![],
+            runtime_dir: None,
             extra_ro_paths: vec![],
             resources: resources(),
             zygote: None,
@@ -558,7 +559,7 @@ impl Fixture {
     fn zygote_spec(&self, id: &str, key: &str) -> LaunchSpec {
         let program = self.boot.path().join("probe.py");
         std::fs::write(&program, ZYGOTE_PROBE).expect("write probe");
-        let mut spec = self.spec(id, "/usr/bin/python3", &["/opt/tern/probe.py"]);
+        let mut spec = self.spec(id, "/usr/bin/python3", &["-S", "/opt/tern/probe.py"]);
         spec.env.push(("SECRET".into(), format!("secret-of-{id}")));
         spec.zygote = Some(tern_sandbox::ZygoteSpec {
             key: key.into(),

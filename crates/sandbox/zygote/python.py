@@ -7,8 +7,9 @@ namespace with its id maps). The child drops every privilege exactly as an
 exec'd runtime does (no_new_privs, securebits, capabilities, Landlock,
 seccomp) and calls the program's `main()` with the instance's environment.
 
-Started as `python3 -` with this text on stdin and the control socket
-(SOCK_SEQPACKET) as fd 3. Messages are JSON, one per datagram:
+Started as `python3 -S -` (no `site`: nothing of the host's site-packages is
+imported) with this text on stdin and the control socket (SOCK_SEQPACKET) as
+fd 3. Messages are JSON, one per datagram:
 
   server -> zygote  {"preload": host path, "preload_as": path inside,
                      "seccomp": [hex BPF program, ...]}
@@ -255,7 +256,7 @@ def _runtime(req, fds, report, seccomp, program, program_as):
         os._exit(126)
     os.closerange(3, 1 << 20)
 
-    # From here on this process is indistinguishable from `python3 <program_as>`
+    # From here on this process is indistinguishable from `python3 -S <program_as>`
     # started with the instance's environment.
     os.environ.clear()
     os.environ.update(cfg.get("env") or {})

@@ -675,3 +675,138 @@ test('each request sees its own trace id in process.env, and so do its child pro
     assert.deepEqual(p.json, { env: want, has: true, listed: true, spread: want, child: want });
   }
 });
+
+test('context.clientContext is the decoded client context, with client, custom and env', async (t) => {
+  const clientContext = {
+    client: {
+      installation_id: 'inst-1',
+      app_title: 'Shop',
+      app_version_name: '1.2',
+      app_version_code: '12',
+      app_package_name: 'com.example.shop',
+    },
+    custom: { cart: '42' },
+    env: { platform: 'Android', locale: 'en_US' },
+  };
+  const rt = await startRuntime(t, {
+    files: { 'app.js': 'exports.handler = async (e, c) => ({ cc: c.clientContext === undefined ? "absent" : c.clientContext });' },
+    events: [
+      { id: 'req-cc', headers: { 'Lambda-Runtime-Client-Context': JSON.stringify(clientContext) } },
+      { id: 'req-no-cc' },
+    ],
+  });
+  const [withCc, without] = await rt.api.waitForPosts(2);
+  assert.deepEqual(withCc.json, { cc: clientContext });
+  assert.deepEqual(without.json, { cc: 'absent' });
+});
+
+test('JSON log format: one object per console call with timestamp, level, requestId, message', async (t) => {
+  const rt = await startRuntime(t, {
+    env: { AWS_LAMBDA_LOG_FORMAT: 'JSON' },
+    files: {
+      'app.js': `exports.handler = async () => {
+        console.log('hello %s', 'world');
+        console.info({ order: 17 });
+        console.warn('line1\\nline2');
+        console.error('failed', new TypeError('bad sku'));
+        return 1;
+      };`,
+    },
+    events: [{ id: 'req-json' }],
+  });
+  await rt.api.waitForPosts(1);
+  await rt.waitForOutput(/bad sku/);
+  const records = rt.out.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  const ts = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+  for (const r of records) assert.match(r.timestamp, ts);
+  const strip = ({ timestamp, ...rest }) => rest;
+  assert.deepEqual(strip(records[0]), { level: 'INFO', requestId: 'req-json', message: 'hello world' });
+  assert.deepEqual(records[1].message, { order: 17 });
+  assert.equal(records[2].message, 'line1\nline2');
+  assert.doesNotMatch(rt.out.stdout, /line1\nline2/, 'a multi-line message stays one line');
+  assert.equal(records[3].level, 'ERROR');
+  assert.equal(records[3].errorType, 'TypeError');
+  assert.equal(records[3].errorMessage, 'bad sku');
+  assert.ok(Array.isArray(records[3].stackTrace) && records[3].stackTrace[0] === 'TypeError: bad sku');
+  assert.equal(records.length, 4);
+});
+
+test('log level filters console methods below it (FATAL never)', async (t) => {
+  const rt = await startRuntime(t, {
+    env: { AWS_LAMBDA_LOG_FORMAT: 'JSON', AWS_LAMBDA_LOG_LEVEL: 'warn' },
+    files: {
+      'app.js': `exports.handler = async () => {
+        console.trace('t'); console.debug('d'); console.info('i'); console.log('l');
+        console.warn('w'); console.error('e'); console.fatal('f');
+        return 1;
+      };`,
+    },
+    events: [{ id: 'req-level' }],
+  });
+  await rt.api.waitForPosts(1);
+  await rt.waitForOutput(/"f"/);
+  const records = rt.out.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  assert.deepEqual(records.map((r) => [r.level, r.message]), [['WARN', 'w'], ['ERROR', 'e'], ['FATAL', 'f']]);
+});
+
+test('JSON log format for an invocation error', async (t) => {
+  const rt = await startRuntime(t, {
+    env: { AWS_LAMBDA_LOG_FORMAT: 'JSON' },
+    files: { 'app.js': `exports.handler = async () => { throw new RangeError('too far'); };` },
+    events: [{ id: 'req-jerr' }],
+  });
+  const [p] = await rt.api.waitForPosts(1);
+  assert.equal(p.kind, 'error');
+  await rt.waitForOutput(/too far/);
+  const [record] = rt.out.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  assert.equal(record.level, 'ERROR');
+  assert.equal(record.requestId, 'req-jerr');
+  assert.equal(record.message.errorType, 'RangeError');
+  assert.equal(record.message.errorMessage, 'too far');
+});
+
+test('a pre-warmed runtime takes its log format and level from the assignment', async (t) => {
+  const code = fs.mkdtempSync(path.join(os.tmpdir(), 'tern-node-late-'));
+  t.after(() => fs.rmSync(code, { recursive: true, force: true }));
+  fs.writeFileSync(path.join(code, 'late.js'), 'exports.handler = async () => { console.debug("hidden"); console.warn("shown"); return 1; };');
+  const rt = await startRuntime(t, {
+    handler: '',
+    env: { TERN_PREWARM: '1' },
+    events: [{ id: 'req-late-log', body: {} }],
+  });
+  rt.api.assign({
+    handler: 'late.handler',
+    task_root: code,
+    env: { AWS_LAMBDA_LOG_FORMAT: 'JSON', AWS_LAMBDA_LOG_LEVEL: 'INFO', LAMBDA_TASK_ROOT: code },
+  });
+  await rt.api.waitForPosts(1);
+  await rt.waitForOutput(/shown/);
+  const records = rt.out.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  assert.deepEqual(records.map((r) => [r.level, r.message]), [['WARN', 'shown']]);
+});
+
+test('module resolution searches NODE_PATH, HOME and Lambda\'s prefix, never the host\'s', async (t) => {
+  const rt = await startRuntime(t, {
+    env: { NODE_PATH: '/opt/nodejs/node20/node_modules:/opt/nodejs/node_modules:/var/task', HOME: '/tmp' },
+    files: {
+      'app.js': `exports.handler = async () => ({
+        globalPaths: require('module').globalPaths,
+        resolve: require.resolve.paths('some-package'),
+        execPath: process.execPath,
+      });`,
+    },
+    events: [{ id: 'req-paths' }],
+  });
+  const [p] = await rt.api.waitForPosts(1);
+  const global = ['/opt/nodejs/node20/node_modules', '/opt/nodejs/node_modules', '/var/task',
+    '/tmp/.node_modules', '/tmp/.node_libraries', '/var/lang/lib/node'];
+  assert.deepEqual(p.json.globalPaths, global);
+  const root = fs.realpathSync(rt.root);
+  const local = [];
+  for (let dir = root; ; dir = path.dirname(dir)) {
+    local.push(path.join(dir, 'node_modules'));
+    if (dir === path.dirname(dir)) break;
+  }
+  assert.deepEqual(p.json.resolve, [...local, ...global]);
+  assert.equal(p.json.execPath, process.execPath, 'process.execPath is left as it was');
+});

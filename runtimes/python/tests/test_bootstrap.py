@@ -10,6 +10,7 @@ import http.server
 import json
 import os
 import queue
+import re
 import subprocess
 import sys
 import textwrap
@@ -167,7 +168,7 @@ class Runtime(object):
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(textwrap.dedent(source), encoding="utf-8")
 
-    def start(self, handler, extra_env=None):
+    def start(self, handler, extra_env=None, python_flags=()):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "_HANDLER", "LAMBDA_"))}
         env.pop("_X_AMZN_TRACE_ID", None)
         env.pop("PYTHONPATH", None)
@@ -187,7 +188,7 @@ class Runtime(object):
         )
         env.update(extra_env or {})
         self.proc = subprocess.Popen(
-            [sys.executable, BOOTSTRAP],
+            [sys.executable, *python_flags, BOOTSTRAP],
             cwd=str(self.task_root),
             env=env,
             stdin=subprocess.DEVNULL,
@@ -682,3 +683,297 @@ def test_trace_ids_do_not_grow_the_runtime():
     assert in_child == "False", "the C environment never holds the id"
     # Through putenv the 200,000 ids would cost ~28 MB.
     assert grown_kb < 4096, "the runtime grew by %d KiB" % grown_kb
+
+
+# ---------------------------------------------------------------------------
+# Client context (Lambda-Runtime-Client-Context, decoded JSON)
+
+
+def test_client_context_exposes_client_custom_and_env(rt):
+    rt.write("app.py", """
+        def handler(event, context):
+            cc = context.client_context
+            c = cc.client
+            return {
+                "client": [c.installation_id, c.app_title, c.app_version_name,
+                           c.app_version_code, c.app_package_name],
+                "custom": cc.custom,
+                "env": cc.env,
+            }
+    """)
+    rt.start("app.handler")
+    client_context = {
+        "client": {"installation_id": "inst-1", "app_title": "Shop", "app_version_name": "1.2",
+                   "app_version_code": "12", "app_package_name": "com.example.shop"},
+        "custom": {"cart": "42"},
+        "env": {"platform": "Android", "locale": "en_US"},
+    }
+    kind, _, body, _ = invoke_json(rt, {}, headers={"Lambda-Runtime-Client-Context": json.dumps(client_context)})
+    assert kind == "response"
+    assert json.loads(body) == {
+        "client": ["inst-1", "Shop", "1.2", "12", "com.example.shop"],
+        "custom": {"cart": "42"},
+        "env": {"platform": "Android", "locale": "en_US"},
+    }
+
+
+def test_client_context_is_none_without_the_header(rt):
+    rt.write("app.py", """
+        def handler(event, context):
+            cc = context.client_context
+            return [cc is None, None if cc is None else cc.client]
+    """)
+    rt.start("app.handler")
+    kind, _, body, _ = invoke_json(rt, {})
+    assert (kind, json.loads(body)) == ("response", [True, None])
+    kind, _, body, _ = invoke_json(rt, {}, headers={"Lambda-Runtime-Client-Context": '{"custom": {"a": 1}}'})
+    assert (kind, json.loads(body)) == ("response", [False, None])
+
+
+# ---------------------------------------------------------------------------
+# Logging (LoggingConfig: AWS_LAMBDA_LOG_FORMAT, AWS_LAMBDA_LOG_LEVEL)
+
+
+def log_lines(rt, needle):
+    return [l for l in rt.output().splitlines() if needle in l]
+
+
+def test_root_handler_is_installed_before_the_handler_module_runs(rt):
+    # What Powertools' Logger does when it is created: look at the root handlers.
+    rt.write("app.py", """
+        import logging
+        ROOT_HANDLERS_AT_IMPORT = len(logging.getLogger().handlers)
+        logging.basicConfig(format="should not be used %(message)s")
+        log = logging.getLogger("app")
+        def handler(event, context):
+            log.warning("warned %s", event["n"])
+            log.info("info is below the default level")
+            return ROOT_HANDLERS_AT_IMPORT
+    """)
+    rt.start("app.handler")
+    kind, _, body, rid = invoke_json(rt, {"n": 7})
+    assert (kind, json.loads(body)) == ("response", 1)
+    lines = log_lines(rt, "warned 7")
+    assert len(lines) == 1, rt.output()
+    level, stamp, request_id, message = lines[0].split("\t")
+    assert (level, request_id, message) == ("[WARNING]", rid, "warned 7")
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", stamp)
+    assert "info is below" not in rt.output()
+    assert "should not be used" not in rt.output()
+
+
+def test_logging_imported_only_inside_the_handler_still_gets_lambdas_format(rt):
+    rt.write("app.py", """
+        def handler(event, context):
+            import logging
+            logging.getLogger().error("late %s", 1)
+            return "ok"
+    """)
+    rt.start("app.handler")
+    kind, _, _, rid = invoke_json(rt, {})
+    assert kind == "response"
+    lines = log_lines(rt, "late 1")
+    assert len(lines) == 1 and lines[0].startswith("[ERROR]\t") and ("\t%s\t" % rid) in lines[0]
+
+
+def test_json_log_format_has_lambdas_shape(rt):
+    rt.write("app.py", """
+        import logging
+        log = logging.getLogger("orders")
+        def handler(event, context):
+            log.info("placed %s", "o-1", extra={"order": 17})
+            log.info({"structured": True})
+            try:
+                raise KeyError("sku")
+            except KeyError:
+                log.exception("failed")
+            print("plain print stays as it is")
+            return "ok"
+    """)
+    rt.start("app.handler", extra_env={"AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": "INFO"})
+    kind, _, _, rid = invoke_json(rt, {})
+    assert kind == "response"
+    out = rt.output()
+    records = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+    assert len(records) == 3, out
+    placed, structured, failed = records
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", placed.pop("timestamp"))
+    assert placed == {"level": "INFO", "message": "placed o-1", "logger": "orders",
+                      "requestId": rid, "order": 17}
+    assert structured["message"] == {"structured": True}
+    assert failed["level"] == "ERROR" and failed["errorType"] == "KeyError"
+    assert failed["errorMessage"] == "'sku'" and failed["message"] == "failed"
+    assert failed["location"].endswith("app.py:handler:10")
+    assert any("raise KeyError" in frame for frame in failed["stackTrace"])
+    assert "plain print stays as it is" in out.splitlines()
+
+
+def test_log_level_filters_application_logs(rt):
+    rt.write("app.py", """
+        import logging
+        def handler(event, context):
+            logging.debug("debug-line")
+            logging.info("info-line")
+            logging.warning("warning-line")
+            logging.error("error-line")
+            return "ok"
+    """)
+    rt.start("app.handler", extra_env={"AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": "WARN"})
+    assert invoke_json(rt, {})[0] == "response"
+    levels = [json.loads(l)["level"] for l in rt.output().splitlines() if l.startswith("{")]
+    assert levels == ["WARNING", "ERROR"]
+
+
+def test_trace_log_level_means_debug(rt):
+    rt.write("app.py", """
+        import logging
+        def handler(event, context):
+            logging.debug("debug-line")
+            return "ok"
+    """)
+    rt.start("app.handler", extra_env={"AWS_LAMBDA_LOG_LEVEL": "trace"})
+    assert invoke_json(rt, {})[0] == "response"
+    assert len(log_lines(rt, "\tdebug-line")) == 1
+    assert log_lines(rt, "debug-line")[0].startswith("[DEBUG]\t")
+
+
+def test_json_log_format_for_errors(rt):
+    rt.write("app.py", """
+        def handler(event, context):
+            raise ValueError("bad input")
+    """)
+    rt.start("app.handler", extra_env={"AWS_LAMBDA_LOG_FORMAT": "JSON"})
+    kind, _, _, rid = invoke_json(rt, {})
+    assert kind == "error"
+    records = [json.loads(l) for l in rt.output().splitlines() if l.startswith("{")]
+    assert len(records) == 1
+    record = records[0]
+    assert (record["level"], record["errorType"], record["errorMessage"], record["requestId"]) == (
+        "ERROR", "ValueError", "bad input", rid)
+    assert "timestamp" in record and isinstance(record["stackTrace"], list)
+
+
+# ---------------------------------------------------------------------------
+# sys.path: Lambda's layout, nothing of the host's site-packages
+
+
+def interpreter_library():
+    """The interpreter's own entries: what `python -S` puts after the script's dir."""
+    out = subprocess.run([sys.executable, "-S", "-c", "import sys, json; print(json.dumps(sys.path[1:]))"],
+                         capture_output=True, text=True, check=True, env={})
+    return json.loads(out.stdout)
+
+
+SYS_PATH_APP = """
+    import sys
+    def handler(event, context):
+        import boto3
+        return {"path": sys.path, "boto3": boto3.__file__, "exit": callable(exit),
+                "site": "site" in sys.modules and sys.flags.no_site == 0}
+"""
+
+
+@pytest.mark.parametrize("python_flags", [("-S",), ()], ids=["as tern starts it", "with site"])
+def test_sys_path_is_lambdas_layout_with_the_sdk_last(rt, tmp_path, python_flags):
+    sdk = tmp_path / "runtime"
+    (sdk / "boto3").mkdir(parents=True)
+    (sdk / "boto3" / "__init__.py").write_text("")
+    rt.write("app.py", SYS_PATH_APP)
+    rt.start("app.handler", extra_env={"LAMBDA_RUNTIME_DIR": str(sdk)}, python_flags=python_flags)
+    kind, _, body, _ = invoke_json(rt, {})
+    assert kind == "response", body
+    r = json.loads(body)
+    version = "python%d.%d" % sys.version_info[:2]
+    assert r["path"] == [
+        str(rt.task_root),
+        "/opt/python/lib/%s/site-packages" % version,
+        "/opt/python",
+        *interpreter_library(),
+        str(sdk),
+    ]
+    assert not any("site-packages" in p and not p.startswith("/opt/python") for p in r["path"])
+    assert not any("dist-packages" in p for p in r["path"])
+    assert r["boto3"] == str(sdk / "boto3" / "__init__.py")
+    assert r["exit"] is True
+
+
+def test_a_boto3_in_the_code_wins_over_the_runtimes(rt, tmp_path):
+    sdk = tmp_path / "runtime"
+    (sdk / "boto3").mkdir(parents=True)
+    (sdk / "boto3" / "__init__.py").write_text("")
+    rt.write("boto3/__init__.py", "VENDORED = True\n")
+    rt.write("app.py", SYS_PATH_APP)
+    rt.start("app.handler", extra_env={"LAMBDA_RUNTIME_DIR": str(sdk)}, python_flags=("-S",))
+    kind, _, body, _ = invoke_json(rt, {})
+    assert kind == "response", body
+    assert json.loads(body)["boto3"] == str(rt.task_root / "boto3" / "__init__.py")
+
+
+def test_sys_path_has_no_sdk_entry_when_the_runtime_has_none(rt, tmp_path):
+    rt.write("app.py", """
+        import sys
+        def handler(event, context):
+            return sys.path
+    """)
+    rt.start("app.handler", extra_env={"LAMBDA_RUNTIME_DIR": str(tmp_path / "absent"),
+                                       "PYTHONPATH": "/extra/one"}, python_flags=("-S",))
+    kind, _, body, _ = invoke_json(rt, {})
+    assert kind == "response", body
+    version = "python%d.%d" % sys.version_info[:2]
+    assert json.loads(body) == [
+        str(rt.task_root), "/opt/python/lib/%s/site-packages" % version, "/opt/python",
+        "/extra/one", *interpreter_library(),
+    ]
+
+
+def test_prewarmed_runtime_takes_code_path_log_format_and_level_from_its_assignment(rt, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "late.py").write_text(
+        "import logging, sys\n"
+        "def handler(event, context):\n"
+        "    logging.getLogger('late').debug('hidden')\n"
+        "    logging.getLogger('late').warning('shown')\n"
+        "    return sys.path\n"
+    )
+    rt.start("", extra_env={"TERN_PREWARM": "1", "LAMBDA_TASK_ROOT": str(empty)},
+             python_flags=("-S",))
+    rid = rt.api.invoke({})
+    rt.api.assignment.put(json.dumps({
+        "handler": "late.handler",
+        "task_root": str(code),
+        "env": {"LAMBDA_TASK_ROOT": str(code), "AWS_LAMBDA_LOG_FORMAT": "JSON",
+                "AWS_LAMBDA_LOG_LEVEL": "INFO"},
+    }).encode())
+    kind, _, body = rt.api.wait_result(rid)
+    assert kind == "response", body
+    path = json.loads(body)
+    assert path[0] == str(code) and str(empty) not in path, path
+    records = [json.loads(l) for l in rt.output().splitlines() if l.startswith("{")]
+    assert [(r["level"], r["message"], r["logger"]) for r in records] == [("WARNING", "shown", "late")]
+
+
+def test_connecting_to_the_runtime_api_imports_nothing():
+    """A runtime's first connect is on every cold start's path (a zygote's child makes
+    it after the fork): it must not import the idna codec for the API's address."""
+    probe = textwrap.dedent(
+        """
+        import importlib.util, os, sys, tempfile
+        spec = importlib.util.spec_from_file_location("bootstrap", sys.argv[1])
+        bootstrap = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(bootstrap)
+        before = set(sys.modules)
+        client = bootstrap.RuntimeClient("127.0.0.1:9")
+        try:
+            client.request("GET", "/", attempts=1)
+        except OSError:
+            pass
+        print(" ".join(sorted(set(sys.modules) - before)))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", probe, BOOTSTRAP], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == []

@@ -36,11 +36,3 @@ def test_lookups_cached_for_opt_before_the_layers_were_mounted_are_forgotten():
     finally:
         sys.path_importer_cache.clear()
         sys.path_importer_cache.update(saved)
-
-
-def test_layer_paths_are_lambdas_for_this_interpreter():
-    v = "python%d.%d" % sys.version_info[:2]
-    assert load_bootstrap()._layer_paths() == [
-        "/opt/python/lib/%s/site-packages" % v,
-        "/opt/python",
-    ]
