@@ -587,3 +587,44 @@ fn all_output_printed_before_returning_precedes_end_in_the_log_tail() {
         assert!(last < end, "round {round}: output after END:\n{}", out.log);
     }
 }
+
+#[test]
+fn an_unsandboxed_server_says_why_a_function_with_layers_does_not_start() {
+    // Layers are shown at /opt, which only a sandbox's own root has.
+    let server = Server::start_with(&["--dev-unsandboxed"]);
+    let layer = zip(&[("python/mylib.py", b"VALUE = 1\n", 0o644)]);
+    let published = server.request(
+        "POST",
+        "/2018-10-31/layers/deps/versions",
+        &[("content-type", "application/json")],
+        json!({"Content": {"ZipFile": support::b64(&layer)}})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(published.status, 201, "{}", published.text());
+    let arn = published.json()["LayerVersionArn"]
+        .as_str()
+        .expect("LayerVersionArn")
+        .to_string();
+    let code = zip(&[("app.py", b"def handler(e, c):\n    return 1\n", 0o644)]);
+    server.create_function(
+        "layered",
+        "python3.11",
+        "app.handler",
+        &code,
+        json!({"Layers": [arn]}),
+    );
+    let resp = server.request(
+        "POST",
+        "/2015-03-31/functions/layered/invocations",
+        &[],
+        b"{}",
+    );
+    assert!(resp.status >= 400, "{}: {}", resp.status, resp.text());
+    assert!(
+        resp.text()
+            .contains("functions with layers need the sandbox launcher"),
+        "{}",
+        resp.text()
+    );
+}

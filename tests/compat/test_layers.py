@@ -446,16 +446,3 @@ def test_a_layer_cannot_replace_or_add_to_terns_bootstraps(lambda_client):
         assert out["bootstrap_replaced"] is False, out
         assert "evil.txt" not in out["tern_listing"], out
         assert out["own_file"] == "mine"
-
-
-@pytest.mark.skipif(sandboxed(), reason="the server runs sandboxed, with /opt")
-def test_an_unsandboxed_server_says_why_a_function_with_layers_does_not_start(
-    lambda_client, two_layers
-):
-    fn = create_and_wait(
-        lambda_client, build_zip({"app.py": LAYERED_PY}), name=unique_name("unsandboxed"),
-        Layers=list(two_layers),
-    )["FunctionName"]
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        invoke_json(lambda_client, fn)
-    assert "functions with layers need the sandbox launcher" in str(e.value)
