@@ -986,7 +986,8 @@ fn layers_show_at_opt_in_order_under_the_bootstraps_on_every_start_path() {
     let program = f.boot.path().join("layers_probe.py");
     std::fs::write(&program, LAYERS_PROBE_PY).expect("write probe");
     let zygote_spec = |id: &str| {
-        let mut spec = with_layers(f.spec(id, "/usr/bin/python3", &["/opt/tern/layers_probe.py"]));
+        let mut spec =
+            with_layers(f.spec(id, "/usr/bin/python3", &["-S", "/opt/tern/layers_probe.py"]));
         spec.zygote = Some(tern_sandbox::ZygoteSpec {
             key: "tenant-layers".into(),
             env: vec![("PATH".into(), "/usr/bin:/bin".into())],
