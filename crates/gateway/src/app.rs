@@ -201,16 +201,25 @@ pub fn router(state: AppState) -> Router {
         // `authenticate` reads each body within its route's limit; the extractors after
         // it must not apply axum's own 2 MiB default on top.
         .layer(DefaultBodyLimit::disable())
-        .layer(middleware::from_fn(lambda_shaped_errors))
-        .layer(middleware::from_fn(request_id))
+        .layer(middleware::from_fn(edge))
         .with_state(state)
 }
 
-/// Adds `x-amzn-RequestId` to every response that lacks one.
-async fn request_id(req: Request, next: Next) -> Response {
-    let id = uuid::Uuid::new_v4().to_string();
-    let mut resp = next.run(req).await;
+/// What every response gets on its way out, in one pass: an `x-amzn-RequestId` if it
+/// has none, and Lambda's shape (a JSON body and `x-amzn-ErrorType`) if it is an error
+/// that no handler produced (an extractor's rejection, such as a malformed path).
+async fn edge(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let mut resp = if (status.is_client_error() || status.is_server_error())
+        && !resp.headers().contains_key("x-amzn-errortype")
+    {
+        lambda_shaped(resp).await
+    } else {
+        resp
+    };
     if !resp.headers().contains_key("x-amzn-requestid") {
+        let id = uuid::Uuid::new_v4().to_string();
         if let Ok(v) = HeaderValue::from_str(&id) {
             resp.headers_mut().insert("x-amzn-requestid", v);
         }
@@ -218,16 +227,8 @@ async fn request_id(req: Request, next: Next) -> Response {
     resp
 }
 
-/// Gives any error response that did not come from a handler (an extractor's rejection,
-/// such as a malformed path or query) Lambda's shape: a JSON body and `x-amzn-ErrorType`.
-async fn lambda_shaped_errors(req: Request, next: Next) -> Response {
-    let resp = next.run(req).await;
+async fn lambda_shaped(resp: Response) -> Response {
     let status = resp.status();
-    if !(status.is_client_error() || status.is_server_error())
-        || resp.headers().contains_key("x-amzn-errortype")
-    {
-        return resp;
-    }
     let detail = match resp.into_body().collect().await {
         Ok(b) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
         Err(_) => String::new(),

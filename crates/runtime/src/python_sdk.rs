@@ -37,6 +37,10 @@ pub const DEFAULT_REQUIREMENTS: &[&str] = &["boto3==1.44.18", "botocore==1.44.18
 
 /// How long one `pip install` may take before it is given up.
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(600);
+/// A pinned set that failed to install for an interpreter (offline, or a version the pin
+/// does not support) is not tried again for this long: every server start would
+/// otherwise run a failing pip per old interpreter. Deleting the marker retries at once.
+const RETRY_FAILED_AFTER: Duration = Duration::from_secs(6 * 3600);
 
 /// Why a runtime has no SDK.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +61,8 @@ pub enum SdkError {
     Timeout { command: String },
     #[error("the server is shutting down")]
     Stopped,
+    #[error("it failed less than {hours} h ago (see {log}; delete {marker} to retry now)", hours = RETRY_FAILED_AFTER.as_secs() / 3600)]
+    RecentlyFailed { log: String, marker: String },
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> SdkError {
@@ -263,6 +269,19 @@ pub fn install(
     if dir.is_dir() {
         return Ok(dir); // another server installed it while this one waited
     }
+    let log = parent.join("install.log");
+    let failed = parent.join(format!("{}.failed", pin_key(requirements)));
+    let recent = fs::metadata(&failed)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age < RETRY_FAILED_AFTER);
+    if recent {
+        return Err(SdkError::RecentlyFailed {
+            log: log.display().to_string(),
+            marker: failed.display().to_string(),
+        });
+    }
     // What an install interrupted by a server's exit left behind (the lock is ours).
     let listing = fs::read_dir(&parent).map_err(io_err(format!("read {}", parent.display())))?;
     for entry in listing.filter_map(Result::ok) {
@@ -272,7 +291,6 @@ pub fn install(
         }
     }
     let tmp = parent.join(format!("{TMP_PREFIX}{}", std::process::id()));
-    let log = parent.join("install.log");
     let result = pip_install(exe, &tmp, requirements, &log, stop).and_then(|()| {
         // Byte-compiled by this interpreter: the directory is read-only in the sandbox,
         // where an import cannot write its .pyc.
@@ -290,8 +308,13 @@ pub fn install(
     });
     if let Err(e) = result {
         let _ = fs::remove_dir_all(&tmp);
+        if matches!(e, SdkError::Command { .. }) {
+            // pip ran and failed; a stop or a timeout says nothing about the next try.
+            let _ = fs::write(&failed, e.to_string());
+        }
         return Err(e);
     }
+    let _ = fs::remove_file(&failed);
     Ok(dir)
 }
 
@@ -412,9 +435,45 @@ mod tests {
             .expect("read")
             .filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n != ".lock" && n != "install.log")
+            .filter(|n| n != ".lock" && n != "install.log" && !n.ends_with(".failed"))
             .collect();
         assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn a_failed_install_is_not_retried_at_every_start_until_its_marker_goes() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let pins = vec!["boto3==9.9.9".to_string()];
+        let stop = AtomicBool::new(false);
+        let first = install(
+            root.path(),
+            "python3.8",
+            Path::new("/bin/false"),
+            &pins,
+            &stop,
+        );
+        assert!(matches!(first, Err(SdkError::Command { .. })), "{first:?}");
+        // The next start does not run pip again (`/nonexistent` would fail differently).
+        let python = Path::new("/nonexistent/python");
+        let second = install(root.path(), "python3.8", python, &pins, &stop);
+        assert!(
+            matches!(second, Err(SdkError::RecentlyFailed { .. })),
+            "{second:?}"
+        );
+        // Other pins are tried.
+        let other = vec!["boto3==9.9.8".to_string()];
+        let third = install(root.path(), "python3.8", python, &other, &stop);
+        assert!(
+            matches!(third, Err(SdkError::Command { .. } | SdkError::Io { .. })),
+            "{third:?}"
+        );
+        // Without the marker, the same pins are tried again.
+        fs::remove_file(root.path().join("python3.8").join("boto3-9.9.9.failed")).expect("rm");
+        let fourth = install(root.path(), "python3.8", python, &pins, &stop);
+        assert!(
+            !matches!(fourth, Err(SdkError::RecentlyFailed { .. })),
+            "{fourth:?}"
+        );
     }
 
     #[test]
