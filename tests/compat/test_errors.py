@@ -106,6 +106,19 @@ def test_create_with_a_file_that_is_not_a_zip_raises_invalid_parameter_value(
     assert_still_invokes(lambda_client, hello_fn)
 
 
+@pytest.mark.parametrize("entries, why", [
+    ({"d": ("elsewhere", 0o120777), "d/f.py": "x = 1\n"}, "a link where a directory is needed"),
+    ({"s": (".", 0o120777), "x": ("s/s/s/../../credentials", 0o120777), "app.py": "x = 1\n"},
+     "a link that climbs out through another link"),
+])
+def test_a_zip_with_hostile_links_raises_invalid_parameter_value(
+    lambda_client, hello_fn, entries, why
+):
+    with pytest.raises(lambda_client.exceptions.InvalidParameterValueException):
+        create(lambda_client, Code={"ZipFile": build_zip(entries)})
+    assert_still_invokes(lambda_client, hello_fn)
+
+
 def test_invalid_create_leaves_no_function_behind(lambda_client, hello_fn):
     name = unique_name("bad")
     with pytest.raises(lambda_client.exceptions.InvalidParameterValueException):

@@ -4,7 +4,7 @@
 //! symlinks may only point inside the tree, and sizes are enforced on the bytes actually
 //! inflated (headers can lie), so a zip bomb stops at the cap.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::{symlink, PermissionsExt};
@@ -39,6 +39,10 @@ pub enum PackageError {
     Escapes(String),
     #[error("Deployment package lists '{0}' more than once")]
     Duplicate(String),
+    #[error(
+        "Deployment package entry '{0}' is a symbolic link where other entries need a directory"
+    )]
+    LinkConflict(String),
     #[error("I/O error while unpacking: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -54,6 +58,63 @@ fn safe_relative(name: &str) -> Option<PathBuf> {
         }
     }
     (!out.as_os_str().is_empty()).then_some(out)
+}
+
+/// Most links followed while resolving one, as the kernel's own limit.
+const MAX_LINK_HOPS: usize = 40;
+
+/// Whether `target`, the target of the link at `link` (relative to the root), resolves
+/// inside the tree when every link of the tree (`links`, by relative path) is followed
+/// on the way, as the kernel would. A cycle or an absolute target counts as outside.
+fn resolves_inside(link: &Path, target: &str, links: &HashMap<PathBuf, &str>) -> bool {
+    let mut at: Vec<std::ffi::OsString> = link
+        .parent()
+        .map(|p| p.components().map(|c| c.as_os_str().to_owned()).collect())
+        .unwrap_or_default();
+    let mut pending: VecDeque<std::ffi::OsString> = VecDeque::new();
+    if !push_front(&mut pending, target) {
+        return false;
+    }
+    let mut hops = 0;
+    while let Some(part) = pending.pop_front() {
+        if part == ".." {
+            if at.pop().is_none() {
+                return false;
+            }
+            continue;
+        }
+        at.push(part);
+        let here: PathBuf = at.iter().collect();
+        if let Some(next) = links.get(&here) {
+            hops += 1;
+            if hops > MAX_LINK_HOPS {
+                return false;
+            }
+            at.pop();
+            if !push_front(&mut pending, next) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Puts the components of a relative link target in front of `pending` (`.` dropped);
+/// false for an absolute target.
+fn push_front(pending: &mut VecDeque<std::ffi::OsString>, target: &str) -> bool {
+    let mut parts = Vec::new();
+    for comp in Path::new(target).components() {
+        match comp {
+            Component::Normal(p) => parts.push(p.to_owned()),
+            Component::ParentDir => parts.push("..".into()),
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) => return false,
+        }
+    }
+    for part in parts.into_iter().rev() {
+        pending.push_front(part);
+    }
+    true
 }
 
 /// Whether a symlink at `link` (relative to the root) pointing to `target` stays inside.
@@ -126,7 +187,7 @@ pub fn extract_zip(
             if !link_stays_inside(&rel, &target) {
                 return Err(PackageError::Escapes(name));
             }
-            links.push((path, target));
+            links.push((rel, path, target));
             continue;
         }
         // Never write through something a previous entry made (a symlink is only
@@ -153,8 +214,24 @@ pub fn extract_zip(
         let perm = if mode & 0o111 != 0 { 0o755 } else { 0o644 };
         fs::set_permissions(&path, fs::Permissions::from_mode(perm))?;
     }
-    for (path, target) in links {
-        symlink(&target, &path)?;
+    // Lexically inside is not enough: `s -> .` makes `s/s/../..` climb out. Each link
+    // must resolve inside the tree through all the others, as the kernel would follow them.
+    let by_path: HashMap<PathBuf, &str> = links
+        .iter()
+        .map(|(rel, _, target)| (rel.clone(), target.as_str()))
+        .collect();
+    for (rel, _, target) in &links {
+        if !resolves_inside(rel, target, &by_path) {
+            return Err(PackageError::Escapes(rel.display().to_string()));
+        }
+    }
+    for (rel, path, target) in &links {
+        match symlink(target, path) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(PackageError::LinkConflict(rel.display().to_string()))
+            }
+            other => other?,
+        }
     }
     // Directories created implicitly must be listable by the sandbox's unprivileged uid.
     set_dir_modes(dest)?;
@@ -280,5 +357,59 @@ mod tests {
             extract_zip(&zip, &dir.path().join("b"), PackageLimits::default()),
             Err(PackageError::Duplicate(_))
         ));
+    }
+
+    fn zip_with(entries: &[(&str, Result<&[u8], &str>)]) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for (name, what) in entries {
+            match what {
+                Ok(data) => {
+                    w.start_file(*name, SimpleFileOptions::default()).unwrap();
+                    w.write_all(data).unwrap();
+                }
+                Err(target) => w
+                    .add_symlink(*name, *target, SimpleFileOptions::default())
+                    .unwrap(),
+            }
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn links_that_climb_out_through_other_links_are_refused() {
+        // Lexically `s/s/s/../../credentials` stays inside; with `s -> .` it is
+        // `../credentials`, the file beside the tree.
+        let dir = tempfile::tempdir().unwrap();
+        let zip = zip_with(&[("s", Err(".")), ("x", Err("s/s/s/../../credentials"))]);
+        let err = extract_zip(&zip, &dir.path().join("t"), PackageLimits::default()).unwrap_err();
+        assert!(
+            matches!(err, PackageError::Escapes(ref n) if n == "x"),
+            "{err}"
+        );
+        // Cycles are refused too.
+        let zip = zip_with(&[("a", Err("b")), ("b", Err("a"))]);
+        assert!(extract_zip(&zip, &dir.path().join("u"), PackageLimits::default()).is_err());
+        // Links through links that stay inside are kept.
+        let zip = zip_with(&[
+            ("vendor/lib/mod.py", Ok(b"x = 1\n")),
+            ("lib", Err("vendor/lib")),
+            ("mod.py", Err("lib/mod.py")),
+            ("here", Err(".")),
+            ("deep", Err("here/here/lib/../lib/mod.py")),
+        ]);
+        let out = dir.path().join("v");
+        extract_zip(&zip, &out, PackageLimits::default()).unwrap();
+        assert_eq!(fs::read_to_string(out.join("deep")).unwrap(), "x = 1\n");
+    }
+
+    #[test]
+    fn a_link_where_other_entries_need_a_directory_is_a_package_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let zip = zip_with(&[("d", Err("elsewhere")), ("d/f.py", Ok(b"x = 1\n"))]);
+        let err = extract_zip(&zip, &dir.path().join("t"), PackageLimits::default()).unwrap_err();
+        assert!(
+            matches!(err, PackageError::LinkConflict(ref n) if n == "d"),
+            "{err}"
+        );
     }
 }
