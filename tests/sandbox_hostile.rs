@@ -173,6 +173,19 @@ def syscalls(event):
 
 HELD = []
 
+def zygote_leftovers(event):
+    """What of the zygote a runtime can reach: its call stack, and live dicts that look
+    like the zygote's fork requests or hello."""
+    import gc, sys
+    frames = []
+    f = sys._getframe()
+    while f is not None:
+        frames.append({"name": f.f_code.co_name, "locals": sorted(f.f_locals)})
+        f = f.f_back
+    leaked = [sorted(o)[:10] for o in gc.get_objects()
+              if isinstance(o, dict) and ("cgroup_procs" in o or "preload_as" in o)]
+    return {"frames": frames, "leaked": leaked}
+
 def runtime_api_flood(event):
     """Opens many connections to the Runtime API, each with an unterminated 60 KB
     header, and keeps them; reports how many the server still holds open."""
@@ -203,6 +216,7 @@ def runtime_api_flood(event):
     return {"opened": opened, "still_open": still_open}
 
 ATTACKS = {
+    "zygote_leftovers": zygote_leftovers,
     "runtime_api_flood": runtime_api_flood,
     "read": read_paths, "write": write_paths, "processes": processes, "network": network,
     "fork_bomb": fork_bomb, "hog": hog, "fill_tmp": fill_tmp, "spin": spin,
@@ -878,6 +892,23 @@ fn zygote_forked_instances_are_as_isolated_as_execd_ones() {
     assert_eq!(other["found"], json!(false), "{other}");
     let env = s.result(&second, "environ", json!({}));
     assert!(env.get("ZSECRET").is_none(), "{env}");
+    // Nothing of the zygote's request handling is reachable from the runtime: not its
+    // frames (the fork request, the hello with the data dir, sibling pids), not the
+    // dicts they held.
+    let left = s.result(&second, "zygote_leftovers", json!({}));
+    let frames = left["frames"].as_array().cloned().unwrap_or_default();
+    for frame in &frames {
+        let name = frame["name"].as_str().unwrap_or_default();
+        assert!(
+            !["_spawn", "_enter", "_runtime"].contains(&name),
+            "a zygote frame is on the runtime's stack: {left}"
+        );
+        let locals = frame["locals"].to_string();
+        for secret in ["\"runtimes\"", "\"hello\"", "\"req\""] {
+            assert!(!locals.contains(secret), "zygote locals reachable: {left}");
+        }
+    }
+    assert_eq!(left["leaked"], json!([]), "{left}");
     // A variable that changes how Python starts rules the zygote out: that runtime is
     // exec'd with it.
     s.cold_start_of_kind_with(

@@ -255,11 +255,33 @@ def _runtime(req, fds, report, seccomp, program, program_as):
     except BaseException:  # noqa: BLE001 - the server gave up on this instance
         os._exit(126)
     os.closerange(3, 1 << 20)
+    env = cfg.get("env") or {}
+    del cfg, req, fds, seccomp
+    # Unwind the zygote's stack before any function code runs: its frames hold the
+    # request that forked this child (host cgroup paths, another instance's id), the
+    # zygote's hello (the data dir) and its table of sibling host pids, all reachable
+    # from sys._getframe(). Only what the runtime needs travels up.
+    raise _BecomeRuntime(env, program, program_as)
 
-    # From here on this process is indistinguishable from `python3 -S <program_as>`
-    # started with the instance's environment.
+
+class _BecomeRuntime(BaseException):
+    """Raised in a forked runtime to unwind every zygote frame up to the module level,
+    where the runtime then starts on a clean stack. A BaseException, so no `except
+    Exception` on the way swallows it."""
+
+    def __init__(self, env, program, program_as):
+        super().__init__()
+        self.env = env
+        self.program = program
+        self.program_as = program_as
+
+
+def _run_runtime(env, program, program_as):
+    """From here on this process is indistinguishable from `python3 -S <program_as>`
+    started with the instance's environment. Never returns."""
     os.environ.clear()
-    os.environ.update(cfg.get("env") or {})
+    os.environ.update(env)
+    del env
     time.tzset()
     sys.argv[:] = [program_as]
     program.__name__ = "__main__"
@@ -276,7 +298,7 @@ def _runtime(req, fds, report, seccomp, program, program_as):
     except BaseException:  # noqa: BLE001 - an uncaught error ends the process as in Python
         traceback.print_exc()
         code = 1
-    # What interpreter shutdown would do, without unwinding into the zygote's frames.
+    # What interpreter shutdown would do, without returning into the zygote's module.
     try:
         atexit._run_exitfuncs()
         sys.stdout.flush()
@@ -448,4 +470,15 @@ def _reap(runtimes):
             os.close(fd)
 
 
-main()
+_became = None
+try:
+    main()
+except _BecomeRuntime as _become:
+    # The traceback would keep every unwound frame alive; drop it with the exception.
+    _become.__traceback__ = None
+    _became = (_become.env, _become.program, _become.program_as)
+if _became is not None:
+    # No gc.collect(): it would cost milliseconds of every cold start, and the frames
+    # hold no cycles, so dropping the traceback already freed them (the hostile suite
+    # checks that nothing of them is left reachable).
+    _run_runtime(*_became)
