@@ -173,6 +173,22 @@ def syscalls(event):
 
 HELD = []
 
+def host_activity(event):
+    """What the host-wide /proc entries show: nothing, if masked."""
+    out = {}
+    for path in ("/proc/loadavg", "/proc/diskstats", "/proc/interrupts"):
+        try:
+            with open(path) as f:
+                out[path] = f.read()
+        except OSError as e:
+            out[path] = errname(e.errno)
+    try:
+        out["/proc/pressure"] = os.listdir("/proc/pressure")
+    except OSError as e:
+        out["/proc/pressure"] = errname(e.errno)
+    out["own_stat"] = open("/proc/self/stat").read().split()[0] == str(os.getpid())
+    return out
+
 def zygote_leftovers(event):
     """What of the zygote a runtime can reach: its call stack, and live dicts that look
     like the zygote's fork requests or hello."""
@@ -216,6 +232,7 @@ def runtime_api_flood(event):
     return {"opened": opened, "still_open": still_open}
 
 ATTACKS = {
+    "host_activity": host_activity,
     "zygote_leftovers": zygote_leftovers,
     "runtime_api_flood": runtime_api_flood,
     "read": read_paths, "write": write_paths, "processes": processes, "network": network,
@@ -601,6 +618,28 @@ fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
         .unwrap_or(0)
+}
+
+#[test]
+fn host_wide_proc_entries_show_nothing_of_other_tenants() {
+    let s = Suite::start();
+    let seen = s.result("hostile", "host_activity", json!({}));
+    for path in ["/proc/loadavg", "/proc/diskstats", "/proc/interrupts"] {
+        let v = &seen[path];
+        // Empty where the host has the file; absent (ENOENT) where it has not.
+        assert!(
+            v == &json!("") || v == &json!("ENOENT"),
+            "{path} shows host activity: {seen}"
+        );
+    }
+    let pressure = &seen["/proc/pressure"];
+    assert!(
+        pressure == &json!([]) || pressure == &json!("ENOENT"),
+        "{seen}"
+    );
+    // The instance's own /proc still works.
+    assert_eq!(seen["own_stat"], json!(true), "{seen}");
+    s.canary_answers();
 }
 
 #[test]

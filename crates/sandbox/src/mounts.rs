@@ -16,12 +16,23 @@ use serde::{Deserialize, Serialize};
 pub const SYSTEM_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32"];
 /// Host `/etc` entries shown read-only (certificates and the loader cache; no secrets).
 pub const ETC_SHARED: &[&str] = &["/etc/ssl", "/etc/ca-certificates", "/etc/ld.so.cache"];
+/// Host-wide `/proc` entries hidden from instances: other tenants' disk activity and
+/// cold starts show in them (loop devices attached, CPU load, stalls, interrupts).
+/// Files are covered with `/dev/null`, directories with an empty read-only tmpfs.
+pub const MASKED_PROC: &[&str] = &[
+    "/proc/diskstats",
+    "/proc/loadavg",
+    "/proc/interrupts",
+    "/proc/pressure",
+];
 /// Device nodes bound from the host.
 pub const DEVICES: &[&str] = &["null", "zero", "random", "urandom", "tty"];
 
 /// Size of the tmpfs holding the new root itself (mount points and generated /etc).
 const ROOT_TMPFS: &str = "size=1m,nr_inodes=4096,mode=0755";
 const DEV_TMPFS: &str = "size=64k,nr_inodes=64,mode=0755";
+/// An empty directory over a masked `/proc` directory.
+const MASK_TMPFS: &str = "size=4k,nr_inodes=2,mode=0555";
 /// Inodes allowed on a tmpfs /tmp per MiB of its size.
 const TMP_INODES_PER_MB: u64 = 256;
 /// Mode of directories made only to reach a mount point below them (such as `/root` for
@@ -179,6 +190,8 @@ pub struct HostView {
     pub etc_shared: Vec<(PathBuf, bool)>,
     /// Whether the kernel has overlayfs (else code and bootstraps are plain binds).
     pub overlayfs: bool,
+    /// Present [`MASKED_PROC`] entries, with whether each is a directory.
+    pub masked_proc: Vec<(PathBuf, bool)>,
 }
 
 impl HostView {
@@ -208,10 +221,19 @@ impl HostView {
             s.lines()
                 .any(|l| l.split_whitespace().last() == Some("overlay"))
         });
+        let masked_proc = MASKED_PROC
+            .iter()
+            .filter_map(|p| {
+                std::fs::metadata(p)
+                    .ok()
+                    .map(|m| (PathBuf::from(p), m.is_dir()))
+            })
+            .collect();
         HostView {
             system_dirs,
             etc_shared,
             overlayfs,
+            masked_proc,
         }
     }
 }
@@ -436,6 +458,30 @@ pub fn plan(host: &HostView, input: &PlanInput) -> Result<Vec<MountStep>, String
         mode: DIR_MODE,
     });
     steps.push(MountStep::Proc { target: at("proc") });
+    for (path, is_dir) in &host.masked_proc {
+        let target = at(&path.to_string_lossy());
+        steps.push(if *is_dir {
+            MountStep::Tmpfs {
+                target: target.clone(),
+                options: MASK_TMPFS.into(),
+                flags: Flags::ALL,
+            }
+        } else {
+            MountStep::Bind {
+                source: PathBuf::from("/dev/null"),
+                target: target.clone(),
+            }
+        });
+        steps.push(MountStep::RemountReadOnly {
+            target,
+            // A file is covered by /dev/null, which a nodev mount could not open.
+            flags: if *is_dir {
+                Flags::ALL
+            } else {
+                Flags::NOSUID_NOEXEC
+            },
+        });
+    }
 
     let tmp = at("tmp");
     steps.push(MountStep::Mkdir {
@@ -885,6 +931,44 @@ mod tests {
                 ("/etc/ld.so.cache".into(), false),
             ],
             overlayfs: true,
+            masked_proc: vec![
+                ("/proc/loadavg".into(), false),
+                ("/proc/pressure".into(), true),
+            ],
+        }
+    }
+
+    #[test]
+    fn host_wide_proc_entries_are_masked_after_proc_is_mounted() {
+        let steps = plan(&host(), &input(&[])).expect("plan");
+        let proc_at = steps
+            .iter()
+            .position(|s| matches!(s, MountStep::Proc { .. }))
+            .expect("proc");
+        let file = steps
+            .iter()
+            .position(|s| {
+                matches!(s, MountStep::Bind { source, target }
+                if source == Path::new("/dev/null")
+                    && target == Path::new("/data/sandbox/i1/proc/loadavg"))
+            })
+            .expect("loadavg covered");
+        let dir = steps
+            .iter()
+            .position(|s| {
+                matches!(s, MountStep::Tmpfs { target, .. }
+                if target == Path::new("/data/sandbox/i1/proc/pressure"))
+            })
+            .expect("pressure covered");
+        assert!(proc_at < file && proc_at < dir);
+        for target in [
+            "/data/sandbox/i1/proc/loadavg",
+            "/data/sandbox/i1/proc/pressure",
+        ] {
+            assert!(steps
+                .iter()
+                .any(|s| matches!(s, MountStep::RemountReadOnly { target: t, .. }
+                if t == Path::new(target))));
         }
     }
 
