@@ -18,7 +18,7 @@ use tern_core::wire::{
 };
 use tern_core::{limits, names};
 use tern_runtime::{FunctionSpec, InstanceManager, ProvisionedStatus};
-use tern_store::{CodeStore, PackageError, ProvisionedSetting, Store};
+use tern_store::{CodeStore, ProvisionedSetting, Store};
 
 use crate::admission::Admission;
 use crate::error::ServiceError;
@@ -289,38 +289,14 @@ impl FunctionService {
 
     /// Decodes, validates and stores a zip given as base64.
     async fn store_zip(&self, zip_b64: &str) -> Result<CodeRef, ServiceError> {
-        let zip = base64::engine::general_purpose::STANDARD
-            .decode(zip_b64.trim())
-            .map_err(|e| {
-                invalid(format!(
-                    "Invalid value for 'ZipFile': not valid base64 ({e})"
-                ))
-            })?;
-        if zip.len() > limits::ZIP_BYTES {
-            return Err(ServiceError::RequestEntityTooLarge(format!(
-                "Zipped deployment package is {} bytes; the limit is {} bytes",
-                zip.len(),
-                limits::ZIP_BYTES
-            )));
-        }
-        let code = self.code.clone();
-        blocking(move || {
-            let stored = code.put(&zip).map_err(|e| match e {
-                PackageError::Io(io) => {
-                    ServiceError::Service(format!("could not store the package: {io}"))
-                }
-                other => invalid(format!(
-                    "Could not unzip uploaded file. Please check your file, then try to upload again. ({other})"
-                )),
-            })?;
-            Ok(CodeRef {
-                sha256_b64: base64::engine::general_purpose::STANDARD.encode(stored.sha256),
-                sha256_hex: stored.sha256_hex,
-                size: stored.size,
-                unzipped_size: stored.unzipped_size,
-            })
+        let stored =
+            crate::upload::store_zip(&self.code, zip_b64, "ZipFile", "deployment package").await?;
+        Ok(CodeRef {
+            sha256_b64: base64::engine::general_purpose::STANDARD.encode(stored.sha256),
+            sha256_hex: stored.sha256_hex,
+            size: stored.size,
+            unzipped_size: stored.unzipped_size,
         })
-        .await
     }
 
     fn code_from_request(

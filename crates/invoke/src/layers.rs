@@ -18,7 +18,7 @@ use tern_core::layer::{
     GET_LAYER_VERSION_ACTION, LIST_LAYERS_MAX_ITEMS, MAX_LAYERS_PER_FUNCTION,
 };
 use tern_core::limits;
-use tern_store::{CodeStore, PackageError, Store, StoreError, StoredLayerVersion};
+use tern_store::{CodeStore, Store, StoreError, StoredLayerVersion};
 
 use crate::error::ServiceError;
 use crate::functions::Caller;
@@ -223,32 +223,8 @@ impl LayerService {
             .content
             .zip_file
             .ok_or_else(|| invalid("Content.ZipFile is required: tern accepts .zip layers only"))?;
-        let zip = base64::engine::general_purpose::STANDARD
-            .decode(zip_b64.trim())
-            .map_err(|e| {
-                invalid(format!(
-                    "Invalid value for 'Content.ZipFile': not valid base64 ({e})"
-                ))
-            })?;
-        if zip.len() > limits::ZIP_BYTES {
-            return Err(ServiceError::RequestEntityTooLarge(format!(
-                "Zipped layer is {} bytes; the limit is {} bytes",
-                zip.len(),
-                limits::ZIP_BYTES
-            )));
-        }
-        let code = self.code.clone();
-        let stored = blocking(move || {
-            code.put(&zip).map_err(|e| match e {
-                PackageError::Io(io) => {
-                    ServiceError::Service(format!("could not store the layer: {io}"))
-                }
-                other => invalid(format!(
-                    "Could not unzip uploaded file. Please check your file, then try to upload again. ({other})"
-                )),
-            })
-        })
-        .await?;
+        let stored =
+            crate::upload::store_zip(&self.code, &zip_b64, "Content.ZipFile", "layer").await?;
         let rec = LayerVersionRecord {
             namespace: caller.namespace.clone(),
             account: caller.account.clone(),

@@ -11,6 +11,7 @@ pub mod layers;
 pub mod platform_log;
 pub mod registry;
 pub mod sync;
+mod upload;
 pub mod validate;
 
 pub use admission::Admission;
