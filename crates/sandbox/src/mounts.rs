@@ -209,26 +209,12 @@ impl HostView {
                 }
             })
             .collect();
-        let etc_shared = ETC_SHARED
-            .iter()
-            .filter_map(|p| {
-                std::fs::metadata(p)
-                    .ok()
-                    .map(|m| (PathBuf::from(p), m.is_dir()))
-            })
-            .collect();
+        let etc_shared = present(ETC_SHARED);
         let overlayfs = std::fs::read_to_string("/proc/filesystems").is_ok_and(|s| {
             s.lines()
                 .any(|l| l.split_whitespace().last() == Some("overlay"))
         });
-        let masked_proc = MASKED_PROC
-            .iter()
-            .filter_map(|p| {
-                std::fs::metadata(p)
-                    .ok()
-                    .map(|m| (PathBuf::from(p), m.is_dir()))
-            })
-            .collect();
+        let masked_proc = present(MASKED_PROC);
         HostView {
             system_dirs,
             etc_shared,
@@ -236,6 +222,18 @@ impl HostView {
             masked_proc,
         }
     }
+}
+
+/// The paths of `paths` the host has, each with whether it is a directory.
+fn present(paths: &[&str]) -> Vec<(PathBuf, bool)> {
+    paths
+        .iter()
+        .filter_map(|p| {
+            std::fs::metadata(p)
+                .ok()
+                .map(|m| (PathBuf::from(p), m.is_dir()))
+        })
+        .collect()
 }
 
 /// Inputs of [`plan`] beyond the host view.
