@@ -231,7 +231,35 @@ def runtime_api_flood(event):
             pass
     return {"opened": opened, "still_open": still_open}
 
+HELD_FDS = []
+
+def kernel_quotas(event):
+    """Takes per-user kernel counts until the kernel refuses: inotify instances, then
+    queued real-time signals (blocked, so they stay pending). Keeps both."""
+    import signal, threading
+    out = {"uid_map": open("/proc/self/uid_map").read().split()}
+    while len(HELD_FDS) < event["inotify"]:
+        fd = libc.inotify_init()
+        if fd < 0:
+            out["inotify_errno"] = errname(ctypes.get_errno())
+            break
+        HELD_FDS.append(fd)
+    out["inotify"] = len(HELD_FDS)
+    sig = signal.SIGRTMIN
+    signal.pthread_sigmask(signal.SIG_BLOCK, [sig])
+    queued = 0
+    while queued < event["signals"]:
+        try:
+            signal.pthread_kill(threading.get_ident(), sig)
+        except OSError as e:
+            out["signal_errno"] = errname(e.errno)
+            break
+        queued += 1
+    out["signals"] = queued
+    return out
+
 ATTACKS = {
+    "kernel_quotas": kernel_quotas,
     "host_activity": host_activity,
     "zygote_leftovers": zygote_leftovers,
     "runtime_api_flood": runtime_api_flood,
@@ -640,6 +668,88 @@ fn host_wide_proc_entries_show_nothing_of_other_tenants() {
     // The instance's own /proc still works.
     assert_eq!(seen["own_stat"], json!(true), "{seen}");
     s.canary_answers();
+}
+
+/// What host root can still do: make an inotify instance and queue a real-time signal
+/// (run in a child process, so the test's own signal mask stays as it is).
+fn host_root_quotas() -> String {
+    let probe = r#"
+import ctypes, signal, threading
+libc = ctypes.CDLL(None, use_errno=True)
+fd = libc.inotify_init()
+print("inotify", "ok" if fd >= 0 else ctypes.get_errno())
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGRTMIN])
+try:
+    signal.pthread_kill(threading.get_ident(), signal.SIGRTMIN)
+    print("signal ok")
+except OSError as e:
+    print("signal", e.errno)
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-S", "-c", probe])
+        .output()
+        .expect("run python3");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The host uid that root inside the function's instance maps to.
+fn outside_uid(quotas: &Value) -> u64 {
+    quotas["uid_map"][1]
+        .as_str()
+        .and_then(|u| u.parse().ok())
+        .unwrap_or_else(|| panic!("no uid map in {quotas}"))
+}
+
+#[test]
+fn each_instance_has_its_own_kernel_quotas_and_servers_never_share_host_uids() {
+    let s = Suite::start();
+    let taken = s.result(
+        "hostile",
+        "kernel_quotas",
+        json!({"inotify": 100_000, "signals": 1_000_000}),
+    );
+    eprintln!(
+        "function took {} inotify instances ({}) and queued {} signals ({})",
+        taken["inotify"], taken["inotify_errno"], taken["signals"], taken["signal_errno"]
+    );
+    // The function ran into limits, and they were its own uid's ...
+    assert_eq!(taken["inotify_errno"], "EMFILE", "{taken}");
+    assert_eq!(taken["signal_errno"], "EAGAIN", "{taken}");
+    assert!(taken["inotify"].as_u64() >= Some(64), "{taken}");
+    // ... so host root still has all of its own.
+    assert_eq!(
+        host_root_quotas(),
+        "inotify ok\nsignal ok\n",
+        "a function used up host root's per-user kernel quotas"
+    );
+    // Another function's instance has its own quotas too.
+    s.deploy("hostile-2", "attack.handler", json!({"Timeout": 30}));
+    let second = s.result(
+        "hostile-2",
+        "kernel_quotas",
+        json!({"inotify": 100_000, "signals": 10}),
+    );
+    assert!(second["inotify"].as_u64() >= Some(64), "{second}");
+    assert_eq!(second["signals"], 10, "{second}");
+    assert_ne!(outside_uid(&taken), outside_uid(&second));
+    s.canary_answers();
+
+    // A second server on the host hands out uids from another range.
+    let other = Server::start();
+    let code = zip(&[("attack.py", ATTACK_PY.as_bytes(), 0o644)]);
+    other.create_function("hostile", "python3.11", "attack.handler", &code, json!({}));
+    let out = other.invoke(
+        "hostile",
+        &json!({"do": "kernel_quotas", "inotify": 1, "signals": 1}).to_string(),
+    );
+    assert_eq!(out.function_error, None, "{}", out.body);
+    let range = |uid: u64| (uid - u64::from(tern_sandbox::uid_range::FIRST_UID)) / 65_536;
+    let (mine, theirs) = (outside_uid(&taken), outside_uid(&out.body));
+    assert_ne!(
+        range(mine),
+        range(theirs),
+        "two servers share host uid range: {mine} and {theirs}"
+    );
 }
 
 #[test]

@@ -8,9 +8,9 @@
 //!   init back, writes the init's uid/gid maps, relays the exit status, and kills the init
 //!   when the control socket closes.
 //! - **init** (pid 1 of the sandbox): joins the cgroups, unshares mount and cgroup
-//!   namespaces, builds the root from the mount plan and pivots into it, then enters a
-//!   user namespace (root inside = an unprivileged uid outside), forks the runtime and
-//!   reaps zombies until the runtime exits.
+//!   namespaces, builds the root from the mount plan and pivots into it, then becomes the
+//!   instance's unprivileged host uid and creates a user namespace as that uid (root
+//!   inside = that uid outside), forks the runtime and reaps zombies until it exits.
 //! - **runtime**: drops every privilege (no_new_privs, capabilities, Landlock, seccomp)
 //!   and execs the runtime program.
 
@@ -515,6 +515,15 @@ fn init_setup(req: &KeeperRequest, pipes: &InitPipes, passed: &[OwnedFd]) -> Res
     // Host root's supplementary groups must go before setgroups is denied.
     nix::unistd::setgroups(&[]).map_err(ctx("setgroups"))?;
 
+    // Become the instance's own host uid before creating the user namespace: the kernel
+    // charges a namespace's per-user counts (inotify instances, pending signals, ...) to
+    // its creator, so created as host root, one function could use up root's quotas.
+    let (uid, gid) = (
+        Uid::from_raw(req.outside_uid),
+        Gid::from_raw(req.outside_gid),
+    );
+    nix::unistd::setresgid(gid, gid, gid).map_err(ctx("setresgid to the instance gid"))?;
+    nix::unistd::setresuid(uid, uid, uid).map_err(ctx("setresuid to the instance uid"))?;
     unshare(CloneFlags::CLONE_NEWUSER).map_err(ctx("unshare user"))?;
     nix::unistd::write(&pipes.to_keeper, b"U").map_err(ctx("notify keeper"))?;
     let mut answer = [0u8; 1];

@@ -22,6 +22,7 @@ pub mod sandbox;
 pub mod seccomp;
 mod sys;
 pub mod tmp_disk;
+pub mod uid_range;
 mod zygote;
 
 pub use keeper::{is_keeper_invocation, run_keeper};
@@ -31,3 +32,4 @@ pub use launcher::{
 };
 pub use process::ProcessLauncher;
 pub use sandbox::{SandboxConfig, SandboxError, SandboxLauncher};
+pub use uid_range::UidRange;

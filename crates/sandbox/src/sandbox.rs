@@ -35,12 +35,9 @@ use crate::protocol::{
 use crate::seccomp::{self, SeccompError};
 use crate::sys;
 use crate::tmp_disk::{self, TmpDisk, TmpDisks};
+use crate::uid_range::{UidRange, UID_SLOTS};
 use crate::zygote::{ForkFds, ForkRequest, Zygote, Zygotes};
 
-/// Host uid that root of the first sandbox maps to.
-pub const DEFAULT_UID_BASE: u32 = 1_000_000;
-/// Distinct outside uids handed out (one per live instance).
-pub const UID_SLOTS: u32 = 65_536;
 /// Port of the Runtime API listener inside every sandbox.
 pub const RUNTIME_API_PORT: u16 = 9001;
 /// Hostname inside every sandbox.
@@ -64,8 +61,9 @@ pub struct SandboxConfig {
     pub state_dir: PathBuf,
     /// Name of this server's cgroup subtree: `tern/<server_id>/<instance_id>`.
     pub server_id: String,
-    /// Root inside instance n maps to `uid_base + n` outside.
-    pub uid_base: u32,
+    /// This server's host uids: root inside each live instance maps to one of them, and
+    /// that uid creates the instance's user namespace.
+    pub uids: UidRange,
     /// Binary exec'd as `<keeper_exe> __sandbox-keeper`; normally the tern binary itself.
     pub keeper_exe: PathBuf,
     /// Back /tmp with a per-instance ext4 image on a loop device (see [`crate::tmp_disk`]),
@@ -82,12 +80,13 @@ pub struct SandboxConfig {
 }
 
 impl SandboxConfig {
-    /// Defaults: uid base [`DEFAULT_UID_BASE`], keeper = the current executable.
+    /// Defaults: a uid range leased for this process (see [`UidRange::lease_default`]),
+    /// keeper = the current executable.
     pub fn new(state_dir: impl Into<PathBuf>, server_id: impl Into<String>) -> io::Result<Self> {
         Ok(SandboxConfig {
             state_dir: state_dir.into(),
             server_id: server_id.into(),
-            uid_base: DEFAULT_UID_BASE,
+            uids: UidRange::lease_default()?,
             keeper_exe: std::env::current_exe()?,
             tmp_on_disk: true,
             tmp_pool_depth: tmp_disk::DEFAULT_POOL_DEPTH,
@@ -154,12 +153,6 @@ impl SandboxLauncher {
             return Err(SandboxError::Config(format!(
                 "keeper executable {} not found",
                 config.keeper_exe.display()
-            )));
-        }
-        if config.uid_base == 0 || config.uid_base.checked_add(UID_SLOTS).is_none() {
-            return Err(SandboxError::Config(format!(
-                "uid_base {} out of range",
-                config.uid_base
             )));
         }
         fs::create_dir_all(&config.state_dir).map_err(|source| SandboxError::StateDir {
@@ -549,7 +542,7 @@ impl Inner {
             .unwrap_or_else(|e| e.into_inner())
             .acquire()
             .ok_or_else(|| LaunchError::Prepare("no free sandbox uid".into()))?;
-        let outside_uid = self.config.uid_base + slot;
+        let outside_uid = self.config.uids.uid(slot);
         let Prepared {
             mut request,
             cgroup,

@@ -23,6 +23,17 @@ pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
+/// Takes an exclusive `flock` on `fd` without waiting: `Ok(false)` when another open
+/// file description holds it.
+pub(crate) fn try_lock_exclusive(fd: &impl AsRawFd) -> io::Result<bool> {
+    // SAFETY: flock only reads the descriptor number; no memory is passed.
+    match check(unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }.into()) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// SIGKILLs every process in the group led by `pgid`. Errors (group gone) are ignored.
 pub(crate) fn kill_process_group(pgid: u32) {
     let Ok(pgid) = libc::pid_t::try_from(pgid) else {

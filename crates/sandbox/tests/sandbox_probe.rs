@@ -6,7 +6,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use tern_sandbox::{ExitStatus, LaunchSpec, Launcher, Resources, SandboxConfig, SandboxLauncher};
+use tern_sandbox::{
+    ExitStatus, LaunchSpec, Launcher, Resources, SandboxConfig, SandboxLauncher, UidRange,
+};
 
 struct Fixture {
     launcher: SandboxLauncher,
@@ -43,7 +45,7 @@ fn fixture_full(test: &str, tmp_on_disk: bool, held_pool_depth: usize) -> Option
     let config = SandboxConfig {
         state_dir: state.path().join("sandbox"),
         server_id: format!("test-{}-{test}", std::process::id()).replace('_', "-"),
-        uid_base: 1_000_000,
+        uids: UidRange::lease_default().expect("lease a uid range"),
         keeper_exe: PathBuf::from(env!("CARGO_BIN_EXE_tern-sandbox-keeper")),
         tmp_on_disk,
         tmp_pool_depth: 2,
