@@ -564,6 +564,65 @@ fn server_stops_gracefully_on_sigterm() {
     }
 }
 
+/// Cgroup directories of the server with this data dir, in every hierarchy.
+fn server_cgroups(server: &Server) -> Vec<String> {
+    let store = tern_store::SqliteStore::open(&server.data_dir.join("tern.db")).expect("db");
+    let id = tern_store::Store::get_meta(&store, "server_id")
+        .expect("meta")
+        .expect("server id");
+    std::fs::read_dir("/sys/fs/cgroup")
+        .expect("cgroup fs")
+        .flatten()
+        .map(|h| h.path().join("tern").join(&id))
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .collect()
+}
+
+#[test]
+fn sigterm_amid_cold_starts_and_running_invokes_leaves_no_cgroups() {
+    if !support::sandboxed() {
+        return;
+    }
+    let config = tempfile::NamedTempFile::new().expect("config file");
+    std::fs::write(config.path(), "shutdown_grace_secs = 1\n").expect("write config");
+    let config_path = config.path().display().to_string();
+    let mut server = Server::start_with(&["--config", &config_path]);
+    for i in 0..4 {
+        deploy_py(
+            &server,
+            &format!("sleepy-{i}"),
+            "app.sleepy",
+            json!({"Timeout": 30}),
+        );
+    }
+    std::thread::scope(|scope| {
+        let server = &server;
+        for i in 0..8 {
+            scope.spawn(move || {
+                // Answered or cut off by the shutdown; either way nothing may be left.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    server.request(
+                        "POST",
+                        &format!("/2015-03-31/functions/sleepy-{}/invocations", i % 4),
+                        &[],
+                        b"{}",
+                    )
+                }));
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        let pid = nix::unistd::Pid::from_raw(server.pid() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    });
+    assert!(
+        server.stop(std::time::Duration::from_secs(20)),
+        "server did not exit within 20 s of SIGTERM"
+    );
+    let left = server_cgroups(&server);
+    assert!(left.is_empty(), "cgroups left behind: {left:?}");
+}
+
 #[test]
 fn all_output_printed_before_returning_precedes_end_in_the_log_tail() {
     let server = Server::start();

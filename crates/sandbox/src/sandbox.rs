@@ -1,7 +1,7 @@
 //! [`SandboxLauncher`]: starts each instance in its own namespaces, cgroups and read-only
 //! root, through a re-exec'd keeper process (see [`crate::keeper`]).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::hash::Hash;
 use std::io;
@@ -11,7 +11,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use nix::sys::socket::{
@@ -428,7 +428,7 @@ fn hand_out(
 ) -> Result<Launched, LaunchError> {
     match output {
         Ok(output) => Ok(Launched {
-            process: Arc::new(instance),
+            process: instance.register(),
             output: File::from(output),
             runtime_api_listener: listener,
             runtime_api: runtime_api(),
@@ -515,7 +515,7 @@ impl Inner {
             "sandbox started"
         );
         Ok(Launched {
-            process: Arc::new(instance),
+            process: instance.register(),
             output: File::from(output),
             runtime_api_listener: listener,
             runtime_api: runtime_api(),
@@ -1031,6 +1031,24 @@ impl Launcher for SandboxLauncher {
             std::thread::sleep(Duration::from_millis(10));
         }
         self.inner.zygotes.shutdown();
+        // Instances still handed out (requests that outlived the grace period) are
+        // stopped here, so that nothing of this server is left running or mounted and
+        // its cgroups can go.
+        let handed_out = self
+            .inner
+            .uids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .live();
+        if !handed_out.is_empty() {
+            tracing::warn!(
+                instances = handed_out.len(),
+                "stopping instances still running"
+            );
+        }
+        for instance in handed_out {
+            instance.cleanup();
+        }
         self.inner.remove_server_cgroups();
     }
 }
@@ -1067,6 +1085,17 @@ struct Released {
 impl SandboxInstance {
     pub(crate) fn id(&self) -> &str {
         &self.instance_id
+    }
+
+    /// Shares the instance, noted under its uid slot so that shutdown can stop it.
+    fn register(self) -> Arc<SandboxInstance> {
+        let instance = Arc::new(self);
+        instance
+            .uids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .note_handed_out(instance.uid_slot, Arc::downgrade(&instance));
+        instance
     }
 
     /// Has the held init start the runtime; returns once it was exec'd (or failed to).
@@ -1342,10 +1371,11 @@ fn valid_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
-/// Which outside uids are in use.
+/// Which outside uids are in use, and by which handed-out instance.
 #[derive(Default)]
 struct UidSlots {
-    in_use: HashSet<u32>,
+    /// Slot → the instance using it, once handed out (until then a dangling `Weak`).
+    in_use: HashMap<u32, Weak<SandboxInstance>>,
     next: u32,
 }
 
@@ -1354,11 +1384,23 @@ impl UidSlots {
         for _ in 0..UID_SLOTS {
             let slot = self.next;
             self.next = (self.next + 1) % UID_SLOTS;
-            if self.in_use.insert(slot) {
+            if let std::collections::hash_map::Entry::Vacant(e) = self.in_use.entry(slot) {
+                e.insert(Weak::new());
                 return Some(slot);
             }
         }
         None
+    }
+
+    fn note_handed_out(&mut self, slot: u32, instance: Weak<SandboxInstance>) {
+        if let Some(entry) = self.in_use.get_mut(&slot) {
+            *entry = instance;
+        }
+    }
+
+    /// The handed-out instances still alive.
+    fn live(&self) -> Vec<Arc<SandboxInstance>> {
+        self.in_use.values().filter_map(Weak::upgrade).collect()
     }
 
     fn release(&mut self, slot: u32) {
