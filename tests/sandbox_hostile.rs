@@ -258,7 +258,33 @@ def kernel_quotas(event):
     out["signals"] = queued
     return out
 
+def background(event):
+    """Leaves a child behind that burns CPU and notes the time every 20 ms."""
+    if os.fork() == 0:
+        with open("/tmp/beats", "a") as f:
+            last = 0.0
+            while True:
+                now = time.monotonic()
+                if now - last >= 0.02:
+                    f.write("%f\n" % now)
+                    f.flush()
+                    last = now
+    return {"at": time.monotonic()}
+
+def beats(event):
+    """The child's notes since `since`, and the longest pause between two."""
+    stamps = []
+    for line in open("/tmp/beats").read().split("\n"):
+        try:
+            stamps.append(float(line))
+        except ValueError:
+            pass
+    stamps = [t for t in stamps if t >= event["since"]]
+    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    return {"beats": len(stamps), "max_gap": max(gaps) if gaps else None}
+
 ATTACKS = {
+    "background": background, "beats": beats,
     "kernel_quotas": kernel_quotas,
     "host_activity": host_activity,
     "zygote_leftovers": zygote_leftovers,
@@ -750,6 +776,24 @@ fn each_instance_has_its_own_kernel_quotas_and_servers_never_share_host_uids() {
         range(theirs),
         "two servers share host uid range: {mine} and {theirs}"
     );
+}
+
+#[test]
+fn idle_instances_are_frozen_until_their_next_request() {
+    let s = Suite::start();
+    let started = s.result("hostile", "background", json!({}));
+    std::thread::sleep(Duration::from_millis(1500));
+    let seen = s.result("hostile", "beats", json!({"since": started["at"]}));
+    eprintln!("background child while idle: {seen}");
+    // The child ran until the instance went idle, stopped while it was, and ran again
+    // once the next request thawed it.
+    let gap = seen["max_gap"].as_f64().unwrap_or_default();
+    assert!(
+        gap >= 1.0,
+        "a background child kept running while its instance was idle: {seen}"
+    );
+    assert!(seen["beats"].as_u64() >= Some(2), "{seen}");
+    s.canary_answers();
 }
 
 #[test]

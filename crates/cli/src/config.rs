@@ -45,6 +45,8 @@ pub struct ServerConfig {
     pub zygote: bool,
     /// Keep sandboxes and /tmp disks built ahead of time, off the request path.
     pub pre_created_sandboxes: bool,
+    /// Freeze idle instances (cgroup freezer) until their next request.
+    pub freeze_idle: bool,
     /// Machine CPU busy percent from which short functions wait for a busy instance
     /// instead of starting another (0 always, above 100 never).
     pub saturated_cpu_percent: u32,
@@ -88,6 +90,7 @@ impl Default for ServerConfig {
             prewarm_per_runtime: 2,
             zygote: true,
             pre_created_sandboxes: true,
+            freeze_idle: true,
             saturated_cpu_percent: 85,
             max_connections: 4096,
             max_connections_per_peer: 1024,
@@ -138,6 +141,9 @@ pub struct ServerArgs {
     /// Keep empty sandboxes and /tmp disks built ahead of time (true/false).
     #[arg(long, env = "TERN_PRE_CREATED_SANDBOXES")]
     pub pre_created_sandboxes: Option<bool>,
+    /// Freeze idle instances until their next request (true/false).
+    #[arg(long, env = "TERN_FREEZE_IDLE")]
+    pub freeze_idle: Option<bool>,
     /// SDK of Python runtimes: "off", or pip requirements (default: the pinned
     /// boto3 and botocore; see docs/operations.md).
     #[arg(long, env = "TERN_PYTHON_SDK")]
@@ -188,6 +194,9 @@ impl ServerConfig {
         }
         if let Some(v) = args.pre_created_sandboxes {
             cfg.pre_created_sandboxes = v;
+        }
+        if let Some(v) = args.freeze_idle {
+            cfg.freeze_idle = v;
         }
         if let Some(v) = &args.python_sdk {
             cfg.python_sdk = v.clone();

@@ -250,6 +250,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             bootstrap_dir,
             prewarm_per_runtime: config.prewarm_per_runtime,
             zygote: config.zygote,
+            freeze_idle: config.freeze_idle,
             saturated_cpu_percent: config.saturated_cpu_percent,
             python_sdk,
         },

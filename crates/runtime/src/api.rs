@@ -15,6 +15,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use tern_core::wire::FunctionErrorBody;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::freezer::Freezer;
+
 /// Largest response a function may return (Lambda: 6 MB).
 pub const MAX_RESPONSE_BYTES: usize = tern_core::limits::SYNC_PAYLOAD_BYTES;
 /// Largest error body or init error accepted.
@@ -77,6 +79,8 @@ pub struct ApiShared {
     phase: watch::Sender<Phase>,
     /// For a pre-warmed instance: where its assignment (JSON) will arrive.
     assignment: tokio::sync::Mutex<Option<oneshot::Receiver<Bytes>>>,
+    /// Told while the runtime waits in `next`, so an idle instance is frozen only then.
+    freezer: Option<Arc<Freezer>>,
 }
 
 impl ApiShared {
@@ -85,6 +89,7 @@ impl ApiShared {
     pub fn new(
         queue: mpsc::Receiver<Invocation>,
         assignment: Option<oneshot::Receiver<Bytes>>,
+        freezer: Option<Arc<Freezer>>,
     ) -> (Arc<Self>, watch::Receiver<Phase>) {
         let (tx, rx) = watch::channel(Phase::Initializing);
         (
@@ -94,6 +99,7 @@ impl ApiShared {
                 current_id: Mutex::new(None),
                 phase: tx,
                 assignment: tokio::sync::Mutex::new(assignment),
+                freezer,
             }),
             rx,
         )
@@ -344,6 +350,7 @@ async fn next(shared: &Arc<ApiShared>) -> Resp {
         }
     });
     let inv = {
+        let _waiting = shared.freezer.as_ref().map(|f| f.waiting());
         let mut q = shared.queue.lock().await;
         match q.recv().await {
             Some(inv) => inv,

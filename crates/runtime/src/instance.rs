@@ -12,6 +12,7 @@ use tern_sandbox::{ExitStatus, InstanceProcess, LaunchSpec, Launcher, Resources}
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::api::{self, ApiShared, Invocation, Phase, Reply};
+use crate::freezer::Freezer;
 use crate::output::{LogConsumer, OutputTap};
 
 /// Why an instance could not be started.
@@ -67,6 +68,7 @@ pub struct InvokeInput {
 pub struct Instance {
     pub id: String,
     process: Arc<dyn InstanceProcess>,
+    freezer: Arc<Freezer>,
     queue: mpsc::Sender<Invocation>,
     exited: watch::Receiver<Option<ExitStatus>>,
     phase: watch::Receiver<Phase>,
@@ -204,7 +206,8 @@ impl Instance {
         } else {
             (None, None)
         };
-        let (shared, phase) = ApiShared::new(queue_rx, assign_rx);
+        let freezer = Freezer::new(launched.process.clone());
+        let (shared, phase) = ApiShared::new(queue_rx, assign_rx, Some(freezer.clone()));
         let api_task = tokio::spawn(api::serve(launched.runtime_api_listener, shared.clone()));
         let id_source = shared.clone();
         let output = OutputTap::start(
@@ -228,6 +231,7 @@ impl Instance {
         Ok(Instance {
             id,
             process,
+            freezer,
             queue: queue_tx,
             exited,
             phase,
@@ -346,6 +350,21 @@ impl Instance {
             status,
             oom: self.process.oom_killed(),
         }
+    }
+
+    /// Back in the pool, unused: frozen from the moment its runtime waits for work.
+    pub fn park(&self) {
+        self.freezer.idle();
+    }
+
+    /// Leaves the pool: running again when this returns.
+    pub fn unpark(&self) {
+        self.freezer.busy();
+    }
+
+    /// Whether the instance is frozen right now.
+    pub fn is_frozen(&self) -> bool {
+        self.freezer.is_frozen()
     }
 
     pub fn has_exited(&self) -> bool {

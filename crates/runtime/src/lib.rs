@@ -8,6 +8,7 @@
 pub mod api;
 pub mod bootstraps;
 pub mod catalog;
+pub mod freezer;
 pub mod instance;
 pub mod load;
 pub mod output;

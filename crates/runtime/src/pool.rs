@@ -58,6 +58,8 @@ pub struct PoolConfig {
     /// the bootstrap imported) rather than exec'ing a fresh interpreter, where the
     /// launcher can and the function's environment does not change how Python starts.
     pub zygote: bool,
+    /// Freeze idle instances (cgroup freezer) until they are handed out again.
+    pub freeze_idle: bool,
     /// Share of the machine's CPU time (percent, over the last few 50 ms samples) at
     /// and above which a request for a function whose requests are shorter than its
     /// cold starts waits for a busy instance instead of starting another. 0 means
@@ -109,6 +111,7 @@ impl PoolConfig {
             bootstrap_dir,
             prewarm_per_runtime: 2,
             zygote: true,
+            freeze_idle: true,
             saturated_cpu_percent: 85,
             python_sdk: PythonSdk::off(),
         }
@@ -410,6 +413,7 @@ impl InstanceManager {
                 self.retire(picked.instance, picked.provisioned, key).await;
                 continue;
             }
+            picked.instance.unpark();
             return Some(Lease {
                 instance: picked.instance,
                 key: key.clone(),
@@ -892,6 +896,7 @@ impl InstanceManager {
         }
         let now = Instant::now();
         self.demand(&lease.key, |d| d.last_turnover = Some(now));
+        self.park(&lease.instance);
         lock(&self.idle).entry(lease.key).or_default().push(Idle {
             instance: lease.instance,
             since: now,
@@ -899,6 +904,13 @@ impl InstanceManager {
         });
         // One instance came back: one waiter of this function can have it.
         freed.notify_one();
+    }
+
+    /// An instance about to join the idle list (and so not yet visible to takers).
+    fn park(&self, instance: &Instance) {
+        if self.config.freeze_idle {
+            instance.park();
+        }
     }
 
     async fn retire(&self, instance: Instance, provisioned: bool, key: &PoolKey) {
@@ -1173,6 +1185,7 @@ impl InstanceManager {
                             _ => false,
                         }
                     };
+                    self.park(&instance);
                     lock(&self.idle)
                         .entry(PoolKey::of(&f))
                         .or_default()

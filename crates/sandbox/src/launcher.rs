@@ -123,6 +123,12 @@ pub trait InstanceProcess: Send + Sync {
         let _ = (code_dir, layer_dirs);
         Err("this launcher cannot attach code after launch".to_string())
     }
+    /// Freezes every process of the instance (cgroup freezer), or thaws them. A frozen
+    /// instance uses no CPU; it can still be killed.
+    fn set_frozen(&self, frozen: bool) -> Result<(), String> {
+        let _ = frozen;
+        Err("this launcher cannot freeze instances".to_string())
+    }
     /// Replaces the memory and CPU limits set at launch (`tmp_mb` cannot change).
     fn set_resources(&self, resources: &Resources) -> Result<(), String> {
         let _ = resources;

@@ -1299,6 +1299,10 @@ impl InstanceProcess for SandboxInstance {
         Ok(PathBuf::from("/var/task"))
     }
 
+    fn set_frozen(&self, frozen: bool) -> Result<(), String> {
+        self.cgroup.set_frozen(frozen).map_err(|e| e.to_string())
+    }
+
     fn set_resources(&self, resources: &crate::launcher::Resources) -> Result<(), String> {
         let mut limits = CgroupLimits::from_resources(resources);
         let has_disk = self

@@ -194,7 +194,23 @@ fn assert_probe_isolated(out: &str) {
     assert!(out.contains("pg=unreachable"), "{out}");
     assert!(out.contains("api=connected"), "{out}");
     assert!(out.contains("CapEff:\t0000000000000000"), "{out}");
-    assert!(out.contains("uid_map= 0 100"), "{out}");
+    // Root inside is one unprivileged host uid from this launcher's leased range.
+    let map: Vec<u64> = out
+        .lines()
+        .find_map(|l| l.strip_prefix("uid_map="))
+        .map(|m| {
+            m.split_whitespace()
+                .filter_map(|w| w.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        map.len() == 3
+            && map[0] == 0
+            && map[1] >= u64::from(tern_sandbox::uid_range::FIRST_UID)
+            && map[2] == 1,
+        "{out}"
+    );
     assert!(!out.contains("mount_rc=0"), "{out}");
     assert!(out.contains("passwd=2"), "{out}");
     assert!(
