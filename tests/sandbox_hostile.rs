@@ -283,7 +283,16 @@ def beats(event):
     gaps = [b - a for a, b in zip(stamps, stamps[1:])]
     return {"beats": len(stamps), "max_gap": max(gaps) if gaps else None}
 
+def write_tmp(event):
+    """Writes `mb` MB of incompressible data to /tmp, then holds the instance."""
+    with open("/tmp/data", "wb") as f:
+        for _ in range(event["mb"]):
+            f.write(os.urandom(1 << 20))
+    time.sleep(event["hold"])
+    return "written"
+
 ATTACKS = {
+    "write_tmp": write_tmp,
     "background": background, "beats": beats,
     "kernel_quotas": kernel_quotas,
     "host_activity": host_activity,
@@ -776,6 +785,69 @@ fn each_instance_has_its_own_kernel_quotas_and_servers_never_share_host_uids() {
         range(theirs),
         "two servers share host uid range: {mine} and {theirs}"
     );
+}
+
+/// The value of an unlabelled metric in the server's `/metrics`.
+fn metric(server: &Server, name: &str) -> f64 {
+    let text = server.request("GET", "/metrics", &[], b"").text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+}
+
+#[test]
+fn tmp_disk_budget_refuses_cold_starts_past_it_and_metrics_show_disk_use() {
+    let config = tempfile::NamedTempFile::new().expect("config file");
+    std::fs::write(
+        config.path(),
+        "tmp_disk_budget_mb = 1024\nqueue_timeout_ms = 500\n",
+    )
+    .expect("write config");
+    let path = config.path().display().to_string();
+    let s = Suite::start_with(&["--config", &path]);
+    s.deploy(
+        "big-tmp",
+        "attack.handler",
+        json!({"Timeout": 30, "EphemeralStorage": {"Size": 1024}}),
+    );
+    const MIB: f64 = 1024.0 * 1024.0;
+    std::thread::scope(|scope| {
+        let holder = scope.spawn(|| s.attack("big-tmp", "write_tmp", json!({"mb": 64, "hold": 4})));
+        // While big-tmp holds the whole budget, its /tmp shows at /metrics ...
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut used = 0.0;
+        while Instant::now() < deadline && used < 64.0 * MIB {
+            std::thread::sleep(Duration::from_millis(100));
+            used = metric(&s.server, "tern_tmp_disk_used_bytes");
+        }
+        assert!(used >= 64.0 * MIB, "tmp_disk_used_bytes {used}");
+        assert_eq!(
+            metric(&s.server, "tern_tmp_disk_budget_bytes"),
+            1024.0 * MIB
+        );
+        assert_eq!(
+            metric(&s.server, "tern_tmp_disk_claimed_bytes"),
+            1024.0 * MIB
+        );
+        // ... and another function's cold start is refused, saying why.
+        let refused = s.server.request(
+            "POST",
+            "/2015-03-31/functions/hostile/invocations",
+            &[],
+            br#"{"do": "ping"}"#,
+        );
+        assert_eq!(refused.status, 429, "{}", refused.text());
+        assert!(
+            refused.text().contains("of 1024 MB of /tmp disk"),
+            "{}",
+            refused.text()
+        );
+        let held = holder.join().expect("holder");
+        assert_eq!(held.body, json!("written"), "{}", held.log);
+    });
+    // Once big-tmp is idle, it makes room.
+    let next = s.attack("hostile", "ping", json!({}));
+    assert_eq!(next.body, json!("pong"), "{}", next.log);
 }
 
 #[test]

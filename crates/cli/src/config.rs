@@ -35,6 +35,9 @@ pub struct ServerConfig {
     pub min_unreserved_concurrency: u32,
     /// Summed MemorySize of live instances; 0 means 75% of the machine's memory.
     pub memory_budget_mb: u64,
+    /// Summed EphemeralStorage of live instances, in MB (0: half the free space of the
+    /// data dir's filesystem at start). Only where /tmp is on the host disk.
+    pub tmp_disk_budget_mb: u64,
     /// Cold starts running at once; 0 means twice the CPU count.
     pub max_concurrent_starts: usize,
     /// How long a request waits for a free instance before a 429.
@@ -85,6 +88,7 @@ impl Default for ServerConfig {
             account_concurrency: 1000,
             min_unreserved_concurrency: 100,
             memory_budget_mb: 0,
+            tmp_disk_budget_mb: 0,
             max_concurrent_starts: 0,
             queue_timeout_ms: 5000,
             prewarm_per_runtime: 2,
@@ -132,6 +136,10 @@ pub struct ServerArgs {
     /// Summed MemorySize of live instances, in MB (default: 75% of RAM).
     #[arg(long, env = "TERN_MEMORY_BUDGET_MB")]
     pub memory_budget_mb: Option<u64>,
+    /// Summed EphemeralStorage of live instances, in MB (default: half the free space
+    /// of the data dir's filesystem at start).
+    #[arg(long, env = "TERN_TMP_DISK_BUDGET_MB")]
+    pub tmp_disk_budget_mb: Option<u64>,
     /// Pre-warmed instances kept per runtime in use (0 disables them).
     #[arg(long, env = "TERN_PREWARM_PER_RUNTIME")]
     pub prewarm: Option<usize>,
@@ -185,6 +193,9 @@ impl ServerConfig {
         }
         if let Some(v) = args.memory_budget_mb {
             cfg.memory_budget_mb = v;
+        }
+        if let Some(v) = args.tmp_disk_budget_mb {
+            cfg.tmp_disk_budget_mb = v;
         }
         if let Some(v) = args.prewarm {
             cfg.prewarm_per_runtime = v;
@@ -281,6 +292,17 @@ impl ServerConfig {
             })
             .unwrap_or(4 * 1024 * 1024);
         total_kb / 1024 * 3 / 4
+    }
+
+    /// The /tmp disk budget in MB, for a server whose /tmp filesystems are on the host
+    /// disk: as configured, else half of what the data dir's filesystem has free now.
+    pub fn tmp_disk_budget_mb(&self) -> u64 {
+        if self.tmp_disk_budget_mb > 0 {
+            return self.tmp_disk_budget_mb;
+        }
+        nix::sys::statvfs::statvfs(&self.data_dir)
+            .map(|st| st.blocks_available() as u64 * st.fragment_size() as u64 / 2 / (1 << 20))
+            .unwrap_or(10 * 1024)
     }
 
     pub fn max_concurrent_starts(&self) -> usize {

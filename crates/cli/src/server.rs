@@ -234,12 +234,20 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     } else {
         PythonSdk::start(config.python_sdk_dir(), requirements, &catalog)
     };
+    let launcher = launcher(&config, store.as_ref())?;
+    // /tmp filesystems on the host disk count against a disk budget; a tmpfs /tmp is
+    // memory, bounded by the instance's memory limit instead.
+    let tmp_disk_budget_mb = match launcher.tmp_disk_used_bytes() {
+        Some(_) => config.tmp_disk_budget_mb(),
+        None => u64::MAX,
+    };
     let instances = InstanceManager::new(
         PoolConfig {
             keep_alive: config.keep_alive(),
             init_timeout: Duration::from_secs(config.init_timeout_secs),
             max_instances: config.max_instances,
             memory_budget_mb: config.memory_budget_mb(),
+            tmp_disk_budget_mb,
             max_concurrent_starts: config.max_concurrent_starts(),
             queue_timeout: Duration::from_millis(config.queue_timeout_ms),
             cpu_floor_millis: config.cpu_floor_millis,
@@ -254,7 +262,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             saturated_cpu_percent: config.saturated_cpu_percent,
             python_sdk,
         },
-        launcher(&config, store.as_ref())?,
+        launcher,
         catalog.clone(),
         router,
     );

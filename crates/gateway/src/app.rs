@@ -431,6 +431,14 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .metrics
         .instances
         .set(state.invoker.live_instances() as i64);
+    if let Some(disk) = state.invoker.tmp_disk() {
+        let bytes = |mb: u64| i64::try_from(mb.saturating_mul(1 << 20)).unwrap_or(i64::MAX);
+        let m = &state.metrics;
+        m.tmp_disk_budget_bytes.set(bytes(disk.budget_mb));
+        m.tmp_disk_claimed_bytes.set(bytes(disk.claimed_mb));
+        m.tmp_disk_used_bytes
+            .set(i64::try_from(disk.used_bytes).unwrap_or(i64::MAX));
+    }
     (
         [(
             "content-type",

@@ -100,6 +100,11 @@ impl Invoker {
         self.instances.live()
     }
 
+    /// The /tmp disk budget and its use (`None`: /tmp is not on the host disk).
+    pub fn tmp_disk(&self) -> Option<tern_runtime::TmpDiskUsage> {
+        self.instances.tmp_disk()
+    }
+
     fn log(&self, rec: &FunctionRecord, request_id: &str, line: String) {
         self.logs.push(LogLine {
             namespace: rec.namespace.clone(),

@@ -80,6 +80,8 @@ pub struct Instance {
     pub init_duration: Duration,
     /// Memory limit, for the REPORT line.
     pub memory_mb: u32,
+    /// /tmp size (fixed at launch).
+    pub tmp_mb: u32,
 }
 
 fn now_ms() -> u64 {
@@ -195,6 +197,7 @@ impl Instance {
     ) -> Result<Instance, StartError> {
         let id = spec.instance_id.clone();
         let memory_mb = spec.resources.memory_mb;
+        let tmp_mb = spec.resources.tmp_mb;
         let launched = tokio::task::spawn_blocking(move || launcher.launch(&spec))
             .await
             .map_err(|e| StartError::Launch(e.to_string()))?
@@ -240,6 +243,7 @@ impl Instance {
             api_task,
             init_duration: Duration::ZERO,
             memory_mb,
+            tmp_mb,
         })
     }
 

@@ -20,6 +20,6 @@ pub use instance::{describe_exit, Instance, InvokeInput, Outcome, StartError};
 pub use output::{LogConsumer, OutputLine};
 pub use pool::{
     AcquireError, FunctionSpec, InstanceManager, Lease, LogRouter, PoolConfig, ProvisionedState,
-    ProvisionedStatus,
+    ProvisionedStatus, TmpDiskUsage,
 };
 pub use python_sdk::PythonSdk;

@@ -38,6 +38,9 @@ pub struct PoolConfig {
     pub max_instances: usize,
     /// Server-wide cap on the summed MemorySize of live instances.
     pub memory_budget_mb: u64,
+    /// Summed EphemeralStorage of live instances, in MB, at most (`u64::MAX`: no
+    /// budget, as when /tmp is not on the host disk).
+    pub tmp_disk_budget_mb: u64,
     /// Cold starts allowed to run at the same time (they compete for CPU).
     pub max_concurrent_starts: usize,
     /// How long a request may wait for an instance when none is free and no new one
@@ -101,6 +104,7 @@ impl PoolConfig {
             init_timeout: Duration::from_secs(10),
             max_instances: 256,
             memory_budget_mb: 64 * 1024,
+            tmp_disk_budget_mb: u64::MAX,
             max_concurrent_starts: 4,
             queue_timeout: Duration::from_secs(5),
             cpu_floor_millis: 250,
@@ -150,6 +154,15 @@ impl PoolKey {
             revision: f.revision,
         }
     }
+}
+
+/// The /tmp disk budget, what live instances claim of it (their EphemeralStorage) and
+/// what their /tmp filesystems hold right now.
+#[derive(Debug, Clone, Copy)]
+pub struct TmpDiskUsage {
+    pub budget_mb: u64,
+    pub claimed_mb: u64,
+    pub used_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -300,6 +313,39 @@ struct Provisioned {
 struct Capacity {
     instances: usize,
     memory_mb: u64,
+    /// Summed EphemeralStorage (/tmp size) of live instances.
+    tmp_mb: u64,
+}
+
+/// What one instance counts against the server's capacity: its MemorySize and its
+/// EphemeralStorage, as declared (the most it may use).
+#[derive(Debug, Clone, Copy)]
+struct Claim {
+    memory_mb: u64,
+    tmp_mb: u64,
+}
+
+impl Claim {
+    fn of(f: &FunctionSpec) -> Claim {
+        Claim {
+            memory_mb: u64::from(f.memory_mb),
+            tmp_mb: u64::from(f.tmp_mb),
+        }
+    }
+
+    fn prewarmed(key: &PrewarmKey) -> Claim {
+        Claim {
+            memory_mb: u64::from(PREWARM_MEMORY_MB),
+            tmp_mb: u64::from(key.tmp_mb),
+        }
+    }
+
+    fn of_instance(instance: &Instance) -> Claim {
+        Claim {
+            memory_mb: u64::from(instance.memory_mb),
+            tmp_mb: u64::from(instance.tmp_mb),
+        }
+    }
 }
 
 pub struct InstanceManager {
@@ -384,6 +430,22 @@ impl InstanceManager {
         lock(&self.capacity).memory_mb
     }
 
+    /// Summed EphemeralStorage of live instances, in MB (what the /tmp disk budget
+    /// counts).
+    pub fn live_tmp_mb(&self) -> u64 {
+        lock(&self.capacity).tmp_mb
+    }
+
+    /// The /tmp disk budget and its use; `None` where /tmp is not on the host disk.
+    pub fn tmp_disk(&self) -> Option<TmpDiskUsage> {
+        let used_bytes = self.launcher.tmp_disk_used_bytes()?;
+        Some(TmpDiskUsage {
+            budget_mb: self.config.tmp_disk_budget_mb,
+            claimed_mb: self.live_tmp_mb(),
+            used_bytes,
+        })
+    }
+
     /// Idle instances of one function (all revisions).
     pub fn idle_count(&self, namespace: &str, name: &str) -> usize {
         lock(&self.idle)
@@ -424,18 +486,20 @@ impl InstanceManager {
         }
     }
 
-    /// Claims room for one more instance of `memory_mb`; with `evict_for`, stops
-    /// pre-warmed instances, then idle instances of functions other than that one
-    /// (least recently used first), if that makes room.
-    async fn claim_capacity(&self, memory_mb: u64, evict_for: Option<&PoolKey>) -> bool {
+    /// Claims room for one more instance; with `evict_for`, stops pre-warmed
+    /// instances, then idle instances of functions other than that one (least recently
+    /// used first), if that makes room.
+    async fn claim_capacity(&self, claim: Claim, evict_for: Option<&PoolKey>) -> bool {
         loop {
             {
                 let mut cap = lock(&self.capacity);
                 if cap.instances < self.config.max_instances
-                    && cap.memory_mb + memory_mb <= self.config.memory_budget_mb
+                    && cap.memory_mb + claim.memory_mb <= self.config.memory_budget_mb
+                    && cap.tmp_mb + claim.tmp_mb <= self.config.tmp_disk_budget_mb
                 {
                     cap.instances += 1;
-                    cap.memory_mb += memory_mb;
+                    cap.memory_mb += claim.memory_mb;
+                    cap.tmp_mb += claim.tmp_mb;
                     return true;
                 }
             }
@@ -450,10 +514,11 @@ impl InstanceManager {
         }
     }
 
-    fn release_capacity(&self, memory_mb: u64) {
+    fn release_capacity(&self, claim: Claim) {
         let mut cap = lock(&self.capacity);
         cap.instances = cap.instances.saturating_sub(1);
-        cap.memory_mb = cap.memory_mb.saturating_sub(memory_mb);
+        cap.memory_mb = cap.memory_mb.saturating_sub(claim.memory_mb);
+        cap.tmp_mb = cap.tmp_mb.saturating_sub(claim.tmp_mb);
     }
 
     /// A warm instance if one is idle, else a new one; waits at most the queue timeout
@@ -468,6 +533,13 @@ impl InstanceManager {
                     runtime: f.runtime.clone(),
                     available: self.catalog.ids().join(", "),
                 })?;
+        if u64::from(f.tmp_mb) > self.config.tmp_disk_budget_mb {
+            return Err(AcquireError::Start(StartError::Launch(format!(
+                "its EphemeralStorage ({} MB) is larger than this server's whole /tmp disk \
+                 budget ({} MB)",
+                f.tmp_mb, self.config.tmp_disk_budget_mb
+            ))));
+        }
         // Requests parked for this function go first: a newcomer takes an idle instance
         // only when none is waiting (it queues behind them on `freed`).
         let (freed, mut behind) = self.demand(&key, |d| (d.freed.clone(), d.parked > 0));
@@ -513,10 +585,7 @@ impl InstanceManager {
             if park_until.is_none() {
                 match self.starts.clone().try_acquire_owned() {
                     Ok(permit) => {
-                        if self
-                            .claim_capacity(u64::from(f.memory_mb), Some(&key))
-                            .await
-                        {
+                        if self.claim_capacity(Claim::of(f), Some(&key)).await {
                             let began = Instant::now();
                             let started = self.start(f, &kind, false).await;
                             drop(permit);
@@ -592,10 +661,17 @@ impl InstanceManager {
 
     fn describe_capacity(&self) -> String {
         let cap = lock(&self.capacity);
-        format!(
-            "{} of {} instances, {} of {} MB",
+        let mut out = format!(
+            "{} of {} instances, {} of {} MB of memory",
             cap.instances, self.config.max_instances, cap.memory_mb, self.config.memory_budget_mb
-        )
+        );
+        if self.config.tmp_disk_budget_mb != u64::MAX {
+            out.push_str(&format!(
+                ", {} of {} MB of /tmp disk",
+                cap.tmp_mb, self.config.tmp_disk_budget_mb
+            ));
+        }
+        out
     }
 
     /// Starts an instance for which capacity was claimed; gives the claim back on failure.
@@ -646,7 +722,7 @@ impl InstanceManager {
             if let Some((instance, owner)) = taken {
                 // The caller claimed capacity for this instance; the pre-warmed one's
                 // own claim goes back.
-                self.release_capacity(u64::from(PREWARM_MEMORY_MB));
+                self.release_capacity(Claim::prewarmed(&key));
                 *lock(&owner) = Some((f.namespace.clone(), f.name.clone()));
                 let env = self.function_env(f, &instance.id, provisioned);
                 let assigned = instance
@@ -668,7 +744,7 @@ impl InstanceManager {
                         tracing::warn!(function = %f.name, error = %msg, "pre-warmed instance unusable; starting a fresh one");
                     }
                     Err(e) => {
-                        self.release_capacity(u64::from(f.memory_mb));
+                        self.release_capacity(Claim::of(f));
                         self.released.notify_waiters();
                         return Err(e.into());
                     }
@@ -693,7 +769,7 @@ impl InstanceManager {
                 Ok(instance)
             }
             Err(e) => {
-                self.release_capacity(u64::from(f.memory_mb));
+                self.release_capacity(Claim::of(f));
                 self.released.notify_waiters();
                 Err(e.into())
             }
@@ -733,10 +809,7 @@ impl InstanceManager {
             let Ok(permit) = self.starts.clone().try_acquire_owned() else {
                 break;
             };
-            if !self
-                .claim_capacity(u64::from(PREWARM_MEMORY_MB), None)
-                .await
-            {
+            if !self.claim_capacity(Claim::prewarmed(&key), None).await {
                 break;
             }
             let owner: LogOwner = Arc::new(Mutex::new(None));
@@ -774,7 +847,7 @@ impl InstanceManager {
                     self.released.notify_waiters();
                 }
                 Err(e) => {
-                    self.release_capacity(u64::from(PREWARM_MEMORY_MB));
+                    self.release_capacity(Claim::prewarmed(&key));
                     tracing::warn!(runtime = %key.runtime, error = %e, "could not pre-warm an instance");
                     break;
                 }
@@ -814,8 +887,9 @@ impl InstanceManager {
     }
 
     async fn retire_prewarmed(&self, instance: Instance) {
+        let claim = Claim::of_instance(&instance);
         instance.destroy().await;
-        self.release_capacity(u64::from(PREWARM_MEMORY_MB));
+        self.release_capacity(claim);
         self.released.notify_waiters();
     }
 
@@ -922,9 +996,9 @@ impl InstanceManager {
                 }
             }
         }
-        let memory = u64::from(instance.memory_mb);
+        let claim = Claim::of_instance(&instance);
         instance.destroy().await;
-        self.release_capacity(memory);
+        self.release_capacity(claim);
         self.released.notify_waiters();
     }
 
@@ -1158,7 +1232,7 @@ impl InstanceManager {
                 break;
             };
             if !self
-                .claim_capacity(u64::from(f.memory_mb), Some(&PoolKey::of(&f)))
+                .claim_capacity(Claim::of(&f), Some(&PoolKey::of(&f)))
                 .await
             {
                 failure = Some(format!(

@@ -300,6 +300,50 @@ async fn memory_budget_evicts_the_least_recently_used_idle_instance() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn tmp_disk_budget_evicts_idle_instances_then_refuses_with_the_disk_named() {
+    let fx = fixture_with(&[("app.py", PY_APP)], Duration::from_secs(60), |c| {
+        PoolConfig {
+            tmp_disk_budget_mb: 1024,
+            prewarm_per_runtime: 0,
+            queue_timeout: Duration::from_millis(300),
+            ..c
+        }
+    });
+    let with_tmp = |name: &str, tmp_mb: u32| FunctionSpec {
+        tmp_mb,
+        ..named(&fx, name, 128)
+    };
+    let (a, b, c) = (with_tmp("a", 512), with_tmp("b", 768), with_tmp("c", 512));
+    let la = fx.manager.acquire(&a).await.unwrap();
+    fx.manager.release(la, true).await;
+    assert_eq!(fx.manager.live_tmp_mb(), 512);
+    // b does not fit beside a's idle instance, which makes room.
+    let lb = fx.manager.acquire(&b).await.unwrap();
+    assert_eq!(fx.manager.idle_count("default", "a"), 0);
+    assert_eq!(fx.manager.live_tmp_mb(), 768);
+    // With b busy, c does not fit and nothing can be evicted: refused, naming the disk.
+    match fx.manager.acquire(&c).await {
+        Err(AcquireError::AtCapacity(detail)) => {
+            assert!(detail.contains("768 of 1024 MB of /tmp disk"), "{detail}")
+        }
+        Err(e) => panic!("expected AtCapacity, got {e}"),
+        Ok(_) => panic!("c started past the /tmp disk budget"),
+    }
+    // A function that could never fit is told so at once.
+    let huge = with_tmp("huge", 2048);
+    match fx.manager.acquire(&huge).await {
+        Err(e) => assert!(
+            e.to_string()
+                .contains("larger than this server's whole /tmp disk budget (1024 MB)"),
+            "{e}"
+        ),
+        Ok(_) => panic!("a 2048 MB /tmp started within a 1024 MB budget"),
+    }
+    fx.manager.release(lb, true).await;
+    assert_eq!(fx.manager.live_tmp_mb(), 768);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_full_server_refuses_after_the_queue_timeout_instead_of_hanging() {
     let fx = fixture_with(&[("app.py", PY_APP)], Duration::from_secs(60), |c| {
         PoolConfig {

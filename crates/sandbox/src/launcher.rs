@@ -169,6 +169,11 @@ pub trait Launcher: Send + Sync {
         let _ = spec;
         None
     }
+    /// Host disk used right now by the /tmp filesystems of handed-out instances, in
+    /// bytes; `None` when /tmp is not on the host disk (tmpfs, or no sandbox).
+    fn tmp_disk_used_bytes(&self) -> Option<u64> {
+        None
+    }
     /// Releases what the launcher itself holds (such as the server's cgroup subtree).
     /// Call at shutdown, after every instance was cleaned up.
     fn shutdown(&self) {}

@@ -1019,6 +1019,17 @@ impl Launcher for SandboxLauncher {
         self.inner.host.overlayfs
     }
 
+    fn tmp_disk_used_bytes(&self) -> Option<u64> {
+        self.inner.tmp_disks.as_ref()?;
+        let handed_out = self
+            .inner
+            .uids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .live();
+        Some(handed_out.iter().map(|i| i.tmp_used_bytes()).sum())
+    }
+
     fn shutdown(&self) {
         self.inner.preforked.clear();
         self.inner.held.clear();
@@ -1085,6 +1096,14 @@ struct Released {
 impl SandboxInstance {
     pub(crate) fn id(&self) -> &str {
         &self.instance_id
+    }
+
+    fn tmp_used_bytes(&self) -> u64 {
+        self.tmp_disk
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map_or(0, TmpDisk::used_bytes)
     }
 
     /// Shares the instance, noted under its uid slot so that shutdown can stop it.

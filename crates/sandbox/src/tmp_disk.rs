@@ -153,6 +153,17 @@ impl TmpDisk {
         self.mount.as_fd()
     }
 
+    /// Bytes in use on this /tmp filesystem (what it holds on the host disk, give or
+    /// take ext4's metadata: the image is sparse and mounted with `discard`).
+    pub fn used_bytes(&self) -> u64 {
+        nix::sys::statvfs::fstatvfs(&self.mount)
+            .map(|st| {
+                (st.blocks() as u64).saturating_sub(st.blocks_free() as u64)
+                    * st.fragment_size() as u64
+            })
+            .unwrap_or(0)
+    }
+
     /// The loop device, e.g. `/dev/loop3` (for logs).
     pub fn device(&self) -> &Path {
         &self.device_path

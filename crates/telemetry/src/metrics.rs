@@ -18,6 +18,9 @@ pub struct Metrics {
     pub oom_kills: Family<Labels, Counter>,
     pub throttles: Family<Labels, Counter>,
     pub instances: Gauge,
+    pub tmp_disk_budget_bytes: Gauge,
+    pub tmp_disk_claimed_bytes: Gauge,
+    pub tmp_disk_used_bytes: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -75,6 +78,24 @@ impl Metrics {
             throttles.clone(),
         );
         registry.register("instances", "Live function instances", instances.clone());
+        let tmp_disk_budget_bytes = Gauge::default();
+        let tmp_disk_claimed_bytes = Gauge::default();
+        let tmp_disk_used_bytes = Gauge::default();
+        registry.register(
+            "tmp_disk_budget_bytes",
+            "Host disk that instances' /tmp filesystems may claim in all",
+            tmp_disk_budget_bytes.clone(),
+        );
+        registry.register(
+            "tmp_disk_claimed_bytes",
+            "Summed EphemeralStorage of live instances (counted against the budget)",
+            tmp_disk_claimed_bytes.clone(),
+        );
+        registry.register(
+            "tmp_disk_used_bytes",
+            "Host disk used by live instances' /tmp filesystems right now",
+            tmp_disk_used_bytes.clone(),
+        );
         Metrics {
             registry,
             invocations,
@@ -84,6 +105,9 @@ impl Metrics {
             oom_kills,
             throttles,
             instances,
+            tmp_disk_budget_bytes,
+            tmp_disk_claimed_bytes,
+            tmp_disk_used_bytes,
         }
     }
 
