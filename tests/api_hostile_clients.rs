@@ -5,10 +5,10 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::time::{Duration, Instant};
 
-use support::Server;
+use support::{connect_from, Server};
 
 /// A server with small connection caps and short timeouts, so the tests stay quick.
 fn bounded_server() -> (Server, tempfile::TempDir) {
@@ -21,36 +21,6 @@ fn bounded_server() -> (Server, tempfile::TempDir) {
     .expect("write config");
     let server = Server::start_with(&["--config", config.to_str().expect("utf-8 path")]);
     (server, dir)
-}
-
-fn addr(server: &Server) -> SocketAddr {
-    server.host.parse().expect("host:port")
-}
-
-/// A connection from a chosen loopback source address (127.0.0.x are all local).
-fn connect_from(server: &Server, source: Ipv4Addr) -> TcpStream {
-    let socket = nix::sys::socket::socket(
-        nix::sys::socket::AddressFamily::Inet,
-        nix::sys::socket::SockType::Stream,
-        nix::sys::socket::SockFlag::empty(),
-        None,
-    )
-    .expect("socket");
-    let local = nix::sys::socket::SockaddrIn::from(std::net::SocketAddrV4::new(source, 0));
-    nix::sys::socket::bind(std::os::fd::AsRawFd::as_raw_fd(&socket), &local).expect("bind");
-    let SocketAddr::V4(remote) = addr(server) else {
-        panic!("the server listens on IPv4 loopback")
-    };
-    nix::sys::socket::connect(
-        std::os::fd::AsRawFd::as_raw_fd(&socket),
-        &nix::sys::socket::SockaddrIn::from(remote),
-    )
-    .expect("connect");
-    let stream = TcpStream::from(socket);
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .expect("timeout");
-    stream
 }
 
 /// Reads until the server closes the connection (or the read times out); returns what

@@ -10,6 +10,7 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -291,7 +292,32 @@ def write_tmp(event):
     time.sleep(event["hold"])
     return "written"
 
+def runtime_api_soak(event):
+    """For `seconds`, keeps opening Runtime API connections that send an unterminated
+    header, holding up to 200 (the oldest closed first)."""
+    host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)
+    junk = b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nX-Junk: " + b"a" * 4000
+    held, opened, failed = [], 0, 0
+    deadline = time.monotonic() + event["seconds"]
+    while time.monotonic() < deadline:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(1)
+        try:
+            s.connect((host, int(port)))
+            s.sendall(junk)
+            opened += 1
+            held.append(s)
+        except OSError:
+            failed += 1
+            s.close()
+        if len(held) > 200:
+            held.pop(0).close()
+    for s in held:
+        s.close()
+    return {"opened": opened, "failed": failed}
+
 ATTACKS = {
+    "runtime_api_soak": runtime_api_soak,
     "write_tmp": write_tmp,
     "background": background, "beats": beats,
     "kernel_quotas": kernel_quotas,
@@ -848,6 +874,157 @@ fn tmp_disk_budget_refuses_cold_starts_past_it_and_metrics_show_disk_use() {
     // Once big-tmp is idle, it makes room.
     let next = s.attack("hostile", "ping", json!({}));
     assert_eq!(next.body, json!("pong"), "{}", next.log);
+}
+
+/// The `q`-quantile of `samples` (sorted in place).
+fn quantile(samples: &mut [Duration], q: f64) -> Duration {
+    samples.sort();
+    let at = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len());
+    samples[at - 1]
+}
+
+/// Keeps `target` connections from `source` open, each having sent part of a request
+/// header and nothing more, replacing those the server closes, until `until`. Returns
+/// how many it opened.
+fn hold_half_open_connections(
+    server: &Server,
+    source: Ipv4Addr,
+    target: usize,
+    until: Instant,
+) -> usize {
+    use std::io::Write;
+    let partial = format!(
+        "POST /2015-03-31/functions/canary/invocations HTTP/1.1\r\nHost: {}\r\nX-Amz-Date: 2",
+        server.host
+    );
+    let mut held: Vec<std::net::TcpStream> = Vec::new();
+    let mut opened = 0;
+    while Instant::now() < until {
+        // Drop what the server closed (a 503 over the cap, or the header timeout).
+        held.retain(|c| {
+            let _ = c.set_nonblocking(true);
+            let mut byte = [0u8; 1];
+            matches!(c.peek(&mut byte), Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        });
+        while held.len() < target && Instant::now() < until {
+            let mut c = support::connect_from(server, source);
+            let _ = c.write_all(partial.as_bytes());
+            held.push(c);
+            opened += 1;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    opened
+}
+
+/// Raises this process's open-file limit to what the half-open client needs.
+fn raise_nofile(to: u64) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    setrlimit(Resource::RLIMIT_NOFILE, to.min(hard), hard).expect("setrlimit");
+}
+
+#[test]
+fn soak_a_runtime_api_attack_and_half_open_clients_leave_other_tenants_within_bounds() {
+    // Bounds for this 2-core machine, debug build, under both attacks at once. Without
+    // the caps the half-open connections alone make every request fail.
+    const SOAK: Duration = Duration::from_secs(15);
+    const WARM_INVOKE_P99: Duration = Duration::from_millis(250);
+    const CREATE_FUNCTION_P99: Duration = Duration::from_secs(2);
+    // More than the server's per-peer cap (1024), from an address of its own.
+    const HALF_OPEN: usize = 1500;
+    raise_nofile(4096);
+    let s = Suite::start();
+    let code = zip(&[("attack.py", ATTACK_PY.as_bytes(), 0o644)]);
+    let fds_before = open_fds(s.server.pid());
+    let until = Instant::now() + SOAK;
+    let mut invokes = Vec::new();
+    let mut creates = Vec::new();
+    let mut failures = Vec::new();
+    let mut peak_fds = 0;
+    let (attack, half_open) = std::thread::scope(|scope| {
+        let attack = scope.spawn(|| {
+            s.attack(
+                "hostile",
+                "runtime_api_soak",
+                json!({"seconds": SOAK.as_secs()}),
+            )
+        });
+        let half_open = scope.spawn(|| {
+            hold_half_open_connections(&s.server, Ipv4Addr::new(127, 0, 0, 2), HALF_OPEN, until)
+        });
+        let mut n = 0;
+        while Instant::now() < until {
+            let started = Instant::now();
+            let r = s.server.request(
+                "POST",
+                "/2015-03-31/functions/canary/invocations",
+                &[],
+                b"{}",
+            );
+            invokes.push(started.elapsed());
+            if r.status != 200 || r.text() != "\"alive\"" {
+                failures.push(format!("invoke: {} {}", r.status, r.text()));
+            }
+            n += 1;
+            if n % 25 == 0 {
+                let started = Instant::now();
+                let created = s.server.try_create_function(
+                    &format!("soak-{n}"),
+                    "python3.11",
+                    "attack.handler",
+                    &code,
+                    json!({}),
+                );
+                creates.push(started.elapsed());
+                if created.status != 201 {
+                    failures.push(format!("create: {} {}", created.status, created.text()));
+                }
+                peak_fds = peak_fds.max(open_fds(s.server.pid()));
+            }
+        }
+        (
+            attack.join().expect("attacker"),
+            half_open.join().expect("half-open client"),
+        )
+    });
+    let (warm_p99, create_p99) = (quantile(&mut invokes, 0.99), quantile(&mut creates, 0.99));
+    eprintln!(
+        "soak: {} warm invokes (p50 {:?}, p99 {warm_p99:?}), {} creates (p99 {create_p99:?}); \
+         runtime API attack {}; {half_open} half-open connections opened; server fds \
+         {fds_before} before, {peak_fds} at most",
+        invokes.len(),
+        quantile(&mut invokes, 0.5),
+        creates.len(),
+        attack.body,
+    );
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(
+        invokes.len() >= 100 && creates.len() >= 4,
+        "too few samples"
+    );
+    assert!(warm_p99 <= WARM_INVOKE_P99, "warm invoke p99 {warm_p99:?}");
+    assert!(
+        create_p99 <= CREATE_FUNCTION_P99,
+        "CreateFunction p99 {create_p99:?}"
+    );
+    // The attacks really ran, and the caps held what they made the server hold.
+    assert!(
+        attack.body["opened"].as_u64() >= Some(100),
+        "{}",
+        attack.body
+    );
+    assert!(half_open >= HALF_OPEN, "opened {half_open}");
+    assert!(
+        peak_fds < fds_before + 1024 + 300,
+        "server fds peaked at {peak_fds}"
+    );
+    s.canary_answers();
 }
 
 #[test]

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -378,4 +379,30 @@ impl Drop for Server {
 /// Path of a file in the data dir, for tests that look at the server's state.
 pub fn data_path(server: &Server, rel: &str) -> PathBuf {
     Path::new(&server.data_dir).join(rel)
+}
+
+/// A connection from a chosen loopback source address (127.0.0.x are all local).
+pub fn connect_from(server: &Server, source: Ipv4Addr) -> TcpStream {
+    let socket = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Stream,
+        nix::sys::socket::SockFlag::empty(),
+        None,
+    )
+    .expect("socket");
+    let local = nix::sys::socket::SockaddrIn::from(std::net::SocketAddrV4::new(source, 0));
+    nix::sys::socket::bind(std::os::fd::AsRawFd::as_raw_fd(&socket), &local).expect("bind");
+    let SocketAddr::V4(remote) = server.host.parse::<SocketAddr>().expect("host:port") else {
+        panic!("the server listens on IPv4 loopback")
+    };
+    nix::sys::socket::connect(
+        std::os::fd::AsRawFd::as_raw_fd(&socket),
+        &nix::sys::socket::SockaddrIn::from(remote),
+    )
+    .expect("connect");
+    let stream = TcpStream::from(socket);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    stream
 }
