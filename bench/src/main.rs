@@ -265,6 +265,10 @@ fn run_zygote_series(
     Ok(())
 }
 
+/// The warm series' variants: tern as configured by default, and with `freeze_idle` off.
+pub const FROZEN_VARIANT: &str = "idle instances frozen (default)";
+pub const UNFROZEN_VARIANT: &str = "freeze_idle off";
+
 /// The variant name of the zygote cold-start series.
 pub const ZYGOTE_VARIANT: &str = "zygote fork (pre-warmed pool off)";
 
@@ -413,10 +417,29 @@ fn run_against_server(
         eprintln!("warm: {} samples per series", args.warm_samples);
         results.http_floor = Some(warm::http_floor(api, args.warm_samples)?);
         for d in hello {
-            results
-                .warm
-                .push(warm::run(api, &d.name, d.runtime, args.warm_samples)?);
+            results.warm.push(warm::run(
+                api,
+                &d.name,
+                d.runtime,
+                FROZEN_VARIANT,
+                args.warm_samples,
+            )?);
         }
+        // The freezer's cost on the warm path: the same python series on a server that
+        // leaves idle instances running.
+        let unfrozen = server::TernServer::start_with(binary, &["--freeze-idle", "false"])?;
+        let f = functions::python_hello()?;
+        let name = format!("{tag}-python-unfrozen");
+        unfrozen
+            .api
+            .create_function(&name, f.runtime, f.handler, 128, &f.zip)?;
+        results.warm.push(warm::run(
+            &unfrozen.api,
+            &name,
+            f.runtime,
+            UNFROZEN_VARIANT,
+            args.warm_samples,
+        )?);
     }
     // The server's cgroup subtree, found through an instance that served a request.
     let mut server_cgroup = None;

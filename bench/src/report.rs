@@ -252,7 +252,11 @@ impl Results {
                 self.ratios = Some(ratios);
             }
         }
-        if let Some(w) = self.warm.iter().find(|w| w.runtime.starts_with("python")) {
+        if let Some(w) = self
+            .warm
+            .iter()
+            .find(|w| w.runtime.starts_with("python") && w.variant == crate::FROZEN_VARIANT)
+        {
             t.push(at_most(
                 "python warm overhead p50",
                 w.overhead.p50_ms,
@@ -419,7 +423,7 @@ pub fn print_table(r: &Results) {
             row("HTTP floor: unsigned GET /tern/v1/health", h);
         }
         for w in &r.warm {
-            println!("  {}", w.runtime);
+            println!("  {}, {}", w.runtime, w.variant);
             row("  client latency", &w.client);
             row("  handler's own time", &w.handler);
             row("  platform overhead (client − handler)", &w.overhead);

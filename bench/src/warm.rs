@@ -12,6 +12,8 @@ use crate::stats::{ms, Summary};
 pub struct WarmResult {
     pub function: String,
     pub runtime: String,
+    /// How the server ran (idle instances frozen between requests, or not).
+    pub variant: String,
     /// HTTP request out → response in, without the log tail.
     pub client: Summary,
     /// The handler body's own time.
@@ -26,7 +28,13 @@ pub struct WarmResult {
     pub server_side: Summary,
 }
 
-pub fn run(api: &Api, function: &str, runtime: &str, samples: usize) -> anyhow::Result<WarmResult> {
+pub fn run(
+    api: &Api,
+    function: &str,
+    runtime: &str,
+    variant: &str,
+    samples: usize,
+) -> anyhow::Result<WarmResult> {
     for _ in 0..samples.min(50) {
         api.invoke(function, false)?;
     }
@@ -49,6 +57,7 @@ pub fn run(api: &Api, function: &str, runtime: &str, samples: usize) -> anyhow::
     Ok(WarmResult {
         function: function.to_string(),
         runtime: runtime.to_string(),
+        variant: variant.to_string(),
         client: Summary::of_ms(&client),
         handler: Summary::of_ms(&handler),
         overhead: Summary::of_ms(&overhead),
