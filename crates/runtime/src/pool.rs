@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tern_sandbox::{LaunchSpec, Launcher, Resources, ZygoteSpec, ZYGOTE_PYTHON_FLAGS};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::bootstraps::{NODE_IN_SANDBOX, PYTHON_IN_SANDBOX};
 use crate::catalog::{RuntimeCatalog, RuntimeKind};
@@ -317,6 +317,14 @@ struct Capacity {
     tmp_mb: u64,
 }
 
+/// A request's place in line for a start slot.
+type SlotWait = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = Result<OwnedSemaphorePermit, tokio::sync::AcquireError>>
+            + Send,
+    >,
+>;
+
 /// What one instance counts against the server's capacity: its MemorySize and its
 /// EphemeralStorage, as declared (the most it may use).
 #[derive(Debug, Clone, Copy)]
@@ -548,6 +556,11 @@ impl InstanceManager {
         // cold start; decided once per request, when it first finds none idle, and
         // never past the queue timeout (there a start is tried, not refused).
         let mut patience: Option<Option<(tokio::time::Instant, Duration)>> = None;
+        let claim = Claim::of(f);
+        let slot_deadline = deadline + self.config.init_timeout;
+        // This request's place in the start-slot line, and the slot once it has one.
+        let mut slot_wait: Option<SlotWait> = None;
+        let mut slot: Option<OwnedSemaphorePermit> = None;
         let lease = loop {
             let notified = self.released.notified();
             tokio::pin!(notified);
@@ -582,10 +595,16 @@ impl InstanceManager {
                 None
             };
             let mut no_slot = false;
+            let mut no_room = false;
             if park_until.is_none() {
-                match self.starts.clone().try_acquire_owned() {
-                    Ok(permit) => {
-                        if self.claim_capacity(Claim::of(f), Some(&key)).await {
+                // A slot this request waited for is used for its start, never passed on.
+                let permit = match slot.take() {
+                    Some(p) => Some(p),
+                    None => self.starts.clone().try_acquire_owned().ok(),
+                };
+                match permit {
+                    Some(permit) => {
+                        if self.claim_capacity(claim, Some(&key)).await {
                             let began = Instant::now();
                             let started = self.start(f, &kind, false).await;
                             drop(permit);
@@ -600,21 +619,37 @@ impl InstanceManager {
                                 handed_out: Instant::now(),
                             };
                         }
+                        // No room: the slot goes back for a start that fits.
+                        no_room = true;
                     }
-                    Err(_) => no_slot = true,
+                    None => {
+                        no_slot = true;
+                        if slot_wait.is_none() {
+                            // In line for a slot from now on, whatever else wakes us.
+                            slot_wait = Some(Box::pin(self.starts.clone().acquire_owned()));
+                        }
+                    }
                 }
             }
             let _parked = park_until.map(|_| Parked::new(self, &key));
-            let wake = park_until.unwrap_or(deadline).min(deadline);
+            // Past the queue timeout, a request whose only obstacle is that every start
+            // slot is busy keeps its place in line: the starts ahead of it end within the
+            // init timeout, and the server has room, so a 429 would be no limit's doing.
+            let wake = match park_until {
+                Some(p) => p.min(deadline),
+                None if no_slot && !no_room => slot_deadline,
+                None => deadline,
+            };
             tokio::select! {
                 _ = &mut mine => {}
                 _ = &mut notified => {}
-                // A start slot may free up without any instance being released.
-                Ok(p) = self.starts.clone().acquire_owned(), if no_slot => drop(p),
+                p = async { slot_wait.as_mut().expect("guarded").await }, if slot_wait.is_some() => {
+                    slot_wait = None;
+                    slot = p.ok();
+                }
                 _ = tokio::time::sleep_until(wake) => {
                     if park_until.is_none() && wake >= deadline {
-                        let cap = self.describe_capacity();
-                        return Err(AcquireError::AtCapacity(cap));
+                        return Err(AcquireError::AtCapacity(self.describe_limit(claim, no_room)));
                     }
                 }
             }
@@ -657,6 +692,29 @@ impl InstanceManager {
     /// Idle instances of one revision.
     fn idle_of(&self, key: &PoolKey) -> usize {
         lock(&self.idle).get(key).map_or(0, Vec::len)
+    }
+
+    /// Which limit refused a request needing `claim`, then the whole account.
+    fn describe_limit(&self, claim: Claim, no_room: bool) -> String {
+        let limit = {
+            let cap = lock(&self.capacity);
+            let c = &self.config;
+            if !no_room {
+                format!(
+                    "all {} cold-start slots stayed busy",
+                    c.max_concurrent_starts.max(1)
+                )
+            } else if cap.instances >= c.max_instances {
+                "instance limit reached".to_string()
+            } else if cap.memory_mb + claim.memory_mb > c.memory_budget_mb {
+                format!("memory budget full ({} MB more needed)", claim.memory_mb)
+            } else if cap.tmp_mb + claim.tmp_mb > c.tmp_disk_budget_mb {
+                format!("/tmp disk budget full ({} MB more needed)", claim.tmp_mb)
+            } else {
+                "no room".to_string()
+            }
+        };
+        format!("{limit}: {}", self.describe_capacity())
     }
 
     fn describe_capacity(&self) -> String {

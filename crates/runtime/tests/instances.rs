@@ -344,6 +344,75 @@ async fn tmp_disk_budget_evicts_idle_instances_then_refuses_with_the_disk_named(
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_burst_larger_than_the_start_slots_is_started_in_turn_not_refused() {
+    // 12 new functions at once, 2 start slots, and a queue timeout shorter than the
+    // starts ahead of most of them take: the server has room, so every request waits
+    // its turn for a slot and none gets a 429. (A start slot used to be passed from
+    // waiter to waiter without a start until they all timed out.)
+    let fx = fixture_with(&[("app.py", PY_APP)], Duration::from_secs(60), |c| {
+        PoolConfig {
+            max_concurrent_starts: 2,
+            max_instances: 16,
+            prewarm_per_runtime: 0,
+            queue_timeout: Duration::from_millis(20),
+            ..c
+        }
+    });
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let (mgr, f) = (fx.manager.clone(), named(&fx, &format!("burst-{i}"), 128));
+            tokio::spawn(async move {
+                let lease = mgr.acquire(&f).await;
+                match lease {
+                    Ok(lease) => {
+                        mgr.release(lease, true).await;
+                        Ok(())
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            })
+        })
+        .collect();
+    let mut refused = Vec::new();
+    for t in tasks {
+        if let Err(e) = t.await.expect("task") {
+            refused.push(e);
+        }
+    }
+    assert!(
+        refused.is_empty(),
+        "{} refused: {:?}",
+        refused.len(),
+        refused
+    );
+    assert_eq!(fx.manager.live(), 12);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refusal_names_the_limit_that_was_reached() {
+    let fx = fixture_with(&[("app.py", PY_APP)], Duration::from_secs(60), |c| {
+        PoolConfig {
+            max_instances: 1,
+            prewarm_per_runtime: 0,
+            queue_timeout: Duration::from_millis(200),
+            ..c
+        }
+    });
+    let busy = fx.manager.acquire(&named(&fx, "a", 128)).await.unwrap();
+    match fx.manager.acquire(&named(&fx, "b", 128)).await {
+        Err(AcquireError::AtCapacity(detail)) => {
+            assert!(
+                detail.starts_with("instance limit reached: 1 of 1 instances"),
+                "{detail}"
+            )
+        }
+        Err(e) => panic!("expected AtCapacity, got {e}"),
+        Ok(_) => panic!("started past max_instances"),
+    }
+    fx.manager.release(busy, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_full_server_refuses_after_the_queue_timeout_instead_of_hanging() {
     let fx = fixture_with(&[("app.py", PY_APP)], Duration::from_secs(60), |c| {
         PoolConfig {
