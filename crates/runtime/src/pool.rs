@@ -317,6 +317,22 @@ struct Capacity {
     tmp_mb: u64,
 }
 
+/// Counts a request waiting for room while it lives.
+struct ShortOfRoom<'a>(&'a AtomicUsize);
+
+impl<'a> ShortOfRoom<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        ShortOfRoom(count)
+    }
+}
+
+impl Drop for ShortOfRoom<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// A request's place in line for a start slot.
 type SlotWait = std::pin::Pin<
     Box<
@@ -372,6 +388,9 @@ pub struct InstanceManager {
     released: Notify,
     /// Set by shutdown: background starts stop, and what they started is stopped.
     closed: std::sync::atomic::AtomicBool,
+    /// Requests waiting because the server had no room for them: pre-warming waits
+    /// too, so that refills never take the room a request is waiting for.
+    short_of_room: AtomicUsize,
     next_id: AtomicUsize,
 }
 
@@ -411,6 +430,7 @@ impl InstanceManager {
             starts,
             released: Notify::new(),
             closed: std::sync::atomic::AtomicBool::new(false),
+            short_of_room: AtomicUsize::new(0),
             next_id: AtomicUsize::new(0),
         })
     }
@@ -561,6 +581,7 @@ impl InstanceManager {
         // This request's place in the start-slot line, and the slot once it has one.
         let mut slot_wait: Option<SlotWait> = None;
         let mut slot: Option<OwnedSemaphorePermit> = None;
+        let mut short_of_room: Option<ShortOfRoom> = None;
         let lease = loop {
             let notified = self.released.notified();
             tokio::pin!(notified);
@@ -621,6 +642,9 @@ impl InstanceManager {
                         }
                         // No room: the slot goes back for a start that fits.
                         no_room = true;
+                        if short_of_room.is_none() {
+                            short_of_room = Some(ShortOfRoom::new(&self.short_of_room));
+                        }
                     }
                     None => {
                         no_slot = true;
@@ -863,7 +887,11 @@ impl InstanceManager {
             if !wanted || self.closed.load(Ordering::Acquire) {
                 break;
             }
-            // Requests come first: if every start slot is busy, the reaper retries later.
+            // Requests come first: if every start slot is busy, or a request is waiting
+            // for room, the reaper retries later.
+            if self.short_of_room.load(Ordering::Acquire) > 0 {
+                break;
+            }
             let Ok(permit) = self.starts.clone().try_acquire_owned() else {
                 break;
             };

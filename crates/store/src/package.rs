@@ -9,6 +9,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 #[derive(Debug, Clone, Copy)]
 pub struct PackageLimits {
@@ -211,6 +212,11 @@ pub fn extract_zip(
             }
             out.write_all(&buf[..n])?;
         }
+        // Python checks a `.pyc` against its source's mtime: keep the package's
+        // times, or every `.pyc` that pip shipped is stale and recompiled per start.
+        if let Some(mtime) = entry_mtime(&entry) {
+            out.set_modified(mtime)?;
+        }
         let perm = if mode & 0o111 != 0 { 0o755 } else { 0o644 };
         fs::set_permissions(&path, fs::Permissions::from_mode(perm))?;
     }
@@ -236,6 +242,44 @@ pub fn extract_zip(
     // Directories created implicitly must be listable by the sandbox's unprivileged uid.
     set_dir_modes(dest)?;
     Ok(total)
+}
+
+/// An entry's modification time: the extended-timestamp field's (Unix seconds, as
+/// Info-ZIP writes it) if present, else the MS-DOS date and time (2-second resolution,
+/// no zone; taken as UTC).
+fn entry_mtime<R: Read>(entry: &zip::read::ZipFile<'_, R>) -> Option<SystemTime> {
+    let extended = entry.extra_data_fields().find_map(|f| match f {
+        zip::extra_fields::ExtraField::ExtendedTimestamp(ts) => ts.mod_time(),
+        _ => None,
+    });
+    let secs = match extended {
+        Some(t) => i64::from(t),
+        None => {
+            let dos = entry.last_modified()?;
+            let days = days_from_civil(
+                i64::from(dos.year()),
+                i64::from(dos.month()),
+                i64::from(dos.day()),
+            );
+            days * 86_400
+                + i64::from(dos.hour()) * 3_600
+                + i64::from(dos.minute()) * 60
+                + i64::from(dos.second())
+        }
+    };
+    let secs = u64::try_from(secs).ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 fn set_dir_modes(dir: &Path) -> std::io::Result<()> {
@@ -293,6 +337,41 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o755);
+    }
+
+    #[test]
+    fn keeps_each_files_modification_time() {
+        use zip::write::SimpleFileOptions;
+        let mut buf = std::io::Cursor::new(Vec::new());
+        {
+            let mut w = zip::ZipWriter::new(&mut buf);
+            let at = zip::DateTime::from_date_and_time(2021, 3, 4, 5, 6, 8).expect("date");
+            w.start_file("m.py", SimpleFileOptions::default().last_modified_time(at))
+                .expect("start");
+            w.write_all(b"x = 1\n").expect("write");
+            w.finish().expect("finish");
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dest = dir.path().join("t");
+        extract_zip(buf.get_ref(), &dest, PackageLimits::default()).expect("extract");
+        let mtime = fs::metadata(dest.join("m.py"))
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        // 2021-03-04T05:06:08Z
+        assert_eq!(
+            mtime
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .expect("after epoch")
+                .as_secs(),
+            1_614_834_368
+        );
+    }
+
+    #[test]
+    fn days_from_civil_matches_known_dates() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(days_from_civil(1980, 1, 1), 3_652);
     }
 
     #[test]
