@@ -687,3 +687,60 @@ fn an_unsandboxed_server_says_why_a_function_with_layers_does_not_start() {
         resp.text()
     );
 }
+
+#[test]
+fn shipped_pyc_files_are_used_because_extraction_keeps_modification_times() {
+    use std::io::Write;
+    // A .pyc compiled from one source, shipped beside another source of the same size
+    // and time: Python takes the .pyc only if the extracted .py keeps its time (else it
+    // counts as stale and the source is compiled at every cold start).
+    let at = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_614_834_368);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = dir.path().join("shipped.py");
+    let write_source = |text: &str| {
+        std::fs::write(&source, text).expect("write source");
+        std::fs::File::options()
+            .write(true)
+            .open(&source)
+            .and_then(|f| f.set_modified(at))
+            .expect("set mtime");
+    };
+    write_source("VALUE = 'cached'\n");
+    let pyc = dir.path().join("shipped.pyc");
+    let status = std::process::Command::new("python3.11")
+        .args(["-c", "import py_compile, sys; py_compile.compile(sys.argv[1], cfile=sys.argv[2], doraise=True)"])
+        .arg(&source)
+        .arg(&pyc)
+        .status()
+        .expect("run python3.11");
+    assert!(status.success(), "py_compile failed");
+    write_source("VALUE = 'source'\n");
+
+    // 2021-03-04T05:06:08Z, an even second as the zip's DOS time needs.
+    let dos = zip::DateTime::from_date_and_time(2021, 3, 4, 5, 6, 8).expect("date");
+    let options = zip::write::SimpleFileOptions::default().last_modified_time(dos);
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut w = zip::ZipWriter::new(&mut buf);
+        let files: [(&str, Vec<u8>); 3] = [
+            (
+                "app.py",
+                b"import shipped\ndef handler(e, c):\n    return shipped.VALUE\n".to_vec(),
+            ),
+            ("shipped.py", std::fs::read(&source).expect("source")),
+            (
+                "__pycache__/shipped.cpython-311.pyc",
+                std::fs::read(&pyc).expect("pyc"),
+            ),
+        ];
+        for (name, data) in files {
+            w.start_file(name, options).expect("start");
+            w.write_all(&data).expect("write");
+        }
+        w.finish().expect("finish");
+    }
+    let server = Server::start();
+    server.create_function("pyc", "python3.11", "app.handler", buf.get_ref(), json!({}));
+    let out = server.invoke("pyc", "{}");
+    assert_eq!(out.body, json!("cached"), "{}", out.log);
+}
