@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 mod baselines;
+mod burst;
 mod client;
 mod cold;
 mod functions;
@@ -61,6 +62,13 @@ struct Args {
     /// Memory per idle warm instance.
     #[arg(long)]
     memory: bool,
+    /// Start-up as users load it: new functions back to back on a fresh server, and
+    /// bursts of distinct functions and of one function at once.
+    #[arg(long)]
+    burst: bool,
+    /// New functions in the back-to-back and at-once burst cases.
+    #[arg(long, default_value_t = 100)]
+    burst_functions: usize,
     /// Cold-start samples of the python3.11 128 MB function (and baseline samples).
     #[arg(long, default_value_t = 100)]
     cold_samples: usize,
@@ -98,7 +106,15 @@ struct Args {
 
 impl Args {
     fn normalize(&mut self) {
-        if self.all || !(self.sandbox || self.cold || self.warm || self.throughput || self.memory) {
+        if self.all
+            || !(self.sandbox
+                || self.cold
+                || self.warm
+                || self.throughput
+                || self.memory
+                || self.burst)
+        {
+            self.burst = true;
             self.sandbox = true;
             self.cold = true;
             self.warm = true;
@@ -202,6 +218,16 @@ fn main() -> anyhow::Result<()> {
             .filter(|d| !cgroups_before.contains(d))
             .map(|d| d.display().to_string())
             .collect();
+    }
+    if args.burst {
+        let binary = server::find_binary(args.tern.as_deref())?;
+        let n = args.burst_functions;
+        eprintln!("burst: {n} new functions back to back on a fresh server");
+        results.burst.new_functions = Some(burst::new_functions_back_to_back(&binary, n)?);
+        eprintln!("burst: {n} new functions at once from 50 threads");
+        results.burst.distinct_at_once = Some(burst::distinct_functions_at_once(&binary, n, 50)?);
+        eprintln!("burst: 200 requests at once to one function sleeping 1 s");
+        results.burst.one_function_at_once = Some(burst::one_function_at_once(&binary, 200)?);
     }
     results.machine.loadavg_after = report::loadavg();
     results.evaluate();

@@ -173,6 +173,7 @@ pub struct Results {
     pub warm: Vec<WarmResult>,
     pub throughput: Vec<Level>,
     pub memory: Vec<MemoryEntry>,
+    pub burst: crate::burst::BurstResults,
     pub targets: Vec<Target>,
     pub server_warnings: Vec<String>,
     /// `tern/<server_id>` cgroup dirs the server left behind after it stopped.
@@ -261,6 +262,44 @@ impl Results {
                 "python warm overhead p50",
                 w.overhead.p50_ms,
                 0.5,
+                "ms",
+            ));
+        }
+        if let Some(b) = &self.burst.new_functions {
+            let name = "new functions back to back on a fresh server";
+            t.push(at_most(&format!("{name}: p50"), b.client.p50_ms, 5.0, "ms"));
+            t.push(at_most(
+                &format!("{name}: p99"),
+                b.client.p99_ms,
+                15.0,
+                "ms",
+            ));
+            t.push(at_most(
+                &format!("{name}: max"),
+                b.client.max_ms,
+                30.0,
+                "ms",
+            ));
+        }
+        for b in [
+            &self.burst.distinct_at_once,
+            &self.burst.one_function_at_once,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            t.push(at_least(
+                &format!("{}: succeeded", b.what),
+                b.ok as f64,
+                b.requests as f64,
+                "requests",
+            ));
+        }
+        if let Some(b) = &self.burst.distinct_at_once {
+            t.push(at_most(
+                &format!("{}: p99", b.what),
+                b.client.p99_ms,
+                500.0,
                 "ms",
             ));
         }
@@ -432,6 +471,28 @@ pub fn print_table(r: &Results) {
                 "  instance side (REPORT Duration − handler)",
                 &w.instance_side,
             );
+        }
+    }
+    if let Some(b) = &r.burst.new_functions {
+        println!(
+            "\nstart-up under load: {} new python functions, then each invoked once back to back \
+             (server {:.0} ms old at the first; {} served pre-warmed)",
+            b.functions, b.server_age_ms, b.prewarmed
+        );
+        row("client latency (first included)", &b.client);
+        println!("  first invoke of the server: {:.2} ms", b.first_ms);
+    }
+    for b in [&r.burst.distinct_at_once, &r.burst.one_function_at_once]
+        .into_iter()
+        .flatten()
+    {
+        println!(
+            "\n{}: {} ok, {} × 429, {} errors",
+            b.what, b.ok, b.throttled, b.errors
+        );
+        row("client latency of those that succeeded", &b.client);
+        if let Some(f) = &b.first_failure {
+            println!("  first failure: {f}");
         }
     }
     if !r.throughput.is_empty() {

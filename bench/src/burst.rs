@@ -1,0 +1,177 @@
+//! Start-up the way users load it (issue #12), each case on a server of its own started
+//! just before, with no pause between requests:
+//!
+//! - **new functions, back to back**: N new hello-world Python functions are created,
+//!   then each is invoked once, one after another. Every invoke is a cold start of a
+//!   function the server has never run; the first is the server's first.
+//! - **distinct functions at once**: N functions created, then invoked at the same time
+//!   from T threads (N/T each, back to back): a burst larger than any pool.
+//! - **one function at once**: R requests at the same time to one function that sleeps
+//!   1 s, so that every request needs an instance of its own.
+
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::client::Api;
+use crate::functions;
+use crate::server::TernServer;
+use crate::stats::{ms, Summary};
+
+#[derive(Debug, Serialize)]
+pub struct NewFunctions {
+    pub functions: usize,
+    /// Server start → first invoke (creates included).
+    pub server_age_ms: f64,
+    /// Client latency of every invoke, the first included.
+    pub client: Summary,
+    pub first_ms: f64,
+    /// Invokes served by a pre-warmed instance (ids `pw-…`).
+    pub prewarmed: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AtOnce {
+    pub what: String,
+    pub requests: usize,
+    pub threads: usize,
+    pub ok: usize,
+    pub throttled: usize,
+    pub errors: usize,
+    /// The first error or 429 seen, for the table.
+    pub first_failure: Option<String>,
+    /// Client latency of the requests that succeeded.
+    pub client: Summary,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct BurstResults {
+    pub new_functions: Option<NewFunctions>,
+    pub distinct_at_once: Option<AtOnce>,
+    pub one_function_at_once: Option<AtOnce>,
+}
+
+fn create_hello(api: &Api, prefix: &str, n: usize) -> anyhow::Result<Vec<String>> {
+    let f = functions::python_hello()?;
+    (0..n)
+        .map(|i| {
+            let name = format!("{prefix}-{i}");
+            api.create_function(&name, f.runtime, f.handler, 128, &f.zip)?;
+            Ok(name)
+        })
+        .collect()
+}
+
+pub fn new_functions_back_to_back(
+    binary: &std::path::Path,
+    n: usize,
+) -> anyhow::Result<NewFunctions> {
+    let started = Instant::now();
+    let server = TernServer::start(binary)?;
+    let names = create_hello(&server.api, "new", n)?;
+    let server_age_ms = ms(started.elapsed());
+    let mut samples = Vec::with_capacity(n);
+    let mut prewarmed = 0;
+    for name in &names {
+        let inv = server.api.invoke(name, true)?;
+        samples.push(inv.elapsed);
+        if inv.instance_id().is_some_and(|id| id.starts_with("pw-")) {
+            prewarmed += 1;
+        }
+    }
+    Ok(NewFunctions {
+        functions: n,
+        server_age_ms,
+        first_ms: ms(samples[0]),
+        client: Summary::of(&samples),
+        prewarmed,
+    })
+}
+
+/// `requests` invokes from `threads` threads released together; each thread sends its
+/// share back to back on its own connection. `name_of(i)` names request i's function.
+fn at_once(
+    api: &Api,
+    what: &str,
+    requests: usize,
+    threads: usize,
+    payload: &str,
+    name_of: impl Fn(usize) -> String + Sync,
+) -> AtOnce {
+    let barrier = Barrier::new(threads);
+    let outcomes: Vec<(u16, Duration, String)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (barrier, name_of) = (&barrier, &name_of);
+                let api = api.fresh_connection();
+                scope.spawn(move || {
+                    barrier.wait();
+                    (t..requests)
+                        .step_by(threads)
+                        .map(|i| {
+                            let path = format!("/2015-03-31/functions/{}/invocations", name_of(i));
+                            match api.request("POST", &path, &[], payload.as_bytes()) {
+                                Ok(r) => (r.status, r.elapsed, r.text()),
+                                Err(e) => (0, Duration::ZERO, e.to_string()),
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let ok: Vec<Duration> = outcomes
+        .iter()
+        .filter(|(s, _, _)| *s == 200)
+        .map(|(_, d, _)| *d)
+        .collect();
+    let throttled = outcomes.iter().filter(|(s, _, _)| *s == 429).count();
+    AtOnce {
+        what: what.to_string(),
+        requests,
+        threads,
+        ok: ok.len(),
+        throttled,
+        errors: requests - ok.len() - throttled,
+        first_failure: outcomes
+            .iter()
+            .find(|(s, _, _)| *s != 200)
+            .map(|(s, _, t)| format!("{s}: {}", t.chars().take(300).collect::<String>())),
+        client: Summary::of(&ok),
+    }
+}
+
+pub fn distinct_functions_at_once(
+    binary: &std::path::Path,
+    functions: usize,
+    threads: usize,
+) -> anyhow::Result<AtOnce> {
+    let server = TernServer::start(binary)?;
+    create_hello(&server.api, "burst", functions)?;
+    Ok(at_once(
+        &server.api,
+        &format!("{functions} new functions invoked at once from {threads} threads"),
+        functions,
+        threads,
+        "{}",
+        |i| format!("burst-{i}"),
+    ))
+}
+
+pub fn one_function_at_once(binary: &std::path::Path, requests: usize) -> anyhow::Result<AtOnce> {
+    let server = TernServer::start(binary)?;
+    create_hello(&server.api, "sleeper", 1)?;
+    Ok(at_once(
+        &server.api,
+        &format!("{requests} requests at once to one function sleeping 1 s"),
+        requests,
+        requests,
+        r#"{"sleep_ms": 1000}"#,
+        |_| "sleeper-0".to_string(),
+    ))
+}
