@@ -476,6 +476,8 @@ impl FunctionService {
         .await?;
         tracing::info!(namespace = %caller.namespace, function = %name, "function created");
         self.registry.put(rec.clone());
+        // Its first invoke should find its runtime's zygote and sandboxes ready.
+        self.instances.prepare(&self.spec(&rec));
         Ok(self.configuration(caller, &rec))
     }
 
@@ -571,6 +573,7 @@ impl FunctionService {
         self.instances
             .drain_function(&caller.namespace, &next.name)
             .await;
+        self.instances.prepare(&self.spec(&next));
         tracing::info!(namespace = %caller.namespace, function = %next.name, "function updated");
         Ok(self.configuration(caller, &next))
     }

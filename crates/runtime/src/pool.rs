@@ -858,6 +858,34 @@ impl InstanceManager {
         }
     }
 
+    /// Builds ahead, off the request path, what a cold start of `f` would use: its
+    /// runtime's pre-warmed pool (when it takes one), and the zygote and sandboxes of
+    /// its shape. Call when a function is created or changed, so that its first invoke
+    /// (and a fresh server's first) does not build them.
+    pub fn prepare(self: &Arc<Self>, f: &FunctionSpec) {
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let Some(kind) = self.catalog.get(&f.runtime).cloned() else {
+            return;
+        };
+        if let Some(key) = self.prewarm_key(f, &kind) {
+            lock(&self.prewarmed)
+                .entry(key.clone())
+                .or_default()
+                .last_wanted = Some(Instant::now());
+            self.fill_prewarm(&key, &kind);
+        }
+        let mgr = self.clone();
+        let f = f.clone();
+        tokio::spawn(async move {
+            // The runtime's files may still be on their way (the pinned Python SDK).
+            mgr.await_runtime_dir(&f.runtime, &kind).await;
+            let spec = mgr.launch_spec(&f, &kind, false);
+            mgr.launcher.prepare(&spec);
+        });
+    }
+
     /// Tops up a pre-warmed pool in the background (off the request path).
     fn fill_prewarm(self: &Arc<Self>, key: &PrewarmKey, kind: &RuntimeKind) {
         {

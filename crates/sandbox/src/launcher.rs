@@ -169,6 +169,12 @@ pub trait Launcher: Send + Sync {
         let _ = spec;
         None
     }
+    /// Builds ahead, in the background, what a later [`Launcher::launch`] of a spec like
+    /// `spec` would otherwise build on the request path (its zygote, sandboxes of its
+    /// shape). Returns at once.
+    fn prepare(&self, spec: &LaunchSpec) {
+        let _ = spec;
+    }
     /// Host disk used right now by the /tmp filesystems of handed-out instances, in
     /// bytes; `None` when /tmp is not on the host disk (tmpfs, or no sandbox).
     fn tmp_disk_used_bytes(&self) -> Option<u64> {

@@ -1014,6 +1014,15 @@ impl Launcher for SandboxLauncher {
         "sandbox"
     }
 
+    fn prepare(&self, spec: &LaunchSpec) {
+        // A runtime forked ahead into a held sandbox needs the zygote, which its refill
+        // starts; held sandboxes of the shape serve every other start.
+        if let Some(key) = ForkedKey::of(spec).filter(|_| self.inner.zygotes_enabled()) {
+            self.inner.refill_preforked(key);
+        }
+        self.inner.refill_held(HeldKey::of(spec));
+    }
+
     fn supports_prewarm(&self) -> bool {
         // Code attached later is an overlay, so no host path shows in mountinfo.
         self.inner.host.overlayfs
