@@ -294,6 +294,7 @@ fn run_zygote_series(
 /// The warm series' variants: tern as configured by default, and with `freeze_idle` off.
 pub const FROZEN_VARIANT: &str = "idle instances frozen (default)";
 pub const UNFROZEN_VARIANT: &str = "freeze_idle off";
+pub const NO_BURST_VARIANT: &str = "cpu_burst off";
 
 /// The variant name of the zygote cold-start series.
 pub const ZYGOTE_VARIANT: &str = "zygote fork (pre-warmed pool off)";
@@ -451,21 +452,46 @@ fn run_against_server(
                 args.warm_samples,
             )?);
         }
-        // The freezer's cost on the warm path: the same python series on a server that
-        // leaves idle instances running.
-        let unfrozen = server::TernServer::start_with(binary, &["--freeze-idle", "false"])?;
-        let f = functions::python_hello()?;
-        let name = format!("{tag}-python-unfrozen");
-        unfrozen
-            .api
-            .create_function(&name, f.runtime, f.handler, 128, &f.zip)?;
-        results.warm.push(warm::run(
-            &unfrozen.api,
-            &name,
-            f.runtime,
-            UNFROZEN_VARIANT,
-            args.warm_samples,
-        )?);
+        // The freezer's cost on the warm path, and what CFS burst does for short
+        // requests under a small CPU share: the same series on servers with each off,
+        // holding the same functions (so the same pools and idle runtimes).
+        for (flags, variant, measured) in [
+            (
+                ["--freeze-idle", "false"],
+                UNFROZEN_VARIANT,
+                &["python3.11"][..],
+            ),
+            (
+                ["--cpu-burst", "false"],
+                NO_BURST_VARIANT,
+                &["python3.11", "nodejs20.x"][..],
+            ),
+        ] {
+            let other = server::TernServer::start_with(binary, &flags)?;
+            for f in [
+                functions::python_hello()?,
+                functions::node_hello()?,
+                functions::provided_hello()?,
+            ] {
+                let name = format!(
+                    "{tag}-{}-{}",
+                    f.runtime.replace('.', ""),
+                    flags[0].trim_start_matches("--")
+                );
+                other
+                    .api
+                    .create_function(&name, f.runtime, f.handler, 128, &f.zip)?;
+                if measured.contains(&f.runtime) {
+                    results.warm.push(warm::run(
+                        &other.api,
+                        &name,
+                        f.runtime,
+                        variant,
+                        args.warm_samples,
+                    )?);
+                }
+            }
+        }
     }
     // The server's cgroup subtree, found through an instance that served a request.
     let mut server_cgroup = None;

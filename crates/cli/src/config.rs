@@ -50,6 +50,8 @@ pub struct ServerConfig {
     pub pre_created_sandboxes: bool,
     /// Freeze idle instances (cgroup freezer) until their next request.
     pub freeze_idle: bool,
+    /// CFS burst: CPU time an instance left unused banks up, to one period's quota.
+    pub cpu_burst: bool,
     /// Machine CPU busy percent from which short functions wait for a busy instance
     /// instead of starting another (0 always, above 100 never).
     pub saturated_cpu_percent: u32,
@@ -95,6 +97,7 @@ impl Default for ServerConfig {
             zygote: true,
             pre_created_sandboxes: true,
             freeze_idle: true,
+            cpu_burst: true,
             saturated_cpu_percent: 85,
             max_connections: 4096,
             max_connections_per_peer: 1024,
@@ -152,6 +155,9 @@ pub struct ServerArgs {
     /// Freeze idle instances until their next request (true/false).
     #[arg(long, env = "TERN_FREEZE_IDLE")]
     pub freeze_idle: Option<bool>,
+    /// Let instances bank unused CPU time for short bursts (true/false).
+    #[arg(long, env = "TERN_CPU_BURST")]
+    pub cpu_burst: Option<bool>,
     /// SDK of Python runtimes: "off", or pip requirements (default: the pinned
     /// boto3 and botocore; see docs/operations.md).
     #[arg(long, env = "TERN_PYTHON_SDK")]
@@ -208,6 +214,9 @@ impl ServerConfig {
         }
         if let Some(v) = args.freeze_idle {
             cfg.freeze_idle = v;
+        }
+        if let Some(v) = args.cpu_burst {
+            cfg.cpu_burst = v;
         }
         if let Some(v) = &args.python_sdk {
             cfg.python_sdk = v.clone();

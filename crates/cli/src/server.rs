@@ -259,6 +259,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             prewarm_per_runtime: config.prewarm_per_runtime,
             zygote: config.zygote,
             freeze_idle: config.freeze_idle,
+            cpu_burst: config.cpu_burst,
             saturated_cpu_percent: config.saturated_cpu_percent,
             python_sdk,
         },

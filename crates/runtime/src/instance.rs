@@ -209,7 +209,7 @@ impl Instance {
         } else {
             (None, None)
         };
-        let freezer = Freezer::new(launched.process.clone());
+        let freezer = Freezer::new(launched.process.clone(), crate::freezer::FREEZE_DELAY);
         let (shared, phase) = ApiShared::new(queue_rx, assign_rx, Some(freezer.clone()));
         let api_task = tokio::spawn(api::serve(launched.runtime_api_listener, shared.clone()));
         let id_source = shared.clone();

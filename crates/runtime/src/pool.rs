@@ -63,6 +63,8 @@ pub struct PoolConfig {
     pub zygote: bool,
     /// Freeze idle instances (cgroup freezer) until they are handed out again.
     pub freeze_idle: bool,
+    /// CFS burst: CPU time an instance left unused banks up (to one period's quota).
+    pub cpu_burst: bool,
     /// Share of the machine's CPU time (percent, over the last few 50 ms samples) at
     /// and above which a request for a function whose requests are shorter than its
     /// cold starts waits for a busy instance instead of starting another. 0 means
@@ -116,6 +118,7 @@ impl PoolConfig {
             prewarm_per_runtime: 2,
             zygote: true,
             freeze_idle: true,
+            cpu_burst: true,
             saturated_cpu_percent: 85,
             python_sdk: PythonSdk::off(),
         }
@@ -779,6 +782,7 @@ impl InstanceManager {
             memory_mb,
             tmp_mb,
             cpu_millis: cpu_millis(memory_mb, self.config.cpu_floor_millis),
+            cpu_burst: self.config.cpu_burst,
             max_pids: self.config.max_pids,
             max_open_files: self.config.max_open_files,
         }

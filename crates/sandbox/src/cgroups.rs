@@ -23,15 +23,19 @@ pub struct CgroupLimits {
     pub memory_bytes: u64,
     pub cpu_quota_us: u64,
     pub cpu_period_us: u64,
+    /// Unused quota that may bank up for a burst (0: none; at most the quota).
+    pub cpu_burst_us: u64,
     pub pids_max: u64,
 }
 
 impl CgroupLimits {
     pub fn from_resources(r: &Resources) -> Self {
+        let cpu_quota_us = (u64::from(r.cpu_millis) * CPU_PERIOD_US / 1000).max(MIN_CPU_QUOTA_US);
         CgroupLimits {
             memory_bytes: u64::from(r.memory_mb) * 1024 * 1024,
-            cpu_quota_us: (u64::from(r.cpu_millis) * CPU_PERIOD_US / 1000).max(MIN_CPU_QUOTA_US),
+            cpu_quota_us,
             cpu_period_us: CPU_PERIOD_US,
+            cpu_burst_us: if r.cpu_burst { cpu_quota_us } else { 0 },
             pids_max: u64::from(r.max_pids.max(1)),
         }
     }
@@ -51,9 +55,12 @@ impl CgroupLimits {
                 // Optional (only with swap accounting); memsw must be >= the limit.
                 ("memory.memsw.limit_in_bytes", self.memory_bytes.to_string()),
             ],
+            // Optional (kernels before 5.14 have no burst). The burst may not exceed
+            // the quota: a smaller quota is retried after it (see `update`).
             "cpu" => vec![
                 ("cpu.cfs_period_us", self.cpu_period_us.to_string()),
                 ("cpu.cfs_quota_us", self.cpu_quota_us.to_string()),
+                ("cpu.cfs_burst_us", self.cpu_burst_us.to_string()),
             ],
             "pids" => vec![("pids.max", self.pids_max.to_string())],
             _ => vec![],
@@ -72,6 +79,7 @@ impl CgroupLimits {
                 "cpu.max",
                 format!("{} {}", self.cpu_quota_us, self.cpu_period_us),
             ));
+            files.push(("cpu.max.burst", self.cpu_burst_us.to_string()));
         }
         if controllers.iter().any(|c| c == "pids") {
             files.push(("pids.max", self.pids_max.to_string()));
@@ -380,9 +388,29 @@ mod tests {
             memory_mb,
             tmp_mb: 64,
             cpu_millis,
+            cpu_burst: false,
             max_pids,
             max_open_files: 1024,
         }
+    }
+
+    #[test]
+    fn cpu_burst_banks_at_most_one_quota_in_both_hierarchies() {
+        let mut r = resources(128, 250, 64);
+        let off = CgroupLimits::from_resources(&r);
+        assert_eq!(off.cpu_burst_us, 0);
+        r.cpu_burst = true;
+        let on = CgroupLimits::from_resources(&r);
+        assert_eq!(on.cpu_burst_us, on.cpu_quota_us);
+        assert_eq!(on.cpu_quota_us, 25_000);
+        let v1 = on.v1_files("cpu");
+        // The burst goes after the quota it may not exceed.
+        assert_eq!(v1.last(), Some(&("cpu.cfs_burst_us", "25000".to_string())));
+        let v2 = on.v2_files(&["cpu".to_string()]);
+        assert!(
+            v2.contains(&("cpu.max.burst", "25000".to_string())),
+            "{v2:?}"
+        );
     }
 
     #[test]

@@ -766,6 +766,7 @@ const HELD_RESOURCES: Resources = Resources {
     memory_mb: 128,
     tmp_mb: 0,
     cpu_millis: 250,
+    cpu_burst: false,
     max_pids: 64,
     max_open_files: 0,
 };
