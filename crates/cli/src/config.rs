@@ -310,7 +310,7 @@ impl ServerConfig {
             return self.tmp_disk_budget_mb;
         }
         nix::sys::statvfs::statvfs(&self.data_dir)
-            .map(|st| st.blocks_available() as u64 * st.fragment_size() as u64 / 2 / (1 << 20))
+            .map(|st| st.blocks_available() * st.fragment_size() / 2 / (1 << 20))
             .unwrap_or(10 * 1024)
     }
 

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod bootstraps;
 pub mod catalog;
+pub mod fake_launcher;
 pub mod freezer;
 pub mod instance;
 pub mod load;

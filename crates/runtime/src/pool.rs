@@ -885,7 +885,8 @@ impl InstanceManager {
         tokio::spawn(async move {
             // The runtime's files may still be on their way (the pinned Python SDK).
             mgr.await_runtime_dir(&f.runtime, &kind).await;
-            let spec = mgr.launch_spec(&f, &kind, false);
+            // Only the shape: claiming a held sandbox here would waste it.
+            let spec = mgr.spec_of_shape(&f, &kind);
             mgr.launcher.prepare(&spec);
         });
     }
@@ -1441,6 +1442,18 @@ impl InstanceManager {
     }
 
     fn launch_spec(&self, f: &FunctionSpec, kind: &RuntimeKind, provisioned: bool) -> LaunchSpec {
+        let mut spec = self.spec_of_shape(f, kind);
+        // A sandbox the launcher built ahead of time lends the instance its id.
+        if let Some(id) = self.launcher.claim_held(&spec) {
+            spec.instance_id = id;
+        }
+        spec.env = self.function_env(f, &spec.instance_id, provisioned);
+        spec
+    }
+
+    /// `f`'s launch spec without its environment, and without claiming anything the
+    /// launcher built ahead of time.
+    fn spec_of_shape(&self, f: &FunctionSpec, kind: &RuntimeKind) -> LaunchSpec {
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
         let instance_id = format!(
             "{}-{}-{n}",
@@ -1448,7 +1461,7 @@ impl InstanceManager {
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
         let program = self.program(&f.runtime, kind);
-        let mut spec = LaunchSpec {
+        LaunchSpec {
             instance_id,
             program: program.exe,
             args: program.args,
@@ -1460,13 +1473,7 @@ impl InstanceManager {
             extra_ro_paths: program.extra_ro_paths,
             resources: self.resources(f.memory_mb, f.tmp_mb),
             zygote: self.zygote_spec(f, kind),
-        };
-        // A sandbox the launcher built ahead of time lends the instance its id.
-        if let Some(id) = self.launcher.claim_held(&spec) {
-            spec.instance_id = id;
         }
-        spec.env = self.function_env(f, &spec.instance_id, provisioned);
-        spec
     }
 
     /// The zygote that may fork `f`'s runtime: one per namespace, so functions of

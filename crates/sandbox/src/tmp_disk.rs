@@ -157,10 +157,7 @@ impl TmpDisk {
     /// take ext4's metadata: the image is sparse and mounted with `discard`).
     pub fn used_bytes(&self) -> u64 {
         nix::sys::statvfs::fstatvfs(&self.mount)
-            .map(|st| {
-                (st.blocks() as u64).saturating_sub(st.blocks_free() as u64)
-                    * st.fragment_size() as u64
-            })
+            .map(|st| st.blocks().saturating_sub(st.blocks_free()) * st.fragment_size())
             .unwrap_or(0)
     }
 
