@@ -10,22 +10,25 @@
 //!
 //! The freeze waits [`FREEZE_DELAY`] first: an instance handed out again within it (a
 //! function under steady load) is never frozen and thawed, which would add two cgroup
-//! writes to every warm request. A background child gets at most that much CPU after
-//! each invocation.
+//! writes to every warm request. The pool sweeps its idle instances every
+//! [`SWEEP_PERIOD`] and freezes those freezable for the delay, so the warm path only
+//! notes a time. A background child gets at most delay + period of CPU after each
+//! invocation.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tern_sandbox::InstanceProcess;
 
 /// How long an instance is idle, waiting in `next`, before it is frozen.
 pub const FREEZE_DELAY: Duration = Duration::from_millis(100);
+/// How often the pool looks for idle instances to freeze.
+pub const SWEEP_PERIOD: Duration = Duration::from_millis(50);
 
 /// Freezes and thaws one instance.
 pub struct Freezer {
     process: Arc<dyn InstanceProcess>,
     state: Mutex<State>,
-    delay: Duration,
 }
 
 #[derive(Default)]
@@ -36,11 +39,8 @@ struct State {
     /// `next` calls in progress.
     waiting: u32,
     frozen: bool,
-    /// Bumped whenever the instance stops being freezable: a delayed freeze scheduled
-    /// before then does nothing.
-    epoch: u64,
-    /// A delayed freeze of this epoch is scheduled.
-    scheduled: bool,
+    /// Since when the instance has been idle and waiting in `next`.
+    freezable_since: Option<Instant>,
 }
 
 /// Held while the runtime waits in `next`.
@@ -48,29 +48,25 @@ pub struct Waiting(Arc<Freezer>);
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        let freezer = self.0.clone();
-        freezer.update(|s| s.waiting = s.waiting.saturating_sub(1));
+        self.0.update(|s| s.waiting = s.waiting.saturating_sub(1));
     }
 }
 
 impl Freezer {
-    /// A freezer that freezes `delay` after the instance became freezable (zero: at
-    /// once; otherwise the calls that can start a freeze need a tokio runtime).
-    pub fn new(process: Arc<dyn InstanceProcess>, delay: Duration) -> Arc<Freezer> {
+    pub fn new(process: Arc<dyn InstanceProcess>) -> Arc<Freezer> {
         Arc::new(Freezer {
             process,
             state: Mutex::new(State::default()),
-            delay,
         })
     }
 
     /// The pool took the instance back (and freezes idle instances).
-    pub fn idle(self: &Arc<Self>) {
+    pub fn idle(&self) {
         self.update(|s| s.idle = true);
     }
 
     /// The pool hands the instance out: it runs again before this returns.
-    pub fn busy(self: &Arc<Self>) {
+    pub fn busy(&self) {
         self.update(|s| s.idle = false);
     }
 
@@ -81,39 +77,35 @@ impl Freezer {
     }
 
     pub fn is_frozen(&self) -> bool {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).frozen
+        self.lock().frozen
     }
 
-    /// Applies `change`, then freezes (after the delay) or thaws to match, under the
-    /// lock, so that a hand-out never races a freeze.
-    fn update(self: &Arc<Self>, change: impl FnOnce(&mut State)) {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        change(&mut s);
-        let want = !s.disabled && s.idle && s.waiting > 0;
-        if !want {
-            s.epoch += 1;
-            s.scheduled = false;
-        }
-        if want && !s.frozen && !self.delay.is_zero() {
-            if !s.scheduled {
-                s.scheduled = true;
-                let (freezer, epoch) = (self.clone(), s.epoch);
-                tokio::spawn(async move {
-                    tokio::time::sleep(freezer.delay).await;
-                    freezer.freeze_if_still(epoch);
-                });
-            }
-            return;
-        }
-        self.apply(&mut s, want);
-    }
-
-    /// The delayed freeze: only if nothing changed since it was scheduled.
-    fn freeze_if_still(&self, epoch: u64) {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if s.epoch == epoch && s.scheduled {
-            s.scheduled = false;
+    /// Freezes the instance if it has been freezable for at least `delay` (the sweep).
+    pub fn freeze_if_idle_for(&self, delay: Duration) {
+        let mut s = self.lock();
+        if s.freezable_since.is_some_and(|t| t.elapsed() >= delay) && !s.frozen {
             self.apply(&mut s, true);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies `change`; notes since when the instance is freezable, and thaws it at
+    /// once when it stops being so, under the lock, so that a hand-out never races a
+    /// freeze.
+    fn update(&self, change: impl FnOnce(&mut State)) {
+        let mut s = self.lock();
+        change(&mut s);
+        let freezable = !s.disabled && s.idle && s.waiting > 0;
+        if !freezable {
+            s.freezable_since = None;
+            if s.frozen {
+                self.apply(&mut s, false);
+            }
+        } else if s.freezable_since.is_none() {
+            s.freezable_since = Some(Instant::now());
         }
     }
 
@@ -126,6 +118,7 @@ impl Freezer {
             Err(e) if want => {
                 tracing::debug!(error = %e, "cannot freeze idle instances; leaving them running");
                 s.disabled = true;
+                s.freezable_since = None;
             }
             // Thawing failed: the cgroup is gone, and with it the instance.
             Err(e) => {
@@ -177,13 +170,16 @@ mod tests {
     #[test]
     fn frozen_only_while_idle_and_waiting_in_next() {
         let fake = Arc::new(Fake::default());
-        let f = Freezer::new(fake.clone(), Duration::ZERO);
+        let f = Freezer::new(fake.clone());
+        let sweep = || f.freeze_if_idle_for(Duration::ZERO);
         f.idle();
+        sweep();
         assert!(
             !fake.frozen.load(Ordering::SeqCst),
             "not waiting in next yet"
         );
         let waiting = f.waiting();
+        sweep();
         assert!(fake.frozen.load(Ordering::SeqCst));
         assert!(f.is_frozen());
         f.busy();
@@ -193,33 +189,32 @@ mod tests {
         );
         drop(waiting);
         f.idle();
+        sweep();
         assert!(
             !fake.frozen.load(Ordering::SeqCst),
             "left next: not waiting"
         );
         let _again = f.waiting();
+        sweep();
         assert!(fake.frozen.load(Ordering::SeqCst));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn the_freeze_waits_its_delay_and_a_hand_out_within_it_cancels_it() {
+    #[test]
+    fn the_sweep_freezes_only_what_was_freezable_for_the_delay() {
         let fake = Arc::new(Fake::default());
-        let f = Freezer::new(fake.clone(), FREEZE_DELAY);
+        let f = Freezer::new(fake.clone());
         f.idle();
         let _w = f.waiting();
-        tokio::time::sleep(FREEZE_DELAY / 2).await;
+        f.freeze_if_idle_for(Duration::from_secs(60));
+        assert!(!f.is_frozen(), "freezable for less than the delay");
         f.busy();
         f.idle();
-        tokio::time::sleep(FREEZE_DELAY / 2 + Duration::from_millis(1)).await;
-        assert!(
-            !f.is_frozen(),
-            "a hand-out within the delay cancels that freeze"
-        );
-        assert_eq!(fake.calls.load(Ordering::SeqCst), 0);
-        tokio::time::sleep(FREEZE_DELAY).await;
-        assert!(f.is_frozen(), "idle for the whole delay: frozen");
+        f.freeze_if_idle_for(Duration::ZERO);
+        assert!(f.is_frozen(), "freezable: frozen by the sweep");
         f.busy();
-        assert!(!fake.frozen.load(Ordering::SeqCst));
+        assert!(!fake.frozen.load(Ordering::SeqCst), "thawed at hand-out");
+        f.freeze_if_idle_for(Duration::ZERO);
+        assert!(!f.is_frozen(), "handed out: the sweep leaves it alone");
     }
 
     #[test]
@@ -228,11 +223,13 @@ mod tests {
             unsupported: true,
             ..Fake::default()
         });
-        let f = Freezer::new(fake.clone(), Duration::ZERO);
+        let f = Freezer::new(fake.clone());
         f.idle();
         let w = f.waiting();
+        f.freeze_if_idle_for(Duration::ZERO);
         drop(w);
         let _w = f.waiting();
+        f.freeze_if_idle_for(Duration::ZERO);
         assert_eq!(fake.calls.load(Ordering::SeqCst), 1, "tried once");
         assert!(!f.is_frozen());
     }

@@ -209,7 +209,7 @@ impl Instance {
         } else {
             (None, None)
         };
-        let freezer = Freezer::new(launched.process.clone(), crate::freezer::FREEZE_DELAY);
+        let freezer = Freezer::new(launched.process.clone());
         let (shared, phase) = ApiShared::new(queue_rx, assign_rx, Some(freezer.clone()));
         let api_task = tokio::spawn(api::serve(launched.runtime_api_listener, shared.clone()));
         let id_source = shared.clone();
@@ -369,6 +369,11 @@ impl Instance {
     /// Whether the instance is frozen right now.
     pub fn is_frozen(&self) -> bool {
         self.freezer.is_frozen()
+    }
+
+    /// Its freezer, for the pool's sweep.
+    pub fn freezer(&self) -> Arc<Freezer> {
+        self.freezer.clone()
     }
 
     pub fn has_exited(&self) -> bool {

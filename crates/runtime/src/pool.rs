@@ -1223,6 +1223,18 @@ impl InstanceManager {
                 mgr.tend_prewarmed().await;
             }
         });
+        if self.config.freeze_idle {
+            let weak = Arc::downgrade(self);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(crate::freezer::SWEEP_PERIOD);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let Some(mgr) = weak.upgrade() else { return };
+                    mgr.freeze_idle_instances();
+                }
+            });
+        }
         if !(1..=100).contains(&self.config.saturated_cpu_percent) {
             // 0 (always saturated) and above 100 (never) need no sampling.
             return;
@@ -1238,6 +1250,21 @@ impl InstanceManager {
                 let _ = tokio::task::spawn_blocking(move || mgr.load.sample()).await;
             }
         });
+    }
+
+    /// Freezes the idle instances whose runtimes have waited in `next` for
+    /// [`crate::freezer::FREEZE_DELAY`] (the freezer's sweep).
+    fn freeze_idle_instances(&self) {
+        // The cgroup writes happen outside the pool's lock; a freezer taken meanwhile
+        // is busy again and its own lock makes the freeze a no-op.
+        let freezers: Vec<_> = lock(&self.idle)
+            .values()
+            .flatten()
+            .map(|i| i.instance.freezer())
+            .collect();
+        for freezer in freezers {
+            freezer.freeze_if_idle_for(crate::freezer::FREEZE_DELAY);
+        }
     }
 
     /// Sets how many initialised instances of `f` to keep (0 removes the setting).
