@@ -203,6 +203,8 @@ struct Demand {
     /// Requests parked waiting for a busy instance; while there are any, a newcomer
     /// does not take an idle instance ahead of them.
     parked: usize,
+    /// Requests committed to a cold start of this revision (they count as instances).
+    starting: usize,
     /// Signalled (one waiter, in order of arrival) when an instance of this function
     /// goes back to idle.
     freed: Arc<Notify>,
@@ -255,6 +257,34 @@ fn patience(busy: usize, run: Duration, start: Duration, saturated: bool) -> Opt
         wait: (run * 3).clamp(Duration::from_micros(500), start / 2),
         stall,
     })
+}
+
+/// Whether a busy machine means that another instance of a function adds nothing: only
+/// once its `instances`, each held to `share_millis` of a CPU, could use every one of the
+/// machine's `cores` between them. Until then another instance adds throughput even on
+/// a busy machine: its instances are held back by their CPU quota, not by the machine.
+fn saturated_for(
+    instances: usize,
+    share_millis: u32,
+    cores: usize,
+    machine_saturated: bool,
+) -> bool {
+    machine_saturated
+        && instances.saturating_mul(share_millis as usize) >= cores.saturating_mul(1000)
+}
+
+/// A request committed to a cold start, counted on its function's demand record (as
+/// an instance, for the saturation rule) until dropped.
+struct Starting<'a> {
+    manager: &'a InstanceManager,
+    key: &'a PoolKey,
+}
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        self.manager
+            .demand(self.key, |d| d.starting = d.starting.saturating_sub(1));
+    }
 }
 
 /// Counts a request as parked on its function's demand record until dropped (also
@@ -391,6 +421,8 @@ pub struct InstanceManager {
     released: Notify,
     /// Set by shutdown: background starts stop, and what they started is stopped.
     closed: std::sync::atomic::AtomicBool,
+    /// CPUs of the machine (what the saturation rule compares instances' shares with).
+    cores: usize,
     /// Requests waiting because the server had no room for them: pre-warming waits
     /// too, so that refills never take the room a request is waiting for.
     short_of_room: AtomicUsize,
@@ -434,6 +466,7 @@ impl InstanceManager {
             released: Notify::new(),
             closed: std::sync::atomic::AtomicBool::new(false),
             short_of_room: AtomicUsize::new(0),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             next_id: AtomicUsize::new(0),
         })
     }
@@ -585,6 +618,9 @@ impl InstanceManager {
         let mut slot_wait: Option<SlotWait> = None;
         let mut slot: Option<OwnedSemaphorePermit> = None;
         let mut short_of_room: Option<ShortOfRoom> = None;
+        let mut starting: Option<Starting> = None;
+        // The saturation rule may hold a request back once, when its own wait is over.
+        let mut held_back = false;
         let lease = loop {
             let notified = self.released.notified();
             tokio::pin!(notified);
@@ -601,7 +637,7 @@ impl InstanceManager {
             let now = tokio::time::Instant::now();
             let (until, stall) = *patience
                 .get_or_insert_with(|| {
-                    self.patience(&key)
+                    self.patience(&key, f.memory_mb)
                         .map(|p| ((now + p.wait).min(deadline), p.stall))
                 })
                 .as_ref()
@@ -620,6 +656,16 @@ impl InstanceManager {
             };
             let mut no_slot = false;
             let mut no_room = false;
+            if park_until.is_none() && starting.is_none() {
+                match self.commit_to_start(&key, f.memory_mb, !held_back) {
+                    Ok(s) => starting = Some(s),
+                    Err(p) => {
+                        held_back = true;
+                        patience = Some(Some(((now + p.wait).min(deadline), p.stall)));
+                        continue;
+                    }
+                }
+            }
             if park_until.is_none() {
                 // A slot this request waited for is used for its start, never passed on.
                 let permit = match slot.take() {
@@ -631,6 +677,7 @@ impl InstanceManager {
                         if self.claim_capacity(claim, Some(&key)).await {
                             let began = Instant::now();
                             let started = self.start(f, &kind, false).await;
+                            drop(starting.take());
                             drop(permit);
                             let instance = started?;
                             let took = began.elapsed();
@@ -705,15 +752,51 @@ impl InstanceManager {
 
     /// [`patience`] for a request of `key`, from what the manager has learnt. Idle
     /// instances count as busy: they are on their way to requests parked ahead.
-    fn patience(&self, key: &PoolKey) -> Option<Patience> {
+    fn patience(&self, key: &PoolKey, memory_mb: u32) -> Option<Patience> {
         let idle = self.idle_of(key);
         let (busy, run, start) = {
             let d = lock(&self.demand);
             let d = d.get(key)?;
-            (d.busy + idle, d.run_ewma?, d.start_ewma?)
+            (d.busy + d.starting + idle, d.run_ewma?, d.start_ewma?)
         };
-        let saturated = self.load.saturated(self.config.saturated_cpu_percent);
+        let saturated = saturated_for(
+            busy,
+            cpu_millis(memory_mb, self.config.cpu_floor_millis),
+            self.cores,
+            self.load.saturated(self.config.saturated_cpu_percent),
+        );
         patience(busy, run, start, saturated)
+    }
+
+    /// Commits this request to a cold start of `key` unless, counting the starts other
+    /// requests committed to, the function's instances already fill a saturated
+    /// machine: then the saturated patience to wait for one instead (decided under the
+    /// demand lock, so that simultaneous requests do not all start one).
+    fn commit_to_start<'a>(
+        &'a self,
+        key: &'a PoolKey,
+        memory_mb: u32,
+        may_hold_back: bool,
+    ) -> Result<Starting<'a>, Patience> {
+        let idle = self.idle_of(key);
+        let share = cpu_millis(memory_mb, self.config.cpu_floor_millis);
+        let machine = self.load.saturated(self.config.saturated_cpu_percent);
+        let hold = self.demand(key, |d| {
+            let instances = d.busy + d.starting + idle;
+            let held = may_hold_back && saturated_for(instances, share, self.cores, machine);
+            let p = match (d.run_ewma, d.start_ewma) {
+                (Some(run), Some(start)) if held => patience(instances, run, start, true),
+                _ => None,
+            };
+            if p.is_none() {
+                d.starting += 1;
+            }
+            p
+        });
+        match hold {
+            Some(p) => Err(p),
+            None => Ok(Starting { manager: self, key }),
+        }
     }
 
     /// Idle instances of one revision.
@@ -1666,6 +1749,16 @@ fn extra_tree(prefix: &std::path::Path) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_busy_machine_holds_back_scale_out_only_once_the_instances_could_use_every_cpu() {
+        // 128 MB instances get a quarter of a CPU: on two cores, eight of them can.
+        assert!(!saturated_for(2, 250, 2, true));
+        assert!(!saturated_for(7, 250, 2, true));
+        assert!(saturated_for(8, 250, 2, true));
+        assert!(saturated_for(2, 1000, 2, true));
+        assert!(!saturated_for(100, 1000, 2, false));
+    }
 
     #[test]
     fn cpu_share_is_proportional_with_a_floor() {

