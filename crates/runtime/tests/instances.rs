@@ -568,6 +568,32 @@ async fn invoke_once(mgr: &Arc<InstanceManager>, f: &FunctionSpec, payload: &str
 }
 
 /// A fixture whose machine always counts as CPU-saturated.
+/// How many distinct instances served `clients` concurrent clients sending 8 requests
+/// each, back to back.
+async fn instances_serving(
+    fx: &Fixture,
+    f: &FunctionSpec,
+    clients: usize,
+) -> std::collections::HashSet<String> {
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let (mgr, f) = (fx.manager.clone(), f.clone());
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for _ in 0..8 {
+                    ids.push(invoke_once(&mgr, &f, "{}").await);
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut distinct = std::collections::HashSet::new();
+    for t in tasks {
+        distinct.extend(t.await.expect("client"));
+    }
+    distinct
+}
+
 fn saturated_fixture() -> Fixture {
     fixture_with(&[("app.py", PY_APP)], Duration::from_secs(60), |c| {
         PoolConfig {
@@ -594,23 +620,7 @@ async fn on_a_saturated_machine_short_requests_wait_for_a_busy_instance() {
     for _ in 0..3 {
         invoke_once(&fx.manager, &f, "{}").await;
     }
-    let clients: Vec<_> = (0..16)
-        .map(|_| {
-            let (mgr, f) = (fx.manager.clone(), f.clone());
-            tokio::spawn(async move {
-                let mut ids = Vec::new();
-                for _ in 0..8 {
-                    ids.push(invoke_once(&mgr, &f, "{}").await);
-                }
-                ids
-            })
-        })
-        .collect();
-    let mut ids = Vec::new();
-    for c in clients {
-        ids.extend(c.await.expect("client"));
-    }
-    let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+    let distinct = instances_serving(&fx, &f, 16).await;
     assert!(
         distinct.len() <= cores + 2,
         "128 requests from 16 concurrent clients took {} instances on {cores} CPUs; short \
@@ -629,23 +639,7 @@ async fn quota_held_instances_scale_out_until_their_shares_fill_the_machine() {
     for _ in 0..3 {
         invoke_once(&fx.manager, &f, "{}").await;
     }
-    let clients: Vec<_> = (0..4 * cores + 8)
-        .map(|_| {
-            let (mgr, f) = (fx.manager.clone(), f.clone());
-            tokio::spawn(async move {
-                let mut ids = Vec::new();
-                for _ in 0..8 {
-                    ids.push(invoke_once(&mgr, &f, "{}").await);
-                }
-                ids
-            })
-        })
-        .collect();
-    let mut ids = Vec::new();
-    for c in clients {
-        ids.extend(c.await.expect("client"));
-    }
-    let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+    let distinct = instances_serving(&fx, &f, 4 * cores + 8).await;
     assert!(
         distinct.len() > cores && distinct.len() <= 4 * cores,
         "{} instances for quarter-CPU functions on {cores} CPUs",

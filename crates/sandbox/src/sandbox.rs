@@ -246,6 +246,11 @@ impl SandboxLauncher {
 }
 
 impl Inner {
+    /// The instances handed out and still alive.
+    fn handed_out(&self) -> Vec<Arc<SandboxInstance>> {
+        self.uids.lock().unwrap_or_else(|e| e.into_inner()).live()
+    }
+
     fn cleanup_leftovers(&self) {
         for server_dir in self.cgroups.server_dirs(&self.config.server_id) {
             let Ok(entries) = fs::read_dir(&server_dir) else {
@@ -1031,12 +1036,7 @@ impl Launcher for SandboxLauncher {
 
     fn tmp_disk_used_bytes(&self) -> Option<u64> {
         self.inner.tmp_disks.as_ref()?;
-        let handed_out = self
-            .inner
-            .uids
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .live();
+        let handed_out = self.inner.handed_out();
         Some(handed_out.iter().map(|i| i.tmp_used_bytes()).sum())
     }
 
@@ -1055,12 +1055,7 @@ impl Launcher for SandboxLauncher {
         // Instances still handed out (requests that outlived the grace period) are
         // stopped here, so that nothing of this server is left running or mounted and
         // its cgroups can go.
-        let handed_out = self
-            .inner
-            .uids
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .live();
+        let handed_out = self.inner.handed_out();
         if !handed_out.is_empty() {
             tracing::warn!(
                 instances = handed_out.len(),
