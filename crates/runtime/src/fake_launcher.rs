@@ -7,7 +7,6 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -227,12 +226,4 @@ impl InstanceProcess for FakeProcess {
     }
 
     fn cleanup(&self) {}
-
-    fn attach_code(
-        &self,
-        _code_dir: &Path,
-        _layers: &[std::path::PathBuf],
-    ) -> Result<std::path::PathBuf, String> {
-        Err("the fake launcher does not pre-warm".to_string())
-    }
 }

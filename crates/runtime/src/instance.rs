@@ -366,11 +366,6 @@ impl Instance {
         self.freezer.busy();
     }
 
-    /// Whether the instance is frozen right now.
-    pub fn is_frozen(&self) -> bool {
-        self.freezer.is_frozen()
-    }
-
     /// Its freezer, for the pool's sweep.
     pub fn freezer(&self) -> Arc<Freezer> {
         self.freezer.clone()

@@ -273,38 +273,42 @@ fn saturated_for(
         && instances.saturating_mul(share_millis as usize) >= cores.saturating_mul(1000)
 }
 
-/// A request committed to a cold start, counted on its function's demand record (as
-/// an instance, for the saturation rule) until dropped.
-struct Starting<'a> {
+/// Counts a request on one counter of its function's demand record until dropped
+/// (also when the request is cancelled): parked waiting for a busy instance, or
+/// committed to a cold start.
+struct Counted<'a> {
     manager: &'a InstanceManager,
     key: &'a PoolKey,
+    counter: fn(&mut Demand) -> &mut usize,
 }
 
-impl Drop for Starting<'_> {
-    fn drop(&mut self) {
-        self.manager
-            .demand(self.key, |d| d.starting = d.starting.saturating_sub(1));
+impl<'a> Counted<'a> {
+    /// Counts one more on a counter the caller already raised (under its own lock).
+    fn raised(
+        manager: &'a InstanceManager,
+        key: &'a PoolKey,
+        counter: fn(&mut Demand) -> &mut usize,
+    ) -> Self {
+        Counted {
+            manager,
+            key,
+            counter,
+        }
     }
-}
 
-/// Counts a request as parked on its function's demand record until dropped (also
-/// when the request is cancelled).
-struct Parked<'a> {
-    manager: &'a InstanceManager,
-    key: &'a PoolKey,
-}
-
-impl<'a> Parked<'a> {
-    fn new(manager: &'a InstanceManager, key: &'a PoolKey) -> Self {
+    fn parked(manager: &'a InstanceManager, key: &'a PoolKey) -> Self {
         manager.demand(key, |d| d.parked += 1);
-        Parked { manager, key }
+        Counted::raised(manager, key, |d| &mut d.parked)
     }
 }
 
-impl Drop for Parked<'_> {
+impl Drop for Counted<'_> {
     fn drop(&mut self) {
-        self.manager
-            .demand(self.key, |d| d.parked = d.parked.saturating_sub(1));
+        let counter = self.counter;
+        self.manager.demand(self.key, |d| {
+            let n = counter(d);
+            *n = n.saturating_sub(1);
+        });
     }
 }
 
@@ -618,7 +622,7 @@ impl InstanceManager {
         let mut slot_wait: Option<SlotWait> = None;
         let mut slot: Option<OwnedSemaphorePermit> = None;
         let mut short_of_room: Option<ShortOfRoom> = None;
-        let mut starting: Option<Starting> = None;
+        let mut starting: Option<Counted> = None;
         // The saturation rule may hold a request back once, when its own wait is over.
         let mut held_back = false;
         let lease = loop {
@@ -705,7 +709,7 @@ impl InstanceManager {
                     }
                 }
             }
-            let _parked = park_until.map(|_| Parked::new(self, &key));
+            let _parked = park_until.map(|_| Counted::parked(self, &key));
             // Past the queue timeout, a request whose only obstacle is that every start
             // slot is busy keeps its place in line: the starts ahead of it end within the
             // init timeout, and the server has room, so a 429 would be no limit's doing.
@@ -777,7 +781,7 @@ impl InstanceManager {
         key: &'a PoolKey,
         memory_mb: u32,
         may_hold_back: bool,
-    ) -> Result<Starting<'a>, Patience> {
+    ) -> Result<Counted<'a>, Patience> {
         let idle = self.idle_of(key);
         let share = cpu_millis(memory_mb, self.config.cpu_floor_millis);
         let machine = self.load.saturated(self.config.saturated_cpu_percent);
@@ -795,7 +799,7 @@ impl InstanceManager {
         });
         match hold {
             Some(p) => Err(p),
-            None => Ok(Starting { manager: self, key }),
+            None => Ok(Counted::raised(self, key, |d| &mut d.starting)),
         }
     }
 
