@@ -18,6 +18,7 @@ mod burst;
 mod client;
 mod cold;
 mod functions;
+mod idle;
 mod instances;
 mod memory;
 mod report;
@@ -66,6 +67,13 @@ struct Args {
     /// bursts of distinct functions and of one function at once.
     #[arg(long)]
     burst: bool,
+    /// Many idle warm 128 MB Python instances on one server: their memory, what the
+    /// server counts, and their next invoke.
+    #[arg(long)]
+    idle: bool,
+    /// Functions (so instances) in the idle section.
+    #[arg(long, default_value_t = 1000)]
+    idle_functions: usize,
     /// New functions in the back-to-back and at-once burst cases.
     #[arg(long, default_value_t = 100)]
     burst_functions: usize,
@@ -112,9 +120,11 @@ impl Args {
                 || self.warm
                 || self.throughput
                 || self.memory
-                || self.burst)
+                || self.burst
+                || self.idle)
         {
             self.burst = true;
+            self.idle = true;
             self.sandbox = true;
             self.cold = true;
             self.warm = true;
@@ -228,6 +238,12 @@ fn main() -> anyhow::Result<()> {
         results.burst.distinct_at_once = Some(burst::distinct_functions_at_once(&binary, n, 50)?);
         eprintln!("burst: 200 requests at once to one function sleeping 1 s");
         results.burst.one_function_at_once = Some(burst::one_function_at_once(&binary, 200)?);
+    }
+    if args.idle {
+        let binary = server::find_binary(args.tern.as_deref())?;
+        let n = args.idle_functions;
+        eprintln!("idle: {n} idle warm python instances on one server");
+        results.idle = Some(idle::idle_instances(&binary, n)?);
     }
     results.machine.loadavg_after = report::loadavg();
     results.evaluate();

@@ -174,6 +174,7 @@ pub struct Results {
     pub throughput: Vec<Level>,
     pub memory: Vec<MemoryEntry>,
     pub burst: crate::burst::BurstResults,
+    pub idle: Option<crate::idle::IdleInstances>,
     pub targets: Vec<Target>,
     pub server_warnings: Vec<String>,
     /// `tern/<server_id>` cgroup dirs the server left behind after it stopped.
@@ -301,6 +302,20 @@ impl Results {
                 b.client.p99_ms,
                 500.0,
                 "ms",
+            ));
+        }
+        if let Some(i) = &self.idle {
+            t.push(at_least(
+                &format!("{} idle 128 MB python instances held at once", i.functions),
+                i.alive as f64,
+                i.functions as f64,
+                "instances",
+            ));
+            t.push(at_least(
+                "of those, served warm on their next invoke",
+                i.warm as f64,
+                i.functions as f64,
+                "instances",
             ));
         }
         if let Some(l) = self.throughput.iter().find(|l| l.concurrency == 64) {
@@ -494,6 +509,30 @@ pub fn print_table(r: &Results) {
         if let Some(f) = &b.first_failure {
             println!("  first failure: {f}");
         }
+    }
+    if let Some(i) = &r.idle {
+        println!(
+            "\nidle instances: {} functions invoked once from 8 threads in {:.0} ms; {} started, {} alive after {} s",
+            i.functions, i.start_all_ms, i.started, i.alive, 3
+        );
+        if let Some(f) = &i.first_failure {
+            println!("  first failure: {f}");
+        }
+        if let Some(m) = &i.per_instance {
+            println!(
+                "  per instance: PSS {:.2} MiB (runtime {:.2}), cgroup charge {}",
+                m.total.pss_mib,
+                m.runtime.pss_mib,
+                m.cgroup_charge_mib
+                    .map_or("n/a".to_string(), |c| format!("{c:.2} MiB"))
+            );
+        }
+        println!(
+            "  host MemAvailable drop: {:.0} MiB; counted by tern: {:.0} MiB; evictions: {}",
+            i.host_memory_used_mib, i.counted_mib, i.evictions
+        );
+        println!("  second invoke: {} of {} served warm", i.warm, i.functions);
+        row("client latency of the second invokes", &i.second);
     }
     if !r.throughput.is_empty() {
         println!("\nthroughput (no-op python, 128 MB; threads with their own connection)");
