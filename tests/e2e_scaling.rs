@@ -306,3 +306,51 @@ fn burst_of_200_cold_invokes_succeeds_or_throttles_cleanly() {
         std::thread::sleep(Duration::from_millis(250));
     }
 }
+
+/// A metric's value from `/metrics` (summed over its label sets).
+fn metric(server: &Server, name: &str) -> f64 {
+    server
+        .request("GET", "/metrics", &[], b"")
+        .text()
+        .lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Idle instances count what their memory cgroups measure, not their MemorySize: twelve
+/// 128 MB functions stay warm together on a server whose memory budget holds four
+/// MemorySizes, and each is served warm on its next invoke.
+#[test]
+fn idle_instances_count_their_measured_memory_so_more_stay_warm_than_the_budget_holds_by_size() {
+    assert!(
+        support::sandboxed(),
+        "needs root: only sandboxed instances have a memory cgroup to measure"
+    );
+    let server = Server::start_with(&["--memory-budget-mb", "512"]);
+    let names: Vec<String> = (0..12).map(|i| format!("small{i}")).collect();
+    for name in &names {
+        server.create_function(name, "python3.11", "app.handler", &app_zip(), json!({}));
+    }
+    for name in &names {
+        assert!(
+            server.invoke(name, "{}").log.contains("Init Duration"),
+            "{name}"
+        );
+    }
+    for name in &names {
+        let second = server.invoke(name, "{}");
+        assert_eq!(second.body, json!("ok"));
+        assert!(
+            !second.log.contains("Init Duration"),
+            "{name} was started again: {}",
+            second.log
+        );
+    }
+    assert_eq!(metric(&server, "tern_instance_evictions_total"), 0.0);
+    let counted = metric(&server, "tern_instance_memory_counted_bytes");
+    assert!(
+        counted > 0.0 && counted <= 512.0 * 1048576.0,
+        "{counted} bytes counted"
+    );
+}

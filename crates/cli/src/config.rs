@@ -33,8 +33,12 @@ pub struct ServerConfig {
     pub account_concurrency: u32,
     /// Concurrency reservations must leave at least this much for other functions.
     pub min_unreserved_concurrency: u32,
-    /// Summed MemorySize of live instances; 0 means 75% of the machine's memory.
+    /// Memory counted for live instances (busy ones by MemorySize, idle ones by measured
+    /// use); 0 means 75% of the machine's memory.
     pub memory_budget_mb: u64,
+    /// Host memory to keep available (MemAvailable), in MB: below it, idle instances are
+    /// evicted least recently used first. Unset: 5% of the machine's memory; 0: off.
+    pub host_memory_floor_mb: Option<u64>,
     /// Summed EphemeralStorage of live instances, in MB (0: half the free space of the
     /// data dir's filesystem at start). Only where /tmp is on the host disk.
     pub tmp_disk_budget_mb: u64,
@@ -79,7 +83,7 @@ impl Default for ServerConfig {
             region: "us-east-1".to_string(),
             keep_alive_secs: 600,
             dev_unsandboxed: false,
-            max_instances: 256,
+            max_instances: 2048,
             init_timeout_secs: 10,
             shutdown_grace_secs: 30,
             log_retention_hours: 24,
@@ -90,6 +94,7 @@ impl Default for ServerConfig {
             account_concurrency: 1000,
             min_unreserved_concurrency: 100,
             memory_budget_mb: 0,
+            host_memory_floor_mb: None,
             tmp_disk_budget_mb: 0,
             max_concurrent_starts: 0,
             queue_timeout_ms: 5000,
@@ -136,7 +141,8 @@ pub struct ServerArgs {
     /// Reservations must leave at least this much unreserved concurrency.
     #[arg(long, env = "TERN_MIN_UNRESERVED_CONCURRENCY")]
     pub min_unreserved_concurrency: Option<u32>,
-    /// Summed MemorySize of live instances, in MB (default: 75% of RAM).
+    /// Memory counted for live instances, in MB: busy ones by MemorySize, idle ones by
+    /// measured use (default: 75% of RAM).
     #[arg(long, env = "TERN_MEMORY_BUDGET_MB")]
     pub memory_budget_mb: Option<u64>,
     /// Summed EphemeralStorage of live instances, in MB (default: half the free space
@@ -292,15 +298,13 @@ impl ServerConfig {
         if self.memory_budget_mb > 0 {
             return self.memory_budget_mb;
         }
-        let total_kb = std::fs::read_to_string("/proc/meminfo")
-            .ok()
-            .and_then(|m| {
-                m.lines()
-                    .find(|l| l.starts_with("MemTotal:"))
-                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-            })
-            .unwrap_or(4 * 1024 * 1024);
-        total_kb / 1024 * 3 / 4
+        memory_total_mb() * 3 / 4
+    }
+
+    /// MemAvailable below which idle instances are evicted (0: never).
+    pub fn host_memory_floor_mb(&self) -> u64 {
+        self.host_memory_floor_mb
+            .unwrap_or_else(|| memory_total_mb() / 20)
     }
 
     /// The /tmp disk budget in MB, for a server whose /tmp filesystems are on the host
@@ -326,6 +330,19 @@ impl ServerConfig {
     pub fn keep_alive(&self) -> Duration {
         Duration::from_secs(self.keep_alive_secs)
     }
+}
+
+/// The machine's memory in MB (4 GB if `/proc/meminfo` cannot be read).
+fn memory_total_mb() -> u64 {
+    let total_kb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(4 * 1024 * 1024);
+    total_kb / 1024
 }
 
 #[cfg(test)]

@@ -31,11 +31,26 @@ pub const PROFILE: &str = "tern";
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     tern_telemetry::init_tracing("info");
     let config = ServerConfig::load(&args)?;
+    raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(serve(config))
+}
+
+/// Raises the soft open-file limit to the hard one: each live instance holds a few
+/// descriptors in the server (its Runtime API socket, output pipe, process handles), and
+/// a thousand idle instances pass the usual soft limit of 1024.
+fn raise_open_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(error = %e, soft, hard, "cannot raise the open-file limit");
+            }
+        }
+    }
 }
 
 fn now_ms() -> i64 {
@@ -259,6 +274,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             prewarm_per_runtime: config.prewarm_per_runtime,
             zygote: config.zygote,
             freeze_idle: config.freeze_idle,
+            host_memory_floor_mb: config.host_memory_floor_mb(),
             cpu_burst: config.cpu_burst,
             saturated_cpu_percent: config.saturated_cpu_percent,
             python_sdk,

@@ -431,9 +431,21 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .metrics
         .instances
         .set(state.invoker.live_instances() as i64);
+    let bytes = |mb: u64| i64::try_from(mb.saturating_mul(1 << 20)).unwrap_or(i64::MAX);
+    let (counted_mb, evictions) = state.invoker.instance_memory();
+    let m = &state.metrics;
+    m.instance_memory_counted_bytes.set(bytes(counted_mb));
+    // One scrape at a time catches the counters up, so that none counts a gap twice.
+    static CATCH_UP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = CATCH_UP.lock().unwrap_or_else(|e| e.into_inner());
+    for (reason, total) in evictions {
+        let counter = m
+            .instance_evictions
+            .get_or_create(&vec![("reason".to_string(), reason.to_string())]);
+        // The pool keeps the totals; the counter catches up with them at each scrape.
+        counter.inc_by(total.saturating_sub(counter.get()));
+    }
     if let Some(disk) = state.invoker.tmp_disk() {
-        let bytes = |mb: u64| i64::try_from(mb.saturating_mul(1 << 20)).unwrap_or(i64::MAX);
-        let m = &state.metrics;
         m.tmp_disk_budget_bytes.set(bytes(disk.budget_mb));
         m.tmp_disk_claimed_bytes.set(bytes(disk.claimed_mb));
         m.tmp_disk_used_bytes

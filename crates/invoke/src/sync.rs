@@ -100,6 +100,11 @@ impl Invoker {
         self.instances.live()
     }
 
+    /// Memory counted against the budget (MB) and idle instances evicted early, by why.
+    pub fn instance_memory(&self) -> (u64, Vec<(&'static str, u64)>) {
+        (self.instances.live_memory_mb(), self.instances.evictions())
+    }
+
     /// The /tmp disk budget and its use (`None`: /tmp is not on the host disk).
     pub fn tmp_disk(&self) -> Option<tern_runtime::TmpDiskUsage> {
         self.instances.tmp_disk()

@@ -4,10 +4,11 @@
 //! waits its start-up time, then loops on `next` and answers each event with the event
 //! itself, after sleeping the event's `sleep_ms` if it has one. How long a start takes,
 //! and whether it fails, is decided per launch by the test, from the function's name.
+//! What every instance reports as its memory use is set by the test too.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -26,6 +27,8 @@ type Plan = dyn Fn(&str) -> FakeStart + Send + Sync;
 pub struct FakeLauncher {
     plan: Box<Plan>,
     launches: Mutex<Vec<String>>,
+    /// Bytes each instance reports as its memory use (0: it cannot tell).
+    memory_in_use: Arc<AtomicU64>,
 }
 
 impl FakeLauncher {
@@ -34,7 +37,14 @@ impl FakeLauncher {
         Arc::new(FakeLauncher {
             plan: Box::new(plan),
             launches: Mutex::new(Vec::new()),
+            memory_in_use: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Every instance, running or to come, reports `bytes` as its memory use from now
+    /// on (0: it cannot tell, the default).
+    pub fn set_memory_in_use(&self, bytes: u64) {
+        self.memory_in_use.store(bytes, Ordering::Relaxed);
     }
 
     /// Function names, in the order their launches began.
@@ -72,7 +82,10 @@ impl Launcher for FakeLauncher {
         let listener = TcpListener::bind(("127.0.0.1", 0))?;
         let addr = listener.local_addr()?;
         let (output, output_w) = std::io::pipe()?;
-        let process = Arc::new(FakeProcess::default());
+        let process = Arc::new(FakeProcess {
+            memory_in_use: self.memory_in_use.clone(),
+            ..FakeProcess::default()
+        });
         let runtime = process.clone();
         std::thread::Builder::new()
             .name(format!("fake-{}", spec.instance_id))
@@ -182,6 +195,7 @@ struct FakeProcess {
     conn: Mutex<Option<TcpStream>>,
     exit: Mutex<Option<ExitStatus>>,
     exited: Condvar,
+    memory_in_use: Arc<AtomicU64>,
 }
 
 impl FakeProcess {
@@ -223,6 +237,10 @@ impl InstanceProcess for FakeProcess {
 
     fn memory_peak_bytes(&self) -> Option<u64> {
         None
+    }
+
+    fn memory_current_bytes(&self) -> Option<u64> {
+        Some(self.memory_in_use.load(Ordering::Relaxed)).filter(|b| *b > 0)
     }
 
     fn cleanup(&self) {}

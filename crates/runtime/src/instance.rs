@@ -225,8 +225,16 @@ impl Instance {
         {
             let process = process.clone();
             let shared = shared.clone();
-            tokio::task::spawn_blocking(move || {
-                let status = process.wait();
+            tokio::spawn(async move {
+                // Wait for the end on the reactor where the launcher gives a descriptor
+                // for it: a thread blocked per idle instance would exhaust the blocking
+                // pool long before a thousand idle instances.
+                if let Some(fd) = process.exit_fd() {
+                    let _ = tern_sandbox::exit_fd_readable(fd).await;
+                }
+                let status = tokio::task::spawn_blocking(move || process.wait())
+                    .await
+                    .unwrap_or(ExitStatus::Unknown);
                 shared.finish_current(Reply::Exited);
                 let _ = exit_tx.send(Some(status));
             });
@@ -375,6 +383,11 @@ impl Instance {
         self.exited.borrow().is_some()
     }
 
+    /// Reads its memory and /tmp use without holding the instance.
+    pub fn usage_probe(&self) -> UsageProbe {
+        UsageProbe(self.process.clone())
+    }
+
     pub fn memory_peak_mb(&self) -> Option<u64> {
         self.process
             .memory_peak_bytes()
@@ -391,6 +404,28 @@ impl Instance {
             process.cleanup();
         })
         .await;
+    }
+}
+
+/// Reads one instance's use of memory and /tmp disk (see [`Instance::usage_probe`]).
+#[derive(Clone)]
+pub struct UsageProbe(Arc<dyn InstanceProcess>);
+
+impl UsageProbe {
+    /// What the instance's memory cgroup charges it right now, in MB (rounded up), if
+    /// the launcher can tell.
+    pub fn memory_mb(&self) -> Option<u64> {
+        self.0
+            .memory_current_bytes()
+            .map(|b| b.div_ceil(1024 * 1024))
+    }
+
+    /// Host disk its /tmp holds right now, in MB (rounded up); `None` when its /tmp is
+    /// not on the host disk.
+    pub fn tmp_disk_mb(&self) -> Option<u64> {
+        self.0
+            .tmp_disk_used_bytes()
+            .map(|b| b.div_ceil(1024 * 1024))
     }
 }
 

@@ -1,4 +1,5 @@
-//! How busy the machine's CPUs are, sampled from `/proc/stat` every 50 ms.
+//! How busy the machine's CPUs are, sampled from `/proc/stat` every 50 ms, and how much
+//! memory it has available.
 //!
 //! The instance manager asks it whether starting one more instance can buy any
 //! throughput: on a machine whose CPUs are already saturated, another interpreter only
@@ -6,6 +7,22 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
+
+/// `MemAvailable` of `/proc/meminfo`, in MB: what the kernel estimates can be allocated
+/// without swapping.
+pub fn memory_available_mb() -> Option<u64> {
+    parse_meminfo(
+        &std::fs::read_to_string("/proc/meminfo").ok()?,
+        "MemAvailable:",
+    )
+}
+
+/// A `/proc/meminfo` field, converted from kB to MB.
+fn parse_meminfo(meminfo: &str, field: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with(field))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024)
+}
 
 /// CPU time counters of the machine, in clock ticks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +105,15 @@ impl MachineLoad {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_a_meminfo_field_in_mb() {
+        let meminfo =
+            "MemTotal:       24576000 kB\nMemFree:         1000 kB\nMemAvailable:   20480000 kB\n";
+        assert_eq!(parse_meminfo(meminfo, "MemAvailable:"), Some(20000));
+        assert_eq!(parse_meminfo(meminfo, "MemTotal:"), Some(24000));
+        assert_eq!(parse_meminfo(meminfo, "SwapTotal:"), None);
+    }
 
     #[test]
     fn parses_the_aggregate_line() {

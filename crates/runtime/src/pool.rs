@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::bootstraps::{NODE_IN_SANDBOX, PYTHON_IN_SANDBOX};
 use crate::catalog::{RuntimeCatalog, RuntimeKind};
-use crate::instance::{Instance, StartError};
+use crate::instance::{Instance, StartError, UsageProbe};
 use crate::load::MachineLoad;
 use crate::output::{LogConsumer, OutputLine};
 use crate::python_sdk::PythonSdk;
@@ -63,6 +63,9 @@ pub struct PoolConfig {
     pub zygote: bool,
     /// Freeze idle instances (cgroup freezer) until they are handed out again.
     pub freeze_idle: bool,
+    /// MB of host memory to keep available: below it (MemAvailable), idle instances are
+    /// evicted least recently used first. 0 turns the check off.
+    pub host_memory_floor_mb: u64,
     /// CFS burst: CPU time an instance left unused banks up (to one period's quota).
     pub cpu_burst: bool,
     /// Share of the machine's CPU time (percent, over the last few 50 ms samples) at
@@ -91,9 +94,17 @@ struct PrewarmKey {
     tmp_mb: u32,
 }
 
+/// A pre-warmed instance waiting for a function.
+struct Ready {
+    instance: Instance,
+    owner: LogOwner,
+    /// What it counts against the capacity (see [`Idle::charged`]).
+    charged: Claim,
+}
+
 #[derive(Default)]
 struct PrewarmPool {
-    ready: Vec<(Instance, LogOwner)>,
+    ready: Vec<Ready>,
     filling: bool,
     last_wanted: Option<Instant>,
 }
@@ -118,6 +129,7 @@ impl PoolConfig {
             prewarm_per_runtime: 2,
             zygote: true,
             freeze_idle: true,
+            host_memory_floor_mb: 0,
             cpu_burst: true,
             saturated_cpu_percent: 85,
             python_sdk: PythonSdk::off(),
@@ -316,6 +328,10 @@ struct Idle {
     instance: Instance,
     since: Instant,
     provisioned: bool,
+    /// What it counts against the capacity: its MemorySize and EphemeralStorage until
+    /// the next sweep measures it, then what its memory cgroup charges it and what its
+    /// /tmp holds (see [`InstanceManager::measure_idle`]).
+    charged: Claim,
 }
 
 /// Status of a function's provisioned instances, as Lambda reports it.
@@ -380,13 +396,25 @@ type SlotWait = std::pin::Pin<
 
 /// What one instance counts against the server's capacity: its MemorySize and its
 /// EphemeralStorage, as declared (the most it may use).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Claim {
     memory_mb: u64,
     tmp_mb: u64,
 }
 
 impl Claim {
+    const ZERO: Claim = Claim {
+        memory_mb: 0,
+        tmp_mb: 0,
+    };
+
+    fn plus(self, o: Claim) -> Claim {
+        Claim {
+            memory_mb: self.memory_mb + o.memory_mb,
+            tmp_mb: self.tmp_mb + o.tmp_mb,
+        }
+    }
+
     fn of(f: &FunctionSpec) -> Claim {
         Claim {
             memory_mb: u64::from(f.memory_mb),
@@ -401,10 +429,31 @@ impl Claim {
         }
     }
 
-    fn of_instance(instance: &Instance) -> Claim {
+    /// What a busy instance counts: everything it declared.
+    fn declared(instance: &Instance) -> Claim {
         Claim {
             memory_mb: u64::from(instance.memory_mb),
             tmp_mb: u64::from(instance.tmp_mb),
+        }
+    }
+}
+
+/// Why an idle instance was stopped before its keep-alive ran out.
+#[derive(Debug, Clone, Copy)]
+enum Eviction {
+    /// A start or a hand-out needed room within the server's budgets.
+    Room = 0,
+    /// The host ran short of available memory.
+    HostMemory = 1,
+}
+
+impl Eviction {
+    const ALL: [Eviction; 2] = [Eviction::Room, Eviction::HostMemory];
+
+    fn label(self) -> &'static str {
+        match self {
+            Eviction::Room => "room",
+            Eviction::HostMemory => "host_memory",
         }
     }
 }
@@ -430,6 +479,8 @@ pub struct InstanceManager {
     /// Requests waiting because the server had no room for them: pre-warming waits
     /// too, so that refills never take the room a request is waiting for.
     short_of_room: AtomicUsize,
+    /// Idle and pre-warmed instances stopped early, by [`Eviction`].
+    evictions: [AtomicU64; 2],
     next_id: AtomicUsize,
 }
 
@@ -470,6 +521,7 @@ impl InstanceManager {
             released: Notify::new(),
             closed: std::sync::atomic::AtomicBool::new(false),
             short_of_room: AtomicUsize::new(0),
+            evictions: Default::default(),
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             next_id: AtomicUsize::new(0),
         })
@@ -493,7 +545,22 @@ impl InstanceManager {
         lock(&self.prewarmed).values().map(|p| p.ready.len()).sum()
     }
 
-    /// Summed MemorySize of live instances.
+    /// Idle and pre-warmed instances stopped before their keep-alive ran out, by why:
+    /// `room` (a start or hand-out needed room in the budgets) and `host_memory`.
+    pub fn evictions(&self) -> Vec<(&'static str, u64)> {
+        Eviction::ALL
+            .iter()
+            .map(|e| {
+                (
+                    e.label(),
+                    self.evictions[*e as usize].load(Ordering::Relaxed),
+                )
+            })
+            .collect()
+    }
+
+    /// Memory counted against the budget, in MB: the MemorySize of each busy or starting
+    /// instance, and the measured use of each idle or pre-warmed one.
     pub fn live_memory_mb(&self) -> u64 {
         lock(&self.capacity).memory_mb
     }
@@ -523,7 +590,9 @@ impl InstanceManager {
             .sum()
     }
 
-    /// An idle instance of `key`, provisioned ones first, else the warmest.
+    /// An idle instance of `key`, provisioned ones first, else the warmest. It is
+    /// charged its whole MemorySize again (a running invocation is guaranteed it),
+    /// evicting other idle instances if that takes room; without room it stays idle.
     async fn take_idle(&self, key: &PoolKey) -> Option<Lease> {
         loop {
             let picked = {
@@ -540,8 +609,23 @@ impl InstanceManager {
                 item
             };
             if picked.instance.has_exited() {
-                self.retire(picked.instance, picked.provisioned, key).await;
+                let claim = picked.charged;
+                self.retire(picked.instance, picked.provisioned, key, claim)
+                    .await;
                 continue;
+            }
+            let declared = Claim::declared(&picked.instance);
+            let mut measured = false;
+            while !self.recharge(picked.charged, declared, false) {
+                if !self.make_room(key, &mut measured).await {
+                    // No room for its MemorySize: back to idle, and the request waits
+                    // for room as a cold start would.
+                    lock(&self.idle)
+                        .entry(key.clone())
+                        .or_default()
+                        .push(picked);
+                    return None;
+                }
             }
             picked.instance.unpark();
             return Some(Lease {
@@ -558,6 +642,7 @@ impl InstanceManager {
     /// instances, then idle instances of functions other than that one (least recently
     /// used first), if that makes room.
     async fn claim_capacity(&self, claim: Claim, evict_for: Option<&PoolKey>) -> bool {
+        let mut measured = false;
         loop {
             {
                 let mut cap = lock(&self.capacity);
@@ -574,12 +659,44 @@ impl InstanceManager {
             let Some(requester) = evict_for else {
                 return false;
             };
-            // Pre-warmed instances are the cheapest to lose, then the least recently
-            // used idle ones.
-            if !self.evict_one_prewarmed().await && !self.evict_one_idle(requester).await {
+            if !self.make_room(requester, &mut measured).await {
                 return false;
             }
         }
+    }
+
+    /// Makes room for a claim that did not fit: first (once per claim, tracked by
+    /// `measured`) by counting the idle instances not measured since they went idle at
+    /// what they use, then by stopping a pre-warmed instance (the cheapest to lose),
+    /// then the least recently used idle instance of a function other than
+    /// `requester`'s. False if nothing changed.
+    async fn make_room(&self, requester: &PoolKey, measured: &mut bool) -> bool {
+        if !*measured {
+            *measured = true;
+            if self.measure_idle(false) {
+                return true;
+            }
+        }
+        self.evict_one_prewarmed(Eviction::Room).await
+            || self.evict_one_idle(Some(requester), Eviction::Room).await
+    }
+
+    /// Counts `to` instead of `from` for live instances. A rise is refused if it does
+    /// not fit the budgets, unless `forced` (what they already use).
+    fn recharge(&self, from: Claim, to: Claim, forced: bool) -> bool {
+        let mut cap = lock(&self.capacity);
+        let memory_mb = cap.memory_mb.saturating_sub(from.memory_mb) + to.memory_mb;
+        let tmp_mb = cap.tmp_mb.saturating_sub(from.tmp_mb) + to.tmp_mb;
+        let rises = memory_mb > cap.memory_mb || tmp_mb > cap.tmp_mb;
+        if rises
+            && !forced
+            && (memory_mb > self.config.memory_budget_mb || tmp_mb > self.config.tmp_disk_budget_mb)
+        {
+            return false;
+        }
+        cap.memory_mb = memory_mb;
+        cap.tmp_mb = tmp_mb;
+        true
     }
 
     fn release_capacity(&self, claim: Claim) {
@@ -892,10 +1009,15 @@ impl InstanceManager {
                 pool.ready.pop()
             };
             self.fill_prewarm(&key, kind);
-            if let Some((instance, owner)) = taken {
+            if let Some(Ready {
+                instance,
+                owner,
+                charged,
+            }) = taken
+            {
                 // The caller claimed capacity for this instance; the pre-warmed one's
                 // own claim goes back.
-                self.release_capacity(Claim::prewarmed(&key));
+                self.release_capacity(charged);
                 *lock(&owner) = Some((f.namespace.clone(), f.name.clone()));
                 let env = self.function_env(f, &instance.id, provisioned);
                 let assigned = instance
@@ -1039,16 +1161,17 @@ impl InstanceManager {
             drop(permit);
             match started {
                 Ok(instance) if self.closed.load(Ordering::Acquire) => {
-                    self.retire_prewarmed(instance).await;
+                    self.retire_prewarmed(instance, Claim::prewarmed(&key))
+                        .await;
                     break;
                 }
                 Ok(instance) => {
                     let mut pools = lock(&self.prewarmed);
-                    pools
-                        .entry(key.clone())
-                        .or_default()
-                        .ready
-                        .push((instance, owner));
+                    pools.entry(key.clone()).or_default().ready.push(Ready {
+                        instance,
+                        owner,
+                        charged: Claim::prewarmed(&key),
+                    });
                     drop(pools);
                     self.released.notify_waiters();
                 }
@@ -1078,12 +1201,12 @@ impl InstanceManager {
                     refill.push(key.clone());
                     return true;
                 }
-                stale.extend(pool.ready.drain(..).map(|(i, _)| i));
+                stale.append(&mut pool.ready);
                 pool.filling
             });
         }
-        for instance in stale {
-            self.retire_prewarmed(instance).await;
+        for ready in stale {
+            self.retire_prewarmed(ready.instance, ready.charged).await;
         }
         for key in refill {
             if let Some(kind) = self.catalog.get(&key.runtime).cloned() {
@@ -1092,21 +1215,22 @@ impl InstanceManager {
         }
     }
 
-    async fn retire_prewarmed(&self, instance: Instance) {
-        let claim = Claim::of_instance(&instance);
+    async fn retire_prewarmed(&self, instance: Instance, claim: Claim) {
         instance.destroy().await;
         self.release_capacity(claim);
         self.released.notify_waiters();
     }
 
     /// Stops one pre-warmed instance to make room; true if there was one.
-    async fn evict_one_prewarmed(&self) -> bool {
+    async fn evict_one_prewarmed(&self, why: Eviction) -> bool {
         let victim = lock(&self.prewarmed)
             .values_mut()
             .find_map(|p| p.ready.pop());
         match victim {
-            Some((instance, _)) => {
-                self.retire_prewarmed(instance).await;
+            Some(ready) => {
+                tracing::info!(instance = %ready.instance.id, reason = why.label(), "evicting a pre-warmed instance");
+                self.evictions[why as usize].fetch_add(1, Ordering::Relaxed);
+                self.retire_prewarmed(ready.instance, ready.charged).await;
                 true
             }
             None => false,
@@ -1160,7 +1284,8 @@ impl InstanceManager {
             d.freed.clone()
         });
         if !reusable || lease.instance.has_exited() || self.closed.load(Ordering::Acquire) {
-            self.retire(lease.instance, lease.provisioned, &lease.key)
+            let claim = Claim::declared(&lease.instance);
+            self.retire(lease.instance, lease.provisioned, &lease.key, claim)
                 .await;
             return;
         }
@@ -1183,10 +1308,12 @@ impl InstanceManager {
         let now = Instant::now();
         self.demand(&lease.key, |d| d.last_turnover = Some(now));
         self.park(&lease.instance);
+        let charged = Claim::declared(&lease.instance);
         lock(&self.idle).entry(lease.key).or_default().push(Idle {
             instance: lease.instance,
             since: now,
             provisioned,
+            charged,
         });
         // One instance came back: one waiter of this function can have it.
         freed.notify_one();
@@ -1199,7 +1326,8 @@ impl InstanceManager {
         }
     }
 
-    async fn retire(&self, instance: Instance, provisioned: bool, key: &PoolKey) {
+    /// Stops an instance that counted `claim` against the capacity.
+    async fn retire(&self, instance: Instance, provisioned: bool, key: &PoolKey, claim: Claim) {
         if provisioned {
             let mut prov = lock(&self.provisioned);
             if let Some(p) = prov.get_mut(&(key.namespace.clone(), key.name.clone())) {
@@ -1208,20 +1336,19 @@ impl InstanceManager {
                 }
             }
         }
-        let claim = Claim::of_instance(&instance);
         instance.destroy().await;
         self.release_capacity(claim);
         self.released.notify_waiters();
     }
 
-    /// Stops the least recently used idle, non-provisioned instance of a function other
-    /// than `keep`'s; true if one was stopped.
-    async fn evict_one_idle(&self, keep: &PoolKey) -> bool {
+    /// Stops the least recently used idle, non-provisioned instance (of a function other
+    /// than `keep`'s, if given); true if one was stopped.
+    async fn evict_one_idle(&self, keep: Option<&PoolKey>, why: Eviction) -> bool {
         let victim = {
             let mut idle = lock(&self.idle);
             let oldest = idle
                 .iter()
-                .filter(|(k, _)| *k != keep)
+                .filter(|(k, _)| Some(*k) != keep)
                 .flat_map(|(k, v)| {
                     v.iter()
                         .enumerate()
@@ -1240,11 +1367,102 @@ impl InstanceManager {
         };
         match victim {
             Some((key, v)) => {
-                tracing::debug!(instance = %v.instance.id, "evicting idle instance to make room");
-                self.retire(v.instance, false, &key).await;
+                tracing::info!(
+                    instance = %v.instance.id,
+                    namespace = %key.namespace,
+                    function = %key.name,
+                    idle_s = v.since.elapsed().as_secs(),
+                    memory_mb = v.charged.memory_mb,
+                    reason = why.label(),
+                    "evicting the least recently used idle instance"
+                );
+                self.evictions[why as usize].fetch_add(1, Ordering::Relaxed);
+                let claim = v.charged;
+                self.retire(v.instance, false, &key, claim).await;
                 true
             }
             None => false,
+        }
+    }
+
+    /// Counts each idle and pre-warmed instance by what it uses now, where the
+    /// launcher can tell: the charge of its memory cgroup (at least 1 MB) and the host
+    /// disk its /tmp holds, each at most what it declared. True if that lowered the
+    /// count. Busy instances keep counting everything they declared: an idle one
+    /// claims it again when it is handed out.
+    ///
+    /// The sweep measures every one (`all`); making room measures only those still
+    /// counted at what they declared (not measured since they went idle).
+    fn measure_idle(&self, all: bool) -> bool {
+        let wanted = |instance: &Instance, charged: &Claim| {
+            (all || *charged == Claim::declared(instance))
+                .then(|| (instance.id.clone(), instance.usage_probe()))
+        };
+        // The cgroup and filesystem reads happen outside the locks.
+        let mut probes: Vec<(String, UsageProbe)> = lock(&self.idle)
+            .values()
+            .flatten()
+            .filter_map(|i| wanted(&i.instance, &i.charged))
+            .collect();
+        probes.extend(
+            lock(&self.prewarmed)
+                .values()
+                .flat_map(|p| &p.ready)
+                .filter_map(|r| wanted(&r.instance, &r.charged)),
+        );
+        let measured: HashMap<String, (Option<u64>, Option<u64>)> = probes
+            .into_iter()
+            .map(|(id, probe)| (id, (probe.memory_mb(), probe.tmp_disk_mb())))
+            .filter(|(_, used)| *used != (None, None))
+            .collect();
+        if measured.is_empty() {
+            return false;
+        }
+        let (mut from, mut to) = (Claim::ZERO, Claim::ZERO);
+        let mut count = |instance: &Instance, charged: &mut Claim| {
+            let Some(&(memory, tmp)) = measured.get(&instance.id) else {
+                return;
+            };
+            let declared = Claim::declared(instance);
+            let now = Claim {
+                memory_mb: memory.map_or(charged.memory_mb, |m| m.clamp(1, declared.memory_mb)),
+                tmp_mb: tmp.map_or(charged.tmp_mb, |t| t.min(declared.tmp_mb)),
+            };
+            from = from.plus(*charged);
+            to = to.plus(now);
+            *charged = now;
+        };
+        let mut idle = lock(&self.idle);
+        for i in idle.values_mut().flatten() {
+            count(&i.instance, &mut i.charged);
+        }
+        let mut prewarmed = lock(&self.prewarmed);
+        for r in prewarmed.values_mut().flat_map(|p| &mut p.ready) {
+            count(&r.instance, &mut r.charged);
+        }
+        // What they use is counted whether or not it fits.
+        self.recharge(from, to, true);
+        to.memory_mb < from.memory_mb || to.tmp_mb < from.tmp_mb
+    }
+
+    /// Under host memory pressure (less available than the configured floor), stops
+    /// pre-warmed, then the least recently used idle instances, a few per sweep, until
+    /// the pressure is gone.
+    async fn relieve_host_memory(&self) {
+        let floor = self.config.host_memory_floor_mb;
+        if floor == 0 {
+            return;
+        }
+        for _ in 0..16 {
+            match crate::load::memory_available_mb() {
+                Some(available) if available < floor => {}
+                _ => return,
+            }
+            if !self.evict_one_prewarmed(Eviction::HostMemory).await
+                && !self.evict_one_idle(None, Eviction::HostMemory).await
+            {
+                return;
+            }
         }
     }
 
@@ -1267,7 +1485,8 @@ impl InstanceManager {
                 .collect()
         };
         for (k, i) in drained {
-            self.retire(i.instance, i.provisioned, &k).await;
+            let claim = i.charged;
+            self.retire(i.instance, i.provisioned, &k, claim).await;
         }
     }
 
@@ -1297,7 +1516,8 @@ impl InstanceManager {
         }
         for (k, i) in expired {
             tracing::debug!(instance = %i.instance.id, "keep-alive expired");
-            self.retire(i.instance, i.provisioned, &k).await;
+            let claim = i.charged;
+            self.retire(i.instance, i.provisioned, &k, claim).await;
         }
     }
 
@@ -1312,6 +1532,8 @@ impl InstanceManager {
                 tokio::time::sleep(period).await;
                 let Some(mgr) = weak.upgrade() else { return };
                 mgr.reap_idle().await;
+                mgr.measure_idle(true);
+                mgr.relieve_host_memory().await;
                 mgr.fill_provisioned();
                 mgr.tend_prewarmed().await;
             }
@@ -1484,7 +1706,8 @@ impl InstanceManager {
             drop(permit);
             match started {
                 Ok(instance) if self.closed.load(Ordering::Acquire) => {
-                    self.retire(instance, false, &PoolKey::of(&f)).await;
+                    let claim = Claim::declared(&instance);
+                    self.retire(instance, false, &PoolKey::of(&f), claim).await;
                     break;
                 }
                 Ok(instance) => {
@@ -1503,6 +1726,7 @@ impl InstanceManager {
                         .entry(PoolKey::of(&f))
                         .or_default()
                         .push(Idle {
+                            charged: Claim::declared(&instance),
                             instance,
                             since: Instant::now(),
                             provisioned: counted,
@@ -1535,19 +1759,20 @@ impl InstanceManager {
     pub async fn shutdown(&self) {
         self.closed.store(true, Ordering::Release);
         lock(&self.provisioned).clear();
-        let prewarmed: Vec<Instance> = lock(&self.prewarmed)
+        let prewarmed: Vec<Ready> = lock(&self.prewarmed)
             .drain()
-            .flat_map(|(_, p)| p.ready.into_iter().map(|(i, _)| i))
+            .flat_map(|(_, p)| p.ready)
             .collect();
-        for instance in prewarmed {
-            self.retire_prewarmed(instance).await;
+        for ready in prewarmed {
+            self.retire_prewarmed(ready.instance, ready.charged).await;
         }
         let all: Vec<(PoolKey, Idle)> = lock(&self.idle)
             .drain()
             .flat_map(|(k, v)| v.into_iter().map(move |i| (k.clone(), i)))
             .collect();
         for (k, i) in all {
-            self.retire(i.instance, false, &k).await;
+            let claim = i.charged;
+            self.retire(i.instance, false, &k, claim).await;
         }
         // Starts already under way finish and are stopped by their tasks; requests still
         // running hand their instance back to be stopped. Wait a bounded time for both.

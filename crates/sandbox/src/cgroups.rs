@@ -294,6 +294,16 @@ impl InstanceCgroup {
             .unwrap_or(0)
     }
 
+    /// What the memory controller charges the instance right now, page cache included.
+    pub fn memory_current(&self) -> Option<u64> {
+        let (h, dir) = self.memory_dir()?;
+        let file = match h {
+            Hierarchy::V1 { .. } => "memory.usage_in_bytes",
+            Hierarchy::V2 { .. } => "memory.current",
+        };
+        fs::read_to_string(dir.join(file)).ok()?.trim().parse().ok()
+    }
+
     pub fn memory_peak(&self) -> Option<u64> {
         let (h, dir) = self.memory_dir()?;
         let file = match h {

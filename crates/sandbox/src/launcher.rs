@@ -116,6 +116,22 @@ pub trait InstanceProcess: Send + Sync {
     fn oom_killed(&self) -> bool;
     /// Peak memory use in bytes, if the launcher can tell.
     fn memory_peak_bytes(&self) -> Option<u64>;
+    /// Memory the instance is charged for right now (its memory cgroup's usage), in
+    /// bytes, if the launcher can tell.
+    fn memory_current_bytes(&self) -> Option<u64> {
+        None
+    }
+    /// Host disk used by the instance's /tmp filesystem right now, in bytes; `None`
+    /// when its /tmp is not on the host disk.
+    fn tmp_disk_used_bytes(&self) -> Option<u64> {
+        None
+    }
+    /// A descriptor that becomes readable once the runtime process has ended, so that
+    /// the end can be awaited without a thread blocked in [`InstanceProcess::wait`]
+    /// (which then returns at once, or nearly). `None` if the launcher has none.
+    fn exit_fd(&self) -> Option<std::os::fd::OwnedFd> {
+        None
+    }
     /// Releases everything the instance held (cgroups, mounts, scratch files). Call after
     /// `wait` returned. Idempotent.
     fn cleanup(&self);
@@ -138,6 +154,17 @@ pub trait InstanceProcess: Send + Sync {
         let _ = resources;
         Err("this launcher cannot change limits after launch".to_string())
     }
+}
+
+/// Waits on the async runtime's reactor until `fd` (an [`InstanceProcess::exit_fd`]) is
+/// readable. Call from within a tokio runtime.
+pub async fn exit_fd_readable(fd: std::os::fd::OwnedFd) -> std::io::Result<()> {
+    use tokio::io::{unix::AsyncFd, Interest};
+    // SAFETY: the AsyncFd owns `fd` (an OwnedFd), so the descriptor stays open and names
+    // the same file description until the AsyncFd is dropped.
+    let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+        .map_err(std::io::Error::from)?;
+    fd.readable().await.map(drop)
 }
 
 /// Why an instance could not be started.

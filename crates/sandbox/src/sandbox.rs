@@ -1104,11 +1104,16 @@ impl SandboxInstance {
     }
 
     fn tmp_used_bytes(&self) -> u64 {
+        self.tmp_disk_used().unwrap_or(0)
+    }
+
+    /// What its /tmp filesystem holds, if /tmp is on a disk of its own.
+    fn tmp_disk_used(&self) -> Option<u64> {
         self.tmp_disk
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .map_or(0, TmpDisk::used_bytes)
+            .map(TmpDisk::used_bytes)
     }
 
     /// Shares the instance, noted under its uid slot so that shutdown can stop it.
@@ -1291,6 +1296,32 @@ impl InstanceProcess for SandboxInstance {
             Some(r) => r.memory_peak,
             None => self.cgroup.memory_peak(),
         }
+    }
+
+    fn memory_current_bytes(&self) -> Option<u64> {
+        if self
+            .released
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+        {
+            return None;
+        }
+        self.cgroup.memory_current()
+    }
+
+    fn tmp_disk_used_bytes(&self) -> Option<u64> {
+        self.tmp_disk_used()
+    }
+
+    fn exit_fd(&self) -> Option<OwnedFd> {
+        // A forked runtime's pidfd turns readable when it ends (its status follows on
+        // the zygote's pipe); an exec'd one's end is the keeper's next message.
+        let fd = match &self.forked {
+            Some(forked) => forked.pidfd.as_fd(),
+            None => self.ctl.as_fd(),
+        };
+        fd.try_clone_to_owned().ok()
     }
 
     fn attach_code(&self, code_dir: &Path, layer_dirs: &[PathBuf]) -> Result<PathBuf, String> {

@@ -18,6 +18,8 @@ pub struct Metrics {
     pub oom_kills: Family<Labels, Counter>,
     pub throttles: Family<Labels, Counter>,
     pub instances: Gauge,
+    pub instance_memory_counted_bytes: Gauge,
+    pub instance_evictions: Family<Labels, Counter>,
     pub tmp_disk_budget_bytes: Gauge,
     pub tmp_disk_claimed_bytes: Gauge,
     pub tmp_disk_used_bytes: Gauge,
@@ -78,6 +80,18 @@ impl Metrics {
             throttles.clone(),
         );
         registry.register("instances", "Live function instances", instances.clone());
+        let instance_memory_counted_bytes = Gauge::default();
+        registry.register(
+            "instance_memory_counted_bytes",
+            "Memory counted against the budget: MemorySize of busy instances, measured use of idle ones",
+            instance_memory_counted_bytes.clone(),
+        );
+        let instance_evictions = Family::<Labels, Counter>::default();
+        registry.register(
+            "instance_evictions",
+            "Idle instances stopped before their keep-alive, by reason (room, host_memory)",
+            instance_evictions.clone(),
+        );
         let tmp_disk_budget_bytes = Gauge::default();
         let tmp_disk_claimed_bytes = Gauge::default();
         let tmp_disk_used_bytes = Gauge::default();
@@ -105,6 +119,8 @@ impl Metrics {
             oom_kills,
             throttles,
             instances,
+            instance_memory_counted_bytes,
+            instance_evictions,
             tmp_disk_budget_bytes,
             tmp_disk_claimed_bytes,
             tmp_disk_used_bytes,

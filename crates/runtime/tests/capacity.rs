@@ -1,0 +1,169 @@
+//! Memory accounting by use, with the fake launcher: idle instances count what they
+//! measure, a handed-out one counts its whole MemorySize again, and eviction (least
+//! recently used first) is counted by reason.
+
+use std::time::{Duration, Instant};
+
+use tern_runtime::fake_launcher::FakeStart;
+use tern_runtime::PoolConfig;
+
+mod fake;
+
+use fake::{call, fixture, function};
+
+const MB: u64 = 1024 * 1024;
+
+fn evicted(fx: &fake::Fixture, reason: &str) -> u64 {
+    fx.manager
+        .evictions()
+        .into_iter()
+        .find(|(r, _)| *r == reason)
+        .map_or(0, |(_, n)| n)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_instances_count_their_measured_use_so_more_stay_warm_than_their_memory_sizes() {
+    let fx = fixture(
+        |_| FakeStart::After(Duration::from_millis(1)),
+        |c| PoolConfig {
+            memory_budget_mb: 1024,
+            ..c
+        },
+    );
+    fx.launcher.set_memory_in_use(4 * MB);
+    // Forty 128 MB functions: by MemorySize, 8 would fit in 1024 MB.
+    for i in 0..40 {
+        let name = format!("f{i}");
+        assert_eq!(
+            call(fx.manager.clone(), function(&name), "{}").await,
+            Ok("{}".into())
+        );
+    }
+    assert_eq!(evicted(&fx, "room"), 0);
+    for i in 0..40 {
+        assert_eq!(
+            fx.manager.idle_count("default", &format!("f{i}")),
+            1,
+            "f{i}"
+        );
+    }
+    // Instances are measured when a start needs the room (and by the pool's sweep):
+    // those since the last measurement still count their MemorySize.
+    let counted = fx.manager.live_memory_mb();
+    assert!(counted <= 1024, "{counted} MB counted");
+    // Each is served warm next time.
+    for i in 0..40 {
+        let lease = fx
+            .manager
+            .acquire(&function(&format!("f{i}")))
+            .await
+            .expect("warm");
+        assert!(!lease.cold, "f{i} started again");
+        fx.manager.release(lease, true).await;
+    }
+    assert_eq!(fx.launcher.launches().len(), 40);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_handed_out_instance_counts_its_memory_size_again_evicting_the_least_recently_used() {
+    let fx = fixture(
+        |_| FakeStart::After(Duration::from_millis(1)),
+        |c| PoolConfig {
+            memory_budget_mb: 350,
+            ..c
+        },
+    );
+    fx.launcher.set_memory_in_use(100 * MB);
+    for name in ["a", "b", "c"] {
+        assert_eq!(
+            call(fx.manager.clone(), function(name), "{}").await,
+            Ok("{}".into())
+        );
+    }
+    // a and b were measured to make room for c: 100 + 100 + 128.
+    assert_eq!(fx.manager.live_memory_mb(), 328);
+    assert_eq!(evicted(&fx, "room"), 0);
+
+    // a, handed out, counts 128 again: measuring c (100) makes the room.
+    let a = fx.manager.acquire(&function("a")).await.expect("a");
+    assert!(!a.cold);
+    assert_eq!(fx.manager.live_memory_mb(), 128 + 100 + 100);
+    // b needs 28 more than it counts, and only evicting makes room: c, the least
+    // recently used idle instance of another function, goes.
+    let b = fx.manager.acquire(&function("b")).await.expect("b");
+    assert!(!b.cold);
+    assert_eq!(fx.manager.idle_count("default", "c"), 0);
+    assert_eq!(evicted(&fx, "room"), 1);
+    assert_eq!(fx.manager.live_memory_mb(), 256);
+    fx.manager.release(a, true).await;
+    fx.manager.release(b, true).await;
+    assert_eq!(fx.launcher.launches(), ["a", "b", "c"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hand_out_without_room_waits_and_the_refusal_names_the_memory_budget() {
+    let fx = fixture(
+        |_| FakeStart::After(Duration::from_millis(1)),
+        |c| PoolConfig {
+            memory_budget_mb: 250,
+            queue_timeout: Duration::from_millis(100),
+            ..c
+        },
+    );
+    fx.launcher.set_memory_in_use(100 * MB);
+    for name in ["a", "b"] {
+        assert_eq!(
+            call(fx.manager.clone(), function(name), "{}").await,
+            Ok("{}".into())
+        );
+    }
+    // a was measured to make room for b (100 + 128); a, handed out, counts 128 again,
+    // and measuring b makes the room.
+    assert_eq!(fx.manager.live_memory_mb(), 228);
+    let a = fx.manager.acquire(&function("a")).await.expect("a");
+    assert_eq!(fx.manager.live_memory_mb(), 228);
+    // Handing b out too would need 256 MB, and no other instance is idle to evict.
+    let refused = fx
+        .manager
+        .acquire(&function("b"))
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        refused.to_string().contains("memory budget full"),
+        "{refused}"
+    );
+    assert_eq!(fx.manager.idle_count("default", "b"), 1, "b stays warm");
+    // Once a is back (and measured), b is handed out warm.
+    fx.manager.release(a, true).await;
+    let b = fx.manager.acquire(&function("b")).await.expect("b");
+    assert!(!b.cold);
+    fx.manager.release(b, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn host_memory_pressure_evicts_idle_instances_and_counts_them() {
+    let fx = fixture(
+        |_| FakeStart::After(Duration::from_millis(1)),
+        |c| PoolConfig {
+            // Below any machine's available memory: always under pressure.
+            host_memory_floor_mb: u64::MAX,
+            keep_alive: Duration::from_secs(600),
+            ..c
+        },
+    );
+    fx.manager.spawn_reaper();
+    for name in ["a", "b"] {
+        assert_eq!(
+            call(fx.manager.clone(), function(name), "{}").await,
+            Ok("{}".into())
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while fx.manager.live() > 0 {
+        assert!(Instant::now() < deadline, "idle instances were not evicted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(evicted(&fx, "host_memory"), 2);
+    assert_eq!(evicted(&fx, "room"), 0);
+}
