@@ -354,3 +354,29 @@ fn idle_instances_count_their_measured_memory_so_more_stay_warm_than_the_budget_
         "{counted} bytes counted"
     );
 }
+
+/// A restarted server builds the start-up of its stored functions ahead (their runtime's
+/// pre-warmed pool, zygotes, sandboxes): the first invoke after the restart takes a
+/// pre-warmed instance instead of building one on the request path.
+#[test]
+fn a_restarted_server_prepares_the_start_up_of_its_stored_functions() {
+    const WHO: &str = "def handler(event, context):\n    return context.log_stream_name\n";
+    let server = Server::start();
+    let code = zip(&[("app.py", WHO.as_bytes(), 0o644)]);
+    server.create_function("stored", "python3.11", "app.handler", &code, json!({}));
+    let server = server.restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(&server, "tern_prewarmed_instances") < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "nothing was prepared after the restart"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stream = server.invoke("stored", "{}").body;
+    let stream = stream.as_str().expect("the log stream name");
+    assert!(
+        stream.contains("]pw-"),
+        "not a pre-warmed instance: {stream}"
+    );
+}

@@ -24,7 +24,9 @@ pub struct Server {
     pub endpoint: String,
     pub host: String,
     pub data_dir: PathBuf,
-    _dir: tempfile::TempDir,
+    /// The data dir's parent (None once handed to a restarted server).
+    dir: Option<tempfile::TempDir>,
+    extra: Vec<String>,
     pub access_key: String,
     pub secret: String,
 }
@@ -104,7 +106,21 @@ impl Server {
 
     /// Starts `tern server` with extra flags; sandboxed when running as root.
     pub fn start_with(extra: &[&str]) -> Server {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        Self::spawn(tempfile::tempdir().expect("tempdir"), extra)
+    }
+
+    /// Stops this server and starts another on the same data dir and flags.
+    pub fn restart(mut self) -> Server {
+        assert!(
+            self.stop(Duration::from_secs(15)),
+            "the server did not stop"
+        );
+        let dir = self.dir.take().expect("data dir");
+        Self::spawn(dir, std::mem::take(&mut self.extra))
+    }
+
+    fn spawn(dir: tempfile::TempDir, extra: Vec<String>) -> Server {
         let data_dir = dir.path().join("data");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tern"));
         cmd.arg("server")
@@ -112,7 +128,7 @@ impl Server {
             .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(&data_dir)
-            .args(extra)
+            .args(&extra)
             .env("RUST_LOG", "info")
             // No pinned boto3 for Python functions: nothing here imports it, and each
             // server would install it from PyPI. The compat suite covers it (shared cache).
@@ -166,7 +182,8 @@ impl Server {
             access_key: field("aws_access_key_id"),
             secret: field("aws_secret_access_key"),
             data_dir,
-            _dir: dir,
+            dir: Some(dir),
+            extra,
         }
     }
 

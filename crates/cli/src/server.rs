@@ -25,6 +25,9 @@ const META_SERVER_ID: &str = "server_id";
 const META_ADMIN_KEY: &str = "admin_access_key_id";
 /// File in the data dir holding the key that signs download URLs.
 pub const URL_SIGNING_KEY_FILE: &str = "url-signing.key";
+/// Shapes (namespace, runtime, /tmp size) of stored functions whose start-up is built
+/// ahead when the server starts: those most functions share.
+const PREPARED_SHAPES_AT_START: usize = 8;
 /// Profile name in the credentials file.
 pub const PROFILE: &str = "tern";
 
@@ -307,6 +310,16 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         .restore()
         .await
         .context("cannot restore concurrency settings")?;
+    {
+        // The stored functions' first cold starts should find their zygotes and
+        // sandboxes built, as a new function's do.
+        let functions = functions.clone();
+        tokio::spawn(async move {
+            if let Err(e) = functions.prepare_stored(PREPARED_SHAPES_AT_START).await {
+                tracing::warn!(error = %e, "cannot prepare the start-up of stored functions");
+            }
+        });
+    }
     let invoker = Arc::new(Invoker::new(
         functions.clone(),
         instances.clone(),

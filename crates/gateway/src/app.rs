@@ -435,6 +435,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let (counted_mb, evictions) = state.invoker.instance_memory();
     let m = &state.metrics;
     m.instance_memory_counted_bytes.set(bytes(counted_mb));
+    m.prewarmed_instances
+        .set(state.invoker.prewarmed_instances() as i64);
     // One scrape at a time catches the counters up, so that none counts a gap twice.
     static CATCH_UP: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = CATCH_UP.lock().unwrap_or_else(|e| e.into_inner());

@@ -1,7 +1,7 @@
 //! The management API: create, read, list, update and delete functions, and the
 //! account settings. Every write goes through here so the registry cache stays true.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -168,6 +168,42 @@ impl FunctionService {
                 self.instances
                     .set_provisioned(&self.spec(&rec), p.requested as usize);
             }
+        }
+        Ok(())
+    }
+
+    /// Builds ahead, at server start, what cold starts of the stored functions will use
+    /// (see [`InstanceManager::prepare`]), for the `max_shapes` (namespace, runtime,
+    /// /tmp size) shapes most functions share, so that the first invokes of a restarted
+    /// server do not build zygotes and sandboxes on the request path.
+    pub async fn prepare_stored(&self, max_shapes: usize) -> Result<(), ServiceError> {
+        const PAGE: usize = 500;
+        let mut shapes: HashMap<(String, String, u32), (usize, FunctionRecord)> = HashMap::new();
+        let mut after: Option<(String, String)> = None;
+        loop {
+            let store = self.store.clone();
+            let from = after.clone();
+            let page = blocking(move || {
+                let from = from.as_ref().map(|(ns, n)| (ns.as_str(), n.as_str()));
+                Ok(store.list_all_functions(from, PAGE)?)
+            })
+            .await?;
+            let Some(last) = page.last() else { break };
+            after = Some((last.namespace.clone(), last.name.clone()));
+            let full = page.len() == PAGE;
+            for rec in page {
+                let key = (rec.namespace.clone(), rec.runtime.clone(), rec.tmp_mb);
+                shapes.entry(key).or_insert((0, rec)).0 += 1;
+            }
+            if !full {
+                break;
+            }
+        }
+        let mut shapes: Vec<(usize, FunctionRecord)> = shapes.into_values().collect();
+        shapes.sort_by(|a, b| b.0.cmp(&a.0));
+        for (functions, rec) in shapes.into_iter().take(max_shapes) {
+            tracing::debug!(namespace = %rec.namespace, runtime = %rec.runtime, functions, "preparing the start-up of stored functions");
+            self.instances.prepare(&self.spec(&rec));
         }
         Ok(())
     }

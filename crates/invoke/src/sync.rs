@@ -100,6 +100,11 @@ impl Invoker {
         self.instances.live()
     }
 
+    /// Pre-warmed instances ready for a cold start.
+    pub fn prewarmed_instances(&self) -> usize {
+        self.instances.prewarmed_count()
+    }
+
     /// Memory counted against the budget (MB) and idle instances evicted early, by why.
     pub fn instance_memory(&self) -> (u64, Vec<(&'static str, u64)>) {
         (self.instances.live_memory_mb(), self.instances.evictions())

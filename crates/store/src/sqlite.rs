@@ -252,6 +252,23 @@ impl Store for SqliteStore {
         rows.map(|r| decode(r?)).collect()
     }
 
+    fn list_all_functions(
+        &self,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<FunctionRecord>, StoreError> {
+        let conn = self.lock();
+        let (namespace, name) = after.unwrap_or(("", ""));
+        let mut stmt = conn.prepare_cached(
+            "SELECT record FROM functions WHERE (namespace, name) > (?1, ?2)
+             ORDER BY namespace, name LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![namespace, name, limit as i64], |r| {
+            r.get::<_, String>(0)
+        })?;
+        rows.map(|r| decode(r?)).collect()
+    }
+
     fn usage(&self, namespace: &str) -> Result<(u64, u64), StoreError> {
         let conn = self.lock();
         let (count, size): (i64, i64) = conn.query_row(
@@ -492,6 +509,34 @@ mod tests {
         let rest = store.list_functions("default", Some("b"), 2).unwrap();
         assert_eq!(rest.len(), 1);
         assert_eq!(store.usage("default").unwrap(), (3, 30));
+    }
+
+    #[test]
+    fn list_all_pages_across_namespaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
+        for (ns, n) in [
+            ("zeta", "a"),
+            ("default", "b"),
+            ("default", "a"),
+            ("alpha", "z"),
+        ] {
+            store
+                .create_function(&FunctionRecord {
+                    namespace: ns.into(),
+                    ..record(n)
+                })
+                .unwrap();
+        }
+        let names = |page: Vec<FunctionRecord>| -> Vec<String> {
+            page.iter()
+                .map(|r| format!("{}/{}", r.namespace, r.name))
+                .collect()
+        };
+        let first = store.list_all_functions(None, 3).unwrap();
+        assert_eq!(names(first), ["alpha/z", "default/a", "default/b"]);
+        let rest = store.list_all_functions(Some(("default", "b")), 3).unwrap();
+        assert_eq!(names(rest), ["zeta/a"]);
     }
 
     #[test]

@@ -76,6 +76,13 @@ pub trait Store: Send + Sync {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<FunctionRecord>, StoreError>;
+    /// Functions of every namespace, sorted by (namespace, name), strictly after `after`,
+    /// at most `limit`.
+    fn list_all_functions(
+        &self,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<FunctionRecord>, StoreError>;
     /// (function count, total zipped code size) of a namespace.
     fn usage(&self, namespace: &str) -> Result<(u64, u64), StoreError>;
 

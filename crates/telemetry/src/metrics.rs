@@ -19,6 +19,7 @@ pub struct Metrics {
     pub throttles: Family<Labels, Counter>,
     pub instances: Gauge,
     pub instance_memory_counted_bytes: Gauge,
+    pub prewarmed_instances: Gauge,
     pub instance_evictions: Family<Labels, Counter>,
     pub tmp_disk_budget_bytes: Gauge,
     pub tmp_disk_claimed_bytes: Gauge,
@@ -86,6 +87,12 @@ impl Metrics {
             "Memory counted against the budget: MemorySize of busy instances, measured use of idle ones",
             instance_memory_counted_bytes.clone(),
         );
+        let prewarmed_instances = Gauge::default();
+        registry.register(
+            "prewarmed_instances",
+            "Pre-warmed instances ready for a function's cold start (among the live ones)",
+            prewarmed_instances.clone(),
+        );
         let instance_evictions = Family::<Labels, Counter>::default();
         registry.register(
             "instance_evictions",
@@ -120,6 +127,7 @@ impl Metrics {
             throttles,
             instances,
             instance_memory_counted_bytes,
+            prewarmed_instances,
             instance_evictions,
             tmp_disk_budget_bytes,
             tmp_disk_claimed_bytes,
