@@ -200,7 +200,7 @@ impl FunctionService {
             }
         }
         let mut shapes: Vec<(usize, FunctionRecord)> = shapes.into_values().collect();
-        shapes.sort_by(|a, b| b.0.cmp(&a.0));
+        shapes.sort_by_key(|s| std::cmp::Reverse(s.0));
         for (functions, rec) in shapes.into_iter().take(max_shapes) {
             tracing::debug!(namespace = %rec.namespace, runtime = %rec.runtime, functions, "preparing the start-up of stored functions");
             self.instances.prepare(&self.spec(&rec));
