@@ -573,42 +573,9 @@ fn runtime_setup(
     sys::close_from(first_unused_fd);
     std::env::set_current_dir(&req.cwd).map_err(|e| format!("chdir {}: {e}", req.cwd.display()))?;
 
-    sys::set_no_new_privs().map_err(ctx("no_new_privs"))?;
-    sys::lock_securebits().map_err(ctx("securebits"))?;
-    sys::drop_all_capabilities().map_err(ctx("drop capabilities"))?;
-    restrict_filesystem();
+    crate::privileges::apply()?;
     seccomp::install(filters).map_err(|e| e.to_string())?;
     Ok(())
-}
-
-/// Landlock as a second layer under the read-only mounts: read and execute everywhere,
-/// write only to /tmp and the harmless devices. Best effort: older kernels skip it.
-fn restrict_filesystem() {
-    use landlock::{
-        path_beneath_rules, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr, ABI,
-    };
-    let abi = ABI::V3;
-    let result = Ruleset::default()
-        .handle_access(AccessFs::from_all(abi))
-        .and_then(|r| r.create())
-        .and_then(|r| r.add_rules(path_beneath_rules(["/"], AccessFs::from_read(abi))))
-        .and_then(|r| r.add_rules(path_beneath_rules(["/tmp"], AccessFs::from_all(abi))))
-        .and_then(|r| {
-            r.add_rules(path_beneath_rules(
-                [
-                    "/dev/null",
-                    "/dev/zero",
-                    "/dev/tty",
-                    "/dev/random",
-                    "/dev/urandom",
-                ],
-                AccessFs::from_file(abi),
-            ))
-        })
-        .and_then(|r| r.restrict_self());
-    // Nothing to report to: the runtime has not started, and failing the launch over a
-    // missing second layer would make old kernels unusable.
-    let _ = result;
 }
 
 fn exec_runtime(req: &KeeperRequest) -> String {

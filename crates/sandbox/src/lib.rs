@@ -16,6 +16,7 @@ mod held;
 pub mod keeper;
 pub mod launcher;
 pub mod mounts;
+mod privileges;
 pub mod process;
 mod protocol;
 pub mod sandbox;

@@ -30,6 +30,7 @@ use seccompiler::BpfProgram;
 use serde::{Deserialize, Serialize};
 
 use crate::launcher::{ZygoteSpec, ZYGOTE_PYTHON_FLAGS};
+use crate::privileges::ZygotePolicy;
 use crate::protocol;
 
 /// The zygote program, fed to `python3 -S -` on stdin.
@@ -44,6 +45,8 @@ struct Hello<'a> {
     preload: &'a Path,
     preload_as: &'a str,
     seccomp: Vec<String>,
+    /// The rest of the privilege drop, as the keeper applies it.
+    drop: ZygotePolicy,
 }
 
 /// One fork request; the descriptors travel with it.
@@ -184,6 +187,7 @@ fn handshake(
         preload: &spec.program,
         preload_as,
         seccomp: seccomp.iter().map(program_hex).collect(),
+        drop: ZygotePolicy::new(),
     };
     let timeout = TimeVal::new(TIMEOUT.as_secs() as i64, 0);
     setsockopt(ctl, sockopt::ReceiveTimeout, &timeout)?;

@@ -6,13 +6,20 @@ that the keeper already built (namespaces, cgroups, root filesystem, user
 namespace with its id maps). The child drops every privilege exactly as an
 exec'd runtime does (no_new_privs, securebits, capabilities, Landlock,
 seccomp) and calls the program's `main()` with the instance's environment.
+What that drop is (securebits, Landlock rules, syscall numbers) comes from the
+server, which applies the same policy to exec'd runtimes: none of it is
+defined here.
 
 Started as `python3 -S -` (no `site`: nothing of the host's site-packages is
 imported) with this text on stdin and the control socket (SOCK_SEQPACKET) as
 fd 3. Messages are JSON, one per datagram:
 
   server -> zygote  {"preload": host path, "preload_as": path inside,
-                     "seccomp": [hex BPF program, ...]}
+                     "seccomp": [hex BPF program, ...],
+                     "drop": the rest of the privilege drop (privileges.rs):
+                       {"securebits": n, "syscalls": {"capset": n, ...},
+                        "landlock": {"handled_by_abi": [rights, ...],
+                                     "rules": [[path, rights], ...]}}}
   zygote -> server  {"ready": true} | {"error": text}
   server -> zygote  {"cgroup_procs": [...], "max_open_files": n, "cwd": dir}
                     + fds: init pidfd, output pipe, config (a memfd, or a pipe
@@ -52,6 +59,7 @@ CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 
+# prctl options and kernel ABI constants (the same on every architecture).
 PR_SET_DUMPABLE = 4
 PR_SET_SECCOMP = 22
 PR_CAPBSET_DROP = 24
@@ -61,22 +69,9 @@ PR_SET_CHILD_SUBREAPER = 36
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 SECCOMP_MODE_FILTER = 2
-# NOROOT, NO_SETUID_FIXUP, NO_CAP_AMBIENT_RAISE and their locks, KEEP_CAPS_LOCKED.
-SECUREBITS = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 3) | (1 << 5) | (1 << 6) | (1 << 7)
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
-
-SYS_LANDLOCK_CREATE_RULESET = 444
-SYS_LANDLOCK_ADD_RULE = 445
-SYS_LANDLOCK_RESTRICT_SELF = 446
 LANDLOCK_CREATE_RULESET_VERSION = 1
 LANDLOCK_RULE_PATH_BENEATH = 1
-LL_EXECUTE = 1 << 0
-LL_WRITE_FILE = 1 << 1
-LL_READ_FILE = 1 << 2
-LL_READ_DIR = 1 << 3
-LL_REFER = 1 << 13  # ABI 2
-LL_TRUNCATE = 1 << 14  # ABI 3
-LL_ALL_V1 = (1 << 13) - 1
 
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
@@ -141,7 +136,7 @@ def _seccomp_programs(hex_programs):
     return programs
 
 
-def _drop_capabilities():
+def _drop_capabilities(policy):
     cap = 0
     while cap < 64:
         if libc.prctl(PR_CAPBSET_DROP, ctypes.c_ulong(cap), 0, 0, 0) < 0:
@@ -152,48 +147,41 @@ def _drop_capabilities():
     _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, what="clear ambient capabilities")
     header = _CapHeader(LINUX_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
-    _check(libc.syscall(ctypes.c_long(126), ctypes.byref(header), data), "capset")
+    capset = ctypes.c_long(policy["syscalls"]["capset"])
+    _check(libc.syscall(capset, ctypes.byref(header), data), "capset")
 
 
-def _restrict_filesystem():
-    """Landlock, as the exec'd runtime gets it: best effort, like there."""
-    abi = libc.syscall(ctypes.c_long(SYS_LANDLOCK_CREATE_RULESET), None, ctypes.c_size_t(0),
+def _restrict_filesystem(policy):
+    """Landlock, as the exec'd runtime gets it: best effort, like there. The kernel's
+    ABI decides which of the policy's rights it handles."""
+    syscalls, landlock = policy["syscalls"], policy["landlock"]
+    create = ctypes.c_long(syscalls["landlock_create_ruleset"])
+    abi = libc.syscall(create, None, ctypes.c_size_t(0),
                        ctypes.c_uint(LANDLOCK_CREATE_RULESET_VERSION))
     if abi < 1:
         return
-    handled = LL_ALL_V1
-    file_access = LL_EXECUTE | LL_WRITE_FILE | LL_READ_FILE
-    if abi >= 2:
-        handled |= LL_REFER
-    if abi >= 3:
-        handled |= LL_TRUNCATE
-        file_access |= LL_TRUNCATE
-    read = LL_EXECUTE | LL_READ_FILE | LL_READ_DIR
+    handled_by_abi = landlock["handled_by_abi"]
+    handled = handled_by_abi[min(abi, len(handled_by_abi)) - 1]
     attr = _RulesetAttr(handled)
-    ruleset = libc.syscall(ctypes.c_long(SYS_LANDLOCK_CREATE_RULESET), ctypes.byref(attr),
-                           ctypes.c_size_t(ctypes.sizeof(attr)), ctypes.c_uint(0))
+    ruleset = libc.syscall(create, ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)),
+                           ctypes.c_uint(0))
     if ruleset < 0:
         return
     try:
-        rules = [("/", read), ("/tmp", handled)]
-        for dev in ("/dev/null", "/dev/zero", "/dev/tty", "/dev/random", "/dev/urandom"):
-            rules.append((dev, file_access))
-        for path, access in rules:
+        for path, access in landlock["rules"]:
             try:
                 fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
             except OSError:
                 continue
             try:
-                if not os.path.isdir(path):
-                    access &= LL_EXECUTE | LL_WRITE_FILE | LL_READ_FILE | LL_TRUNCATE
                 rule = _PathBeneath(access & handled, fd)
-                if libc.syscall(ctypes.c_long(SYS_LANDLOCK_ADD_RULE), ctypes.c_int(ruleset),
-                                ctypes.c_int(LANDLOCK_RULE_PATH_BENEATH), ctypes.byref(rule),
-                                ctypes.c_uint(0)) < 0:
+                if libc.syscall(ctypes.c_long(syscalls["landlock_add_rule"]),
+                                ctypes.c_int(ruleset), ctypes.c_int(LANDLOCK_RULE_PATH_BENEATH),
+                                ctypes.byref(rule), ctypes.c_uint(0)) < 0:
                     return
             finally:
                 os.close(fd)
-        libc.syscall(ctypes.c_long(SYS_LANDLOCK_RESTRICT_SELF), ctypes.c_int(ruleset),
+        libc.syscall(ctypes.c_long(syscalls["landlock_restrict_self"]), ctypes.c_int(ruleset),
                      ctypes.c_uint(0))
     finally:
         os.close(ruleset)
@@ -212,7 +200,7 @@ def _read_all(fd):
         chunks.append(chunk)
 
 
-def _runtime(req, fds, report, seccomp, program, program_as):
+def _runtime(req, fds, report, policy, program, program_as):
     """In the sandbox (pid namespace included): become the runtime. Never returns."""
     pidfd, output, config, status = fds
     signal.set_wakeup_fd(-1)
@@ -232,13 +220,14 @@ def _runtime(req, fds, report, seccomp, program, program_as):
         os.closerange(low + 1, high)
         os.closerange(high + 1, 1 << 20)
         _prctl(PR_SET_NO_NEW_PRIVS, 1, what="no_new_privs")
-        _prctl(PR_SET_SECUREBITS, SECUREBITS, what="securebits")
-        _drop_capabilities()
-        _restrict_filesystem()
+        drop = policy["drop"]
+        _prctl(PR_SET_SECUREBITS, drop["securebits"], what="securebits")
+        _drop_capabilities(drop)
+        _restrict_filesystem(drop)
         # Changing uids made this process undumpable (its /proc files root's); an exec
         # would have made it dumpable again, as the exec'd runtime is.
         _prctl(PR_SET_DUMPABLE, 1, what="dumpable")
-        for count, array in seccomp:
+        for count, array in policy["seccomp"]:
             prog = _SockFprog(count, ctypes.cast(array, ctypes.POINTER(_SockFilter)))
             _prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog), what="seccomp")
     except BaseException as e:  # noqa: BLE001 - report any setup failure, then die
@@ -256,7 +245,7 @@ def _runtime(req, fds, report, seccomp, program, program_as):
         os._exit(126)
     os.closerange(3, 1 << 20)
     env = cfg.get("env") or {}
-    del cfg, req, fds, seccomp
+    del cfg, req, fds, policy
     # Unwind the zygote's stack before any function code runs: its frames hold the
     # request that forked this child (host cgroup paths, another instance's id), the
     # zygote's hello (the data dir) and its table of sibling host pids, all reachable
@@ -307,7 +296,7 @@ def _run_runtime(env, program, program_as):
         os._exit(code)
 
 
-def _enter(req, fds, report, seccomp, program, program_as):
+def _enter(req, fds, report, policy, program, program_as):
     """The forked child, still on the host: join the sandbox, fork into its pid
     namespace. Never returns."""
     pidfd = fds[0]
@@ -330,12 +319,12 @@ def _enter(req, fds, report, seccomp, program, program_as):
         os.write(report, ("error:%s\n" % (e,)).encode())
         os._exit(126)
     if pid == 0:
-        _runtime(req, fds, report, seccomp, program, program_as)
+        _runtime(req, fds, report, policy, program, program_as)
     os.write(report, ("pid:%d\n" % pid).encode())
     os._exit(0)
 
 
-def _spawn(req, fds, seccomp, program, program_as):
+def _spawn(req, fds, policy, program, program_as):
     """Returns (pid, None) or (None, error text)."""
     report_r, report_w = os.pipe()
     sys.stdout.flush()
@@ -343,7 +332,7 @@ def _spawn(req, fds, seccomp, program, program_as):
     child = os.fork()
     if child == 0:
         os.close(report_r)
-        _enter(req, fds, report_w, seccomp, program, program_as)
+        _enter(req, fds, report_w, policy, program, program_as)
     os.close(report_w)
     text = b""
     while True:
@@ -391,7 +380,7 @@ def main():
     _prctl(PR_SET_CHILD_SUBREAPER, 1, what="subreaper")
     hello = json.loads(ctl.recv(1 << 20))
     try:
-        seccomp = _seccomp_programs(hello["seccomp"])
+        policy = {"seccomp": _seccomp_programs(hello["seccomp"]), "drop": hello["drop"]}
         program = _load(hello["preload"], hello["preload_as"])
     except Exception as e:  # noqa: BLE001
         ctl.send(json.dumps({"error": "preload: %s" % (e,)}).encode())
@@ -436,7 +425,7 @@ def main():
                 continue
             try:
                 req = json.loads(msg)
-                pid, error = _spawn(req, fds, seccomp, program, program_as)
+                pid, error = _spawn(req, fds, policy, program, program_as)
             except Exception as e:  # noqa: BLE001
                 pid, error = None, "zygote: %s" % (e,)
             for f in fds[:3]:
