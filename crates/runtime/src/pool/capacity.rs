@@ -1,0 +1,368 @@
+//! The server's capacity account: what each live instance counts against the instance
+//! cap, the memory budget and the /tmp disk budget (busy instances what they declared,
+//! idle and pre-warmed ones what they use), and how room is made when a claim does not
+//! fit: measuring, then evicting pre-warmed and least recently used idle instances.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::prewarm::{PrewarmKey, PREWARM_MEMORY_MB};
+use super::{lock, FunctionSpec, InstanceManager, PoolKey, TmpDiskUsage};
+use crate::instance::{Instance, UsageProbe};
+
+#[derive(Default)]
+pub(super) struct Capacity {
+    pub(super) instances: usize,
+    pub(super) memory_mb: u64,
+    /// Summed EphemeralStorage (/tmp size) of live instances.
+    pub(super) tmp_mb: u64,
+}
+
+/// Counts a request waiting for room while it lives.
+pub(super) struct ShortOfRoom<'a>(&'a AtomicUsize);
+
+impl<'a> ShortOfRoom<'a> {
+    pub(super) fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        ShortOfRoom(count)
+    }
+}
+
+impl Drop for ShortOfRoom<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What one instance counts against the server's capacity: its MemorySize and its
+/// EphemeralStorage, as declared (the most it may use).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Claim {
+    pub(super) memory_mb: u64,
+    pub(super) tmp_mb: u64,
+}
+
+impl Claim {
+    pub(super) const ZERO: Claim = Claim {
+        memory_mb: 0,
+        tmp_mb: 0,
+    };
+
+    pub(super) fn plus(self, o: Claim) -> Claim {
+        Claim {
+            memory_mb: self.memory_mb + o.memory_mb,
+            tmp_mb: self.tmp_mb + o.tmp_mb,
+        }
+    }
+
+    pub(super) fn of(f: &FunctionSpec) -> Claim {
+        Claim {
+            memory_mb: u64::from(f.memory_mb),
+            tmp_mb: u64::from(f.tmp_mb),
+        }
+    }
+
+    pub(super) fn prewarmed(key: &PrewarmKey) -> Claim {
+        Claim {
+            memory_mb: u64::from(PREWARM_MEMORY_MB),
+            tmp_mb: u64::from(key.tmp_mb),
+        }
+    }
+
+    /// What a busy instance counts: everything it declared.
+    pub(super) fn declared(instance: &Instance) -> Claim {
+        Claim {
+            memory_mb: u64::from(instance.memory_mb),
+            tmp_mb: u64::from(instance.tmp_mb),
+        }
+    }
+}
+
+/// Why an idle instance was stopped before its keep-alive ran out.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Eviction {
+    /// A start or a hand-out needed room within the server's budgets.
+    Room = 0,
+    /// The host ran short of available memory.
+    HostMemory = 1,
+}
+
+impl Eviction {
+    pub(super) const ALL: [Eviction; 2] = [Eviction::Room, Eviction::HostMemory];
+
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            Eviction::Room => "room",
+            Eviction::HostMemory => "host_memory",
+        }
+    }
+}
+
+impl InstanceManager {
+    /// Idle and pre-warmed instances stopped before their keep-alive ran out, by why:
+    /// `room` (a start or hand-out needed room in the budgets) and `host_memory`.
+    pub fn evictions(&self) -> Vec<(&'static str, u64)> {
+        Eviction::ALL
+            .iter()
+            .map(|e| {
+                (
+                    e.label(),
+                    self.evictions[*e as usize].load(Ordering::Relaxed),
+                )
+            })
+            .collect()
+    }
+
+    /// Memory counted against the budget, in MB: the MemorySize of each busy or starting
+    /// instance, and the measured use of each idle or pre-warmed one.
+    pub fn live_memory_mb(&self) -> u64 {
+        lock(&self.capacity).memory_mb
+    }
+
+    /// Summed EphemeralStorage of live instances, in MB (what the /tmp disk budget
+    /// counts).
+    pub fn live_tmp_mb(&self) -> u64 {
+        lock(&self.capacity).tmp_mb
+    }
+
+    /// The /tmp disk budget and its use; `None` where /tmp is not on the host disk.
+    pub fn tmp_disk(&self) -> Option<TmpDiskUsage> {
+        let used_bytes = self.launcher.tmp_disk_used_bytes()?;
+        Some(TmpDiskUsage {
+            budget_mb: self.config.tmp_disk_budget_mb,
+            claimed_mb: self.live_tmp_mb(),
+            used_bytes,
+        })
+    }
+
+    /// Claims room for one more instance; with `evict_for`, stops pre-warmed
+    /// instances, then idle instances of functions other than that one (least recently
+    /// used first), if that makes room.
+    pub(super) async fn claim_capacity(&self, claim: Claim, evict_for: Option<&PoolKey>) -> bool {
+        let mut measured = false;
+        loop {
+            {
+                let mut cap = lock(&self.capacity);
+                if cap.instances < self.config.max_instances
+                    && cap.memory_mb + claim.memory_mb <= self.config.memory_budget_mb
+                    && cap.tmp_mb + claim.tmp_mb <= self.config.tmp_disk_budget_mb
+                {
+                    cap.instances += 1;
+                    cap.memory_mb += claim.memory_mb;
+                    cap.tmp_mb += claim.tmp_mb;
+                    return true;
+                }
+            }
+            let Some(requester) = evict_for else {
+                return false;
+            };
+            if !self.make_room(requester, &mut measured).await {
+                return false;
+            }
+        }
+    }
+
+    /// Makes room for a claim that did not fit: first (once per claim, tracked by
+    /// `measured`) by counting the idle instances not measured since they went idle at
+    /// what they use, then by stopping a pre-warmed instance (the cheapest to lose),
+    /// then the least recently used idle instance of a function other than
+    /// `requester`'s. False if nothing changed.
+    pub(super) async fn make_room(&self, requester: &PoolKey, measured: &mut bool) -> bool {
+        if !*measured {
+            *measured = true;
+            if self.measure_idle(false) {
+                return true;
+            }
+        }
+        self.evict_one_prewarmed(Eviction::Room).await
+            || self.evict_one_idle(Some(requester), Eviction::Room).await
+    }
+
+    /// Counts `to` instead of `from` for live instances. A rise is refused if it does
+    /// not fit the budgets, unless `forced` (what they already use).
+    pub(super) fn recharge(&self, from: Claim, to: Claim, forced: bool) -> bool {
+        let mut cap = lock(&self.capacity);
+        let memory_mb = cap.memory_mb.saturating_sub(from.memory_mb) + to.memory_mb;
+        let tmp_mb = cap.tmp_mb.saturating_sub(from.tmp_mb) + to.tmp_mb;
+        let rises = memory_mb > cap.memory_mb || tmp_mb > cap.tmp_mb;
+        if rises
+            && !forced
+            && (memory_mb > self.config.memory_budget_mb || tmp_mb > self.config.tmp_disk_budget_mb)
+        {
+            return false;
+        }
+        cap.memory_mb = memory_mb;
+        cap.tmp_mb = tmp_mb;
+        true
+    }
+
+    pub(super) fn release_capacity(&self, claim: Claim) {
+        let mut cap = lock(&self.capacity);
+        cap.instances = cap.instances.saturating_sub(1);
+        cap.memory_mb = cap.memory_mb.saturating_sub(claim.memory_mb);
+        cap.tmp_mb = cap.tmp_mb.saturating_sub(claim.tmp_mb);
+    }
+
+    /// Which limit refused a request needing `claim`, then the whole account.
+    pub(super) fn describe_limit(&self, claim: Claim, no_room: bool) -> String {
+        let limit = {
+            let cap = lock(&self.capacity);
+            let c = &self.config;
+            if !no_room {
+                format!(
+                    "all {} cold-start slots stayed busy",
+                    c.max_concurrent_starts.max(1)
+                )
+            } else if cap.instances >= c.max_instances {
+                "instance limit reached".to_string()
+            } else if cap.memory_mb + claim.memory_mb > c.memory_budget_mb {
+                format!("memory budget full ({} MB more needed)", claim.memory_mb)
+            } else if cap.tmp_mb + claim.tmp_mb > c.tmp_disk_budget_mb {
+                format!("/tmp disk budget full ({} MB more needed)", claim.tmp_mb)
+            } else {
+                "no room".to_string()
+            }
+        };
+        format!("{limit}: {}", self.describe_capacity())
+    }
+
+    pub(super) fn describe_capacity(&self) -> String {
+        let cap = lock(&self.capacity);
+        let mut out = format!(
+            "{} of {} instances, {} of {} MB of memory",
+            cap.instances, self.config.max_instances, cap.memory_mb, self.config.memory_budget_mb
+        );
+        if self.config.tmp_disk_budget_mb != u64::MAX {
+            out.push_str(&format!(
+                ", {} of {} MB of /tmp disk",
+                cap.tmp_mb, self.config.tmp_disk_budget_mb
+            ));
+        }
+        out
+    }
+
+    /// Stops the least recently used idle, non-provisioned instance (of a function other
+    /// than `keep`'s, if given); true if one was stopped.
+    pub(super) async fn evict_one_idle(&self, keep: Option<&PoolKey>, why: Eviction) -> bool {
+        let victim = {
+            let mut idle = lock(&self.idle);
+            let oldest = idle
+                .iter()
+                .filter(|(k, _)| Some(*k) != keep)
+                .flat_map(|(k, v)| {
+                    v.iter()
+                        .enumerate()
+                        .filter(|(_, i)| !i.provisioned)
+                        .map(move |(pos, i)| (k.clone(), pos, i.since))
+                })
+                .min_by_key(|(_, _, since)| *since);
+            oldest.and_then(|(k, pos, _)| {
+                let list = idle.get_mut(&k)?;
+                let inst = list.remove(pos);
+                if list.is_empty() {
+                    idle.remove(&k);
+                }
+                Some((k, inst))
+            })
+        };
+        match victim {
+            Some((key, v)) => {
+                tracing::info!(
+                    instance = %v.instance.id,
+                    namespace = %key.namespace,
+                    function = %key.name,
+                    idle_s = v.since.elapsed().as_secs(),
+                    memory_mb = v.charged.memory_mb,
+                    reason = why.label(),
+                    "evicting the least recently used idle instance"
+                );
+                self.evictions[why as usize].fetch_add(1, Ordering::Relaxed);
+                let claim = v.charged;
+                self.retire(v.instance, false, &key, claim).await;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Counts each idle and pre-warmed instance by what it uses now, where the
+    /// launcher can tell: the charge of its memory cgroup (at least 1 MB) and the host
+    /// disk its /tmp holds, each at most what it declared. True if that lowered the
+    /// count. Busy instances keep counting everything they declared: an idle one
+    /// claims it again when it is handed out.
+    ///
+    /// The sweep measures every one (`all`); making room measures only those still
+    /// counted at what they declared (not measured since they went idle).
+    pub(super) fn measure_idle(&self, all: bool) -> bool {
+        let wanted = |instance: &Instance, charged: &Claim| {
+            (all || *charged == Claim::declared(instance))
+                .then(|| (instance.id.clone(), instance.usage_probe()))
+        };
+        // The cgroup and filesystem reads happen outside the locks.
+        let mut probes: Vec<(String, UsageProbe)> = lock(&self.idle)
+            .values()
+            .flatten()
+            .filter_map(|i| wanted(&i.instance, &i.charged))
+            .collect();
+        probes.extend(
+            lock(&self.prewarmed)
+                .values()
+                .flat_map(|p| &p.ready)
+                .filter_map(|r| wanted(&r.instance, &r.charged)),
+        );
+        let measured: HashMap<String, (Option<u64>, Option<u64>)> = probes
+            .into_iter()
+            .map(|(id, probe)| (id, (probe.memory_mb(), probe.tmp_disk_mb())))
+            .filter(|(_, used)| *used != (None, None))
+            .collect();
+        if measured.is_empty() {
+            return false;
+        }
+        let (mut from, mut to) = (Claim::ZERO, Claim::ZERO);
+        let mut count = |instance: &Instance, charged: &mut Claim| {
+            let Some(&(memory, tmp)) = measured.get(&instance.id) else {
+                return;
+            };
+            let declared = Claim::declared(instance);
+            let now = Claim {
+                memory_mb: memory.map_or(charged.memory_mb, |m| m.clamp(1, declared.memory_mb)),
+                tmp_mb: tmp.map_or(charged.tmp_mb, |t| t.min(declared.tmp_mb)),
+            };
+            from = from.plus(*charged);
+            to = to.plus(now);
+            *charged = now;
+        };
+        let mut idle = lock(&self.idle);
+        for i in idle.values_mut().flatten() {
+            count(&i.instance, &mut i.charged);
+        }
+        let mut prewarmed = lock(&self.prewarmed);
+        for r in prewarmed.values_mut().flat_map(|p| &mut p.ready) {
+            count(&r.instance, &mut r.charged);
+        }
+        // What they use is counted whether or not it fits.
+        self.recharge(from, to, true);
+        to.memory_mb < from.memory_mb || to.tmp_mb < from.tmp_mb
+    }
+
+    /// Under host memory pressure (less available than the configured floor), stops
+    /// pre-warmed, then the least recently used idle instances, a few per sweep, until
+    /// the pressure is gone.
+    pub(super) async fn relieve_host_memory(&self) {
+        let floor = self.config.host_memory_floor_mb;
+        if floor == 0 {
+            return;
+        }
+        for _ in 0..16 {
+            match crate::load::memory_available_mb() {
+                Some(available) if available < floor => {}
+                _ => return,
+            }
+            if !self.evict_one_prewarmed(Eviction::HostMemory).await
+                && !self.evict_one_idle(None, Eviction::HostMemory).await
+            {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! What an instance is launched with: its limits, program, environment (Lambda's
+//! variables and the function's own) and the shape of its sandbox.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+use tern_sandbox::{LaunchSpec, Resources, ZygoteSpec, ZYGOTE_PYTHON_FLAGS};
+
+use super::prewarm::affects_startup;
+use super::{FunctionSpec, InstanceManager};
+use crate::bootstraps::{NODE_IN_SANDBOX, PYTHON_IN_SANDBOX};
+use crate::catalog::RuntimeKind;
+
+/// CPU share for a memory size: 1 core per 1769 MB, never below the floor.
+pub fn cpu_millis(memory_mb: u32, floor: u32) -> u32 {
+    let proportional =
+        (u64::from(memory_mb) * 1000 / u64::from(tern_core::limits::MB_PER_VCPU)) as u32;
+    proportional.max(floor)
+}
+
+/// How a runtime's process starts: [`LaunchSpec`]'s program fields.
+pub(super) struct Program {
+    pub(super) exe: PathBuf,
+    pub(super) args: Vec<String>,
+    pub(super) extra_ro_paths: Vec<PathBuf>,
+    pub(super) runtime_dir: Option<PathBuf>,
+}
+
+/// Lambda's NODE_PATH for a Node runtime (`nodejs20.x`), without its `/var/runtime`
+/// entries (tern's Node runtimes ship no SDK): layers' `/opt/nodejs/...`, then the code.
+pub(super) fn node_path(runtime: &str) -> Option<String> {
+    let major = runtime.strip_prefix("nodejs")?.strip_suffix(".x")?;
+    Some(format!(
+        "/opt/nodejs/node{major}/node_modules:/opt/nodejs/node_modules:/var/task"
+    ))
+}
+
+/// Interpreter trees outside the system directories must be shown to the sandbox.
+pub(super) fn extra_tree(prefix: &std::path::Path) -> Vec<PathBuf> {
+    const SYSTEM: &[&str] = &["/usr", "/bin", "/lib", "/lib64"];
+    if SYSTEM.iter().any(|s| prefix.starts_with(s)) || prefix == std::path::Path::new("/") {
+        Vec::new()
+    } else {
+        vec![prefix.to_path_buf()]
+    }
+}
+
+impl InstanceManager {
+    pub(super) fn resources(&self, memory_mb: u32, tmp_mb: u32) -> Resources {
+        Resources {
+            memory_mb,
+            tmp_mb,
+            cpu_millis: cpu_millis(memory_mb, self.config.cpu_floor_millis),
+            cpu_burst: self.config.cpu_burst,
+            max_pids: self.config.max_pids,
+            max_open_files: self.config.max_open_files,
+        }
+    }
+
+    pub(super) fn launch_spec(
+        &self,
+        f: &FunctionSpec,
+        kind: &RuntimeKind,
+        provisioned: bool,
+    ) -> LaunchSpec {
+        let mut spec = self.spec_of_shape(f, kind);
+        // A sandbox the launcher built ahead of time lends the instance its id.
+        if let Some(id) = self.launcher.claim_held(&spec) {
+            spec.instance_id = id;
+        }
+        spec.env = self.function_env(f, &spec.instance_id, provisioned);
+        spec
+    }
+
+    /// `f`'s launch spec without its environment, and without claiming anything the
+    /// launcher built ahead of time.
+    pub(super) fn spec_of_shape(&self, f: &FunctionSpec, kind: &RuntimeKind) -> LaunchSpec {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let instance_id = format!(
+            "{}-{}-{n}",
+            f.name.replace('_', "-"),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let program = self.program(&f.runtime, kind);
+        LaunchSpec {
+            instance_id,
+            program: program.exe,
+            args: program.args,
+            env: Vec::new(),
+            code_dir: f.code_dir.clone(),
+            bootstrap_dir: self.config.bootstrap_dir.clone(),
+            layer_dirs: f.layer_dirs.clone(),
+            runtime_dir: program.runtime_dir,
+            extra_ro_paths: program.extra_ro_paths,
+            resources: self.resources(f.memory_mb, f.tmp_mb),
+            zygote: self.zygote_spec(f, kind),
+        }
+    }
+
+    /// The zygote that may fork `f`'s runtime: one per namespace, so functions of
+    /// different tenants never share an interpreter's hash seed or memory layout.
+    pub(super) fn zygote_spec(&self, f: &FunctionSpec, kind: &RuntimeKind) -> Option<ZygoteSpec> {
+        if !self.config.zygote
+            || !matches!(kind, RuntimeKind::Python { .. })
+            || f.env.iter().any(|(k, _)| affects_startup(k))
+        {
+            return None;
+        }
+        Some(ZygoteSpec {
+            key: f.namespace.clone(),
+            env: self.base_env(&f.runtime),
+            program: self
+                .config
+                .bootstrap_dir
+                .join("python")
+                .join("bootstrap.py"),
+        })
+    }
+
+    /// Waits until whether `runtime` has an SDK is known, so that no instance is built
+    /// without the SDK its runtime is about to get (see [`crate::python_sdk`]).
+    pub(super) async fn await_runtime_dir(&self, runtime: &str, kind: &RuntimeKind) {
+        if matches!(kind, RuntimeKind::Python { .. }) {
+            self.config.python_sdk.dir_for(runtime).await;
+        }
+    }
+
+    /// How a runtime's process starts.
+    pub(super) fn program(&self, runtime: &str, kind: &RuntimeKind) -> Program {
+        match kind {
+            RuntimeKind::Python { exe, prefix } => Program {
+                exe: exe.clone(),
+                // -S: no `site`, so none of the host's site-packages or .pth files; the
+                // bootstrap sets Lambda's sys.path. The zygote runs with the same flags.
+                args: ZYGOTE_PYTHON_FLAGS
+                    .iter()
+                    .map(|f| f.to_string())
+                    .chain([PYTHON_IN_SANDBOX.to_string()])
+                    .collect(),
+                extra_ro_paths: extra_tree(prefix),
+                runtime_dir: self.config.python_sdk.ready_dir(runtime),
+            },
+            RuntimeKind::Node { exe, prefix } => Program {
+                exe: exe.clone(),
+                args: vec![NODE_IN_SANDBOX.to_string()],
+                extra_ro_paths: extra_tree(prefix),
+                runtime_dir: None,
+            },
+            RuntimeKind::Provided => Program {
+                exe: PathBuf::from("/var/task/bootstrap"),
+                args: Vec::new(),
+                extra_ro_paths: Vec::new(),
+                runtime_dir: None,
+            },
+        }
+    }
+
+    /// The variables every process of `runtime` starts with, whatever its function.
+    pub(super) fn base_env(&self, runtime: &str) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = [
+            ("AWS_REGION", self.config.region.clone()),
+            ("AWS_DEFAULT_REGION", self.config.region.clone()),
+            ("LAMBDA_TASK_ROOT", "/var/task".to_string()),
+            ("LAMBDA_RUNTIME_DIR", "/var/runtime".to_string()),
+            ("PATH", "/usr/local/bin:/usr/bin:/bin:/opt/bin".to_string()),
+            ("LANG", "en_US.UTF-8".to_string()),
+            ("TZ", ":UTC".to_string()),
+            ("HOME", "/tmp".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        if let Some(node_path) = node_path(runtime) {
+            env.push(("NODE_PATH".to_string(), node_path));
+        }
+        // Functions reach no API yet (loopback-only network). When egress to tern's
+        // listener is configured for a function, this is where AWS_ENDPOINT_URL_LAMBDA
+        // goes, so SDKs inside call tern.
+        env
+    }
+
+    /// The complete environment of a function's runtime: Lambda's variables, then the
+    /// function's own (which win).
+    pub(super) fn function_env(
+        &self,
+        f: &FunctionSpec,
+        instance_id: &str,
+        provisioned: bool,
+    ) -> Vec<(String, String)> {
+        let date = time::OffsetDateTime::now_utc().date();
+        let stream = format!(
+            "{:04}/{:02}/{:02}/[{}]{}",
+            date.year(),
+            u8::from(date.month()),
+            date.day(),
+            f.version,
+            instance_id
+        );
+        let mut env = self.base_env(&f.runtime);
+        env.extend(
+            [
+                ("AWS_LAMBDA_FUNCTION_NAME", f.name.clone()),
+                ("AWS_LAMBDA_FUNCTION_VERSION", f.version.clone()),
+                ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", f.memory_mb.to_string()),
+                (
+                    "AWS_LAMBDA_LOG_GROUP_NAME",
+                    format!("/aws/lambda/{}", f.name),
+                ),
+                ("AWS_LAMBDA_LOG_STREAM_NAME", stream),
+                (
+                    "AWS_LAMBDA_INITIALIZATION_TYPE",
+                    if provisioned {
+                        "provisioned-concurrency"
+                    } else {
+                        "on-demand"
+                    }
+                    .to_string(),
+                ),
+                ("AWS_EXECUTION_ENV", format!("AWS_Lambda_{}", f.runtime)),
+                ("_HANDLER", f.handler.clone()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v)),
+        );
+        for (k, v) in &f.env {
+            env.retain(|(ek, _)| ek != k);
+            env.push((k.clone(), v.clone()));
+        }
+        env
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_share_is_proportional_with_a_floor() {
+        assert_eq!(cpu_millis(1769, 250), 1000);
+        assert_eq!(cpu_millis(3538, 250), 2000);
+        assert_eq!(cpu_millis(128, 250), 250);
+    }
+
+    #[test]
+    fn node_path_is_lambdas_without_the_runtime_sdk() {
+        assert_eq!(
+            node_path("nodejs20.x").as_deref(),
+            Some("/opt/nodejs/node20/node_modules:/opt/nodejs/node_modules:/var/task")
+        );
+        assert_eq!(node_path("python3.11"), None);
+        assert_eq!(node_path("provided.al2023"), None);
+    }
+
+    #[test]
+    fn system_interpreters_need_no_extra_mounts() {
+        assert!(extra_tree(std::path::Path::new("/usr")).is_empty());
+        assert_eq!(
+            extra_tree(std::path::Path::new("/opt/py")),
+            vec![PathBuf::from("/opt/py")]
+        );
+    }
+}

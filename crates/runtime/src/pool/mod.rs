@@ -1,0 +1,820 @@
+//! The instance manager: per-function pools of warm instances, cold starts, keep-alive,
+//! scale to zero, provisioned instances and the server's capacity.
+//!
+//! Instances are keyed by (namespace, function, revision); an update bumps the revision
+//! so old instances are never reused. Idle instances are reused last-in-first-out (the
+//! warmest first; provisioned ones before any other) and stopped after the keep-alive.
+//! Cold starts run a few at a time; a request that finds no idle instance and no room
+//! to start one waits a bounded time for one to be released, then gets `AtCapacity`.
+//!
+//! This module schedules (acquire, release, idle lists, reaping, shutdown); the rest is
+//! in one module per job: `capacity` (the account and eviction), `demand` (what is
+//! learnt of each function's requests, and when a request waits instead of starting),
+//! `prewarm` (instances started before their function is known), `provisioned`
+//! (provisioned concurrency) and `launch_env` (what an instance is launched with).
+
+mod capacity;
+mod demand;
+mod launch_env;
+mod prewarm;
+mod provisioned;
+
+pub use launch_env::cpu_millis;
+pub use provisioned::{ProvisionedState, ProvisionedStatus};
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tern_sandbox::Launcher;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+
+use crate::catalog::{RuntimeCatalog, RuntimeKind};
+use crate::instance::{Instance, StartError};
+use crate::load::MachineLoad;
+use crate::output::{LogConsumer, OutputLine};
+use crate::python_sdk::PythonSdk;
+use capacity::{Capacity, Claim, ShortOfRoom};
+use demand::{ewma, Counted, Demand};
+use prewarm::{PrewarmKey, PrewarmPool, Ready};
+use provisioned::Provisioned;
+
+/// Receives every output line of every instance with its namespace and function.
+pub type LogRouter = Arc<dyn Fn(&str, &str, OutputLine) + Send + Sync>;
+
+/// The (namespace, function) a pre-warmed instance's output belongs to, once assigned.
+type LogOwner = Arc<Mutex<Option<(String, String)>>>;
+
+/// Settings of the instance manager (part of the server config).
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub keep_alive: Duration,
+    pub init_timeout: Duration,
+    /// Server-wide cap on live instances.
+    pub max_instances: usize,
+    /// Server-wide cap on the summed MemorySize of live instances.
+    pub memory_budget_mb: u64,
+    /// Summed EphemeralStorage of live instances, in MB, at most (`u64::MAX`: no
+    /// budget, as when /tmp is not on the host disk).
+    pub tmp_disk_budget_mb: u64,
+    /// Cold starts allowed to run at the same time (they compete for CPU).
+    pub max_concurrent_starts: usize,
+    /// How long a request may wait for an instance when none is free and no new one
+    /// can start; then it is refused.
+    pub queue_timeout: Duration,
+    /// Smallest CPU share given to any instance, in thousandths of a core.
+    pub cpu_floor_millis: u32,
+    pub max_pids: u32,
+    pub max_open_files: u32,
+    pub max_output_per_invocation: u64,
+    pub region: String,
+    /// Directory with the installed bootstraps (shown at `/opt/tern`).
+    pub bootstrap_dir: PathBuf,
+    /// Pre-warmed instances kept per (runtime, /tmp size) in use: sandbox built, runtime
+    /// started with its bootstrap loaded, waiting for a function. 0 disables them.
+    pub prewarm_per_runtime: usize,
+    /// Start Python runtimes by forking a per-namespace zygote (a warm interpreter with
+    /// the bootstrap imported) rather than exec'ing a fresh interpreter, where the
+    /// launcher can and the function's environment does not change how Python starts.
+    pub zygote: bool,
+    /// Freeze idle instances (cgroup freezer) until they are handed out again.
+    pub freeze_idle: bool,
+    /// MB of host memory to keep available: below it (MemAvailable), idle instances are
+    /// evicted least recently used first. 0 turns the check off.
+    pub host_memory_floor_mb: u64,
+    /// CFS burst: CPU time an instance left unused banks up (to one period's quota).
+    pub cpu_burst: bool,
+    /// Share of the machine's CPU time (percent, over the last few 50 ms samples) at
+    /// and above which a request for a function whose requests are shorter than its
+    /// cold starts waits for a busy instance instead of starting another. 0 means
+    /// always, above 100 never.
+    pub saturated_cpu_percent: u32,
+    /// The pinned boto3 and botocore of each Python runtime (shown at `/var/runtime`).
+    pub python_sdk: Arc<PythonSdk>,
+}
+
+impl PoolConfig {
+    /// Defaults for everything but the paths and region.
+    pub fn new(region: &str, bootstrap_dir: PathBuf) -> Self {
+        PoolConfig {
+            keep_alive: Duration::from_secs(600),
+            init_timeout: Duration::from_secs(10),
+            max_instances: 256,
+            memory_budget_mb: 64 * 1024,
+            tmp_disk_budget_mb: u64::MAX,
+            max_concurrent_starts: 4,
+            queue_timeout: Duration::from_secs(5),
+            cpu_floor_millis: 250,
+            max_pids: 256,
+            max_open_files: 1024,
+            max_output_per_invocation: 1 << 20,
+            region: region.to_string(),
+            bootstrap_dir,
+            prewarm_per_runtime: 2,
+            zygote: true,
+            freeze_idle: true,
+            host_memory_floor_mb: 0,
+            cpu_burst: true,
+            saturated_cpu_percent: 85,
+            python_sdk: PythonSdk::off(),
+        }
+    }
+}
+
+/// What the manager needs to know about a function to start an instance.
+#[derive(Debug, Clone)]
+pub struct FunctionSpec {
+    pub namespace: String,
+    pub name: String,
+    pub revision: u64,
+    pub version: String,
+    pub runtime: String,
+    pub handler: String,
+    pub memory_mb: u32,
+    pub tmp_mb: u32,
+    pub env: Vec<(String, String)>,
+    pub code_dir: PathBuf,
+    /// Unpacked layers in `Layers` order, shown merged at `/opt`.
+    pub layer_dirs: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PoolKey {
+    namespace: String,
+    name: String,
+    revision: u64,
+}
+
+impl PoolKey {
+    fn of(f: &FunctionSpec) -> Self {
+        PoolKey {
+            namespace: f.namespace.clone(),
+            name: f.name.clone(),
+            revision: f.revision,
+        }
+    }
+}
+
+/// The /tmp disk budget, what live instances claim of it (their EphemeralStorage) and
+/// what their /tmp filesystems hold right now.
+#[derive(Debug, Clone, Copy)]
+pub struct TmpDiskUsage {
+    pub budget_mb: u64,
+    pub claimed_mb: u64,
+    pub used_bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AcquireError {
+    #[error("the runtime '{runtime}' is not available on this server; available: {available}")]
+    UnknownRuntime { runtime: String, available: String },
+    #[error("the server is at its capacity ({0}); no instance became free in time")]
+    AtCapacity(String),
+    #[error(transparent)]
+    Start(#[from] StartError),
+}
+
+/// An instance checked out for one request.
+pub struct Lease {
+    pub instance: Instance,
+    key: PoolKey,
+    /// Set when this request started the instance.
+    pub cold: bool,
+    /// Set for a provisioned instance.
+    pub provisioned: bool,
+    handed_out: Instant,
+}
+
+struct Idle {
+    instance: Instance,
+    since: Instant,
+    provisioned: bool,
+    /// What it counts against the capacity: its MemorySize and EphemeralStorage until
+    /// the next sweep measures it, then what its memory cgroup charges it and what its
+    /// /tmp holds (see [`InstanceManager::measure_idle`]).
+    charged: Claim,
+}
+
+/// A request's place in line for a start slot.
+type SlotWait = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = Result<OwnedSemaphorePermit, tokio::sync::AcquireError>>
+            + Send,
+    >,
+>;
+
+pub struct InstanceManager {
+    config: PoolConfig,
+    launcher: Arc<dyn Launcher>,
+    catalog: RuntimeCatalog,
+    logs: LogRouter,
+    idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
+    capacity: Mutex<Capacity>,
+    provisioned: Mutex<HashMap<(String, String), Provisioned>>,
+    prewarmed: Mutex<HashMap<PrewarmKey, PrewarmPool>>,
+    demand: Mutex<HashMap<PoolKey, Demand>>,
+    load: MachineLoad,
+    starts: Arc<Semaphore>,
+    /// Signalled whenever an instance is released or retired.
+    released: Notify,
+    /// Set by shutdown: background starts stop, and what they started is stopped.
+    closed: std::sync::atomic::AtomicBool,
+    /// CPUs of the machine (what the saturation rule compares instances' shares with).
+    cores: usize,
+    /// Requests waiting because the server had no room for them: pre-warming waits
+    /// too, so that refills never take the room a request is waiting for.
+    short_of_room: AtomicUsize,
+    /// Idle and pre-warmed instances stopped early, by [`Eviction`].
+    evictions: [AtomicU64; 2],
+    next_id: AtomicUsize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl InstanceManager {
+    pub fn new(
+        config: PoolConfig,
+        launcher: Arc<dyn Launcher>,
+        catalog: RuntimeCatalog,
+        logs: LogRouter,
+    ) -> Arc<Self> {
+        let starts = Arc::new(Semaphore::new(config.max_concurrent_starts.max(1)));
+        if let Err(e) = std::fs::create_dir_all(config.bootstrap_dir.join("empty-task")) {
+            tracing::warn!(error = %e, "cannot create the empty code dir; pre-warming will fail");
+        }
+        Arc::new(InstanceManager {
+            config,
+            launcher,
+            catalog,
+            logs,
+            idle: Mutex::new(HashMap::new()),
+            capacity: Mutex::new(Capacity::default()),
+            provisioned: Mutex::new(HashMap::new()),
+            prewarmed: Mutex::new(HashMap::new()),
+            demand: Mutex::new(HashMap::new()),
+            load: MachineLoad::default(),
+            starts,
+            released: Notify::new(),
+            closed: std::sync::atomic::AtomicBool::new(false),
+            short_of_room: AtomicUsize::new(0),
+            evictions: Default::default(),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            next_id: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn catalog(&self) -> &RuntimeCatalog {
+        &self.catalog
+    }
+
+    pub fn config(&self) -> &PoolConfig {
+        &self.config
+    }
+
+    /// Live instances (idle and busy).
+    pub fn live(&self) -> usize {
+        lock(&self.capacity).instances
+    }
+
+    /// Idle instances of one function (all revisions).
+    pub fn idle_count(&self, namespace: &str, name: &str) -> usize {
+        lock(&self.idle)
+            .iter()
+            .filter(|(k, _)| k.namespace == namespace && k.name == name)
+            .map(|(_, v)| v.len())
+            .sum()
+    }
+
+    /// An idle instance of `key`, provisioned ones first, else the warmest. It is
+    /// charged its whole MemorySize again (a running invocation is guaranteed it),
+    /// evicting other idle instances if that takes room; without room it stays idle.
+    async fn take_idle(&self, key: &PoolKey) -> Option<Lease> {
+        loop {
+            let picked = {
+                let mut idle = lock(&self.idle);
+                let list = idle.get_mut(key)?;
+                let pos = list
+                    .iter()
+                    .rposition(|i| i.provisioned)
+                    .or_else(|| list.len().checked_sub(1))?;
+                let item = list.remove(pos);
+                if list.is_empty() {
+                    idle.remove(key);
+                }
+                item
+            };
+            if picked.instance.has_exited() {
+                let claim = picked.charged;
+                self.retire(picked.instance, picked.provisioned, key, claim)
+                    .await;
+                continue;
+            }
+            let declared = Claim::declared(&picked.instance);
+            let mut measured = false;
+            while !self.recharge(picked.charged, declared, false) {
+                if !self.make_room(key, &mut measured).await {
+                    // No room for its MemorySize: back to idle, and the request waits
+                    // for room as a cold start would.
+                    lock(&self.idle)
+                        .entry(key.clone())
+                        .or_default()
+                        .push(picked);
+                    return None;
+                }
+            }
+            picked.instance.unpark();
+            return Some(Lease {
+                instance: picked.instance,
+                key: key.clone(),
+                cold: false,
+                provisioned: picked.provisioned,
+                handed_out: Instant::now(),
+            });
+        }
+    }
+
+    /// A warm instance if one is idle, else a new one; waits at most the queue timeout
+    /// for room.
+    pub async fn acquire(self: &Arc<Self>, f: &FunctionSpec) -> Result<Lease, AcquireError> {
+        let key = PoolKey::of(f);
+        let kind =
+            self.catalog
+                .get(&f.runtime)
+                .cloned()
+                .ok_or_else(|| AcquireError::UnknownRuntime {
+                    runtime: f.runtime.clone(),
+                    available: self.catalog.ids().join(", "),
+                })?;
+        if u64::from(f.tmp_mb) > self.config.tmp_disk_budget_mb {
+            return Err(AcquireError::Start(StartError::Launch(format!(
+                "its EphemeralStorage ({} MB) is larger than this server's whole /tmp disk \
+                 budget ({} MB)",
+                f.tmp_mb, self.config.tmp_disk_budget_mb
+            ))));
+        }
+        // Requests parked for this function go first: a newcomer takes an idle instance
+        // only when none is waiting (it queues behind them on `freed`).
+        let (freed, mut behind) = self.demand(&key, |d| (d.freed.clone(), d.parked > 0));
+        let deadline = tokio::time::Instant::now() + self.config.queue_timeout;
+        // How long a warm instance of this function is worth waiting for instead of a
+        // cold start; decided once per request, when it first finds none idle, and
+        // never past the queue timeout (there a start is tried, not refused).
+        let mut patience: Option<Option<(tokio::time::Instant, Duration)>> = None;
+        let claim = Claim::of(f);
+        let slot_deadline = deadline + self.config.init_timeout;
+        // This request's place in the start-slot line, and the slot once it has one.
+        let mut slot_wait: Option<SlotWait> = None;
+        let mut slot: Option<OwnedSemaphorePermit> = None;
+        let mut short_of_room: Option<ShortOfRoom> = None;
+        let mut starting: Option<Counted> = None;
+        // The saturation rule may hold a request back once, when its own wait is over.
+        let mut held_back = false;
+        let lease = loop {
+            let notified = self.released.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let mine = freed.notified();
+            tokio::pin!(mine);
+            mine.as_mut().enable();
+            if !behind {
+                if let Some(lease) = self.take_idle(&key).await {
+                    break lease;
+                }
+            }
+            behind = false;
+            let now = tokio::time::Instant::now();
+            let (until, stall) = *patience
+                .get_or_insert_with(|| {
+                    self.patience(&key, f.memory_mb)
+                        .map(|p| ((now + p.wait).min(deadline), p.stall))
+                })
+                .as_ref()
+                .unwrap_or(&(now, Duration::ZERO));
+            // Parked while instances of this function are busy and turning over.
+            let park_until = if now < until {
+                let idle = self.idle_of(&key);
+                self.demand(&key, |d| match d.last_turnover {
+                    Some(t) if d.busy + idle > 0 => Some(tokio::time::Instant::from_std(t + stall)),
+                    _ => None,
+                })
+                .filter(|stalled| now < *stalled)
+                .map(|stalled| stalled.min(until))
+            } else {
+                None
+            };
+            let mut no_slot = false;
+            let mut no_room = false;
+            if park_until.is_none() && starting.is_none() {
+                match self.commit_to_start(&key, f.memory_mb, !held_back) {
+                    Ok(s) => starting = Some(s),
+                    Err(p) => {
+                        held_back = true;
+                        patience = Some(Some(((now + p.wait).min(deadline), p.stall)));
+                        continue;
+                    }
+                }
+            }
+            if park_until.is_none() {
+                // A slot this request waited for is used for its start, never passed on.
+                let permit = match slot.take() {
+                    Some(p) => Some(p),
+                    None => self.starts.clone().try_acquire_owned().ok(),
+                };
+                match permit {
+                    Some(permit) => {
+                        if self.claim_capacity(claim, Some(&key)).await {
+                            let began = Instant::now();
+                            let started = self.start(f, &kind, false).await;
+                            drop(starting.take());
+                            drop(permit);
+                            let instance = started?;
+                            let took = began.elapsed();
+                            self.demand(&key, |d| d.start_ewma = ewma(d.start_ewma, took));
+                            break Lease {
+                                instance,
+                                key: key.clone(),
+                                cold: true,
+                                provisioned: false,
+                                handed_out: Instant::now(),
+                            };
+                        }
+                        // No room: the slot goes back for a start that fits.
+                        no_room = true;
+                        if short_of_room.is_none() {
+                            short_of_room = Some(ShortOfRoom::new(&self.short_of_room));
+                        }
+                    }
+                    None => {
+                        no_slot = true;
+                        if slot_wait.is_none() {
+                            // In line for a slot from now on, whatever else wakes us.
+                            slot_wait = Some(Box::pin(self.starts.clone().acquire_owned()));
+                        }
+                    }
+                }
+            }
+            let _parked = park_until.map(|_| Counted::parked(self, &key));
+            // Past the queue timeout, a request whose only obstacle is that every start
+            // slot is busy keeps its place in line: the starts ahead of it end within the
+            // init timeout, and the server has room, so a 429 would be no limit's doing.
+            let wake = match park_until {
+                Some(p) => p.min(deadline),
+                None if no_slot && !no_room => slot_deadline,
+                None => deadline,
+            };
+            tokio::select! {
+                _ = &mut mine => {}
+                _ = &mut notified => {}
+                p = async { slot_wait.as_mut().expect("guarded").await }, if slot_wait.is_some() => {
+                    slot_wait = None;
+                    slot = p.ok();
+                }
+                _ = tokio::time::sleep_until(wake) => {
+                    if park_until.is_none() && wake >= deadline {
+                        return Err(AcquireError::AtCapacity(self.describe_limit(claim, no_room)));
+                    }
+                }
+            }
+        };
+        self.demand(&key, |d| {
+            d.busy += 1;
+            if !lease.cold {
+                d.last_turnover = Some(Instant::now());
+            }
+        });
+        Ok(Lease {
+            handed_out: Instant::now(),
+            ..lease
+        })
+    }
+
+    /// Idle instances of one revision.
+    fn idle_of(&self, key: &PoolKey) -> usize {
+        lock(&self.idle).get(key).map_or(0, Vec::len)
+    }
+
+    /// Starts an instance for which capacity was claimed, from a pre-warmed one when
+    /// possible; gives the claim back on failure.
+    async fn start(
+        self: &Arc<Self>,
+        f: &FunctionSpec,
+        kind: &RuntimeKind,
+        provisioned: bool,
+    ) -> Result<Instance, AcquireError> {
+        self.await_runtime_dir(&f.runtime, kind).await;
+        if let Some(key) = self.prewarm_key(f, kind) {
+            let taken = {
+                let mut pools = lock(&self.prewarmed);
+                let pool = pools.entry(key.clone()).or_default();
+                pool.last_wanted = Some(Instant::now());
+                pool.ready.pop()
+            };
+            self.fill_prewarm(&key, kind);
+            if let Some(Ready {
+                instance,
+                owner,
+                charged,
+            }) = taken
+            {
+                // The caller claimed capacity for this instance; the pre-warmed one's
+                // own claim goes back.
+                self.release_capacity(charged);
+                *lock(&owner) = Some((f.namespace.clone(), f.name.clone()));
+                let env = self.function_env(f, &instance.id, provisioned);
+                let assigned = instance
+                    .assign(
+                        &f.code_dir,
+                        &f.layer_dirs,
+                        self.resources(f.memory_mb, f.tmp_mb),
+                        &f.handler,
+                        &env,
+                        self.config.init_timeout,
+                    )
+                    .await;
+                match assigned {
+                    Ok(instance) => {
+                        tracing::debug!(function = %f.name, instance = %instance.id, init_ms = instance.init_duration.as_millis() as u64, "pre-warmed instance assigned");
+                        return Ok(instance);
+                    }
+                    Err(StartError::Launch(msg)) => {
+                        tracing::warn!(function = %f.name, error = %msg, "pre-warmed instance unusable; starting a fresh one");
+                    }
+                    Err(e) => {
+                        self.release_capacity(Claim::of(f));
+                        self.released.notify_waiters();
+                        return Err(e.into());
+                    }
+                }
+            }
+        }
+        let spec = self.launch_spec(f, kind, provisioned);
+        let router = self.logs.clone();
+        let (ns, name) = (f.namespace.clone(), f.name.clone());
+        let consumer: LogConsumer = Arc::new(move |line| router(&ns, &name, line));
+        match Instance::start(
+            self.launcher.clone(),
+            spec,
+            self.config.init_timeout,
+            consumer,
+            self.config.max_output_per_invocation,
+        )
+        .await
+        {
+            Ok(instance) => {
+                tracing::debug!(function = %f.name, instance = %instance.id, init_ms = instance.init_duration.as_millis() as u64, provisioned, "instance started");
+                Ok(instance)
+            }
+            Err(e) => {
+                self.release_capacity(Claim::of(f));
+                self.released.notify_waiters();
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Builds ahead, off the request path, what a cold start of `f` would use: its
+    /// runtime's pre-warmed pool (when it takes one), and the zygote and sandboxes of
+    /// its shape. Call when a function is created or changed, so that its first invoke
+    /// (and a fresh server's first) does not build them.
+    pub fn prepare(self: &Arc<Self>, f: &FunctionSpec) {
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let Some(kind) = self.catalog.get(&f.runtime).cloned() else {
+            return;
+        };
+        if let Some(key) = self.prewarm_key(f, &kind) {
+            lock(&self.prewarmed)
+                .entry(key.clone())
+                .or_default()
+                .last_wanted = Some(Instant::now());
+            self.fill_prewarm(&key, &kind);
+        }
+        let mgr = self.clone();
+        let f = f.clone();
+        tokio::spawn(async move {
+            // The runtime's files may still be on their way (the pinned Python SDK).
+            mgr.await_runtime_dir(&f.runtime, &kind).await;
+            // Only the shape: claiming a held sandbox here would waste it.
+            let spec = mgr.spec_of_shape(&f, &kind);
+            mgr.launcher.prepare(&spec);
+        });
+    }
+
+    /// Returns an instance after a request: back to the pool if it is still good.
+    pub async fn release(&self, lease: Lease, reusable: bool) {
+        let held = lease.handed_out.elapsed();
+        let freed = self.demand(&lease.key, |d| {
+            d.busy = d.busy.saturating_sub(1);
+            d.run_ewma = ewma(d.run_ewma, held);
+            d.freed.clone()
+        });
+        if !reusable || lease.instance.has_exited() || self.closed.load(Ordering::Acquire) {
+            let claim = Claim::declared(&lease.instance);
+            self.retire(lease.instance, lease.provisioned, &lease.key, claim)
+                .await;
+            return;
+        }
+        let mut provisioned = lease.provisioned;
+        if provisioned {
+            // Provisioned instances beyond the current request become ordinary warm ones.
+            let mut prov = lock(&self.provisioned);
+            let fkey = (lease.key.namespace.clone(), lease.key.name.clone());
+            match prov.get_mut(&fkey) {
+                Some(p) if p.spec.revision == lease.key.revision && p.live <= p.requested => {}
+                Some(p) => {
+                    if p.spec.revision == lease.key.revision {
+                        p.live -= 1;
+                    }
+                    provisioned = false;
+                }
+                None => provisioned = false,
+            }
+        }
+        let now = Instant::now();
+        self.demand(&lease.key, |d| d.last_turnover = Some(now));
+        self.park(&lease.instance);
+        let charged = Claim::declared(&lease.instance);
+        lock(&self.idle).entry(lease.key).or_default().push(Idle {
+            instance: lease.instance,
+            since: now,
+            provisioned,
+            charged,
+        });
+        // One instance came back: one waiter of this function can have it.
+        freed.notify_one();
+    }
+
+    /// An instance about to join the idle list (and so not yet visible to takers).
+    fn park(&self, instance: &Instance) {
+        if self.config.freeze_idle {
+            instance.park();
+        }
+    }
+
+    /// Stops an instance that counted `claim` against the capacity.
+    async fn retire(&self, instance: Instance, provisioned: bool, key: &PoolKey, claim: Claim) {
+        if provisioned {
+            let mut prov = lock(&self.provisioned);
+            if let Some(p) = prov.get_mut(&(key.namespace.clone(), key.name.clone())) {
+                if p.spec.revision == key.revision {
+                    p.live = p.live.saturating_sub(1);
+                }
+            }
+        }
+        instance.destroy().await;
+        self.release_capacity(claim);
+        self.released.notify_waiters();
+    }
+
+    /// Stops idle instances of a function (after an update or delete).
+    pub async fn drain_function(&self, namespace: &str, name: &str) {
+        let drained: Vec<(PoolKey, Idle)> = {
+            let mut idle = lock(&self.idle);
+            let keys: Vec<PoolKey> = idle
+                .keys()
+                .filter(|k| k.namespace == namespace && k.name == name)
+                .cloned()
+                .collect();
+            keys.into_iter()
+                .flat_map(|k| {
+                    idle.remove(&k)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(move |i| (k.clone(), i))
+                })
+                .collect()
+        };
+        for (k, i) in drained {
+            let claim = i.charged;
+            self.retire(i.instance, i.provisioned, &k, claim).await;
+        }
+    }
+
+    /// Stops idle instances older than the keep-alive (provisioned ones stay).
+    pub async fn reap_idle(&self) {
+        let expired: Vec<(PoolKey, Idle)> = {
+            let mut idle = lock(&self.idle);
+            let ttl = self.config.keep_alive;
+            let mut out = Vec::new();
+            idle.retain(|k, list| {
+                let (old, fresh): (Vec<Idle>, Vec<Idle>) = list.drain(..).partition(|i| {
+                    i.instance.has_exited() || (!i.provisioned && i.since.elapsed() >= ttl)
+                });
+                out.extend(old.into_iter().map(|i| (k.clone(), i)));
+                *list = fresh;
+                !list.is_empty()
+            });
+            out
+        };
+        {
+            // Forget what was learnt about revisions with nothing left running.
+            let idle = lock(&self.idle);
+            // A record with a request waiting on it (holding its `freed`) stays.
+            lock(&self.demand).retain(|k, d| {
+                d.busy > 0 || idle.contains_key(k) || Arc::strong_count(&d.freed) > 1
+            });
+        }
+        for (k, i) in expired {
+            tracing::debug!(instance = %i.instance.id, "keep-alive expired");
+            let claim = i.charged;
+            self.retire(i.instance, i.provisioned, &k, claim).await;
+        }
+    }
+
+    /// Runs the keep-alive reaper, the provisioned-instance keeper and the machine-load
+    /// sampler until the manager is dropped.
+    pub fn spawn_reaper(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let period =
+            (self.config.keep_alive / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                let Some(mgr) = weak.upgrade() else { return };
+                mgr.reap_idle().await;
+                mgr.measure_idle(true);
+                mgr.relieve_host_memory().await;
+                mgr.fill_provisioned();
+                mgr.tend_prewarmed().await;
+            }
+        });
+        if self.config.freeze_idle {
+            let weak = Arc::downgrade(self);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(crate::freezer::SWEEP_PERIOD);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let Some(mgr) = weak.upgrade() else { return };
+                    mgr.freeze_idle_instances();
+                }
+            });
+        }
+        if !(1..=100).contains(&self.config.saturated_cpu_percent) {
+            // 0 (always saturated) and above 100 (never) need no sampling.
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(50));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(mgr) = weak.upgrade() else { return };
+                // /proc/stat grows with the CPU count: read it off the async workers.
+                let _ = tokio::task::spawn_blocking(move || mgr.load.sample()).await;
+            }
+        });
+    }
+
+    /// Freezes the idle instances whose runtimes have waited in `next` for
+    /// [`crate::freezer::FREEZE_DELAY`] (the freezer's sweep).
+    fn freeze_idle_instances(&self) {
+        // The cgroup writes happen outside the pool's lock; a freezer taken meanwhile
+        // is busy again and its own lock makes the freeze a no-op.
+        let freezers: Vec<_> = lock(&self.idle)
+            .values()
+            .flatten()
+            .map(|i| i.instance.freezer())
+            .collect();
+        for freezer in freezers {
+            freezer.freeze_if_idle_for(crate::freezer::FREEZE_DELAY);
+        }
+    }
+
+    /// Stops every idle instance (shutdown).
+    pub async fn shutdown(&self) {
+        self.closed.store(true, Ordering::Release);
+        lock(&self.provisioned).clear();
+        let prewarmed: Vec<Ready> = lock(&self.prewarmed)
+            .drain()
+            .flat_map(|(_, p)| p.ready)
+            .collect();
+        for ready in prewarmed {
+            self.retire_prewarmed(ready.instance, ready.charged).await;
+        }
+        let all: Vec<(PoolKey, Idle)> = lock(&self.idle)
+            .drain()
+            .flat_map(|(k, v)| v.into_iter().map(move |i| (k.clone(), i)))
+            .collect();
+        for (k, i) in all {
+            let claim = i.charged;
+            self.retire(i.instance, false, &k, claim).await;
+        }
+        // Starts already under way finish and are stopped by their tasks; requests still
+        // running hand their instance back to be stopped. Wait a bounded time for both.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.live() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if self.live() > 0 {
+            tracing::warn!(live = self.live(), "instances still running at shutdown");
+        }
+        self.launcher.shutdown();
+    }
+}
