@@ -48,6 +48,8 @@ pub struct ServerConfig {
     pub queue_timeout_ms: u64,
     /// Pre-warmed instances kept per runtime in use (0 disables them).
     pub prewarm_per_runtime: usize,
+    /// Pre-warmed instances kept per runtime at most, when cold starts ask for more.
+    pub prewarm_max_per_runtime: usize,
     /// Fork Python runtimes from a per-namespace zygote instead of exec'ing them.
     pub zygote: bool,
     /// Keep sandboxes and /tmp disks built ahead of time, off the request path.
@@ -99,6 +101,7 @@ impl Default for ServerConfig {
             max_concurrent_starts: 0,
             queue_timeout_ms: 5000,
             prewarm_per_runtime: 2,
+            prewarm_max_per_runtime: 64,
             zygote: true,
             pre_created_sandboxes: true,
             freeze_idle: true,

@@ -275,6 +275,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             region: config.region.clone(),
             bootstrap_dir,
             prewarm_per_runtime: config.prewarm_per_runtime,
+            prewarm_max_per_runtime: config.prewarm_max_per_runtime,
             zygote: config.zygote,
             freeze_idle: config.freeze_idle,
             host_memory_floor_mb: config.host_memory_floor_mb(),

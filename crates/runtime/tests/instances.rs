@@ -509,6 +509,8 @@ async fn pre_warmed_instances_take_any_function_of_their_runtime() {
     let fx = fixture_with(&[("app.py", PY_APP)], Duration::from_secs(60), |c| {
         PoolConfig {
             prewarm_per_runtime: 1,
+            // A pool of one whatever the demand.
+            prewarm_max_per_runtime: 1,
             ..c
         }
     });
@@ -551,6 +553,71 @@ async fn pre_warmed_instances_take_any_function_of_their_runtime() {
     }
     let lease = fx.manager.acquire(&picky).await.unwrap();
     assert_eq!(fx.manager.prewarmed_count(), 1, "the pool was left alone");
+    fx.manager.release(lease, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn new_functions_deepen_the_pre_warmed_pool_up_to_its_ceiling() {
+    let fx = fixture_with(&[("app.py", PY_APP)], Duration::from_secs(60), |c| {
+        PoolConfig {
+            prewarm_per_runtime: 1,
+            prewarm_max_per_runtime: 3,
+            ..c
+        }
+    });
+    // Five new functions within a second: five cold starts to come, three at most kept.
+    for i in 0..5 {
+        fx.manager.prepare(&named(&fx, &format!("new{i}"), 128));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while fx.manager.prewarmed_count() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pool did not deepen: {} ready",
+            fx.manager.prewarmed_count()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(fx.manager.prewarmed_count(), 3, "past the ceiling");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pre_warmed_instance_of_one_namespaces_zygote_never_serves_another_namespace() {
+    let fx = fixture_with(&[("app.py", PY_APP)], Duration::from_secs(60), |c| {
+        PoolConfig {
+            prewarm_per_runtime: 1,
+            prewarm_max_per_runtime: 1,
+            ..c
+        }
+    });
+    fx.manager.prepare(&named(&fx, "mine", 128));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while fx.manager.prewarmed_count() < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pool did not fill"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let theirs = FunctionSpec {
+        namespace: "other-tenant".into(),
+        ..named(&fx, "theirs", 128)
+    };
+    let lease = fx.manager.acquire(&theirs).await.unwrap();
+    assert!(
+        !lease.instance.id.starts_with("pw-"),
+        "{}",
+        lease.instance.id
+    );
+    fx.manager.release(lease, true).await;
+    // Still there for its own namespace.
+    let lease = fx.manager.acquire(&named(&fx, "mine", 128)).await.unwrap();
+    assert!(
+        lease.instance.id.starts_with("pw-"),
+        "{}",
+        lease.instance.id
+    );
     fx.manager.release(lease, true).await;
 }
 

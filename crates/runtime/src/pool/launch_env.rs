@@ -106,15 +106,20 @@ impl InstanceManager {
         {
             return None;
         }
-        Some(ZygoteSpec {
-            key: f.namespace.clone(),
-            env: self.base_env(&f.runtime),
+        Some(self.zygote_of(&f.namespace, &f.runtime))
+    }
+
+    /// The zygote of `namespace` for a Python `runtime`.
+    pub(super) fn zygote_of(&self, namespace: &str, runtime: &str) -> ZygoteSpec {
+        ZygoteSpec {
+            key: namespace.to_string(),
+            env: self.base_env(runtime),
             program: self
                 .config
                 .bootstrap_dir
                 .join("python")
                 .join("bootstrap.py"),
-        })
+        }
     }
 
     /// Waits until whether `runtime` has an SDK is known, so that no instance is built

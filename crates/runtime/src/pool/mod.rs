@@ -72,9 +72,13 @@ pub struct PoolConfig {
     pub region: String,
     /// Directory with the installed bootstraps (shown at `/opt/tern`).
     pub bootstrap_dir: PathBuf,
-    /// Pre-warmed instances kept per (runtime, /tmp size) in use: sandbox built, runtime
-    /// started with its bootstrap loaded, waiting for a function. 0 disables them.
+    /// Pre-warmed instances kept per (runtime, /tmp size) in use, at least: sandbox
+    /// built, runtime started with its bootstrap loaded, waiting for a function. 0
+    /// disables them.
     pub prewarm_per_runtime: usize,
+    /// Pre-warmed instances kept per (runtime, /tmp size) at most, when cold starts ask
+    /// for more (see the `prewarm` module).
+    pub prewarm_max_per_runtime: usize,
     /// Start Python runtimes by forking a per-namespace zygote (a warm interpreter with
     /// the bootstrap imported) rather than exec'ing a fresh interpreter, where the
     /// launcher can and the function's environment does not change how Python starts.
@@ -113,6 +117,7 @@ impl PoolConfig {
             region: region.to_string(),
             bootstrap_dir,
             prewarm_per_runtime: 2,
+            prewarm_max_per_runtime: 64,
             zygote: true,
             freeze_idle: true,
             host_memory_floor_mb: 0,
@@ -510,7 +515,7 @@ impl InstanceManager {
             let taken = {
                 let mut pools = lock(&self.prewarmed);
                 let pool = pools.entry(key.clone()).or_default();
-                pool.last_wanted = Some(Instant::now());
+                pool.want(Instant::now());
                 pool.ready.pop()
             };
             self.fill_prewarm(&key, kind);
@@ -588,10 +593,11 @@ impl InstanceManager {
             return;
         };
         if let Some(key) = self.prewarm_key(f, &kind) {
+            // A new or changed function: its first cold start is to come.
             lock(&self.prewarmed)
                 .entry(key.clone())
                 .or_default()
-                .last_wanted = Some(Instant::now());
+                .want(Instant::now());
             self.fill_prewarm(&key, &kind);
         }
         let mgr = self.clone();
