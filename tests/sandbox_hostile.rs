@@ -331,6 +331,7 @@ ATTACKS = {
     "origin": lambda event: origin(),
     "imports": lambda event: imports(),
     "ping": lambda event: "pong",
+    "stream": lambda event: CONTEXT.log_stream_name,
 }
 
 def memory_holds(event):
@@ -1053,6 +1054,57 @@ fn idle_instances_are_frozen_until_their_next_request() {
         "a background child kept running while its instance was idle: {seen}"
     );
     assert!(seen["beats"].as_u64() >= Some(2), "{seen}");
+    s.canary_answers();
+}
+
+/// The CFS period an instance's cgroup enforces its CPU share over, read on the host
+/// (cgroup v1 `cpu.cfs_period_us`, or v2 `cpu.max`), in microseconds.
+fn cpu_period_of(instance: &str) -> Option<u64> {
+    for root in [
+        "/sys/fs/cgroup/cpu/tern",
+        "/sys/fs/cgroup/cpu,cpuacct/tern",
+        "/sys/fs/cgroup/tern",
+    ] {
+        let Ok(servers) = std::fs::read_dir(root) else {
+            continue;
+        };
+        for server in servers.filter_map(|e| e.ok()) {
+            let dir = server.path().join(instance);
+            if let Ok(v) = std::fs::read_to_string(dir.join("cpu.cfs_period_us")) {
+                return v.trim().parse().ok();
+            }
+            if let Ok(v) = std::fs::read_to_string(dir.join("cpu.max")) {
+                return v.split_whitespace().nth(1)?.parse().ok();
+            }
+        }
+    }
+    None
+}
+
+/// An instance starts over the long CFS period (its start-up runs as one burst) and,
+/// once idle, enforces the same share over the short warm period, so that a request
+/// that finds its quota spent waits at most that long.
+#[test]
+fn an_instance_switches_to_the_short_cpu_period_once_started() {
+    let s = Suite::start();
+    let stream = s.result("hostile", "stream", json!({}));
+    let id = stream
+        .as_str()
+        .and_then(|s| s.rsplit(']').next())
+        .expect("log stream name")
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let period = cpu_period_of(&id);
+        if period == Some(10_000) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "instance {id} still enforces its share over {period:?} us"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     s.canary_answers();
 }
 

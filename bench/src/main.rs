@@ -311,6 +311,7 @@ fn run_zygote_series(
 pub const FROZEN_VARIANT: &str = "idle instances frozen (default)";
 pub const UNFROZEN_VARIANT: &str = "freeze_idle off";
 pub const NO_BURST_VARIANT: &str = "cpu_burst off";
+pub const LONG_PERIOD_VARIANT: &str = "warm CPU period 100 ms (the start-up's)";
 
 /// The variant name of the zygote cold-start series.
 pub const ZYGOTE_VARIANT: &str = "zygote fork (pre-warmed pool off)";
@@ -480,6 +481,11 @@ fn run_against_server(
             (
                 ["--cpu-burst", "false"],
                 NO_BURST_VARIANT,
+                &["python3.11", "nodejs20.x"][..],
+            ),
+            (
+                ["--warm-cpu-period-ms", "100"],
+                LONG_PERIOD_VARIANT,
                 &["python3.11", "nodejs20.x"][..],
             ),
         ] {

@@ -110,6 +110,7 @@ fn resources(cpu_millis: u32) -> Resources {
         memory_mb: 128,
         tmp_mb: 512,
         cpu_millis,
+        cpu_period_us: tern_sandbox::cgroups::CPU_PERIOD_US,
         cpu_burst: true,
         max_pids: 256,
         max_open_files: 1024,

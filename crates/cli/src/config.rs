@@ -58,6 +58,8 @@ pub struct ServerConfig {
     pub freeze_idle: bool,
     /// CFS burst: CPU time an instance left unused banks up, to one period's quota.
     pub cpu_burst: bool,
+    /// CFS period of an instance once started, in ms (its start-up runs over 100 ms).
+    pub warm_cpu_period_ms: u64,
     /// Machine CPU busy percent from which short functions wait for a busy instance
     /// instead of starting another (0 always, above 100 never).
     pub saturated_cpu_percent: u32,
@@ -106,6 +108,7 @@ impl Default for ServerConfig {
             pre_created_sandboxes: true,
             freeze_idle: true,
             cpu_burst: true,
+            warm_cpu_period_ms: 10,
             saturated_cpu_percent: 85,
             max_connections: 4096,
             max_connections_per_peer: 1024,
@@ -167,6 +170,9 @@ pub struct ServerArgs {
     /// Let instances bank unused CPU time for short bursts (true/false).
     #[arg(long, env = "TERN_CPU_BURST")]
     pub cpu_burst: Option<bool>,
+    /// CFS period of an instance once started, in ms (1-1000; 100 is the start-up's).
+    #[arg(long, env = "TERN_WARM_CPU_PERIOD_MS")]
+    pub warm_cpu_period_ms: Option<u64>,
     /// SDK of Python runtimes: "off", or pip requirements (default: the pinned
     /// boto3 and botocore; see docs/operations.md).
     #[arg(long, env = "TERN_PYTHON_SDK")]
@@ -224,6 +230,9 @@ impl ServerConfig {
         if let Some(v) = args.freeze_idle {
             cfg.freeze_idle = v;
         }
+        if let Some(v) = args.warm_cpu_period_ms {
+            cfg.warm_cpu_period_ms = v;
+        }
         if let Some(v) = args.cpu_burst {
             cfg.cpu_burst = v;
         }
@@ -261,6 +270,9 @@ impl ServerConfig {
         }
         if self.init_timeout_secs == 0 {
             bail!("init_timeout_secs must be at least 1");
+        }
+        if !(1..=1000).contains(&self.warm_cpu_period_ms) {
+            bail!("warm_cpu_period_ms must be from 1 to 1000");
         }
         if self.max_connections == 0 {
             bail!("max_connections must be at least 1");

@@ -1,6 +1,7 @@
 //! One function instance: a launched runtime process, its Runtime API server and its
 //! output tap. Runs one invocation at a time.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -82,6 +83,8 @@ pub struct Instance {
     pub memory_mb: u32,
     /// /tmp size (fixed at launch).
     pub tmp_mb: u32,
+    /// Set once its limits were switched to the warm phase's (see [`WarmPhase`]).
+    warm: Arc<AtomicBool>,
 }
 
 fn now_ms() -> u64 {
@@ -252,6 +255,7 @@ impl Instance {
             init_duration: Duration::ZERO,
             memory_mb,
             tmp_mb,
+            warm: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -383,6 +387,15 @@ impl Instance {
         self.exited.borrow().is_some()
     }
 
+    /// Switches its limits to the warm phase's, once its start-up is over; `None` if it
+    /// already was.
+    pub fn warm_phase(&self) -> Option<WarmPhase> {
+        (!self.warm.load(Ordering::Acquire)).then(|| WarmPhase {
+            process: self.process.clone(),
+            entered: self.warm.clone(),
+        })
+    }
+
     /// Reads its memory and /tmp use without holding the instance.
     pub fn usage_probe(&self) -> UsageProbe {
         UsageProbe(self.process.clone())
@@ -404,6 +417,25 @@ impl Instance {
             process.cleanup();
         })
         .await;
+    }
+}
+
+/// Switches one instance's limits to those of its warm phase (see
+/// [`Instance::warm_phase`]): after start-up, a short CFS period bounds how long a
+/// request that finds its CPU quota spent waits for the next slice.
+pub struct WarmPhase {
+    process: Arc<dyn InstanceProcess>,
+    entered: Arc<AtomicBool>,
+}
+
+impl WarmPhase {
+    pub fn enter(&self, resources: &Resources) {
+        if self.entered.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Err(e) = self.process.set_resources(resources) {
+            tracing::debug!(error = %e, "cannot switch an instance to its warm limits");
+        }
     }
 }
 

@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 use crate::launcher::Resources;
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-/// CFS period; the quota scales against it.
-pub const CPU_PERIOD_US: u64 = 100_000;
+/// The CFS period of a starting instance (see [`Resources::cpu_period_us`]).
+pub const CPU_PERIOD_US: u32 = 100_000;
+/// The bounds the kernel puts on a CFS period.
+const CPU_PERIOD_RANGE_US: std::ops::RangeInclusive<u64> = 1_000..=1_000_000;
 /// The kernel refuses quotas below 1 ms.
 const MIN_CPU_QUOTA_US: u64 = 1_000;
 /// How long cleanup waits for a killed cgroup to empty before giving up on rmdir.
@@ -30,11 +32,13 @@ pub struct CgroupLimits {
 
 impl CgroupLimits {
     pub fn from_resources(r: &Resources) -> Self {
-        let cpu_quota_us = (u64::from(r.cpu_millis) * CPU_PERIOD_US / 1000).max(MIN_CPU_QUOTA_US);
+        let cpu_period_us = u64::from(r.cpu_period_us)
+            .clamp(*CPU_PERIOD_RANGE_US.start(), *CPU_PERIOD_RANGE_US.end());
+        let cpu_quota_us = (u64::from(r.cpu_millis) * cpu_period_us / 1000).max(MIN_CPU_QUOTA_US);
         CgroupLimits {
             memory_bytes: u64::from(r.memory_mb) * 1024 * 1024,
             cpu_quota_us,
-            cpu_period_us: CPU_PERIOD_US,
+            cpu_period_us,
             cpu_burst_us: if r.cpu_burst { cpu_quota_us } else { 0 },
             pids_max: u64::from(r.max_pids.max(1)),
         }
@@ -398,6 +402,7 @@ mod tests {
             memory_mb,
             tmp_mb: 64,
             cpu_millis,
+            cpu_period_us: CPU_PERIOD_US,
             cpu_burst: false,
             max_pids,
             max_open_files: 1024,
@@ -421,6 +426,29 @@ mod tests {
             v2.contains(&("cpu.max.burst", "25000".to_string())),
             "{v2:?}"
         );
+    }
+
+    #[test]
+    fn a_short_period_keeps_the_share_and_the_kernels_bounds() {
+        let mut r = resources(128, 250, 64);
+        r.cpu_burst = true;
+        r.cpu_period_us = 10_000;
+        let warm = CgroupLimits::from_resources(&r);
+        assert_eq!(
+            (warm.cpu_period_us, warm.cpu_quota_us, warm.cpu_burst_us),
+            (10_000, 2_500, 2_500)
+        );
+        let v2 = warm.v2_files(&["cpu".to_string()]);
+        assert!(
+            v2.contains(&("cpu.max", "2500 10000".to_string())),
+            "{v2:?}"
+        );
+        // Periods outside 1 ms..1 s are clamped, quotas below 1 ms raised.
+        r.cpu_period_us = 10;
+        let tiny = CgroupLimits::from_resources(&r);
+        assert_eq!((tiny.cpu_period_us, tiny.cpu_quota_us), (1_000, 1_000));
+        r.cpu_period_us = u32::MAX;
+        assert_eq!(CgroupLimits::from_resources(&r).cpu_period_us, 1_000_000);
     }
 
     #[test]

@@ -76,6 +76,10 @@ pub struct Resources {
     pub tmp_mb: u32,
     /// CPU quota in thousandths of a CPU (1000 = one full core).
     pub cpu_millis: u32,
+    /// The CFS period the quota is enforced over, in microseconds (1 ms to 1 s): a long
+    /// one lets a start-up burst run at once, a short one bounds how long a throttled
+    /// request waits for its next slice.
+    pub cpu_period_us: u32,
     /// Let CPU time the instance left unused bank up, to at most one period's quota,
     /// for a later burst (CFS burst): a mostly idle function's short requests are not
     /// throttled, while one that runs flat out is held to its share.

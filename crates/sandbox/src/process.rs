@@ -216,6 +216,7 @@ mod tests {
                 memory_mb: 128,
                 tmp_mb: 64,
                 cpu_millis: 1000,
+                cpu_period_us: crate::cgroups::CPU_PERIOD_US,
                 cpu_burst: false,
                 max_pids: 64,
                 max_open_files: 1024,

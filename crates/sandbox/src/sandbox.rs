@@ -771,6 +771,7 @@ const HELD_RESOURCES: Resources = Resources {
     memory_mb: 128,
     tmp_mb: 0,
     cpu_millis: 250,
+    cpu_period_us: cgroups::CPU_PERIOD_US,
     cpu_burst: false,
     max_pids: 64,
     max_open_files: 0,

@@ -79,6 +79,7 @@ fn resources() -> Resources {
         memory_mb: 256,
         tmp_mb: 16,
         cpu_millis: 1000,
+        cpu_period_us: tern_sandbox::cgroups::CPU_PERIOD_US,
         cpu_burst: false,
         max_pids: 64,
         max_open_files: 1024,

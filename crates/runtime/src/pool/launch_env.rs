@@ -46,14 +46,28 @@ pub(super) fn extra_tree(prefix: &std::path::Path) -> Vec<PathBuf> {
 }
 
 impl InstanceManager {
+    /// An instance's limits while it starts: its CPU share over the long period, so
+    /// that its start-up runs as one burst (see [`InstanceManager::warm_resources`]).
     pub(super) fn resources(&self, memory_mb: u32, tmp_mb: u32) -> Resources {
         Resources {
             memory_mb,
             tmp_mb,
             cpu_millis: cpu_millis(memory_mb, self.config.cpu_floor_millis),
+            cpu_period_us: tern_sandbox::cgroups::CPU_PERIOD_US,
             cpu_burst: self.config.cpu_burst,
             max_pids: self.config.max_pids,
             max_open_files: self.config.max_open_files,
+        }
+    }
+
+    /// An instance's limits once its start-up is over: the same share over the short
+    /// warm period (`warm_cpu_period`), so that a request that finds the quota spent
+    /// waits at most that long for the next slice, not most of 100 ms.
+    pub(super) fn warm_resources(&self, memory_mb: u32, tmp_mb: u32) -> Resources {
+        let period = self.config.warm_cpu_period.as_micros();
+        Resources {
+            cpu_period_us: u32::try_from(period).unwrap_or(u32::MAX),
+            ..self.resources(memory_mb, tmp_mb)
         }
     }
 

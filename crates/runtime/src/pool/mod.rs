@@ -90,6 +90,10 @@ pub struct PoolConfig {
     pub host_memory_floor_mb: u64,
     /// CFS burst: CPU time an instance left unused banks up (to one period's quota).
     pub cpu_burst: bool,
+    /// The CFS period of an instance once its start-up is over (its start-up runs over
+    /// 100 ms, as one burst): a request that finds its quota spent waits at most this
+    /// long for the next slice.
+    pub warm_cpu_period: Duration,
     /// Share of the machine's CPU time (percent, over the last few 50 ms samples) at
     /// and above which a request for a function whose requests are shorter than its
     /// cold starts waits for a busy instance instead of starting another. 0 means
@@ -122,6 +126,7 @@ impl PoolConfig {
             freeze_idle: true,
             host_memory_floor_mb: 0,
             cpu_burst: true,
+            warm_cpu_period: Duration::from_millis(10),
             saturated_cpu_percent: 85,
             python_sdk: PythonSdk::off(),
         }
@@ -749,7 +754,7 @@ impl InstanceManager {
                 mgr.tend_prewarmed().await;
             }
         });
-        if self.config.freeze_idle {
+        {
             let weak = Arc::downgrade(self);
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(crate::freezer::SWEEP_PERIOD);
@@ -757,7 +762,7 @@ impl InstanceManager {
                 loop {
                     tick.tick().await;
                     let Some(mgr) = weak.upgrade() else { return };
-                    mgr.freeze_idle_instances();
+                    mgr.sweep_idle_instances();
                 }
             });
         }
@@ -778,16 +783,25 @@ impl InstanceManager {
         });
     }
 
-    /// Freezes the idle instances whose runtimes have waited in `next` for
-    /// [`crate::freezer::FREEZE_DELAY`] (the freezer's sweep).
-    fn freeze_idle_instances(&self) {
+    /// The sweep of idle instances: switches those new to the idle list to their warm
+    /// limits, and freezes those whose runtimes have waited in `next` for
+    /// [`crate::freezer::FREEZE_DELAY`].
+    fn sweep_idle_instances(&self) {
         // The cgroup writes happen outside the pool's lock; a freezer taken meanwhile
         // is busy again and its own lock makes the freeze a no-op.
-        let freezers: Vec<_> = lock(&self.idle)
-            .values()
-            .flatten()
-            .map(|i| i.instance.freezer())
-            .collect();
+        let mut warm = Vec::new();
+        let mut freezers = Vec::new();
+        for i in lock(&self.idle).values().flatten() {
+            if let Some(w) = i.instance.warm_phase() {
+                warm.push((w, i.instance.memory_mb, i.instance.tmp_mb));
+            }
+            if self.config.freeze_idle {
+                freezers.push(i.instance.freezer());
+            }
+        }
+        for (w, memory_mb, tmp_mb) in warm {
+            w.enter(&self.warm_resources(memory_mb, tmp_mb));
+        }
         for freezer in freezers {
             freezer.freeze_if_idle_for(crate::freezer::FREEZE_DELAY);
         }
