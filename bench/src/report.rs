@@ -266,6 +266,18 @@ impl Results {
                 "ms",
             ));
         }
+        if let Some(w) = self
+            .warm
+            .iter()
+            .find(|w| w.runtime.starts_with("nodejs") && w.variant == crate::FROZEN_VARIANT)
+        {
+            t.push(at_most(
+                "node warm p99 (128 MB, back to back)",
+                w.client.p99_ms,
+                10.0,
+                "ms",
+            ));
+        }
         if let Some(b) = &self.burst.new_functions {
             let name = "new functions back to back on a fresh server";
             t.push(at_most(&format!("{name}: p50"), b.client.p50_ms, 5.0, "ms"));
