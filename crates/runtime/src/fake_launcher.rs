@@ -4,7 +4,8 @@
 //! waits its start-up time, then loops on `next` and answers each event with the event
 //! itself, after sleeping the event's `sleep_ms` if it has one. How long a start takes,
 //! and whether it fails, is decided per launch by the test, from the function's name.
-//! What every instance reports as its memory use is set by the test too.
+//! What every instance reports as its memory use is set by the test too, and so is how
+//! many sandboxes it holds built ahead of time (counted in the server's account).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -12,7 +13,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use tern_sandbox::{ExitStatus, InstanceProcess, LaunchError, LaunchSpec, Launched, Launcher};
+use tern_sandbox::{
+    CapacityAccount, ExitStatus, InstanceProcess, LaunchError, LaunchSpec, Launched, Launcher,
+    Reservation,
+};
 
 /// What a launch of one function does: start after this long, or fail at once.
 #[derive(Debug, Clone, Copy)]
@@ -29,6 +33,9 @@ pub struct FakeLauncher {
     launches: Mutex<Vec<String>>,
     /// Bytes each instance reports as its memory use (0: it cannot tell).
     memory_in_use: Arc<AtomicU64>,
+    account: Mutex<Option<Arc<dyn CapacityAccount>>>,
+    /// The rooms of the sandboxes it holds built ahead.
+    built_ahead: Mutex<Vec<Reservation>>,
 }
 
 impl FakeLauncher {
@@ -38,7 +45,35 @@ impl FakeLauncher {
             plan: Box::new(plan),
             launches: Mutex::new(Vec::new()),
             memory_in_use: Arc::new(AtomicU64::new(0)),
+            account: Mutex::new(None),
+            built_ahead: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Builds up to `n` sandboxes ahead, as far as the server's account has room;
+    /// returns how many it holds.
+    pub fn build_ahead(&self, n: usize) -> usize {
+        let account = self
+            .account
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut held = self.built_ahead.lock().unwrap_or_else(|e| e.into_inner());
+        while held.len() < n {
+            match account.as_ref().and_then(|a| a.reserve_built_ahead()) {
+                Some(room) => held.push(room),
+                None => break,
+            }
+        }
+        held.len()
+    }
+
+    /// Sandboxes it holds built ahead.
+    pub fn built_ahead(&self) -> usize {
+        self.built_ahead
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     /// Every instance, running or to come, reports `bytes` as its memory use from now
@@ -112,6 +147,18 @@ impl Launcher for FakeLauncher {
 
     fn name(&self) -> &'static str {
         "fake"
+    }
+
+    fn set_capacity_account(&self, account: Arc<dyn CapacityAccount>) {
+        *self.account.lock().unwrap_or_else(|e| e.into_inner()) = Some(account);
+    }
+
+    fn drop_built_ahead(&self) -> bool {
+        self.built_ahead
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .is_some()
     }
 }
 

@@ -167,3 +167,30 @@ async fn host_memory_pressure_evicts_idle_instances_and_counts_them() {
     assert_eq!(evicted(&fx, "host_memory"), 2);
     assert_eq!(evicted(&fx, "room"), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sandboxes_built_ahead_count_in_the_account_and_go_first_to_make_room() {
+    let fx = fixture(
+        |_| FakeStart::After(Duration::from_millis(1)),
+        |c| PoolConfig {
+            max_instances: 3,
+            ..c
+        },
+    );
+    // Room for three: the launcher may build all three ahead, and no more.
+    assert_eq!(fx.launcher.build_ahead(5), 3);
+    let counted = fx.manager.live_memory_mb();
+    assert!(counted > 0, "built-ahead sandboxes count memory");
+    // A cold start needs a slot: one built-ahead sandbox goes to make room.
+    let a = fx.manager.acquire(&function("a")).await.expect("a");
+    assert_eq!(fx.launcher.built_ahead(), 2);
+    let b = fx.manager.acquire(&function("b")).await.expect("b");
+    let c = fx.manager.acquire(&function("c")).await.expect("c");
+    assert_eq!(fx.launcher.built_ahead(), 0);
+    // Full of instances: nothing more is built ahead until one goes.
+    assert_eq!(fx.launcher.build_ahead(1), 0);
+    for lease in [a, b, c] {
+        fx.manager.release(lease, false).await;
+    }
+    assert_eq!(fx.launcher.build_ahead(1), 1);
+}

@@ -52,7 +52,7 @@ impl HeldKey {
 
 /// Stops items the pool no longer wants on a thread of their own: callers may be on an
 /// async runtime's thread, and stopping an instance waits for its processes.
-fn discard<T: Send + 'static>(items: Vec<T>) {
+pub(crate) fn discard<T: Send + 'static>(items: Vec<T>) {
     if items.is_empty() {
         return;
     }
@@ -112,6 +112,11 @@ impl<K: Clone + Eq + Hash, T: Pooled + Send + 'static> Pool<K, T> {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State<K, T>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes one of any key, if one is ready (to make room).
+    pub(crate) fn pop_any(&self) -> Option<T> {
+        self.lock().ready.values_mut().find_map(Vec::pop)
     }
 
     /// Takes one of this key, if one is ready (not claimed: for internal use).

@@ -171,6 +171,31 @@ pub async fn exit_fd_readable(fd: std::os::fd::OwnedFd) -> std::io::Result<()> {
     fd.readable().await.map(drop)
 }
 
+/// The server's capacity account as a launcher sees it: what the launcher builds ahead
+/// of time (sandboxes waiting for a launch) counts there too, and is only built when it
+/// fits.
+pub trait CapacityAccount: Send + Sync {
+    /// Counts one sandbox built ahead of time, if it fits; `None` if it does not (then
+    /// the launcher builds none). The room goes back when the reservation is dropped:
+    /// when the sandbox is stopped, or taken by a launch (whose instance the server
+    /// counts itself).
+    fn reserve_built_ahead(&self) -> Option<Reservation>;
+}
+
+/// Room in a [`CapacityAccount`], given back when dropped.
+pub struct Reservation {
+    _guard: Box<dyn Send + Sync>,
+}
+
+impl Reservation {
+    /// A reservation whose `guard` gives the room back when dropped.
+    pub fn new(guard: impl Send + Sync + 'static) -> Reservation {
+        Reservation {
+            _guard: Box::new(guard),
+        }
+    }
+}
+
 /// Why an instance could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
@@ -214,6 +239,16 @@ pub trait Launcher: Send + Sync {
     /// bytes; `None` when /tmp is not on the host disk (tmpfs, or no sandbox).
     fn tmp_disk_used_bytes(&self) -> Option<u64> {
         None
+    }
+    /// Makes what the launcher builds ahead of time count in `account` (call once,
+    /// before the first launch).
+    fn set_capacity_account(&self, account: Arc<dyn CapacityAccount>) {
+        let _ = account;
+    }
+    /// Stops one thing built ahead of time, to make room; its reservation is given back
+    /// before this returns. False if there was none.
+    fn drop_built_ahead(&self) -> bool {
+        false
     }
     /// Releases what the launcher itself holds (such as the server's cgroup subtree).
     /// Call at shutdown, after every instance was cleaned up.

@@ -28,8 +28,8 @@ mod zygote;
 
 pub use keeper::{is_keeper_invocation, run_keeper};
 pub use launcher::{
-    exit_fd_readable, zygote_program, ExitStatus, InstanceProcess, LaunchError, LaunchSpec,
-    Launched, Launcher, Resources, ZygoteSpec, ZYGOTE_PYTHON_FLAGS,
+    exit_fd_readable, zygote_program, CapacityAccount, ExitStatus, InstanceProcess, LaunchError,
+    LaunchSpec, Launched, Launcher, Reservation, Resources, ZygoteSpec, ZYGOTE_PYTHON_FLAGS,
 };
 pub use process::ProcessLauncher;
 pub use sandbox::{SandboxConfig, SandboxError, SandboxLauncher};

@@ -25,8 +25,8 @@ use crate::exit_cell::ExitCell;
 use crate::held::{self, HeldKey, HeldPool, Pool, Pooled};
 use crate::keeper::KEEPER_ARG;
 use crate::launcher::{
-    zygote_program, ExitStatus, InstanceProcess, LaunchError, LaunchSpec, Launched, Launcher,
-    Resources, ZygoteSpec,
+    zygote_program, CapacityAccount, ExitStatus, InstanceProcess, LaunchError, LaunchSpec,
+    Launched, Launcher, Reservation, Resources, ZygoteSpec,
 };
 use crate::mounts::{self, HostView, PlanInput, TmpSource, OVERLAY_SOURCE};
 use crate::protocol::{
@@ -136,6 +136,8 @@ struct Inner {
     /// Python runtimes a zygote forked into held sandboxes ahead of time, waiting for
     /// their code and environment.
     preforked: Pool<ForkedKey, PreForked>,
+    /// The server's capacity account, which what is built ahead counts in.
+    capacity: std::sync::OnceLock<Arc<dyn CapacityAccount>>,
 }
 
 /// Zygote failures in a row after which the launcher only execs runtimes.
@@ -206,6 +208,7 @@ impl SandboxLauncher {
             held,
             held_seq: AtomicU64::new(0),
             preforked,
+            capacity: std::sync::OnceLock::new(),
         };
         Ok(SandboxLauncher {
             inner: Arc::new(inner),
@@ -400,6 +403,9 @@ pub(crate) struct Built {
     pub listener: TcpListener,
     /// What the keeper was asked (a zygote's child needs some of it again).
     pub request: KeeperRequest,
+    /// Its room in the server's capacity account while it waits for a launch (see
+    /// [`CapacityAccount`]); dropped when a launch takes it.
+    pub reservation: Option<Reservation>,
 }
 
 /// What [`Inner::prepare`] made for one instance.
@@ -502,6 +508,7 @@ impl Inner {
             mut instance,
             listener,
             request,
+            ..
         } = self.build(spec, keeper_stdout)?;
         if let (Some(zygote), Some(output_w)) = (&zygote, output_w) {
             let config = config_memfd(&request.env)?;
@@ -611,6 +618,7 @@ impl Inner {
                 instance,
                 listener,
                 request,
+                reservation: None,
             }),
             Err(e) => {
                 instance.abandon();
@@ -862,6 +870,7 @@ impl Inner {
             mut instance,
             listener,
             request,
+            reservation,
         } = match self.held.take(&key.held) {
             Some(built) => built,
             None => self.build_held(&key.held)?,
@@ -881,6 +890,7 @@ impl Inner {
                         instance,
                         listener,
                         request,
+                        reservation,
                     },
                     output,
                     config,
@@ -939,7 +949,16 @@ impl Inner {
             },
             zygote: None,
         };
-        self.build(&spec, None)
+        // Built only if the server's account has room for it (and counted there).
+        let reservation = match self.capacity.get() {
+            Some(account) => Some(account.reserve_built_ahead().ok_or_else(|| {
+                LaunchError::Prepare("no room in the server's capacity account".into())
+            })?),
+            None => None,
+        };
+        let mut built = self.build(&spec, None)?;
+        built.reservation = reservation;
+        Ok(built)
     }
 
     /// Starts `spec`'s runtime in a held sandbox: its code and limits, then the runtime
@@ -950,10 +969,12 @@ impl Inner {
         zygote: Option<&ZygoteSpec>,
         held: Built,
     ) -> Result<Launched, LaunchError> {
+        // The launch's instance counts in the account itself: the held room goes back.
         let Built {
             mut instance,
             listener,
             request,
+            reservation: _,
         } = held;
         let started = self.start_in(spec, zygote, &mut instance, &request);
         hand_out(instance, listener, started)
@@ -1033,6 +1054,25 @@ impl Launcher for SandboxLauncher {
     fn supports_prewarm(&self) -> bool {
         // Code attached later is an overlay, so no host path shows in mountinfo.
         self.inner.host.overlayfs
+    }
+
+    fn set_capacity_account(&self, account: Arc<dyn CapacityAccount>) {
+        let _ = self.inner.capacity.set(account);
+    }
+
+    fn drop_built_ahead(&self) -> bool {
+        // The room goes back at once; the teardown happens off this thread.
+        if let Some(mut p) = self.inner.preforked.pop_any() {
+            drop(p.built.reservation.take());
+            held::discard(vec![p]);
+            return true;
+        }
+        if let Some(mut b) = self.inner.held.pop_any() {
+            drop(b.reservation.take());
+            held::discard(vec![b]);
+            return true;
+        }
+        false
     }
 
     fn tmp_disk_used_bytes(&self) -> Option<u64> {

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tern_sandbox::{
-    ExitStatus, LaunchSpec, Launcher, Resources, SandboxConfig, SandboxLauncher, UidRange,
+    CapacityAccount, ExitStatus, LaunchSpec, Launcher, Reservation, Resources, SandboxConfig,
+    SandboxLauncher, UidRange,
 };
 
 struct Fixture {
@@ -759,6 +760,72 @@ fn wait_held(f: &Fixture, n: usize) {
         assert!(
             Instant::now() < deadline,
             "held sandboxes: {}",
+            f.launcher.held_count()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A capacity account with room for a fixed number of sandboxes built ahead.
+struct Slots(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+struct Slot(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl CapacityAccount for Slots {
+    fn reserve_built_ahead(&self) -> Option<Reservation> {
+        use std::sync::atomic::Ordering;
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .ok()
+            .map(|_| Reservation::new(Slot(self.0.clone())))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+#[test]
+fn held_sandboxes_count_in_the_capacity_account_and_give_their_room_back() {
+    use std::sync::atomic::Ordering;
+    let Some(f) = fixture_full("held-account", true, 2) else {
+        return;
+    };
+    // Room for one sandbox built ahead, though the pool would keep two.
+    let free = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(1));
+    f.launcher
+        .set_capacity_account(std::sync::Arc::new(Slots(free.clone())));
+    let first = f.spec("ha-1", "/bin/true", &[]);
+    assert_eq!(f.launcher.claim_held(&first), None);
+    let launched = f.launcher.launch(&first).expect("launch");
+    launched.process.wait();
+    launched.process.cleanup();
+    wait_held(&f, 1);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(f.launcher.held_count(), 1, "built past the account's room");
+    assert_eq!(free.load(Ordering::Acquire), 0);
+    // Dropping it to make room gives the room back before returning.
+    assert!(f.launcher.drop_built_ahead());
+    assert_eq!(free.load(Ordering::Acquire), 1);
+    assert_eq!(f.launcher.held_count(), 0);
+    assert!(!f.launcher.drop_built_ahead());
+    // A launch that takes one gives its room back too (its instance counts itself).
+    let mut spec = f.spec("ha-2", "/bin/true", &[]);
+    assert_eq!(f.launcher.claim_held(&spec), None);
+    wait_held(&f, 1);
+    spec.instance_id = f.launcher.claim_held(&spec).expect("a held sandbox");
+    let launched = f.launcher.launch(&spec).expect("launch");
+    launched.process.wait();
+    launched.process.cleanup();
+    // The one room is free again, or taken by a held sandbox built since: never lost.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while free.load(Ordering::Acquire) + f.launcher.held_count() != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "room lost: {} free, {} held",
+            free.load(Ordering::Acquire),
             f.launcher.held_count()
         );
         std::thread::sleep(Duration::from_millis(20));

@@ -1,10 +1,14 @@
 //! The server's capacity account: what each live instance counts against the instance
 //! cap, the memory budget and the /tmp disk budget (busy instances what they declared,
-//! idle and pre-warmed ones what they use), and how room is made when a claim does not
-//! fit: measuring, then evicting pre-warmed and least recently used idle instances.
+//! idle and pre-warmed ones what they use; sandboxes the launcher built ahead of time
+//! count too), and how room is made when a claim does not fit: measuring, then stopping
+//! pre-warmed instances, sandboxes built ahead and least recently used idle instances.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+
+use tern_sandbox::{CapacityAccount, Reservation};
 
 use super::prewarm::{PrewarmKey, PREWARM_MEMORY_MB};
 use super::{lock, FunctionSpec, InstanceManager, PoolKey, TmpDiskUsage};
@@ -13,9 +17,57 @@ use crate::instance::{Instance, UsageProbe};
 #[derive(Default)]
 pub(super) struct Capacity {
     pub(super) instances: usize,
+    /// Sandboxes the launcher built ahead of time, waiting for a launch: they count
+    /// against the instance cap and, at [`BUILT_AHEAD_MEMORY_MB`] each, the memory
+    /// budget.
+    pub(super) built_ahead: usize,
     pub(super) memory_mb: u64,
     /// Summed EphemeralStorage (/tmp size) of live instances.
     pub(super) tmp_mb: u64,
+}
+
+/// What a sandbox built ahead of time counts against the memory budget: its keeper and
+/// init (under 1 MiB), and a runtime a zygote forked into it (2.5 MiB) if one was. Its
+/// /tmp holds nothing until a launch takes it, and the instance then counts its own.
+pub(super) const BUILT_AHEAD_MEMORY_MB: u64 = 3;
+
+/// The account as the launcher sees it (see [`CapacityAccount`]).
+pub(super) struct BuiltAheadAccount(pub(super) Weak<InstanceManager>);
+
+/// Gives a built-ahead sandbox's room back when dropped.
+struct BuiltAheadRoom(Weak<InstanceManager>);
+
+impl CapacityAccount for BuiltAheadAccount {
+    fn reserve_built_ahead(&self) -> Option<Reservation> {
+        let manager = self.0.upgrade()?;
+        {
+            let mut cap = lock(&manager.capacity);
+            let c = &manager.config;
+            if cap.instances + cap.built_ahead >= c.max_instances
+                || cap.memory_mb + BUILT_AHEAD_MEMORY_MB > c.memory_budget_mb
+                || manager.short_of_room.load(Ordering::Acquire) > 0
+            {
+                return None;
+            }
+            cap.built_ahead += 1;
+            cap.memory_mb += BUILT_AHEAD_MEMORY_MB;
+        }
+        Some(Reservation::new(BuiltAheadRoom(Arc::downgrade(&manager))))
+    }
+}
+
+impl Drop for BuiltAheadRoom {
+    fn drop(&mut self) {
+        let Some(manager) = self.0.upgrade() else {
+            return;
+        };
+        {
+            let mut cap = lock(&manager.capacity);
+            cap.built_ahead = cap.built_ahead.saturating_sub(1);
+            cap.memory_mb = cap.memory_mb.saturating_sub(BUILT_AHEAD_MEMORY_MB);
+        }
+        manager.released.notify_waiters();
+    }
 }
 
 /// Counts a request waiting for room while it lives.
@@ -143,7 +195,7 @@ impl InstanceManager {
         loop {
             {
                 let mut cap = lock(&self.capacity);
-                if cap.instances < self.config.max_instances
+                if cap.instances + cap.built_ahead < self.config.max_instances
                     && cap.memory_mb + claim.memory_mb <= self.config.memory_budget_mb
                     && cap.tmp_mb + claim.tmp_mb <= self.config.tmp_disk_budget_mb
                 {
@@ -164,9 +216,9 @@ impl InstanceManager {
 
     /// Makes room for a claim that did not fit: first (once per claim, tracked by
     /// `measured`) by counting the idle instances not measured since they went idle at
-    /// what they use, then by stopping a pre-warmed instance (the cheapest to lose),
-    /// then the least recently used idle instance of a function other than
-    /// `requester`'s. False if nothing changed.
+    /// what they use, then by stopping a pre-warmed instance (the cheapest to lose), then
+    /// a sandbox the launcher built ahead, then the least recently used idle instance of
+    /// a function other than `requester`'s. False if nothing changed.
     pub(super) async fn make_room(&self, requester: &PoolKey, measured: &mut bool) -> bool {
         if !*measured {
             *measured = true;
@@ -175,6 +227,7 @@ impl InstanceManager {
             }
         }
         self.evict_one_prewarmed(Eviction::Room).await
+            || self.launcher.drop_built_ahead()
             || self.evict_one_idle(Some(requester), Eviction::Room).await
     }
 
@@ -213,7 +266,7 @@ impl InstanceManager {
                     "all {} cold-start slots stayed busy",
                     c.max_concurrent_starts.max(1)
                 )
-            } else if cap.instances >= c.max_instances {
+            } else if cap.instances + cap.built_ahead >= c.max_instances {
                 "instance limit reached".to_string()
             } else if cap.memory_mb + claim.memory_mb > c.memory_budget_mb {
                 format!("memory budget full ({} MB more needed)", claim.memory_mb)
@@ -236,6 +289,12 @@ impl InstanceManager {
             out.push_str(&format!(
                 ", {} of {} MB of /tmp disk",
                 cap.tmp_mb, self.config.tmp_disk_budget_mb
+            ));
+        }
+        if cap.built_ahead > 0 {
+            out.push_str(&format!(
+                " (besides {} sandboxes built ahead, counted against both)",
+                cap.built_ahead
             ));
         }
         out

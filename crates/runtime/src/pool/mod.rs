@@ -256,7 +256,7 @@ impl InstanceManager {
         if let Err(e) = std::fs::create_dir_all(config.bootstrap_dir.join("empty-task")) {
             tracing::warn!(error = %e, "cannot create the empty code dir; pre-warming will fail");
         }
-        Arc::new(InstanceManager {
+        let manager = Arc::new(InstanceManager {
             config,
             launcher,
             catalog,
@@ -274,7 +274,14 @@ impl InstanceManager {
             evictions: Default::default(),
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             next_id: AtomicUsize::new(0),
-        })
+        });
+        // What the launcher builds ahead of time counts in this account too.
+        manager
+            .launcher
+            .set_capacity_account(Arc::new(capacity::BuiltAheadAccount(Arc::downgrade(
+                &manager,
+            ))));
+        manager
     }
 
     pub fn catalog(&self) -> &RuntimeCatalog {
