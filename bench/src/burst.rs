@@ -96,6 +96,40 @@ pub fn new_functions_back_to_back(
     })
 }
 
+/// Runs `each(api, i)` for i in 0..count from `threads` threads, each with a connection
+/// of its own, taking every `threads`-th i back to back; with `together`, the threads
+/// start at the same moment. Results come in no particular order.
+pub fn across_threads<T: Send>(
+    api: &Api,
+    threads: usize,
+    count: usize,
+    together: bool,
+    each: impl Fn(&Api, usize) -> T + Sync,
+) -> Vec<T> {
+    let barrier = Barrier::new(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (barrier, each) = (&barrier, &each);
+                let api = api.fresh_connection();
+                scope.spawn(move || {
+                    if together {
+                        barrier.wait();
+                    }
+                    (t..count)
+                        .step_by(threads)
+                        .map(|i| each(&api, i))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
+}
+
 /// `requests` invokes from `threads` threads released together; each thread sends its
 /// share back to back on its own connection. `name_of(i)` names request i's function.
 fn at_once(
@@ -106,32 +140,14 @@ fn at_once(
     payload: &str,
     name_of: impl Fn(usize) -> String + Sync,
 ) -> AtOnce {
-    let barrier = Barrier::new(threads);
-    let outcomes: Vec<(u16, Duration, String)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let (barrier, name_of) = (&barrier, &name_of);
-                let api = api.fresh_connection();
-                scope.spawn(move || {
-                    barrier.wait();
-                    (t..requests)
-                        .step_by(threads)
-                        .map(|i| {
-                            let path = format!("/2015-03-31/functions/{}/invocations", name_of(i));
-                            match api.request("POST", &path, &[], payload.as_bytes()) {
-                                Ok(r) => (r.status, r.elapsed, r.text()),
-                                Err(e) => (0, Duration::ZERO, e.to_string()),
-                            }
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
+    let outcomes: Vec<(u16, Duration, String)> =
+        across_threads(api, threads, requests, true, |api, i| {
+            let path = format!("/2015-03-31/functions/{}/invocations", name_of(i));
+            match api.request("POST", &path, &[], payload.as_bytes()) {
+                Ok(r) => (r.status, r.elapsed, r.text()),
+                Err(e) => (0, Duration::ZERO, e.to_string()),
+            }
+        });
     let ok: Vec<Duration> = outcomes
         .iter()
         .filter(|(s, _, _)| *s == 200)

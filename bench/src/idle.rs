@@ -76,34 +76,19 @@ fn metric(api: &Api, name: &str) -> f64 {
 /// Invokes each of `names` once from [`THREADS`] threads: per name, the instance that
 /// served it (or the failure) and the client latency.
 fn invoke_all(api: &Api, names: &[String]) -> HashMap<String, (Result<String, String>, Duration)> {
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..THREADS)
-            .map(|t| {
-                let api = api.fresh_connection();
-                scope.spawn(move || {
-                    names
-                        .iter()
-                        .skip(t)
-                        .step_by(THREADS)
-                        .map(|name| {
-                            let outcome = match api.invoke(name, true) {
-                                Ok(inv) => match inv.instance_id() {
-                                    Some(id) => (Ok(id), inv.elapsed),
-                                    None => (Err("no instance id".into()), inv.elapsed),
-                                },
-                                Err(e) => (Err(format!("{e:#}")), Duration::ZERO),
-                            };
-                            (name.clone(), outcome)
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
+    crate::burst::across_threads(api, THREADS, names.len(), false, |api, i| {
+        let name = &names[i];
+        let outcome = match api.invoke(name, true) {
+            Ok(inv) => match inv.instance_id() {
+                Some(id) => (Ok(id), inv.elapsed),
+                None => (Err("no instance id".into()), inv.elapsed),
+            },
+            Err(e) => (Err(format!("{e:#}")), Duration::ZERO),
+        };
+        (name.clone(), outcome)
     })
+    .into_iter()
+    .collect()
 }
 
 pub fn idle_instances(binary: &std::path::Path, n: usize) -> anyhow::Result<IdleInstances> {

@@ -26,8 +26,9 @@ const META_ADMIN_KEY: &str = "admin_access_key_id";
 /// File in the data dir holding the key that signs download URLs.
 pub const URL_SIGNING_KEY_FILE: &str = "url-signing.key";
 /// Shapes (namespace, runtime, /tmp size) of stored functions whose start-up is built
-/// ahead when the server starts: those most functions share.
-const PREPARED_SHAPES_AT_START: usize = 8;
+/// ahead when the server starts: those most functions share, as many as the launcher
+/// keeps sandboxes built ahead for.
+const PREPARED_SHAPES_AT_START: usize = 4;
 /// Profile name in the credentials file.
 pub const PROFILE: &str = "tern";
 

@@ -193,7 +193,13 @@ impl FunctionService {
             let full = page.len() == PAGE;
             for rec in page {
                 let key = (rec.namespace.clone(), rec.runtime.clone(), rec.tmp_mb);
-                shapes.entry(key).or_insert((0, rec)).0 += 1;
+                let shape = shapes.entry(key).or_insert((0, rec.clone()));
+                shape.0 += 1;
+                // A function with no environment of its own stands for its shape best:
+                // variables that change an interpreter's start rule out pre-warming.
+                if !shape.1.env.is_empty() && rec.env.is_empty() {
+                    shape.1 = rec;
+                }
             }
             if !full {
                 break;

@@ -194,3 +194,50 @@ async fn sandboxes_built_ahead_count_in_the_account_and_go_first_to_make_room() 
     }
     assert_eq!(fx.launcher.build_ahead(1), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provisioned_instances_keep_their_whole_size_reserved() {
+    let fx = fixture(
+        |_| FakeStart::After(Duration::from_millis(1)),
+        |c| PoolConfig {
+            memory_budget_mb: 300,
+            queue_timeout: Duration::from_millis(100),
+            ..c
+        },
+    );
+    fx.launcher.set_memory_in_use(4 * MB);
+    let p = function("p");
+    fx.manager.set_provisioned(&p, 1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while fx
+        .manager
+        .provisioned_state("default", "p")
+        .map(|s| s.available)
+        != Some(1)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the provisioned instance did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // One 128 MB start fits beside it. A second would only fit if the idle provisioned
+    // instance counted what it uses (4 MB): it does not, its size is reserved.
+    let a = fx.manager.acquire(&function("a")).await.expect("a");
+    let refused = fx
+        .manager
+        .acquire(&function("b"))
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        refused.to_string().contains("memory budget full"),
+        "{refused}"
+    );
+    assert_eq!(fx.manager.live_memory_mb(), 256);
+    // And it is handed out at once, whatever else runs.
+    let lease = fx.manager.acquire(&p).await.expect("provisioned");
+    assert!(lease.provisioned && !lease.cold);
+    fx.manager.release(lease, true).await;
+    fx.manager.release(a, true).await;
+}

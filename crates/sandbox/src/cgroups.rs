@@ -300,19 +300,19 @@ impl InstanceCgroup {
 
     /// What the memory controller charges the instance right now, page cache included.
     pub fn memory_current(&self) -> Option<u64> {
-        let (h, dir) = self.memory_dir()?;
-        let file = match h {
-            Hierarchy::V1 { .. } => "memory.usage_in_bytes",
-            Hierarchy::V2 { .. } => "memory.current",
-        };
-        fs::read_to_string(dir.join(file)).ok()?.trim().parse().ok()
+        self.memory_value("memory.usage_in_bytes", "memory.current")
     }
 
     pub fn memory_peak(&self) -> Option<u64> {
+        self.memory_value("memory.max_usage_in_bytes", "memory.peak")
+    }
+
+    /// A number from the memory controller's file named `v1` or `v2` by hierarchy.
+    fn memory_value(&self, v1: &str, v2: &str) -> Option<u64> {
         let (h, dir) = self.memory_dir()?;
         let file = match h {
-            Hierarchy::V1 { .. } => "memory.max_usage_in_bytes",
-            Hierarchy::V2 { .. } => "memory.peak",
+            Hierarchy::V1 { .. } => v1,
+            Hierarchy::V2 { .. } => v2,
         };
         fs::read_to_string(dir.join(file)).ok()?.trim().parse().ok()
     }

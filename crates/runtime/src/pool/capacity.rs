@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
+use std::time::Instant;
 
 use tern_sandbox::{CapacityAccount, Reservation};
 
@@ -22,7 +23,7 @@ pub(super) struct Capacity {
     /// budget.
     pub(super) built_ahead: usize,
     pub(super) memory_mb: u64,
-    /// Summed EphemeralStorage (/tmp size) of live instances.
+    /// /tmp disk counted for live instances (see [`Claim`]).
     pub(super) tmp_mb: u64,
 }
 
@@ -46,6 +47,7 @@ impl CapacityAccount for BuiltAheadAccount {
             if cap.instances + cap.built_ahead >= c.max_instances
                 || cap.memory_mb + BUILT_AHEAD_MEMORY_MB > c.memory_budget_mb
                 || manager.short_of_room.load(Ordering::Acquire) > 0
+                || manager.host_memory_short.load(Ordering::Acquire)
             {
                 return None;
             }
@@ -86,8 +88,9 @@ impl Drop for ShortOfRoom<'_> {
     }
 }
 
-/// What one instance counts against the server's capacity: its MemorySize and its
-/// EphemeralStorage, as declared (the most it may use).
+/// What one instance counts against the server's capacity, in MB of memory and of /tmp
+/// disk: what it declared (MemorySize, EphemeralStorage: the most it may use) while busy
+/// or starting, what it uses while idle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Claim {
     pub(super) memory_mb: u64,
@@ -171,8 +174,7 @@ impl InstanceManager {
         lock(&self.capacity).memory_mb
     }
 
-    /// Summed EphemeralStorage of live instances, in MB (what the /tmp disk budget
-    /// counts).
+    /// /tmp disk counted for live instances, in MB (what the /tmp disk budget counts).
     pub fn live_tmp_mb(&self) -> u64 {
         lock(&self.capacity).tmp_mb
     }
@@ -226,8 +228,14 @@ impl InstanceManager {
                 return true;
             }
         }
+        // Sandboxes built ahead hold an instance slot each and little memory: stopping
+        // them only helps when the slots are what is short.
+        let slots_short = {
+            let cap = lock(&self.capacity);
+            cap.built_ahead > 0 && cap.instances + cap.built_ahead >= self.config.max_instances
+        };
         self.evict_one_prewarmed(Eviction::Room).await
-            || self.launcher.drop_built_ahead()
+            || (slots_short && self.launcher.drop_built_ahead())
             || self.evict_one_idle(Some(requester), Eviction::Room).await
     }
 
@@ -353,35 +361,43 @@ impl InstanceManager {
     /// The sweep measures every one (`all`); making room measures only those still
     /// counted at what they declared (not measured since they went idle).
     pub(super) fn measure_idle(&self, all: bool) -> bool {
-        let wanted = |instance: &Instance, charged: &Claim| {
+        // Each reading is applied only to the same stay in the list (`since`): an
+        // instance taken and given back meanwhile has been busy since.
+        let wanted = |instance: &Instance, charged: &Claim, since: Option<Instant>| {
             (all || *charged == Claim::declared(instance))
-                .then(|| (instance.id.clone(), instance.usage_probe()))
+                .then(|| (instance.id.clone(), since, instance.usage_probe()))
         };
-        // The cgroup and filesystem reads happen outside the locks.
-        let mut probes: Vec<(String, UsageProbe)> = lock(&self.idle)
+        // The cgroup and filesystem reads happen outside the locks. Provisioned
+        // instances keep their whole size: it is reserved for them.
+        let mut probes: Vec<(String, Option<Instant>, UsageProbe)> = lock(&self.idle)
             .values()
             .flatten()
-            .filter_map(|i| wanted(&i.instance, &i.charged))
+            .filter(|i| !i.provisioned)
+            .filter_map(|i| wanted(&i.instance, &i.charged, Some(i.since)))
             .collect();
         probes.extend(
             lock(&self.prewarmed)
                 .values()
                 .flat_map(|p| &p.ready)
-                .filter_map(|r| wanted(&r.instance, &r.charged)),
+                .filter_map(|r| wanted(&r.instance, &r.charged, None)),
         );
-        let measured: HashMap<String, (Option<u64>, Option<u64>)> = probes
+        type Reading = (Option<Instant>, Option<u64>, Option<u64>);
+        let measured: HashMap<String, Reading> = probes
             .into_iter()
-            .map(|(id, probe)| (id, (probe.memory_mb(), probe.tmp_disk_mb())))
-            .filter(|(_, used)| *used != (None, None))
+            .map(|(id, since, probe)| (id, (since, probe.memory_mb(), probe.tmp_disk_mb())))
+            .filter(|(_, (_, memory, tmp))| (memory, tmp) != (&None, &None))
             .collect();
         if measured.is_empty() {
             return false;
         }
         let (mut from, mut to) = (Claim::ZERO, Claim::ZERO);
-        let mut count = |instance: &Instance, charged: &mut Claim| {
-            let Some(&(memory, tmp)) = measured.get(&instance.id) else {
+        let mut count = |instance: &Instance, charged: &mut Claim, since: Option<Instant>| {
+            let Some(&(read_since, memory, tmp)) = measured.get(&instance.id) else {
                 return;
             };
+            if read_since != since {
+                return;
+            }
             let declared = Claim::declared(instance);
             let now = Claim {
                 memory_mb: memory.map_or(charged.memory_mb, |m| m.clamp(1, declared.memory_mb)),
@@ -393,11 +409,11 @@ impl InstanceManager {
         };
         let mut idle = lock(&self.idle);
         for i in idle.values_mut().flatten() {
-            count(&i.instance, &mut i.charged);
+            count(&i.instance, &mut i.charged, Some(i.since));
         }
         let mut prewarmed = lock(&self.prewarmed);
         for r in prewarmed.values_mut().flat_map(|p| &mut p.ready) {
-            count(&r.instance, &mut r.charged);
+            count(&r.instance, &mut r.charged, None);
         }
         // What they use is counted whether or not it fits.
         self.recharge(from, to, true);
@@ -412,10 +428,16 @@ impl InstanceManager {
         if floor == 0 {
             return;
         }
+        // While short, nothing is built ahead either (pre-warmed instances, sandboxes):
+        // what is evicted here must not come straight back.
+        let short = |m: &Self| {
+            let short = crate::load::memory_available_mb().is_some_and(|a| a < floor);
+            m.host_memory_short.store(short, Ordering::Release);
+            short
+        };
         for _ in 0..16 {
-            match crate::load::memory_available_mb() {
-                Some(available) if available < floor => {}
-                _ => return,
+            if !short(self) {
+                return;
             }
             if !self.evict_one_prewarmed(Eviction::HostMemory).await
                 && !self.evict_one_idle(None, Eviction::HostMemory).await

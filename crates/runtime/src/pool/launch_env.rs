@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use tern_sandbox::{LaunchSpec, Resources, ZygoteSpec, ZYGOTE_PYTHON_FLAGS};
 
@@ -16,6 +17,14 @@ pub fn cpu_millis(memory_mb: u32, floor: u32) -> u32 {
     let proportional =
         (u64::from(memory_mb) * 1000 / u64::from(tern_core::limits::MB_PER_VCPU)) as u32;
     proportional.max(floor)
+}
+
+/// The warm CFS period for a share of `cpu_millis`: as configured, but never so short
+/// that the share's quota would fall below the kernel's 1 ms minimum (which would raise
+/// the share): 4 ms at a quarter CPU.
+fn warm_period_us(configured: Duration, cpu_millis: u32) -> u32 {
+    let shortest = 1_000_000 / u128::from(cpu_millis.max(1));
+    u32::try_from(configured.as_micros().max(shortest)).unwrap_or(u32::MAX)
 }
 
 /// How a runtime's process starts: [`LaunchSpec`]'s program fields.
@@ -64,10 +73,10 @@ impl InstanceManager {
     /// warm period (`warm_cpu_period`), so that a request that finds the quota spent
     /// waits at most that long for the next slice, not most of 100 ms.
     pub(super) fn warm_resources(&self, memory_mb: u32, tmp_mb: u32) -> Resources {
-        let period = self.config.warm_cpu_period.as_micros();
+        let start = self.resources(memory_mb, tmp_mb);
         Resources {
-            cpu_period_us: u32::try_from(period).unwrap_or(u32::MAX),
-            ..self.resources(memory_mb, tmp_mb)
+            cpu_period_us: warm_period_us(self.config.warm_cpu_period, start.cpu_millis),
+            ..start
         }
     }
 
@@ -252,6 +261,16 @@ impl InstanceManager {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_warm_period_never_raises_a_share() {
+        let ms = Duration::from_millis;
+        assert_eq!(warm_period_us(ms(10), 250), 10_000);
+        // 1 ms at a quarter CPU would be a 0.25 ms quota, raised to 1 ms: 4 ms instead.
+        assert_eq!(warm_period_us(ms(1), 250), 4_000);
+        assert_eq!(warm_period_us(ms(1), 1000), 1_000);
+        assert_eq!(warm_period_us(ms(100), 250), 100_000);
+    }
 
     #[test]
     fn cpu_share_is_proportional_with_a_floor() {

@@ -52,11 +52,13 @@ type LogOwner = Arc<Mutex<Option<(String, String)>>>;
 pub struct PoolConfig {
     pub keep_alive: Duration,
     pub init_timeout: Duration,
-    /// Server-wide cap on live instances.
+    /// Server-wide cap on live instances (and sandboxes built ahead).
     pub max_instances: usize,
-    /// Server-wide cap on the summed MemorySize of live instances.
+    /// Server-wide cap on the memory counted for live instances: busy and starting
+    /// ones at their MemorySize, idle and pre-warmed ones at their measured use.
     pub memory_budget_mb: u64,
-    /// Summed EphemeralStorage of live instances, in MB, at most (`u64::MAX`: no
+    /// Server-wide cap on the /tmp disk counted for live instances, in MB: busy ones at
+    /// their EphemeralStorage, idle ones at what their /tmp holds (`u64::MAX`: no
     /// budget, as when /tmp is not on the host disk).
     pub tmp_disk_budget_mb: u64,
     /// Cold starts allowed to run at the same time (they compete for CPU).
@@ -167,8 +169,9 @@ impl PoolKey {
     }
 }
 
-/// The /tmp disk budget, what live instances claim of it (their EphemeralStorage) and
-/// what their /tmp filesystems hold right now.
+/// The /tmp disk budget, what live instances count against it (busy ones their
+/// EphemeralStorage, idle ones what their /tmp holds) and what their /tmp filesystems
+/// hold right now.
 #[derive(Debug, Clone, Copy)]
 pub struct TmpDiskUsage {
     pub budget_mb: u64,
@@ -195,6 +198,26 @@ pub struct Lease {
     /// Set for a provisioned instance.
     pub provisioned: bool,
     handed_out: Instant,
+}
+
+/// An idle instance taken out of its list while room is made for it: put back when
+/// dropped unless taken (also when the request is cancelled meanwhile).
+struct PutBack<'a> {
+    manager: &'a InstanceManager,
+    key: &'a PoolKey,
+    item: Option<Idle>,
+}
+
+impl Drop for PutBack<'_> {
+    fn drop(&mut self) {
+        if let Some(item) = self.item.take() {
+            lock(&self.manager.idle)
+                .entry(self.key.clone())
+                .or_default()
+                .push(item);
+            self.manager.released.notify_waiters();
+        }
+    }
 }
 
 struct Idle {
@@ -236,6 +259,12 @@ pub struct InstanceManager {
     /// Requests waiting because the server had no room for them: pre-warming waits
     /// too, so that refills never take the room a request is waiting for.
     short_of_room: AtomicUsize,
+    /// Set while the host's available memory is below `host_memory_floor_mb`: nothing
+    /// is built ahead then.
+    host_memory_short: std::sync::atomic::AtomicBool,
+    /// Pre-warmed instances being started, over all pools (at most
+    /// [`InstanceManager::refill_parallelism`]).
+    refilling: AtomicUsize,
     /// Idle and pre-warmed instances stopped early, by [`Eviction`].
     evictions: [AtomicU64; 2],
     next_id: AtomicUsize,
@@ -271,6 +300,8 @@ impl InstanceManager {
             released: Notify::new(),
             closed: std::sync::atomic::AtomicBool::new(false),
             short_of_room: AtomicUsize::new(0),
+            host_memory_short: std::sync::atomic::AtomicBool::new(false),
+            refilling: AtomicUsize::new(0),
             evictions: Default::default(),
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             next_id: AtomicUsize::new(0),
@@ -331,26 +362,42 @@ impl InstanceManager {
                 continue;
             }
             let declared = Claim::declared(&picked.instance);
-            let mut measured = false;
-            while !self.recharge(picked.charged, declared, false) {
-                if !self.make_room(key, &mut measured).await {
-                    // No room for its MemorySize: back to idle, and the request waits
-                    // for room as a cold start would.
-                    lock(&self.idle)
-                        .entry(key.clone())
-                        .or_default()
-                        .push(picked);
-                    return None;
+            if !self.recharge(picked.charged, declared, false) {
+                // Making room awaits: should the request go away meanwhile, the guard
+                // puts the instance back rather than losing it (and its room).
+                let mut held = PutBack {
+                    manager: self,
+                    key,
+                    item: Some(picked),
+                };
+                let mut measured = false;
+                loop {
+                    let charged = held.item.as_ref().expect("held").charged;
+                    if self.recharge(charged, declared, false) {
+                        break;
+                    }
+                    if !self.make_room(key, &mut measured).await {
+                        // No room for its MemorySize: back to idle (the guard), and the
+                        // request waits for room as a cold start would.
+                        return None;
+                    }
                 }
+                let taken = held.item.take().expect("held");
+                return Some(self.hand_out(taken, key));
             }
-            picked.instance.unpark();
-            return Some(Lease {
-                instance: picked.instance,
-                key: key.clone(),
-                cold: false,
-                provisioned: picked.provisioned,
-                handed_out: Instant::now(),
-            });
+            return Some(self.hand_out(picked, key));
+        }
+    }
+
+    /// An idle instance charged its whole size again, as a lease.
+    fn hand_out(&self, picked: Idle, key: &PoolKey) -> Lease {
+        picked.instance.unpark();
+        Lease {
+            instance: picked.instance,
+            key: key.clone(),
+            cold: false,
+            provisioned: picked.provisioned,
+            handed_out: Instant::now(),
         }
     }
 

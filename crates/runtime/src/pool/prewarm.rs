@@ -119,7 +119,7 @@ impl InstanceManager {
     /// Starts as many refills of a pre-warmed pool as it lacks, in the background (off
     /// the request path), up to [`InstanceManager::refill_parallelism`] at once.
     pub(super) fn fill_prewarm(self: &Arc<Self>, key: &PrewarmKey, kind: &RuntimeKind) {
-        if self.closed.load(Ordering::Acquire) {
+        if self.closed.load(Ordering::Acquire) || self.host_memory_short.load(Ordering::Acquire) {
             return;
         }
         let parallel = self.refill_parallelism();
@@ -136,11 +136,16 @@ impl InstanceManager {
                     self.config.prewarm_max_per_runtime,
                     now,
                 );
-                if !in_use || pool.ready.len() + pool.filling >= target || pool.filling >= parallel
+                // The bound on refills is the server's, over every pool (one per Python
+                // namespace): requests keep the other start slots.
+                if !in_use
+                    || pool.ready.len() + pool.filling >= target
+                    || self.refilling.load(Ordering::Acquire) >= parallel
                 {
                     return;
                 }
                 pool.filling += 1;
+                self.refilling.fetch_add(1, Ordering::AcqRel);
             }
             let mgr = self.clone();
             let (key, kind) = (key.clone(), kind.clone());
@@ -149,6 +154,7 @@ impl InstanceManager {
                 if let Some(pool) = lock(&mgr.prewarmed).get_mut(&key) {
                     pool.filling = pool.filling.saturating_sub(1);
                 }
+                mgr.refilling.fetch_sub(1, Ordering::AcqRel);
                 // One more may be wanted; after a refusal the reaper retries later.
                 if refilled {
                     mgr.fill_prewarm(&key, &kind);
@@ -157,9 +163,9 @@ impl InstanceManager {
         }
     }
 
-    /// Refills at once: half the start slots (at least one) on a machine with CPU to
-    /// spare, one on a saturated machine.
-    fn refill_parallelism(&self) -> usize {
+    /// Refills at once, over every pool: half the start slots (at least one) on a
+    /// machine with CPU to spare, one on a saturated machine.
+    pub(super) fn refill_parallelism(&self) -> usize {
         if self.load.saturated(self.config.saturated_cpu_percent) {
             1
         } else {
@@ -211,6 +217,12 @@ impl InstanceManager {
             }
             Ok(instance) => {
                 let mut pools = lock(&self.prewarmed);
+                // Shutdown drains the pools under this lock: after it, stop this one.
+                if self.closed.load(Ordering::Acquire) {
+                    drop(pools);
+                    self.retire_prewarmed(instance, Claim::prewarmed(key)).await;
+                    return false;
+                }
                 pools.entry(key.clone()).or_default().ready.push(Ready {
                     instance,
                     owner,
