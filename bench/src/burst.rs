@@ -33,6 +33,40 @@ pub struct NewFunctions {
     pub first_ms: f64,
     /// Invokes served by a pre-warmed instance (ids `pw-…`).
     pub prewarmed: usize,
+    /// Client latency by how the instance came about: pre-warmed, or started for the
+    /// request (in a held sandbox or one built then).
+    pub client_prewarmed: Summary,
+    pub client_started: Summary,
+    /// The five slowest invokes: position, how the instance came about, latency and
+    /// REPORT Init Duration (ms).
+    pub slowest: Vec<Slow>,
+}
+
+/// One of the slowest invokes of a series.
+#[derive(Debug, Serialize)]
+pub struct Slow {
+    pub position: usize,
+    pub kind: &'static str,
+    pub client_ms: f64,
+    pub init_ms: Option<f64>,
+}
+
+/// How the instance that served an invoke came about, from its id.
+fn kind_of(id: Option<&str>) -> &'static str {
+    match id {
+        Some(id) if id.starts_with("pw-") => "pre-warmed",
+        Some(id)
+            if id.starts_with('h')
+                && id[1..]
+                    .split('-')
+                    .next()
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) =>
+        {
+            "held sandbox"
+        }
+        Some(_) => "sandbox built for it",
+        None => "unknown",
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -79,20 +113,41 @@ pub fn new_functions_back_to_back(
     let names = create_hello(&server.api, "new", n)?;
     let server_age_ms = ms(started.elapsed());
     let mut samples = Vec::with_capacity(n);
-    let mut prewarmed = 0;
+    let mut seen = Vec::with_capacity(n);
     for name in &names {
         let inv = server.api.invoke(name, true)?;
         samples.push(inv.elapsed);
-        if inv.instance_id().is_some_and(|id| id.starts_with("pw-")) {
-            prewarmed += 1;
-        }
+        let kind = kind_of(inv.instance_id().as_deref());
+        let init_ms = inv.report().ok().and_then(|r| r.init_ms);
+        seen.push((kind, inv.elapsed, init_ms));
     }
+    let of_kind = |pre: bool| -> Vec<Duration> {
+        seen.iter()
+            .filter(|(k, _, _)| (*k == "pre-warmed") == pre)
+            .map(|(_, d, _)| *d)
+            .collect()
+    };
+    let mut slowest: Vec<Slow> = seen
+        .iter()
+        .enumerate()
+        .map(|(position, (kind, d, init_ms))| Slow {
+            position,
+            kind,
+            client_ms: ms(*d),
+            init_ms: *init_ms,
+        })
+        .collect();
+    slowest.sort_by(|a, b| b.client_ms.total_cmp(&a.client_ms));
+    slowest.truncate(5);
     Ok(NewFunctions {
         functions: n,
         server_age_ms,
         first_ms: ms(samples[0]),
         client: Summary::of(&samples),
-        prewarmed,
+        prewarmed: of_kind(true).len(),
+        client_prewarmed: Summary::of(&of_kind(true)),
+        client_started: Summary::of(&of_kind(false)),
+        slowest,
     })
 }
 

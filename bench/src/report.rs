@@ -507,7 +507,19 @@ pub fn print_table(r: &Results) {
             b.functions, b.server_age_ms, b.prewarmed
         );
         row("client latency (first included)", &b.client);
+        row("  served by a pre-warmed instance", &b.client_prewarmed);
+        row("  served by an instance started for it", &b.client_started);
         println!("  first invoke of the server: {:.2} ms", b.first_ms);
+        for s in &b.slowest {
+            println!(
+                "  slow: invoke #{} ({}): {:.2} ms, Init Duration {}",
+                s.position + 1,
+                s.kind,
+                s.client_ms,
+                s.init_ms
+                    .map_or("n/a".to_string(), |i| format!("{i:.2} ms"))
+            );
+        }
     }
     for b in [&r.burst.distinct_at_once, &r.burst.one_function_at_once]
         .into_iter()

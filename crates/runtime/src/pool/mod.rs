@@ -602,6 +602,7 @@ impl InstanceManager {
                 match assigned {
                     Ok(instance) => {
                         tracing::debug!(function = %f.name, instance = %instance.id, init_ms = instance.init_duration.as_millis() as u64, "pre-warmed instance assigned");
+                        self.enter_warm_phase(&instance);
                         return Ok(instance);
                     }
                     Err(StartError::Launch(msg)) => {
@@ -630,6 +631,7 @@ impl InstanceManager {
         {
             Ok(instance) => {
                 tracing::debug!(function = %f.name, instance = %instance.id, init_ms = instance.init_duration.as_millis() as u64, provisioned, "instance started");
+                self.enter_warm_phase(&instance);
                 Ok(instance)
             }
             Err(e) => {
@@ -808,7 +810,7 @@ impl InstanceManager {
                 mgr.tend_prewarmed().await;
             }
         });
-        {
+        if self.config.freeze_idle {
             let weak = Arc::downgrade(self);
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(crate::freezer::SWEEP_PERIOD);
@@ -816,7 +818,7 @@ impl InstanceManager {
                 loop {
                     tick.tick().await;
                     let Some(mgr) = weak.upgrade() else { return };
-                    mgr.sweep_idle_instances();
+                    mgr.freeze_idle_instances();
                 }
             });
         }
@@ -837,25 +839,24 @@ impl InstanceManager {
         });
     }
 
-    /// The sweep of idle instances: switches those new to the idle list to their warm
-    /// limits, and freezes those whose runtimes have waited in `next` for
-    /// [`crate::freezer::FREEZE_DELAY`].
-    fn sweep_idle_instances(&self) {
+    /// An instance whose start-up is over gets its own share of the CPU, over the warm
+    /// period, before its first invocation (see [`InstanceManager::warm_resources`]).
+    fn enter_warm_phase(&self, instance: &Instance) {
+        if let Some(w) = instance.warm_phase() {
+            w.enter(&self.warm_resources(instance.memory_mb, instance.tmp_mb));
+        }
+    }
+
+    /// Freezes the idle instances whose runtimes have waited in `next` for
+    /// [`crate::freezer::FREEZE_DELAY`] (the freezer's sweep).
+    fn freeze_idle_instances(&self) {
         // The cgroup writes happen outside the pool's lock; a freezer taken meanwhile
         // is busy again and its own lock makes the freeze a no-op.
-        let mut warm = Vec::new();
-        let mut freezers = Vec::new();
-        for i in lock(&self.idle).values().flatten() {
-            if let Some(w) = i.instance.warm_phase() {
-                warm.push((w, i.instance.memory_mb, i.instance.tmp_mb));
-            }
-            if self.config.freeze_idle {
-                freezers.push(i.instance.freezer());
-            }
-        }
-        for (w, memory_mb, tmp_mb) in warm {
-            w.enter(&self.warm_resources(memory_mb, tmp_mb));
-        }
+        let freezers: Vec<_> = lock(&self.idle)
+            .values()
+            .flatten()
+            .map(|i| i.instance.freezer())
+            .collect();
         for freezer in freezers {
             freezer.freeze_if_idle_for(crate::freezer::FREEZE_DELAY);
         }
