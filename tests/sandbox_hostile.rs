@@ -1197,6 +1197,57 @@ fn filling_tmp_is_enospc_not_an_oom_kill() {
     s.canary_answers();
 }
 
+/// A function whose init spins: the CPU it used in the first half second of its
+/// start-up (boosted to a full core), and in the second after (its share).
+const SPIN_INIT_PY: &str = r#"
+import time
+def _spin(seconds):
+    wall_end = time.monotonic() + seconds
+    cpu_start = time.process_time()
+    while time.monotonic() < wall_end:
+        pass
+    return time.process_time() - cpu_start
+BOOSTED = _spin(0.4)
+time.sleep(0.2)
+AFTER = _spin(1.0)
+
+def handler(event, context):
+    return {"boosted": BOOSTED, "after": AFTER}
+"#;
+
+/// A start-up runs on a full core for its first half second only: a function whose
+/// init spins gets its share after that, so that no tenant can hold whole cores for
+/// the init timeout by cold-starting a spinning init again and again.
+#[test]
+fn a_start_up_gets_a_full_core_for_half_a_second_then_its_share() {
+    let s = Suite::start();
+    let code = zip(&[("spin_init.py", SPIN_INIT_PY.as_bytes(), 0o644)]);
+    s.server.create_function(
+        "spin-init",
+        "python3.11",
+        "spin_init.handler",
+        &code,
+        json!({"Timeout": 10}),
+    );
+    let out = s.server.invoke("spin-init", "{}");
+    eprintln!("spinning init: {}", out.body);
+    let boosted = out.body["boosted"].as_f64().unwrap_or_default();
+    let after = out.body["after"].as_f64().unwrap_or(f64::MAX);
+    // 0.4 s of spinning on a full core, against a quarter core (plus at most one
+    // period's banked burst) once the boost is over.
+    assert!(
+        boosted >= 0.25,
+        "the start-up was not boosted: {}",
+        out.body
+    );
+    assert!(
+        after <= 0.45,
+        "the boost outlived its half second: {}",
+        out.body
+    );
+    s.canary_answers();
+}
+
 #[test]
 fn cpu_spinner_times_out_while_another_function_answers_quickly() {
     let s = Suite::start();

@@ -60,6 +60,9 @@ pub struct ServerConfig {
     pub cpu_burst: bool,
     /// CFS period of an instance once started, in ms (its start-up runs over 100 ms).
     pub warm_cpu_period_ms: u64,
+    /// How long a start-up runs on a full core before the instance gets its share, in
+    /// ms (0: its share from the start).
+    pub start_cpu_boost_ms: u64,
     /// Machine CPU busy percent from which short functions wait for a busy instance
     /// instead of starting another (0 always, above 100 never).
     pub saturated_cpu_percent: u32,
@@ -109,6 +112,7 @@ impl Default for ServerConfig {
             freeze_idle: true,
             cpu_burst: true,
             warm_cpu_period_ms: 10,
+            start_cpu_boost_ms: 500,
             saturated_cpu_percent: 85,
             max_connections: 4096,
             max_connections_per_peer: 1024,
@@ -273,6 +277,9 @@ impl ServerConfig {
         }
         if !(1..=1000).contains(&self.warm_cpu_period_ms) {
             bail!("warm_cpu_period_ms must be from 1 to 1000");
+        }
+        if self.start_cpu_boost_ms > 10_000 {
+            bail!("start_cpu_boost_ms must be at most 10000");
         }
         if self.max_connections == 0 {
             bail!("max_connections must be at least 1");

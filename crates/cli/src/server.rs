@@ -282,6 +282,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             host_memory_floor_mb: config.host_memory_floor_mb(),
             cpu_burst: config.cpu_burst,
             warm_cpu_period: Duration::from_millis(config.warm_cpu_period_ms),
+            start_cpu_boost: Duration::from_millis(config.start_cpu_boost_ms),
             saturated_cpu_percent: config.saturated_cpu_percent,
             python_sdk,
         },

@@ -1,8 +1,7 @@
 //! One function instance: a launched runtime process, its Runtime API server and its
 //! output tap. Runs one invocation at a time.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -83,8 +82,8 @@ pub struct Instance {
     pub memory_mb: u32,
     /// /tmp size (fixed at launch).
     pub tmp_mb: u32,
-    /// Set once its limits were switched to the warm phase's (see [`WarmPhase`]).
-    warm: Arc<AtomicBool>,
+    /// Which CPU limits it runs under (see [`StartBoost`] and [`WarmPhase`]).
+    cpu: Arc<Mutex<CpuPhase>>,
 }
 
 fn now_ms() -> u64 {
@@ -99,6 +98,7 @@ impl Instance {
     pub async fn start(
         launcher: Arc<dyn Launcher>,
         spec: LaunchSpec,
+        boost: Option<StartBoost>,
         init_timeout: Duration,
         logs: LogConsumer,
         max_output_per_invocation: u64,
@@ -106,6 +106,7 @@ impl Instance {
         let started = Instant::now();
         let mut instance =
             Self::launch(launcher, spec, logs, max_output_per_invocation, false).await?;
+        instance.boost(boost);
         let waited = instance
             .wait_init(init_timeout, |p| *p == Phase::Ready)
             .await;
@@ -136,11 +137,12 @@ impl Instance {
         mut self,
         code_dir: &Path,
         layer_dirs: &[PathBuf],
-        resources: Resources,
+        limits: StartLimits,
         handler: &str,
         env: &[(String, String)],
         init_timeout: Duration,
     ) -> Result<Instance, StartError> {
+        let StartLimits { resources, boost } = limits;
         let started = Instant::now();
         let process = self.process.clone();
         let code = code_dir.to_path_buf();
@@ -186,6 +188,7 @@ impl Instance {
             ));
         }
         self.memory_mb = resources.memory_mb;
+        self.boost(boost);
         let waited = self.wait_init(init_timeout, |p| *p == Phase::Ready).await;
         self.init_duration = started.elapsed();
         self.settle(waited).await
@@ -255,7 +258,7 @@ impl Instance {
             init_duration: Duration::ZERO,
             memory_mb,
             tmp_mb,
-            warm: Arc::new(AtomicBool::new(false)),
+            cpu: Arc::new(Mutex::new(CpuPhase::Start)),
         })
     }
 
@@ -390,10 +393,30 @@ impl Instance {
     /// Switches its limits to the warm phase's, once its start-up is over; `None` if it
     /// already was.
     pub fn warm_phase(&self) -> Option<WarmPhase> {
-        (!self.warm.load(Ordering::Acquire)).then(|| WarmPhase {
+        (*lock(&self.cpu) != CpuPhase::Warm).then(|| WarmPhase {
             process: self.process.clone(),
-            entered: self.warm.clone(),
+            cpu: self.cpu.clone(),
         })
+    }
+
+    /// With a boost, the instance was started with more CPU than its share: it gets
+    /// its share after the boost's time, unless its start-up was over first.
+    fn boost(&self, boost: Option<StartBoost>) {
+        let Some(boost) = boost else {
+            return;
+        };
+        *lock(&self.cpu) = CpuPhase::Boosted;
+        let (process, cpu) = (self.process.clone(), self.cpu.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(boost.lasts).await;
+            let mut phase = lock(&cpu);
+            if *phase == CpuPhase::Boosted {
+                if let Err(e) = process.set_resources(&boost.then) {
+                    tracing::debug!(error = %e, "cannot end an instance's start-up boost");
+                }
+                *phase = CpuPhase::Start;
+            }
+        });
     }
 
     /// Reads its memory and /tmp use without holding the instance.
@@ -420,22 +443,57 @@ impl Instance {
     }
 }
 
+/// The CPU limits an instance runs under, in the order it goes through them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CpuPhase {
+    /// Starting with more CPU than its share (see [`StartBoost`]).
+    Boosted,
+    /// Starting with its share.
+    Start,
+    /// Started: its share over the warm period (see [`WarmPhase`]).
+    Warm,
+}
+
+/// More CPU than its share for the first part of an instance's start-up: launched with
+/// it, the instance gets `then` (its share) after `lasts`, unless its start-up is over
+/// first. Bounded in time, so a start-up that spins cannot hold the extra CPU for the
+/// whole init timeout.
+#[derive(Debug, Clone, Copy)]
+pub struct StartBoost {
+    pub lasts: Duration,
+    pub then: Resources,
+}
+
+/// The limits a start-up begins with, and the boost they hold, if any.
+#[derive(Debug, Clone, Copy)]
+pub struct StartLimits {
+    pub resources: Resources,
+    pub boost: Option<StartBoost>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Switches one instance's limits to those of its warm phase (see
-/// [`Instance::warm_phase`]): after start-up, a short CFS period bounds how long a
-/// request that finds its CPU quota spent waits for the next slice.
+/// [`Instance::warm_phase`]): after start-up, its share over a short CFS period, which
+/// bounds how long a request that finds its quota spent waits for the next slice.
 pub struct WarmPhase {
     process: Arc<dyn InstanceProcess>,
-    entered: Arc<AtomicBool>,
+    cpu: Arc<Mutex<CpuPhase>>,
 }
 
 impl WarmPhase {
     pub fn enter(&self, resources: &Resources) {
-        if self.entered.swap(true, Ordering::AcqRel) {
+        // Under the lock: a boost ending at the same moment must not undo this.
+        let mut phase = lock(&self.cpu);
+        if *phase == CpuPhase::Warm {
             return;
         }
         if let Err(e) = self.process.set_resources(resources) {
             tracing::debug!(error = %e, "cannot switch an instance to its warm limits");
         }
+        *phase = CpuPhase::Warm;
     }
 }
 

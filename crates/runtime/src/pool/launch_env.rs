@@ -11,6 +11,7 @@ use super::prewarm::affects_startup;
 use super::{FunctionSpec, InstanceManager};
 use crate::bootstraps::{NODE_IN_SANDBOX, PYTHON_IN_SANDBOX};
 use crate::catalog::RuntimeKind;
+use crate::instance::StartBoost;
 
 /// CPU share for a memory size: 1 core per 1769 MB, never below the floor.
 pub fn cpu_millis(memory_mb: u32, floor: u32) -> u32 {
@@ -18,6 +19,9 @@ pub fn cpu_millis(memory_mb: u32, floor: u32) -> u32 {
         (u64::from(memory_mb) * 1000 / u64::from(tern_core::limits::MB_PER_VCPU)) as u32;
     proportional.max(floor)
 }
+
+/// CPU of a boosted start-up, in thousandths of a core.
+const BOOSTED_CPU_MILLIS: u32 = 1000;
 
 /// The warm CFS period for a share of `cpu_millis`: as configured, but never so short
 /// that the share's quota would fall below the kernel's 1 ms minimum (which would raise
@@ -69,6 +73,31 @@ impl InstanceManager {
         }
     }
 
+    /// What an instance starts with: with the start-up boost on, at least a full core
+    /// (its share is restored after the boost, see [`InstanceManager::start_boost`]).
+    pub(super) fn start_resources(&self, memory_mb: u32, tmp_mb: u32) -> Resources {
+        let share = self.resources(memory_mb, tmp_mb);
+        match self.start_boost(memory_mb, tmp_mb) {
+            Some(_) => Resources {
+                cpu_millis: share.cpu_millis.max(BOOSTED_CPU_MILLIS),
+                ..share
+            },
+            None => share,
+        }
+    }
+
+    /// The start-up boost of an instance whose share is below a full core, if on: a
+    /// full core for the first `start_cpu_boost` of its start-up, then its share.
+    pub(super) fn start_boost(&self, memory_mb: u32, tmp_mb: u32) -> Option<StartBoost> {
+        let share = self.resources(memory_mb, tmp_mb);
+        (!self.config.start_cpu_boost.is_zero() && share.cpu_millis < BOOSTED_CPU_MILLIS).then_some(
+            StartBoost {
+                lasts: self.config.start_cpu_boost,
+                then: share,
+            },
+        )
+    }
+
     /// An instance's limits once its start-up is over: the same share over the short
     /// warm period (`warm_cpu_period`), so that a request that finds the quota spent
     /// waits at most that long for the next slice, not most of 100 ms.
@@ -115,7 +144,7 @@ impl InstanceManager {
             layer_dirs: f.layer_dirs.clone(),
             runtime_dir: program.runtime_dir,
             extra_ro_paths: program.extra_ro_paths,
-            resources: self.resources(f.memory_mb, f.tmp_mb),
+            resources: self.start_resources(f.memory_mb, f.tmp_mb),
             zygote: self.zygote_spec(f, kind),
         }
     }

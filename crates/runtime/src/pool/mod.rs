@@ -96,6 +96,9 @@ pub struct PoolConfig {
     /// 100 ms, as one burst): a request that finds its quota spent waits at most this
     /// long for the next slice.
     pub warm_cpu_period: Duration,
+    /// How long an instance's start-up runs on a full core before it gets its share
+    /// (zero: its share from the start).
+    pub start_cpu_boost: Duration,
     /// Share of the machine's CPU time (percent, over the last few 50 ms samples) at
     /// and above which a request for a function whose requests are shorter than its
     /// cold starts waits for a busy instance instead of starting another. 0 means
@@ -129,6 +132,7 @@ impl PoolConfig {
             host_memory_floor_mb: 0,
             cpu_burst: true,
             warm_cpu_period: Duration::from_millis(10),
+            start_cpu_boost: Duration::from_millis(500),
             saturated_cpu_percent: 85,
             python_sdk: PythonSdk::off(),
         }
@@ -593,7 +597,10 @@ impl InstanceManager {
                     .assign(
                         &f.code_dir,
                         &f.layer_dirs,
-                        self.resources(f.memory_mb, f.tmp_mb),
+                        crate::instance::StartLimits {
+                            resources: self.start_resources(f.memory_mb, f.tmp_mb),
+                            boost: self.start_boost(f.memory_mb, f.tmp_mb),
+                        },
                         &f.handler,
                         &env,
                         self.config.init_timeout,
@@ -623,6 +630,7 @@ impl InstanceManager {
         match Instance::start(
             self.launcher.clone(),
             spec,
+            self.start_boost(f.memory_mb, f.tmp_mb),
             self.config.init_timeout,
             consumer,
             self.config.max_output_per_invocation,
