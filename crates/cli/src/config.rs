@@ -356,15 +356,7 @@ impl ServerConfig {
 
 /// The machine's memory in MB (4 GB if `/proc/meminfo` cannot be read).
 fn memory_total_mb() -> u64 {
-    let total_kb = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .unwrap_or(4 * 1024 * 1024);
-    total_kb / 1024
+    tern_runtime::load::memory_total_mb().unwrap_or(4 * 1024)
 }
 
 #[cfg(test)]

@@ -17,6 +17,11 @@ pub fn memory_available_mb() -> Option<u64> {
     )
 }
 
+/// `MemTotal` of `/proc/meminfo`, in MB.
+pub fn memory_total_mb() -> Option<u64> {
+    parse_meminfo(&std::fs::read_to_string("/proc/meminfo").ok()?, "MemTotal:")
+}
+
 /// A `/proc/meminfo` field, converted from kB to MB.
 fn parse_meminfo(meminfo: &str, field: &str) -> Option<u64> {
     let line = meminfo.lines().find(|l| l.starts_with(field))?;

@@ -13,6 +13,19 @@ use fake::{call, fixture, function};
 
 const MB: u64 = 1024 * 1024;
 
+/// Instances that start in a millisecond, under `tweak`'s settings.
+fn quick(tweak: impl FnOnce(PoolConfig) -> PoolConfig) -> fake::Fixture {
+    fixture(|_| FakeStart::After(Duration::from_millis(1)), tweak)
+}
+
+/// One invoke of each of `names`, in order, each answered.
+async fn call_each(fx: &fake::Fixture, names: &[&str]) {
+    for name in names {
+        let answer = call(fx.manager.clone(), function(name), "{}").await;
+        assert_eq!(answer, Ok("{}".into()), "{name}");
+    }
+}
+
 fn evicted(fx: &fake::Fixture, reason: &str) -> u64 {
     fx.manager
         .evictions()
@@ -23,13 +36,10 @@ fn evicted(fx: &fake::Fixture, reason: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_instances_count_their_measured_use_so_more_stay_warm_than_their_memory_sizes() {
-    let fx = fixture(
-        |_| FakeStart::After(Duration::from_millis(1)),
-        |c| PoolConfig {
-            memory_budget_mb: 1024,
-            ..c
-        },
-    );
+    let fx = quick(|c| PoolConfig {
+        memory_budget_mb: 1024,
+        ..c
+    });
     fx.launcher.set_memory_in_use(4 * MB);
     // Forty 128 MB functions: by MemorySize, 8 would fit in 1024 MB.
     for i in 0..40 {
@@ -66,20 +76,12 @@ async fn idle_instances_count_their_measured_use_so_more_stay_warm_than_their_me
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_handed_out_instance_counts_its_memory_size_again_evicting_the_least_recently_used() {
-    let fx = fixture(
-        |_| FakeStart::After(Duration::from_millis(1)),
-        |c| PoolConfig {
-            memory_budget_mb: 350,
-            ..c
-        },
-    );
+    let fx = quick(|c| PoolConfig {
+        memory_budget_mb: 350,
+        ..c
+    });
     fx.launcher.set_memory_in_use(100 * MB);
-    for name in ["a", "b", "c"] {
-        assert_eq!(
-            call(fx.manager.clone(), function(name), "{}").await,
-            Ok("{}".into())
-        );
-    }
+    call_each(&fx, &["a", "b", "c"]).await;
     // a and b were measured to make room for c: 100 + 100 + 128.
     assert_eq!(fx.manager.live_memory_mb(), 328);
     assert_eq!(evicted(&fx, "room"), 0);
@@ -102,21 +104,13 @@ async fn a_handed_out_instance_counts_its_memory_size_again_evicting_the_least_r
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hand_out_without_room_waits_and_the_refusal_names_the_memory_budget() {
-    let fx = fixture(
-        |_| FakeStart::After(Duration::from_millis(1)),
-        |c| PoolConfig {
-            memory_budget_mb: 250,
-            queue_timeout: Duration::from_millis(100),
-            ..c
-        },
-    );
+    let fx = quick(|c| PoolConfig {
+        memory_budget_mb: 250,
+        queue_timeout: Duration::from_millis(100),
+        ..c
+    });
     fx.launcher.set_memory_in_use(100 * MB);
-    for name in ["a", "b"] {
-        assert_eq!(
-            call(fx.manager.clone(), function(name), "{}").await,
-            Ok("{}".into())
-        );
-    }
+    call_each(&fx, &["a", "b"]).await;
     // a was measured to make room for b (100 + 128); a, handed out, counts 128 again,
     // and measuring b makes the room.
     assert_eq!(fx.manager.live_memory_mb(), 228);
@@ -143,22 +137,14 @@ async fn a_hand_out_without_room_waits_and_the_refusal_names_the_memory_budget()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn host_memory_pressure_evicts_idle_instances_and_counts_them() {
-    let fx = fixture(
-        |_| FakeStart::After(Duration::from_millis(1)),
-        |c| PoolConfig {
-            // Below any machine's available memory: always under pressure.
-            host_memory_floor_mb: u64::MAX,
-            keep_alive: Duration::from_secs(600),
-            ..c
-        },
-    );
+    let fx = quick(|c| PoolConfig {
+        // Below any machine's available memory: always under pressure.
+        host_memory_floor_mb: u64::MAX,
+        keep_alive: Duration::from_secs(600),
+        ..c
+    });
     fx.manager.spawn_reaper();
-    for name in ["a", "b"] {
-        assert_eq!(
-            call(fx.manager.clone(), function(name), "{}").await,
-            Ok("{}".into())
-        );
-    }
+    call_each(&fx, &["a", "b"]).await;
     let deadline = Instant::now() + Duration::from_secs(5);
     while fx.manager.live() > 0 {
         assert!(Instant::now() < deadline, "idle instances were not evicted");
@@ -170,13 +156,10 @@ async fn host_memory_pressure_evicts_idle_instances_and_counts_them() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sandboxes_built_ahead_count_in_the_account_and_go_first_to_make_room() {
-    let fx = fixture(
-        |_| FakeStart::After(Duration::from_millis(1)),
-        |c| PoolConfig {
-            max_instances: 3,
-            ..c
-        },
-    );
+    let fx = quick(|c| PoolConfig {
+        max_instances: 3,
+        ..c
+    });
     // Room for three: the launcher may build all three ahead, and no more.
     assert_eq!(fx.launcher.build_ahead(5), 3);
     let counted = fx.manager.live_memory_mb();
@@ -197,14 +180,11 @@ async fn sandboxes_built_ahead_count_in_the_account_and_go_first_to_make_room() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn provisioned_instances_keep_their_whole_size_reserved() {
-    let fx = fixture(
-        |_| FakeStart::After(Duration::from_millis(1)),
-        |c| PoolConfig {
-            memory_budget_mb: 300,
-            queue_timeout: Duration::from_millis(100),
-            ..c
-        },
-    );
+    let fx = quick(|c| PoolConfig {
+        memory_budget_mb: 300,
+        queue_timeout: Duration::from_millis(100),
+        ..c
+    });
     fx.launcher.set_memory_in_use(4 * MB);
     let p = function("p");
     fx.manager.set_provisioned(&p, 1);
