@@ -263,6 +263,7 @@ fn setup_teardown(
             extra_ro_paths: Vec::new(),
             resources: resources(250),
             zygote: None,
+            template: None,
         };
         let t = Instant::now();
         let launched = launcher.launch(&spec)?;
@@ -336,6 +337,7 @@ fn python_tax(
                             extra_ro_paths: Vec::new(),
                             resources: resources(*cpu),
                             zygote: None,
+                            template: None,
                         };
                         let launched = launcher.launch(&spec)?;
                         let status = launched.process.wait();
@@ -412,6 +414,7 @@ fn bootstrap_in_sandbox(
             extra_ro_paths: Vec::new(),
             resources: resources(cpu_millis),
             zygote: None,
+            template: None,
         };
         let started = Instant::now();
         let launched = launcher.launch(&spec)?;

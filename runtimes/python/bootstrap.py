@@ -798,14 +798,18 @@ def _forget_opt_lookups():
         del sys.path_importer_cache[path]
 
 
-def run(api, handler_spec, task_root=None, client=None):
-    """Init (import the handler) and then serve invocations forever."""
-    if task_root is None:
-        task_root = os.environ.get("LAMBDA_TASK_ROOT")
+def _function_path(task_root):
     if task_root and task_root not in sys.path:
         sys.path.insert(0, task_root)
     # sys.path holds the layers' /opt/python entries (function_sys_path).
     _forget_opt_lookups()
+
+
+def run(api, handler_spec, task_root=None, client=None):
+    """Init (import the handler) and then serve invocations forever."""
+    if task_root is None:
+        task_root = os.environ.get("LAMBDA_TASK_ROOT")
+    _function_path(task_root)
 
     if client is None:
         client = RuntimeClient(api)
@@ -829,11 +833,50 @@ def run(api, handler_spec, task_root=None, client=None):
             sys.stderr.write("tern-bootstrap: failed to report init error: %s\n" % (e,))
         _flush()
         sys.exit(1)
+    serve(client, handler)
 
+
+def serve(client, handler):
+    """Serve invocations forever."""
     env = _env_config()
     while True:
         headers, body = client.next_invocation()
         handle_invocation(client, handler, headers, body, env)
+
+
+def run_template(fd, handler_spec):
+    """Post-init template (tern extension, Lambda's SnapStart): run the function's
+    init once here, then become the process its instances fork from (the program
+    the server sends on `fd`; crates/sandbox/zygote/template.py). Returns in each
+    fork, as its runtime: the Runtime API address and the handler, imported.
+
+    An init that fails ends the template; the server then starts the function's
+    instances as usual, and they report the error."""
+    task_root = os.environ.get("LAMBDA_TASK_ROOT")
+    _function_path(task_root)
+    ctl = socket.socket(fileno=fd)
+    hello = json.loads(ctl.recv(1 << 22))
+    _LoggingImportHook.install()
+    try:
+        handler = load_handler(handler_spec or "", task_root)
+    except BaseException as e:  # noqa: BLE001 - SystemExit in init included
+        try:
+            ctl.send(json.dumps({"error": "init: %s: %s" % (type(e).__name__, e)}).encode())
+        finally:
+            os._exit(1)
+    _flush()
+    template = {"__name__": "__tern_template__", "__builtins__": __builtins__}
+    exec(compile(hello.pop("source"), "<tern template>", "exec"), template)
+    env = template["serve"](ctl, hello)
+    del template, hello, ctl
+    # A fork: this process is now one instance's runtime.
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        time.tzset()
+    except AttributeError:  # pragma: no cover - not on Unix
+        pass
+    return os.environ.get("AWS_LAMBDA_RUNTIME_API"), handler
 
 
 ASSIGNMENT_PATH = "/2018-06-01/runtime/tern/assignment"
@@ -966,7 +1009,11 @@ def main():
     if not api:
         sys.stderr.write("tern-bootstrap: AWS_LAMBDA_RUNTIME_API is not set\n")
         sys.exit(1)
-    if os.environ.get("TERN_PREWARM") == "1":
+    template_fd = os.environ.pop("TERN_TEMPLATE_FD", None)
+    if template_fd is not None:
+        api, handler = run_template(int(template_fd), os.environ.get("_HANDLER", ""))
+        serve(RuntimeClient(api), handler)
+    elif os.environ.get("TERN_PREWARM") == "1":
         handler_spec, task_root, client = await_assignment(api)
         run(api, handler_spec, task_root, client)
     else:

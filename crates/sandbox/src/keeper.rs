@@ -127,7 +127,12 @@ fn keeper_main() -> Result<()> {
     else {
         return Ok(()); // launcher gave up before sending anything
     };
-    let filters = seccomp::compile_builtin().map_err(|e| e.to_string())?;
+    let filters = if req.template {
+        seccomp::compile_template()
+    } else {
+        seccomp::compile_builtin()
+    }
+    .map_err(|e| e.to_string())?;
 
     unshare(
         CloneFlags::CLONE_NEWPID
@@ -348,10 +353,12 @@ fn fail(err: &OwnedFd, message: &str) -> ! {
 fn run_init(
     req: &KeeperRequest,
     pipes: InitPipes,
-    passed: Vec<OwnedFd>,
+    mut passed: Vec<OwnedFd>,
     commands: Option<OwnedFd>,
     filters: &[BpfProgram],
 ) -> ! {
+    // A template's control socket comes last, after what the mount plan refers to.
+    let template = if req.template { passed.pop() } else { None };
     match init_setup(req, &pipes, &passed) {
         Ok(()) => {}
         Err(e) => fail(&pipes.err, &e),
@@ -372,7 +379,7 @@ fn run_init(
         Ok(Some(pid)) => pid,
         Ok(None) => {
             drop(to_keeper);
-            run_runtime(req, err, filters)
+            run_runtime(req, err, filters, template)
         }
         Err(e) => fail(&err, &format!("fork runtime: {e}")),
     };
@@ -481,7 +488,7 @@ fn start_held_runtime(
         Ok(None) => {
             drop(err_r);
             let _ = blocked.thread_unblock();
-            run_runtime(&req, err_w, filters)
+            run_runtime(&req, err_w, filters, None)
         }
         Err(e) => {
             reply(Some(format!("fork runtime: {e}")));
@@ -540,8 +547,21 @@ fn init_setup(req: &KeeperRequest, pipes: &InitPipes, passed: &[OwnedFd]) -> Res
     Ok(())
 }
 
-fn run_runtime(req: &KeeperRequest, err: OwnedFd, filters: &[BpfProgram]) -> ! {
+fn run_runtime(
+    req: &KeeperRequest,
+    err: OwnedFd,
+    filters: &[BpfProgram],
+    template: Option<OwnedFd>,
+) -> ! {
     const ERR_FD: RawFd = 3;
+    // Out of the way of the two descriptors placed below (close_from drops the copy).
+    let template = match template
+        .map(|t| nix::fcntl::fcntl(t.as_raw_fd(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(16)))
+    {
+        None => None,
+        Some(Ok(fd)) => Some(fd),
+        Some(Err(e)) => fail(&err, &format!("dup template socket: {e}")),
+    };
     let err = if err.as_raw_fd() == ERR_FD {
         err
     } else {
@@ -553,7 +573,15 @@ fn run_runtime(req: &KeeperRequest, err: OwnedFd, filters: &[BpfProgram]) -> ! {
         // this freshly forked process.
         unsafe { OwnedFd::from_raw_fd(ERR_FD) }
     };
-    if let Err(e) = runtime_setup(req, ERR_FD + 1, filters) {
+    let mut first_unused = ERR_FD + 1;
+    if let Some(fd) = template {
+        // dup2 leaves the copy open across the exec.
+        if let Err(e) = nix::unistd::dup2(fd, crate::sandbox::TEMPLATE_FD) {
+            fail(&err, &format!("dup2 template socket: {e}"));
+        }
+        first_unused = crate::sandbox::TEMPLATE_FD + 1;
+    }
+    if let Err(e) = runtime_setup(req, first_unused, filters) {
         fail(&err, &e);
     }
     let e = exec_runtime(req);
@@ -573,7 +601,11 @@ fn runtime_setup(
     sys::close_from(first_unused_fd);
     std::env::set_current_dir(&req.cwd).map_err(|e| format!("chdir {}: {e}", req.cwd.display()))?;
 
-    crate::privileges::apply()?;
+    if req.template {
+        crate::privileges::apply_template()?;
+    } else {
+        crate::privileges::apply()?;
+    }
     seccomp::install(filters).map_err(|e| e.to_string())?;
     Ok(())
 }

@@ -40,6 +40,24 @@ pub struct LaunchSpec {
     /// `args` exactly [`ZYGOTE_PYTHON_FLAGS`] followed by the program's path inside the
     /// instance.
     pub zygote: Option<ZygoteSpec>,
+    /// Fork the instance from a post-init template of this function and revision, where
+    /// the launcher can and one is ready (see [`TemplateSpec`]); else start it as usual,
+    /// and build the template in the background.
+    pub template: Option<TemplateSpec>,
+}
+
+/// Which post-init template an instance may be forked from: a process that has run the
+/// function's init in the function's own sandbox shape, so that its forks start with the
+/// handler imported (tern's answer to Lambda SnapStart). The launcher keeps at most one
+/// per `function` and never forks an instance from another function's or another
+/// revision's template.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TemplateSpec {
+    /// Names the function; a launch with another `revision` retires its template.
+    pub function: String,
+    /// Changes whenever anything the init may depend on changes: code, layers,
+    /// environment, runtime, handler, memory and /tmp size.
+    pub revision: String,
 }
 
 /// The interpreter flags a zygote runs with, and so the flags of any Python launch it
@@ -180,6 +198,9 @@ pub trait CapacityAccount: Send + Sync {
     /// when the sandbox is stopped, or taken by a launch (whose instance the server
     /// counts itself).
     fn reserve_built_ahead(&self) -> Option<Reservation>;
+    /// Counts a post-init template of `memory_mb` (its function's MemorySize), if it
+    /// fits; `None` if it does not (then the launcher builds none).
+    fn reserve_template(&self, memory_mb: u32) -> Option<Reservation>;
 }
 
 /// Room in a [`CapacityAccount`], given back when dropped.
@@ -249,6 +270,16 @@ pub trait Launcher: Send + Sync {
     /// before this returns. False if there was none.
     fn drop_built_ahead(&self) -> bool {
         false
+    }
+    /// Retires the post-init template of `function` (see [`TemplateSpec`]), if any: no
+    /// instance is forked from it any more, and it ends with the last instance forked
+    /// from it. Call when the function changes or is deleted.
+    fn retire_template(&self, function: &str) {
+        let _ = function;
+    }
+    /// Post-init templates ready to fork from right now.
+    fn template_count(&self) -> usize {
+        0
     }
     /// Releases what the launcher itself holds (such as the server's cgroup subtree).
     /// Call at shutdown, after every instance was cleaned up.

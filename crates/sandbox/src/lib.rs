@@ -29,7 +29,8 @@ mod zygote;
 pub use keeper::{is_keeper_invocation, run_keeper};
 pub use launcher::{
     exit_fd_readable, zygote_program, CapacityAccount, ExitStatus, InstanceProcess, LaunchError,
-    LaunchSpec, Launched, Launcher, Reservation, Resources, ZygoteSpec, ZYGOTE_PYTHON_FLAGS,
+    LaunchSpec, Launched, Launcher, Reservation, Resources, TemplateSpec, ZygoteSpec,
+    ZYGOTE_PYTHON_FLAGS,
 };
 pub use process::ProcessLauncher;
 pub use sandbox::{SandboxConfig, SandboxError, SandboxLauncher};

@@ -174,6 +174,10 @@ pub enum MountStep {
     },
     Proc {
         target: PathBuf,
+        /// Mount with `hidepid=invisible`: a process sees only the processes it could
+        /// ptrace-read (a post-init template's sandbox, whose forks share its procfs).
+        #[serde(default)]
+        hide_others: bool,
     },
     /// Make `new_root` the root and detach the old one entirely.
     PivotRoot {
@@ -455,7 +459,10 @@ pub fn plan(host: &HostView, input: &PlanInput) -> Result<Vec<MountStep>, String
         path: at("proc"),
         mode: DIR_MODE,
     });
-    steps.push(MountStep::Proc { target: at("proc") });
+    steps.push(MountStep::Proc {
+        target: at("proc"),
+        hide_others: false,
+    });
     for (path, is_dir) in &host.masked_proc {
         let target = at(&path.to_string_lossy());
         steps.push(if *is_dir {
@@ -698,12 +705,15 @@ fn apply_step(step: &MountStep, passed: &[RawFd], sys: &mut dyn Syscalls) -> io:
             MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | flags.ms(),
             None,
         ),
-        MountStep::Proc { target } => sys.mount(
+        MountStep::Proc {
+            target,
+            hide_others,
+        } => sys.mount(
             Some(Path::new("proc")),
             target,
             Some("proc"),
             Flags::ALL.ms(),
-            None,
+            hide_others.then_some("hidepid=invisible"),
         ),
         MountStep::PivotRoot { new_root } => {
             // pivot_root(".", ".") stacks the old root under the new one; detaching "."

@@ -58,11 +58,22 @@ const LANDLOCK_RULES: &[(&str, Rights)] = &[
 
 /// Applies the drop to the calling process, seccomp filters aside.
 pub(crate) fn apply() -> Result<(), String> {
-    sys::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
-    sys::set_securebits(SECUREBITS).map_err(|e| format!("securebits: {e}"))?;
-    sys::drop_all_capabilities().map_err(|e| format!("drop capabilities: {e}"))?;
+    apply_credentials()?;
     restrict_filesystem();
     Ok(())
+}
+
+/// The drop of a post-init template: all of it but Landlock, under which its forks
+/// could not move their own /tmp in (Landlock denies mount changes). Each fork enters
+/// a Landlock domain of its own before anything of it serves a request.
+pub(crate) fn apply_template() -> Result<(), String> {
+    apply_credentials()
+}
+
+fn apply_credentials() -> Result<(), String> {
+    sys::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
+    sys::set_securebits(SECUREBITS).map_err(|e| format!("securebits: {e}"))?;
+    sys::drop_all_capabilities().map_err(|e| format!("drop capabilities: {e}"))
 }
 
 fn restrict_filesystem() {
@@ -104,6 +115,8 @@ pub(crate) struct Syscalls {
     pub landlock_create_ruleset: i64,
     pub landlock_add_rule: i64,
     pub landlock_restrict_self: i64,
+    /// A template's forks move their own /tmp in.
+    pub move_mount: i64,
 }
 
 #[derive(Debug, Serialize)]
@@ -126,6 +139,7 @@ impl ZygotePolicy {
                 landlock_create_ruleset: libc::SYS_landlock_create_ruleset,
                 landlock_add_rule: libc::SYS_landlock_add_rule,
                 landlock_restrict_self: libc::SYS_landlock_restrict_self,
+                move_mount: libc::SYS_move_mount,
             },
             landlock: LandlockPolicy {
                 handled_by_abi: abis

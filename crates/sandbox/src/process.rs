@@ -222,6 +222,7 @@ mod tests {
                 max_open_files: 1024,
             },
             zygote: None,
+            template: None,
         }
     }
 

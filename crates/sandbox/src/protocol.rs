@@ -35,6 +35,12 @@ pub(crate) struct KeeperRequest {
     /// fork one into it (see [`crate::zygote`]).
     #[serde(default)]
     pub hold: bool,
+    /// Build a post-init template (see `crate::sandbox::template`): the last passed descriptor
+    /// is its control socket, which the runtime gets as fd `TEMPLATE_FD`;
+    /// the runtime runs under the template policy (no Landlock, the template seccomp
+    /// filter) and /proc hides processes from each other.
+    #[serde(default)]
+    pub template: bool,
 }
 
 /// What the launcher may ask of a running keeper (closing the socket asks it to kill the

@@ -38,6 +38,11 @@ use crate::tmp_disk::{self, TmpDisk, TmpDisks};
 use crate::uid_range::{UidRange, UID_SLOTS};
 use crate::zygote::{ForkFds, ForkRequest, Zygote, Zygotes};
 
+mod template;
+
+pub(crate) use template::TEMPLATE_FD;
+use template::{Lookup, Templates};
+
 /// Port of the Runtime API listener inside every sandbox.
 pub const RUNTIME_API_PORT: u16 = 9001;
 /// Hostname inside every sandbox.
@@ -138,6 +143,8 @@ struct Inner {
     preforked: Pool<ForkedKey, PreForked>,
     /// The server's capacity account, which what is built ahead counts in.
     capacity: std::sync::OnceLock<Arc<dyn CapacityAccount>>,
+    /// Post-init templates, one per function at most.
+    templates: Templates,
 }
 
 /// Zygote failures in a row after which the launcher only execs runtimes.
@@ -209,6 +216,7 @@ impl SandboxLauncher {
             held_seq: AtomicU64::new(0),
             preforked,
             capacity: std::sync::OnceLock::new(),
+            templates: Templates::default(),
         };
         Ok(SandboxLauncher {
             inner: Arc::new(inner),
@@ -354,6 +362,7 @@ impl Inner {
             max_open_files: u64::from(spec.resources.max_open_files),
             cwd: PathBuf::from("/var/task"),
             hold: false,
+            template: false,
         };
         Ok(Prepared {
             request,
@@ -542,6 +551,27 @@ impl Inner {
         spec: &LaunchSpec,
         runtime_output: Option<OwnedFd>,
     ) -> Result<Built, LaunchError> {
+        self.build_with(spec, runtime_output, None)
+    }
+
+    /// Builds the sandbox of a post-init template: its runtime gets `control` (see
+    /// [`template`]), runs under the template policy, and /proc hides processes from
+    /// each other.
+    fn build_template_sandbox(
+        &self,
+        spec: &LaunchSpec,
+        output: OwnedFd,
+        control: OwnedFd,
+    ) -> Result<Built, LaunchError> {
+        self.build_with(spec, Some(output), Some(control))
+    }
+
+    fn build_with(
+        &self,
+        spec: &LaunchSpec,
+        runtime_output: Option<OwnedFd>,
+        template_control: Option<OwnedFd>,
+    ) -> Result<Built, LaunchError> {
         if !valid_name(&spec.instance_id) {
             return Err(LaunchError::Prepare(format!(
                 "instance id {:?} must be [A-Za-z0-9-]",
@@ -571,6 +601,14 @@ impl Inner {
             }
         };
         request.hold = runtime_output.is_none();
+        if template_control.is_some() {
+            request.template = true;
+            for step in &mut request.mount_plan {
+                if let mounts::MountStep::Proc { hide_others, .. } = step {
+                    *hide_others = true;
+                }
+            }
+        }
 
         let (ours, theirs) = socketpair(
             AddressFamily::Unix,
@@ -608,10 +646,11 @@ impl Inner {
             released: Mutex::new(None),
             empty_layer: self.config.state_dir.join(EMPTY_LAYER),
             opt_base: self.config.state_dir.join(OPT_BASE),
+            _template: None,
         };
         let handshake = spawned.map_err(LaunchError::from).and_then(|child| {
             *instance.keeper.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
-            instance.handshake(&request)
+            instance.handshake(&request, template_control)
         });
         match handshake {
             Ok(listener) => Ok(Built {
@@ -696,6 +735,33 @@ impl Inner {
 
 impl Inner {
     fn launch(self: &Arc<Self>, spec: &LaunchSpec) -> Result<Launched, LaunchError> {
+        if let Some(wanted) = &spec.template {
+            match self.templates.lookup(wanted) {
+                Lookup::Ready(template) => match self.fork_from_template(&template, spec) {
+                    Ok(launched) => return Ok(launched),
+                    Err(e) => {
+                        tracing::warn!(
+                            instance = %spec.instance_id,
+                            error = %e,
+                            "could not fork from the template; starting the instance as usual"
+                        );
+                        self.templates.discard(&template);
+                    }
+                },
+                Lookup::Build => {
+                    let inner = self.clone();
+                    let spec = spec.clone();
+                    let spawned = std::thread::Builder::new()
+                        .name("tern-template".into())
+                        .spawn(move || inner.build_template(&spec));
+                    if let Err(e) = spawned {
+                        tracing::warn!(error = %e, "cannot start a thread to build a template");
+                        self.templates.retire(&wanted.function);
+                    }
+                }
+                Lookup::None => {}
+            }
+        }
         let zygote = spec.zygote.as_ref().filter(|_| self.zygotes_enabled());
         if let Some(preforked) = self.preforked.take_claimed(&spec.instance_id) {
             match self.launch_preforked(spec, preforked) {
@@ -948,6 +1014,7 @@ impl Inner {
                 ..HELD_RESOURCES
             },
             zygote: None,
+            template: None,
         };
         // Built only if the server's account has room for it (and counted there).
         let reservation = match self.capacity.get() {
@@ -1075,6 +1142,14 @@ impl Launcher for SandboxLauncher {
         false
     }
 
+    fn retire_template(&self, function: &str) {
+        self.inner.templates.retire(function);
+    }
+
+    fn template_count(&self) -> usize {
+        self.inner.templates.ready()
+    }
+
     fn tmp_disk_used_bytes(&self) -> Option<u64> {
         self.inner.tmp_disks.as_ref()?;
         let handed_out = self.inner.handed_out();
@@ -1106,6 +1181,7 @@ impl Launcher for SandboxLauncher {
         for instance in handed_out {
             instance.cleanup();
         }
+        self.inner.templates.shutdown();
         self.inner.remove_server_cgroups();
     }
 }
@@ -1131,6 +1207,9 @@ pub(crate) struct SandboxInstance {
     released: Mutex<Option<Released>>,
     empty_layer: PathBuf,
     opt_base: PathBuf,
+    /// The template this instance was forked from, held so that it lives while its
+    /// forks do (they are in its pid namespace).
+    _template: Option<Arc<template::Template>>,
 }
 
 #[derive(Clone, Copy)]
@@ -1230,12 +1309,17 @@ impl SandboxInstance {
     }
 
     /// Sends the request and waits until the runtime was exec'd.
-    fn handshake(&self, request: &KeeperRequest) -> Result<TcpListener, LaunchError> {
+    fn handshake(
+        &self,
+        request: &KeeperRequest,
+        template_control: Option<OwnedFd>,
+    ) -> Result<TcpListener, LaunchError> {
         let prepare = |e: io::Error| LaunchError::Prepare(format!("keeper: {e}"));
         let timeout = TimeVal::new(LAUNCH_TIMEOUT.as_secs() as i64, 0);
         setsockopt(&self.ctl, sockopt::ReceiveTimeout, &timeout).map_err(io::Error::from)?;
-        // The mount plan's passed descriptors: the /tmp disk, if any, at TMP_DISK_PASSED.
-        let passed: Vec<RawFd> = self
+        // The mount plan's passed descriptors: the /tmp disk, if any, at TMP_DISK_PASSED;
+        // then a template's control socket.
+        let mut passed: Vec<RawFd> = self
             .tmp_disk
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -1243,7 +1327,9 @@ impl SandboxInstance {
             .map(|d| d.mount_fd().as_raw_fd())
             .into_iter()
             .collect();
+        passed.extend(template_control.as_ref().map(|fd| fd.as_raw_fd()));
         protocol::send(&self.ctl, request, &passed).map_err(prepare)?;
+        drop(template_control);
 
         let lost = || LaunchError::Prepare("keeper exited during setup".into());
         let (event, mut fds) = protocol::recv::<KeeperEvent>(&self.ctl)

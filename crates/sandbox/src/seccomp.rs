@@ -244,6 +244,41 @@ pub fn compile_builtin() -> Result<Vec<BpfProgram>, SeccompError> {
     compile(&parse_policy(POLICY_JSON)?)
 }
 
+/// Syscalls a post-init template's forks use to leave the template's namespaces (see
+/// `crate::template`): a fresh user namespace owning new mount, network, ipc, uts and pid
+/// namespaces, and their own /tmp moved in. The builtin policy denies both.
+const TEMPLATE_ALLOWS: &[&str] = &["unshare", "move_mount"];
+
+/// The policy a post-init template runs its function's init under: the builtin one,
+/// less the denials of [`TEMPLATE_ALLOWS`], and with every netlink socket denied (with
+/// capabilities in a user namespace of its own, rtnetlink would reach the traffic-control
+/// code that namespace-escape exploits favour; the template's forks need none, as they
+/// bring their loopback up with an ioctl). Each fork then installs the builtin policy on
+/// top, so that what serves requests is held to both.
+pub fn template_policy() -> Result<Policy, SeccompError> {
+    let mut policy = parse_policy(POLICY_JSON)?;
+    policy
+        .rules
+        .retain(|r| !(TEMPLATE_ALLOWS.contains(&r.syscall.as_str()) && r.args.is_empty()));
+    policy.rules.push(Rule {
+        syscall: "socket".into(),
+        action: Action::Eperm,
+        args: vec![ArgCondition {
+            index: 0,
+            op: Op::Eq,
+            mask: None,
+            value: Value::Name("AF_NETLINK".into()),
+        }],
+        comment: Some("templates: no netlink at all".into()),
+    });
+    Ok(policy)
+}
+
+/// [`template_policy`], compiled.
+pub fn compile_template() -> Result<Vec<BpfProgram>, SeccompError> {
+    compile(&template_policy()?)
+}
+
 /// Installs the programs on the calling thread (sets no_new_privs as required).
 pub fn install(programs: &[BpfProgram]) -> Result<(), SeccompError> {
     for program in programs {
@@ -308,6 +343,26 @@ mod tests {
         "setdomainname",
         "chroot",
     ];
+
+    #[test]
+    fn the_template_policy_relaxes_only_what_forks_need_and_denies_netlink() {
+        let builtin = parse_policy(POLICY_JSON).expect("parse");
+        let template = template_policy().expect("template");
+        let unconditional = |p: &Policy, name: &str| {
+            p.rules
+                .iter()
+                .any(|r| r.syscall == name && r.args.is_empty())
+        };
+        for name in REQUIRED_EPERM {
+            let relaxed = TEMPLATE_ALLOWS.contains(name);
+            assert_eq!(unconditional(&template, name), !relaxed, "{name}");
+        }
+        assert!(unconditional(&builtin, "move_mount") && !unconditional(&template, "move_mount"));
+        assert!(template.rules.iter().any(|r| r.syscall == "socket"
+            && r.args.len() == 1
+            && matches!(&r.args[0].value, Value::Name(n) if n == "AF_NETLINK")));
+        assert!(!compile_template().expect("compile").is_empty());
+    }
 
     #[test]
     fn builtin_policy_parses_and_compiles() {

@@ -3,7 +3,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 
 fn check(rc: libc::c_long) -> io::Result<libc::c_long> {
@@ -53,6 +53,43 @@ pub(crate) fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
     let fd = check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
     // SAFETY: the syscall succeeded, so `fd` is a fresh descriptor we own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// The pid (in our pid namespace) of the process behind a pidfd, from its fdinfo.
+pub(crate) fn pidfd_pid(pidfd: &OwnedFd) -> io::Result<libc::pid_t> {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd()))?;
+    info.lines()
+        .find_map(|line| line.strip_prefix("Pid:"))
+        .and_then(|pid| pid.trim().parse().ok())
+        .filter(|pid: &libc::pid_t| *pid > 0)
+        .ok_or_else(|| io::Error::other("the process behind the pidfd is gone"))
+}
+
+/// Gives the root directory of a detached mount to `uid`:`gid` with `mode`.
+pub(crate) fn chown_mount_root(
+    mount: BorrowedFd<'_>,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+) -> io::Result<()> {
+    let root = nix::fcntl::openat(
+        Some(mount.as_raw_fd()),
+        ".",
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    // SAFETY: openat returned a new descriptor that only we own.
+    let root = unsafe { OwnedFd::from_raw_fd(root) };
+    nix::unistd::fchown(
+        root.as_raw_fd(),
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(gid)),
+    )?;
+    nix::sys::stat::fchmod(
+        root.as_raw_fd(),
+        nix::sys::stat::Mode::from_bits_truncate(mode),
+    )?;
+    Ok(())
 }
 
 /// Sends `signal` to the process behind a pidfd.

@@ -33,7 +33,9 @@ use crate::launcher::{ZygoteSpec, ZYGOTE_PYTHON_FLAGS};
 use crate::privileges::ZygotePolicy;
 use crate::protocol;
 
-/// The zygote program, fed to `python3 -S -` on stdin.
+/// The privilege-drop helpers the zygote and post-init templates share.
+pub(crate) const PYTHON_DROP: &str = include_str!("../zygote/drop.py");
+/// The zygote program, fed to `python3 -S -` on stdin after [`PYTHON_DROP`].
 const PYTHON_ZYGOTE: &str = include_str!("../zygote/python.py");
 /// Descriptor of the control socket in the zygote.
 const CTL_FD: RawFd = 3;
@@ -181,6 +183,8 @@ fn handshake(
     seccomp: &[BpfProgram],
 ) -> io::Result<()> {
     let mut stdin = child.stdin.take().expect("stdin is piped");
+    stdin.write_all(PYTHON_DROP.as_bytes())?;
+    stdin.write_all(b"\n")?;
     stdin.write_all(PYTHON_ZYGOTE.as_bytes())?;
     drop(stdin);
     let hello = Hello {
@@ -207,7 +211,7 @@ fn handshake(
 
 /// The instructions of one BPF program as hex, in native byte order (the zygote packs
 /// them back into `struct sock_filter`).
-fn program_hex(program: &BpfProgram) -> String {
+pub(crate) fn program_hex(program: &BpfProgram) -> String {
     let mut out = String::with_capacity(program.len() * 16);
     for insn in program {
         let mut bytes = Vec::with_capacity(8);

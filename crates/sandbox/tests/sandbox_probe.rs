@@ -104,6 +104,7 @@ impl Fixture {
             extra_ro_paths: vec![],
             resources: resources(),
             zygote: None,
+            template: None,
         }
     }
 
@@ -779,6 +780,10 @@ impl CapacityAccount for Slots {
             .ok()
             .map(|_| Reservation::new(Slot(self.0.clone())))
     }
+
+    fn reserve_template(&self, _memory_mb: u32) -> Option<Reservation> {
+        self.reserve_built_ahead()
+    }
 }
 
 impl Drop for Slot {
@@ -1114,4 +1119,96 @@ fn layers_show_at_opt_in_order_under_the_bootstraps_on_every_start_path() {
     assert_eq!(launched.process.wait(), ExitStatus::Code(0), "{out}");
     launched.process.cleanup();
     assert_layers_seen(&out, "boot-marker,layers_probe.py,");
+}
+
+/// The handler module of the template tests: its init leaves a mark in /tmp and in
+/// memory; a fork's first request line shows it reached the invocation loop.
+const TEMPLATE_HANDLER: &str = r#"
+import os
+INIT_PID = os.getpid()
+with open("/tmp/from-init", "w") as f:
+    f.write("init")
+
+def handler(event, context):
+    return {"init_pid": INIT_PID}
+"#;
+
+impl Fixture {
+    fn template_spec(&self, id: &str, revision: &str) -> LaunchSpec {
+        std::fs::write(
+            self.boot.path().join("bootstrap.py"),
+            include_str!("../../../runtimes/python/bootstrap.py"),
+        )
+        .expect("write bootstrap");
+        std::fs::write(self.code.path().join("app.py"), TEMPLATE_HANDLER).expect("handler");
+        let mut spec = self.spec(id, "/usr/bin/python3", &["-S", "/opt/tern/bootstrap.py"]);
+        spec.env.push(("_HANDLER".into(), "app.handler".into()));
+        spec.template = Some(tern_sandbox::TemplateSpec {
+            function: "app".into(),
+            revision: revision.into(),
+        });
+        spec
+    }
+}
+
+/// Reads the first request line a launched runtime sends to its Runtime API.
+fn first_request_line(launched: &tern_sandbox::Launched) -> String {
+    use std::io::BufRead;
+    launched
+        .runtime_api_listener
+        .set_nonblocking(false)
+        .expect("blocking");
+    let (conn, _) = launched.runtime_api_listener.accept().expect("accept");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut line = String::new();
+    std::io::BufReader::new(conn)
+        .read_line(&mut line)
+        .expect("request line");
+    line
+}
+
+#[test]
+fn instances_fork_from_a_template_each_in_namespaces_of_their_own() {
+    let Some(f) = fixture("template-fork") else {
+        return;
+    };
+    f.launcher
+        .set_capacity_account(std::sync::Arc::new(Slots(std::sync::Arc::new(
+            std::sync::atomic::AtomicUsize::new(4),
+        ))));
+    // The first launch starts as usual and has the template built meanwhile.
+    let first = f
+        .launcher
+        .launch(&f.template_spec("tpl-a", "r1"))
+        .expect("launch");
+    assert!(first_request_line(&first).starts_with("GET /2018-06-01/runtime/invocation/next"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while f.launcher.template_count() == 0 {
+        assert!(Instant::now() < deadline, "no template within 20 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut forks = Vec::new();
+    for i in 0..3 {
+        let started = Instant::now();
+        let launched = f
+            .launcher
+            .launch(&f.template_spec(&format!("tpl-fork-{i}"), "r1"))
+            .expect("fork");
+        eprintln!("fork {i}: {:?}", started.elapsed());
+        let line = first_request_line(&launched);
+        assert!(
+            line.starts_with("GET /2018-06-01/runtime/invocation/next"),
+            "{line}"
+        );
+        forks.push(launched);
+    }
+    for launched in [first].into_iter().chain(forks) {
+        launched.process.kill();
+        assert!(matches!(
+            launched.process.wait(),
+            ExitStatus::Signal(_) | ExitStatus::Unknown | ExitStatus::Code(_)
+        ));
+        launched.process.cleanup();
+    }
 }

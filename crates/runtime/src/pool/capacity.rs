@@ -22,9 +22,18 @@ pub(super) struct Capacity {
     /// against the instance cap and, at [`BUILT_AHEAD_MEMORY_MB`] each, the memory
     /// budget.
     pub(super) built_ahead: usize,
+    /// Post-init templates: each holds an instance slot and its function's MemorySize.
+    pub(super) templates: usize,
     pub(super) memory_mb: u64,
     /// /tmp disk counted for live instances (see [`Claim`]).
     pub(super) tmp_mb: u64,
+}
+
+impl Capacity {
+    /// Instance slots in use: live instances, sandboxes built ahead and templates.
+    pub(super) fn slots_used(&self) -> usize {
+        self.instances + self.built_ahead + self.templates
+    }
 }
 
 /// What a sandbox built ahead of time counts against the memory budget: its keeper and
@@ -44,7 +53,7 @@ impl CapacityAccount for BuiltAheadAccount {
         {
             let mut cap = lock(&manager.capacity);
             let c = &manager.config;
-            if cap.instances + cap.built_ahead >= c.max_instances
+            if cap.slots_used() >= c.max_instances
                 || cap.memory_mb + BUILT_AHEAD_MEMORY_MB > c.memory_budget_mb
                 || manager.short_of_room.load(Ordering::Acquire) > 0
                 || manager.host_memory_short.load(Ordering::Acquire)
@@ -55,6 +64,48 @@ impl CapacityAccount for BuiltAheadAccount {
             cap.memory_mb += BUILT_AHEAD_MEMORY_MB;
         }
         Some(Reservation::new(BuiltAheadRoom(Arc::downgrade(&manager))))
+    }
+
+    fn reserve_template(&self, memory_mb: u32) -> Option<Reservation> {
+        let manager = self.0.upgrade()?;
+        let memory_mb = u64::from(memory_mb);
+        {
+            let mut cap = lock(&manager.capacity);
+            let c = &manager.config;
+            if cap.slots_used() >= c.max_instances
+                || cap.memory_mb + memory_mb > c.memory_budget_mb
+                || manager.short_of_room.load(Ordering::Acquire) > 0
+                || manager.host_memory_short.load(Ordering::Acquire)
+            {
+                return None;
+            }
+            cap.templates += 1;
+            cap.memory_mb += memory_mb;
+        }
+        Some(Reservation::new(TemplateRoom {
+            manager: Arc::downgrade(&manager),
+            memory_mb,
+        }))
+    }
+}
+
+/// Gives a post-init template's room back when dropped.
+struct TemplateRoom {
+    manager: Weak<InstanceManager>,
+    memory_mb: u64,
+}
+
+impl Drop for TemplateRoom {
+    fn drop(&mut self) {
+        let Some(manager) = self.manager.upgrade() else {
+            return;
+        };
+        {
+            let mut cap = lock(&manager.capacity);
+            cap.templates = cap.templates.saturating_sub(1);
+            cap.memory_mb = cap.memory_mb.saturating_sub(self.memory_mb);
+        }
+        manager.released.notify_waiters();
     }
 }
 
@@ -197,7 +248,7 @@ impl InstanceManager {
         loop {
             {
                 let mut cap = lock(&self.capacity);
-                if cap.instances + cap.built_ahead < self.config.max_instances
+                if cap.slots_used() < self.config.max_instances
                     && cap.memory_mb + claim.memory_mb <= self.config.memory_budget_mb
                     && cap.tmp_mb + claim.tmp_mb <= self.config.tmp_disk_budget_mb
                 {
@@ -232,7 +283,7 @@ impl InstanceManager {
         // them only helps when the slots are what is short.
         let slots_short = {
             let cap = lock(&self.capacity);
-            cap.built_ahead > 0 && cap.instances + cap.built_ahead >= self.config.max_instances
+            cap.built_ahead > 0 && cap.slots_used() >= self.config.max_instances
         };
         self.evict_one_prewarmed(Eviction::Room).await
             || (slots_short && self.launcher.drop_built_ahead())
@@ -274,7 +325,7 @@ impl InstanceManager {
                     "all {} cold-start slots stayed busy",
                     c.max_concurrent_starts.max(1)
                 )
-            } else if cap.instances + cap.built_ahead >= c.max_instances {
+            } else if cap.slots_used() >= c.max_instances {
                 "instance limit reached".to_string()
             } else if cap.memory_mb + claim.memory_mb > c.memory_budget_mb {
                 format!("memory budget full ({} MB more needed)", claim.memory_mb)
@@ -303,6 +354,12 @@ impl InstanceManager {
             out.push_str(&format!(
                 " (besides {} sandboxes built ahead, counted against both)",
                 cap.built_ahead
+            ));
+        }
+        if cap.templates > 0 {
+            out.push_str(&format!(
+                " (besides {} post-init templates, counted against both)",
+                cap.templates
             ));
         }
         out

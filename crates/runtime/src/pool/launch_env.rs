@@ -146,6 +146,7 @@ impl InstanceManager {
             extra_ro_paths: program.extra_ro_paths,
             resources: self.start_resources(f.memory_mb, f.tmp_mb),
             zygote: self.zygote_spec(f, kind),
+            template: None,
         }
     }
 

@@ -327,6 +327,7 @@ impl InstanceManager {
                 .namespace
                 .as_ref()
                 .map(|ns| self.zygote_of(ns, &key.runtime)),
+            template: None,
         }
     }
 

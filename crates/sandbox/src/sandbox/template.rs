@@ -1,0 +1,540 @@
+//! Post-init templates: tern's answer to Lambda SnapStart.
+//!
+//! A template is a runtime that has run its function's init (imported the handler, run
+//! the module's top-level code) inside a sandbox of the function's own shape, and then
+//! forks the function's instances: each starts with the handler imported, in
+//! milliseconds, however long the init took. See `zygote/template.py` for the side that
+//! runs in the sandbox.
+//!
+//! Isolation:
+//! - A template only serves the function and revision it was built for ([`Slot`]); a
+//!   launch of another revision retires it.
+//! - The template runs its init with no capabilities and the template seccomp policy:
+//!   the builtin one that also lets it create a user namespace and move a mount, and
+//!   denies every netlink socket ([`crate::seccomp::template_policy`]). It has no
+//!   Landlock domain (Landlock would deny its forks their own /tmp).
+//! - Each fork leaves the template's namespaces for its own (user, mount, network, ipc,
+//!   uts, pid), moves its own /tmp disk in, and drops what any runtime drops: every
+//!   capability, a Landlock domain of its own with signal scoping, the builtin seccomp
+//!   filter stacked on the template's, dumpable off. The server moves it into its own
+//!   cgroups before it forks its pid 1. Forks of one template share the template's
+//!   memory copy-on-write and its procfs, mounted `hidepid=invisible`: a fork can
+//!   neither see, read nor signal its siblings.
+//!
+//! A template lives until it is retired and the last instance forked from it has ended
+//! (its forks live in its pid namespace). It counts in the server's capacity account at
+//! its function's MemorySize ([`CapacityAccount::reserve_template`]).
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::{setsockopt, socketpair, sockopt, AddressFamily, SockFlag, SockType};
+use nix::sys::time::TimeVal;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    config_memfd, runtime_api, runtime_env, valid_name, Forked, Inner, SandboxInstance,
+    EMPTY_LAYER, OPT_BASE, RUNTIME_API_PORT,
+};
+use crate::cgroups::CgroupLimits;
+use crate::exit_cell::ExitCell;
+use crate::launcher::{LaunchError, LaunchSpec, Launched, Reservation, TemplateSpec};
+use crate::privileges::ZygotePolicy;
+use crate::zygote::{program_hex, PYTHON_DROP};
+use crate::{protocol, sys};
+
+/// Where a template's runtime finds its control socket.
+pub(crate) const TEMPLATE_FD: RawFd = 4;
+/// The variable that tells the bootstrap it is a template, and where that socket is.
+const TEMPLATE_FD_ENV: &str = "TERN_TEMPLATE_FD";
+/// The program a template runs after its init, sent after [`PYTHON_DROP`].
+const PYTHON_TEMPLATE: &str = include_str!("../../zygote/template.py");
+/// How long a template's init may take (Lambda's init limit).
+const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one fork may take, from the request to its report.
+const FORK_TIMEOUT: Duration = Duration::from_secs(5);
+/// A template not forked from for this long is retired at the next launch that looks.
+const IDLE: Duration = Duration::from_secs(600);
+/// Landlock scopes of a fork (ABI 6 and later): abstract unix sockets and signals stay
+/// within its domain.
+const LANDLOCK_SCOPES: u64 = 0x1 | 0x2;
+
+#[derive(Serialize)]
+struct Hello {
+    source: String,
+    seccomp: Vec<String>,
+    drop: ZygotePolicy,
+    scoped: u64,
+    port: u16,
+}
+
+#[derive(Serialize)]
+struct ForkRequest<'a> {
+    cwd: &'a str,
+}
+
+#[derive(Deserialize)]
+struct Reply {
+    #[serde(default)]
+    ready: bool,
+    #[serde(default)]
+    pid: Option<i32>,
+    #[serde(default)]
+    ok: bool,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// One running template.
+pub(crate) struct Template {
+    spec: TemplateSpec,
+    /// The template's sandbox; stopped when the last reference (the registry's, and one
+    /// per instance forked from it) goes.
+    instance: SandboxInstance,
+    /// Requests are answered in order, one at a time.
+    ctl: Mutex<OwnedFd>,
+    /// Host uid root inside the template (and inside each fork) maps to.
+    outside_uid: u32,
+    last_used: Mutex<Instant>,
+    _room: Reservation,
+}
+
+enum Slot {
+    Building(String),
+    Ready(Arc<Template>),
+    /// The init failed (or could not be counted); not tried again for this revision.
+    Failed(String),
+}
+
+/// What [`Templates::lookup`] found for a launch.
+pub(crate) enum Lookup {
+    Ready(Arc<Template>),
+    /// None for this revision: the caller builds one.
+    Build,
+    /// One is being built, or this revision's failed.
+    None,
+}
+
+/// The launcher's templates, one per function at most.
+#[derive(Default)]
+pub(crate) struct Templates {
+    slots: Mutex<HashMap<String, Slot>>,
+    /// Every template still alive, retired ones included (shutdown stops them).
+    alive: Mutex<Vec<Weak<Template>>>,
+}
+
+impl Templates {
+    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The template for `spec`. A template of another revision of the function is
+    /// retired; with none for this one, the slot is marked as building and `Build`
+    /// returned, so exactly one caller builds it.
+    pub(crate) fn lookup(&self, spec: &TemplateSpec) -> Lookup {
+        let mut slots = self.slots();
+        slots.retain(|_, slot| match slot {
+            Slot::Ready(t) => t.idle_for() < IDLE,
+            _ => true,
+        });
+        match slots.get(&spec.function) {
+            Some(Slot::Ready(t)) if t.spec == *spec => {
+                *t.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+                return Lookup::Ready(t.clone());
+            }
+            Some(Slot::Building(rev) | Slot::Failed(rev)) if *rev == spec.revision => {
+                return Lookup::None;
+            }
+            _ => {}
+        }
+        slots.insert(spec.function.clone(), Slot::Building(spec.revision.clone()));
+        Lookup::Build
+    }
+
+    /// Records how a build that [`Templates::lookup`] asked for ended (unless the
+    /// function moved on to another revision meanwhile).
+    fn built(&self, spec: &TemplateSpec, outcome: Result<Arc<Template>, ()>) {
+        let mut slots = self.slots();
+        let current = matches!(
+            slots.get(&spec.function),
+            Some(Slot::Building(rev)) if *rev == spec.revision
+        );
+        if !current {
+            return;
+        }
+        let slot = match outcome {
+            Ok(template) => {
+                self.alive
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(Arc::downgrade(&template));
+                Slot::Ready(template)
+            }
+            Err(()) => Slot::Failed(spec.revision.clone()),
+        };
+        slots.insert(spec.function.clone(), slot);
+    }
+
+    /// Forgets a build that could not start (no room): the next launch tries again.
+    fn abandoned(&self, spec: &TemplateSpec) {
+        let mut slots = self.slots();
+        if matches!(slots.get(&spec.function), Some(Slot::Building(rev)) if *rev == spec.revision) {
+            slots.remove(&spec.function);
+        }
+    }
+
+    /// Stops forking from `template` (it failed a fork); the next launch builds anew.
+    pub(crate) fn discard(&self, template: &Arc<Template>) {
+        let mut slots = self.slots();
+        if matches!(slots.get(&template.spec.function), Some(Slot::Ready(t)) if Arc::ptr_eq(t, template))
+        {
+            slots.remove(&template.spec.function);
+        }
+    }
+
+    /// Retires the template of `function`.
+    pub(crate) fn retire(&self, function: &str) {
+        self.slots().remove(function);
+    }
+
+    /// Templates ready to fork from.
+    pub(crate) fn ready(&self) -> usize {
+        self.slots()
+            .values()
+            .filter(|s| matches!(s, Slot::Ready(_)))
+            .count()
+    }
+
+    /// Stops every template (call after the instances were cleaned up).
+    pub(crate) fn shutdown(&self) {
+        self.slots().clear();
+        let alive = std::mem::take(&mut *self.alive.lock().unwrap_or_else(|e| e.into_inner()));
+        for template in alive.iter().filter_map(Weak::upgrade) {
+            template.instance.kill_and_cleanup();
+        }
+    }
+}
+
+impl Template {
+    fn idle_for(&self) -> Duration {
+        self.last_used
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .elapsed()
+    }
+}
+
+impl Inner {
+    /// Builds the template `spec.template` names, from `spec` (blocking: run it on a
+    /// thread of its own). The outcome goes to the registry.
+    pub(super) fn build_template(&self, spec: &LaunchSpec) {
+        let Some(wanted) = spec.template.clone() else {
+            return;
+        };
+        let Some(room) = self
+            .capacity
+            .get()
+            .and_then(|account| account.reserve_template(spec.resources.memory_mb))
+        else {
+            tracing::debug!(function = %wanted.function, "no room for a template now");
+            self.templates.abandoned(&wanted);
+            return;
+        };
+        let started = Instant::now();
+        let outcome = self.start_template(spec, &wanted, room);
+        match &outcome {
+            Ok(_) => tracing::info!(
+                function = %wanted.function,
+                init_ms = started.elapsed().as_millis() as u64,
+                "template ready"
+            ),
+            Err(e) => tracing::warn!(
+                function = %wanted.function,
+                error = %e,
+                "no template: its instances start as usual"
+            ),
+        }
+        self.templates.built(&wanted, outcome.map_err(drop));
+    }
+
+    fn start_template(
+        &self,
+        spec: &LaunchSpec,
+        wanted: &TemplateSpec,
+        room: Reservation,
+    ) -> Result<Arc<Template>, String> {
+        if self.tmp_disks.is_none() {
+            return Err("templates need a disk-backed /tmp".into());
+        }
+        let mut spec = spec.clone();
+        spec.instance_id = format!("{}-template", spec.instance_id);
+        spec.zygote = None;
+        spec.template = None;
+        spec.env
+            .push((TEMPLATE_FD_ENV.to_string(), TEMPLATE_FD.to_string()));
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| format!("socketpair: {e}"))?;
+        let output = File::open("/dev/null").map_err(|e| format!("open /dev/null: {e}"))?;
+        let built = self
+            .build_template_sandbox(&spec, OwnedFd::from(output), theirs)
+            .map_err(|e| e.to_string())?;
+        // A template serves no Runtime API: its init never asks for an invocation.
+        drop(built.listener);
+        let instance = built.instance;
+        let hello = Hello {
+            source: format!("{PYTHON_DROP}\n{PYTHON_TEMPLATE}"),
+            seccomp: self.seccomp.iter().map(program_hex).collect(),
+            drop: ZygotePolicy::new(),
+            scoped: LANDLOCK_SCOPES,
+            port: RUNTIME_API_PORT,
+        };
+        let ready = set_timeout(&ours, INIT_TIMEOUT)
+            .and_then(|()| protocol::send(&ours, &hello, &[]))
+            .and_then(|()| protocol::recv::<Reply>(&ours));
+        let reply = match ready {
+            Ok(Some((reply, _))) => reply,
+            Ok(None) => {
+                instance.kill_and_cleanup();
+                return Err("the template exited during its init".into());
+            }
+            Err(e) => {
+                instance.kill_and_cleanup();
+                return Err(format!("template init: {e}"));
+            }
+        };
+        if !reply.ready {
+            instance.kill_and_cleanup();
+            return Err(reply
+                .error
+                .unwrap_or_else(|| "unexpected answer from the template".into()));
+        }
+        let outside_uid = self.config.uids.uid(instance.uid_slot);
+        Ok(Arc::new(Template {
+            spec: wanted.clone(),
+            instance,
+            ctl: Mutex::new(ours),
+            outside_uid,
+            last_used: Mutex::new(Instant::now()),
+            _room: room,
+        }))
+    }
+
+    /// Forks the instance `spec` from `template`.
+    pub(super) fn fork_from_template(
+        &self,
+        template: &Arc<Template>,
+        spec: &LaunchSpec,
+    ) -> Result<Launched, LaunchError> {
+        let started = Instant::now();
+        let fail = |e: String| LaunchError::Prepare(format!("template: {e}"));
+        if !valid_name(&spec.instance_id) {
+            return Err(fail(format!(
+                "instance id {:?} is invalid",
+                spec.instance_id
+            )));
+        }
+        let Some(disks) = &self.tmp_disks else {
+            return Err(fail("no disk-backed /tmp".into()));
+        };
+        let slot = self
+            .uids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .acquire()
+            .ok_or_else(|| fail("no free instance slot".into()))?;
+        let release_slot = || {
+            self.uids
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .release(slot)
+        };
+        let disk = match disks.take(spec.resources.tmp_mb) {
+            Ok(disk) => disk,
+            Err(e) => {
+                release_slot();
+                return Err(fail(e));
+            }
+        };
+        let root = self.config.state_dir.join(&spec.instance_id);
+        let cgroup = fs::create_dir_all(&root)
+            .map_err(|e| format!("create {}: {e}", root.display()))
+            .and_then(|()| {
+                self.cgroups
+                    .create(
+                        &self.config.server_id,
+                        &spec.instance_id,
+                        &CgroupLimits::from_resources(&spec.resources),
+                    )
+                    .map_err(|e| format!("cgroup: {e}"))
+            });
+        let cgroup = match cgroup {
+            Ok(cgroup) => cgroup,
+            Err(e) => {
+                let _ = fs::remove_dir(&root);
+                disk.release();
+                release_slot();
+                return Err(fail(e));
+            }
+        };
+        let (report, report_theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(io::Error::from)?;
+        let mut instance = SandboxInstance {
+            instance_id: spec.instance_id.clone(),
+            init_pid: Mutex::new(0),
+            keeper: Mutex::new(None),
+            ctl: report,
+            init_pidfd: Mutex::new(None),
+            forked: None,
+            exit: ExitCell::default(),
+            cgroup,
+            root,
+            tmp_disk: Mutex::new(Some(disk)),
+            uid_slot: slot,
+            uids: self.uids.clone(),
+            released: Mutex::new(None),
+            empty_layer: self.config.state_dir.join(EMPTY_LAYER),
+            opt_base: self.config.state_dir.join(OPT_BASE),
+            _template: Some(template.clone()),
+        };
+        match self.fork_into(template, spec, &mut instance, report_theirs) {
+            Ok((output, listener)) => {
+                tracing::debug!(
+                    instance = %spec.instance_id,
+                    setup_us = started.elapsed().as_micros() as u64,
+                    "instance forked from its template"
+                );
+                Ok(Launched {
+                    process: instance.register(),
+                    output: File::from(output),
+                    runtime_api_listener: listener,
+                    runtime_api: runtime_api(),
+                })
+            }
+            Err(e) => {
+                instance.kill_and_cleanup();
+                Err(fail(e))
+            }
+        }
+    }
+
+    /// The fork itself: asks the template, moves the fork into the instance's cgroups,
+    /// and waits for its report. Returns the output's read end and the listener.
+    fn fork_into(
+        &self,
+        template: &Template,
+        spec: &LaunchSpec,
+        instance: &mut SandboxInstance,
+        report_theirs: OwnedFd,
+    ) -> Result<(OwnedFd, std::net::TcpListener), String> {
+        {
+            let disk = instance.tmp_disk.lock().unwrap_or_else(|e| e.into_inner());
+            let disk = disk.as_ref().expect("a fork gets a disk");
+            // What the mount plan does for an exec'd runtime's /tmp: root's inside,
+            // world-writable and sticky.
+            sys::chown_mount_root(
+                disk.mount_fd(),
+                template.outside_uid,
+                template.outside_uid,
+                0o1777,
+            )
+            .map_err(|e| format!("prepare /tmp: {e}"))?;
+        }
+        let (output, output_w) = sys::pipe().map_err(|e| e.to_string())?;
+        let (status, status_w) = sys::pipe().map_err(|e| e.to_string())?;
+        let config = config_memfd(&runtime_env(spec)).map_err(|e| e.to_string())?;
+        let child_pidfd = {
+            let ctl = template.ctl.lock().unwrap_or_else(|e| e.into_inner());
+            set_timeout(&ctl, FORK_TIMEOUT).map_err(|e| e.to_string())?;
+            let disk = instance.tmp_disk.lock().unwrap_or_else(|e| e.into_inner());
+            let fds = [
+                report_theirs.as_raw_fd(),
+                output_w.as_raw_fd(),
+                config.as_raw_fd(),
+                status_w.as_raw_fd(),
+                disk.as_ref()
+                    .expect("a fork gets a disk")
+                    .mount_fd()
+                    .as_raw_fd(),
+            ];
+            protocol::send(&ctl, &ForkRequest { cwd: "/var/task" }, &fds)
+                .map_err(|e| format!("reach the template: {e}"))?;
+            let (reply, mut passed) = protocol::recv::<Reply>(&ctl)
+                .map_err(|e| format!("hear from the template: {e}"))?
+                .ok_or("the template exited")?;
+            match (reply.pid, reply.error, passed.pop()) {
+                (Some(_), None, Some(pidfd)) => pidfd,
+                (_, Some(e), _) => return Err(e),
+                _ => return Err("incomplete answer from the template".into()),
+            }
+        };
+        drop((report_theirs, output_w, status_w, config));
+        let child = sys::pidfd_pid(&child_pidfd).map_err(|e| format!("the fork: {e}"))?;
+        for procs in instance.cgroup.procs_files() {
+            fs::write(&procs, child.to_string())
+                .map_err(|e| format!("move the fork into {}: {e}", procs.display()))?;
+        }
+        set_timeout(&instance.ctl, FORK_TIMEOUT).map_err(|e| e.to_string())?;
+        nix::sys::socket::send(
+            instance.ctl.as_raw_fd(),
+            b"go",
+            nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+        )
+        .map_err(|e| format!("start the fork: {e}"))?;
+        let (reply, mut passed) = protocol::recv::<Reply>(&instance.ctl)
+            .map_err(|e| format!("hear from the fork: {e}"))?
+            .ok_or("the fork exited during its setup")?;
+        if let Some(e) = reply.error {
+            return Err(e);
+        }
+        if !reply.ok || passed.len() != 2 {
+            return Err("incomplete answer from the fork".into());
+        }
+        let init_pidfd = passed.pop().expect("checked: two descriptors");
+        let listener = std::net::TcpListener::from(passed.pop().expect("checked: two descriptors"));
+        set_timeout(&instance.ctl, Duration::ZERO).map_err(|e| e.to_string())?;
+        let init_pid = sys::pidfd_pid(&init_pidfd).map_err(|e| format!("the fork: {e}"))?;
+        *instance.init_pid.lock().unwrap_or_else(|e| e.into_inner()) =
+            u32::try_from(init_pid).unwrap_or(0);
+        let kill_fd = init_pidfd
+            .try_clone()
+            .map_err(|e| format!("dup pidfd: {e}"))?;
+        *instance
+            .init_pidfd
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(kill_fd);
+        instance.forked = Some(Forked {
+            status,
+            pidfd: init_pidfd,
+        });
+        Ok((output, listener))
+    }
+}
+
+/// A receive timeout on `sock` (zero: none).
+fn set_timeout(sock: &OwnedFd, timeout: Duration) -> io::Result<()> {
+    let tv = TimeVal::new(timeout.as_secs() as i64, timeout.subsec_micros().into());
+    setsockopt(sock, sockopt::ReceiveTimeout, &tv).map_err(io::Error::from)
+}
+
+impl SandboxInstance {
+    /// Stops an instance that never ran (or whose end is not awaited): no wait.
+    pub(super) fn kill_and_cleanup(&self) {
+        use crate::launcher::InstanceProcess;
+        self.kill();
+        self.cleanup();
+    }
+}

@@ -1,0 +1,280 @@
+"""tern post-init template (stdlib only; see crates/sandbox/src/template.rs).
+
+Runs inside a function's sandbox, in the runtime process that has just run the
+function's init (imported its handler). The server prepends `drop.py` to this
+text and sends it in its hello; the bootstrap execs it and calls `serve()`.
+
+`serve()` never returns in the template itself. Per request from the server it
+forks a child and returns in that child's runtime, with the instance's
+environment, so that the bootstrap goes on to serve invocations with the
+handler already imported.
+
+Each child first leaves the template's namespaces: a user namespace of its own
+(root inside is the template's uid outside) owning new mount, network, ipc, uts
+and pid namespaces. It moves its own /tmp disk over the template's /tmp, brings
+its loopback up and binds its own Runtime API listener. Then it drops every
+privilege as any runtime does: capabilities, a Landlock domain of its own (with
+signal scoping where the kernel has it: siblings in other domains can neither
+ptrace-read nor signal it), and the builtin seccomp filter stacked on the
+template's. Once the server has moved it into the instance's cgroups it forks
+pid 1 of its pid namespace, which forks the runtime and reaps orphans.
+
+Protocol (SOCK_SEQPACKET; JSON, one message per datagram):
+
+  server -> template  {"seccomp": [hex BPF program, ...], "drop": {...},
+                       "scoped": Landlock scopes, "port": Runtime API port}
+  template -> server  {"ready": true}                          (init is done)
+  server -> template  {"cwd": dir} + fds: report socket, output pipe,
+                      config memfd, status pipe[, detached /tmp mount]
+  template -> server  {"pid": n} + a pidfd of the child | {"error": text}
+  server -> child     b"go" on the report socket (it is in its cgroups)
+  child -> server     {"ok": true} + fds: Runtime API listener, pidfd of its
+                      pid 1 | {"error": text}
+
+The runtime's raw wait status (4 bytes, little endian) goes to the status pipe.
+Closing the report socket kills the child's instance.
+"""
+
+import fcntl
+import json
+import select
+import signal
+import socket
+import sys
+
+AT_FDCWD = -100
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+IFF_RUNNING = 0x40
+
+
+def serve(ctl, hello):
+    """Forks instances from this process. Returns only in a fork's runtime."""
+    policy = hello["drop"]
+    programs = _seccomp_programs(hello["seccomp"])
+    scoped = int(hello.get("scoped") or 0)
+    port = int(hello["port"])
+    del hello
+    # Forks are reaped by the kernel: their end is their pid 1's business.
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    ctl.send(b'{"ready":true}')
+    while True:
+        try:
+            msg, fds, _, _ = socket.recv_fds(ctl, 1 << 16, 5)
+        except InterruptedError:
+            continue
+        if not msg:
+            # The server dropped this template. Its forks live in our pid namespace,
+            # whose init keeps them; we only stop forking.
+            _flush_and_exit(0)
+        if len(fds) not in (4, 5):
+            for f in fds:
+                os.close(f)
+            ctl.send(json.dumps({"error": "expected 4 or 5 descriptors"}).encode())
+            continue
+        try:
+            req = json.loads(msg)
+            cwd = str(req["cwd"])
+        except (ValueError, KeyError, TypeError) as e:
+            for f in fds:
+                os.close(f)
+            ctl.send(json.dumps({"error": "bad request: %s" % (e,)}).encode())
+            continue
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            pid = os.fork()
+        except OSError as e:
+            for f in fds:
+                os.close(f)
+            ctl.send(json.dumps({"error": "fork: %s" % (e,)}).encode())
+            continue
+        if pid == 0:
+            # The control socket is the template's: a runtime holding it could take
+            # the next fork's descriptors.
+            ctl.close()
+            del ctl
+            return _child(fds, cwd, policy, programs, scoped, port)
+        for f in fds:
+            os.close(f)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError as e:
+            ctl.send(json.dumps({"error": "the fork ended at once: %s" % (e,)}).encode())
+            continue
+        try:
+            socket.send_fds(ctl, [json.dumps({"pid": pid}).encode()], [pidfd])
+        finally:
+            os.close(pidfd)
+
+
+def _flush_and_exit(code):
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+
+def _child(fds, cwd, policy, programs, scoped, port):
+    """The fork, still in the template's namespaces. Returns only in the runtime."""
+    output, config, status = fds[1:4]
+    tmp = fds[4] if len(fds) > 4 else None
+    report = socket.socket(fileno=fds[0])
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    try:
+        listener = _leave_template(tmp, port, policy)
+        if tmp is not None:
+            os.close(tmp)
+        _drop(policy, programs, scoped)
+        # Wait until the server has moved this process into the instance's cgroups,
+        # so that everything from here on is charged there.
+        if report.recv(16) != b"go":
+            os._exit(126)
+        pid1 = os.fork()
+    except BaseException as e:  # noqa: BLE001 - report any setup failure, then die
+        try:
+            report.send(json.dumps({"error": "template fork: %s" % (e,)}).encode())
+        finally:
+            os._exit(126)
+    if pid1 == 0:
+        listener.close()
+        report.close()
+        return _init(output, config, status, cwd)
+    os.close(output)
+    os.close(config)
+    os.close(status)
+    try:
+        pidfd = os.pidfd_open(pid1)
+        socket.send_fds(report, [json.dumps({"ok": True}).encode()],
+                        [listener.fileno(), pidfd])
+    except BaseException:  # noqa: BLE001 - the server gave up on this instance
+        os._exit(126)
+    listener.close()
+    _watch(report, pidfd, pid1)
+
+
+def _leave_template(tmp, port, policy):
+    """Own namespaces, /tmp, loopback and Runtime API listener. Returns the listener."""
+    _check(libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC
+                        | CLONE_NEWUTS | CLONE_NEWPID), "unshare")
+    # Root inside stays the template's root (the same uid outside).
+    with open("/proc/self/setgroups", "w") as f:
+        f.write("deny")
+    with open("/proc/self/uid_map", "w") as f:
+        f.write("0 0 1")
+    with open("/proc/self/gid_map", "w") as f:
+        f.write("0 0 1")
+    if tmp is not None:
+        move_mount = ctypes.c_long(policy["syscalls"]["move_mount"])
+        _check(libc.syscall(move_mount, ctypes.c_int(tmp), b"", ctypes.c_int(AT_FDCWD),
+                            b"/tmp", ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)), "mount /tmp")
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sh22x", b"lo", IFF_UP | IFF_RUNNING))
+    finally:
+        s.close()
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(128)
+    return listener
+
+
+def _drop(policy, programs, scoped):
+    """Every privilege, as an exec'd runtime drops them (no_new_privs and the locked
+    securebits are the template's already)."""
+    _drop_capabilities(policy)
+    if not _restrict_filesystem(policy, scoped):
+        # The domain is what keeps siblings from reading each other through /proc.
+        raise SetupError("Landlock is unavailable; a template's forks need it")
+    _install_seccomp(programs)
+    # Not dumpable: /proc/<pid> of this process is its own root's only.
+    _prctl(PR_SET_DUMPABLE, 0, what="dumpable")
+
+
+def _watch(report, pidfd, pid1):
+    """Outside the instance's pid namespace: ends it when the server closes the
+    report socket, and ends with it."""
+    poller = select.poll()
+    poller.register(report.fileno(), select.POLLIN)
+    poller.register(pidfd, select.POLLIN)
+    while True:
+        try:
+            events = poller.poll()
+        except InterruptedError:
+            continue
+        if any(fd == pidfd for fd, _ in events):
+            break
+        try:
+            more = report.recv(16)
+        except OSError:
+            more = b""
+        if not more:
+            try:
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            except OSError:
+                pass
+            break
+    try:
+        os.waitpid(pid1, 0)
+    except ChildProcessError:
+        pass
+    os._exit(0)
+
+
+def _init(output, config, status, cwd):
+    """pid 1 of the instance's pid namespace: forks the runtime, reaps every orphan
+    until the runtime ends, reports how it ended. Returns only in the runtime."""
+    try:
+        runtime = os.fork()
+    except OSError:
+        os._exit(126)
+    if runtime == 0:
+        os.close(status)
+        return _runtime(output, config, cwd)
+    os.close(output)
+    os.close(config)
+    while True:
+        try:
+            pid, raw = os.waitpid(-1, 0)
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            raw = 0x7F00
+            break
+        if pid == runtime:
+            break
+    try:
+        os.write(status, struct.pack("<i", raw))
+    finally:
+        os._exit(0)
+
+
+def _runtime(output, config, cwd):
+    """The instance's runtime. Returns its environment to the bootstrap."""
+    try:
+        os.setsid()
+        null = os.open("/dev/null", os.O_RDWR)
+        os.dup2(null, 0)
+        os.dup2(output, 1)
+        os.dup2(output, 2)
+        os.close(null)
+        os.close(output)
+        try:
+            os.lseek(config, 0, os.SEEK_SET)
+        except OSError:
+            pass
+        chunks = []
+        while True:
+            chunk = os.read(config, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(config)
+        env = json.loads(b"".join(chunks)).get("env") or {}
+        os.chdir(cwd)
+    except BaseException:  # noqa: BLE001 - the server gave up on this instance
+        os._exit(126)
+    return env
