@@ -34,6 +34,10 @@ pub struct FunctionRecord {
     /// trace header is passed through either way).
     #[serde(default = "default_tracing_mode")]
     pub tracing_mode: String,
+    /// Lambda's `SnapStart.ApplyOn` is `PublishedVersions`: instances start from a
+    /// post-init template (honoured on `$LATEST` too, as a tern extension).
+    #[serde(default)]
+    pub snap_start: bool,
     /// Opaque id that changes on every update (Lambda's `RevisionId`).
     pub revision_id: String,
     /// Increases on every update; instances of older revisions are retired.

@@ -160,6 +160,15 @@ pub struct FunctionConfiguration {
     pub logging_config: LoggingConfig,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<FunctionLayer>,
+    pub snap_start: SnapStartResponse,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SnapStartResponse {
+    pub apply_on: String,
+    /// `On` when instances start from a post-init template.
+    pub optimization_status: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -228,6 +237,15 @@ impl FunctionConfiguration {
                     code_size: l.size,
                 })
                 .collect(),
+            snap_start: SnapStartResponse {
+                apply_on: if rec.snap_start {
+                    "PublishedVersions"
+                } else {
+                    "None"
+                }
+                .to_string(),
+                optimization_status: if rec.snap_start { "On" } else { "Off" }.to_string(),
+            },
         }
     }
 }

@@ -129,6 +129,7 @@ impl FunctionService {
                 .collect(),
             code_dir: self.code.dir(&rec.code.sha256_hex),
             layer_dirs: self.layers.dirs(&rec.layers),
+            snap_start: rec.snap_start,
         }
     }
 
@@ -393,6 +394,10 @@ impl FunctionService {
             .clone()
             .ok_or_else(|| invalid("Runtime is required for .zip deployment packages"))?;
         self.check_runtime(&runtime)?;
+        let snap_start = match &req.snap_start {
+            Some(v) if !v.is_null() => validate::snap_start(v, &runtime)?,
+            _ => false,
+        };
         let handler = match (&req.handler, runtime.starts_with("provided")) {
             (Some(h), _) => {
                 validate::handler(h)?;
@@ -447,7 +452,6 @@ impl FunctionService {
             ("FileSystemConfigs", req.file_system_configs.as_ref()),
             ("ImageConfig", req.image_config.as_ref()),
             ("CodeSigningConfigArn", req.code_signing_config_arn.as_ref()),
-            ("SnapStart", req.snap_start.as_ref()),
             (
                 "CapacityProviderConfig",
                 req.capacity_provider_config.as_ref(),
@@ -500,6 +504,7 @@ impl FunctionService {
             layers,
             logging,
             tracing_mode,
+            snap_start,
             revision_id: uuid::Uuid::new_v4().to_string(),
             revision: self.next_revision(),
             last_modified_ms: now_ms(),
@@ -721,7 +726,6 @@ impl FunctionService {
             ("KMSKeyArn", req.kms_key_arn.as_ref()),
             ("FileSystemConfigs", req.file_system_configs.as_ref()),
             ("ImageConfig", req.image_config.as_ref()),
-            ("SnapStart", req.snap_start.as_ref()),
             (
                 "CapacityProviderConfig",
                 req.capacity_provider_config.as_ref(),
@@ -777,6 +781,17 @@ impl FunctionService {
                 &layers,
             )?;
             next.layers = layers;
+        }
+        match &req.snap_start {
+            Some(v) if !v.is_null() => next.snap_start = validate::snap_start(v, &next.runtime)?,
+            // A runtime change must still suit the SnapStart already set.
+            _ if next.snap_start && req.runtime.is_some() => {
+                validate::snap_start(
+                    &serde_json::json!({"ApplyOn": "PublishedVersions"}),
+                    &next.runtime,
+                )?;
+            }
+            _ => {}
         }
         self.commit_update(caller, &current, next).await
     }

@@ -343,6 +343,38 @@ fn unset(v: &serde_json::Value) -> bool {
     }
 }
 
+/// `SnapStart`: whether instances start from a post-init template (`ApplyOn` is
+/// `PublishedVersions`; tern honours it on `$LATEST` too) or not (`None`).
+pub fn snap_start(v: &serde_json::Value, runtime: &str) -> Result<bool, ServiceError> {
+    let Some(fields) = v.as_object() else {
+        return Err(invalid(
+            "SnapStart must be an object with ApplyOn".to_string(),
+        ));
+    };
+    if let Some(other) = fields.keys().find(|k| *k != "ApplyOn") {
+        return Err(invalid(format!(
+            "Invalid value for 'SnapStart': unknown member '{other}'"
+        )));
+    }
+    let on = match fields.get("ApplyOn") {
+        None | Some(serde_json::Value::Null) => false,
+        Some(a) if a == "None" => false,
+        Some(a) if a == "PublishedVersions" => true,
+        Some(a) => {
+            return Err(invalid(format!(
+                "Invalid value for 'SnapStart.ApplyOn': {a}; valid values are PublishedVersions and None"
+            )))
+        }
+    };
+    if on && !runtime.starts_with("python") {
+        return Err(invalid(format!(
+            "SnapStart is not supported for runtime {runtime}: tern's post-init templates \
+             support Python runtimes"
+        )));
+    }
+    Ok(on)
+}
+
 /// Request members tern accepts in the model's shape but does not implement, each with
 /// why; a request that sets one is refused rather than having it silently dropped.
 pub fn unsupported_members(
@@ -350,9 +382,7 @@ pub fn unsupported_members(
 ) -> Result<(), ServiceError> {
     for (field, value) in members {
         let Some(v) = value else { continue };
-        let off =
-            unset(v) || (*field == "SnapStart" && v.get("ApplyOn").is_some_and(|a| a == "None"));
-        if off {
+        if unset(v) {
             continue;
         }
         let why = match *field {
@@ -362,7 +392,6 @@ pub fn unsupported_members(
             "FileSystemConfigs" => "file systems (EFS) are not supported",
             "ImageConfig" => "container images are not supported; use a .zip package",
             "CodeSigningConfigArn" => "code signing is not supported",
-            "SnapStart" => "SnapStart is not supported (only ApplyOn None)",
             "Publish" | "PublishTo" => "versions are not supported yet; only $LATEST exists",
             "CapacityProviderConfig" => "capacity providers are not supported",
             "DurableConfig" => "durable functions are not supported",
@@ -428,12 +457,29 @@ mod config_member_tests {
     }
 
     #[test]
+    fn snap_start_takes_lambdas_values_and_python_runtimes_only() {
+        let on = serde_json::json!({"ApplyOn": "PublishedVersions"});
+        assert!(snap_start(&on, "python3.11").expect("on"));
+        assert!(!snap_start(&serde_json::json!({"ApplyOn": "None"}), "nodejs20.x").expect("off"));
+        assert!(!snap_start(&serde_json::json!({}), "python3.11").expect("default"));
+        let e = snap_start(&on, "nodejs20.x").unwrap_err();
+        assert!(e.to_string().contains("nodejs20.x"), "{e}");
+        let e = snap_start(&serde_json::json!({"ApplyOn": "Always"}), "python3.11").unwrap_err();
+        assert!(e.to_string().contains("ApplyOn"), "{e}");
+        let e = snap_start(
+            &serde_json::json!({"ApplyOn": "None", "X": 1}),
+            "python3.11",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("'X'"), "{e}");
+        assert!(snap_start(&serde_json::json!("PublishedVersions"), "python3.11").is_err());
+    }
+
+    #[test]
     fn unimplemented_members_are_refused_by_name_unless_left_empty() {
         let empty_vpc = serde_json::json!({"SubnetIds": [], "SecurityGroupIds": []});
-        let no_snap = serde_json::json!({"ApplyOn": "None"});
         assert!(unsupported_members(&[
             ("VpcConfig", Some(&empty_vpc)),
-            ("SnapStart", Some(&no_snap)),
             ("KMSKeyArn", Some(&serde_json::json!(""))),
             ("Publish", Some(&serde_json::json!(false))),
             ("DeadLetterConfig", None),
@@ -445,8 +491,6 @@ mod config_member_tests {
         let dlq = serde_json::json!({"TargetArn": "arn:aws:sqs:us-east-1:1:q"});
         let e = unsupported_members(&[("DeadLetterConfig", Some(&dlq))]).unwrap_err();
         assert!(e.to_string().contains("'DeadLetterConfig'"), "{e}");
-        let snap = serde_json::json!({"ApplyOn": "PublishedVersions"});
-        assert!(unsupported_members(&[("SnapStart", Some(&snap))]).is_err());
         assert!(unsupported_members(&[("Publish", Some(&serde_json::json!(true)))]).is_err());
     }
 }

@@ -78,6 +78,7 @@ fn spec(fx: &Fixture, runtime: &str, handler: &str) -> FunctionSpec {
         env: vec![("GREETING".into(), "hi".into())],
         code_dir: fx.code.clone(),
         layer_dirs: vec![],
+        snap_start: false,
     }
 }
 

@@ -149,6 +149,11 @@ impl<K: Clone + Eq + Hash, T: Pooled + Send + 'static> Pool<K, T> {
         id
     }
 
+    /// Whether an item is claimed under `id`.
+    pub(crate) fn has_claim(&self, id: &str) -> bool {
+        self.lock().claimed.contains_key(id)
+    }
+
     /// The item claimed under `id`, if any.
     pub(crate) fn take_claimed(&self, id: &str) -> Option<T> {
         self.lock().claimed.remove(id).map(|(b, _)| b)

@@ -196,7 +196,7 @@ fn keeper_main() -> Result<()> {
     let mut byte = [0u8; 1];
     if to_keeper.read(&mut byte).unwrap_or(0) == 1 {
         let mut to_init = fs::File::from(to_init_w);
-        let answer = match write_id_maps(init, req.outside_uid, req.outside_gid) {
+        let answer = match write_id_maps(init, &req) {
             Ok(()) => b'G',
             Err(e) => {
                 eprintln!("tern sandbox keeper: {e}");
@@ -308,11 +308,32 @@ fn relay_start(to_init: &OwnedFd, start: &RuntimeStart, output: &OwnedFd) -> Res
     }
 }
 
-fn write_id_maps(pid: libc::pid_t, uid: u32, gid: u32) -> Result<()> {
+/// The instance's uid and gid inside its user namespace: root, or in a post-init
+/// template's sandbox Lambda's sandbox user (its forks can map only a non-root id of
+/// their own: the kernel wants CAP_SETFCAP to map root).
+fn inside_ids(req: &KeeperRequest) -> (u32, u32) {
+    if req.template {
+        (crate::sandbox::TEMPLATE_UID, crate::sandbox::TEMPLATE_GID)
+    } else {
+        (0, 0)
+    }
+}
+
+fn write_id_maps(pid: libc::pid_t, req: &KeeperRequest) -> Result<()> {
     let proc = format!("/proc/{pid}");
+    let (uid, gid) = inside_ids(req);
+    let (outside_uid, outside_gid) = (req.outside_uid, req.outside_gid);
     fs::write(format!("{proc}/setgroups"), "deny").map_err(ctx("write setgroups"))?;
-    fs::write(format!("{proc}/uid_map"), format!("0 {uid} 1\n")).map_err(ctx("write uid_map"))?;
-    fs::write(format!("{proc}/gid_map"), format!("0 {gid} 1\n")).map_err(ctx("write gid_map"))?;
+    fs::write(
+        format!("{proc}/uid_map"),
+        format!("{uid} {outside_uid} 1\n"),
+    )
+    .map_err(ctx("write uid_map"))?;
+    fs::write(
+        format!("{proc}/gid_map"),
+        format!("{gid} {outside_gid} 1\n"),
+    )
+    .map_err(ctx("write gid_map"))?;
     Ok(())
 }
 
@@ -538,10 +559,10 @@ fn init_setup(req: &KeeperRequest, pipes: &InitPipes, passed: &[OwnedFd]) -> Res
         Ok(1) if answer[0] == b'G' => {}
         _ => return Err("keeper could not write the id maps".into()),
     }
-    nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
-        .map_err(ctx("setresgid"))?;
-    nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
-        .map_err(ctx("setresuid"))?;
+    let (uid, gid) = inside_ids(req);
+    let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(gid));
+    nix::unistd::setresgid(gid, gid, gid).map_err(ctx("setresgid"))?;
+    nix::unistd::setresuid(uid, uid, uid).map_err(ctx("setresuid"))?;
     // Changing credentials cleared the parent-death signal.
     sys::set_parent_death_signal(libc::SIGKILL).map_err(ctx("set pdeathsig"))?;
     Ok(())

@@ -40,8 +40,8 @@ use crate::zygote::{ForkFds, ForkRequest, Zygote, Zygotes};
 
 mod template;
 
-pub(crate) use template::TEMPLATE_FD;
 use template::{Lookup, Templates};
+pub(crate) use template::{TEMPLATE_FD, TEMPLATE_GID, TEMPLATE_UID};
 
 /// Port of the Runtime API listener inside every sandbox.
 pub const RUNTIME_API_PORT: u16 = 9001;
@@ -735,7 +735,11 @@ impl Inner {
 
 impl Inner {
     fn launch(self: &Arc<Self>, spec: &LaunchSpec) -> Result<Launched, LaunchError> {
-        if let Some(wanted) = &spec.template {
+        // A sandbox claimed for this launch (before its template was ready) carries the
+        // instance's id, cgroup and all: that launch takes it.
+        let claimed =
+            self.preforked.has_claim(&spec.instance_id) || self.held.has_claim(&spec.instance_id);
+        if let Some(wanted) = spec.template.as_ref().filter(|_| !claimed) {
             match self.templates.lookup(wanted) {
                 Lookup::Ready(template) => match self.fork_from_template(&template, spec) {
                     Ok(launched) => return Ok(launched),
@@ -748,17 +752,7 @@ impl Inner {
                         self.templates.discard(&template);
                     }
                 },
-                Lookup::Build => {
-                    let inner = self.clone();
-                    let spec = spec.clone();
-                    let spawned = std::thread::Builder::new()
-                        .name("tern-template".into())
-                        .spawn(move || inner.build_template(&spec));
-                    if let Err(e) = spawned {
-                        tracing::warn!(error = %e, "cannot start a thread to build a template");
-                        self.templates.retire(&wanted.function);
-                    }
-                }
+                Lookup::Build => self.spawn_template_build(spec),
                 Lookup::None => {}
             }
         }
@@ -1091,6 +1085,14 @@ impl Launcher for SandboxLauncher {
     }
 
     fn claim_held(&self, spec: &LaunchSpec) -> Option<String> {
+        // An instance forked from its template needs no sandbox built ahead.
+        if spec
+            .template
+            .as_ref()
+            .is_some_and(|t| self.inner.templates.is_ready(t))
+        {
+            return None;
+        }
         if let Some(key) = ForkedKey::of(spec).filter(|_| self.inner.zygotes_enabled()) {
             let claimed = self.inner.preforked.claim(&key);
             self.inner.refill_preforked(key);
@@ -1110,6 +1112,11 @@ impl Launcher for SandboxLauncher {
     }
 
     fn prepare(&self, spec: &LaunchSpec) {
+        if let Some(wanted) = &spec.template {
+            if let Lookup::Build = self.inner.templates.lookup(wanted) {
+                self.inner.spawn_template_build(spec);
+            }
+        }
         // A runtime forked ahead into a held sandbox needs the zygote, which its refill
         // starts; held sandboxes of the shape serve every other start.
         if let Some(key) = ForkedKey::of(spec).filter(|_| self.inner.zygotes_enabled()) {

@@ -1201,6 +1201,13 @@ fn instances_fork_from_a_template_each_in_namespaces_of_their_own() {
             line.starts_with("GET /2018-06-01/runtime/invocation/next"),
             "{line}"
         );
+        // Forked: pid 1 of its sandbox is the template's interpreter, not a keeper's init.
+        let comm = std::fs::read_to_string(format!("/proc/{}/comm", launched.process.pid()))
+            .expect("comm");
+        assert!(
+            comm.starts_with("python"),
+            "fork {i} was not forked: {comm}"
+        );
         forks.push(launched);
     }
     for launched in [first].into_iter().chain(forks) {

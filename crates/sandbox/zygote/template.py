@@ -10,8 +10,8 @@ environment, so that the bootstrap goes on to serve invocations with the
 handler already imported.
 
 Each child first leaves the template's namespaces: a user namespace of its own
-(root inside is the template's uid outside) owning new mount, network, ipc, uts
-and pid namespaces. It moves its own /tmp disk over the template's /tmp, brings
+(the template's ids, Lambda's sandbox user 993:990, mapped to themselves)
+owning new mount, network, ipc, uts and pid namespaces. It moves its own /tmp disk over the template's /tmp, brings
 its loopback up and binds its own Runtime API listener. Then it drops every
 privilege as any runtime does: capabilities, a Landlock domain of its own (with
 signal scoping where the kernel has it: siblings in other domains can neither
@@ -123,19 +123,23 @@ def _child(fds, cwd, policy, programs, scoped, port):
     tmp = fds[4] if len(fds) > 4 else None
     report = socket.socket(fileno=fds[0])
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    step = ["leave the template"]
     try:
-        listener = _leave_template(tmp, port, policy)
+        listener = _leave_template(tmp, port, policy, step)
         if tmp is not None:
             os.close(tmp)
+        step[0] = "drop privileges"
         _drop(policy, programs, scoped)
         # Wait until the server has moved this process into the instance's cgroups,
         # so that everything from here on is charged there.
+        step[0] = "wait for the server"
         if report.recv(16) != b"go":
             os._exit(126)
+        step[0] = "fork pid 1"
         pid1 = os.fork()
     except BaseException as e:  # noqa: BLE001 - report any setup failure, then die
         try:
-            report.send(json.dumps({"error": "template fork: %s" % (e,)}).encode())
+            report.send(json.dumps({"error": "template fork: %s: %s" % (step[0], e)}).encode())
         finally:
             os._exit(126)
     if pid1 == 0:
@@ -155,26 +159,33 @@ def _child(fds, cwd, policy, programs, scoped, port):
     _watch(report, pidfd, pid1)
 
 
-def _leave_template(tmp, port, policy):
-    """Own namespaces, /tmp, loopback and Runtime API listener. Returns the listener."""
+def _leave_template(tmp, port, policy, step):
+    """Own namespaces, /tmp, loopback and Runtime API listener. Returns the listener.
+    `step[0]` names the step under way, for the error report."""
+    uid, gid = os.getuid(), os.getgid()
+    step[0] = "new namespaces"
     _check(libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC
                         | CLONE_NEWUTS | CLONE_NEWPID), "unshare")
-    # Root inside stays the template's root (the same uid outside).
-    with open("/proc/self/setgroups", "w") as f:
-        f.write("deny")
-    with open("/proc/self/uid_map", "w") as f:
-        f.write("0 0 1")
-    with open("/proc/self/gid_map", "w") as f:
-        f.write("0 0 1")
+    # The template's ids map to themselves (mapping root would take CAP_SETFCAP
+    # outside; the template runs as Lambda's sandbox user, not root).
+    maps = (("setgroups", "deny"), ("uid_map", "%d %d 1" % (uid, uid)),
+            ("gid_map", "%d %d 1" % (gid, gid)))
+    for name, text in maps:
+        step[0] = "write " + name
+        with open("/proc/self/" + name, "w") as f:
+            f.write(text)
+    step[0] = "mount /tmp"
     if tmp is not None:
         move_mount = ctypes.c_long(policy["syscalls"]["move_mount"])
         _check(libc.syscall(move_mount, ctypes.c_int(tmp), b"", ctypes.c_int(AT_FDCWD),
                             b"/tmp", ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)), "mount /tmp")
+    step[0] = "bring the loopback up"
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sh22x", b"lo", IFF_UP | IFF_RUNNING))
     finally:
         s.close()
+    step[0] = "listen for the Runtime API"
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", port))

@@ -456,6 +456,7 @@ mod tests {
             layers: Vec::new(),
             logging: Default::default(),
             tracing_mode: "PassThrough".into(),
+            snap_start: false,
             revision_id: "r1".into(),
             revision: 1,
             last_modified_ms: 0,

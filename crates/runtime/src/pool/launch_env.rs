@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tern_sandbox::{LaunchSpec, Resources, ZygoteSpec, ZYGOTE_PYTHON_FLAGS};
+use tern_sandbox::{LaunchSpec, Resources, TemplateSpec, ZygoteSpec, ZYGOTE_PYTHON_FLAGS};
 
 use super::prewarm::affects_startup;
 use super::{FunctionSpec, InstanceManager};
@@ -146,7 +146,12 @@ impl InstanceManager {
             extra_ro_paths: program.extra_ro_paths,
             resources: self.start_resources(f.memory_mb, f.tmp_mb),
             zygote: self.zygote_spec(f, kind),
-            template: None,
+            template: (f.snap_start && matches!(kind, RuntimeKind::Python { .. })).then(|| {
+                TemplateSpec {
+                    function: FunctionSpec::template_name(&f.namespace, &f.name),
+                    revision: f.revision.to_string(),
+                }
+            }),
         }
     }
 

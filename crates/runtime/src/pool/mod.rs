@@ -154,6 +154,16 @@ pub struct FunctionSpec {
     pub code_dir: PathBuf,
     /// Unpacked layers in `Layers` order, shown merged at `/opt`.
     pub layer_dirs: Vec<PathBuf>,
+    /// Start instances from a post-init template of this revision where the launcher
+    /// can (Lambda's `SnapStart: {ApplyOn: PublishedVersions}`, honoured on `$LATEST`).
+    pub snap_start: bool,
+}
+
+impl FunctionSpec {
+    /// What names the function's post-init template in the launcher.
+    pub fn template_name(namespace: &str, name: &str) -> String {
+        format!("{namespace}/{name}")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -674,8 +684,12 @@ impl InstanceManager {
         tokio::spawn(async move {
             // The runtime's files may still be on their way (the pinned Python SDK).
             mgr.await_runtime_dir(&f.runtime, &kind).await;
-            // Only the shape: claiming a held sandbox here would waste it.
-            let spec = mgr.spec_of_shape(&f, &kind);
+            // Only the shape: claiming a held sandbox here would waste it. A template
+            // runs the function's init, so it takes the function's environment too.
+            let mut spec = mgr.spec_of_shape(&f, &kind);
+            if spec.template.is_some() {
+                spec.env = mgr.function_env(&f, &spec.instance_id, false);
+            }
             mgr.launcher.prepare(&spec);
         });
     }
@@ -746,8 +760,11 @@ impl InstanceManager {
         self.released.notify_waiters();
     }
 
-    /// Stops idle instances of a function (after an update or delete).
+    /// Stops idle instances of a function and retires its post-init template (after an
+    /// update or delete).
     pub async fn drain_function(&self, namespace: &str, name: &str) {
+        self.launcher
+            .retire_template(&FunctionSpec::template_name(namespace, name));
         let drained: Vec<(PoolKey, Idle)> = {
             let mut idle = lock(&self.idle);
             let keys: Vec<PoolKey> = idle

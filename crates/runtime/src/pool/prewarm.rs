@@ -106,7 +106,9 @@ impl InstanceManager {
         if !matches!(kind, RuntimeKind::Python { .. } | RuntimeKind::Node { .. }) {
             return None;
         }
-        if f.env.iter().any(|(k, _)| affects_startup(k)) {
+        // A pre-warmed runtime would run a template function's init on the request
+        // path: its starts are the launcher's (from the template once it is ready).
+        if f.snap_start || f.env.iter().any(|(k, _)| affects_startup(k)) {
             return None;
         }
         Some(PrewarmKey {

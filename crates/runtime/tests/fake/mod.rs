@@ -53,6 +53,7 @@ pub fn function(name: &str) -> FunctionSpec {
         env: Vec::new(),
         code_dir: PathBuf::from("/nonexistent"),
         layer_dirs: Vec::new(),
+        snap_start: false,
     }
 }
 

@@ -49,6 +49,12 @@ use crate::{protocol, sys};
 
 /// Where a template's runtime finds its control socket.
 pub(crate) const TEMPLATE_FD: RawFd = 4;
+/// The uid and gid a template and its forks run as inside their user namespaces:
+/// Lambda's sandbox user (sbx_user1051). Not root: a fork without capabilities outside
+/// may map its own id into its new user namespace, but not root (that takes
+/// CAP_SETFCAP).
+pub(crate) const TEMPLATE_UID: u32 = 993;
+pub(crate) const TEMPLATE_GID: u32 = 990;
 /// The variable that tells the bootstrap it is a template, and where that socket is.
 const TEMPLATE_FD_ENV: &str = "TERN_TEMPLATE_FD";
 /// The program a template runs after its init, sent after [`PYTHON_DROP`].
@@ -155,6 +161,11 @@ impl Templates {
         Lookup::Build
     }
 
+    /// Whether a template for `spec` is ready to fork from.
+    pub(crate) fn is_ready(&self, spec: &TemplateSpec) -> bool {
+        matches!(self.slots().get(&spec.function), Some(Slot::Ready(t)) if t.spec == *spec)
+    }
+
     /// Records how a build that [`Templates::lookup`] asked for ended (unless the
     /// function moved on to another revision meanwhile).
     fn built(&self, spec: &TemplateSpec, outcome: Result<Arc<Template>, ()>) {
@@ -229,6 +240,22 @@ impl Template {
 }
 
 impl Inner {
+    /// Builds the template `spec.template` names on a thread of its own (after a
+    /// [`Templates::lookup`] that returned [`Lookup::Build`]).
+    pub(super) fn spawn_template_build(self: &Arc<Self>, spec: &LaunchSpec) {
+        let inner = self.clone();
+        let owned = spec.clone();
+        let spawned = std::thread::Builder::new()
+            .name("tern-template".into())
+            .spawn(move || inner.build_template(&owned));
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start a thread to build a template");
+            if let Some(wanted) = &spec.template {
+                self.templates.abandoned(wanted);
+            }
+        }
+    }
+
     /// Builds the template `spec.template` names, from `spec` (blocking: run it on a
     /// thread of its own). The outcome goes to the registry.
     pub(super) fn build_template(&self, spec: &LaunchSpec) {
@@ -482,12 +509,26 @@ impl Inner {
             }
         };
         drop((report_theirs, output_w, status_w, config));
-        let child = sys::pidfd_pid(&child_pidfd).map_err(|e| format!("the fork: {e}"))?;
-        for procs in instance.cgroup.procs_files() {
-            fs::write(&procs, child.to_string())
-                .map_err(|e| format!("move the fork into {}: {e}", procs.display()))?;
-        }
         set_timeout(&instance.ctl, FORK_TIMEOUT).map_err(|e| e.to_string())?;
+        let moved = sys::pidfd_pid(&child_pidfd).and_then(|child| {
+            instance
+                .cgroup
+                .procs_files()
+                .iter()
+                .try_for_each(|procs| fs::write(procs, child.to_string()))
+        });
+        if let Err(e) = moved {
+            // A fork that died in its setup said why on the report socket.
+            return Err(match protocol::recv::<Reply>(&instance.ctl) {
+                Ok(Some((
+                    Reply {
+                        error: Some(why), ..
+                    },
+                    _,
+                ))) => why,
+                _ => format!("move the fork into its cgroups: {e}"),
+            });
+        }
         nix::sys::socket::send(
             instance.ctl.as_raw_fd(),
             b"go",
