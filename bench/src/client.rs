@@ -227,7 +227,20 @@ impl Api {
         memory_mb: u32,
         zip: &[u8],
     ) -> anyhow::Result<()> {
-        let body = json!({
+        self.create_function_with(name, runtime, handler, memory_mb, zip, json!({}))
+    }
+
+    /// CreateFunction with `extra` members (such as `SnapStart`) added to the request.
+    pub fn create_function_with(
+        &self,
+        name: &str,
+        runtime: &str,
+        handler: &str,
+        memory_mb: u32,
+        zip: &[u8],
+        extra: Value,
+    ) -> anyhow::Result<()> {
+        let mut body = json!({
             "FunctionName": name,
             "Runtime": runtime,
             "Handler": handler,
@@ -235,6 +248,9 @@ impl Api {
             "Role": format!("arn:aws:iam::{ACCOUNT}:role/tern-bench"),
             "Code": {"ZipFile": base64::engine::general_purpose::STANDARD.encode(zip)},
         });
+        if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+            body.extend(extra);
+        }
         let resp = self.request(
             "POST",
             "/2015-03-31/functions",

@@ -4,6 +4,10 @@
 //! invoke that follows must start or adopt a new instance. Its REPORT line (log tail)
 //! must carry an Init Duration, which proves the sample was cold and splits its time.
 //!
+//! A series may wait `settle` between the update and the timed invoke (untimed), for
+//! what the server builds off the request path after an update: a function with
+//! SnapStart gets its post-init template built then.
+//!
 //! After each sample the harness waits `gap` before the next one (running the
 //! baselines, if any, after the wait): the server refills its pool of pre-warmed
 //! instances off the request path, and isolated cold starts, not a burst, are what
@@ -31,6 +35,10 @@ pub struct Series<'a> {
     pub env: &'a [(&'a str, &'a str)],
     pub samples: usize,
     pub gap: Duration,
+    /// Untimed wait between the update and the timed invoke: what a server builds off
+    /// the request path after an update (a post-init template) is ready by then, as it
+    /// is when traffic comes a little after a deploy.
+    pub settle: Duration,
 }
 
 #[derive(Debug, Serialize)]
@@ -40,6 +48,7 @@ pub struct ColdResult {
     pub runtime: String,
     pub memory_mb: u32,
     pub gap_ms: u64,
+    pub settle_ms: u64,
     /// Samples served by a pre-warmed instance (the rest started a fresh one).
     pub prewarmed: usize,
     /// HTTP request out → response in.
@@ -84,6 +93,7 @@ fn sample(
     let mut env = vec![("TERN_BENCH_NONCE", nonce.as_str())];
     env.extend_from_slice(series.env);
     api.set_env(function, &env)?;
+    std::thread::sleep(series.settle);
     let before: HashMap<String, CpuStat> = server.map(instances::cpu_of_server).unwrap_or_default();
     let inv = api.invoke(function, true)?;
     let report = inv.report()?;
@@ -151,6 +161,7 @@ pub fn run(
         runtime: series.runtime.to_string(),
         memory_mb: series.memory_mb,
         gap_ms: gap.as_millis() as u64,
+        settle_ms: series.settle.as_millis() as u64,
         prewarmed,
         client: col(every, |s| s.client),
         client_prewarmed: mixed.then(|| col(|s| s.prewarmed, |s| s.client)),

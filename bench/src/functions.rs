@@ -22,6 +22,21 @@ def handler(event, context):
     return result
 ";
 
+/// Python hello-world whose init imports boto3 (the pinned SDK of the runtime), as
+/// many real functions do.
+pub const PY_BOTO3: &str = "\
+import time
+
+import boto3  # noqa: F401 - the heavy init being measured
+
+
+def handler(event, context):
+    t0 = time.perf_counter_ns()
+    result = {\"hello\": \"world\", \"instance\": context.log_stream_name}
+    result[\"handler_ns\"] = time.perf_counter_ns() - t0
+    return result
+";
+
 pub const PY_NOOP: &str = "\
 def handler(event, context):
     return context.log_stream_name
@@ -64,6 +79,14 @@ pub fn python_hello() -> anyhow::Result<Function> {
         runtime: "python3.11",
         handler: "app.handler",
         zip: zip(&[("app.py", PY_HELLO.as_bytes(), 0o644)])?,
+    })
+}
+
+pub fn python_boto3() -> anyhow::Result<Function> {
+    Ok(Function {
+        runtime: "python3.11",
+        handler: "app.handler",
+        zip: zip(&[("app.py", PY_BOTO3.as_bytes(), 0o644)])?,
     })
 }
 

@@ -157,6 +157,7 @@ fn series<'a>(
         env,
         samples,
         gap,
+        settle: Duration::ZERO,
     }
 }
 
@@ -315,6 +316,12 @@ pub const LONG_PERIOD_VARIANT: &str = "warm CPU period 100 ms (the start-up's)";
 
 /// The variant name of the zygote cold-start series.
 pub const ZYGOTE_VARIANT: &str = "zygote fork (pre-warmed pool off)";
+/// The cold series of a function whose init imports boto3, without and with SnapStart.
+pub const BOTO3_VARIANT: &str = "init imports boto3, no template";
+pub const BOTO3_TEMPLATE_VARIANT: &str = "init imports boto3, forked from its post-init template";
+/// How long the template series waits after each update (untimed) for the new
+/// revision's template: its init (boto3 at a quarter core) takes ~0.3-0.6 s.
+const TEMPLATE_SETTLE: Duration = Duration::from_millis(2000);
 
 /// Flags that make a tern server a naive platform (baseline (a)): a sandbox built and
 /// a fresh interpreter exec'd per cold start.
@@ -362,6 +369,26 @@ fn run_against_server(
         }
         api.set_layers(&python_layers.name, &layer_arns)?;
         let node_1cpu = deploy("node-1cpu", functions::node_hello()?, 1769)?;
+        // A heavy init (boto3 imported at module level), with and without a post-init
+        // template (SnapStart), in the same run.
+        let boto3 = deploy("python-boto3", functions::python_boto3()?, 128)?;
+        let boto3_template = {
+            let f = functions::python_boto3()?;
+            let name = format!("{tag}-python-boto3-template");
+            api.create_function_with(
+                &name,
+                f.runtime,
+                f.handler,
+                128,
+                &f.zip,
+                serde_json::json!({"SnapStart": {"ApplyOn": "PublishedVersions"}}),
+            )?;
+            Deployed {
+                name,
+                runtime: f.runtime,
+                memory_mb: 128,
+            }
+        };
         let scratch = baselines::Scratch::new()?;
         let naive_server = server::TernServer::start_with(binary, NAIVE_PLATFORM)?;
         let naive_fn = format!("{tag}-python-naive");
@@ -381,6 +408,7 @@ fn run_against_server(
             env: &[],
             samples: args.cold_samples,
             gap,
+            settle: Duration::ZERO,
         };
         let (mut platform_total, mut platform_init) = (Vec::new(), Vec::new());
         let naive = baselines::FreshInterpreter::new(&scratch)?;
@@ -448,6 +476,11 @@ fn run_against_server(
             series(&node, "isolated", &[], n, gap),
             series(&node_1cpu, "isolated", &[], n, gap),
             series(&provided, "isolated", &[], n, gap),
+            series(&boto3, BOTO3_VARIANT, &[], n, gap),
+            cold::Series {
+                settle: TEMPLATE_SETTLE,
+                ..series(&boto3_template, BOTO3_TEMPLATE_VARIANT, &[], n, gap)
+            },
         ];
         for s in &others {
             eprintln!(

@@ -278,6 +278,16 @@ impl Results {
                 "ms",
             ));
         }
+        let cold_of = |variant: &str| self.cold.iter().find(|c| c.variant == variant);
+        // (The same function without a template is its own cold series, in the table.)
+        if let Some(with) = cold_of(crate::BOTO3_TEMPLATE_VARIANT) {
+            t.push(at_most(
+                "boto3 init, forked from its template: cold p50",
+                with.client.p50_ms,
+                20.0,
+                "ms",
+            ));
+        }
         if let Some(b) = &self.burst.new_functions {
             let name = "new functions back to back on a fresh server";
             t.push(at_most(&format!("{name}: p50"), b.client.p50_ms, 5.0, "ms"));

@@ -213,6 +213,17 @@ impl<K: Clone + Eq + Hash, T: Pooled + Send + 'static> Pool<K, T> {
         self.lock().filling.remove(key);
     }
 
+    /// Stops wanting `key` and stops its ready items (claimed ones stay with their
+    /// launches).
+    pub(crate) fn forget(&self, key: &K) {
+        let ready = {
+            let mut st = self.lock();
+            st.wanted.remove(key);
+            st.ready.remove(key)
+        };
+        discard(ready.unwrap_or_default());
+    }
+
     /// Whether a refill is still under way.
     pub(crate) fn refilling(&self) -> bool {
         !self.lock().filling.is_empty()

@@ -203,6 +203,7 @@ impl SandboxLauncher {
         };
         let held = HeldPool::new(config.held_pool_depth);
         let preforked = Pool::new(config.held_pool_depth.min(1));
+        let forks_ahead = config.held_pool_depth.min(1);
         let inner = Inner {
             config,
             host: HostView::probe(),
@@ -216,7 +217,7 @@ impl SandboxLauncher {
             held_seq: AtomicU64::new(0),
             preforked,
             capacity: std::sync::OnceLock::new(),
-            templates: Templates::default(),
+            templates: Templates::new(forks_ahead),
         };
         Ok(SandboxLauncher {
             inner: Arc::new(inner),
@@ -737,6 +738,16 @@ impl Inner {
     fn launch(self: &Arc<Self>, spec: &LaunchSpec) -> Result<Launched, LaunchError> {
         // A sandbox claimed for this launch (before its template was ready) carries the
         // instance's id, cgroup and all: that launch takes it.
+        if let Some(fork) = self.templates.forks.take_claimed(&spec.instance_id) {
+            match self.launch_forked_ahead(spec, fork) {
+                Ok(launched) => return Ok(launched),
+                Err(e) => tracing::warn!(
+                    instance = %spec.instance_id,
+                    error = %e,
+                    "could not hand an instance forked ahead its environment; starting a new one"
+                ),
+            }
+        }
         let claimed =
             self.preforked.has_claim(&spec.instance_id) || self.held.has_claim(&spec.instance_id);
         if let Some(wanted) = spec.template.as_ref().filter(|_| !claimed) {
@@ -1085,13 +1096,16 @@ impl Launcher for SandboxLauncher {
     }
 
     fn claim_held(&self, spec: &LaunchSpec) -> Option<String> {
-        // An instance forked from its template needs no sandbox built ahead.
-        if spec
+        // An instance forked from its template needs no sandbox built ahead; one forked
+        // ahead saves the fork and the cgroup migration too.
+        if let Some(key) = spec
             .template
             .as_ref()
-            .is_some_and(|t| self.inner.templates.is_ready(t))
+            .filter(|t| self.inner.templates.is_ready(t))
         {
-            return None;
+            let claimed = self.inner.templates.forks.claim(key);
+            self.inner.refill_template_forks(key.clone());
+            return claimed;
         }
         if let Some(key) = ForkedKey::of(spec).filter(|_| self.inner.zygotes_enabled()) {
             let claimed = self.inner.preforked.claim(&key);

@@ -1170,7 +1170,7 @@ fn first_request_line(launched: &tern_sandbox::Launched) -> String {
 
 #[test]
 fn instances_fork_from_a_template_each_in_namespaces_of_their_own() {
-    let Some(f) = fixture("template-fork") else {
+    let Some(f) = fixture_full("template-fork", true, 1) else {
         return;
     };
     f.launcher
@@ -1210,6 +1210,32 @@ fn instances_fork_from_a_template_each_in_namespaces_of_their_own() {
         );
         forks.push(launched);
     }
+    // A launch that claims first gets an instance forked ahead (already in its cgroups).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let claimed = loop {
+        let spec = f.template_spec("unused", "r1");
+        if let Some(id) = f.launcher.claim_held(&spec) {
+            break id;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing forked ahead within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(claimed.starts_with('t'), "{claimed}");
+    let started = Instant::now();
+    let ahead = f
+        .launcher
+        .launch(&f.template_spec(&claimed, "r1"))
+        .expect("forked ahead");
+    eprintln!("forked ahead: {:?}", started.elapsed());
+    let line = first_request_line(&ahead);
+    assert!(
+        line.starts_with("GET /2018-06-01/runtime/invocation/next"),
+        "{line}"
+    );
+    forks.push(ahead);
     for launched in [first].into_iter().chain(forks) {
         launched.process.kill();
         assert!(matches!(

@@ -27,7 +27,8 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io;
+use std::io::{self, Write};
+use std::net::TcpListener;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -37,12 +38,13 @@ use nix::sys::time::TimeVal;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    config_memfd, runtime_api, runtime_env, valid_name, Forked, Inner, SandboxInstance,
-    EMPTY_LAYER, OPT_BASE, RUNTIME_API_PORT,
+    config_memfd, runtime_api, runtime_config, runtime_env, valid_name, Forked, Inner,
+    SandboxInstance, EMPTY_LAYER, OPT_BASE, RUNTIME_API_PORT,
 };
 use crate::cgroups::CgroupLimits;
 use crate::exit_cell::ExitCell;
-use crate::launcher::{LaunchError, LaunchSpec, Launched, Reservation, TemplateSpec};
+use crate::held::{Pool, Pooled};
+use crate::launcher::{LaunchError, LaunchSpec, Launched, Reservation, Resources, TemplateSpec};
 use crate::privileges::ZygotePolicy;
 use crate::zygote::{program_hex, PYTHON_DROP};
 use crate::{protocol, sys};
@@ -103,8 +105,10 @@ pub(crate) struct Template {
     instance: SandboxInstance,
     /// Requests are answered in order, one at a time.
     ctl: Mutex<OwnedFd>,
-    /// Host uid root inside the template (and inside each fork) maps to.
+    /// Host uid the template's (and each fork's) ids map to.
     outside_uid: u32,
+    /// Limits of the function's instances (forked ahead of a launch with them).
+    resources: Resources,
     last_used: Mutex<Instant>,
     _room: Reservation,
 }
@@ -126,14 +130,60 @@ pub(crate) enum Lookup {
 }
 
 /// The launcher's templates, one per function at most.
-#[derive(Default)]
 pub(crate) struct Templates {
     slots: Mutex<HashMap<String, Slot>>,
     /// Every template still alive, retired ones included (shutdown stops them).
     alive: Mutex<Vec<Weak<Template>>>,
+    /// Instances forked ahead of a launch, per template: in their cgroups already,
+    /// waiting for their environment. A launch claims one as it would a held sandbox.
+    pub(crate) forks: Pool<TemplateSpec, TemplateFork>,
+}
+
+/// An instance forked from its template ahead of a launch.
+pub(crate) struct TemplateFork {
+    instance: SandboxInstance,
+    output: OwnedFd,
+    listener: TcpListener,
+    /// Write end of the pipe its runtime reads its environment from.
+    config: OwnedFd,
+    /// Its room in the server's capacity account until a launch takes it.
+    _room: Reservation,
+}
+
+impl Pooled for TemplateFork {
+    fn id(&self) -> &str {
+        self.instance.id()
+    }
 }
 
 impl Templates {
+    /// Keeps up to `depth` instances forked ahead per template.
+    pub(crate) fn new(depth: usize) -> Templates {
+        Templates {
+            slots: Mutex::new(HashMap::new()),
+            alive: Mutex::new(Vec::new()),
+            forks: Pool::new(depth),
+        }
+    }
+
+    /// The ready template for `spec`, if any.
+    fn get(&self, spec: &TemplateSpec) -> Option<Arc<Template>> {
+        match self.slots().get(&spec.function) {
+            Some(Slot::Ready(t)) if t.spec == *spec => Some(t.clone()),
+            _ => None,
+        }
+    }
+
+    /// Removes a function's slot; what was forked ahead from its template goes too.
+    fn remove(
+        slots: &mut HashMap<String, Slot>,
+        forks: &Pool<TemplateSpec, TemplateFork>,
+        function: &str,
+    ) {
+        if let Some(Slot::Ready(t)) = slots.remove(function) {
+            forks.forget(&t.spec);
+        }
+    }
     fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -143,10 +193,14 @@ impl Templates {
     /// returned, so exactly one caller builds it.
     pub(crate) fn lookup(&self, spec: &TemplateSpec) -> Lookup {
         let mut slots = self.slots();
-        slots.retain(|_, slot| match slot {
-            Slot::Ready(t) => t.idle_for() < IDLE,
-            _ => true,
-        });
+        let idle: Vec<String> = slots
+            .iter()
+            .filter(|(_, slot)| matches!(slot, Slot::Ready(t) if t.idle_for() >= IDLE))
+            .map(|(function, _)| function.clone())
+            .collect();
+        for function in idle {
+            Self::remove(&mut slots, &self.forks, &function);
+        }
         match slots.get(&spec.function) {
             Some(Slot::Ready(t)) if t.spec == *spec => {
                 *t.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
@@ -157,6 +211,7 @@ impl Templates {
             }
             _ => {}
         }
+        Self::remove(&mut slots, &self.forks, &spec.function);
         slots.insert(spec.function.clone(), Slot::Building(spec.revision.clone()));
         Lookup::Build
     }
@@ -203,13 +258,13 @@ impl Templates {
         let mut slots = self.slots();
         if matches!(slots.get(&template.spec.function), Some(Slot::Ready(t)) if Arc::ptr_eq(t, template))
         {
-            slots.remove(&template.spec.function);
+            Self::remove(&mut slots, &self.forks, &template.spec.function);
         }
     }
 
     /// Retires the template of `function`.
     pub(crate) fn retire(&self, function: &str) {
-        self.slots().remove(function);
+        Self::remove(&mut self.slots(), &self.forks, function);
     }
 
     /// Templates ready to fork from.
@@ -222,6 +277,7 @@ impl Templates {
 
     /// Stops every template (call after the instances were cleaned up).
     pub(crate) fn shutdown(&self) {
+        self.forks.clear();
         self.slots().clear();
         let alive = std::mem::take(&mut *self.alive.lock().unwrap_or_else(|e| e.into_inner()));
         for template in alive.iter().filter_map(Weak::upgrade) {
@@ -247,13 +303,31 @@ impl Inner {
         let owned = spec.clone();
         let spawned = std::thread::Builder::new()
             .name("tern-template".into())
-            .spawn(move || inner.build_template(&owned));
+            .spawn(move || {
+                inner.build_template(&owned);
+                if let Some(key) = owned.template {
+                    inner.refill_template_forks(key);
+                }
+            });
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "cannot start a thread to build a template");
             if let Some(wanted) = &spec.template {
                 self.templates.abandoned(wanted);
             }
         }
+    }
+
+    /// Tops up the instances forked ahead from `key`'s template, in the background.
+    pub(super) fn refill_template_forks(self: &Arc<Self>, key: TemplateSpec) {
+        if self.templates.get(&key).is_none() {
+            return;
+        }
+        self.refill(
+            |inner| &inner.templates.forks,
+            key,
+            "template-fork",
+            |inner, key| inner.fork_ahead(key),
+        );
     }
 
     /// Builds the template `spec.template` names, from `spec` (blocking: run it on a
@@ -350,24 +424,108 @@ impl Inner {
             instance,
             ctl: Mutex::new(ours),
             outside_uid,
+            resources: spec.resources,
             last_used: Mutex::new(Instant::now()),
             _room: room,
         }))
     }
 
-    /// Forks the instance `spec` from `template`.
+    /// Forks the instance `spec` from `template` (no instance was forked ahead).
     pub(super) fn fork_from_template(
         &self,
         template: &Arc<Template>,
         spec: &LaunchSpec,
     ) -> Result<Launched, LaunchError> {
         let started = Instant::now();
+        let config = config_memfd(&runtime_env(spec))?;
+        let (instance, output, listener) =
+            self.fork_instance(template, &spec.instance_id, &spec.resources, config)?;
+        tracing::debug!(
+            instance = %spec.instance_id,
+            setup_us = started.elapsed().as_micros() as u64,
+            "instance forked from its template"
+        );
+        Ok(Launched {
+            process: instance.register(),
+            output: File::from(output),
+            runtime_api_listener: listener,
+            runtime_api: runtime_api(),
+        })
+    }
+
+    /// Forks one instance of `key`'s template ahead of a launch, if the template is
+    /// ready and the capacity account has room.
+    pub(super) fn fork_ahead(&self, key: &TemplateSpec) -> Result<TemplateFork, LaunchError> {
+        let no = |why: &str| LaunchError::Prepare(format!("fork ahead: {why}"));
+        let template = self.templates.get(key).ok_or_else(|| no("no template"))?;
+        let room = self
+            .capacity
+            .get()
+            .and_then(|account| account.reserve_built_ahead())
+            .ok_or_else(|| no("no room"))?;
+        let id = format!(
+            "t{}-{:08x}",
+            self.held_seq
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            sys::random_u32()
+        );
+        let (config, config_w) = sys::pipe()?;
+        let (instance, output, listener) =
+            self.fork_instance(&template, &id, &template.resources, config)?;
+        Ok(TemplateFork {
+            instance,
+            output,
+            listener,
+            config: config_w,
+            _room: room,
+        })
+    }
+
+    /// Hands the instance forked ahead under `spec.instance_id` its environment and
+    /// limits.
+    pub(super) fn launch_forked_ahead(
+        &self,
+        spec: &LaunchSpec,
+        fork: TemplateFork,
+    ) -> Result<Launched, LaunchError> {
+        let TemplateFork {
+            instance,
+            output,
+            listener,
+            config,
+            _room,
+        } = fork;
+        let handed = runtime_config(&runtime_env(spec))
+            .and_then(|text| Ok(File::from(config).write_all(&text)?))
+            .and_then(|()| {
+                crate::launcher::InstanceProcess::set_resources(&instance, &spec.resources)
+                    .map_err(LaunchError::Prepare)
+            });
+        if let Err(e) = handed {
+            instance.kill_and_cleanup();
+            return Err(e);
+        }
+        tracing::debug!(instance = %spec.instance_id, "instance forked ahead from its template");
+        Ok(Launched {
+            process: instance.register(),
+            output: File::from(output),
+            runtime_api_listener: listener,
+            runtime_api: runtime_api(),
+        })
+    }
+
+    /// Forks an instance named `id` from `template`, in cgroups of `resources`; its
+    /// runtime reads its environment from `config` (a memfd, or a pipe written later).
+    fn fork_instance(
+        &self,
+        template: &Arc<Template>,
+        id: &str,
+        resources: &Resources,
+        config: OwnedFd,
+    ) -> Result<(SandboxInstance, OwnedFd, TcpListener), LaunchError> {
         let fail = |e: String| LaunchError::Prepare(format!("template: {e}"));
-        if !valid_name(&spec.instance_id) {
-            return Err(fail(format!(
-                "instance id {:?} is invalid",
-                spec.instance_id
-            )));
+        if !valid_name(id) {
+            return Err(fail(format!("instance id {id:?} is invalid")));
         }
         let Some(disks) = &self.tmp_disks else {
             return Err(fail("no disk-backed /tmp".into()));
@@ -384,22 +542,22 @@ impl Inner {
                 .unwrap_or_else(|e| e.into_inner())
                 .release(slot)
         };
-        let disk = match disks.take(spec.resources.tmp_mb) {
+        let disk = match disks.take(resources.tmp_mb) {
             Ok(disk) => disk,
             Err(e) => {
                 release_slot();
                 return Err(fail(e));
             }
         };
-        let root = self.config.state_dir.join(&spec.instance_id);
+        let root = self.config.state_dir.join(id);
         let cgroup = fs::create_dir_all(&root)
             .map_err(|e| format!("create {}: {e}", root.display()))
             .and_then(|()| {
                 self.cgroups
                     .create(
                         &self.config.server_id,
-                        &spec.instance_id,
-                        &CgroupLimits::from_resources(&spec.resources),
+                        id,
+                        &CgroupLimits::from_resources(resources),
                     )
                     .map_err(|e| format!("cgroup: {e}"))
             });
@@ -420,7 +578,7 @@ impl Inner {
         )
         .map_err(io::Error::from)?;
         let mut instance = SandboxInstance {
-            instance_id: spec.instance_id.clone(),
+            instance_id: id.to_string(),
             init_pid: Mutex::new(0),
             keeper: Mutex::new(None),
             ctl: report,
@@ -437,20 +595,8 @@ impl Inner {
             opt_base: self.config.state_dir.join(OPT_BASE),
             _template: Some(template.clone()),
         };
-        match self.fork_into(template, spec, &mut instance, report_theirs) {
-            Ok((output, listener)) => {
-                tracing::debug!(
-                    instance = %spec.instance_id,
-                    setup_us = started.elapsed().as_micros() as u64,
-                    "instance forked from its template"
-                );
-                Ok(Launched {
-                    process: instance.register(),
-                    output: File::from(output),
-                    runtime_api_listener: listener,
-                    runtime_api: runtime_api(),
-                })
-            }
+        match self.fork_into(template, &mut instance, report_theirs, config) {
+            Ok((output, listener)) => Ok((instance, output, listener)),
             Err(e) => {
                 instance.kill_and_cleanup();
                 Err(fail(e))
@@ -463,10 +609,10 @@ impl Inner {
     fn fork_into(
         &self,
         template: &Template,
-        spec: &LaunchSpec,
         instance: &mut SandboxInstance,
         report_theirs: OwnedFd,
-    ) -> Result<(OwnedFd, std::net::TcpListener), String> {
+        config: OwnedFd,
+    ) -> Result<(OwnedFd, TcpListener), String> {
         {
             let disk = instance.tmp_disk.lock().unwrap_or_else(|e| e.into_inner());
             let disk = disk.as_ref().expect("a fork gets a disk");
@@ -482,7 +628,7 @@ impl Inner {
         }
         let (output, output_w) = sys::pipe().map_err(|e| e.to_string())?;
         let (status, status_w) = sys::pipe().map_err(|e| e.to_string())?;
-        let config = config_memfd(&runtime_env(spec)).map_err(|e| e.to_string())?;
+        let prepared = Instant::now();
         let child_pidfd = {
             let ctl = template.ctl.lock().unwrap_or_else(|e| e.into_inner());
             set_timeout(&ctl, FORK_TIMEOUT).map_err(|e| e.to_string())?;
@@ -509,6 +655,7 @@ impl Inner {
             }
         };
         drop((report_theirs, output_w, status_w, config));
+        let forked = Instant::now();
         set_timeout(&instance.ctl, FORK_TIMEOUT).map_err(|e| e.to_string())?;
         let moved = sys::pidfd_pid(&child_pidfd).and_then(|child| {
             instance
@@ -535,6 +682,7 @@ impl Inner {
             nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
         )
         .map_err(|e| format!("start the fork: {e}"))?;
+        let moved_at = Instant::now();
         let (reply, mut passed) = protocol::recv::<Reply>(&instance.ctl)
             .map_err(|e| format!("hear from the fork: {e}"))?
             .ok_or("the fork exited during its setup")?;
@@ -545,7 +693,7 @@ impl Inner {
             return Err("incomplete answer from the fork".into());
         }
         let init_pidfd = passed.pop().expect("checked: two descriptors");
-        let listener = std::net::TcpListener::from(passed.pop().expect("checked: two descriptors"));
+        let listener = TcpListener::from(passed.pop().expect("checked: two descriptors"));
         set_timeout(&instance.ctl, Duration::ZERO).map_err(|e| e.to_string())?;
         let init_pid = sys::pidfd_pid(&init_pidfd).map_err(|e| format!("the fork: {e}"))?;
         *instance.init_pid.lock().unwrap_or_else(|e| e.into_inner()) =
@@ -561,6 +709,13 @@ impl Inner {
             status,
             pidfd: init_pidfd,
         });
+        tracing::trace!(
+            instance = %instance.instance_id,
+            fork_us = (forked - prepared).as_micros() as u64,
+            cgroups_us = (moved_at - forked).as_micros() as u64,
+            report_us = moved_at.elapsed().as_micros() as u64,
+            "fork phases"
+        );
         Ok((output, listener))
     }
 }
