@@ -1098,6 +1098,8 @@ impl Launcher for SandboxLauncher {
     fn claim_held(&self, spec: &LaunchSpec) -> Option<String> {
         // An instance forked from its template needs no sandbox built ahead; one forked
         // ahead saves the fork and the cgroup migration too.
+        // (The spec has no environment yet: a template missing here is built by the
+        // launch that follows, which has it.)
         if let Some(key) = spec
             .template
             .as_ref()

@@ -216,9 +216,16 @@ impl Templates {
         Lookup::Build
     }
 
-    /// Whether a template for `spec` is ready to fork from.
+    /// Whether a template for `spec` is ready to fork from; counts as a use of it (an
+    /// instance forked ahead is about to be taken).
     pub(crate) fn is_ready(&self, spec: &TemplateSpec) -> bool {
-        matches!(self.slots().get(&spec.function), Some(Slot::Ready(t)) if t.spec == *spec)
+        match self.slots().get(&spec.function) {
+            Some(Slot::Ready(t)) if t.spec == *spec => {
+                *t.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Records how a build that [`Templates::lookup`] asked for ended (unless the
