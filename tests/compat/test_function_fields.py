@@ -94,7 +94,6 @@ def test_tracing_config_is_stored_and_returned(lambda_client):
     ("KMSKeyArn", "arn:aws:kms:us-east-1:000000000000:key/1234"),
     ("FileSystemConfigs", [{"Arn": "arn:aws:elasticfilesystem:us-east-1:000000000000:"
                                    "access-point/fsap-1", "LocalMountPath": "/mnt/efs"}]),
-    ("SnapStart", {"ApplyOn": "PublishedVersions"}),
     ("Publish", True),
     ("CodeSigningConfigArn",
      "arn:aws:lambda:us-east-1:000000000000:code-signing-config:csc-0123456789abcdef0"),
@@ -114,6 +113,52 @@ def test_update_refuses_unimplemented_members_by_name(lambda_client, hello_fn, m
     with pytest.raises(lambda_client.exceptions.InvalidParameterValueException) as err:
         lambda_client.update_function_configuration(FunctionName=hello_fn, **{member: value})
     assert f"'{member}'" in err.value.response["Error"]["Message"]
+
+
+SNAP_APP = """\
+import random
+import time
+
+INIT_AT = time.time()
+
+def handler(event, context):
+    time.sleep(event.get("sleep", 0))
+    return {"init_at": INIT_AT, "random": random.random()}
+"""
+
+
+def test_snap_start_round_trips_and_its_instances_serve(lambda_client):
+    from packages import build_zip
+    created = create_and_wait(lambda_client, build_zip({"app.py": SNAP_APP}),
+                              SnapStart={"ApplyOn": "PublishedVersions"})
+    name = created["FunctionName"]
+    assert created["SnapStart"] == {"ApplyOn": "PublishedVersions", "OptimizationStatus": "On"}
+    got = lambda_client.get_function_configuration(FunctionName=name)
+    assert got["SnapStart"] == created["SnapStart"]
+    # Several instances at once (so cold starts, from the template where the server has
+    # one): each answers, with values of its own.
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda _: invoke_json(lambda_client, name, {"sleep": 0.5})[1],
+                                range(3)))
+    assert all(isinstance(r["random"], float) for r in results), results
+    assert len({r["random"] for r in results}) == 3, results
+    off = lambda_client.update_function_configuration(FunctionName=name,
+                                                     SnapStart={"ApplyOn": "None"})
+    assert off["SnapStart"] == {"ApplyOn": "None", "OptimizationStatus": "Off"}
+
+
+def test_snap_start_takes_python_runtimes_and_lambdas_values_only(lambda_client):
+    with pytest.raises(lambda_client.exceptions.InvalidParameterValueException) as err:
+        lambda_client.create_function(
+            FunctionName=unique_name("snap-node"), Runtime="nodejs20.x", Role=ROLE,
+            Handler="index.handler", Code={"ZipFile": python_zip()},
+            SnapStart={"ApplyOn": "PublishedVersions"})
+    assert "nodejs20.x" in err.value.response["Error"]["Message"]
+    with pytest.raises(lambda_client.exceptions.InvalidParameterValueException):
+        create(lambda_client, SnapStart={"ApplyOn": "Always"})
+    plain = create(lambda_client)
+    assert plain["SnapStart"] == {"ApplyOn": "None", "OptimizationStatus": "Off"}
 
 
 def test_members_left_empty_are_accepted(lambda_client):
