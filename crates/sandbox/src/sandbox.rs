@@ -754,14 +754,11 @@ impl Inner {
             match self.templates.lookup(wanted) {
                 Lookup::Ready(template) => match self.fork_from_template(&template, spec) {
                     Ok(launched) => return Ok(launched),
-                    Err(e) => {
-                        tracing::warn!(
-                            instance = %spec.instance_id,
-                            error = %e,
-                            "could not fork from the template; starting the instance as usual"
-                        );
-                        self.templates.discard(&template);
-                    }
+                    Err(e) => tracing::warn!(
+                        instance = %spec.instance_id,
+                        error = %e,
+                        "could not fork from the template; starting the instance as usual"
+                    ),
                 },
                 Lookup::Build => self.spawn_template_build(spec),
                 Lookup::None => {}
@@ -1152,6 +1149,11 @@ impl Launcher for SandboxLauncher {
 
     fn drop_built_ahead(&self) -> bool {
         // The room goes back at once; the teardown happens off this thread.
+        if let Some(mut fork) = self.inner.templates.forks.pop_any() {
+            fork.give_back_room();
+            held::discard(vec![fork]);
+            return true;
+        }
         if let Some(mut p) = self.inner.preforked.pop_any() {
             drop(p.built.reservation.take());
             held::discard(vec![p]);

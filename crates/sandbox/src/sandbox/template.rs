@@ -147,7 +147,14 @@ pub(crate) struct TemplateFork {
     /// Write end of the pipe its runtime reads its environment from.
     config: OwnedFd,
     /// Its room in the server's capacity account until a launch takes it.
-    _room: Reservation,
+    room: Option<Reservation>,
+}
+
+impl TemplateFork {
+    /// Gives its room in the capacity account back now (it is being stopped).
+    pub(crate) fn give_back_room(&mut self) {
+        self.room.take();
+    }
 }
 
 impl Pooled for TemplateFork {
@@ -260,12 +267,18 @@ impl Templates {
         }
     }
 
-    /// Stops forking from `template` (it failed a fork); the next launch builds anew.
-    pub(crate) fn discard(&self, template: &Arc<Template>) {
+    /// Stops forking from `template`, which failed a fork: its revision starts its
+    /// instances as usual from now on (a template that misbehaves once is not trusted,
+    /// nor rebuilt over and over at the cost of its init); the next update tries again.
+    fn failed(&self, template: &Arc<Template>) {
         let mut slots = self.slots();
         if matches!(slots.get(&template.spec.function), Some(Slot::Ready(t)) if Arc::ptr_eq(t, template))
         {
             Self::remove(&mut slots, &self.forks, &template.spec.function);
+            slots.insert(
+                template.spec.function.clone(),
+                Slot::Failed(template.spec.revision.clone()),
+            );
         }
     }
 
@@ -484,7 +497,7 @@ impl Inner {
             output,
             listener,
             config: config_w,
-            _room: room,
+            room: Some(room),
         })
     }
 
@@ -500,7 +513,7 @@ impl Inner {
             output,
             listener,
             config,
-            _room,
+            room: _,
         } = fork;
         let handed = runtime_config(&runtime_env(spec))
             .and_then(|text| Ok(File::from(config).write_all(&text)?))
@@ -606,6 +619,12 @@ impl Inner {
             Ok((output, listener)) => Ok((instance, output, listener)),
             Err(e) => {
                 instance.kill_and_cleanup();
+                tracing::warn!(
+                    function = %template.spec.function,
+                    error = %e,
+                    "a fork from the template failed; its revision starts instances as usual"
+                );
+                self.templates.failed(template);
                 Err(fail(e))
             }
         }
