@@ -50,6 +50,18 @@ impl FakeLauncher {
         })
     }
 
+    /// Counts a post-init template of `memory_mb` in the server's account, as a real
+    /// launcher does while it keeps one; `None` if it does not fit. Dropping the
+    /// reservation stops the template.
+    pub fn build_template(&self, memory_mb: u32) -> Option<Reservation> {
+        let account = self
+            .account
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        account.and_then(|a| a.reserve_template(memory_mb))
+    }
+
     /// Builds up to `n` sandboxes ahead, as far as the server's account has room;
     /// returns how many it holds.
     pub fn build_ahead(&self, n: usize) -> usize {

@@ -221,3 +221,33 @@ async fn provisioned_instances_keep_their_whole_size_reserved() {
     fx.manager.release(lease, true).await;
     fx.manager.release(a, true).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_template_counts_its_memory_size_until_it_is_stopped() {
+    let fx = quick(|c| PoolConfig {
+        memory_budget_mb: 300,
+        queue_timeout: Duration::from_millis(300),
+        ..c
+    });
+    let template = fx
+        .launcher
+        .build_template(256)
+        .expect("room for the template");
+    assert!(
+        fx.launcher.build_template(256).is_none(),
+        "a second one does not fit"
+    );
+    // A 128 MB start does not fit beside it, and nothing idle can make room: a 429 that
+    // names the budget and the template.
+    let refused = call(fx.manager.clone(), function("f"), "{}").await;
+    let Err(message) = refused else {
+        panic!("started beside the template: {refused:?}");
+    };
+    assert!(message.contains("memory budget"), "{message}");
+    assert!(message.contains("1 post-init templates"), "{message}");
+    drop(template);
+    assert_eq!(
+        call(fx.manager.clone(), function("f"), "{}").await,
+        Ok("{}".into())
+    );
+}

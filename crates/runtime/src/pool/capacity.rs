@@ -44,31 +44,26 @@ pub(super) const BUILT_AHEAD_MEMORY_MB: u64 = 3;
 /// The account as the launcher sees it (see [`CapacityAccount`]).
 pub(super) struct BuiltAheadAccount(pub(super) Weak<InstanceManager>);
 
-/// Gives a built-ahead sandbox's room back when dropped.
-struct BuiltAheadRoom(Weak<InstanceManager>);
+/// What the launcher keeps ahead of time: a sandbox (or an instance forked from a
+/// template) waiting for a launch, or a post-init template.
+#[derive(Clone, Copy)]
+enum Ahead {
+    Sandbox,
+    Template,
+}
 
-impl CapacityAccount for BuiltAheadAccount {
-    fn reserve_built_ahead(&self) -> Option<Reservation> {
-        let manager = self.0.upgrade()?;
-        {
-            let mut cap = lock(&manager.capacity);
-            let c = &manager.config;
-            if cap.slots_used() >= c.max_instances
-                || cap.memory_mb + BUILT_AHEAD_MEMORY_MB > c.memory_budget_mb
-                || manager.short_of_room.load(Ordering::Acquire) > 0
-                || manager.host_memory_short.load(Ordering::Acquire)
-            {
-                return None;
-            }
-            cap.built_ahead += 1;
-            cap.memory_mb += BUILT_AHEAD_MEMORY_MB;
-        }
-        Some(Reservation::new(BuiltAheadRoom(Arc::downgrade(&manager))))
-    }
+/// Room counted for something the launcher keeps ahead; given back when dropped.
+struct AheadRoom {
+    manager: Weak<InstanceManager>,
+    kind: Ahead,
+    memory_mb: u64,
+}
 
-    fn reserve_template(&self, memory_mb: u32) -> Option<Reservation> {
+impl BuiltAheadAccount {
+    /// Counts `kind` at `memory_mb` and one instance slot, if both fit and nobody waits
+    /// for room.
+    fn reserve(&self, kind: Ahead, memory_mb: u64) -> Option<Reservation> {
         let manager = self.0.upgrade()?;
-        let memory_mb = u64::from(memory_mb);
         {
             let mut cap = lock(&manager.capacity);
             let c = &manager.config;
@@ -79,45 +74,46 @@ impl CapacityAccount for BuiltAheadAccount {
             {
                 return None;
             }
-            cap.templates += 1;
+            *cap.ahead(kind) += 1;
             cap.memory_mb += memory_mb;
         }
-        Some(Reservation::new(TemplateRoom {
+        Some(Reservation::new(AheadRoom {
             manager: Arc::downgrade(&manager),
+            kind,
             memory_mb,
         }))
     }
 }
 
-/// Gives a post-init template's room back when dropped.
-struct TemplateRoom {
-    manager: Weak<InstanceManager>,
-    memory_mb: u64,
+impl CapacityAccount for BuiltAheadAccount {
+    fn reserve_built_ahead(&self) -> Option<Reservation> {
+        self.reserve(Ahead::Sandbox, BUILT_AHEAD_MEMORY_MB)
+    }
+
+    fn reserve_template(&self, memory_mb: u32) -> Option<Reservation> {
+        self.reserve(Ahead::Template, u64::from(memory_mb))
+    }
 }
 
-impl Drop for TemplateRoom {
+impl Capacity {
+    fn ahead(&mut self, kind: Ahead) -> &mut usize {
+        match kind {
+            Ahead::Sandbox => &mut self.built_ahead,
+            Ahead::Template => &mut self.templates,
+        }
+    }
+}
+
+impl Drop for AheadRoom {
     fn drop(&mut self) {
         let Some(manager) = self.manager.upgrade() else {
             return;
         };
         {
             let mut cap = lock(&manager.capacity);
-            cap.templates = cap.templates.saturating_sub(1);
+            let count = cap.ahead(self.kind);
+            *count = count.saturating_sub(1);
             cap.memory_mb = cap.memory_mb.saturating_sub(self.memory_mb);
-        }
-        manager.released.notify_waiters();
-    }
-}
-
-impl Drop for BuiltAheadRoom {
-    fn drop(&mut self) {
-        let Some(manager) = self.0.upgrade() else {
-            return;
-        };
-        {
-            let mut cap = lock(&manager.capacity);
-            cap.built_ahead = cap.built_ahead.saturating_sub(1);
-            cap.memory_mb = cap.memory_mb.saturating_sub(BUILT_AHEAD_MEMORY_MB);
         }
         manager.released.notify_waiters();
     }
