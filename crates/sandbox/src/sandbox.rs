@@ -203,7 +203,10 @@ impl SandboxLauncher {
         };
         let held = HeldPool::new(config.held_pool_depth);
         let preforked = Pool::new(config.held_pool_depth.min(1));
-        let forks_ahead = config.held_pool_depth.min(1);
+        // As many instances forked ahead per template as held sandboxes per shape: they
+        // cost a few MB each (copy-on-write), and spare a burst's first starts the fork
+        // and cgroup migration.
+        let forks_ahead = config.held_pool_depth;
         let inner = Inner {
             config,
             host: HostView::probe(),
