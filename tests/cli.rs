@@ -522,3 +522,56 @@ fn server_help_shows_the_default_listen_address_and_data_dir() {
         run.stdout
     );
 }
+
+#[test]
+fn deploy_turns_snap_start_on_and_off() {
+    let server = Server::start();
+    let code = python_dir(1);
+    let snap_start = |server: &Server| {
+        server
+            .request(
+                "GET",
+                "/2015-03-31/functions/snappy/configuration",
+                &[],
+                b"",
+            )
+            .json()["SnapStart"]
+            .clone()
+    };
+    deploy(
+        &server,
+        path_str(code.path()),
+        "snappy",
+        "python3.11",
+        "app.handler",
+        &["--snap-start", "true"],
+    )
+    .ok();
+    assert_eq!(
+        snap_start(&server),
+        json!({"ApplyOn": "PublishedVersions", "OptimizationStatus": "On"})
+    );
+    // An update without the flag leaves it; `false` turns it off.
+    tern(
+        &server,
+        &["deploy", path_str(code.path()), "--name", "snappy"],
+    )
+    .ok();
+    assert_eq!(snap_start(&server)["ApplyOn"], "PublishedVersions");
+    tern(
+        &server,
+        &[
+            "deploy",
+            path_str(code.path()),
+            "--name",
+            "snappy",
+            "--snap-start",
+            "false",
+        ],
+    )
+    .ok();
+    assert_eq!(
+        snap_start(&server),
+        json!({"ApplyOn": "None", "OptimizationStatus": "Off"})
+    );
+}

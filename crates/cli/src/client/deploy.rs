@@ -45,6 +45,10 @@ pub struct DeployArgs {
     /// Description; on update, unchanged unless given.
     #[arg(long)]
     pub description: Option<String>,
+    /// Start instances from a post-init template (Lambda's SnapStart, Python runtimes):
+    /// `true` or `false`; on update, unchanged unless given.
+    #[arg(long, value_name = "BOOL")]
+    pub snap_start: Option<bool>,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }
@@ -113,6 +117,10 @@ pub fn run(args: &DeployArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(description) = &args.description {
         config.insert("Description".into(), json!(description));
+    }
+    if let Some(on) = args.snap_start {
+        let apply_on = if on { "PublishedVersions" } else { "None" };
+        config.insert("SnapStart".into(), json!({ "ApplyOn": apply_on }));
     }
 
     let (verb, resp) = if args.runtime.is_some() && args.handler.is_some() {
