@@ -9,7 +9,7 @@
 
 mod support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -1646,4 +1646,557 @@ impl Suite {
         assert_eq!(env["AWS_LAMBDA_FUNCTION_NAME"], json!(name));
         self.canary_answers();
     }
+}
+
+/// The function of the post-init template tests (SnapStart). Its init leaves state in
+/// memory: the instances forked from one template share its `TOKEN`, while an instance
+/// that ran its own init drew its own. Variables switch on what else the init does.
+const SNAP_PY: &str = r#"
+import errno, mmap, os, random, secrets, signal, socket, time, uuid
+
+MARK = os.environ.get("MARK", "")
+TOKEN = secrets.token_hex(16)
+# The generator has state before any fork.
+random.random()
+
+if os.environ.get("INIT_PRINTS"):
+    print("loading function")
+if os.environ.get("INIT_FAILS"):
+    import tern_no_such_module
+if os.environ.get("INIT_SHARES"):
+    # What init code often sets up: files on /tmp (a cache, a log) and shared memory.
+    FIRST = open("/tmp/first", "a+b")
+    SECOND = open("/tmp/second", "a+b")
+    MAPPED = mmap.mmap(-1, 4096)
+
+# What this instance's requests left in its memory, and its first random numbers.
+NOTES = []
+DRAWS = None
+
+def errname(code):
+    return errno.errorcode.get(code, str(code))
+
+def attempt(fn):
+    try:
+        fn()
+        return "ok"
+    except OSError as e:
+        return errname(e.errno) if e.errno else type(e).__name__
+
+def proc_pid():
+    """This process's pid as /proc numbers it (a fork's /proc is its template's)."""
+    for line in open("/proc/self/status"):
+        if line.startswith("NSpid:"):
+            return int(line.split()[1])
+
+def share(note):
+    for f in (FIRST, SECOND):
+        f.write((note + "\n").encode())
+        f.flush()
+    free = next(i for i in range(0, len(MAPPED), 16) if MAPPED[i:i + 16] == bytes(16))
+    MAPPED[free:free + 16] = note.encode()
+
+def shared():
+    def text(f):
+        return os.pread(f.fileno(), 1 << 16, 0).decode()
+    def opened(f):
+        return os.readlink("/proc/self/fd/%d" % f.fileno())
+    chunks = (MAPPED[i:i + 16] for i in range(0, len(MAPPED), 16))
+    return {"first": text(FIRST), "first_is": opened(FIRST),
+            "second": text(SECOND), "second_is": opened(SECOND),
+            "mapped": [c.decode() for c in chunks if c != bytes(16)]}
+
+def hold(event, context):
+    """Leaves a note in memory and in /tmp (and in what init shared), keeps the instance
+    busy, then reports what it sees."""
+    note = secrets.token_hex(8)
+    NOTES.append(note)
+    with open("/tmp/note-" + note, "w") as f:
+        f.write(note)
+    if os.environ.get("INIT_SHARES"):
+        share(note)
+    time.sleep(event["seconds"])
+    return {"instance": context.log_stream_name, "token": TOKEN, "mark": MARK,
+            "env_mark": os.environ.get("MARK"), "pid": proc_pid(), "notes": NOTES,
+            "tmp": sorted(os.listdir("/tmp")), "draws": DRAWS,
+            "shared": shared() if os.environ.get("INIT_SHARES") else None}
+
+def reach(pid, sig):
+    """What this process can do to `pid` through /proc: read its memory, environment
+    and root, list its descriptors, signal it through a pidfd."""
+    proc = "/proc/%d" % pid
+    def read(path):
+        with open(path, "rb") as f:
+            f.read(1)
+    def signal_through_proc():
+        fd = os.open(proc, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            signal.pidfd_send_signal(fd, sig)
+        finally:
+            os.close(fd)
+    return {"mem": attempt(lambda: read(proc + "/mem")),
+            "environ": attempt(lambda: read(proc + "/environ")),
+            "root_tmp": attempt(lambda: os.listdir(proc + "/root/tmp")),
+            "fds": attempt(lambda: os.listdir(proc + "/fd")),
+            "signal": attempt(signal_through_proc)}
+
+def unix_sockets():
+    """This process's descriptors that are unix sockets (as the template's control
+    socket is)."""
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            fd = os.dup(int(name))
+        except OSError:
+            continue  # the listing's own descriptor, closed by now
+        try:
+            s = socket.socket(fileno=fd)
+        except OSError:
+            os.close(fd)
+            continue
+        if s.family == socket.AF_UNIX:
+            found.append(int(name))
+        s.close()
+    return found
+
+def pry(event, context):
+    """Tries every process of `pids` (as /proc numbers them) but itself and its init:
+    /proc, then kill(2) with the same numbers."""
+    time.sleep(event["seconds"])
+    me = proc_pid()
+    init = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[1])
+    others = {}
+    for pid in event["pids"]:
+        if pid in (me, init):
+            continue
+        others[str(pid)] = reach(pid, signal.SIGKILL)
+        # In its own pid namespace, 1 and 2 are its init and itself.
+        if pid > 2:
+            others[str(pid)]["kill"] = attempt(lambda: os.kill(pid, signal.SIGKILL))
+    return {"instance": context.log_stream_name, "token": TOKEN, "pid": me,
+            "listed": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+            "own": reach(me, 0), "others": others, "unix_sockets": unix_sockets()}
+
+def handler(event, context):
+    global DRAWS
+    if DRAWS is None:
+        DRAWS = {"random": random.random(), "uuid": str(uuid.uuid4()),
+                 "secrets": secrets.token_hex(16)}
+    return {"hold": hold, "pry": pry}[event["do"]](event, context)
+"#;
+
+/// How long a `hold` keeps its instance busy: long enough that a burst's requests all
+/// overlap, so that the ones no idle instance takes cold-start.
+const HOLD_SECONDS: f64 = 0.4;
+/// Bursts within which two instances of a SnapStart function must have forked from one
+/// template (its template builds in the background, in well under a second).
+const FORK_ROUNDS: usize = 6;
+
+/// What [`Suite::until_forked`] saw: the latest report of each instance (by log stream),
+/// and the init token of the template that forked two of them or more.
+struct Seen {
+    reports: BTreeMap<String, Value>,
+    token: String,
+}
+
+impl Seen {
+    fn forks(&self) -> Vec<&Value> {
+        self.reports
+            .values()
+            .filter(|r| r["token"] == self.token.as_str())
+            .collect()
+    }
+
+    fn tokens(&self) -> BTreeSet<String> {
+        self.reports
+            .values()
+            .filter_map(|r| r["token"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// Every instance ran the init of the configuration it serves, which set `mark`.
+    fn assert_init_marked(&self, mark: &str) {
+        for report in self.reports.values() {
+            assert_eq!(report["env_mark"], mark, "{report}");
+            assert_eq!(
+                report["mark"], mark,
+                "an instance carries the init state of another function or revision: {report}"
+            );
+        }
+    }
+}
+
+/// The strings of a JSON array.
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Suite {
+    /// Deploys `SNAP_PY` as `name`, with SnapStart on and these environment variables.
+    fn deploy_snap(&self, name: &str, vars: Value) {
+        self.deploy_snap_py(name, vars, true);
+    }
+
+    fn deploy_snap_py(&self, name: &str, vars: Value, snap_start: bool) {
+        let code = zip(&[("snap.py", SNAP_PY.as_bytes(), 0o644)]);
+        let apply_on = if snap_start {
+            "PublishedVersions"
+        } else {
+            "None"
+        };
+        self.server.create_function(
+            name,
+            "python3.11",
+            "snap.handler",
+            &code,
+            json!({
+                "Timeout": 10,
+                "SnapStart": {"ApplyOn": apply_on},
+                "Environment": {"Variables": vars},
+            }),
+        );
+    }
+
+    /// UpdateFunctionConfiguration with these environment variables: a new revision.
+    fn update_vars(&self, name: &str, vars: Value) {
+        let resp = self.server.request(
+            "PUT",
+            &format!("/2015-03-31/functions/{name}/configuration"),
+            &[("content-type", "application/json")],
+            json!({"Environment": {"Variables": vars}})
+                .to_string()
+                .as_bytes(),
+        );
+        assert_eq!(resp.status, 200, "update {name}: {}", resp.text());
+    }
+
+    /// `n` invocations of `function` at once, with `{"do": what, ...args}`.
+    fn burst(&self, function: &str, n: usize, what: &str, args: &Value) -> Vec<Invoked> {
+        std::thread::scope(|scope| {
+            let calls: Vec<_> = (0..n)
+                .map(|_| scope.spawn(|| self.attack(function, what, args.clone())))
+                .collect();
+            calls
+                .into_iter()
+                .map(|c| c.join().expect("invoke thread"))
+                .collect()
+        })
+    }
+
+    /// The same, expecting results, not function errors.
+    fn burst_results(&self, function: &str, n: usize, what: &str, args: &Value) -> Vec<Value> {
+        self.burst(function, n, what, args)
+            .into_iter()
+            .map(|out| {
+                assert_eq!(
+                    out.function_error, None,
+                    "{what} failed: {}\n{}",
+                    out.body, out.log
+                );
+                out.body
+            })
+            .collect()
+    }
+
+    /// Keeps every instance of `function` busy, and two requests more (which cold-start),
+    /// until two instances share an init token: forked from one template.
+    fn until_forked(&self, function: &str) -> Seen {
+        let mut reports: BTreeMap<String, Value> = BTreeMap::new();
+        let hold = json!({ "seconds": HOLD_SECONDS });
+        for _ in 0..FORK_ROUNDS {
+            for report in self.burst_results(function, reports.len() + 2, "hold", &hold) {
+                let instance = report["instance"].as_str().unwrap_or_default().to_string();
+                reports.insert(instance, report);
+            }
+            let mut by_token: BTreeMap<String, usize> = BTreeMap::new();
+            for report in reports.values() {
+                let token = report["token"].as_str().unwrap_or_default().to_string();
+                *by_token.entry(token).or_default() += 1;
+            }
+            if let Some((token, _)) = by_token.into_iter().find(|(_, n)| *n >= 2) {
+                return Seen { reports, token };
+            }
+        }
+        let tokens: Vec<&Value> = reports.values().map(|r| &r["token"]).collect();
+        panic!(
+            "no two instances of {function} forked from one template in {FORK_ROUNDS} \
+             bursts (one init token each): {tokens:?}"
+        );
+    }
+}
+
+/// A template holds one revision's init state (module globals set from its
+/// configuration): no instance of another function, or of a later revision of its own,
+/// may start from it.
+#[test]
+fn a_template_serves_only_its_own_function_and_revision() {
+    let s = Suite::start();
+    s.deploy_snap("snap-a", json!({"MARK": "a"}));
+    s.deploy_snap("snap-b", json!({"MARK": "b"}));
+    let (a, b) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| s.until_forked("snap-a"));
+        let b = s.until_forked("snap-b");
+        (a.join().expect("snap-a"), b)
+    });
+    a.assert_init_marked("a");
+    b.assert_init_marked("b");
+    assert!(
+        a.tokens().is_disjoint(&b.tokens()),
+        "two functions share init state: {:?} and {:?}",
+        a.tokens(),
+        b.tokens()
+    );
+
+    s.update_vars("snap-a", json!({"MARK": "a2"}));
+    let a2 = s.until_forked("snap-a");
+    a2.assert_init_marked("a2");
+    assert!(
+        a2.tokens().is_disjoint(&a.tokens()),
+        "an instance of the new revision carries the old one's init state: {:?}",
+        a2.reports
+    );
+    s.canary_answers();
+}
+
+/// Forks of one template start from the same memory and /tmp, and go their own ways:
+/// what one request leaves in a module global or in /tmp, no sibling sees.
+#[test]
+fn forked_siblings_keep_their_tmp_and_memory_to_themselves() {
+    let s = Suite::start();
+    s.deploy_snap("twins", json!({}));
+    let seen = s.until_forked("twins");
+    // Every instance at once: each leaves a note, waits, then looks.
+    let now = s.burst_results(
+        "twins",
+        seen.reports.len(),
+        "hold",
+        &json!({ "seconds": HOLD_SECONDS }),
+    );
+    let forks: Vec<&Value> = now.iter().filter(|r| r["token"] == seen.token).collect();
+    assert!(forks.len() >= 2, "siblings answered together: {now:?}");
+    for fork in &forks {
+        let notes = strings(&fork["notes"]);
+        let tmp = strings(&fork["tmp"]);
+        // The instance keeps what its own requests left (so looking works).
+        for note in &notes {
+            assert!(tmp.contains(&format!("note-{note}")), "{fork}");
+        }
+        for sibling in forks.iter().filter(|o| o["instance"] != fork["instance"]) {
+            for note in strings(&sibling["notes"]) {
+                assert!(
+                    !notes.contains(&note),
+                    "a fork sees a sibling's module global {note}: {fork}"
+                );
+                assert!(
+                    !tmp.contains(&format!("note-{note}")),
+                    "a fork sees a sibling's /tmp file note-{note}: {fork}"
+                );
+            }
+        }
+    }
+    s.canary_answers();
+}
+
+/// Forks of one template share its procfs (mounted `hidepid=invisible`): each must
+/// neither list, read nor signal any process but its own, siblings and the template
+/// included, and must hold nothing of the template's control socket.
+#[test]
+fn forked_siblings_cannot_see_read_or_signal_each_other() {
+    let s = Suite::start();
+    s.deploy_snap("twins", json!({}));
+    let seen = s.until_forked("twins");
+    // Every pid the template's /proc has handed out, and room for more forks.
+    let top = seen
+        .forks()
+        .iter()
+        .filter_map(|r| r["pid"].as_u64())
+        .max()
+        .unwrap_or_default();
+    let pids: Vec<u64> = (1..=top + 30).collect();
+    let pried = s.burst_results(
+        "twins",
+        seen.reports.len(),
+        "pry",
+        &json!({"seconds": 0.3, "pids": pids}),
+    );
+    let forks: Vec<&Value> = pried.iter().filter(|r| r["token"] == seen.token).collect();
+    assert!(forks.len() >= 2, "siblings answered together: {pried:?}");
+    for fork in &forks {
+        let me = &fork["pid"];
+        // The probes work where they are allowed: on the fork itself (its mem and
+        // environ are root's, as it is not dumpable).
+        assert_outcomes(
+            &fork["own"],
+            &[("root_tmp", "ok"), ("fds", "ok"), ("signal", "ok")],
+        );
+        assert_eq!(
+            fork["listed"],
+            json!([me]),
+            "/proc lists only the fork itself: {fork}"
+        );
+        for sibling in forks.iter().filter(|o| o["instance"] != fork["instance"]) {
+            let pid = &sibling["pid"];
+            // The same process as in the bursts before, so alive when pried.
+            if let Some(earlier) = seen
+                .reports
+                .get(sibling["instance"].as_str().unwrap_or_default())
+            {
+                assert_eq!(&earlier["pid"], pid, "{sibling}");
+            }
+            assert!(
+                fork["others"].get(pid.to_string()).is_some(),
+                "the fork {me} did not try its sibling {pid}: {fork}"
+            );
+        }
+        for (pid, tried) in fork["others"].as_object().into_iter().flatten() {
+            for (what, outcome) in tried.as_object().into_iter().flatten() {
+                assert_ne!(
+                    outcome, "ok",
+                    "the fork {me} reached pid {pid} ({what}): {tried}"
+                );
+            }
+        }
+        assert_eq!(
+            fork["unix_sockets"],
+            json!([]),
+            "a fork holds a unix socket (the template's control socket is one): {fork}"
+        );
+    }
+    s.canary_answers();
+}
+
+/// CPython reseeds `random` in a forked child; uuid4 and secrets read the kernel. Forks
+/// of one template must not hand out the same "random" values.
+#[test]
+fn forks_of_one_template_draw_different_random_numbers() {
+    let s = Suite::start();
+    s.deploy_snap("dice", json!({}));
+    let seen = s.until_forked("dice");
+    let forks = seen.forks();
+    for what in ["random", "uuid", "secrets"] {
+        let draws: Vec<String> = forks.iter().map(|r| r["draws"][what].to_string()).collect();
+        let distinct: BTreeSet<&String> = draws.iter().collect();
+        assert!(!draws.contains(&"null".to_string()), "{draws:?}");
+        assert_eq!(
+            distinct.len(),
+            draws.len(),
+            "forks of one template drew the same {what}: {draws:?}"
+        );
+    }
+}
+
+/// A SnapStart function whose init fails gets no template: its instances start as usual
+/// and report the init error as Lambda does, as they would without SnapStart. Once
+/// fixed, the next revision forks from a template again.
+#[test]
+fn a_snap_start_function_whose_init_fails_reports_the_init_error() {
+    let s = Suite::start();
+    let broken = json!({"INIT_FAILS": "1"});
+    s.deploy_snap("broken", broken.clone());
+    s.deploy_snap_py("broken-plain", broken, false);
+    let plain = s.attack("broken-plain", "hold", json!({"seconds": 0}));
+    assert_eq!(
+        plain.body["errorType"], "Runtime.ImportModuleError",
+        "{}",
+        plain.body
+    );
+    let mut outs = vec![s.attack("broken", "hold", json!({"seconds": 0}))];
+    outs.extend(s.burst("broken", 3, "hold", &json!({"seconds": 0})));
+    outs.push(s.attack("broken", "hold", json!({"seconds": 0})));
+    for out in &outs {
+        assert_eq!(
+            out.function_error.as_deref(),
+            Some("Unhandled"),
+            "{}",
+            out.body
+        );
+        assert_eq!(
+            out.body["errorType"], plain.body["errorType"],
+            "{}",
+            out.body
+        );
+        assert_eq!(
+            out.body["errorMessage"], plain.body["errorMessage"],
+            "{}",
+            out.body
+        );
+    }
+    assert!(s.server.healthy());
+    s.canary_answers();
+
+    s.update_vars("broken", json!({"MARK": "fixed"}));
+    s.until_forked("broken").assert_init_marked("fixed");
+}
+
+/// Lambda functions commonly print as their init runs: that must not cost them their
+/// template.
+#[test]
+fn a_function_whose_init_prints_still_forks_from_its_template() {
+    let s = Suite::start();
+    s.deploy_snap("chatty", json!({"INIT_PRINTS": "1"}));
+    s.until_forked("chatty");
+}
+
+/// What an init opens or maps (files on /tmp, shared memory) forks would share, where a
+/// restored SnapStart instance has its own copy: such a function gets no template, and
+/// each of its instances runs its own init, so what one writes there no other reads.
+#[test]
+fn an_init_that_leaves_files_or_shared_memory_open_gets_no_template() {
+    let s = Suite::start();
+    s.deploy_snap("sharer", json!({"INIT_SHARES": "1"}));
+    // The control: the same init without them is forked from its template.
+    s.deploy_snap("plain", json!({}));
+    s.until_forked("plain");
+    let mut reports = Vec::new();
+    for _ in 0..3 {
+        reports.extend(s.burst_results("sharer", 3, "hold", &json!({ "seconds": HOLD_SECONDS })));
+    }
+    let mut instances_by_token: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for r in &reports {
+        instances_by_token
+            .entry(r["token"].as_str().unwrap_or_default().to_string())
+            .or_default()
+            .insert(r["instance"].as_str().unwrap_or_default().to_string());
+    }
+    assert!(
+        instances_by_token
+            .values()
+            .all(|instances| instances.len() == 1),
+        "instances share an init (forked from a template): {instances_by_token:?}"
+    );
+    // Each reads back its own notes, and none of another instance's.
+    let mut wrong = Vec::new();
+    for r in &reports {
+        let instance = &r["instance"];
+        let shared = &r["shared"];
+        let mapped = strings(&shared["mapped"]);
+        for note in strings(&r["notes"]) {
+            for file in ["first", "second"] {
+                if !shared[file].as_str().unwrap_or_default().contains(&note) {
+                    wrong.push(format!("{instance} lost its note {note} in {file}"));
+                }
+            }
+            if !mapped.contains(&note) {
+                wrong.push(format!("{instance} lost its note {note} in its mapping"));
+            }
+        }
+        for other in reports.iter().filter(|o| &o["instance"] != instance) {
+            for note in strings(&other["notes"]) {
+                let seen = ["first", "second"]
+                    .iter()
+                    .any(|f| shared[*f].as_str().unwrap_or_default().contains(&note))
+                    || mapped.contains(&note);
+                if seen {
+                    wrong.push(format!("{instance} reads {note} of {}", other["instance"]));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }

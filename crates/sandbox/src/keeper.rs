@@ -118,9 +118,7 @@ fn keeper_main() -> Result<()> {
     let ctl = unsafe { OwnedFd::from_raw_fd(ctl) };
     drop(stdin);
     // Keep fds 0 and 1 occupied (by /dev/null and the output pipe) so nothing lands there.
-    let null = fs::File::open("/dev/null").map_err(ctx("open /dev/null"))?;
-    nix::unistd::dup2(null.as_raw_fd(), 0).map_err(ctx("dup2 stdin"))?;
-    drop(null);
+    sys::dev_null_onto(0).map_err(ctx("/dev/null as stdin"))?;
 
     // `passed`: descriptors the mount plan refers to (the detached /tmp mount).
     let Some((req, passed)) = protocol::recv::<KeeperRequest>(&ctl).map_err(ctx("read request"))?
@@ -178,9 +176,7 @@ fn keeper_main() -> Result<()> {
     drop(passed);
     drop((to_keeper_w, to_init_r, err_w, cmd_init));
     // The output pipe is for the runtime; holding it would delay EOF for the reader.
-    let null = fs::File::open("/dev/null").map_err(ctx("open /dev/null"))?;
-    nix::unistd::dup2(null.as_raw_fd(), 1).map_err(ctx("dup2 stdout"))?;
-    drop(null);
+    sys::dev_null_onto(1).map_err(ctx("/dev/null as stdout"))?;
 
     // The init cannot be reaped before we wait for it, so this pidfd is the right one.
     let pidfd = sys::pidfd_open(init).map_err(ctx("pidfd_open"))?;
@@ -518,9 +514,7 @@ fn start_held_runtime(
     };
     drop(err_w);
     // The output is the runtime's now; ours would delay the reader's end of file.
-    if let Ok(null) = fs::File::open("/dev/null") {
-        let _ = nix::unistd::dup2(null.as_raw_fd(), 1);
-    }
+    let _ = sys::dev_null_onto(1);
     let mut failure = String::new();
     let _ = fs::File::from(err_r).read_to_string(&mut failure);
     reply((!failure.is_empty()).then_some(failure));
@@ -615,10 +609,8 @@ fn runtime_setup(
     filters: &[BpfProgram],
 ) -> Result<()> {
     nix::unistd::setsid().map_err(ctx("setsid"))?;
-    let null = fs::File::open("/dev/null").map_err(ctx("open /dev/null"))?;
-    nix::unistd::dup2(null.as_raw_fd(), 0).map_err(ctx("dup2 stdin"))?;
+    sys::dev_null_onto(0).map_err(ctx("/dev/null as stdin"))?;
     nix::unistd::dup2(1, 2).map_err(ctx("dup2 stderr"))?;
-    drop(null);
     sys::close_from(first_unused_fd);
     std::env::set_current_dir(&req.cwd).map_err(|e| format!("chdir {}: {e}", req.cwd.display()))?;
 

@@ -55,6 +55,26 @@ pub(crate) fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// Makes descriptor `target` (0, 1 or 2) `/dev/null`, open for reading and writing. Also
+/// when `target` was closed: opening /dev/null then lands on it, and it is kept.
+pub(crate) fn dev_null_onto(target: RawFd) -> io::Result<()> {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    if null.as_raw_fd() == target {
+        // Already in place: keep it open (and inheritable, as std opens it close-on-exec).
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(null);
+        nix::fcntl::fcntl(
+            fd,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+        )?;
+        return Ok(());
+    }
+    nix::unistd::dup2(null.as_raw_fd(), target)?;
+    Ok(())
+}
+
 /// The pid (in our pid namespace) of the process behind a pidfd, from its fdinfo.
 pub(crate) fn pidfd_pid(pidfd: &OwnedFd) -> io::Result<libc::pid_t> {
     let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd()))?;

@@ -73,10 +73,11 @@ def _runtime(req, fds, report, policy, program, program_as):
     try:
         os.setsid()
         null = os.open("/dev/null", os.O_RDWR)
-        os.dup2(null, 0)
+        if null != 0:
+            os.dup2(null, 0)
+            os.close(null)
         os.dup2(output, 1)
         os.dup2(output, 2)
-        os.close(null)
         # Keep only what this runtime needs: the zygote's other descriptors (other
         # runtimes' status pipes, its control socket) must not stay open here while it
         # waits for its instance.

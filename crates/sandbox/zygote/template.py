@@ -19,11 +19,16 @@ ptrace-read nor signal it), and the builtin seccomp filter stacked on the
 template's. Once the server has moved it into the instance's cgroups it forks
 pid 1 of its pid namespace, which forks the runtime and reaps orphans.
 
+Before its first fork it checks what the init left behind: an open file, socket
+or pipe, a shared writable mapping or a running thread would be shared by (or
+lost to) every fork, where instances started as usual each have their own; such
+a template reports it and ends.
+
 Protocol (SOCK_SEQPACKET; JSON, one message per datagram):
 
   server -> template  {"seccomp": [hex BPF program, ...], "drop": {...},
                        "scoped": Landlock scopes, "port": Runtime API port}
-  template -> server  {"ready": true}                          (init is done)
+  template -> server  {"ready": true} | {"error": text}        (init is done)
   server -> template  {"cwd": dir} + fds: report socket, output pipe,
                       config memfd, status pipe[, detached /tmp mount]
   template -> server  {"pid": n} + a pidfd of the child | {"error": text}
@@ -40,6 +45,7 @@ import json
 import select
 import signal
 import socket
+import stat
 import sys
 
 AT_FDCWD = -100
@@ -56,6 +62,13 @@ def serve(ctl, hello):
     scoped = int(hello.get("scoped") or 0)
     port = int(hello["port"])
     del hello
+    left = _left_by_init(ctl.fileno())
+    if left is not None:
+        # Forks would share it, where instances started as usual each have their own:
+        # no template, rather than instances that see each other's state.
+        ctl.send(json.dumps({"error": "the init left %s, which every instance forked "
+                                      "from it would share" % (left,)}).encode())
+        _flush_and_exit(0)
     # Forks are reaped by the kernel: their end is their pid 1's business.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     ctl.send(b'{"ready":true}')
@@ -107,6 +120,32 @@ def serve(ctl, hello):
             socket.send_fds(ctl, [json.dumps({"pid": pid}).encode()], [pidfd])
         finally:
             os.close(pidfd)
+
+
+def _left_by_init(ctl_fd):
+    """What the init left behind that forks would share with each other (an open file,
+    socket or pipe, a shared writable mapping) or lose (a thread); None if nothing."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd in (0, 1, 2, ctl_fd):
+            continue
+        try:
+            mode = os.fstat(fd).st_mode
+            target = os.readlink("/proc/self/fd/%d" % fd)
+        except OSError:
+            continue  # the descriptor listdir used
+        if stat.S_ISCHR(mode):
+            continue  # /dev/null, /dev/urandom: nothing of an instance in them
+        return "a descriptor open (%s)" % (target,)
+    threads = len(os.listdir("/proc/self/task"))
+    if threads > 1:
+        return "%d threads running" % (threads - 1,)
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split()
+            if len(fields) > 1 and fields[1][1] == "w" and fields[1][3] == "s":
+                return "a shared writable mapping (%s)" % (" ".join(fields[5:]) or "anonymous",)
+    return None
 
 
 def _flush_and_exit(code):
@@ -268,10 +307,11 @@ def _runtime(output, config, cwd):
     try:
         os.setsid()
         null = os.open("/dev/null", os.O_RDWR)
-        os.dup2(null, 0)
+        if null != 0:
+            os.dup2(null, 0)
+            os.close(null)
         os.dup2(output, 1)
         os.dup2(output, 2)
-        os.close(null)
         os.close(output)
         try:
             os.lseek(config, 0, os.SEEK_SET)

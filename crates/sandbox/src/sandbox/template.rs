@@ -404,7 +404,11 @@ impl Inner {
             SockFlag::SOCK_CLOEXEC,
         )
         .map_err(|e| format!("socketpair: {e}"))?;
-        let output = File::open("/dev/null").map_err(|e| format!("open /dev/null: {e}"))?;
+        // What the init prints goes nowhere (its instances' starts print their own).
+        let output = fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .map_err(|e| format!("open /dev/null: {e}"))?;
         let built = self
             .build_template_sandbox(&spec, OwnedFd::from(output), theirs)
             .map_err(|e| e.to_string())?;
