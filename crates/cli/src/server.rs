@@ -181,6 +181,23 @@ fn launcher(config: &ServerConfig, store: &dyn Store) -> anyhow::Result<Arc<dyn 
         sandbox_config.held_pool_depth = 0;
         sandbox_config.tmp_pool_depth = 0;
     }
+    if config.cgroup_favor_dynmods {
+        use tern_sandbox::cgroups::{favor_dynamic_changes, FavorDynmods};
+        match favor_dynamic_changes() {
+            Ok(FavorDynmods::TurnedOn(mount)) => tracing::info!(
+                mount = %mount.display(),
+                "remounted with favordynmods: moving a process into an instance's cgroups \
+                 no longer waits for an RCU grace period (host-wide; cgroup_favor_dynmods \
+                 = false leaves the host as it is)"
+            ),
+            Ok(FavorDynmods::AlreadyOn(_)) => {}
+            Err(e) => tracing::warn!(
+                error = %e,
+                "cannot make cgroup migrations fast (favordynmods); cold starts that move a \
+                 process between cgroups may wait for an RCU grace period"
+            ),
+        }
+    }
     let launcher = SandboxLauncher::new(sandbox_config).context("cannot set up the sandbox")?;
     launcher.cleanup_leftovers();
     Ok(Arc::new(launcher))
