@@ -41,6 +41,8 @@ pub struct IdleInstances {
     pub counted_mib: f64,
     /// `tern_instance_evictions_total`, all reasons.
     pub evictions: u64,
+    /// The same by reason (`room`, `host_memory`), where any.
+    pub evictions_by_reason: Vec<(String, u64)>,
     /// Second invokes served by the same instance as the first.
     pub warm: usize,
     /// Client latency of the second invokes.
@@ -118,6 +120,14 @@ pub fn idle_instances(binary: &std::path::Path, n: usize) -> anyhow::Result<Idle
     let host_memory_used_mib = before - mem_available_mib();
     let counted_mib = metric(&server.api, "tern_instance_memory_counted_bytes") / 1048576.0;
     let evictions = metric(&server.api, "tern_instance_evictions_total") as u64;
+    let evictions_by_reason = ["room", "host_memory"]
+        .into_iter()
+        .map(|reason| {
+            let labelled = format!("tern_instance_evictions_total{{reason=\"{reason}\"}}");
+            (reason.to_string(), metric(&server.api, &labelled) as u64)
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
     let second = invoke_all(&server.api, &names);
     let warm = names
         .iter()
@@ -146,6 +156,7 @@ pub fn idle_instances(binary: &std::path::Path, n: usize) -> anyhow::Result<Idle
         host_memory_used_mib,
         counted_mib,
         evictions,
+        evictions_by_reason,
         warm,
         second: Summary::of(&second_ok),
         start_all_ms,

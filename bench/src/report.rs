@@ -562,8 +562,14 @@ pub fn print_table(r: &Results) {
             );
         }
         println!(
-            "  host MemAvailable drop: {:.0} MiB; counted by tern: {:.0} MiB; evictions: {}",
-            i.host_memory_used_mib, i.counted_mib, i.evictions
+            "  host MemAvailable drop: {:.0} MiB; counted by tern: {:.0} MiB; evictions: {}{}",
+            i.host_memory_used_mib,
+            i.counted_mib,
+            i.evictions,
+            i.evictions_by_reason
+                .iter()
+                .map(|(reason, n)| format!(" ({reason}: {n})"))
+                .collect::<String>()
         );
         println!("  second invoke: {} of {} served warm", i.warm, i.functions);
         row("client latency of the second invokes", &i.second);
