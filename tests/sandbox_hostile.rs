@@ -1663,6 +1663,10 @@ if os.environ.get("INIT_PRINTS"):
     print("loading function")
 if os.environ.get("INIT_FAILS"):
     import tern_no_such_module
+if os.environ.get("INIT_SPAWNS"):
+    # A helper process started by the init and left running.
+    import subprocess
+    HELPER = subprocess.Popen(["sleep", "60"])
 if os.environ.get("INIT_SHARES"):
     # What init code often sets up: files on /tmp (a cache, a log) and shared memory.
     FIRST = open("/tmp/first", "a+b")
@@ -2143,19 +2147,15 @@ fn a_function_whose_init_prints_still_forks_from_its_template() {
     s.until_forked("chatty");
 }
 
-/// What an init opens or maps (files on /tmp, shared memory) forks would share, where a
-/// restored SnapStart instance has its own copy: such a function gets no template, and
-/// each of its instances runs its own init, so what one writes there no other reads.
-#[test]
-fn an_init_that_leaves_files_or_shared_memory_open_gets_no_template() {
-    let s = Suite::start();
-    s.deploy_snap("sharer", json!({"INIT_SHARES": "1"}));
-    // The control: the same init without them is forked from its template.
+/// Bursts of `function` after a control function with the same init is seen forked
+/// from its template: every instance of `function` must have run an init of its own (no
+/// two share its token). Returns their reports.
+fn never_forked(s: &Suite, function: &str) -> Vec<Value> {
     s.deploy_snap("plain", json!({}));
     s.until_forked("plain");
     let mut reports = Vec::new();
     for _ in 0..3 {
-        reports.extend(s.burst_results("sharer", 3, "hold", &json!({ "seconds": HOLD_SECONDS })));
+        reports.extend(s.burst_results(function, 3, "hold", &json!({ "seconds": HOLD_SECONDS })));
     }
     let mut instances_by_token: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for r in &reports {
@@ -2168,8 +2168,32 @@ fn an_init_that_leaves_files_or_shared_memory_open_gets_no_template() {
         instances_by_token
             .values()
             .all(|instances| instances.len() == 1),
-        "instances share an init (forked from a template): {instances_by_token:?}"
+        "instances of {function} share an init (forked from a template): {instances_by_token:?}"
     );
+    reports
+}
+
+/// A process the init left running would live on beside the forks, in the template's
+/// sandbox: such a function gets no template.
+#[test]
+fn an_init_that_leaves_a_process_running_gets_no_template() {
+    let s = Suite::start();
+    s.deploy_snap("spawner", json!({"INIT_SPAWNS": "1"}));
+    let reports = never_forked(&s, "spawner");
+    assert!(
+        reports.iter().all(|r| r["token"].is_string()),
+        "{reports:?}"
+    );
+}
+
+/// What an init opens or maps (files on /tmp, shared memory) forks would share, where a
+/// restored SnapStart instance has its own copy: such a function gets no template, and
+/// each of its instances runs its own init, so what one writes there no other reads.
+#[test]
+fn an_init_that_leaves_files_or_shared_memory_open_gets_no_template() {
+    let s = Suite::start();
+    s.deploy_snap("sharer", json!({"INIT_SHARES": "1"}));
+    let reports = never_forked(&s, "sharer");
     // Each reads back its own notes, and none of another instance's.
     let mut wrong = Vec::new();
     for r in &reports {

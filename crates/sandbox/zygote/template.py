@@ -20,8 +20,8 @@ template's. Once the server has moved it into the instance's cgroups it forks
 pid 1 of its pid namespace, which forks the runtime and reaps orphans.
 
 Before its first fork it checks what the init left behind: an open file, socket
-or pipe, a shared writable mapping or a running thread would be shared by (or
-lost to) every fork, where instances started as usual each have their own; such
+or pipe, a shared writable mapping, a running thread or a child process would be
+shared by (or lost to, or left beside) every fork, where instances started as usual each have their own; such
 a template reports it and ends.
 
 Protocol (SOCK_SEQPACKET; JSON, one message per datagram):
@@ -124,7 +124,8 @@ def serve(ctl, hello):
 
 def _left_by_init(ctl_fd):
     """What the init left behind that forks would share with each other (an open file,
-    socket or pipe, a shared writable mapping) or lose (a thread); None if nothing."""
+    socket or pipe, a shared writable mapping) or lose (a thread), or a process it left
+    running; None if nothing."""
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
         if fd in (0, 1, 2, ctl_fd):
@@ -140,6 +141,12 @@ def _left_by_init(ctl_fd):
     threads = len(os.listdir("/proc/self/task"))
     if threads > 1:
         return "%d threads running" % (threads - 1,)
+    # /proc shows this sandbox's processes (its init, this one, and whatever the init
+    # started and left running: it would outlive the template's purpose beside forks).
+    me = os.getpid()
+    others = sorted(int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, me))
+    if others:
+        return "a process running (pid %d)" % (others[0],)
     with open("/proc/self/maps") as maps:
         for line in maps:
             fields = line.split()
