@@ -36,6 +36,7 @@ pub struct FakeLauncher {
     account: Mutex<Option<Arc<dyn CapacityAccount>>>,
     /// The rooms of the sandboxes it holds built ahead.
     built_ahead: Mutex<Vec<Reservation>>,
+    templates: Mutex<Vec<Reservation>>,
 }
 
 impl FakeLauncher {
@@ -47,19 +48,37 @@ impl FakeLauncher {
             memory_in_use: Arc::new(AtomicU64::new(0)),
             account: Mutex::new(None),
             built_ahead: Mutex::new(Vec::new()),
+            templates: Mutex::new(Vec::new()),
         })
     }
 
-    /// Counts a post-init template of `memory_mb` in the server's account, as a real
-    /// launcher does while it keeps one; `None` if it does not fit. Dropping the
-    /// reservation stops the template.
-    pub fn build_template(&self, memory_mb: u32) -> Option<Reservation> {
+    /// Keeps a post-init template of `memory_mb`, counted in the server's account as a
+    /// real launcher counts one, if it fits; returns whether it did. The launcher stops
+    /// templates (after what it built ahead) when asked to make room.
+    pub fn build_template(&self, memory_mb: u32) -> bool {
         let account = self
             .account
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        account.and_then(|a| a.reserve_template(memory_mb))
+        match account.and_then(|a| a.reserve_template(memory_mb)) {
+            Some(room) => {
+                self.templates
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(room);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Templates it keeps.
+    pub fn templates(&self) -> usize {
+        self.templates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     /// Builds up to `n` sandboxes ahead, as far as the server's account has room;
@@ -166,11 +185,18 @@ impl Launcher for FakeLauncher {
     }
 
     fn drop_built_ahead(&self) -> bool {
-        self.built_ahead
+        let built = self
+            .built_ahead
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .pop()
-            .is_some()
+            .pop();
+        built.is_some()
+            || self
+                .templates
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop()
+                .is_some()
     }
 }
 

@@ -136,18 +136,22 @@ async fn a_hand_out_without_room_waits_and_the_refusal_names_the_memory_budget()
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn host_memory_pressure_evicts_idle_instances_and_counts_them() {
+async fn host_memory_pressure_stops_templates_and_evicts_idle_instances_counting_them() {
     let fx = quick(|c| PoolConfig {
         // Below any machine's available memory: always under pressure.
         host_memory_floor_mb: u64::MAX,
         keep_alive: Duration::from_secs(600),
         ..c
     });
-    fx.manager.spawn_reaper();
     call_each(&fx, &["a", "b"]).await;
+    assert!(fx.launcher.build_template(128), "a template");
+    fx.manager.spawn_reaper();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while fx.manager.live() > 0 {
-        assert!(Instant::now() < deadline, "idle instances were not evicted");
+    while fx.manager.live() > 0 || fx.launcher.templates() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "idle instances or the template were not stopped"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(evicted(&fx, "host_memory"), 2);
@@ -223,31 +227,28 @@ async fn provisioned_instances_keep_their_whole_size_reserved() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_template_counts_its_memory_size_until_it_is_stopped() {
+async fn a_template_counts_its_memory_size_and_is_stopped_before_idle_instances_to_make_room() {
     let fx = quick(|c| PoolConfig {
-        memory_budget_mb: 300,
-        queue_timeout: Duration::from_millis(300),
+        memory_budget_mb: 400,
         ..c
     });
-    let template = fx
-        .launcher
-        .build_template(256)
-        .expect("room for the template");
+    fx.launcher.set_memory_in_use(4 * MB);
+    call_each(&fx, &["idle"]).await;
+    assert!(fx.launcher.build_template(256), "room for the template");
     assert!(
-        fx.launcher.build_template(256).is_none(),
+        !fx.launcher.build_template(256),
         "a second one does not fit"
     );
-    // A 128 MB start does not fit beside it, and nothing idle can make room: a 429 that
-    // names the budget and the template.
-    let refused = call(fx.manager.clone(), function("f"), "{}").await;
-    let Err(message) = refused else {
-        panic!("started beside the template: {refused:?}");
+    let counted = fx.manager.live_memory_mb();
+    assert!(counted >= 256, "the template is counted: {counted} MB");
+    // A 256 MB start fits neither beside it nor once the idle instance counts what it
+    // uses: the template goes, the idle instance stays.
+    let big = tern_runtime::FunctionSpec {
+        memory_mb: 256,
+        ..function("new")
     };
-    assert!(message.contains("memory budget"), "{message}");
-    assert!(message.contains("1 post-init templates"), "{message}");
-    drop(template);
-    assert_eq!(
-        call(fx.manager.clone(), function("f"), "{}").await,
-        Ok("{}".into())
-    );
+    assert_eq!(call(fx.manager.clone(), big, "{}").await, Ok("{}".into()));
+    assert_eq!(fx.launcher.templates(), 0);
+    assert_eq!(fx.manager.idle_count("default", "idle"), 1);
+    assert_eq!(evicted(&fx, "room"), 0);
 }

@@ -1167,7 +1167,7 @@ impl Launcher for SandboxLauncher {
             held::discard(vec![b]);
             return true;
         }
-        false
+        self.inner.templates.drop_unused()
     }
 
     fn retire_template(&self, function: &str) {

@@ -276,13 +276,16 @@ impl InstanceManager {
             }
         }
         // Sandboxes built ahead hold an instance slot each and little memory: stopping
-        // them only helps when the slots are what is short.
-        let slots_short = {
+        // them only helps when the slots are what is short. A post-init template holds
+        // its function's MemorySize, and is built again off the request path: it goes
+        // before idle instances, which would serve warm requests.
+        let launcher_can_help = {
             let cap = lock(&self.capacity);
-            cap.built_ahead > 0 && cap.slots_used() >= self.config.max_instances
+            (cap.built_ahead > 0 && cap.slots_used() >= self.config.max_instances)
+                || cap.templates > 0
         };
         self.evict_one_prewarmed(Eviction::Room).await
-            || (slots_short && self.launcher.drop_built_ahead())
+            || (launcher_can_help && self.launcher.drop_built_ahead())
             || self.evict_one_idle(Some(requester), Eviction::Room).await
     }
 
@@ -492,7 +495,10 @@ impl InstanceManager {
             if !short(self) {
                 return;
             }
+            // What the launcher built ahead (sandboxes, templates) is rebuilt off the
+            // request path once memory is back: it goes before idle instances.
             if !self.evict_one_prewarmed(Eviction::HostMemory).await
+                && !self.launcher.drop_built_ahead()
                 && !self.evict_one_idle(None, Eviction::HostMemory).await
             {
                 return;

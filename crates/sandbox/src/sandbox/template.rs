@@ -110,7 +110,9 @@ pub(crate) struct Template {
     /// Limits of the function's instances (forked ahead of a launch with them).
     resources: Resources,
     last_used: Mutex<Instant>,
-    _room: Reservation,
+    /// Its room in the server's capacity account (given back early when it is stopped
+    /// to make room).
+    room: Mutex<Option<Reservation>>,
 }
 
 enum Slot {
@@ -287,6 +289,35 @@ impl Templates {
         Self::remove(&mut self.slots(), &self.forks, function);
     }
 
+    /// Stops the least recently used template that nothing was forked from that still
+    /// runs, giving its room back now; false if there is none. Its function's next cold
+    /// start builds it again, if there is room then.
+    pub(crate) fn drop_unused(&self) -> bool {
+        let unused = {
+            let mut slots = self.slots();
+            let oldest = slots
+                .iter()
+                .filter_map(|(function, slot)| match slot {
+                    Slot::Ready(t) if Arc::strong_count(t) == 1 => Some((function, t.idle_for())),
+                    _ => None,
+                })
+                .max_by_key(|(_, idle)| *idle)
+                .map(|(function, _)| function.clone());
+            let Some(function) = oldest else {
+                return false;
+            };
+            match slots.remove(&function) {
+                Some(Slot::Ready(t)) => t,
+                _ => return false,
+            }
+        };
+        self.forks.forget(&unused.spec);
+        drop(unused.room.lock().unwrap_or_else(|e| e.into_inner()).take());
+        tracing::info!(function = %unused.spec.function, "template stopped to make room");
+        crate::held::discard(vec![unused]);
+        true
+    }
+
     /// Templates ready to fork from.
     pub(crate) fn ready(&self) -> usize {
         self.slots()
@@ -450,7 +481,7 @@ impl Inner {
             outside_uid,
             resources: spec.resources,
             last_used: Mutex::new(Instant::now()),
-            _room: room,
+            room: Mutex::new(Some(room)),
         }))
     }
 
