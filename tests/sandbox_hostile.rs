@@ -1655,6 +1655,7 @@ const SNAP_PY: &str = r#"
 import errno, mmap, os, random, secrets, signal, socket, time, uuid
 
 MARK = os.environ.get("MARK", "")
+INIT_TYPE = os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE")
 TOKEN = secrets.token_hex(16)
 # The generator has state before any fork.
 random.random()
@@ -1721,7 +1722,8 @@ def hold(event, context):
         share(note)
     time.sleep(event["seconds"])
     return {"instance": context.log_stream_name, "token": TOKEN, "mark": MARK,
-            "env_mark": os.environ.get("MARK"), "pid": proc_pid(), "notes": NOTES,
+            "env_mark": os.environ.get("MARK"), "init_type": INIT_TYPE,
+            "env_init_type": os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE"), "pid": proc_pid(), "notes": NOTES,
             "tmp": sorted(os.listdir("/tmp")), "draws": DRAWS,
             "shared": shared() if os.environ.get("INIT_SHARES") else None}
 
@@ -1950,6 +1952,12 @@ fn a_template_serves_only_its_own_function_and_revision() {
     });
     a.assert_init_marked("a");
     b.assert_init_marked("b");
+    // As on Lambda SnapStart, the init ran as a snap-start init; each fork serves with
+    // its own instance's environment.
+    for fork in a.forks() {
+        assert_eq!(fork["init_type"], "snap-start", "{fork}");
+        assert_eq!(fork["env_init_type"], "on-demand", "{fork}");
+    }
     assert!(
         a.tokens().is_disjoint(&b.tokens()),
         "two functions share init state: {:?} and {:?}",

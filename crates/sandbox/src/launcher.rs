@@ -58,6 +58,9 @@ pub struct TemplateSpec {
     /// Changes whenever anything the init may depend on changes: code, layers,
     /// environment, runtime, handler, memory and /tmp size.
     pub revision: String,
+    /// Variables the template's init sees in place of the launch's (tern sets Lambda's
+    /// `AWS_LAMBDA_INITIALIZATION_TYPE=snap-start`); each fork gets its own instance's.
+    pub init_env: Vec<(String, String)>,
 }
 
 /// The interpreter flags a zygote runs with, and so the flags of any Python launch it

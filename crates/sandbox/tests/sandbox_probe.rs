@@ -1146,6 +1146,7 @@ impl Fixture {
         spec.template = Some(tern_sandbox::TemplateSpec {
             function: "app".into(),
             revision: revision.into(),
+            init_env: vec![],
         });
         spec
     }

@@ -150,6 +150,11 @@ impl InstanceManager {
                 TemplateSpec {
                     function: FunctionSpec::template_name(&f.namespace, &f.name),
                     revision: f.revision.to_string(),
+                    // What Lambda's SnapStart init sees.
+                    init_env: vec![(
+                        "AWS_LAMBDA_INITIALIZATION_TYPE".to_string(),
+                        "snap-start".to_string(),
+                    )],
                 }
             }),
         }

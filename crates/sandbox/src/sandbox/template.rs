@@ -426,6 +426,10 @@ impl Inner {
         spec.instance_id = format!("{}-template", spec.instance_id);
         spec.zygote = None;
         spec.template = None;
+        for (name, value) in &wanted.init_env {
+            spec.env.retain(|(k, _)| k != name);
+            spec.env.push((name.clone(), value.clone()));
+        }
         spec.env
             .push((TEMPLATE_FD_ENV.to_string(), TEMPLATE_FD.to_string()));
         let (ours, theirs) = socketpair(
