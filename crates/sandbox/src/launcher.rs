@@ -61,6 +61,9 @@ pub struct TemplateSpec {
     /// Variables the template's init sees in place of the launch's (tern sets Lambda's
     /// `AWS_LAMBDA_INITIALIZATION_TYPE=snap-start`); each fork gets its own instance's.
     pub init_env: Vec<(String, String)>,
+    /// The template's own limits: it runs off the request path, so at the function's
+    /// share, without the start-up boost a cold start gets.
+    pub resources: Resources,
 }
 
 /// The interpreter flags a zygote runs with, and so the flags of any Python launch it
@@ -91,7 +94,7 @@ pub struct ZygoteSpec {
 }
 
 /// Resource limits for one instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Resources {
     pub memory_mb: u32,
     pub tmp_mb: u32,

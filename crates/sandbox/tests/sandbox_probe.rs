@@ -1147,6 +1147,7 @@ impl Fixture {
             function: "app".into(),
             revision: revision.into(),
             init_env: vec![],
+            resources: resources(),
         });
         spec
     }

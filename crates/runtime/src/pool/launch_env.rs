@@ -155,6 +155,7 @@ impl InstanceManager {
                         "AWS_LAMBDA_INITIALIZATION_TYPE".to_string(),
                         "snap-start".to_string(),
                     )],
+                    resources: self.resources(f.memory_mb, f.tmp_mb),
                 }
             }),
         }

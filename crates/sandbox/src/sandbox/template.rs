@@ -131,9 +131,16 @@ pub(crate) enum Lookup {
     None,
 }
 
+/// Template builds waiting for their turn at most (see [`Templates::queue_for_build`]).
+const MAX_QUEUED_BUILDS: usize = 32;
+
 /// The launcher's templates, one per function at most.
 pub(crate) struct Templates {
     slots: Mutex<HashMap<String, Slot>>,
+    /// Builds run one at a time: a template's init gets a full core for up to its
+    /// timeout, and requests must not wait behind many of them.
+    build_turn: Mutex<()>,
+    queued_builds: std::sync::atomic::AtomicUsize,
     /// Every template still alive, retired ones included (shutdown stops them).
     alive: Mutex<Vec<Weak<Template>>>,
     /// Instances forked ahead of a launch, per template: in their cgroups already,
@@ -170,9 +177,23 @@ impl Templates {
     pub(crate) fn new(depth: usize) -> Templates {
         Templates {
             slots: Mutex::new(HashMap::new()),
+            build_turn: Mutex::new(()),
+            queued_builds: std::sync::atomic::AtomicUsize::new(0),
             alive: Mutex::new(Vec::new()),
             forks: Pool::new(depth),
         }
+    }
+
+    /// Waits for this build's turn (builds run one at a time); `None` if too many wait.
+    fn queue_for_build(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        use std::sync::atomic::Ordering;
+        if self.queued_builds.fetch_add(1, Ordering::AcqRel) >= MAX_QUEUED_BUILDS {
+            self.queued_builds.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        let turn = self.build_turn.lock().unwrap_or_else(|e| e.into_inner());
+        self.queued_builds.fetch_sub(1, Ordering::AcqRel);
+        Some(turn)
     }
 
     /// The ready template for `spec`, if any.
@@ -387,10 +408,17 @@ impl Inner {
         let Some(wanted) = spec.template.clone() else {
             return;
         };
+        // One init at a time (each may take a full core for seconds), and a bounded
+        // queue: past it, the build is left to the function's next cold start.
+        let Some(_turn) = self.templates.queue_for_build() else {
+            tracing::debug!(function = %wanted.function, "too many templates queued to build");
+            self.templates.abandoned(&wanted);
+            return;
+        };
         let Some(room) = self
             .capacity
             .get()
-            .and_then(|account| account.reserve_template(spec.resources.memory_mb))
+            .and_then(|account| account.reserve_template(wanted.resources.memory_mb))
         else {
             tracing::debug!(function = %wanted.function, "no room for a template now");
             self.templates.abandoned(&wanted);
@@ -426,6 +454,7 @@ impl Inner {
         spec.instance_id = format!("{}-template", spec.instance_id);
         spec.zygote = None;
         spec.template = None;
+        spec.resources = wanted.resources;
         for (name, value) in &wanted.init_env {
             spec.env.retain(|(k, _)| k != name);
             spec.env.push((name.clone(), value.clone()));
