@@ -1664,6 +1664,64 @@ if os.environ.get("INIT_PRINTS"):
     print("loading function")
 if os.environ.get("INIT_FAILS"):
     import tern_no_such_module
+def admin_probes(flags):
+    """In a child: a user and network namespace of its own (as a template's fork makes
+    them), then what root of that namespace could reach. Returns each attempt's errno
+    name ("ok" on success)."""
+    import ctypes, json
+    libc = ctypes.CDLL(None, use_errno=True)
+    def errno_of(rc):
+        code = ctypes.get_errno()
+        return "ok" if rc >= 0 else errno.errorcode.get(code, str(code))
+    def run():
+        out = {"unshare": errno_of(libc.unshare(flags))}
+        if out["unshare"] != "ok":
+            return out
+        uid, gid = 993, 990
+        for name, text in (("setgroups", "deny"), ("uid_map", "%d %d 1" % (uid, uid)),
+                           ("gid_map", "%d %d 1" % (gid, gid))):
+            with open("/proc/self/" + name, "w") as f:
+                f.write(text)
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        info = ctypes.create_string_buffer(b"filter".ljust(84, b"\0"), 84)
+        size = ctypes.c_uint(84)
+        out["iptables"] = errno_of(libc.getsockopt(s.fileno(), 0, 64, info, ctypes.byref(size)))
+        out["arptables"] = errno_of(libc.getsockopt(s.fileno(), 0, 96, info, ctypes.byref(size)))
+        out["ip6tables"] = errno_of(libc.getsockopt(s.fileno(), 41, 64, info, ctypes.byref(size)))
+        out["bridge"] = errno_of(libc.ioctl(s.fileno(), 0x89a0, ctypes.create_string_buffer(b"tbr0")))
+        one = ctypes.c_int(1)
+        out["tcp_repair"] = errno_of(libc.setsockopt(t.fileno(), 6, 19, ctypes.byref(one), 4))
+        return out
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            result = run()
+        except Exception as e:
+            result = {"error": repr(e)}
+        try:
+            os.write(w, json.dumps(result).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    data = b""
+    while True:
+        chunk = os.read(r, 65536)
+        if not chunk:
+            break
+        data += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    return json.loads(data or b"{}")
+
+# What the template's init could do with the unshare its forks need, and with another.
+PROBES = None
+if os.environ.get("INIT_PROBES"):
+    PROBES = {"fork_flags": admin_probes(0x10000000 | 0x20000 | 0x40000000 | 0x08000000
+                                         | 0x04000000 | 0x20000000),
+              "user_net": admin_probes(0x10000000 | 0x40000000)}
+
 if os.environ.get("INIT_SPAWNS"):
     # A helper process started by the init and left running.
     import subprocess
@@ -1723,7 +1781,8 @@ def hold(event, context):
     time.sleep(event["seconds"])
     return {"instance": context.log_stream_name, "token": TOKEN, "mark": MARK,
             "env_mark": os.environ.get("MARK"), "init_type": INIT_TYPE,
-            "env_init_type": os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE"), "pid": proc_pid(), "notes": NOTES,
+            "env_init_type": os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE"),
+            "probes": PROBES, "pid": proc_pid(), "notes": NOTES,
             "tmp": sorted(os.listdir("/tmp")), "draws": DRAWS,
             "shared": shared() if os.environ.get("INIT_SHARES") else None}
 
@@ -2179,6 +2238,27 @@ fn never_forked(s: &Suite, function: &str) -> Vec<Value> {
         "instances of {function} share an init (forked from a template): {instances_by_token:?}"
     );
     reports
+}
+
+/// The template's init may make the forks' one `unshare`, and so be root of a network
+/// namespace of its own; what that would reach (x_tables, bridges, TCP repair) must stay
+/// denied, and any other `unshare` too.
+#[test]
+fn a_template_init_cannot_administer_a_network_namespace_of_its_own() {
+    let s = Suite::start();
+    s.deploy_snap("admin", json!({"INIT_PROBES": "1"}));
+    let seen = s.until_forked("admin");
+    let fork = seen.forks()[0];
+    let probes = &fork["probes"];
+    assert_eq!(probes["user_net"], json!({"unshare": "EPERM"}), "{fork}");
+    let own = &probes["fork_flags"];
+    assert_eq!(own["unshare"], "ok", "the forks' own unshare: {fork}");
+    for what in ["iptables", "arptables", "ip6tables", "bridge", "tcp_repair"] {
+        assert_eq!(
+            own[what], "EPERM",
+            "{what} from the template's init: {fork}"
+        );
+    }
 }
 
 /// A process the init left running would live on beside the forks, in the template's

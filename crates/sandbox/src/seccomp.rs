@@ -176,6 +176,9 @@ pub fn syscall_number(name: &str) -> Option<i64> {
         "socket" => SYS_socket,
         "clone" => SYS_clone,
         "clone3" => SYS_clone3,
+        "ioctl" => SYS_ioctl,
+        "setsockopt" => SYS_setsockopt,
+        "getsockopt" => SYS_getsockopt,
         _ => return None,
     })
 }
@@ -245,21 +248,118 @@ pub fn compile_builtin() -> Result<Vec<BpfProgram>, SeccompError> {
 }
 
 /// Syscalls a post-init template's forks use to leave the template's namespaces (see
-/// `crate::template`): a fresh user namespace owning new mount, network, ipc, uts and pid
-/// namespaces, and their own /tmp moved in. The builtin policy denies both.
+/// `crate::sandbox::template`): a fresh user namespace owning new mount, network, ipc,
+/// uts and pid namespaces, and their own /tmp moved in. The builtin policy denies both.
 const TEMPLATE_ALLOWS: &[&str] = &["unshare", "move_mount"];
 
+/// The one `unshare` a template's fork makes.
+pub const TEMPLATE_UNSHARE_FLAGS: u64 = (libc::CLONE_NEWUSER
+    | libc::CLONE_NEWNS
+    | libc::CLONE_NEWNET
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWPID) as u64;
+
+/// Socket options that reach kernel code only a network namespace's administrator may
+/// use, which a template's init would be in a user namespace of its own: the legacy
+/// x_tables interfaces (iptables, ip6tables, arptables, ebtables), IPVS and TCP repair.
+/// As (level, optname, mask): denied where `optname & mask == optname`'s masked value.
+const TEMPLATE_DENIED_SOCKOPTS: &[(u64, u64, u64)] = &[
+    (0, 64, 0xfff8),   // SOL_IP: IPT_SO_* (64-71)
+    (0, 96, 0xfffc),   // SOL_IP: ARPT_SO_* (96-99)
+    (0, 128, 0xfffc),  // SOL_IP: EBT_SO_* (128-131)
+    (0, 1152, 0xfff0), // SOL_IP: IP_VS_SO_* (1152-1167)
+    (41, 64, 0xfff8),  // SOL_IPV6: IP6T_SO_* (64-71)
+    (6, 19, 0xffff),   // SOL_TCP: TCP_REPAIR
+    (6, 20, 0xffff),   // TCP_REPAIR_QUEUE
+    (6, 21, 0xffff),   // TCP_QUEUE_SEQ
+    (6, 22, 0xffff),   // TCP_REPAIR_OPTIONS
+    (6, 29, 0xffff),   // TCP_REPAIR_WINDOW
+];
+
+/// Socket ioctls that change a network namespace (routes, addresses, links, bridges,
+/// bonds, VLANs, ARP, tunnels and drivers' private requests), as (request, mask). The
+/// forks' SIOCSIFFLAGS (their loopback up) and every read-only request stay allowed.
+const TEMPLATE_DENIED_IOCTLS: &[(u64, u64)] = &[
+    (0x890b, 0xffff), // SIOCADDRT
+    (0x890c, 0xffff), // SIOCDELRT
+    (0x890d, 0xffff), // SIOCRTMSG
+    (0x8911, 0xffff), // SIOCSIFLINK
+    (0x8916, 0xffff), // SIOCSIFADDR
+    (0x8918, 0xffff), // SIOCSIFDSTADDR
+    (0x891a, 0xffff), // SIOCSIFBRDADDR
+    (0x891c, 0xffff), // SIOCSIFNETMASK
+    (0x891e, 0xffff), // SIOCSIFMETRIC
+    (0x8920, 0xffff), // SIOCSIFMEM
+    (0x8922, 0xffff), // SIOCSIFMTU
+    (0x8923, 0xffff), // SIOCSIFNAME
+    (0x8924, 0xffff), // SIOCSIFHWADDR
+    (0x8931, 0xffff), // SIOCADDMULTI
+    (0x8932, 0xffff), // SIOCDELMULTI
+    (0x8934, 0xffff), // SIOCSIFPFLAGS
+    (0x8936, 0xffff), // SIOCDIFADDR
+    (0x8937, 0xffff), // SIOCSIFHWBROADCAST
+    (0x8941, 0xffff), // SIOCSIFBR
+    (0x8943, 0xffff), // SIOCSIFTXQLEN
+    (0x8946, 0xffff), // SIOCETHTOOL
+    (0x8949, 0xffff), // SIOCSMIIREG
+    (0x894a, 0xffff), // SIOCWANDEV
+    (0x8953, 0xffff), // SIOCDARP
+    (0x8955, 0xffff), // SIOCSARP
+    (0x8960, 0xffff), // SIOCDRARP
+    (0x8962, 0xffff), // SIOCSRARP
+    (0x8971, 0xffff), // SIOCSIFMAP
+    (0x8980, 0xffff), // SIOCADDDLCI
+    (0x8981, 0xffff), // SIOCDELDLCI
+    (0x8983, 0xffff), // SIOCSIFVLAN
+    (0x8990, 0xfff8), // SIOCBOND* (0x8990-0x8997)
+    (0x89a0, 0xfffc), // SIOCBRADDBR, SIOCBRDELBR, SIOCBRADDIF, SIOCBRDELIF
+    (0x89b0, 0xffff), // SIOCSHWTSTAMP
+    (0x89e0, 0xffe0), // SIOCPROTOPRIVATE, SIOCDEVPRIVATE (tunnels: 0x89e0-0x89ff)
+];
+
+fn masked(index: u8, value: u64, mask: u64) -> ArgCondition {
+    ArgCondition {
+        index,
+        op: Op::MaskedEq,
+        mask: Some(Value::Number(mask)),
+        value: Value::Number(value),
+    }
+}
+
+fn deny(syscall: &str, args: Vec<ArgCondition>, comment: &str) -> Rule {
+    Rule {
+        syscall: syscall.into(),
+        action: Action::Eperm,
+        args,
+        comment: Some(comment.into()),
+    }
+}
+
 /// The policy a post-init template runs its function's init under: the builtin one,
-/// less the denials of [`TEMPLATE_ALLOWS`], and with every netlink socket denied (with
-/// capabilities in a user namespace of its own, rtnetlink would reach the traffic-control
-/// code that namespace-escape exploits favour; the template's forks need none, as they
-/// bring their loopback up with an ioctl). Each fork then installs the builtin policy on
-/// top, so that what serves requests is held to both.
+/// less the denials of [`TEMPLATE_ALLOWS`], with `unshare` held to the forks' one set of
+/// flags. An init may thus become root of a user namespace of its own, with a network
+/// namespace it administers; what that would reach and a fork does not need is denied:
+/// every netlink socket (routing, traffic control, nftables), the legacy x_tables, IPVS
+/// and TCP-repair socket options, and the socket ioctls that reconfigure a network
+/// namespace (see the constants above). Each fork installs the builtin policy on top, so
+/// what serves requests is held to both.
 pub fn template_policy() -> Result<Policy, SeccompError> {
     let mut policy = parse_policy(POLICY_JSON)?;
     policy
         .rules
         .retain(|r| !(TEMPLATE_ALLOWS.contains(&r.syscall.as_str()) && r.args.is_empty()));
+    policy.rules.push(Rule {
+        syscall: "unshare".into(),
+        action: Action::Eperm,
+        args: vec![ArgCondition {
+            index: 0,
+            op: Op::Ne,
+            mask: None,
+            value: Value::Number(TEMPLATE_UNSHARE_FLAGS),
+        }],
+        comment: Some("templates: only the forks' unshare".into()),
+    });
     policy.rules.push(Rule {
         syscall: "socket".into(),
         action: Action::Eperm,
@@ -271,6 +371,22 @@ pub fn template_policy() -> Result<Policy, SeccompError> {
         }],
         comment: Some("templates: no netlink at all".into()),
     });
+    for syscall in ["setsockopt", "getsockopt"] {
+        for (level, optname, mask) in TEMPLATE_DENIED_SOCKOPTS {
+            policy.rules.push(deny(
+                syscall,
+                vec![masked(1, *level, 0xffff_ffff), masked(2, *optname, *mask)],
+                "templates: netfilter, IPVS and TCP repair options",
+            ));
+        }
+    }
+    for (request, mask) in TEMPLATE_DENIED_IOCTLS {
+        policy.rules.push(deny(
+            "ioctl",
+            vec![masked(1, *request, *mask)],
+            "templates: no network reconfiguration",
+        ));
+    }
     Ok(policy)
 }
 
