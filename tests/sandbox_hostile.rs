@@ -15,7 +15,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{zip, Invoked, Server};
+use support::{data_path, zip, Invoked, Server};
 
 /// The attacks. One dispatching handler, so one warm instance can try several things.
 const ATTACK_PY: &str = r#"
@@ -1722,6 +1722,18 @@ if os.environ.get("INIT_PROBES"):
                                          | 0x04000000 | 0x20000000),
               "user_net": admin_probes(0x10000000 | 0x40000000)}
 
+if os.environ.get("INIT_HOARDS"):
+    # The init subverts the template: it keeps a copy of every /tmp disk handed to it
+    # for a fork.
+    HOARD = []
+    _recv_fds = socket.recv_fds
+    def _hoarding(sock, bufsize, maxfds, flags=0):
+        msg, fds, got_flags, addr = _recv_fds(sock, bufsize, maxfds, flags)
+        if len(fds) == 5:
+            HOARD.append(os.dup(fds[4]))
+        return msg, fds, got_flags, addr
+    socket.recv_fds = _hoarding
+
 if os.environ.get("INIT_SPAWNS"):
     # A helper process started by the init and left running.
     import subprocess
@@ -1842,12 +1854,16 @@ def pry(event, context):
             "listed": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
             "own": reach(me, 0), "others": others, "unix_sockets": unix_sockets()}
 
+def crash(event, context):
+    """Ends this instance's runtime, so the next request starts another."""
+    os._exit(1)
+
 def handler(event, context):
     global DRAWS
     if DRAWS is None:
         DRAWS = {"random": random.random(), "uuid": str(uuid.uuid4()),
                  "secrets": secrets.token_hex(16)}
-    return {"hold": hold, "pry": pry}[event["do"]](event, context)
+    return {"hold": hold, "pry": pry, "crash": crash}[event["do"]](event, context)
 "#;
 
 /// How long a `hold` keeps its instance busy: long enough that a burst's requests all
@@ -2259,6 +2275,48 @@ fn a_template_init_cannot_administer_a_network_namespace_of_its_own() {
             "{what} from the template's init: {fork}"
         );
     }
+}
+
+/// Loop devices backing this server's /tmp disks right now.
+fn tmp_loop_devices(server: &Server) -> usize {
+    let data_dir = data_path(server, "");
+    let Ok(devices) = std::fs::read_dir("/sys/block") else {
+        return 0;
+    };
+    devices
+        .flatten()
+        .filter_map(|d| std::fs::read_to_string(d.path().join("loop/backing_file")).ok())
+        .filter(|backing| std::path::Path::new(backing.trim()).starts_with(&data_dir))
+        .count()
+}
+
+/// A subverted template keeps every /tmp disk handed to it for a fork: what it holds
+/// must go when it is retired after its last fork, not pile up on the host disk.
+#[test]
+fn what_a_template_holds_of_its_forks_is_released_with_it() {
+    let s = Suite::start();
+    s.deploy_snap("hoarder", json!({"INIT_HOARDS": "1"}));
+    s.until_forked("hoarder");
+    let before = tmp_loop_devices(&s.server);
+    // Each request ends its instance, so each next one is a fork with a disk of its own:
+    // more forks than a template makes.
+    for _ in 0..40 {
+        let invoked = s.server.invoke("hoarder", r#"{"do": "crash"}"#);
+        assert_eq!(invoked.status, 200, "{invoked:?}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = tmp_loop_devices(&s.server);
+        if now < before + 24 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{now} loop devices back this server's /tmp disks, {before} before 40 forks"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    s.canary_answers();
 }
 
 /// A process the init left running would live on beside the forks, in the template's

@@ -75,6 +75,21 @@ pub(crate) fn dev_null_onto(target: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Discards every block of the block device `fd` (BLKDISCARD over its whole size): for a
+/// loop device on a sparse image, the image's space goes back to the host.
+pub(crate) fn discard_block_device(fd: BorrowedFd<'_>) -> io::Result<()> {
+    const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
+    const BLKDISCARD: libc::c_ulong = 0x1277;
+    let mut size: u64 = 0;
+    // SAFETY: BLKGETSIZE64 writes one u64 through the pointer, which points to `size`.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), BLKGETSIZE64, &mut size as *mut u64) }.into())?;
+    let range: [u64; 2] = [0, size];
+    // SAFETY: BLKDISCARD reads two u64 (start, length) through the pointer, which points
+    // to `range`.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), BLKDISCARD, range.as_ptr()) }.into())?;
+    Ok(())
+}
+
 /// The pid (in our pid namespace) of the process behind a pidfd, from its fdinfo.
 pub(crate) fn pidfd_pid(pidfd: &OwnedFd) -> io::Result<libc::pid_t> {
     let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd()))?;

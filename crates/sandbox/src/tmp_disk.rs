@@ -161,6 +161,16 @@ impl TmpDisk {
             .unwrap_or(0)
     }
 
+    /// Gives the space of everything written to it back to the host, before it is
+    /// released. Its filesystem normally goes with the release anyway; this bounds what
+    /// it holds if something else still holds the mount (a process of a post-init
+    /// template can keep its forks' /tmp mounted).
+    fn discard_contents(&self) {
+        if let Err(e) = sys::discard_block_device(self._device.as_fd()) {
+            tracing::debug!(device = %self.device_path.display(), error = %e, "cannot discard a /tmp disk");
+        }
+    }
+
     /// The loop device, e.g. `/dev/loop3` (for logs).
     pub fn device(&self) -> &Path {
         &self.device_path
@@ -328,6 +338,9 @@ fn pool_thread(shared: &Arc<Shared>) {
                 return;
             }
             Job::Work { release, make } => {
+                for disk in &release {
+                    disk.discard_contents();
+                }
                 drop(release);
                 let Some(mb) = make else { continue };
                 match shared.maker.make(mb, Arc::downgrade(shared)) {

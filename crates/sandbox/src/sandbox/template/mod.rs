@@ -67,6 +67,10 @@ const PYTHON_TEMPLATE: &str = include_str!("../../../zygote/template.py");
 const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one fork may take, from the request to its report.
 const FORK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Forks one template makes before it is retired (and its processes stopped). Whatever a
+/// template's process holds of its forks (a subverted init can keep their /tmp mounted)
+/// is released then: this bounds it.
+const MAX_FORKS: u32 = 32;
 /// Landlock scopes of a fork (ABI 6 and later): abstract unix sockets and signals stay
 /// within its domain.
 const LANDLOCK_SCOPES: u64 = 0x1 | 0x2;
@@ -100,9 +104,10 @@ struct Reply {
 /// One running template.
 pub(crate) struct Template {
     spec: TemplateSpec,
-    /// The template's sandbox; stopped when the last reference (the registry's, and one
-    /// per instance forked from it) goes.
-    instance: SandboxInstance,
+    /// The template's sandbox; stopped (on a thread of its own: the last reference may
+    /// go on an async runtime's thread) when the last reference goes: the registry's,
+    /// and one per instance forked from it. Taken only then.
+    instance: Option<SandboxInstance>,
     /// Requests are answered in order, one at a time.
     ctl: Mutex<OwnedFd>,
     /// Host uid the template's (and each fork's) ids map to.
@@ -113,9 +118,46 @@ pub(crate) struct Template {
     /// Its room in the server's capacity account (given back early when it is stopped
     /// to make room).
     room: Mutex<Option<Reservation>>,
+    /// Forks asked of it so far (see [`MAX_FORKS`]).
+    forks_made: std::sync::atomic::AtomicU32,
+}
+
+impl Drop for Template {
+    fn drop(&mut self) {
+        if let Some(instance) = self.instance.take() {
+            use crate::launcher::InstanceProcess;
+            instance.kill();
+            crate::held::discard(vec![instance]);
+        }
+    }
 }
 
 impl Template {
+    /// Stops every process of the template's sandbox but its init, which keeps the pid
+    /// namespace its forks live in: the template forks no more, and nothing it held of
+    /// its forks stays held.
+    pub(super) fn stop_processes(&self) {
+        use crate::launcher::InstanceProcess;
+        let Some(instance) = &self.instance else {
+            return;
+        };
+        let init = instance.pid();
+        let Some(procs) = instance.cgroup.procs_files().into_iter().next() else {
+            return;
+        };
+        let Ok(list) = fs::read_to_string(&procs) else {
+            return;
+        };
+        for pid in list.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            if pid > 1 && u32::try_from(pid).ok() != Some(init) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::SIGKILL,
+                );
+            }
+        }
+    }
+
     fn idle_for(&self) -> Duration {
         self.last_used
             .lock()
@@ -266,12 +308,13 @@ impl Inner {
         let outside_uid = self.config.uids.uid(instance.uid_slot);
         Ok(Arc::new(Template {
             spec: wanted.clone(),
-            instance,
+            instance: Some(instance),
             ctl: Mutex::new(ours),
             outside_uid,
             resources: spec.resources,
             last_used: Mutex::new(Instant::now()),
             room: Mutex::new(Some(room)),
+            forks_made: std::sync::atomic::AtomicU32::new(0),
         }))
     }
 
@@ -369,6 +412,13 @@ impl Inner {
         config: OwnedFd,
     ) -> Result<(SandboxInstance, OwnedFd, TcpListener), LaunchError> {
         let fail = |e: String| LaunchError::Prepare(format!("template: {e}"));
+        let made = template
+            .forks_made
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
+            + 1;
+        if made > MAX_FORKS {
+            return Err(fail("the template is used up".into()));
+        }
         if !valid_name(id) {
             return Err(fail(format!("instance id {id:?} is invalid")));
         }
@@ -441,7 +491,13 @@ impl Inner {
             _template: Some(template.clone()),
         };
         match self.fork_into(template, &mut instance, report_theirs, config) {
-            Ok((output, listener)) => Ok((instance, output, listener)),
+            Ok((output, listener)) => {
+                if made == MAX_FORKS {
+                    tracing::info!(function = %template.spec.function, "template used up; the next cold start builds a fresh one");
+                    self.templates.used_up(template);
+                }
+                Ok((instance, output, listener))
+            }
             Err(e) => {
                 instance.kill_and_cleanup();
                 tracing::warn!(

@@ -105,7 +105,18 @@ impl Templates {
         }
     }
 
-    /// Removes a function's slot; what was forked ahead from its template goes too.
+    /// Retires `template` after its last fork (see `MAX_FORKS`), if it still serves: the
+    /// function's next cold start builds a fresh one.
+    pub(super) fn used_up(&self, template: &Arc<Template>) {
+        let mut slots = self.slots();
+        if matches!(slots.get(&template.spec.function), Some(Slot::Ready(t)) if Arc::ptr_eq(t, template))
+        {
+            Self::remove(&mut slots, &self.forks, &template.spec.function);
+        }
+    }
+
+    /// Removes a function's slot; what was forked ahead from its template goes too, and
+    /// so do the template's own processes (its forks, in its pid namespace, stay).
     fn remove(
         slots: &mut HashMap<String, Slot>,
         forks: &Pool<TemplateSpec, TemplateFork>,
@@ -113,6 +124,7 @@ impl Templates {
     ) {
         if let Some(Slot::Ready(t)) = slots.remove(function) {
             forks.forget(&t.spec);
+            t.stop_processes();
         }
     }
     fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
@@ -254,7 +266,9 @@ impl Templates {
         self.slots().clear();
         let alive = std::mem::take(&mut *self.alive.lock().unwrap_or_else(|e| e.into_inner()));
         for template in alive.iter().filter_map(Weak::upgrade) {
-            template.instance.kill_and_cleanup();
+            if let Some(instance) = &template.instance {
+                instance.kill_and_cleanup();
+            }
         }
     }
 }
