@@ -311,6 +311,10 @@ fn run_zygote_series(
 /// The warm series' variants: tern as configured by default, and with `freeze_idle` off.
 pub const FROZEN_VARIANT: &str = "idle instances frozen (default)";
 pub const UNFROZEN_VARIANT: &str = "freeze_idle off";
+/// Warm requests with a pause between them, as a mostly idle function gets them.
+pub const PACED_VARIANT: &str = "20 ms between requests (mostly idle)";
+pub const NO_BURST_PACED_VARIANT: &str = "cpu_burst off, 20 ms between requests";
+const PACED_PAUSE: Duration = Duration::from_millis(20);
 pub const NO_BURST_VARIANT: &str = "cpu_burst off";
 pub const LONG_PERIOD_VARIANT: &str = "warm CPU period 100 ms (the start-up's)";
 
@@ -500,6 +504,18 @@ fn run_against_server(
                 d.runtime,
                 FROZEN_VARIANT,
                 args.warm_samples,
+                Duration::ZERO,
+            )?);
+        }
+        // A mostly idle function (a request every 20 ms): what CFS burst is for.
+        for d in [&python, &node] {
+            results.warm.push(warm::run(
+                api,
+                &d.name,
+                d.runtime,
+                PACED_VARIANT,
+                args.warm_samples.min(300),
+                PACED_PAUSE,
             )?);
         }
         // The freezer's cost on the warm path, and what CFS burst does for short
@@ -543,7 +559,20 @@ fn run_against_server(
                         f.runtime,
                         variant,
                         args.warm_samples,
+                        Duration::ZERO,
                     )?);
+                    // What burst does for a mostly idle function, against the paced
+                    // series of the default server.
+                    if variant == NO_BURST_VARIANT && f.runtime.starts_with("nodejs") {
+                        results.warm.push(warm::run(
+                            &other.api,
+                            &name,
+                            f.runtime,
+                            NO_BURST_PACED_VARIANT,
+                            args.warm_samples.min(300),
+                            PACED_PAUSE,
+                        )?);
+                    }
                 }
             }
         }

@@ -278,6 +278,18 @@ impl Results {
                 "ms",
             ));
         }
+        if let Some(w) = self
+            .warm
+            .iter()
+            .find(|w| w.runtime.starts_with("nodejs") && w.variant == crate::PACED_VARIANT)
+        {
+            t.push(at_most(
+                "node warm p99 (128 MB, 20 ms between requests)",
+                w.client.p99_ms,
+                10.0,
+                "ms",
+            ));
+        }
         let cold_of = |variant: &str| self.cold.iter().find(|c| c.variant == variant);
         // (The same function without a template is its own cold series, in the table.)
         if let Some(with) = cold_of(crate::BOTO3_TEMPLATE_VARIANT) {

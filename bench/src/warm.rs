@@ -3,6 +3,8 @@
 //! A second series with the log tail splits the overhead at the REPORT Duration
 //! (the server's time from handing the event to the instance until its result).
 
+use std::time::Duration;
+
 use serde::Serialize;
 
 use crate::client::Api;
@@ -12,8 +14,11 @@ use crate::stats::{ms, Summary};
 pub struct WarmResult {
     pub function: String,
     pub runtime: String,
-    /// How the server ran (idle instances frozen between requests, or not).
+    /// How the server ran (idle instances frozen between requests, or not), and how
+    /// requests came (back to back, or with a pause between them).
     pub variant: String,
+    /// Pause before each timed request (0: back to back).
+    pub pause_ms: u64,
     /// HTTP request out → response in, without the log tail.
     pub client: Summary,
     /// The handler body's own time.
@@ -34,12 +39,14 @@ pub fn run(
     runtime: &str,
     variant: &str,
     samples: usize,
+    pause: Duration,
 ) -> anyhow::Result<WarmResult> {
     for _ in 0..samples.min(50) {
         api.invoke(function, false)?;
     }
     let (mut client, mut handler, mut overhead) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..samples {
+        std::thread::sleep(pause);
         let inv = api.invoke(function, false)?;
         let h = inv.handler_ms().unwrap_or(0.0);
         client.push(ms(inv.elapsed));
@@ -48,6 +55,7 @@ pub fn run(
     }
     let (mut instance_side, mut server_side) = (Vec::new(), Vec::new());
     for _ in 0..samples {
+        std::thread::sleep(pause);
         let inv = api.invoke(function, true)?;
         let report = inv.report()?;
         let h = inv.handler_ms().unwrap_or(0.0);
@@ -58,6 +66,7 @@ pub fn run(
         function: function.to_string(),
         runtime: runtime.to_string(),
         variant: variant.to_string(),
+        pause_ms: pause.as_millis() as u64,
         client: Summary::of_ms(&client),
         handler: Summary::of_ms(&handler),
         overhead: Summary::of_ms(&overhead),
