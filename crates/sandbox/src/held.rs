@@ -21,7 +21,7 @@ use crate::sandbox::Built;
 
 /// Held sandboxes kept per key by default.
 pub const DEFAULT_POOL_DEPTH: usize = 2;
-/// Keys (shapes) kept at once; the least recently wanted one goes first.
+/// Keys (shapes) kept at once by default; the least recently wanted one goes first.
 const MAX_KEYS: usize = 4;
 /// How long a claimed sandbox waits for its launch.
 const CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(60);
@@ -87,9 +87,10 @@ struct State<K, T> {
 }
 
 /// Items (held sandboxes, or runtimes already forked into them) kept per key, up to a
-/// depth, for the [`MAX_KEYS`] most recently wanted keys.
+/// depth, for the most recently wanted keys ([`MAX_KEYS`] unless told otherwise).
 pub(crate) struct Pool<K, T> {
     depth: usize,
+    max_keys: usize,
     state: Mutex<State<K, T>>,
 }
 
@@ -98,8 +99,14 @@ pub(crate) type HeldPool = Pool<HeldKey, Built>;
 
 impl<K: Clone + Eq + Hash, T: Pooled + Send + 'static> Pool<K, T> {
     pub(crate) fn new(depth: usize) -> Self {
+        Self::with_max_keys(depth, MAX_KEYS)
+    }
+
+    /// Keeps items for up to `max_keys` keys at once.
+    pub(crate) fn with_max_keys(depth: usize, max_keys: usize) -> Self {
         Pool {
             depth,
+            max_keys,
             state: Mutex::new(State {
                 ready: HashMap::new(),
                 claimed: HashMap::new(),
@@ -161,7 +168,7 @@ impl<K: Clone + Eq + Hash, T: Pooled + Send + 'static> Pool<K, T> {
 
     /// Marks `key` as wanted; returns whether the caller should refill it now (it is not
     /// being refilled and is short). Forgets the least recently wanted key beyond
-    /// [`MAX_KEYS`], stopping its sandboxes.
+    /// the pool's key limit, stopping its sandboxes.
     pub(crate) fn want(&self, key: &K) -> bool {
         let dropped;
         let refill = {
@@ -170,7 +177,7 @@ impl<K: Clone + Eq + Hash, T: Pooled + Send + 'static> Pool<K, T> {
                 return false;
             }
             st.wanted.insert(key.clone(), Instant::now());
-            dropped = if st.wanted.len() > MAX_KEYS {
+            dropped = if st.wanted.len() > self.max_keys {
                 let oldest = st
                     .wanted
                     .iter()
@@ -242,5 +249,35 @@ impl<K: Clone + Eq + Hash, T: Pooled + Send + 'static> Pool<K, T> {
             (std::mem::take(&mut st.ready), claimed)
         };
         drop(ready);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Item(String);
+
+    impl Pooled for Item {
+        fn id(&self) -> &str {
+            &self.0
+        }
+    }
+
+    #[test]
+    fn a_pool_keeps_items_for_its_most_recently_wanted_keys_only() {
+        let pool: Pool<u32, Item> = Pool::with_max_keys(1, 2);
+        for key in [1, 2] {
+            assert!(pool.want(&key), "key {key} is short");
+            assert!(pool.put(&key, Item(format!("i{key}"))).is_none());
+            pool.done(&key);
+        }
+        assert_eq!(pool.count(), 2);
+        // A third key pushes out the least recently wanted one, with its item.
+        assert!(pool.want(&3));
+        assert_eq!(pool.count(), 1);
+        assert!(pool.claim(&1).is_none());
+        assert_eq!(pool.claim(&2).as_deref(), Some("i2"));
+        assert!(pool.has_claim("i2"));
     }
 }

@@ -13,6 +13,9 @@ use crate::held::{Pool, Pooled};
 use crate::launcher::{Reservation, TemplateSpec};
 use crate::sandbox::SandboxInstance;
 
+/// Templates that have instances forked ahead at once (the most recently used): each
+/// such instance counts as a sandbox built ahead (a few MB and a slot).
+const MAX_TEMPLATES_FORKED_AHEAD: usize = 64;
 /// A template not forked from for this long is retired at the next launch that looks.
 const IDLE: Duration = Duration::from_secs(600);
 
@@ -81,7 +84,7 @@ impl Templates {
             build_turn: Mutex::new(()),
             queued_builds: std::sync::atomic::AtomicUsize::new(0),
             alive: Mutex::new(Vec::new()),
-            forks: Pool::new(depth),
+            forks: Pool::with_max_keys(depth, MAX_TEMPLATES_FORKED_AHEAD),
         }
     }
 
