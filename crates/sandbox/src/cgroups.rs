@@ -340,7 +340,14 @@ impl InstanceCgroup {
             if fs::write(dir.join("cgroup.kill"), "1").is_ok() {
                 continue;
             }
-            kill_listed(&dir.join("cgroup.procs"));
+            kill_listed(&dir.join("cgroup.procs"), None);
+        }
+    }
+
+    /// Kills every process of the instance but the one with host pid `spare`.
+    pub fn kill_all_but(&self, spare: u32) {
+        for (_, dir) in &self.dirs {
+            kill_listed(&dir.join("cgroup.procs"), Some(spare));
         }
     }
 
@@ -356,12 +363,12 @@ impl InstanceCgroup {
     }
 }
 
-fn kill_listed(procs: &Path) {
+fn kill_listed(procs: &Path, spare: Option<u32>) {
     let Ok(list) = fs::read_to_string(procs) else {
         return;
     };
     for pid in list.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-        if pid > 1 {
+        if pid > 1 && u32::try_from(pid).ok() != spare {
             let _ =
                 nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
         }
@@ -385,7 +392,7 @@ pub fn remove_cgroup_dir(dir: &Path) {
                     return;
                 }
                 if fs::write(dir.join("cgroup.kill"), "1").is_err() {
-                    kill_listed(&dir.join("cgroup.procs"));
+                    kill_listed(&dir.join("cgroup.procs"), None);
                 }
                 std::thread::sleep(Duration::from_millis(2));
             }

@@ -14,10 +14,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use nix::sys::socket::{
-    setsockopt, shutdown, socketpair, sockopt, AddressFamily, Shutdown, SockFlag, SockType,
-};
-use nix::sys::time::TimeVal;
+use nix::sys::socket::{shutdown, socketpair, AddressFamily, Shutdown, SockFlag, SockType};
 use seccompiler::BpfProgram;
 
 use crate::cgroups::{self, CgroupLayout, CgroupLimits, InstanceCgroup};
@@ -1291,8 +1288,7 @@ impl SandboxInstance {
             SockFlag::SOCK_CLOEXEC,
         )
         .map_err(|e| format!("socketpair: {e}"))?;
-        let timeout = TimeVal::new(LAUNCH_TIMEOUT.as_secs() as i64, 0);
-        setsockopt(&reply, sockopt::ReceiveTimeout, &timeout)
+        sys::set_receive_timeout(&reply, LAUNCH_TIMEOUT)
             .map_err(|e| format!("socket timeout: {e}"))?;
         let mut raw: Vec<RawFd> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
         raw.push(reply_theirs.as_raw_fd());
@@ -1343,8 +1339,7 @@ impl SandboxInstance {
         template_control: Option<OwnedFd>,
     ) -> Result<TcpListener, LaunchError> {
         let prepare = |e: io::Error| LaunchError::Prepare(format!("keeper: {e}"));
-        let timeout = TimeVal::new(LAUNCH_TIMEOUT.as_secs() as i64, 0);
-        setsockopt(&self.ctl, sockopt::ReceiveTimeout, &timeout).map_err(io::Error::from)?;
+        sys::set_receive_timeout(&self.ctl, LAUNCH_TIMEOUT)?;
         // The mount plan's passed descriptors: the /tmp disk, if any, at TMP_DISK_PASSED;
         // then a template's control socket.
         let mut passed: Vec<RawFd> = self
@@ -1390,8 +1385,7 @@ impl SandboxInstance {
                 )))
             }
         }
-        let forever = TimeVal::new(0, 0);
-        setsockopt(&self.ctl, sockopt::ReceiveTimeout, &forever).map_err(io::Error::from)?;
+        sys::set_receive_timeout(&self.ctl, Duration::ZERO)?;
         Ok(listener)
     }
 

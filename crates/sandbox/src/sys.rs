@@ -75,6 +75,13 @@ pub(crate) fn dev_null_onto(target: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Sets how long a receive on `sock` may wait (zero: for ever).
+pub(crate) fn set_receive_timeout(sock: &OwnedFd, timeout: std::time::Duration) -> io::Result<()> {
+    let tv = nix::sys::time::TimeVal::new(timeout.as_secs() as i64, timeout.subsec_micros().into());
+    nix::sys::socket::setsockopt(sock, nix::sys::socket::sockopt::ReceiveTimeout, &tv)
+        .map_err(io::Error::from)
+}
+
 /// Discards every block of the block device `fd` (BLKDISCARD over its whole size): for a
 /// loop device on a sparse image, the image's space goes back to the host.
 pub(crate) fn discard_block_device(fd: BorrowedFd<'_>) -> io::Result<()> {

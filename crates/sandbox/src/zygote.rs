@@ -24,8 +24,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nix::sys::socket::{setsockopt, socketpair, sockopt, AddressFamily, SockFlag, SockType};
-use nix::sys::time::TimeVal;
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use seccompiler::BpfProgram;
 use serde::{Deserialize, Serialize};
 
@@ -193,8 +192,7 @@ fn handshake(
         seccomp: seccomp.iter().map(program_hex).collect(),
         drop: ZygotePolicy::new(),
     };
-    let timeout = TimeVal::new(TIMEOUT.as_secs() as i64, 0);
-    setsockopt(ctl, sockopt::ReceiveTimeout, &timeout)?;
+    crate::sys::set_receive_timeout(ctl, TIMEOUT)?;
     protocol::send(ctl, &hello, &[])?;
     let reply = protocol::recv::<serde_json::Value>(ctl)?
         .ok_or_else(|| io::Error::other("the zygote exited while starting"))?

@@ -32,8 +32,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nix::sys::socket::{setsockopt, socketpair, sockopt, AddressFamily, SockFlag, SockType};
-use nix::sys::time::TimeVal;
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -141,21 +140,7 @@ impl Template {
         let Some(instance) = &self.instance else {
             return;
         };
-        let init = instance.pid();
-        let Some(procs) = instance.cgroup.procs_files().into_iter().next() else {
-            return;
-        };
-        let Ok(list) = fs::read_to_string(&procs) else {
-            return;
-        };
-        for pid in list.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-            if pid > 1 && u32::try_from(pid).ok() != Some(init) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::SIGKILL,
-                );
-            }
-        }
+        instance.cgroup.kill_all_but(instance.pid());
     }
 
     fn idle_for(&self) -> Duration {
@@ -285,7 +270,7 @@ impl Inner {
             scoped: LANDLOCK_SCOPES,
             port: RUNTIME_API_PORT,
         };
-        let ready = set_timeout(&ours, INIT_TIMEOUT)
+        let ready = sys::set_receive_timeout(&ours, INIT_TIMEOUT)
             .and_then(|()| protocol::send(&ours, &hello, &[]))
             .and_then(|()| protocol::recv::<Reply>(&ours));
         let reply = match ready {
@@ -538,7 +523,7 @@ impl Inner {
         let prepared = Instant::now();
         let child_pidfd = {
             let ctl = template.ctl.lock().unwrap_or_else(|e| e.into_inner());
-            set_timeout(&ctl, FORK_TIMEOUT).map_err(|e| e.to_string())?;
+            sys::set_receive_timeout(&ctl, FORK_TIMEOUT).map_err(|e| e.to_string())?;
             let disk = instance.tmp_disk.lock().unwrap_or_else(|e| e.into_inner());
             let fds = [
                 report_theirs.as_raw_fd(),
@@ -563,7 +548,7 @@ impl Inner {
         };
         drop((report_theirs, output_w, status_w, config));
         let forked = Instant::now();
-        set_timeout(&instance.ctl, FORK_TIMEOUT).map_err(|e| e.to_string())?;
+        sys::set_receive_timeout(&instance.ctl, FORK_TIMEOUT).map_err(|e| e.to_string())?;
         let moved = sys::pidfd_pid(&child_pidfd).and_then(|child| {
             instance
                 .cgroup
@@ -601,7 +586,7 @@ impl Inner {
         }
         let init_pidfd = passed.pop().expect("checked: two descriptors");
         let listener = TcpListener::from(passed.pop().expect("checked: two descriptors"));
-        set_timeout(&instance.ctl, Duration::ZERO).map_err(|e| e.to_string())?;
+        sys::set_receive_timeout(&instance.ctl, Duration::ZERO).map_err(|e| e.to_string())?;
         let init_pid = sys::pidfd_pid(&init_pidfd).map_err(|e| format!("the fork: {e}"))?;
         *instance.init_pid.lock().unwrap_or_else(|e| e.into_inner()) =
             u32::try_from(init_pid).unwrap_or(0);
@@ -625,12 +610,6 @@ impl Inner {
         );
         Ok((output, listener))
     }
-}
-
-/// A receive timeout on `sock` (zero: none).
-fn set_timeout(sock: &OwnedFd, timeout: Duration) -> io::Result<()> {
-    let tv = TimeVal::new(timeout.as_secs() as i64, timeout.subsec_micros().into());
-    setsockopt(sock, sockopt::ReceiveTimeout, &tv).map_err(io::Error::from)
 }
 
 impl SandboxInstance {
