@@ -360,18 +360,18 @@ def memory_holds(event):
     return {"found": found, "regions": scanned}
 
 def origin():
-    # A pre-warmed instance keeps its id (pw-...) as the log stream's. Otherwise
-    # /proc/self/environ is the environment the process was exec'd with: a
-    # zygote-forked one's is its zygote's (no function variables), an exec'd one's has
-    # the function's.
+    # /proc/self/environ is the environment the process was exec'd with: an exec'd
+    # one's has the function's variables; one exec'd ahead of its instance (which read
+    # them from its config descriptor) has only the shape's, and the descriptor's
+    # name; a zygote-forked one's is its zygote's.
     import re
     environ = open("/proc/self/environ", "rb").read()
-    if re.search(r"\]pw-", CONTEXT.log_stream_name):
-        kind = "prewarmed"
-    elif b"AWS_LAMBDA_FUNCTION_NAME=" not in environ:
-        kind = "zygote"
-    else:
+    if b"AWS_LAMBDA_FUNCTION_NAME=" in environ:
         kind = "exec"
+    elif b"TERN_CONFIG_FD=" in environ:
+        kind = "exec_ahead"
+    else:
+        kind = "zygote"
     # A runtime started in a sandbox built ahead of time has that sandbox's id.
     held = re.search(r"\]h[0-9]+-[0-9a-f]{8}$", CONTEXT.log_stream_name) is not None
     started = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])
@@ -945,7 +945,7 @@ fn soak_a_runtime_api_attack_and_half_open_clients_leave_other_tenants_within_bo
     let mut failures = Vec::new();
     // Server descriptors beyond the connections, at most: each live instance holds a
     // few (Runtime API listener and connection, output pipe, process handles), and
-    // new functions deepen the pre-warmed pool (its depth follows demand).
+    // new functions deepen the pools of runtimes started ahead (they follow demand).
     const FDS_PER_INSTANCE: usize = 16;
     let mut peak_fds = 0;
     let mut fd_bound = 0;
@@ -1414,16 +1414,22 @@ fn environment_holds_only_function_and_lambda_variables() {
     s.canary_answers();
 }
 
-/// A cold start usually takes a pre-warmed instance (a sandbox built, and its runtime
-/// started, before the function was known). It must be as isolated as a fresh one.
+/// Where no zygote forks Python, a cold start usually takes a runtime exec'd ahead of
+/// time into a held sandbox, before the function was known, which read its instance's
+/// environment from a descriptor. It must be as isolated as a fresh one.
 #[test]
-fn pre_warmed_instances_are_as_isolated_as_fresh_ones() {
-    let s = Suite::start();
-    let name = s.cold_start_of_kind("prewarmed");
+fn runtimes_execd_ahead_of_time_are_as_isolated_as_fresh_ones() {
+    let s = Suite::start_with(&["--zygote", "false"]);
+    let name = s.cold_start_where("exec_ahead", json!({}), |o| {
+        matches!(
+            (o["started"].as_u64(), o["deployed"].as_u64()),
+            (Some(started), Some(deployed)) if started < deployed
+        )
+    });
     s.assert_isolated(&name);
 }
 
-/// With the pre-warmed pool empty, a Python cold start forks its runtime from the
+/// With no runtime started ahead, a Python cold start forks its runtime from the
 /// namespace's zygote. It must be as isolated as an exec'd one, and nothing of one
 /// function may reach the next child of the same zygote.
 #[test]
@@ -1493,7 +1499,7 @@ fn now_ticks() -> u64 {
 /// sandbox before the function even existed, waiting for its code and environment.
 #[test]
 fn runtimes_forked_ahead_of_time_are_as_isolated() {
-    let s = Suite::start_with(&["--prewarm", "0"]);
+    let s = Suite::start();
     let name = s.cold_start_where("zygote", json!({}), |o| {
         matches!(
             (o["started"].as_u64(), o["deployed"].as_u64()),
@@ -1642,7 +1648,7 @@ impl Suite {
         assert_eq!(imports["no_site"], json!(1), "{imports}");
         assert_eq!(imports["host_modules"], json!([]), "{imports}");
         let env = self.result(name, "environ", json!({}));
-        assert!(env.get("TERN_PREWARM").is_none(), "{env}");
+        assert!(env.get("TERN_CONFIG_FD").is_none(), "{env}");
         assert_eq!(env["AWS_LAMBDA_FUNCTION_NAME"], json!(name));
         self.canary_answers();
     }

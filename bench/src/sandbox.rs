@@ -264,6 +264,7 @@ fn setup_teardown(
             resources: resources(250),
             zygote: None,
             template: None,
+            start_ahead_env: None,
         };
         let t = Instant::now();
         let launched = launcher.launch(&spec)?;
@@ -338,6 +339,7 @@ fn python_tax(
                             resources: resources(*cpu),
                             zygote: None,
                             template: None,
+                            start_ahead_env: None,
                         };
                         let launched = launcher.launch(&spec)?;
                         let status = launched.process.wait();
@@ -415,6 +417,7 @@ fn bootstrap_in_sandbox(
             resources: resources(cpu_millis),
             zygote: None,
             template: None,
+            start_ahead_env: None,
         };
         let started = Instant::now();
         let launched = launcher.launch(&spec)?;

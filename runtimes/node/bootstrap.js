@@ -597,31 +597,30 @@ function isolateModulePaths() {
   }
 }
 
-// Pre-warmed instance (tern extension): block until the platform assigns the function
-// this process will run, then adopt its environment and code directory.
-async function awaitAssignment() {
-  const res = await apiRequest('GET', `${API_PREFIX}/tern/assignment`);
-  if (res.status !== 200) {
-    throw new Error(`assignment failed with HTTP ${res.status}: ${res.body.slice(0, 200)}`);
+// A runtime started ahead of its instance (tern extension): block until the platform
+// writes the instance's configuration on the descriptor TERN_CONFIG_FD names and closes
+// it, then adopt it: `{"env": {...}}`, the instance's complete environment, which
+// replaces the one this process started with. The code directory was mounted after this
+// process started: enter it.
+function readConfig(fd) {
+  let text;
+  try {
+    text = fs.readFileSync(fd, 'utf8');
+  } finally {
+    fs.closeSync(fd);
   }
-  const assignment = JSON.parse(res.body);
-  delete process.env.TERN_PREWARM;
-  Object.assign(process.env, assignment.env || {});
-  const appRoot = assignment.task_root || process.env.LAMBDA_TASK_ROOT || process.cwd();
-  // The code was mounted after this process started: enter the new directory.
-  process.chdir(appRoot);
-  return { appRoot, handlerSpec: assignment.handler || '' };
-}
-
-// Layers may be mounted at /opt after this process started (a pre-warmed runtime), and
-// an assignment may bring NODE_PATH: recompute the global module paths now, still
-// without any host directory.
-function refreshLayerPaths() {
-  isolateModulePaths();
+  const env = JSON.parse(text).env || {};
+  for (const key of Object.keys(process.env)) {
+    if (!Object.prototype.hasOwnProperty.call(env, key)) delete process.env[key];
+  }
+  Object.assign(process.env, env);
+  process.chdir(process.env.LAMBDA_TASK_ROOT || process.cwd());
 }
 
 async function main() {
   try {
+    const configFd = process.env.TERN_CONFIG_FD;
+    if (configFd !== undefined) readConfig(Number.parseInt(configFd, 10));
     apiAddress = parseApiAddress(process.env.AWS_LAMBDA_RUNTIME_API);
   } catch (e) {
     fatal(e);
@@ -631,19 +630,8 @@ async function main() {
   patchConsole();
   installTraceEnv();
 
-  let appRoot = process.env.LAMBDA_TASK_ROOT || process.cwd();
-  let handlerSpec = process.env._HANDLER || '';
-  if (process.env.TERN_PREWARM === '1') {
-    try {
-      ({ appRoot, handlerSpec } = await awaitAssignment());
-    } catch (e) {
-      fatal(e);
-      return;
-    }
-    // The assignment may carry LoggingConfig (AWS_LAMBDA_LOG_FORMAT/LEVEL).
-    patchConsole();
-  }
-  refreshLayerPaths();
+  const appRoot = process.env.LAMBDA_TASK_ROOT || process.cwd();
+  const handlerSpec = process.env._HANDLER || '';
   let handler;
   try {
     handler = await loadHandler(appRoot, handlerSpec);

@@ -879,13 +879,15 @@ def run_template(fd, handler_spec):
     return os.environ.get("AWS_LAMBDA_RUNTIME_API"), handler
 
 
-ASSIGNMENT_PATH = "/2018-06-01/runtime/tern/assignment"
+CONFIG_FD_ENV = "TERN_CONFIG_FD"
 
 
-def _warm_up():
-    """Runs the compiler and the source finder once while the instance waits, so that
-    importing the handler after the assignment does not pay for their first use (page
-    faults and cold caches: about a millisecond). Leaves nothing behind."""
+def warm_up_ahead():
+    """Runs the compiler and the source finder once while a runtime started ahead of
+    its instance waits for it, so that importing the handler afterwards does not pay
+    for their first use (page faults and cold caches: about a millisecond). Leaves
+    nothing behind. Called by tern's zygote in a runtime it forked ahead, and by
+    read_config below."""
     import importlib.machinery
 
     source = "import json\n\ndef handler(event, context):\n    return {'ok': [1, 2.0, None]}\n"
@@ -899,36 +901,30 @@ def _warm_up():
     sys.path_importer_cache.pop(here, None)
 
 
-def await_assignment(api):
-    """Pre-warmed instance (tern extension): block until the platform assigns the
-    function this process will run, then adopt its environment and code directory.
-
-    Returns (handler_spec, task_root, client): the client keeps its connection for
-    the invocations that follow."""
-    _warm_up()
-    client = RuntimeClient(api)
+def read_config(fd):
+    """A runtime started ahead of its instance (tern extension): warm up, then block
+    until the platform writes the instance's configuration on `fd` and closes it,
+    and adopt it: `{"env": {...}}`, the instance's complete environment, which
+    replaces the one this process started with. Enters the code directory, which was
+    mounted after this process started."""
+    warm_up_ahead()
+    chunks = []
     try:
-        status, _, body = client.request("GET", ASSIGNMENT_PATH)
-    except BaseException:
-        client.close()
-        raise
-    if status != 200:
-        client.close()
-        raise RuntimeError("assignment failed with HTTP %s: %r" % (status, body[:200]))
-    assignment = json.loads(body)
-    os.environ.pop("TERN_PREWARM", None)
-    os.environ.update(assignment.get("env") or {})
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    env = json.loads(b"".join(chunks)).get("env") or {}
+    os.environ.clear()
+    os.environ.update(env)
     try:
         time.tzset()
     except AttributeError:  # pragma: no cover - not on Unix
         pass
-    task_root = assignment.get("task_root") or os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
-    # The rest of sys.path was set by main() from the same start-up environment.
-    if sys.path and sys.path[0] != task_root:
-        sys.path[0] = task_root
-    # The code was mounted after this process started: enter the new directory.
-    os.chdir(task_root)
-    return assignment.get("handler") or "", task_root, client
+    os.chdir(os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd())
 
 
 def _interpreter_paths():
@@ -997,6 +993,9 @@ _site_builtins()
 
 
 def main():
+    config_fd = os.environ.get(CONFIG_FD_ENV)
+    if config_fd is not None:
+        read_config(int(config_fd))
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.reconfigure(line_buffering=True)
@@ -1013,9 +1012,6 @@ def main():
     if template_fd is not None:
         api, handler = run_template(int(template_fd), os.environ.get("_HANDLER", ""))
         serve(RuntimeClient(api), handler)
-    elif os.environ.get("TERN_PREWARM") == "1":
-        handler_spec, task_root, client = await_assignment(api)
-        run(api, handler_spec, task_root, client)
     else:
         run(api, os.environ.get("_HANDLER", ""))
 

@@ -46,13 +46,15 @@ pub struct ServerConfig {
     pub max_concurrent_starts: usize,
     /// How long a request waits for a free instance before a 429.
     pub queue_timeout_ms: u64,
-    /// Pre-warmed instances kept per runtime in use (0 disables them).
+    /// Runtimes started ahead of time (sandbox built, runtime started, waiting for its
+    /// function) kept per shape in use, at least (0: none are started ahead).
     pub prewarm_per_runtime: usize,
-    /// Pre-warmed instances kept per runtime at most, when cold starts ask for more.
+    /// The same, at most, when cold starts ask for more.
     pub prewarm_max_per_runtime: usize,
     /// Fork Python runtimes from a per-namespace zygote instead of exec'ing them.
     pub zygote: bool,
-    /// Keep sandboxes and /tmp disks built ahead of time, off the request path.
+    /// Build sandboxes, runtimes and /tmp disks ahead of time, off the request path
+    /// (false: nothing is built ahead).
     pub pre_created_sandboxes: bool,
     /// Remount the host's cgroup2 mount with `favordynmods` at start, so that moving a
     /// process into an instance's cgroups takes ~0.1 ms instead of an RCU grace period.
@@ -163,7 +165,7 @@ pub struct ServerArgs {
     /// of the data dir's filesystem at start).
     #[arg(long, env = "TERN_TMP_DISK_BUDGET_MB")]
     pub tmp_disk_budget_mb: Option<u64>,
-    /// Pre-warmed instances kept per runtime in use (0 disables them).
+    /// Runtimes started ahead of time kept per shape in use, at least (0: none).
     #[arg(long, env = "TERN_PREWARM_PER_RUNTIME")]
     pub prewarm: Option<usize>,
     /// Fork Python runtimes from a per-namespace zygote (true/false).

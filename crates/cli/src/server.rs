@@ -15,7 +15,7 @@ use tern_gateway::presign::KEY_BYTES;
 use tern_gateway::{AppState, Authenticator, Downloads, ListenerLimits, UrlSigner};
 use tern_invoke::{Admission, FunctionService, Invoker, Registry, ServiceConfig};
 use tern_runtime::{InstanceManager, LogRouter, PoolConfig, PythonSdk, RuntimeCatalog};
-use tern_sandbox::{Launcher, ProcessLauncher, SandboxConfig, SandboxLauncher};
+use tern_sandbox::{Depth, Launcher, ProcessLauncher, SandboxConfig, SandboxLauncher};
 use tern_store::{AccessKey, CodeStore, LogLine, PackageLimits, SqliteStore, Store};
 use tern_telemetry::{LogSink, Metrics};
 
@@ -177,8 +177,23 @@ fn launcher(config: &ServerConfig, store: &dyn Store) -> anyhow::Result<Arc<dyn 
     }
     let mut sandbox_config = SandboxConfig::new(config.data_dir.join("sandbox"), server_id(store)?)
         .context("cannot configure the sandbox")?;
+    let keep = config.keep_alive();
+    sandbox_config.sandboxes_ahead = Depth {
+        keep,
+        ..Depth::DEFAULT
+    };
+    // `prewarm_per_runtime` 0 starts no runtime ahead (sandboxes are still built).
+    sandbox_config.runtimes_ahead = match config.prewarm_per_runtime {
+        0 => Depth::OFF,
+        floor => Depth {
+            floor,
+            ceiling: config.prewarm_max_per_runtime.max(floor),
+            keep,
+        },
+    };
     if !config.pre_created_sandboxes {
-        sandbox_config.held_pool_depth = 0;
+        sandbox_config.sandboxes_ahead = Depth::OFF;
+        sandbox_config.runtimes_ahead = Depth::OFF;
         sandbox_config.tmp_pool_depth = 0;
     }
     if config.cgroup_favor_dynmods {
@@ -292,8 +307,6 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             max_output_per_invocation: config.max_output_bytes,
             region: config.region.clone(),
             bootstrap_dir,
-            prewarm_per_runtime: config.prewarm_per_runtime,
-            prewarm_max_per_runtime: config.prewarm_max_per_runtime,
             zygote: config.zygote,
             freeze_idle: config.freeze_idle,
             host_memory_floor_mb: config.host_memory_floor_mb(),

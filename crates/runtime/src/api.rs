@@ -62,8 +62,6 @@ pub enum Reply {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Phase {
     Initializing,
-    /// A pre-warmed runtime is waiting in `tern/assignment` for its function.
-    Prewarmed,
     /// The runtime called `next` at least once: init finished.
     Ready,
     /// The runtime reported `init/error`.
@@ -77,18 +75,13 @@ pub struct ApiShared {
     /// Request id of the invocation in progress, for tagging output lines.
     pub current_id: Mutex<Option<String>>,
     phase: watch::Sender<Phase>,
-    /// For a pre-warmed instance: where its assignment (JSON) will arrive.
-    assignment: tokio::sync::Mutex<Option<oneshot::Receiver<Bytes>>>,
     /// Told while the runtime waits in `next`, so an idle instance is frozen only then.
     freezer: Option<Arc<Freezer>>,
 }
 
 impl ApiShared {
-    /// `assignment` is set for a pre-warmed instance, whose runtime first asks
-    /// `tern/assignment` which function it is to run.
     pub fn new(
         queue: mpsc::Receiver<Invocation>,
-        assignment: Option<oneshot::Receiver<Bytes>>,
         freezer: Option<Arc<Freezer>>,
     ) -> (Arc<Self>, watch::Receiver<Phase>) {
         let (tx, rx) = watch::channel(Phase::Initializing);
@@ -98,7 +91,6 @@ impl ApiShared {
                 current: Mutex::new(None),
                 current_id: Mutex::new(None),
                 phase: tx,
-                assignment: tokio::sync::Mutex::new(assignment),
                 freezer,
             }),
             rx,
@@ -224,7 +216,6 @@ async fn handle(req: Request<Incoming>, shared: Arc<ApiShared>) -> Result<Resp, 
     let parts: Vec<&str> = rest.split('/').collect();
     let resp = match (req.method(), parts.as_slice()) {
         (&Method::GET, ["invocation", "next"]) => next(&shared).await,
-        (&Method::GET, ["tern", "assignment"]) => assignment(&shared).await,
         (&Method::POST, ["invocation", id, "response"]) => {
             let id = id.to_string();
             match shared.take_if(&id) {
@@ -305,25 +296,6 @@ fn error_type_header(req: &Request<Incoming>) -> Option<String> {
         .map(|s| s.chars().take(1024).collect())
 }
 
-/// tern extension: a pre-warmed runtime waits here for the function it will run.
-async fn assignment(shared: &Arc<ApiShared>) -> Resp {
-    let Some(rx) = shared.assignment.lock().await.take() else {
-        return api_error(
-            StatusCode::FORBIDDEN,
-            "InvalidStateTransition",
-            "this instance has no assignment pending",
-        );
-    };
-    shared.phase.send_replace(Phase::Prewarmed);
-    match rx.await {
-        Ok(body) => {
-            shared.phase.send_replace(Phase::Initializing);
-            json(StatusCode::OK, String::from_utf8_lossy(&body).into_owned())
-        }
-        Err(_) => api_error(StatusCode::GONE, "InstanceStopping", "instance is stopping"),
-    }
-}
-
 async fn next(shared: &Arc<ApiShared>) -> Resp {
     if matches!(*shared.phase.borrow(), Phase::InitFailed(_)) {
         return api_error(
@@ -342,7 +314,7 @@ async fn next(shared: &Arc<ApiShared>) -> Resp {
         });
     }
     shared.phase.send_if_modified(|p| {
-        if matches!(*p, Phase::Initializing | Phase::Prewarmed) {
+        if matches!(*p, Phase::Initializing) {
             *p = Phase::Ready;
             true
         } else {

@@ -5,7 +5,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use std::path::{Path, PathBuf};
 use tern_core::wire::FunctionErrorBody;
 
 use tern_sandbox::{ExitStatus, InstanceProcess, LaunchSpec, Launcher, Resources};
@@ -72,8 +71,6 @@ pub struct Instance {
     queue: mpsc::Sender<Invocation>,
     exited: watch::Receiver<Option<ExitStatus>>,
     phase: watch::Receiver<Phase>,
-    /// Set while a pre-warmed instance waits for its function.
-    assign_tx: Option<oneshot::Sender<Bytes>>,
     output: OutputTap,
     api_task: tokio::task::JoinHandle<()>,
     /// Time from launch until the runtime first asked for work.
@@ -104,8 +101,7 @@ impl Instance {
         max_output_per_invocation: u64,
     ) -> Result<Instance, StartError> {
         let started = Instant::now();
-        let mut instance =
-            Self::launch(launcher, spec, logs, max_output_per_invocation, false).await?;
+        let mut instance = Self::launch(launcher, spec, logs, max_output_per_invocation).await?;
         instance.boost(boost);
         let waited = instance
             .wait_init(init_timeout, |p| *p == Phase::Ready)
@@ -114,92 +110,11 @@ impl Instance {
         instance.settle(waited).await
     }
 
-    /// Launches a pre-warmed instance: the runtime starts, loads its bootstrap and waits
-    /// for [`Instance::assign`] to say which function it runs. Returns once it waits.
-    pub async fn prewarm(
-        launcher: Arc<dyn Launcher>,
-        spec: LaunchSpec,
-        init_timeout: Duration,
-        logs: LogConsumer,
-        max_output_per_invocation: u64,
-    ) -> Result<Instance, StartError> {
-        let mut instance =
-            Self::launch(launcher, spec, logs, max_output_per_invocation, true).await?;
-        let waited = instance
-            .wait_init(init_timeout, |p| *p == Phase::Prewarmed)
-            .await;
-        instance.settle(waited).await
-    }
-
-    /// Gives a pre-warmed instance its function: mounts the code, sets the limits, hands
-    /// the runtime its handler and environment, and waits for init to finish.
-    pub async fn assign(
-        mut self,
-        code_dir: &Path,
-        layer_dirs: &[PathBuf],
-        limits: StartLimits,
-        handler: &str,
-        env: &[(String, String)],
-        init_timeout: Duration,
-    ) -> Result<Instance, StartError> {
-        let StartLimits { resources, boost } = limits;
-        let started = Instant::now();
-        let process = self.process.clone();
-        let code = code_dir.to_path_buf();
-        let layers = layer_dirs.to_vec();
-        let attached = tokio::task::spawn_blocking(move || {
-            process.set_resources(&resources)?;
-            process.attach_code(&code, &layers)
-        })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r);
-        let task_root = match attached {
-            Ok(t) => t,
-            Err(e) => {
-                self.destroy().await;
-                return Err(StartError::Launch(format!(
-                    "could not assign the instance: {e}"
-                )));
-            }
-        };
-        let mut env: serde_json::Map<String, serde_json::Value> = env
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
-            .collect();
-        env.insert(
-            "LAMBDA_TASK_ROOT".to_string(),
-            serde_json::Value::from(task_root.to_string_lossy().into_owned()),
-        );
-        let body = serde_json::json!({
-            "handler": handler,
-            "task_root": task_root.to_string_lossy(),
-            "env": env,
-        });
-        let sent = self
-            .assign_tx
-            .take()
-            .map(|tx| tx.send(Bytes::from(body.to_string())).is_ok())
-            .unwrap_or(false);
-        if !sent {
-            self.destroy().await;
-            return Err(StartError::Launch(
-                "the pre-warmed runtime is not waiting for an assignment".to_string(),
-            ));
-        }
-        self.memory_mb = resources.memory_mb;
-        self.boost(boost);
-        let waited = self.wait_init(init_timeout, |p| *p == Phase::Ready).await;
-        self.init_duration = started.elapsed();
-        self.settle(waited).await
-    }
-
     async fn launch(
         launcher: Arc<dyn Launcher>,
         spec: LaunchSpec,
         logs: LogConsumer,
         max_output_per_invocation: u64,
-        prewarm: bool,
     ) -> Result<Instance, StartError> {
         let id = spec.instance_id.clone();
         let memory_mb = spec.resources.memory_mb;
@@ -209,14 +124,8 @@ impl Instance {
             .map_err(|e| StartError::Launch(e.to_string()))?
             .map_err(|e| StartError::Launch(e.to_string()))?;
         let (queue_tx, queue_rx) = mpsc::channel(1);
-        let (assign_tx, assign_rx) = if prewarm {
-            let (tx, rx) = oneshot::channel();
-            (Some(tx), Some(rx))
-        } else {
-            (None, None)
-        };
         let freezer = Freezer::new(launched.process.clone());
-        let (shared, phase) = ApiShared::new(queue_rx, assign_rx, Some(freezer.clone()));
+        let (shared, phase) = ApiShared::new(queue_rx, Some(freezer.clone()));
         let api_task = tokio::spawn(api::serve(launched.runtime_api_listener, shared.clone()));
         let id_source = shared.clone();
         let output = OutputTap::start(
@@ -252,7 +161,6 @@ impl Instance {
             queue: queue_tx,
             exited,
             phase,
-            assign_tx,
             output,
             api_task,
             init_duration: Duration::ZERO,
@@ -462,13 +370,6 @@ enum CpuPhase {
 pub struct StartBoost {
     pub lasts: Duration,
     pub then: Resources,
-}
-
-/// The limits a start-up begins with, and the boost they hold, if any.
-#[derive(Debug, Clone, Copy)]
-pub struct StartLimits {
-    pub resources: Resources,
-    pub boost: Option<StartBoost>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

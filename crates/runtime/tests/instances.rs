@@ -19,12 +19,8 @@ struct Fixture {
     lines: Arc<Mutex<Vec<String>>>,
 }
 
-/// Without pre-warmed instances, so instance counts are exact.
 fn fixture(files: &[(&str, &str)], keep_alive: Duration) -> Fixture {
-    fixture_with(files, keep_alive, |c| PoolConfig {
-        prewarm_per_runtime: 0,
-        ..c
-    })
+    fixture_with(files, keep_alive, |c| c)
 }
 
 fn fixture_with(
@@ -280,7 +276,6 @@ async fn memory_budget_evicts_the_least_recently_used_idle_instance() {
     let fx = fixture_with(&[("app.py", PY_APP)], Duration::from_secs(60), |c| {
         PoolConfig {
             memory_budget_mb: 512,
-            prewarm_per_runtime: 0,
             ..c
         }
     });
@@ -305,7 +300,6 @@ async fn tmp_disk_budget_evicts_idle_instances_then_refuses_with_the_disk_named(
     let fx = fixture_with(&[("app.py", PY_APP)], Duration::from_secs(60), |c| {
         PoolConfig {
             tmp_disk_budget_mb: 1024,
-            prewarm_per_runtime: 0,
             queue_timeout: Duration::from_millis(300),
             ..c
         }
@@ -354,7 +348,6 @@ async fn a_burst_larger_than_the_start_slots_is_started_in_turn_not_refused() {
         PoolConfig {
             max_concurrent_starts: 2,
             max_instances: 16,
-            prewarm_per_runtime: 0,
             queue_timeout: Duration::from_millis(20),
             ..c
         }
@@ -394,7 +387,6 @@ async fn a_refusal_names_the_limit_that_was_reached() {
     let fx = fixture_with(&[("app.py", PY_APP)], Duration::from_secs(60), |c| {
         PoolConfig {
             max_instances: 1,
-            prewarm_per_runtime: 0,
             queue_timeout: Duration::from_millis(200),
             ..c
         }
@@ -505,123 +497,6 @@ async fn a_crashed_provisioned_instance_is_replaced() {
     assert!(replaced, "the provisioned instance was not replaced");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn pre_warmed_instances_take_any_function_of_their_runtime() {
-    let fx = fixture_with(&[("app.py", PY_APP)], Duration::from_secs(60), |c| {
-        PoolConfig {
-            prewarm_per_runtime: 1,
-            // A pool of one whatever the demand.
-            prewarm_max_per_runtime: 1,
-            ..c
-        }
-    });
-    // The first cold start of a runtime starts filling its pool.
-    let first = fx.manager.acquire(&named(&fx, "first", 128)).await.unwrap();
-    fx.manager.release(first, true).await;
-    let mut ready = false;
-    for _ in 0..100 {
-        if fx.manager.prewarmed_count() == 1 {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(ready, "the pre-warmed pool did not fill");
-    // Another function takes it: a cold start, but with the runtime already loaded.
-    let other = FunctionSpec {
-        env: vec![("GREETING".into(), "from env".into())],
-        ..named(&fx, "other", 256)
-    };
-    let lease = fx.manager.acquire(&other).await.unwrap();
-    assert!(lease.cold);
-    assert_eq!(lease.instance.memory_mb, 256);
-    let (out, _) = lease
-        .instance
-        .invoke(input("w1", r#"{"x": 1}"#, Duration::from_secs(5)))
-        .await;
-    assert!(matches!(out, Outcome::Success(_)), "{out:?}");
-    fx.manager.release(lease, true).await;
-    // A function whose environment changes interpreter start-up never gets one.
-    let picky = FunctionSpec {
-        env: vec![("PYTHONPATH".into(), "/var/task/lib".into())],
-        ..named(&fx, "picky", 128)
-    };
-    for _ in 0..100 {
-        if fx.manager.prewarmed_count() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let lease = fx.manager.acquire(&picky).await.unwrap();
-    assert_eq!(fx.manager.prewarmed_count(), 1, "the pool was left alone");
-    fx.manager.release(lease, true).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn new_functions_deepen_the_pre_warmed_pool_up_to_its_ceiling() {
-    let fx = fixture_with(&[("app.py", PY_APP)], Duration::from_secs(60), |c| {
-        PoolConfig {
-            prewarm_per_runtime: 1,
-            prewarm_max_per_runtime: 3,
-            ..c
-        }
-    });
-    // Five new functions within a second: five cold starts to come, three at most kept.
-    for i in 0..5 {
-        fx.manager.prepare(&named(&fx, &format!("new{i}"), 128));
-    }
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while fx.manager.prewarmed_count() < 3 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the pool did not deepen: {} ready",
-            fx.manager.prewarmed_count()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(fx.manager.prewarmed_count(), 3, "past the ceiling");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_pre_warmed_instance_of_one_namespaces_zygote_never_serves_another_namespace() {
-    let fx = fixture_with(&[("app.py", PY_APP)], Duration::from_secs(60), |c| {
-        PoolConfig {
-            prewarm_per_runtime: 1,
-            prewarm_max_per_runtime: 1,
-            ..c
-        }
-    });
-    fx.manager.prepare(&named(&fx, "mine", 128));
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while fx.manager.prewarmed_count() < 1 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the pool did not fill"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let theirs = FunctionSpec {
-        namespace: "other-tenant".into(),
-        ..named(&fx, "theirs", 128)
-    };
-    let lease = fx.manager.acquire(&theirs).await.unwrap();
-    assert!(
-        !lease.instance.id.starts_with("pw-"),
-        "{}",
-        lease.instance.id
-    );
-    fx.manager.release(lease, true).await;
-    // Still there for its own namespace.
-    let lease = fx.manager.acquire(&named(&fx, "mine", 128)).await.unwrap();
-    assert!(
-        lease.instance.id.starts_with("pw-"),
-        "{}",
-        lease.instance.id
-    );
-    fx.manager.release(lease, true).await;
-}
-
 /// One invoke on a leased instance; returns the instance's id.
 async fn invoke_once(mgr: &Arc<InstanceManager>, f: &FunctionSpec, payload: &str) -> String {
     let lease = mgr.acquire(f).await.expect("instance");
@@ -665,7 +540,6 @@ async fn instances_serving(
 fn saturated_fixture() -> Fixture {
     fixture_with(&[("app.py", PY_APP)], Duration::from_secs(60), |c| {
         PoolConfig {
-            prewarm_per_runtime: 0,
             saturated_cpu_percent: 0,
             ..c
         }
@@ -761,7 +635,6 @@ async fn a_request_behind_a_hung_instance_gets_a_new_one() {
 async fn waiting_for_a_busy_instance_never_outlasts_the_queue_timeout() {
     let fx = fixture_with(&[("app.py", PY_APP)], Duration::from_secs(60), |c| {
         PoolConfig {
-            prewarm_per_runtime: 0,
             saturated_cpu_percent: 0,
             queue_timeout: Duration::from_millis(40),
             ..c

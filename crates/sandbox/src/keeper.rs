@@ -277,12 +277,16 @@ fn serve_until_init_exits(
                     .err();
                 let _ = protocol::send(&fds[2], &CommandReply { error }, &[]);
             }
-            Ok(Some((KeeperCommand::StartRuntime(start), fds))) if fds.len() == 2 => {
+            // The output, the runtime's config descriptor if it has one, the reply socket.
+            Ok(Some((KeeperCommand::StartRuntime(start), fds)))
+                if fds.len() == 2 || fds.len() == 3 =>
+            {
+                let (passed, reply) = fds.split_at(fds.len() - 1);
                 let error = match to_init {
-                    Some(to_init) => relay_start(to_init, &start, &fds[0]).err(),
+                    Some(to_init) => relay_start(to_init, &start, passed).err(),
                     None => Some("this sandbox already has its runtime".to_string()),
                 };
-                let _ = protocol::send(&fds[1], &CommandReply { error }, &[]);
+                let _ = protocol::send(&reply[0], &CommandReply { error }, &[]);
             }
             _ => {
                 watching_ctl = false;
@@ -295,8 +299,9 @@ fn serve_until_init_exits(
 }
 
 /// Hands a runtime start to the held init and returns its answer.
-fn relay_start(to_init: &OwnedFd, start: &RuntimeStart, output: &OwnedFd) -> Result<()> {
-    protocol::send(to_init, start, &[output.as_raw_fd()]).map_err(ctx("reach the init"))?;
+fn relay_start(to_init: &OwnedFd, start: &RuntimeStart, fds: &[OwnedFd]) -> Result<()> {
+    let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    protocol::send(to_init, start, &raw).map_err(ctx("reach the init"))?;
     match protocol::recv::<CommandReply>(to_init).map_err(ctx("hear from the init"))? {
         Some((CommandReply { error: None }, _)) => Ok(()),
         Some((CommandReply { error: Some(e) }, _)) => Err(e),
@@ -456,12 +461,22 @@ fn hold(req: &KeeperRequest, to_keeper: OwnedFd, commands: OwnedFd, filters: &[B
             continue;
         }
         match protocol::recv::<RuntimeStart>(&commands) {
-            Ok(Some((start, mut fds))) if fds.len() == 1 => {
-                let output = fds.pop().expect("checked: one descriptor");
-                start_held_runtime(req, start, output, &to_keeper, &commands, &chld, filters)
+            Ok(Some((start, fds))) if fds.len() == 1 || fds.len() == 2 => {
+                let mut fds = fds.into_iter();
+                let output = fds.next().expect("checked: at least one descriptor");
+                let config = fds.next();
+                start_held_runtime(
+                    req,
+                    start,
+                    (output, config),
+                    &to_keeper,
+                    &commands,
+                    &chld,
+                    filters,
+                )
             }
             Ok(Some(_)) => {
-                let error = Some("a runtime start takes one descriptor".to_string());
+                let error = Some("a runtime start takes one or two descriptors".to_string());
                 let _ = protocol::send(&commands, &CommandReply { error }, &[]);
             }
             // The keeper is gone (it kills us too) or wrote garbage: stop listening.
@@ -475,7 +490,7 @@ fn hold(req: &KeeperRequest, to_keeper: OwnedFd, commands: OwnedFd, filters: &[B
 fn start_held_runtime(
     req: &KeeperRequest,
     start: RuntimeStart,
-    output: OwnedFd,
+    (output, config): (OwnedFd, Option<OwnedFd>),
     to_keeper: &OwnedFd,
     commands: &OwnedFd,
     blocked: &nix::sys::signal::SigSet,
@@ -505,14 +520,14 @@ fn start_held_runtime(
         Ok(None) => {
             drop(err_r);
             let _ = blocked.thread_unblock();
-            run_runtime(&req, err_w, filters, None)
+            run_runtime(&req, err_w, filters, config)
         }
         Err(e) => {
             reply(Some(format!("fork runtime: {e}")));
             sys::exit_now(126)
         }
     };
-    drop(err_w);
+    drop((err_w, config));
     // The output is the runtime's now; ours would delay the reader's end of file.
     let _ = sys::dev_null_onto(1);
     let mut failure = String::new();
@@ -566,16 +581,16 @@ fn run_runtime(
     req: &KeeperRequest,
     err: OwnedFd,
     filters: &[BpfProgram],
-    template: Option<OwnedFd>,
+    passed: Option<OwnedFd>,
 ) -> ! {
     const ERR_FD: RawFd = 3;
     // Out of the way of the two descriptors placed below (close_from drops the copy).
-    let template = match template
+    let passed = match passed
         .map(|t| nix::fcntl::fcntl(t.as_raw_fd(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(16)))
     {
         None => None,
         Some(Ok(fd)) => Some(fd),
-        Some(Err(e)) => fail(&err, &format!("dup template socket: {e}")),
+        Some(Err(e)) => fail(&err, &format!("dup the passed descriptor: {e}")),
     };
     let err = if err.as_raw_fd() == ERR_FD {
         err
@@ -589,12 +604,13 @@ fn run_runtime(
         unsafe { OwnedFd::from_raw_fd(ERR_FD) }
     };
     let mut first_unused = ERR_FD + 1;
-    if let Some(fd) = template {
+    // The template's control socket, or the config pipe of a runtime started ahead.
+    if let Some(fd) = passed {
         // dup2 leaves the copy open across the exec.
-        if let Err(e) = nix::unistd::dup2(fd, crate::sandbox::TEMPLATE_FD) {
-            fail(&err, &format!("dup2 template socket: {e}"));
+        if let Err(e) = nix::unistd::dup2(fd, crate::sandbox::PASSED_FD) {
+            fail(&err, &format!("dup2 the passed descriptor: {e}"));
         }
-        first_unused = crate::sandbox::TEMPLATE_FD + 1;
+        first_unused = crate::sandbox::PASSED_FD + 1;
     }
     if let Err(e) = runtime_setup(req, first_unused, filters) {
         fail(&err, &e);

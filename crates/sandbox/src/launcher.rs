@@ -6,7 +6,7 @@
 //! sandbox's network namespace for the sandbox launcher).
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Everything needed to start one instance. Paths in `program`/`args` are as the
@@ -44,7 +44,20 @@ pub struct LaunchSpec {
     /// the launcher can and one is ready (see [`TemplateSpec`]); else start it as usual,
     /// and build the template in the background.
     pub template: Option<TemplateSpec>,
+    /// The environment the runtime may be started with before its instance is known:
+    /// the launcher may start it ahead of time, then hand it the launch's own `env` on
+    /// the descriptor named by `TERN_CONFIG_FD` (tern's Python and Node bootstraps read
+    /// it). The two may differ only in variables that do not change how the runtime
+    /// starts. `None`: the runtime is started at launch only (or forked by `zygote`,
+    /// which plays the same part).
+    pub start_ahead_env: Option<Vec<(String, String)>>,
 }
+
+/// The variable that names the descriptor a runtime started ahead of time reads its
+/// instance's configuration from (see [`LaunchSpec::start_ahead_env`]): one JSON
+/// document, `{"env": {name: value, ...}}`, the instance's complete environment, ending
+/// at end of file.
+pub const CONFIG_FD_VAR: &str = "TERN_CONFIG_FD";
 
 /// Which post-init template an instance may be forked from: a process that has run the
 /// function's init in the function's own sandbox shape, so that its forks start with the
@@ -163,14 +176,6 @@ pub trait InstanceProcess: Send + Sync {
     /// Releases everything the instance held (cgroups, mounts, scratch files). Call after
     /// `wait` returned. Idempotent.
     fn cleanup(&self);
-    /// Shows `code_dir` read-only at the instance's task root after launch (for a
-    /// pre-warmed instance, launched with an empty code dir), and `layer_dirs` (if any)
-    /// at `/opt` as [`LaunchSpec::layer_dirs`] would have. Returns the task root as the
-    /// instance sees it.
-    fn attach_code(&self, code_dir: &Path, layer_dirs: &[PathBuf]) -> Result<PathBuf, String> {
-        let _ = (code_dir, layer_dirs);
-        Err("this launcher cannot attach code after launch".to_string())
-    }
     /// Freezes every process of the instance (cgroup freezer), or thaws them. A frozen
     /// instance uses no CPU; it can still be killed.
     fn set_frozen(&self, frozen: bool) -> Result<(), String> {
@@ -207,19 +212,37 @@ pub trait CapacityAccount: Send + Sync {
     /// Counts a post-init template of `memory_mb` (its function's MemorySize), if it
     /// fits; `None` if it does not (then the launcher builds none).
     fn reserve_template(&self, memory_mb: u32) -> Option<Reservation>;
+    /// Leave to build one thing ahead of time now, held for the build: `None` while
+    /// requests need the machine (one waits for room, or the machine is saturated and
+    /// another build is under way). Builds ahead never starve requests.
+    fn build_permit(&self) -> Option<Reservation>;
 }
 
 /// Room in a [`CapacityAccount`], given back when dropped.
 pub struct Reservation {
-    _guard: Box<dyn Send + Sync>,
+    room: Box<dyn Room>,
+}
+
+/// What a [`Reservation`] holds.
+pub trait Room: Send + Sync {
+    /// Counts `memory_mb` from now on (what the item was measured to use), whether or
+    /// not it fits: it is in use already.
+    fn resize(&mut self, memory_mb: u64) {
+        let _ = memory_mb;
+    }
 }
 
 impl Reservation {
-    /// A reservation whose `guard` gives the room back when dropped.
-    pub fn new(guard: impl Send + Sync + 'static) -> Reservation {
+    /// A reservation whose `room` is given back when dropped.
+    pub fn new(room: impl Room + 'static) -> Reservation {
         Reservation {
-            _guard: Box::new(guard),
+            room: Box::new(room),
         }
+    }
+
+    /// See [`Room::resize`].
+    pub fn resize(&mut self, memory_mb: u64) {
+        self.room.resize(memory_mb);
     }
 }
 
@@ -241,26 +264,31 @@ pub trait Launcher: Send + Sync {
     fn launch(&self, spec: &LaunchSpec) -> Result<Launched, LaunchError>;
     /// Short name for logs and metrics ("sandbox", "process").
     fn name(&self) -> &'static str;
-    /// Whether its instances support [`InstanceProcess::attach_code`] and
-    /// [`InstanceProcess::set_resources`], so they can be launched before their function
-    /// is known.
-    fn supports_prewarm(&self) -> bool {
-        false
-    }
-    /// Reserves a sandbox built ahead of time that fits `spec` (its /tmp size and
-    /// read-only trees), if the launcher keeps any, and returns its instance id: a
-    /// [`Launcher::launch`] of a spec with that id starts its runtime there. Call just
-    /// before building the real spec (whose environment may name the id); a reservation
-    /// not launched within a minute is dropped.
+    /// Reserves what the launcher built ahead of time for specs of `spec`'s shape, if it
+    /// has one ready (an instance forked from the function's template, a runtime started
+    /// ahead, a held sandbox; the caller cannot tell which), and returns its instance
+    /// id: a [`Launcher::launch`] of a spec with that id takes it. Claimed or not, a
+    /// launch of this shape counts as demand for the next one. Call just before building
+    /// the real spec (whose environment may name the id); a reservation not launched
+    /// within a minute is dropped.
     fn claim_held(&self, spec: &LaunchSpec) -> Option<String> {
         let _ = spec;
         None
     }
     /// Builds ahead, in the background, what a later [`Launcher::launch`] of a spec like
-    /// `spec` would otherwise build on the request path (its zygote, sandboxes of its
-    /// shape). Returns at once.
+    /// `spec` would otherwise build on the request path (its zygote, a runtime of its
+    /// shape, sandboxes), counting one launch of the shape to come. Returns at once.
     fn prepare(&self, spec: &LaunchSpec) {
         let _ = spec;
+    }
+    /// Periodic upkeep of what is built ahead (call about once a second): refills what
+    /// demand still asks for, gives back what it no longer does, and counts what is
+    /// kept by what it uses. Returns at once.
+    fn tend(&self) {}
+    /// Runtimes started ahead of time and instances forked ahead from templates, ready
+    /// for a launch right now.
+    fn started_ahead_count(&self) -> usize {
+        0
     }
     /// Host disk used right now by the /tmp filesystems of handed-out instances, in
     /// bytes; `None` when /tmp is not on the host disk (tmpfs, or no sandbox).

@@ -10,9 +10,9 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod ahead;
 pub mod cgroups;
 mod exit_cell;
-mod held;
 pub mod keeper;
 pub mod launcher;
 pub mod mounts;
@@ -26,11 +26,12 @@ pub mod tmp_disk;
 pub mod uid_range;
 mod zygote;
 
+pub use ahead::Depth;
 pub use keeper::{is_keeper_invocation, run_keeper};
 pub use launcher::{
     exit_fd_readable, zygote_program, CapacityAccount, ExitStatus, InstanceProcess, LaunchError,
-    LaunchSpec, Launched, Launcher, Reservation, Resources, TemplateSpec, ZygoteSpec,
-    ZYGOTE_PYTHON_FLAGS,
+    LaunchSpec, Launched, Launcher, Reservation, Resources, Room, TemplateSpec, ZygoteSpec,
+    CONFIG_FD_VAR, ZYGOTE_PYTHON_FLAGS,
 };
 pub use process::ProcessLauncher;
 pub use sandbox::{SandboxConfig, SandboxError, SandboxLauncher};

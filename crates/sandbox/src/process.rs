@@ -81,10 +81,6 @@ impl Launcher for ProcessLauncher {
     fn name(&self) -> &'static str {
         "process"
     }
-
-    fn supports_prewarm(&self) -> bool {
-        true
-    }
 }
 
 struct ChildProcess {
@@ -133,18 +129,6 @@ impl InstanceProcess for ChildProcess {
     }
 
     fn cleanup(&self) {}
-
-    fn attach_code(
-        &self,
-        code_dir: &std::path::Path,
-        layer_dirs: &[PathBuf],
-    ) -> Result<PathBuf, String> {
-        if !layer_dirs.is_empty() {
-            return Err(LAYERS_UNSUPPORTED.into());
-        }
-        // No mounts here: the runtime is told to use the code where it lies.
-        Ok(code_dir.to_path_buf())
-    }
 
     fn set_resources(&self, _resources: &crate::launcher::Resources) -> Result<(), String> {
         // The development launcher enforces no limits.
@@ -223,6 +207,7 @@ mod tests {
             },
             zygote: None,
             template: None,
+            start_ahead_env: None,
         }
     }
 

@@ -36,7 +36,7 @@ pub(crate) struct KeeperRequest {
     #[serde(default)]
     pub hold: bool,
     /// Build a post-init template (see `crate::sandbox::template`): the last passed descriptor
-    /// is its control socket, which the runtime gets as fd `TEMPLATE_FD`;
+    /// is its control socket, which the runtime gets as fd `PASSED_FD`;
     /// the runtime runs under the template policy (no Landlock, the template seccomp
     /// filter) and /proc hides processes from each other.
     #[serde(default)]
@@ -52,7 +52,8 @@ pub(crate) enum KeeperCommand {
     /// onto its `/opt`, keeping the bootstraps' mount at `/opt/tern` on top of it.
     AttachCode { layers: bool },
     /// Start the runtime in a sandbox built with [`KeeperRequest::hold`]; its output goes
-    /// to the first descriptor. The keeper hands this on to the init.
+    /// to the first descriptor, and a second one (if passed) is the runtime's config
+    /// descriptor, given to it as fd `PASSED_FD`. The keeper hands this on to the init.
     StartRuntime(RuntimeStart),
 }
 

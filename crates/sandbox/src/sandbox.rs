@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::hash::Hash;
 use std::io;
 use std::net::TcpListener;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -17,13 +16,13 @@ use std::time::{Duration, Instant};
 use nix::sys::socket::{shutdown, socketpair, AddressFamily, Shutdown, SockFlag, SockType};
 use seccompiler::BpfProgram;
 
+use crate::ahead::{self, Depth, HeldKey, HeldPool, Pool};
 use crate::cgroups::{self, CgroupLayout, CgroupLimits, InstanceCgroup};
 use crate::exit_cell::ExitCell;
-use crate::held::{self, HeldKey, HeldPool, Pool, Pooled};
 use crate::keeper::KEEPER_ARG;
 use crate::launcher::{
     zygote_program, CapacityAccount, ExitStatus, InstanceProcess, LaunchError, LaunchSpec,
-    Launched, Launcher, Reservation, Resources, ZygoteSpec,
+    Launched, Launcher, Reservation, ZygoteSpec,
 };
 use crate::mounts::{self, HostView, PlanInput, TmpSource, OVERLAY_SOURCE};
 use crate::protocol::{
@@ -38,7 +37,15 @@ use crate::zygote::{ForkFds, ForkRequest, Zygote, Zygotes};
 mod template;
 
 use template::{Lookup, Templates};
-pub(crate) use template::{TEMPLATE_FD, TEMPLATE_GID, TEMPLATE_UID};
+pub(crate) use template::{TEMPLATE_GID, TEMPLATE_UID};
+
+mod built_ahead;
+
+use built_ahead::{Started, StartedKey};
+
+/// The descriptor at which an exec'd runtime finds the one its launcher passed it: a
+/// post-init template's control socket, or the config pipe of a runtime started ahead.
+pub(crate) const PASSED_FD: RawFd = 4;
 
 /// Port of the Runtime API listener inside every sandbox.
 pub const RUNTIME_API_PORT: u16 = 9001;
@@ -76,9 +83,12 @@ pub struct SandboxConfig {
     /// Ready /tmp disks kept per recently used /tmp size, so a launch does not wait for
     /// a loop device and an ext4 mount (0: every launch makes its own).
     pub tmp_pool_depth: usize,
-    /// Sandboxes built ahead of time, without a runtime, kept per recently used
-    /// (/tmp size, interpreter tree), so a cold start skips building one (0: none).
-    pub held_pool_depth: usize,
+    /// Sandboxes built ahead of time (no runtime yet) per shape in use: see
+    /// [`crate::ahead`]. [`Depth::OFF`] builds none.
+    pub sandboxes_ahead: Depth,
+    /// Runtimes started ahead of time into such sandboxes, and instances forked ahead
+    /// from post-init templates, per shape in use. [`Depth::OFF`] starts none.
+    pub runtimes_ahead: Depth,
 }
 
 impl SandboxConfig {
@@ -92,7 +102,8 @@ impl SandboxConfig {
             keeper_exe: std::env::current_exe()?,
             tmp_on_disk: true,
             tmp_pool_depth: tmp_disk::DEFAULT_POOL_DEPTH,
-            held_pool_depth: held::DEFAULT_POOL_DEPTH,
+            sandboxes_ahead: Depth::DEFAULT,
+            runtimes_ahead: Depth::DEFAULT,
         })
     }
 }
@@ -135,14 +146,17 @@ struct Inner {
     /// Sandboxes built ahead of time, without a runtime yet.
     held: HeldPool,
     held_seq: AtomicU64,
-    /// Python runtimes a zygote forked into held sandboxes ahead of time, waiting for
-    /// their code and environment.
-    preforked: Pool<ForkedKey, PreForked>,
+    /// Runtimes started ahead of time into held sandboxes, waiting for their code and
+    /// environment.
+    started: Pool<StartedKey, Started>,
     /// The server's capacity account, which what is built ahead counts in.
     capacity: std::sync::OnceLock<Arc<dyn CapacityAccount>>,
     /// Post-init templates, one per function at most.
     templates: Templates,
 }
+
+/// Shapes kept built ahead at once, per pool; the least recently used goes first.
+const MAX_SHAPES: usize = 64;
 
 /// Zygote failures in a row after which the launcher only execs runtimes.
 const ZYGOTE_MAX_FAILURES: u32 = 3;
@@ -198,15 +212,16 @@ impl SandboxLauncher {
         } else {
             None
         };
-        let held = HeldPool::new(config.held_pool_depth);
-        let preforked = Pool::new(config.held_pool_depth.min(1));
-        // As many instances forked ahead per template as held sandboxes per shape: they
-        // cost a few MB each (copy-on-write), and spare a burst's first starts the fork
-        // and cgroup migration.
-        let forks_ahead = config.held_pool_depth;
+        let host = HostView::probe();
+        // What is built ahead gets its code later, as an overlay (so that no host path
+        // shows in its mountinfo): without overlayfs, nothing is.
+        let depth = |d: Depth| if host.overlayfs { d } else { Depth::OFF };
+        let held = HeldPool::new(depth(config.sandboxes_ahead), MAX_SHAPES);
+        let started = Pool::new(depth(config.runtimes_ahead), MAX_SHAPES);
+        let forks_ahead = depth(config.runtimes_ahead);
         let inner = Inner {
             config,
-            host: HostView::probe(),
+            host,
             cgroups,
             uids: Arc::new(Mutex::new(UidSlots::default())),
             tmp_disks,
@@ -215,7 +230,7 @@ impl SandboxLauncher {
             zygote_failures: AtomicU32::new(0),
             held,
             held_seq: AtomicU64::new(0),
-            preforked,
+            started,
             capacity: std::sync::OnceLock::new(),
             templates: Templates::new(forks_ahead),
         };
@@ -251,9 +266,9 @@ impl SandboxLauncher {
         self.inner.held.count()
     }
 
-    /// Runtimes forked into held sandboxes ahead of time, waiting for an instance.
-    pub fn preforked_count(&self) -> usize {
-        self.inner.preforked.count()
+    /// Runtimes started into held sandboxes ahead of time, waiting for an instance.
+    pub fn started_ahead_count(&self) -> usize {
+        self.inner.started.count()
     }
 }
 
@@ -749,7 +764,7 @@ impl Inner {
             }
         }
         let claimed =
-            self.preforked.has_claim(&spec.instance_id) || self.held.has_claim(&spec.instance_id);
+            self.started.has_claim(&spec.instance_id) || self.held.has_claim(&spec.instance_id);
         if let Some(wanted) = spec.template.as_ref().filter(|_| !claimed) {
             match self.templates.lookup(wanted) {
                 Lookup::Ready(template) => match self.fork_from_template(&template, spec) {
@@ -765,13 +780,13 @@ impl Inner {
             }
         }
         let zygote = spec.zygote.as_ref().filter(|_| self.zygotes_enabled());
-        if let Some(preforked) = self.preforked.take_claimed(&spec.instance_id) {
-            match self.launch_preforked(spec, preforked) {
+        if let Some(started) = self.started.take_claimed(&spec.instance_id) {
+            match self.launch_started(spec, started) {
                 Ok(launched) => return Ok(launched),
                 Err(e) => tracing::warn!(
                     instance = %spec.instance_id,
                     error = %e,
-                    "could not hand a forked runtime its instance; starting a new one"
+                    "could not hand a runtime started ahead its instance; starting a new one"
                 ),
             }
         }
@@ -807,286 +822,6 @@ impl Inner {
     }
 }
 
-/// Which pre-forked runtimes may serve a launch: the sandbox's shape and the zygote.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct ForkedKey {
-    held: HeldKey,
-    interpreter: PathBuf,
-    args: Vec<String>,
-    zygote: ZygoteSpec,
-}
-
-impl ForkedKey {
-    fn of(spec: &LaunchSpec) -> Option<ForkedKey> {
-        Some(ForkedKey {
-            held: HeldKey::of(spec),
-            interpreter: spec.program.clone(),
-            args: spec.args.clone(),
-            zygote: spec.zygote.clone()?,
-        })
-    }
-}
-
-/// A runtime forked by a zygote into a held sandbox, fully confined, blocked reading its
-/// environment from `config` (written once an instance takes it, after its code is
-/// mounted).
-struct PreForked {
-    built: Built,
-    output: OwnedFd,
-    config: OwnedFd,
-}
-
-impl Pooled for PreForked {
-    fn id(&self) -> &str {
-        self.built.instance.id()
-    }
-}
-
-/// Limits a held sandbox is built with; a launch sets its own.
-const HELD_RESOURCES: Resources = Resources {
-    memory_mb: 128,
-    tmp_mb: 0,
-    cpu_millis: 250,
-    cpu_period_us: cgroups::CPU_PERIOD_US,
-    cpu_burst: false,
-    max_pids: 64,
-    max_open_files: 0,
-};
-
-impl Inner {
-    /// Tops up the held sandboxes of `key` in the background (off the request path).
-    fn refill_held(self: &Arc<Self>, key: HeldKey) {
-        self.refill(
-            |inner| &inner.held,
-            key,
-            "held",
-            |inner, key| inner.build_held(key),
-        );
-    }
-
-    /// Tops up the pre-forked runtimes of `key` in the background.
-    fn refill_preforked(self: &Arc<Self>, key: ForkedKey) {
-        self.refill(
-            |inner| &inner.preforked,
-            key,
-            "prefork",
-            |inner, key| {
-                let forked = inner.prefork(key);
-                // It may have used a held sandbox: top those up as well.
-                inner.refill_held(key.held.clone());
-                forked
-            },
-        );
-    }
-
-    /// Fills `pool(self)` up for `key` on a thread of its own, with items from `make`,
-    /// unless a refill of that key is already under way.
-    fn refill<K, T>(
-        self: &Arc<Self>,
-        pool: fn(&Inner) -> &Pool<K, T>,
-        key: K,
-        what: &'static str,
-        make: fn(&Arc<Inner>, &K) -> Result<T, LaunchError>,
-    ) where
-        K: Clone + Eq + Hash + Send + 'static,
-        T: Pooled + Send + 'static,
-    {
-        if !pool(self).want(&key) {
-            return;
-        }
-        let inner = self.clone();
-        let worker_key = key.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("tern-{what}"))
-            .spawn(move || {
-                let key = worker_key;
-                let items = pool(&inner);
-                while items.short(&key) {
-                    match make(&inner, &key) {
-                        Ok(item) => {
-                            if let Some(unwanted) = items.put(&key, item) {
-                                drop(unwanted);
-                                break;
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, pool = what, "could not refill a pool");
-                            break;
-                        }
-                    }
-                }
-                items.done(&key);
-            });
-        if spawned.is_err() {
-            pool(self).done(&key);
-        }
-    }
-
-    /// Forks a runtime of `key`'s zygote into a held sandbox (one from the pool, else a
-    /// new one), to wait there for an instance.
-    fn prefork(&self, key: &ForkedKey) -> Result<PreForked, LaunchError> {
-        let Some(program_as) = zygote_program(&key.args) else {
-            return Err(LaunchError::Prepare(
-                "a zygote start takes the zygote's interpreter flags and the program".into(),
-            ));
-        };
-        let zygote = self
-            .zygotes
-            .get(&key.interpreter, &key.zygote, program_as, &self.seccomp)
-            .map_err(|e| LaunchError::Prepare(format!("start the zygote: {e}")))?;
-        let Built {
-            mut instance,
-            listener,
-            request,
-            reservation,
-        } = match self.held.take(&key.held) {
-            Some(built) => built,
-            None => self.build_held(&key.held)?,
-        };
-        let forked = sys::pipe()
-            .map_err(LaunchError::from)
-            .and_then(|(output, output_w)| {
-                let (config, config_w) = sys::pipe()?;
-                let forked = self.fork_runtime(&zygote, &request, config, &instance, output_w)?;
-                Ok((forked, output, config_w))
-            });
-        match forked {
-            Ok((forked, output, config)) => {
-                instance.forked = Some(forked);
-                Ok(PreForked {
-                    built: Built {
-                        instance,
-                        listener,
-                        request,
-                        reservation,
-                    },
-                    output,
-                    config,
-                })
-            }
-            Err(e) => {
-                instance.abandon();
-                Err(e)
-            }
-        }
-    }
-
-    /// Gives a pre-forked runtime its instance: code, limits, then its environment.
-    fn launch_preforked(
-        &self,
-        spec: &LaunchSpec,
-        preforked: PreForked,
-    ) -> Result<Launched, LaunchError> {
-        let PreForked {
-            built: Built {
-                instance, listener, ..
-            },
-            output,
-            config,
-        } = preforked;
-        let handed = instance
-            .set_resources(&spec.resources)
-            .and_then(|()| instance.attach_code(&spec.code_dir, &spec.layer_dirs))
-            .map_err(LaunchError::Prepare)
-            .and_then(|_| {
-                let mut pipe = File::from(config);
-                std::io::Write::write_all(&mut pipe, &runtime_config(&runtime_env(spec))?)
-                    .map_err(LaunchError::from)
-            });
-        hand_out(instance, listener, handed.map(|()| output))
-    }
-
-    fn build_held(&self, key: &HeldKey) -> Result<Built, LaunchError> {
-        let n = self.held_seq.fetch_add(1, Ordering::Relaxed);
-        let spec = LaunchSpec {
-            // Random as well: instance ids show up as log stream names, which must not
-            // repeat across server restarts.
-            instance_id: format!("h{n}-{:08x}", sys::random_u32()),
-            program: PathBuf::new(),
-            args: Vec::new(),
-            env: Vec::new(),
-            code_dir: self.config.state_dir.join(EMPTY_LAYER),
-            bootstrap_dir: key.bootstrap_dir.clone(),
-            layer_dirs: Vec::new(),
-            runtime_dir: key.runtime_dir.clone(),
-            extra_ro_paths: key.extra_ro_paths.clone(),
-            resources: Resources {
-                tmp_mb: key.tmp_mb,
-                max_open_files: key.max_open_files,
-                ..HELD_RESOURCES
-            },
-            zygote: None,
-            template: None,
-        };
-        // Built only if the server's account has room for it (and counted there).
-        let reservation = match self.capacity.get() {
-            Some(account) => Some(account.reserve_built_ahead().ok_or_else(|| {
-                LaunchError::Prepare("no room in the server's capacity account".into())
-            })?),
-            None => None,
-        };
-        let mut built = self.build(&spec, None)?;
-        built.reservation = reservation;
-        Ok(built)
-    }
-
-    /// Starts `spec`'s runtime in a held sandbox: its code and limits, then the runtime
-    /// exec'd by the init or forked by `zygote`.
-    fn launch_in_held(
-        &self,
-        spec: &LaunchSpec,
-        zygote: Option<&ZygoteSpec>,
-        held: Built,
-    ) -> Result<Launched, LaunchError> {
-        // The launch's instance counts in the account itself: the held room goes back.
-        let Built {
-            mut instance,
-            listener,
-            request,
-            reservation: _,
-        } = held;
-        let started = self.start_in(spec, zygote, &mut instance, &request);
-        hand_out(instance, listener, started)
-    }
-
-    /// Returns the read end of the runtime's output.
-    fn start_in(
-        &self,
-        spec: &LaunchSpec,
-        zygote: Option<&ZygoteSpec>,
-        instance: &mut SandboxInstance,
-        request: &KeeperRequest,
-    ) -> Result<OwnedFd, LaunchError> {
-        instance
-            .set_resources(&spec.resources)
-            .map_err(LaunchError::Prepare)?;
-        instance
-            .attach_code(&spec.code_dir, &spec.layer_dirs)
-            .map_err(LaunchError::Prepare)?;
-        let (output, output_w) = sys::pipe()?;
-        let env = runtime_env(spec);
-        match zygote {
-            Some(z) => {
-                let zygote = self.zygote_for(spec, z)?;
-                let config = config_memfd(&env)?;
-                instance.forked =
-                    Some(self.fork_runtime(&zygote, request, config, instance, output_w)?);
-            }
-            None => instance
-                .start_runtime(
-                    RuntimeStart {
-                        program: spec.program.clone(),
-                        args: spec.args.clone(),
-                        env,
-                    },
-                    output_w,
-                )
-                .map_err(LaunchError::Prepare)?,
-        }
-        Ok(output)
-    }
-}
-
 impl Launcher for SandboxLauncher {
     fn launch(&self, spec: &LaunchSpec) -> Result<Launched, LaunchError> {
         self.inner.launch(spec)
@@ -1103,20 +838,26 @@ impl Launcher for SandboxLauncher {
             .filter(|t| self.inner.templates.is_ready(t))
         {
             let claimed = self.inner.templates.forks.claim(key);
-            self.inner.refill_template_forks(key.clone());
+            self.inner.refill_template_forks(key.clone(), true);
             return claimed;
         }
-        if let Some(key) = ForkedKey::of(spec).filter(|_| self.inner.zygotes_enabled()) {
-            let claimed = self.inner.preforked.claim(&key);
-            self.inner.refill_preforked(key);
+        // Claimed or not, the shape is wanted: its pool follows the demand.
+        if let Some(key) = StartedKey::of(spec, self.inner.zygotes_enabled()) {
+            let claimed = self.inner.started.claim(&key);
+            self.inner.refill_started(key);
             if claimed.is_some() {
                 return claimed;
             }
+            // None ready: a held sandbox of the shape spares the build, without
+            // counting as demand for more of them.
+            let key = HeldKey::of(spec);
+            let claimed = self.inner.held.claim(&key);
+            self.inner.refill_held(key, false);
+            return claimed;
         }
         let key = HeldKey::of(spec);
         let claimed = self.inner.held.claim(&key);
-        // Claimed or not, this shape is wanted: top it up.
-        self.inner.refill_held(key);
+        self.inner.refill_held(key, true);
         claimed
     }
 
@@ -1130,17 +871,20 @@ impl Launcher for SandboxLauncher {
                 self.inner.spawn_template_build(spec);
             }
         }
-        // A runtime forked ahead into a held sandbox needs the zygote, which its refill
-        // starts; held sandboxes of the shape serve every other start.
-        if let Some(key) = ForkedKey::of(spec).filter(|_| self.inner.zygotes_enabled()) {
-            self.inner.refill_preforked(key);
+        // A launch of this shape is to come: a runtime started ahead serves it where
+        // one can be (its refill starts the zygote too), else a held sandbox.
+        match StartedKey::of(spec, self.inner.zygotes_enabled()) {
+            Some(key) => self.inner.refill_started(key),
+            None => self.inner.refill_held(HeldKey::of(spec), true),
         }
-        self.inner.refill_held(HeldKey::of(spec));
     }
 
-    fn supports_prewarm(&self) -> bool {
-        // Code attached later is an overlay, so no host path shows in mountinfo.
-        self.inner.host.overlayfs
+    fn tend(&self) {
+        self.inner.tend_pools();
+    }
+
+    fn started_ahead_count(&self) -> usize {
+        self.inner.started.count() + self.inner.templates.forks.count()
     }
 
     fn set_capacity_account(&self, account: Arc<dyn CapacityAccount>) {
@@ -1151,17 +895,17 @@ impl Launcher for SandboxLauncher {
         // The room goes back at once; the teardown happens off this thread.
         if let Some(mut fork) = self.inner.templates.forks.pop_any() {
             fork.give_back_room();
-            held::discard(vec![fork]);
+            ahead::discard(vec![fork]);
             return true;
         }
-        if let Some(mut p) = self.inner.preforked.pop_any() {
-            drop(p.built.reservation.take());
-            held::discard(vec![p]);
+        if let Some(mut s) = self.inner.started.pop_any() {
+            s.give_back_room();
+            ahead::discard(vec![s]);
             return true;
         }
         if let Some(mut b) = self.inner.held.pop_any() {
             drop(b.reservation.take());
-            held::discard(vec![b]);
+            ahead::discard(vec![b]);
             return true;
         }
         self.inner.templates.drop_unused()
@@ -1182,12 +926,15 @@ impl Launcher for SandboxLauncher {
     }
 
     fn shutdown(&self) {
-        self.inner.preforked.clear();
+        self.inner.started.clear();
         self.inner.held.clear();
+        self.inner.templates.forks.clear();
         // A refill still building stops its sandbox when it finds the pool closed; wait
         // (briefly) so that the server's cgroups are empty when they are removed.
         let deadline = Instant::now() + Duration::from_secs(5);
-        while (self.inner.preforked.refilling() || self.inner.held.refilling())
+        while (self.inner.started.refilling()
+            || self.inner.held.refilling()
+            || self.inner.templates.forks.refilling())
             && Instant::now() < deadline
         {
             std::thread::sleep(Duration::from_millis(10));
@@ -1248,6 +995,39 @@ impl SandboxInstance {
         &self.instance_id
     }
 
+    /// Shows `code_dir` read-only at the instance's task root (`/var/task`), over the
+    /// empty directory it was built with, and `layer_dirs` (if any) at `/opt` as a launch
+    /// would have.
+    fn attach_code(&self, code_dir: &Path, layer_dirs: &[PathBuf]) -> Result<PathBuf, String> {
+        let init_pid = self.pid();
+        if init_pid == 0 || self.exit.get().is_some() {
+            return Err("the instance is not running".to_string());
+        }
+        let top = File::open(code_dir).map_err(|e| format!("open {}: {e}", code_dir.display()))?;
+        let bottom = File::open(&self.empty_layer)
+            .map_err(|e| format!("open {}: {e}", self.empty_layer.display()))?;
+        let lower = mounts::overlay_layers(top.as_raw_fd(), bottom.as_raw_fd());
+        let mount = sys::fs_mount_detached(
+            "overlay",
+            &[
+                sys::FsOption::String("source", OVERLAY_SOURCE),
+                sys::FsOption::String("lowerdir", &lower),
+            ],
+        )
+        .map_err(|e| format!("overlay of the code: {e}"))?;
+        drop((top, bottom));
+        let mut mounts = vec![mount];
+        if !layer_dirs.is_empty() {
+            mounts.push(self.layers_mount(layer_dirs)?);
+        }
+        // Entering the instance's mount namespace takes a single-threaded process: the
+        // keeper does the moves.
+        let layers = mounts.len() > 1;
+        self.command(KeeperCommand::AttachCode { layers }, mounts)
+            .map_err(|e| format!("attach the code: {e}"))?;
+        Ok(PathBuf::from("/var/task"))
+    }
+
     fn tmp_used_bytes(&self) -> u64 {
         self.tmp_disk_used().unwrap_or(0)
     }
@@ -1273,8 +1053,17 @@ impl SandboxInstance {
     }
 
     /// Has the held init start the runtime; returns once it was exec'd (or failed to).
-    fn start_runtime(&self, start: RuntimeStart, output: OwnedFd) -> Result<(), String> {
-        self.command(KeeperCommand::StartRuntime(start), vec![output])
+    /// With `config`, the runtime gets it as fd [`PASSED_FD`] (a runtime started ahead
+    /// reads its instance's environment there).
+    fn start_runtime(
+        &self,
+        start: RuntimeStart,
+        output: OwnedFd,
+        config: Option<OwnedFd>,
+    ) -> Result<(), String> {
+        let mut fds = vec![output];
+        fds.extend(config);
+        self.command(KeeperCommand::StartRuntime(start), fds)
     }
 
     /// Sends the keeper a command with its descriptors and waits for its answer, which
@@ -1471,36 +1260,6 @@ impl InstanceProcess for SandboxInstance {
             None => self.ctl.as_fd(),
         };
         fd.try_clone_to_owned().ok()
-    }
-
-    fn attach_code(&self, code_dir: &Path, layer_dirs: &[PathBuf]) -> Result<PathBuf, String> {
-        let init_pid = self.pid();
-        if init_pid == 0 || self.exit.get().is_some() {
-            return Err("the instance is not running".to_string());
-        }
-        let top = File::open(code_dir).map_err(|e| format!("open {}: {e}", code_dir.display()))?;
-        let bottom = File::open(&self.empty_layer)
-            .map_err(|e| format!("open {}: {e}", self.empty_layer.display()))?;
-        let lower = mounts::overlay_layers(top.as_raw_fd(), bottom.as_raw_fd());
-        let mount = sys::fs_mount_detached(
-            "overlay",
-            &[
-                sys::FsOption::String("source", OVERLAY_SOURCE),
-                sys::FsOption::String("lowerdir", &lower),
-            ],
-        )
-        .map_err(|e| format!("overlay of the code: {e}"))?;
-        drop((top, bottom));
-        let mut mounts = vec![mount];
-        if !layer_dirs.is_empty() {
-            mounts.push(self.layers_mount(layer_dirs)?);
-        }
-        // Entering the instance's mount namespace takes a single-threaded process: the
-        // keeper does the moves.
-        let layers = mounts.len() > 1;
-        self.command(KeeperCommand::AttachCode { layers }, mounts)
-            .map_err(|e| format!("attach the code: {e}"))?;
-        Ok(PathBuf::from("/var/task"))
     }
 
     fn set_frozen(&self, frozen: bool) -> Result<(), String> {

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tern_sandbox::{
-    CapacityAccount, ExitStatus, LaunchSpec, Launcher, Reservation, Resources, SandboxConfig,
-    SandboxLauncher, UidRange,
+    CapacityAccount, Depth, ExitStatus, LaunchSpec, Launcher, Reservation, Resources, Room,
+    SandboxConfig, SandboxLauncher, UidRange,
 };
 
 struct Fixture {
@@ -37,7 +37,20 @@ fn fixture_with(test: &str, tmp_on_disk: bool) -> Option<Fixture> {
     fixture_full(test, tmp_on_disk, 0)
 }
 
-fn fixture_full(test: &str, tmp_on_disk: bool, held_pool_depth: usize) -> Option<Fixture> {
+/// `ahead`: sandboxes and runtimes built ahead per shape (at least and at most).
+fn fixture_full(test: &str, tmp_on_disk: bool, ahead: usize) -> Option<Fixture> {
+    let depth = match ahead {
+        0 => Depth::OFF,
+        n => Depth {
+            floor: n,
+            ceiling: n,
+            keep: Duration::from_secs(600),
+        },
+    };
+    fixture_depth(test, tmp_on_disk, depth)
+}
+
+fn fixture_depth(test: &str, tmp_on_disk: bool, depth: Depth) -> Option<Fixture> {
     if !is_root() {
         eprintln!("skipping {test}: the sandbox needs root");
         return None;
@@ -50,7 +63,8 @@ fn fixture_full(test: &str, tmp_on_disk: bool, held_pool_depth: usize) -> Option
         keeper_exe: PathBuf::from(env!("CARGO_BIN_EXE_tern-sandbox-keeper")),
         tmp_on_disk,
         tmp_pool_depth: 2,
-        held_pool_depth,
+        sandboxes_ahead: depth,
+        runtimes_ahead: depth,
     };
     let launcher = SandboxLauncher::new(config).expect("sandbox launcher");
     assert_eq!(
@@ -105,6 +119,7 @@ impl Fixture {
             resources: resources(),
             zygote: None,
             template: None,
+            start_ahead_env: None,
         }
     }
 
@@ -784,7 +799,18 @@ impl CapacityAccount for Slots {
     fn reserve_template(&self, _memory_mb: u32) -> Option<Reservation> {
         self.reserve_built_ahead()
     }
+
+    fn build_permit(&self) -> Option<Reservation> {
+        Some(Reservation::new(Pace))
+    }
 }
+
+/// Builds ahead are not paced in these tests.
+struct Pace;
+
+impl Room for Pace {}
+
+impl Room for Slot {}
 
 impl Drop for Slot {
     fn drop(&mut self) {
@@ -915,7 +941,7 @@ fn runtimes_forked_ahead_of_time_wait_for_their_instance() {
     let (status, _, _, _) = f.run(&first);
     assert_eq!(status, ExitStatus::Code(3));
     let deadline = Instant::now() + Duration::from_secs(10);
-    while f.launcher.preforked_count() < 1 {
+    while f.launcher.started_ahead_count() < 1 {
         assert!(
             Instant::now() < deadline,
             "nothing was forked ahead of time"
@@ -953,7 +979,7 @@ fn runtimes_forked_ahead_of_time_wait_for_their_instance() {
 
     // Another namespace's launch never gets a runtime forked for this one.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while f.launcher.preforked_count() < 1 {
+    while f.launcher.started_ahead_count() < 1 {
         assert!(Instant::now() < deadline, "no refill");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -1097,7 +1123,7 @@ fn layers_show_at_opt_in_order_under_the_bootstraps_on_every_start_path() {
     assert_eq!(status, ExitStatus::Code(0), "{out}");
     assert_layers_seen(&out, "boot-marker,layers_probe.py,");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while f.launcher.preforked_count() < 1 {
+    while f.launcher.started_ahead_count() < 1 {
         assert!(
             Instant::now() < deadline,
             "nothing was forked ahead of time"
@@ -1246,4 +1272,127 @@ fn instances_fork_from_a_template_each_in_namespaces_of_their_own() {
         ));
         launched.process.cleanup();
     }
+}
+
+/// A runtime that can be started ahead of its instance: it reads the instance's
+/// environment from `TERN_CONFIG_FD` as tern's bootstraps do, then probes as the zygote
+/// probe's `main()`.
+const EXEC_AHEAD_PROBE: &str = r#"
+import json, os
+if "TERN_CONFIG_FD" in os.environ:
+    fd = int(os.environ["TERN_CONFIG_FD"])
+    chunks = []
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(fd)
+    os.environ.clear()
+    os.environ.update(json.loads(b"".join(chunks))["env"])
+    os.chdir(os.environ["LAMBDA_TASK_ROOT"])
+print("fds=%s" % sorted(int(f) for f in os.listdir("/proc/self/fd")))
+print("exec_env_secret=%s" % (b"SECRET=" in open("/proc/self/environ", "rb").read()))
+"#;
+
+impl Fixture {
+    fn exec_ahead_spec(&self, id: &str) -> LaunchSpec {
+        let body = ZYGOTE_PROBE.replace("if __name__ == \"__main__\":\n    main()\n", "");
+        std::fs::write(
+            self.boot.path().join("ahead.py"),
+            format!("{body}\n{EXEC_AHEAD_PROBE}\nmain()\n"),
+        )
+        .expect("write probe");
+        let mut spec = self.spec(id, "/usr/bin/python3", &["-S", "/opt/tern/ahead.py"]);
+        spec.env.push(("SECRET".into(), format!("secret-of-{id}")));
+        spec.start_ahead_env = Some(vec![
+            ("PATH".into(), "/usr/bin:/bin".into()),
+            ("LAMBDA_TASK_ROOT".into(), "/var/task".into()),
+        ]);
+        spec
+    }
+}
+
+fn wait_started_ahead(f: &Fixture, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while f.launcher.started_ahead_count() < n {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} runtimes started ahead",
+            f.launcher.started_ahead_count()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Node's runtime, and Python's where no zygote forks it, are exec'd ahead of their
+/// instance into a held sandbox, and read the instance's environment from a descriptor
+/// once a launch takes them.
+#[test]
+fn runtimes_execd_ahead_of_time_read_their_instance_from_the_config_descriptor() {
+    let Some(f) = fixture_depth(
+        "exec-ahead",
+        true,
+        Depth {
+            floor: 1,
+            ceiling: 3,
+            keep: Duration::from_secs(600),
+        },
+    ) else {
+        return;
+    };
+    let first = f.exec_ahead_spec("ea-1");
+    f.launcher.prepare(&first);
+    wait_started_ahead(&f, 1);
+    std::thread::sleep(Duration::from_millis(100));
+
+    let mut spec = f.exec_ahead_spec("ea-2");
+    spec.instance_id = f
+        .launcher
+        .claim_held(&spec)
+        .expect("a runtime started ahead");
+    let now = now_ticks();
+    let (status, out, _, _) = f.run(&spec);
+    eprintln!("{out}");
+    assert_eq!(status, ExitStatus::Code(3), "{out}");
+    assert!(probe_started(&out) < now, "not started ahead: {out}");
+    for line in [
+        "secret_env=secret-of-ea-2",
+        // The variables it was exec'd with are the shape's, none of the function's.
+        "exec_env_secret=False",
+        // The config descriptor is closed once read; nothing else was passed.
+        "fds=[0, 1, 2, 3]",
+        "cwd=/var/task",
+        "capeff=0000000000000000",
+        "nonewprivs=1",
+        "seccomp=2",
+        "pid=2",
+        "unshare EPERM",
+        "root EROFS",
+        "api=connected",
+        "pg=unreachable",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in {out}");
+    }
+
+    // Another start environment is another shape: it never gets this one's runtimes.
+    wait_started_ahead(&f, 1);
+    let mut other = f.exec_ahead_spec("ea-3");
+    other.start_ahead_env = Some(vec![("PATH".into(), "/bin".into())]);
+    let before = now_ticks();
+    if let Some(id) = f.launcher.claim_held(&other) {
+        other.instance_id = id;
+    }
+    let (status, out, _, _) = f.run(&other);
+    assert_eq!(status, ExitStatus::Code(3), "{out}");
+    assert!(probe_started(&out) >= before, "served ahead: {out}");
+
+    // Demand deepens the shape's pool up to its ceiling, and no further.
+    for i in 0..6 {
+        f.launcher.prepare(&f.exec_ahead_spec(&format!("ea-d{i}")));
+    }
+    // Three of this shape, and the other shape's floor of one.
+    wait_started_ahead(&f, 4);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(f.launcher.started_ahead_count(), 4, "past the ceiling");
 }

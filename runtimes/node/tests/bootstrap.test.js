@@ -28,8 +28,6 @@ function startFakeApi() {
   const postWaiters = [];
   let nextCalls = 0;
   let responseStatus = () => 202;
-  let assignment; // body for the tern/assignment long poll
-  let assignmentWaiter;
 
   function deliver(res, ev) {
     const headers = Object.assign(
@@ -62,15 +60,6 @@ function startFakeApi() {
     req.on('data', (c) => chunks.push(c));
     req.on('end', () => {
       const body = Buffer.concat(chunks).toString('utf8');
-      if (req.method === 'GET' && req.url === `${PREFIX}/tern/assignment`) {
-        const reply = (b) => {
-          res.writeHead(200, { 'Content-Type': 'application/json' });
-          res.end(b);
-        };
-        if (assignment !== undefined) reply(assignment);
-        else assignmentWaiter = reply;
-        return;
-      }
       if (req.method === 'GET' && req.url === `${PREFIX}/invocation/next`) {
         nextCalls++;
         const ev = queue.shift();
@@ -123,10 +112,6 @@ function startFakeApi() {
         setResponseStatus(fn) {
           responseStatus = fn;
         },
-        assign(body) {
-          assignment = JSON.stringify(body);
-          if (assignmentWaiter) assignmentWaiter(assignment);
-        },
         push(ev) {
           const res = waiting.shift();
           if (res) deliver(res, ev);
@@ -157,6 +142,8 @@ function startFakeApi() {
  * Start a runtime process.
  * opts.files: { relativePath: contents } written under a fresh task root.
  * opts.handler: _HANDLER value. opts.events: events queued before start.
+ * opts.startedAhead: start it as tern starts a runtime ahead of its instance, with a
+ * config descriptor (fd 3); `rt.configure(env)` then writes the instance's environment.
  */
 async function startRuntime(t, opts) {
   const api = await startFakeApi();
@@ -184,8 +171,9 @@ async function startRuntime(t, opts) {
         AWS_LAMBDA_LOG_STREAM_NAME: '2024/01/01/[$LATEST]abcdef',
       },
       opts.env || {},
+      opts.startedAhead ? { TERN_CONFIG_FD: '3' } : {},
     ),
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: opts.startedAhead ? ['ignore', 'pipe', 'pipe', 'pipe'] : ['ignore', 'pipe', 'pipe'],
   });
   const out = { stdout: '', stderr: '' };
   child.stdout.on('data', (d) => (out.stdout += d));
@@ -204,6 +192,9 @@ async function startRuntime(t, opts) {
     out,
     root,
     exited,
+    configure(env) {
+      child.stdio[3].end(JSON.stringify({ env: Object.assign({ AWS_LAMBDA_RUNTIME_API: api.address }, env) }));
+    },
     waitExit() {
       return Promise.race([
         exited,
@@ -631,24 +622,26 @@ test('legacy context.succeed / context.fail complete the invocation', async (t) 
   assert.equal(posts[1].json.errorMessage, 'legacy fail');
 });
 
-test('a pre-warmed runtime waits for its assignment, then adopts handler, env and code dir', async (t) => {
+test('a runtime started ahead waits for its config, then adopts handler, env and code dir', async (t) => {
   const code = fs.mkdtempSync(path.join(os.tmpdir(), 'tern-node-late-'));
   t.after(() => fs.rmSync(code, { recursive: true, force: true }));
   fs.writeFileSync(
     path.join(code, 'late.js'),
-    'exports.handler = async (e, c) => ({ name: c.functionName, greeting: process.env.GREETING, cwd: process.cwd(), prewarm: process.env.TERN_PREWARM });',
+    'exports.handler = async (e, c) => ({ name: c.functionName, greeting: process.env.GREETING, cwd: process.cwd(), fd: process.env.TERN_CONFIG_FD, stale: process.env.STALE });',
   );
   const rt = await startRuntime(t, {
     handler: '',
-    env: { TERN_PREWARM: '1', AWS_LAMBDA_FUNCTION_NAME: '' },
+    startedAhead: true,
+    env: { AWS_LAMBDA_FUNCTION_NAME: '', STALE: 'start-up only' },
     events: [{ id: 'req-late', body: {} }],
   });
   await new Promise((r) => setTimeout(r, 300));
-  assert.equal(rt.api.nextCalls, 0, 'no invocation before the assignment');
-  rt.api.assign({
-    handler: 'late.handler',
-    task_root: code,
-    env: { AWS_LAMBDA_FUNCTION_NAME: 'assigned', GREETING: 'hello', LAMBDA_TASK_ROOT: code },
+  assert.equal(rt.api.nextCalls, 0, 'no invocation before the config');
+  rt.configure({
+    _HANDLER: 'late.handler',
+    AWS_LAMBDA_FUNCTION_NAME: 'assigned',
+    GREETING: 'hello',
+    LAMBDA_TASK_ROOT: code,
   });
   const [p] = await rt.api.waitForPosts(1);
   assert.equal(p.kind, 'response');
@@ -765,19 +758,20 @@ test('JSON log format for an invocation error', async (t) => {
   assert.equal(record.message.errorMessage, 'too far');
 });
 
-test('a pre-warmed runtime takes its log format and level from the assignment', async (t) => {
+test('a runtime started ahead takes its log format and level from its config', async (t) => {
   const code = fs.mkdtempSync(path.join(os.tmpdir(), 'tern-node-late-'));
   t.after(() => fs.rmSync(code, { recursive: true, force: true }));
   fs.writeFileSync(path.join(code, 'late.js'), 'exports.handler = async () => { console.debug("hidden"); console.warn("shown"); return 1; };');
   const rt = await startRuntime(t, {
     handler: '',
-    env: { TERN_PREWARM: '1' },
+    startedAhead: true,
     events: [{ id: 'req-late-log', body: {} }],
   });
-  rt.api.assign({
-    handler: 'late.handler',
-    task_root: code,
-    env: { AWS_LAMBDA_LOG_FORMAT: 'JSON', AWS_LAMBDA_LOG_LEVEL: 'INFO', LAMBDA_TASK_ROOT: code },
+  rt.configure({
+    _HANDLER: 'late.handler',
+    AWS_LAMBDA_LOG_FORMAT: 'JSON',
+    AWS_LAMBDA_LOG_LEVEL: 'INFO',
+    LAMBDA_TASK_ROOT: code,
   });
   await rt.api.waitForPosts(1);
   await rt.waitForOutput(/shown/);

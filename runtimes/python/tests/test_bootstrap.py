@@ -40,7 +40,6 @@ class FakeRuntimeAPI(object):
         self.response_status = {}  # request id -> forced HTTP status for /response
         self.next_calls = 0
         self.stopped = False
-        self.assignment = queue.Queue()  # body for the tern/assignment long poll
         api = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -58,14 +57,6 @@ class FakeRuntimeAPI(object):
                 self.wfile.write(body)
 
             def do_GET(self):
-                if self.path == API + "/tern/assignment":
-                    while True:
-                        try:
-                            body = api.assignment.get(timeout=0.1)
-                            return self._reply(200, body, {"Content-Type": "application/json"})
-                        except queue.Empty:
-                            if api.stopped:
-                                return self._reply(410, b"{}")
                 if self.path != API + "/invocation/next":
                     return self._reply(404, b'{"errorType":"NotFound"}')
                 with api.cond:
@@ -168,7 +159,7 @@ class Runtime(object):
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(textwrap.dedent(source), encoding="utf-8")
 
-    def start(self, handler, extra_env=None, python_flags=()):
+    def start(self, handler, extra_env=None, python_flags=(), pass_fds=()):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "_HANDLER", "LAMBDA_"))}
         env.pop("_X_AMZN_TRACE_ID", None)
         env.pop("PYTHONPATH", None)
@@ -194,6 +185,7 @@ class Runtime(object):
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            pass_fds=pass_fds,
         )
         return self.proc
 
@@ -620,8 +612,8 @@ def test_stdout_line_buffered_during_invocation(rt):
     assert (kind, json.loads(body)) == ("response", True)
 
 
-def test_prewarmed_runtime_adopts_its_assignment(rt, tmp_path):
-    # Started before its function is known: empty task root, no handler.
+def test_runtime_started_ahead_reads_its_instance_from_the_config_fd(rt, tmp_path):
+    # Started before its instance is known: empty task root, no handler, no function.
     empty = tmp_path / "empty"
     empty.mkdir()
     code = tmp_path / "code"
@@ -630,23 +622,33 @@ def test_prewarmed_runtime_adopts_its_assignment(rt, tmp_path):
         "import os\n"
         "def handler(event, context):\n"
         "    return {'name': context.function_name, 'greeting': os.environ.get('GREETING'),\n"
-        "            'cwd': os.getcwd(), 'prewarm': os.environ.get('TERN_PREWARM')}\n"
+        "            'cwd': os.getcwd(), 'fd': os.environ.get('TERN_CONFIG_FD'),\n"
+        "            'stale': os.environ.get('STALE')}\n"
     )
-    rt.start("", extra_env={"TERN_PREWARM": "1", "LAMBDA_TASK_ROOT": str(empty),
-                            "AWS_LAMBDA_FUNCTION_NAME": ""})
+    r, w = os.pipe()
+    rt.start("", extra_env={"TERN_CONFIG_FD": str(r), "LAMBDA_TASK_ROOT": str(empty),
+                            "AWS_LAMBDA_FUNCTION_NAME": "", "STALE": "start-up only"},
+             pass_fds=(r,))
+    os.close(r)
     rid = rt.api.invoke({})
     time.sleep(0.3)
-    assert rt.api.next_calls == 0, "no invocation before the assignment"
-    rt.api.assignment.put(json.dumps({
-        "handler": "late.handler",
-        "task_root": str(code),
-        "env": {"AWS_LAMBDA_FUNCTION_NAME": "assigned", "GREETING": "hello",
-                "LAMBDA_TASK_ROOT": str(code)},
-    }).encode())
+    assert rt.api.next_calls == 0, "no invocation before the configuration"
+    env = {
+        "AWS_LAMBDA_RUNTIME_API": rt.api.address,
+        "_HANDLER": "late.handler",
+        "AWS_LAMBDA_FUNCTION_NAME": "assigned",
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
+        "GREETING": "hello",
+        "LAMBDA_TASK_ROOT": str(code),
+    }
+    os.write(w, json.dumps({"env": env}).encode())
+    os.close(w)
     kind, _, body = rt.api.wait_result(rid)
     assert kind == "response", body
+    # The instance's environment replaced the start-up one.
     assert json.loads(body) == {"name": "assigned", "greeting": "hello",
-                                "cwd": str(code), "prewarm": None}
+                                "cwd": str(code), "fd": None, "stale": None}
 
 
 def test_trace_ids_do_not_grow_the_runtime():
@@ -926,7 +928,7 @@ def test_sys_path_has_no_sdk_entry_when_the_runtime_has_none(rt, tmp_path):
     ]
 
 
-def test_prewarmed_runtime_takes_code_path_log_format_and_level_from_its_assignment(rt, tmp_path):
+def test_runtime_started_ahead_takes_code_path_log_format_and_level_from_its_config(rt, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     code = tmp_path / "code"
@@ -938,15 +940,16 @@ def test_prewarmed_runtime_takes_code_path_log_format_and_level_from_its_assignm
         "    logging.getLogger('late').warning('shown')\n"
         "    return sys.path\n"
     )
-    rt.start("", extra_env={"TERN_PREWARM": "1", "LAMBDA_TASK_ROOT": str(empty)},
-             python_flags=("-S",))
+    r, w = os.pipe()
+    rt.start("", extra_env={"TERN_CONFIG_FD": str(r), "LAMBDA_TASK_ROOT": str(empty)},
+             python_flags=("-S",), pass_fds=(r,))
+    os.close(r)
     rid = rt.api.invoke({})
-    rt.api.assignment.put(json.dumps({
-        "handler": "late.handler",
-        "task_root": str(code),
-        "env": {"LAMBDA_TASK_ROOT": str(code), "AWS_LAMBDA_LOG_FORMAT": "JSON",
-                "AWS_LAMBDA_LOG_LEVEL": "INFO"},
-    }).encode())
+    env = {"AWS_LAMBDA_RUNTIME_API": rt.api.address, "_HANDLER": "late.handler",
+           "LAMBDA_TASK_ROOT": str(code), "AWS_LAMBDA_LOG_FORMAT": "JSON",
+           "AWS_LAMBDA_LOG_LEVEL": "INFO"}
+    os.write(w, json.dumps({"env": env}).encode())
+    os.close(w)
     kind, _, body = rt.api.wait_result(rid)
     assert kind == "response", body
     path = json.loads(body)

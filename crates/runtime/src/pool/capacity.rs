@@ -1,27 +1,30 @@
 //! The server's capacity account: what each live instance counts against the instance
 //! cap, the memory budget and the /tmp disk budget (busy instances what they declared,
-//! idle and pre-warmed ones what they use; sandboxes the launcher built ahead of time
-//! count too), and how room is made when a claim does not fit: measuring, then stopping
-//! pre-warmed instances, sandboxes built ahead and least recently used idle instances.
+//! idle ones what they use; what the launcher built ahead of time counts too), and how
+//! room is made when a claim does not fit: measuring, then stopping what the launcher
+//! built ahead, then least recently used idle instances.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
-use tern_sandbox::{CapacityAccount, Reservation};
+use tern_sandbox::{CapacityAccount, Reservation, Room};
+use tokio::sync::OwnedSemaphorePermit;
 
-use super::prewarm::{PrewarmKey, PREWARM_MEMORY_MB};
 use super::{lock, FunctionSpec, InstanceManager, PoolKey, TmpDiskUsage};
 use crate::instance::{Instance, UsageProbe};
 
 #[derive(Default)]
 pub(super) struct Capacity {
     pub(super) instances: usize,
-    /// Sandboxes the launcher built ahead of time, waiting for a launch: they count
-    /// against the instance cap and, at [`BUILT_AHEAD_MEMORY_MB`] each, the memory
-    /// budget.
+    /// What the launcher built ahead of time, waiting for a launch (sandboxes, runtimes
+    /// started ahead, instances forked from a template): each counts against the
+    /// instance cap, and against the memory budget at [`BUILT_AHEAD_MEMORY_MB`] until it
+    /// is measured.
     pub(super) built_ahead: usize,
+    /// The memory counted for them, in MB (part of `memory_mb`).
+    pub(super) built_ahead_mb: u64,
     /// Post-init templates: each holds an instance slot and its function's MemorySize.
     pub(super) templates: usize,
     pub(super) memory_mb: u64,
@@ -44,8 +47,8 @@ pub(super) const BUILT_AHEAD_MEMORY_MB: u64 = 3;
 /// The account as the launcher sees it (see [`CapacityAccount`]).
 pub(super) struct BuiltAheadAccount(pub(super) Weak<InstanceManager>);
 
-/// What the launcher keeps ahead of time: a sandbox (or an instance forked from a
-/// template) waiting for a launch, or a post-init template.
+/// What the launcher keeps ahead: a sandbox (with or without a runtime started ahead,
+/// or an instance forked from a template) waiting for a launch, or a post-init template.
 #[derive(Clone, Copy)]
 enum Ahead {
     Sandbox,
@@ -77,11 +80,31 @@ impl BuiltAheadAccount {
             *cap.ahead(kind) += 1;
             cap.memory_mb += memory_mb;
         }
+        if let Ahead::Sandbox = kind {
+            lock(&manager.capacity).built_ahead_mb += memory_mb;
+        }
         Some(Reservation::new(AheadRoom {
             manager: Arc::downgrade(&manager),
             kind,
             memory_mb,
         }))
+    }
+}
+
+/// Leave to build one thing ahead: a start slot and a refill turn, given back when
+/// dropped.
+struct BuildPermit {
+    manager: Weak<InstanceManager>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Room for BuildPermit {}
+
+impl Drop for BuildPermit {
+    fn drop(&mut self) {
+        if let Some(manager) = self.manager.upgrade() {
+            manager.refilling.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -93,6 +116,46 @@ impl CapacityAccount for BuiltAheadAccount {
     fn reserve_template(&self, memory_mb: u32) -> Option<Reservation> {
         self.reserve(Ahead::Template, u64::from(memory_mb))
     }
+
+    fn build_permit(&self) -> Option<Reservation> {
+        let manager = self.0.upgrade()?;
+        if manager.closed.load(Ordering::Acquire)
+            || manager.short_of_room.load(Ordering::Acquire) > 0
+            || manager.host_memory_short.load(Ordering::Acquire)
+        {
+            return None;
+        }
+        // Requests come first: a build takes a free start slot, and builds together
+        // take at most half of them (one on a saturated machine).
+        let parallel = manager.refill_parallelism();
+        if manager.refilling.fetch_add(1, Ordering::AcqRel) >= parallel {
+            manager.refilling.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        let permit = BuildPermit {
+            manager: Arc::downgrade(&manager),
+            _slot: match manager.starts.clone().try_acquire_owned() {
+                Ok(slot) => slot,
+                Err(_) => {
+                    manager.refilling.fetch_sub(1, Ordering::AcqRel);
+                    return None;
+                }
+            },
+        };
+        Some(Reservation::new(permit))
+    }
+}
+
+impl InstanceManager {
+    /// Builds ahead at once, over every pool of the launcher: half the start slots (at
+    /// least one) on a machine with CPU to spare, one on a saturated machine.
+    pub(super) fn refill_parallelism(&self) -> usize {
+        if self.load.saturated(self.config.saturated_cpu_percent) {
+            1
+        } else {
+            (self.config.max_concurrent_starts / 2).max(1)
+        }
+    }
 }
 
 impl Capacity {
@@ -101,6 +164,20 @@ impl Capacity {
             Ahead::Sandbox => &mut self.built_ahead,
             Ahead::Template => &mut self.templates,
         }
+    }
+}
+
+impl Room for AheadRoom {
+    fn resize(&mut self, memory_mb: u64) {
+        let Some(manager) = self.manager.upgrade() else {
+            return;
+        };
+        let mut cap = lock(&manager.capacity);
+        cap.memory_mb = cap.memory_mb.saturating_sub(self.memory_mb) + memory_mb;
+        if let Ahead::Sandbox = self.kind {
+            cap.built_ahead_mb = cap.built_ahead_mb.saturating_sub(self.memory_mb) + memory_mb;
+        }
+        self.memory_mb = memory_mb;
     }
 }
 
@@ -114,6 +191,9 @@ impl Drop for AheadRoom {
             let count = cap.ahead(self.kind);
             *count = count.saturating_sub(1);
             cap.memory_mb = cap.memory_mb.saturating_sub(self.memory_mb);
+            if let Ahead::Sandbox = self.kind {
+                cap.built_ahead_mb = cap.built_ahead_mb.saturating_sub(self.memory_mb);
+            }
         }
         manager.released.notify_waiters();
     }
@@ -164,13 +244,6 @@ impl Claim {
         }
     }
 
-    pub(super) fn prewarmed(key: &PrewarmKey) -> Claim {
-        Claim {
-            memory_mb: u64::from(PREWARM_MEMORY_MB),
-            tmp_mb: u64::from(key.tmp_mb),
-        }
-    }
-
     /// What a busy instance counts: everything it declared.
     pub(super) fn declared(instance: &Instance) -> Claim {
         Claim {
@@ -201,7 +274,7 @@ impl Eviction {
 }
 
 impl InstanceManager {
-    /// Idle and pre-warmed instances stopped before their keep-alive ran out, by why:
+    /// Idle instances stopped before their keep-alive ran out, by why:
     /// `room` (a start or hand-out needed room in the budgets) and `host_memory`.
     pub fn evictions(&self) -> Vec<(&'static str, u64)> {
         Eviction::ALL
@@ -216,7 +289,7 @@ impl InstanceManager {
     }
 
     /// Memory counted against the budget, in MB: the MemorySize of each busy or starting
-    /// instance, and the measured use of each idle or pre-warmed one.
+    /// instance, the measured use of each idle one, and what the launcher built ahead.
     pub fn live_memory_mb(&self) -> u64 {
         lock(&self.capacity).memory_mb
     }
@@ -236,9 +309,9 @@ impl InstanceManager {
         })
     }
 
-    /// Claims room for one more instance; with `evict_for`, stops pre-warmed
-    /// instances, then idle instances of functions other than that one (least recently
-    /// used first), if that makes room.
+    /// Claims room for one more instance; with `evict_for`, stops what the launcher
+    /// built ahead, then idle instances of functions other than that one (least
+    /// recently used first), if that makes room.
     pub(super) async fn claim_capacity(&self, claim: Claim, evict_for: Option<&PoolKey>) -> bool {
         let mut measured = false;
         loop {
@@ -265,9 +338,9 @@ impl InstanceManager {
 
     /// Makes room for a claim that did not fit: first (once per claim, tracked by
     /// `measured`) by counting the idle instances not measured since they went idle at
-    /// what they use, then by stopping a pre-warmed instance (the cheapest to lose), then
-    /// a sandbox the launcher built ahead, then the least recently used idle instance of
-    /// a function other than `requester`'s. False if nothing changed.
+    /// what they use, then by stopping something the launcher built ahead (the cheapest
+    /// to lose: it is built again off the request path), then the least recently used
+    /// idle instance of a function other than `requester`'s. False if nothing changed.
     pub(super) async fn make_room(&self, requester: &PoolKey, measured: &mut bool) -> bool {
         if !*measured {
             *measured = true;
@@ -275,17 +348,18 @@ impl InstanceManager {
                 return true;
             }
         }
-        // Sandboxes built ahead hold an instance slot each and little memory: stopping
-        // them only helps when the slots are what is short. A post-init template holds
-        // its function's MemorySize, and is built again off the request path: it goes
-        // before idle instances, which would serve warm requests.
+        // A bare sandbox built ahead holds an instance slot and little memory: stopping
+        // one only helps when the slots are what is short. A runtime started ahead (a
+        // Node runtime holds tens of MB) and a post-init template (its function's
+        // MemorySize) hold more: they go before idle instances, which would serve warm
+        // requests. The launcher stops runtimes before bare sandboxes.
         let launcher_can_help = {
             let cap = lock(&self.capacity);
             (cap.built_ahead > 0 && cap.slots_used() >= self.config.max_instances)
+                || cap.built_ahead_mb > cap.built_ahead as u64 * BUILT_AHEAD_MEMORY_MB
                 || cap.templates > 0
         };
-        self.evict_one_prewarmed(Eviction::Room).await
-            || (launcher_can_help && self.launcher.drop_built_ahead())
+        (launcher_can_help && self.launcher.drop_built_ahead())
             || self.evict_one_idle(Some(requester), Eviction::Room).await
     }
 
@@ -425,18 +499,12 @@ impl InstanceManager {
         };
         // The cgroup and filesystem reads happen outside the locks. Provisioned
         // instances keep their whole size: it is reserved for them.
-        let mut probes: Vec<(String, Option<Instant>, UsageProbe)> = lock(&self.idle)
+        let probes: Vec<(String, Option<Instant>, UsageProbe)> = lock(&self.idle)
             .values()
             .flatten()
             .filter(|i| !i.provisioned)
             .filter_map(|i| wanted(&i.instance, &i.charged, Some(i.since)))
             .collect();
-        probes.extend(
-            lock(&self.prewarmed)
-                .values()
-                .flat_map(|p| &p.ready)
-                .filter_map(|r| wanted(&r.instance, &r.charged, None)),
-        );
         type Reading = (Option<Instant>, Option<u64>, Option<u64>);
         let measured: HashMap<String, Reading> = probes
             .into_iter()
@@ -467,10 +535,6 @@ impl InstanceManager {
         for i in idle.values_mut().flatten() {
             count(&i.instance, &mut i.charged, Some(i.since));
         }
-        let mut prewarmed = lock(&self.prewarmed);
-        for r in prewarmed.values_mut().flat_map(|p| &mut p.ready) {
-            count(&r.instance, &mut r.charged, None);
-        }
         // What they use is counted whether or not it fits.
         self.recharge(from, to, true);
         to.memory_mb < from.memory_mb || to.tmp_mb < from.tmp_mb
@@ -497,8 +561,7 @@ impl InstanceManager {
             }
             // What the launcher built ahead (sandboxes, templates) is rebuilt off the
             // request path once memory is back: it goes before idle instances.
-            if !self.evict_one_prewarmed(Eviction::HostMemory).await
-                && !self.launcher.drop_built_ahead()
+            if !self.launcher.drop_built_ahead()
                 && !self.evict_one_idle(None, Eviction::HostMemory).await
             {
                 return;

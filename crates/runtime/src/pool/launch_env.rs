@@ -7,11 +7,19 @@ use std::time::Duration;
 
 use tern_sandbox::{LaunchSpec, Resources, TemplateSpec, ZygoteSpec, ZYGOTE_PYTHON_FLAGS};
 
-use super::prewarm::affects_startup;
 use super::{FunctionSpec, InstanceManager};
 use crate::bootstraps::{NODE_IN_SANDBOX, PYTHON_IN_SANDBOX};
 use crate::catalog::RuntimeKind;
 use crate::instance::StartBoost;
+
+/// Function environment variables that change how an interpreter starts: a function
+/// setting any of them gets a runtime started for it, neither forked by a zygote nor
+/// started ahead of time.
+pub(super) fn affects_startup(key: &str) -> bool {
+    const PREFIXES: &[&str] = &["PYTHON", "NODE_", "LD_", "LC_", "MALLOC_", "GLIBC_"];
+    const KEYS: &[&str] = &["PATH", "HOME", "LANG", "TZ", "UV_THREADPOOL_SIZE", "TMPDIR"];
+    PREFIXES.iter().any(|p| key.starts_with(p)) || KEYS.contains(&key)
+}
 
 /// CPU share for a memory size: 1 core per 1769 MB, never below the floor.
 pub fn cpu_millis(memory_mb: u32, floor: u32) -> u32 {
@@ -146,6 +154,7 @@ impl InstanceManager {
             extra_ro_paths: program.extra_ro_paths,
             resources: self.start_resources(f.memory_mb, f.tmp_mb),
             zygote: self.zygote_spec(f, kind),
+            start_ahead_env: self.start_ahead_env(f, kind),
             template: (f.snap_start && matches!(kind, RuntimeKind::Python { .. })).then(|| {
                 TemplateSpec {
                     function: FunctionSpec::template_name(&f.namespace, &f.name),
@@ -171,6 +180,20 @@ impl InstanceManager {
             return None;
         }
         Some(self.zygote_of(&f.namespace, &f.runtime))
+    }
+
+    /// The environment `f`'s runtime may be started with before its instance is known
+    /// (tern's Python and Node bootstraps then read their instance's on a descriptor):
+    /// its runtime's base environment, unless the function sets a variable that changes
+    /// how the interpreter starts.
+    fn start_ahead_env(
+        &self,
+        f: &FunctionSpec,
+        kind: &RuntimeKind,
+    ) -> Option<Vec<(String, String)>> {
+        (matches!(kind, RuntimeKind::Python { .. } | RuntimeKind::Node { .. })
+            && !f.env.iter().any(|(k, _)| affects_startup(k)))
+        .then(|| self.base_env(&f.runtime))
     }
 
     /// The zygote of `namespace` for a Python `runtime`.

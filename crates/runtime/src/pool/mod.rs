@@ -10,13 +10,17 @@
 //! This module schedules (acquire, release, idle lists, reaping, shutdown); the rest is
 //! in one module per job: `capacity` (the account and eviction), `demand` (what is
 //! learnt of each function's requests, and when a request waits instead of starting),
-//! `prewarm` (instances started before their function is known), `provisioned`
-//! (provisioned concurrency) and `launch_env` (what an instance is launched with).
+//! `provisioned` (provisioned concurrency) and `launch_env` (what an instance is
+//! launched with).
+//!
+//! What is built ahead of time (sandboxes, runtimes started before their instance is
+//! known, instances forked from a post-init template) is the launcher's: a cold start
+//! asks it for an instance of its shape ([`Launcher::claim_held`], then
+//! [`Launcher::launch`]) and does not know which of these served it.
 
 mod capacity;
 mod demand;
 mod launch_env;
-mod prewarm;
 mod provisioned;
 
 pub use launch_env::cpu_millis;
@@ -38,14 +42,10 @@ use crate::output::{LogConsumer, OutputLine};
 use crate::python_sdk::PythonSdk;
 use capacity::{Capacity, Claim, ShortOfRoom};
 use demand::{ewma, Counted, Demand};
-use prewarm::{PrewarmKey, PrewarmPool, Ready};
 use provisioned::Provisioned;
 
 /// Receives every output line of every instance with its namespace and function.
 pub type LogRouter = Arc<dyn Fn(&str, &str, OutputLine) + Send + Sync>;
-
-/// The (namespace, function) a pre-warmed instance's output belongs to, once assigned.
-type LogOwner = Arc<Mutex<Option<(String, String)>>>;
 
 /// Settings of the instance manager (part of the server config).
 #[derive(Debug, Clone)]
@@ -55,7 +55,8 @@ pub struct PoolConfig {
     /// Server-wide cap on live instances (and sandboxes built ahead).
     pub max_instances: usize,
     /// Server-wide cap on the memory counted for live instances: busy and starting
-    /// ones at their MemorySize, idle and pre-warmed ones at their measured use.
+    /// ones at their MemorySize, idle ones (and what the launcher built ahead) at their
+    /// measured use.
     pub memory_budget_mb: u64,
     /// Server-wide cap on the /tmp disk counted for live instances, in MB: busy ones at
     /// their EphemeralStorage, idle ones at what their /tmp holds (`u64::MAX`: no
@@ -74,13 +75,6 @@ pub struct PoolConfig {
     pub region: String,
     /// Directory with the installed bootstraps (shown at `/opt/tern`).
     pub bootstrap_dir: PathBuf,
-    /// Pre-warmed instances kept per (runtime, /tmp size) in use, at least: sandbox
-    /// built, runtime started with its bootstrap loaded, waiting for a function. 0
-    /// disables them.
-    pub prewarm_per_runtime: usize,
-    /// Pre-warmed instances kept per (runtime, /tmp size) at most, when cold starts ask
-    /// for more (see the `prewarm` module).
-    pub prewarm_max_per_runtime: usize,
     /// Start Python runtimes by forking a per-namespace zygote (a warm interpreter with
     /// the bootstrap imported) rather than exec'ing a fresh interpreter, where the
     /// launcher can and the function's environment does not change how Python starts.
@@ -125,8 +119,6 @@ impl PoolConfig {
             max_output_per_invocation: 1 << 20,
             region: region.to_string(),
             bootstrap_dir,
-            prewarm_per_runtime: 2,
-            prewarm_max_per_runtime: 64,
             zygote: true,
             freeze_idle: true,
             host_memory_floor_mb: 0,
@@ -260,7 +252,6 @@ pub struct InstanceManager {
     idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
     capacity: Mutex<Capacity>,
     provisioned: Mutex<HashMap<(String, String), Provisioned>>,
-    prewarmed: Mutex<HashMap<PrewarmKey, PrewarmPool>>,
     demand: Mutex<HashMap<PoolKey, Demand>>,
     load: MachineLoad,
     starts: Arc<Semaphore>,
@@ -270,16 +261,16 @@ pub struct InstanceManager {
     closed: std::sync::atomic::AtomicBool,
     /// CPUs of the machine (what the saturation rule compares instances' shares with).
     cores: usize,
-    /// Requests waiting because the server had no room for them: pre-warming waits
+    /// Requests waiting because the server had no room for them: building ahead waits
     /// too, so that refills never take the room a request is waiting for.
     short_of_room: AtomicUsize,
     /// Set while the host's available memory is below `host_memory_floor_mb`: nothing
     /// is built ahead then.
     host_memory_short: std::sync::atomic::AtomicBool,
-    /// Pre-warmed instances being started, over all pools (at most
+    /// Builds ahead of time under way in the launcher (at most
     /// [`InstanceManager::refill_parallelism`]).
     refilling: AtomicUsize,
-    /// Idle and pre-warmed instances stopped early, by [`Eviction`].
+    /// Idle instances stopped early, by [`Eviction`].
     evictions: [AtomicU64; 2],
     next_id: AtomicUsize,
 }
@@ -296,9 +287,6 @@ impl InstanceManager {
         logs: LogRouter,
     ) -> Arc<Self> {
         let starts = Arc::new(Semaphore::new(config.max_concurrent_starts.max(1)));
-        if let Err(e) = std::fs::create_dir_all(config.bootstrap_dir.join("empty-task")) {
-            tracing::warn!(error = %e, "cannot create the empty code dir; pre-warming will fail");
-        }
         let manager = Arc::new(InstanceManager {
             config,
             launcher,
@@ -307,7 +295,6 @@ impl InstanceManager {
             idle: Mutex::new(HashMap::new()),
             capacity: Mutex::new(Capacity::default()),
             provisioned: Mutex::new(HashMap::new()),
-            prewarmed: Mutex::new(HashMap::new()),
             demand: Mutex::new(HashMap::new()),
             load: MachineLoad::default(),
             starts,
@@ -335,6 +322,12 @@ impl InstanceManager {
 
     pub fn config(&self) -> &PoolConfig {
         &self.config
+    }
+
+    /// Runtimes the launcher started ahead of time, and instances it forked ahead from
+    /// templates, ready for a cold start.
+    pub fn prewarmed_count(&self) -> usize {
+        self.launcher.started_ahead_count()
     }
 
     /// Live instances (idle and busy).
@@ -575,8 +568,8 @@ impl InstanceManager {
         lock(&self.idle).get(key).map_or(0, Vec::len)
     }
 
-    /// Starts an instance for which capacity was claimed, from a pre-warmed one when
-    /// possible; gives the claim back on failure.
+    /// Starts an instance for which capacity was claimed (from what the launcher built
+    /// ahead, where it has something of the shape); gives the claim back on failure.
     async fn start(
         self: &Arc<Self>,
         f: &FunctionSpec,
@@ -584,55 +577,6 @@ impl InstanceManager {
         provisioned: bool,
     ) -> Result<Instance, AcquireError> {
         self.await_runtime_dir(&f.runtime, kind).await;
-        if let Some(key) = self.prewarm_key(f, kind) {
-            let taken = {
-                let mut pools = lock(&self.prewarmed);
-                let pool = pools.entry(key.clone()).or_default();
-                pool.want(Instant::now());
-                pool.ready.pop()
-            };
-            self.fill_prewarm(&key, kind);
-            if let Some(Ready {
-                instance,
-                owner,
-                charged,
-            }) = taken
-            {
-                // The caller claimed capacity for this instance; the pre-warmed one's
-                // own claim goes back.
-                self.release_capacity(charged);
-                *lock(&owner) = Some((f.namespace.clone(), f.name.clone()));
-                let env = self.function_env(f, &instance.id, provisioned);
-                let assigned = instance
-                    .assign(
-                        &f.code_dir,
-                        &f.layer_dirs,
-                        crate::instance::StartLimits {
-                            resources: self.start_resources(f.memory_mb, f.tmp_mb),
-                            boost: self.start_boost(f.memory_mb, f.tmp_mb),
-                        },
-                        &f.handler,
-                        &env,
-                        self.config.init_timeout,
-                    )
-                    .await;
-                match assigned {
-                    Ok(instance) => {
-                        tracing::debug!(function = %f.name, instance = %instance.id, init_ms = instance.init_duration.as_millis() as u64, "pre-warmed instance assigned");
-                        self.enter_warm_phase(&instance);
-                        return Ok(instance);
-                    }
-                    Err(StartError::Launch(msg)) => {
-                        tracing::warn!(function = %f.name, error = %msg, "pre-warmed instance unusable; starting a fresh one");
-                    }
-                    Err(e) => {
-                        self.release_capacity(Claim::of(f));
-                        self.released.notify_waiters();
-                        return Err(e.into());
-                    }
-                }
-            }
-        }
         let spec = self.launch_spec(f, kind, provisioned);
         let router = self.logs.clone();
         let (ns, name) = (f.namespace.clone(), f.name.clone());
@@ -660,10 +604,10 @@ impl InstanceManager {
         }
     }
 
-    /// Builds ahead, off the request path, what a cold start of `f` would use: its
-    /// runtime's pre-warmed pool (when it takes one), and the zygote and sandboxes of
-    /// its shape. Call when a function is created or changed, so that its first invoke
-    /// (and a fresh server's first) does not build them.
+    /// Builds ahead, off the request path, what a cold start of `f` would use: the
+    /// zygote, a runtime and sandboxes of its shape (and its template, if it takes one).
+    /// Call when a function is created or changed, so that its first invoke (and a
+    /// fresh server's first) does not build them.
     pub fn prepare(self: &Arc<Self>, f: &FunctionSpec) {
         if self.closed.load(Ordering::Acquire) {
             return;
@@ -671,14 +615,6 @@ impl InstanceManager {
         let Some(kind) = self.catalog.get(&f.runtime).cloned() else {
             return;
         };
-        if let Some(key) = self.prewarm_key(f, &kind) {
-            // A new or changed function: its first cold start is to come.
-            lock(&self.prewarmed)
-                .entry(key.clone())
-                .or_default()
-                .want(Instant::now());
-            self.fill_prewarm(&key, &kind);
-        }
         let mgr = self.clone();
         let f = f.clone();
         tokio::spawn(async move {
@@ -832,7 +768,10 @@ impl InstanceManager {
                 mgr.measure_idle(true);
                 mgr.relieve_host_memory().await;
                 mgr.fill_provisioned();
-                mgr.tend_prewarmed().await;
+                // The launcher refills, trims and measures what it built ahead.
+                let launcher = mgr.launcher.clone();
+                drop(mgr);
+                let _ = tokio::task::spawn_blocking(move || launcher.tend()).await;
             }
         });
         if self.config.freeze_idle {
@@ -891,13 +830,6 @@ impl InstanceManager {
     pub async fn shutdown(&self) {
         self.closed.store(true, Ordering::Release);
         lock(&self.provisioned).clear();
-        let prewarmed: Vec<Ready> = lock(&self.prewarmed)
-            .drain()
-            .flat_map(|(_, p)| p.ready)
-            .collect();
-        for ready in prewarmed {
-            self.retire_prewarmed(ready.instance, ready.charged).await;
-        }
         let all: Vec<(PoolKey, Idle)> = lock(&self.idle)
             .drain()
             .flat_map(|(k, v)| v.into_iter().map(move |i| (k.clone(), i)))

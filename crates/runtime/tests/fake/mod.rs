@@ -26,7 +26,6 @@ pub fn fixture(
     let config = tweak(PoolConfig {
         max_concurrent_starts: 2,
         max_instances: 64,
-        prewarm_per_runtime: 0,
         queue_timeout: Duration::from_millis(10),
         init_timeout: Duration::from_secs(2),
         ..PoolConfig::new("us-east-1", dir.path().join("bootstraps"))

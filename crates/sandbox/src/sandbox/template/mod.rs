@@ -51,7 +51,7 @@ mod registry;
 pub(crate) use registry::{Lookup, TemplateFork, Templates};
 
 /// Where a template's runtime finds its control socket.
-pub(crate) const TEMPLATE_FD: RawFd = 4;
+pub(crate) const TEMPLATE_FD: RawFd = super::PASSED_FD;
 /// The uid and gid a template and its forks run as inside their user namespaces:
 /// Lambda's sandbox user (sbx_user1051). Not root: a fork without capabilities outside
 /// may map its own id into its new user namespace, but not root (that takes
@@ -126,7 +126,7 @@ impl Drop for Template {
         if let Some(instance) = self.instance.take() {
             use crate::launcher::InstanceProcess;
             instance.kill();
-            crate::held::discard(vec![instance]);
+            crate::ahead::discard(vec![instance]);
         }
     }
 }
@@ -162,7 +162,7 @@ impl Inner {
             .spawn(move || {
                 inner.build_template(&owned);
                 if let Some(key) = owned.template {
-                    inner.refill_template_forks(key);
+                    inner.refill_template_forks(key, false);
                 }
             });
         if let Err(e) = spawned {
@@ -174,11 +174,25 @@ impl Inner {
     }
 
     /// Tops up the instances forked ahead from `key`'s template, in the background.
-    pub(super) fn refill_template_forks(self: &Arc<Self>, key: TemplateSpec) {
+    /// `demand`: a launch asked for one (else the template is only in use).
+    pub(super) fn refill_template_forks(self: &Arc<Self>, key: TemplateSpec, demand: bool) {
         if self.templates.get(&key).is_none() {
             return;
         }
-        self.refill(
+        let forks = &self.templates.forks;
+        let spawn = if demand {
+            forks.want(&key)
+        } else {
+            forks.touch(&key)
+        };
+        if spawn {
+            self.spawn_template_fork_refill(key);
+        }
+    }
+
+    /// Starts a refill thread of `key`'s forks (counted in the pool by the caller).
+    pub(super) fn spawn_template_fork_refill(self: &Arc<Self>, key: TemplateSpec) {
+        self.spawn_refill(
             |inner| &inner.templates.forks,
             key,
             "template-fork",

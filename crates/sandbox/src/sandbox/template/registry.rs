@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use super::Template;
-use crate::held::{Pool, Pooled};
+use crate::ahead::{Depth, Pool, Pooled};
 use crate::launcher::{Reservation, TemplateSpec};
 use crate::sandbox::SandboxInstance;
 
@@ -77,14 +77,14 @@ impl Pooled for TemplateFork {
 }
 
 impl Templates {
-    /// Keeps up to `depth` instances forked ahead per template.
-    pub(crate) fn new(depth: usize) -> Templates {
+    /// Keeps instances forked ahead per template as deep as `depth` allows.
+    pub(crate) fn new(depth: Depth) -> Templates {
         Templates {
             slots: Mutex::new(HashMap::new()),
             build_turn: Mutex::new(()),
             queued_builds: std::sync::atomic::AtomicUsize::new(0),
             alive: Mutex::new(Vec::new()),
-            forks: Pool::with_max_keys(depth, MAX_TEMPLATES_FORKED_AHEAD),
+            forks: Pool::new(depth, MAX_TEMPLATES_FORKED_AHEAD),
         }
     }
 
@@ -251,7 +251,7 @@ impl Templates {
         self.forks.forget(&unused.spec);
         drop(unused.room.lock().unwrap_or_else(|e| e.into_inner()).take());
         tracing::info!(function = %unused.spec.function, "template stopped to make room");
-        crate::held::discard(vec![unused]);
+        crate::ahead::discard(vec![unused]);
         true
     }
 
