@@ -2,7 +2,7 @@
 //! machine, and the phase probes that split a Python cold start:
 //!
 //! - **(a) naive platform** is measured in `main.rs`: a second tern server with
-//!   pre-warming, zygotes and pre-created sandboxes off, timed like tern (HTTP in →
+//!   everything built ahead and zygotes off, timed like tern (HTTP in →
 //!   response out).
 //! - **(a0) the interpreter alone**: exec a fresh `python3.11` running tern's own
 //!   Python bootstrap, against a local Runtime API stub: spawn → handler result

@@ -31,11 +31,12 @@ pub struct NewFunctions {
     /// Client latency of every invoke, the first included.
     pub client: Summary,
     pub first_ms: f64,
-    /// Invokes served by a pre-warmed instance (ids `pw-…`).
-    pub prewarmed: usize,
-    /// Client latency by how the instance came about: pre-warmed, or started for the
-    /// request (in a held sandbox or one built then).
-    pub client_prewarmed: Summary,
+    /// Invokes served by a runtime started ahead (the server's
+    /// `tern_cold_starts_total{served_by="started_ahead"}`).
+    pub served_ahead: usize,
+    /// Client latency by how the instance came about: a runtime started ahead, or one
+    /// started for the request (in a held sandbox or one built then).
+    pub client_ahead: Summary,
     pub client_started: Summary,
     /// The five slowest invokes: position, how the instance came about, latency and
     /// REPORT Init Duration (ms).
@@ -46,27 +47,9 @@ pub struct NewFunctions {
 #[derive(Debug, Serialize)]
 pub struct Slow {
     pub position: usize,
-    pub kind: &'static str,
+    pub kind: String,
     pub client_ms: f64,
     pub init_ms: Option<f64>,
-}
-
-/// How the instance that served an invoke came about, from its id.
-fn kind_of(id: Option<&str>) -> &'static str {
-    match id {
-        Some(id) if id.starts_with("pw-") => "pre-warmed",
-        Some(id)
-            if id.starts_with('h')
-                && id[1..]
-                    .split('-')
-                    .next()
-                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) =>
-        {
-            "held sandbox"
-        }
-        Some(_) => "sandbox built for it",
-        None => "unknown",
-    }
 }
 
 #[derive(Debug, Serialize)]
@@ -117,13 +100,24 @@ pub fn new_functions_back_to_back(
     for name in &names {
         let inv = server.api.invoke(name, true)?;
         samples.push(inv.elapsed);
-        let kind = kind_of(inv.instance_id().as_deref());
         let init_ms = inv.report().ok().and_then(|r| r.init_ms);
-        seen.push((kind, inv.elapsed, init_ms));
+        seen.push((name, inv.elapsed, init_ms));
     }
-    let of_kind = |pre: bool| -> Vec<Duration> {
+    // Each function started exactly once: its counter says what served it.
+    let counted = server.api.cold_starts_served_by()?;
+    let seen: Vec<(String, Duration, Option<f64>)> = seen
+        .into_iter()
+        .map(|(name, d, init)| {
+            (
+                Api::served_by_between(&Default::default(), &counted, name),
+                d,
+                init,
+            )
+        })
+        .collect();
+    let of_kind = |ahead: bool| -> Vec<Duration> {
         seen.iter()
-            .filter(|(k, _, _)| (*k == "pre-warmed") == pre)
+            .filter(|(k, _, _)| (k == "started_ahead") == ahead)
             .map(|(_, d, _)| *d)
             .collect()
     };
@@ -132,7 +126,7 @@ pub fn new_functions_back_to_back(
         .enumerate()
         .map(|(position, (kind, d, init_ms))| Slow {
             position,
-            kind,
+            kind: kind.clone(),
             client_ms: ms(*d),
             init_ms: *init_ms,
         })
@@ -144,8 +138,8 @@ pub fn new_functions_back_to_back(
         server_age_ms,
         first_ms: ms(samples[0]),
         client: Summary::of(&samples),
-        prewarmed: of_kind(true).len(),
-        client_prewarmed: Summary::of(&of_kind(true)),
+        served_ahead: of_kind(true).len(),
+        client_ahead: Summary::of(&of_kind(true)),
         client_started: Summary::of(&of_kind(false)),
         slowest,
     })

@@ -351,6 +351,40 @@ impl Api {
         })
     }
 
+    /// Cold starts so far by function and by what served them (`tern_cold_starts_total`'s
+    /// `served_by` label: template, started_ahead, held_sandbox, new_sandbox).
+    pub fn cold_starts_served_by(
+        &self,
+    ) -> anyhow::Result<std::collections::HashMap<(String, String), u64>> {
+        let text = self.get_unsigned("/metrics")?.text();
+        let label = |line: &str, name: &str| -> Option<String> {
+            let at = line.find(&format!("{name}=\""))? + name.len() + 2;
+            Some(line[at..].split('"').next()?.to_string())
+        };
+        Ok(text
+            .lines()
+            .filter(|l| l.starts_with("tern_cold_starts_total{"))
+            .filter_map(|l| {
+                let n = l.rsplit(' ').next()?.parse::<f64>().ok()? as u64;
+                Some(((label(l, "function")?, label(l, "served_by")?), n))
+            })
+            .collect())
+    }
+
+    /// What served the one cold start of `function` between two readings of
+    /// [`Api::cold_starts_served_by`].
+    pub fn served_by_between(
+        before: &std::collections::HashMap<(String, String), u64>,
+        after: &std::collections::HashMap<(String, String), u64>,
+        function: &str,
+    ) -> String {
+        after
+            .iter()
+            .find(|(k, n)| k.0 == function && **n > before.get(*k).copied().unwrap_or(0))
+            .map(|((_, by), _)| by.clone())
+            .unwrap_or_else(|| "unknown".to_string())
+    }
+
     /// Prometheus counter `tern_cold_starts_total` of one function (0 if absent).
     pub fn cold_starts(&self, function: &str) -> anyhow::Result<u64> {
         let text = self.get_unsigned("/metrics")?.text();

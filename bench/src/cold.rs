@@ -9,10 +9,10 @@
 //! SnapStart gets its post-init template built then.
 //!
 //! After each sample the harness waits `gap` before the next one (running the
-//! baselines, if any, after the wait): the server refills its pool of pre-warmed
-//! instances off the request path, and isolated cold starts, not a burst, are what
-//! this measures. Whether each sample got a pre-warmed instance (ids `pw-…`) or a
-//! fresh one is counted.
+//! baselines, if any, after the wait): the server refills what it builds ahead off the
+//! request path, and isolated cold starts, not a burst, are what this measures. Whether
+//! each sample got a runtime started ahead (or forked from a template) or one started
+//! for it is counted, from the server's `tern_cold_starts_total{served_by}`.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -31,7 +31,7 @@ pub struct Series<'a> {
     pub memory_mb: u32,
     /// What makes this series different, for the table.
     pub variant: &'a str,
-    /// Function environment besides the nonce (e.g. one that rules out pre-warming).
+    /// Function environment besides the nonce (e.g. one that rules out starting ahead).
     pub env: &'a [(&'a str, &'a str)],
     pub samples: usize,
     pub gap: Duration,
@@ -49,22 +49,23 @@ pub struct ColdResult {
     pub memory_mb: u32,
     pub gap_ms: u64,
     pub settle_ms: u64,
-    /// Samples served by a pre-warmed instance (the rest started a fresh one).
-    pub prewarmed: usize,
+    /// Samples served by a runtime started ahead, or forked from a template (the rest
+    /// started one in a held sandbox or a new one).
+    pub served_ahead: usize,
     /// HTTP request out → response in.
     pub client: Summary,
-    /// Client latency of the samples served pre-warmed / fresh (when both occurred).
-    pub client_prewarmed: Option<Summary>,
+    /// Client latency of the samples served ahead / started (when both occurred).
+    pub client_ahead: Option<Summary>,
     pub client_fresh: Option<Summary>,
-    /// REPORT Init Duration: launch (or assignment of a pre-warmed instance) → the
-    /// runtime's first `next`.
+    /// REPORT Init Duration: launch (for a runtime started ahead: its code, limits and
+    /// environment handed over) → the runtime's first `next`.
     pub init: Summary,
     /// REPORT Duration: the invocation on the new instance.
     pub invoke: Summary,
     /// Client time minus both: HTTP, SigV4, routing and the invoker's bookkeeping.
     pub outside: Summary,
     /// CPU the instance's cgroup used during the request (for a fresh instance: its
-    /// whole start; for a pre-warmed one: assignment and invoke).
+    /// whole start; for one started ahead: its hand-over and invoke).
     pub instance_cpu: Summary,
     /// Time the instance was held back by its CPU quota during the request.
     pub instance_throttled: Summary,
@@ -77,7 +78,7 @@ struct ColdSample {
     invoke: f64,
     cpu: f64,
     throttled: f64,
-    prewarmed: bool,
+    ahead: bool,
 }
 
 /// One cold sample. `server` (the server's cgroup subtree) lets it read the CPU the
@@ -89,6 +90,7 @@ fn sample(
     server: Option<&str>,
 ) -> anyhow::Result<(ColdSample, String)> {
     let function = series.function;
+    let counted = api.cold_starts_served_by()?;
     let nonce = nonce.to_string();
     let mut env = vec![("TERN_BENCH_NONCE", nonce.as_str())];
     env.extend_from_slice(series.env);
@@ -109,6 +111,7 @@ fn sample(
     let cpu = instances::instance(&id)
         .map(|c| c.cpu().since(before.get(&id).copied().unwrap_or_default()))
         .unwrap_or_default();
+    let served_by = Api::served_by_between(&counted, &api.cold_starts_served_by()?, function);
     Ok((
         ColdSample {
             client: ms(inv.elapsed),
@@ -116,7 +119,7 @@ fn sample(
             invoke: report.duration_ms,
             cpu: cpu.usage_usec as f64 / 1000.0,
             throttled: cpu.throttled_usec as f64 / 1000.0,
-            prewarmed: id.starts_with("pw-"),
+            ahead: matches!(served_by.as_str(), "started_ahead" | "template"),
         },
         id,
     ))
@@ -153,8 +156,8 @@ pub fn run(
         Summary::of_ms(&all.iter().filter(|s| keep(s)).map(f).collect::<Vec<_>>())
     };
     let every = |_: &ColdSample| true;
-    let prewarmed = all.iter().filter(|s| s.prewarmed).count();
-    let mixed = prewarmed > 0 && prewarmed < all.len();
+    let served_ahead = all.iter().filter(|s| s.ahead).count();
+    let mixed = served_ahead > 0 && served_ahead < all.len();
     Ok(ColdResult {
         function: series.function.to_string(),
         variant: series.variant.to_string(),
@@ -162,10 +165,10 @@ pub fn run(
         memory_mb: series.memory_mb,
         gap_ms: gap.as_millis() as u64,
         settle_ms: series.settle.as_millis() as u64,
-        prewarmed,
+        served_ahead,
         client: col(every, |s| s.client),
-        client_prewarmed: mixed.then(|| col(|s| s.prewarmed, |s| s.client)),
-        client_fresh: mixed.then(|| col(|s| !s.prewarmed, |s| s.client)),
+        client_ahead: mixed.then(|| col(|s| s.ahead, |s| s.client)),
+        client_fresh: mixed.then(|| col(|s| !s.ahead, |s| s.client)),
         init: col(every, |s| s.init),
         invoke: col(every, |s| s.invoke),
         outside: col(every, |s| s.client - s.init - s.invoke),

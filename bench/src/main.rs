@@ -84,8 +84,8 @@ struct Args {
     /// python 1769 MB, node, provided).
     #[arg(long, default_value_t = 30)]
     cold_samples_others: usize,
-    /// Pause after each isolated cold sample, for the server to refill its pool of
-    /// pre-warmed instances.
+    /// Pause after each isolated cold sample, for the server to refill what it starts
+    /// ahead of time.
     #[arg(long, default_value_t = 250)]
     cold_gap_ms: u64,
     /// Warm samples per runtime (each series).
@@ -215,7 +215,7 @@ fn main() -> anyhow::Result<()> {
         }
         drop(server);
         if args.cold || args.memory {
-            // Without the pre-warmed pool every Python cold start forks its runtime from
+            // With no runtime started ahead every Python cold start forks its runtime from
             // the namespace's zygote.
             let server = server::TernServer::start_with(&binary, &["--prewarm", "0"])?;
             let outcome = run_zygote_series(&args, &server, &mut results);
@@ -261,8 +261,8 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Cold starts and idle memory of zygote-forked Python instances (a server with the
-/// pre-warmed pool off).
+/// Cold starts and idle memory of Python instances the zygote forks at launch (a server
+/// that starts no runtime ahead).
 fn run_zygote_series(
     args: &Args,
     server: &server::TernServer,
@@ -280,7 +280,7 @@ fn run_zygote_series(
     if args.cold {
         let gap = Duration::from_millis(args.cold_gap_ms);
         eprintln!(
-            "cold: {} samples of {}, zygote fork (pre-warmed pool off)",
+            "cold: {} samples of {}, zygote fork at launch (no runtime started ahead)",
             args.cold_samples, d.name
         );
         let s = series(&d, ZYGOTE_VARIANT, &[], args.cold_samples, gap);
@@ -319,7 +319,7 @@ pub const NO_BURST_VARIANT: &str = "cpu_burst off";
 pub const LONG_PERIOD_VARIANT: &str = "warm CPU period 100 ms (the start-up's)";
 
 /// The variant name of the zygote cold-start series.
-pub const ZYGOTE_VARIANT: &str = "zygote fork (pre-warmed pool off)";
+pub const ZYGOTE_VARIANT: &str = "zygote fork at launch (no runtime started ahead)";
 /// The cold series of a function whose init imports boto3, without and with SnapStart.
 pub const BOTO3_VARIANT: &str = "init imports boto3, no template";
 pub const BOTO3_TEMPLATE_VARIANT: &str = "init imports boto3, forked from its post-init template";
@@ -457,7 +457,7 @@ fn run_against_server(
         results.phases = Some(Phases::of(&phases));
         let n = args.cold_samples_others;
         // A PYTHON* variable changes how the interpreter starts, so the server gives
-        // such a function a fresh runtime instead of a pre-warmed one.
+        // such a function a fresh runtime instead of one started ahead.
         const FRESH: &[(&str, &str)] = &[("PYTHONNOUSERSITE", "1")];
         let others = [
             series(

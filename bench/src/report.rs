@@ -87,7 +87,7 @@ pub struct Settings {
 pub struct Baselines {
     pub python: String,
     /// (a) the naive platform's cold start as the client sees it: a tern server with
-    /// pre-warming, zygotes and pre-created sandboxes off (a sandbox built and a fresh
+    /// everything built ahead and zygotes off (a sandbox built and a fresh
     /// `python3` exec'd per cold start), HTTP in → response out.
     pub naive_platform: Summary,
     /// Its REPORT Init Duration (launch → first `next`).
@@ -143,7 +143,7 @@ pub struct Ratios {
     pub tern_over_floor_p50: f64,
     /// Baseline (a0) p50 / baseline (b) p50: what a fork saves over an exec.
     pub interpreter_over_floor_p50: f64,
-    /// Baseline (a) cold p50 / tern's zygote-forked python cold p50 (pre-warmed pool off).
+    /// Baseline (a) cold p50 / tern's python cold p50 forked by the zygote at launch.
     pub naive_over_zygote_p50: Option<f64>,
 }
 
@@ -448,13 +448,13 @@ pub fn print_table(r: &Results) {
         println!("\ncold start (UpdateFunctionConfiguration, then a timed invoke)");
         for c in &r.cold {
             println!(
-                "  {} ({} MB), {}: {} of {} served by a pre-warmed instance; {} ms pause after each",
-                c.runtime, c.memory_mb, c.variant, c.prewarmed, c.client.n, c.gap_ms
+                "  {} ({} MB), {}: {} of {} served by a runtime started ahead (or its template); {} ms pause after each",
+                c.runtime, c.memory_mb, c.variant, c.served_ahead, c.client.n, c.gap_ms
             );
             row("  client: HTTP in → response out", &c.client);
-            if let (Some(p), Some(f)) = (&c.client_prewarmed, &c.client_fresh) {
-                row("  client, pre-warmed instance", p);
-                row("  client, fresh instance", f);
+            if let (Some(p), Some(f)) = (&c.client_ahead, &c.client_fresh) {
+                row("  client, runtime started ahead", p);
+                row("  client, runtime started for it", f);
             }
             row("  REPORT Init Duration (launch → first next)", &c.init);
             row("  REPORT Duration (the invoke itself)", &c.invoke);
@@ -492,7 +492,9 @@ pub fn print_table(r: &Results) {
             x.interpreter_over_floor_p50
         );
         if let Some(z) = x.naive_over_zygote_p50 {
-            println!("  baseline (a) / tern zygote fork (pre-warmed pool off) = {z:.2}x");
+            println!(
+                "  baseline (a) / tern zygote fork at launch (no runtime started ahead) = {z:.2}x"
+            );
         }
     }
     if let Some(p) = &r.phases {
@@ -525,11 +527,11 @@ pub fn print_table(r: &Results) {
     if let Some(b) = &r.burst.new_functions {
         println!(
             "\nstart-up under load: {} new python functions, then each invoked once back to back \
-             (server {:.0} ms old at the first; {} served pre-warmed)",
-            b.functions, b.server_age_ms, b.prewarmed
+             (server {:.0} ms old at the first; {} served by a runtime started ahead)",
+            b.functions, b.server_age_ms, b.served_ahead
         );
         row("client latency (first included)", &b.client);
-        row("  served by a pre-warmed instance", &b.client_prewarmed);
+        row("  served by a runtime started ahead", &b.client_ahead);
         row("  served by an instance started for it", &b.client_started);
         println!("  first invoke of the server: {:.2} ms", b.first_ms);
         for s in &b.slowest {

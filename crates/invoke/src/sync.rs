@@ -100,7 +100,7 @@ impl Invoker {
         self.instances.live()
     }
 
-    /// Pre-warmed instances ready for a cold start.
+    /// Runtimes started ahead of time, ready for a cold start.
     pub fn prewarmed_instances(&self) -> usize {
         self.instances.prewarmed_count()
     }
@@ -282,10 +282,17 @@ impl Invoker {
         let labels = Metrics::function_labels(&rec.name);
         let init = lease.cold.then_some(lease.instance.init_duration);
         if let Some(d) = init {
-            self.metrics.cold_starts.get_or_create(&labels).inc();
+            // By what the launcher served the start from as well: a template, a
+            // runtime started ahead, a sandbox built ahead, or nothing built ahead.
+            let mut by = labels.clone();
+            by.push((
+                "served_by".to_string(),
+                lease.instance.served_by.label().to_string(),
+            ));
+            self.metrics.cold_starts.get_or_create(&by).inc();
             self.metrics
                 .init_seconds
-                .get_or_create(&labels)
+                .get_or_create(&by)
                 .observe(d.as_secs_f64());
         }
         self.metrics.instances.set(self.instances.live() as i64);

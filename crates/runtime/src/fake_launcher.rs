@@ -173,6 +173,7 @@ impl Launcher for FakeLauncher {
             output: std::fs::File::from(std::os::fd::OwnedFd::from(output)),
             runtime_api_listener: listener,
             runtime_api: addr.to_string(),
+            served_by: tern_sandbox::ServedBy::NewSandbox,
         })
     }
 

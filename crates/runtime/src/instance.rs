@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tern_core::wire::FunctionErrorBody;
 
-use tern_sandbox::{ExitStatus, InstanceProcess, LaunchSpec, Launcher, Resources};
+use tern_sandbox::{ExitStatus, InstanceProcess, LaunchSpec, Launcher, Resources, ServedBy};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::api::{self, ApiShared, Invocation, Phase, Reply};
@@ -75,6 +75,8 @@ pub struct Instance {
     api_task: tokio::task::JoinHandle<()>,
     /// Time from launch until the runtime first asked for work.
     pub init_duration: Duration,
+    /// What the launcher served the launch from.
+    pub served_by: ServedBy,
     /// Memory limit, for the REPORT line.
     pub memory_mb: u32,
     /// /tmp size (fixed at launch).
@@ -136,6 +138,7 @@ impl Instance {
         )
         .map_err(|e| StartError::Launch(e.to_string()))?;
         let process = launched.process;
+        let served_by = launched.served_by;
         let (exit_tx, exited) = watch::channel(None);
         {
             let process = process.clone();
@@ -164,6 +167,7 @@ impl Instance {
             output,
             api_task,
             init_duration: Duration::ZERO,
+            served_by,
             memory_mb,
             tmp_mb,
             cpu: Arc::new(Mutex::new(CpuPhase::Start)),

@@ -142,6 +142,39 @@ pub struct Launched {
     pub runtime_api_listener: TcpListener,
     /// Value of `AWS_LAMBDA_RUNTIME_API` given to the instance (`host:port`).
     pub runtime_api: String,
+    /// What served the launch (for metrics and logs: callers decide nothing on it).
+    pub served_by: ServedBy,
+}
+
+/// What a launch was served from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServedBy {
+    /// Forked from the function's post-init template (at launch or ahead of it).
+    Template,
+    /// A runtime started ahead of time, which only got its code and environment.
+    StartedAhead,
+    /// A sandbox built ahead of time, whose runtime started at launch.
+    HeldSandbox,
+    /// Everything built at launch.
+    NewSandbox,
+}
+
+impl ServedBy {
+    pub const ALL: [ServedBy; 4] = [
+        ServedBy::Template,
+        ServedBy::StartedAhead,
+        ServedBy::HeldSandbox,
+        ServedBy::NewSandbox,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ServedBy::Template => "template",
+            ServedBy::StartedAhead => "started_ahead",
+            ServedBy::HeldSandbox => "held_sandbox",
+            ServedBy::NewSandbox => "new_sandbox",
+        }
+    }
 }
 
 /// Handle to a running instance.

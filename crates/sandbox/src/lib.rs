@@ -30,8 +30,8 @@ pub use ahead::Depth;
 pub use keeper::{is_keeper_invocation, run_keeper};
 pub use launcher::{
     exit_fd_readable, zygote_program, CapacityAccount, ExitStatus, InstanceProcess, LaunchError,
-    LaunchSpec, Launched, Launcher, Reservation, Resources, Room, TemplateSpec, ZygoteSpec,
-    CONFIG_FD_VAR, ZYGOTE_PYTHON_FLAGS,
+    LaunchSpec, Launched, Launcher, Reservation, Resources, Room, ServedBy, TemplateSpec,
+    ZygoteSpec, CONFIG_FD_VAR, ZYGOTE_PYTHON_FLAGS,
 };
 pub use process::ProcessLauncher;
 pub use sandbox::{SandboxConfig, SandboxError, SandboxLauncher};

@@ -75,6 +75,7 @@ impl Launcher for ProcessLauncher {
             output: File::from(output),
             runtime_api_listener: listener,
             runtime_api,
+            served_by: crate::launcher::ServedBy::NewSandbox,
         })
     }
 

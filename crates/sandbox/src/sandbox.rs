@@ -22,7 +22,7 @@ use crate::exit_cell::ExitCell;
 use crate::keeper::KEEPER_ARG;
 use crate::launcher::{
     zygote_program, CapacityAccount, ExitStatus, InstanceProcess, LaunchError, LaunchSpec,
-    Launched, Launcher, Reservation, ZygoteSpec,
+    Launched, Launcher, Reservation, ServedBy, ZygoteSpec,
 };
 use crate::mounts::{self, HostView, PlanInput, TmpSource, OVERLAY_SOURCE};
 use crate::protocol::{
@@ -461,6 +461,7 @@ fn hand_out(
     instance: SandboxInstance,
     listener: TcpListener,
     output: Result<OwnedFd, LaunchError>,
+    served_by: ServedBy,
 ) -> Result<Launched, LaunchError> {
     match output {
         Ok(output) => Ok(Launched {
@@ -468,6 +469,7 @@ fn hand_out(
             output: File::from(output),
             runtime_api_listener: listener,
             runtime_api: runtime_api(),
+            served_by,
         }),
         Err(e) => {
             instance.abandon();
@@ -556,6 +558,7 @@ impl Inner {
             output: File::from(output),
             runtime_api_listener: listener,
             runtime_api: runtime_api(),
+            served_by: ServedBy::NewSandbox,
         })
     }
 

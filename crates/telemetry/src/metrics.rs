@@ -62,7 +62,7 @@ impl Metrics {
         );
         registry.register(
             "cold_starts",
-            "Instances started for a request",
+            "Instances started for a request, by function and by what served the start (template, started_ahead, held_sandbox, new_sandbox)",
             cold_starts.clone(),
         );
         registry.register(
@@ -90,7 +90,7 @@ impl Metrics {
         let prewarmed_instances = Gauge::default();
         registry.register(
             "prewarmed_instances",
-            "Pre-warmed instances ready for a function's cold start (among the live ones)",
+            "Runtimes started ahead of time (and instances forked ahead from templates), ready for a function's cold start",
             prewarmed_instances.clone(),
         );
         let instance_evictions = Family::<Labels, Counter>::default();

@@ -592,7 +592,7 @@ impl InstanceManager {
         .await
         {
             Ok(instance) => {
-                tracing::debug!(function = %f.name, instance = %instance.id, init_ms = instance.init_duration.as_millis() as u64, provisioned, "instance started");
+                tracing::debug!(function = %f.name, instance = %instance.id, init_ms = instance.init_duration.as_millis() as u64, provisioned, served_by = instance.served_by.label(), "instance started");
                 self.enter_warm_phase(&instance);
                 Ok(instance)
             }

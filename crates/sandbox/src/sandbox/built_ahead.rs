@@ -21,8 +21,8 @@ use super::{
 use crate::ahead::{HeldKey, Pool, Pooled};
 use crate::cgroups;
 use crate::launcher::{
-    zygote_program, InstanceProcess, LaunchError, LaunchSpec, Launched, Resources, ZygoteSpec,
-    CONFIG_FD_VAR,
+    zygote_program, InstanceProcess, LaunchError, LaunchSpec, Launched, Resources, ServedBy,
+    ZygoteSpec, CONFIG_FD_VAR,
 };
 use crate::protocol::{KeeperRequest, RuntimeStart};
 use crate::sys;
@@ -331,7 +331,12 @@ impl Inner {
                 std::io::Write::write_all(&mut pipe, &runtime_config(&runtime_env(spec))?)
                     .map_err(LaunchError::from)
             });
-        hand_out(instance, listener, handed.map(|()| output))
+        hand_out(
+            instance,
+            listener,
+            handed.map(|()| output),
+            ServedBy::StartedAhead,
+        )
     }
 
     pub(super) fn build_held(&self, key: &HeldKey) -> Result<Built, LaunchError> {
@@ -385,7 +390,7 @@ impl Inner {
             reservation: _,
         } = held;
         let started = self.start_in(spec, zygote, &mut instance, &request);
-        hand_out(instance, listener, started)
+        hand_out(instance, listener, started, ServedBy::HeldSandbox)
     }
 
     /// Returns the read end of the runtime's output.

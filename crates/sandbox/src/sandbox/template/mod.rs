@@ -337,6 +337,7 @@ impl Inner {
             output: File::from(output),
             runtime_api_listener: listener,
             runtime_api: runtime_api(),
+            served_by: crate::launcher::ServedBy::Template,
         })
     }
 
@@ -398,6 +399,7 @@ impl Inner {
             output: File::from(output),
             runtime_api_listener: listener,
             runtime_api: runtime_api(),
+            served_by: crate::launcher::ServedBy::Template,
         })
     }
 
