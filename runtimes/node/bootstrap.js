@@ -218,7 +218,7 @@ function parseApiAddress(api) {
 let apiAddress;
 const agent = new http.Agent({ keepAlive: true });
 
-function apiRequest(method, urlPath, body, headers, retried) {
+function apiRequest(method, urlPath, body, headers, retried, to = apiAddress) {
   return new Promise((resolve, reject) => {
     const h = Object.assign({}, headers);
     if (body !== undefined) {
@@ -226,7 +226,7 @@ function apiRequest(method, urlPath, body, headers, retried) {
       h['Content-Length'] = Buffer.byteLength(body);
     }
     const req = http.request(
-      { host: apiAddress.host, port: apiAddress.port, path: urlPath, method, agent, headers: h },
+      { host: to.host, port: to.port, path: urlPath, method, agent, headers: h },
       (res) => {
         const chunks = [];
         res.on('data', (c) => chunks.push(c));
@@ -243,7 +243,7 @@ function apiRequest(method, urlPath, body, headers, retried) {
     req.on('error', (err) => {
       // A kept-alive socket may have been closed by the server; retry once.
       if (req.reusedSocket && !retried && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
-        apiRequest(method, urlPath, body, headers, true).then(resolve, reject);
+        apiRequest(method, urlPath, body, headers, true, to).then(resolve, reject);
       } else {
         reject(err);
       }
@@ -597,30 +597,76 @@ function isolateModulePaths() {
   }
 }
 
-// A runtime started ahead of its instance (tern extension): block until the platform
-// writes the instance's configuration on the descriptor TERN_CONFIG_FD names and closes
-// it, then adopt it: `{"env": {...}}`, the instance's complete environment, which
-// replaces the one this process started with. The code directory was mounted after this
-// process started: enter it.
-function readConfig(fd) {
-  let text;
+// A runtime started ahead of its instance warms up while it waits: a GET and a POST
+// through apiRequest to a throwaway server on loopback, so that the first requests to
+// the Runtime API do not pay for loading and compiling Node's HTTP client (several ms
+// of CPU). Leaves nothing behind.
+async function warmUpAhead() {
+  const server = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.end('{"warm":true}');
+    });
+  });
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
   try {
-    text = fs.readFileSync(fd, 'utf8');
+    const to = { host: '127.0.0.1', port: server.address().port };
+    JSON.parse((await apiRequest('GET', `${API_PREFIX}/invocation/next`, undefined, {}, false, to)).body);
+    await apiRequest('POST', `${API_PREFIX}/invocation/warm/response`, serializeResult({ warm: true }), {}, false, to);
   } finally {
-    fs.closeSync(fd);
+    server.closeAllConnections();
+    server.close();
   }
-  const env = JSON.parse(text).env || {};
+}
+
+// A runtime started ahead of its instance (tern extension): block until the platform
+// writes the instance's configuration on the descriptor TERN_CONFIG_FD names, one line
+// of JSON, and adopt it: `{"env": {...}}`, the instance's complete environment, which
+// replaces the one this process started with. The platform closes the descriptor once
+// the function's code is in place (see awaitCode).
+function readConfig(fd) {
+  const chunks = [];
+  const buf = Buffer.alloc(65536);
+  for (;;) {
+    const n = fs.readSync(fd, buf, 0, buf.length, null);
+    if (n === 0) break;
+    chunks.push(Buffer.from(buf.subarray(0, n)));
+    if (buf[n - 1] === 0x0a) break;
+  }
+  const env = JSON.parse(Buffer.concat(chunks).toString('utf8')).env || {};
   for (const key of Object.keys(process.env)) {
     if (!Object.prototype.hasOwnProperty.call(env, key)) delete process.env[key];
   }
   Object.assign(process.env, env);
+}
+
+// Waits until the platform closes the config descriptor: the function's code is mounted
+// (after this process started, over the directory it started in), so enter it.
+function awaitCode(fd) {
+  try {
+    fs.readFileSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
   process.chdir(process.env.LAMBDA_TASK_ROOT || process.cwd());
 }
 
 async function main() {
+  const configFd = process.env.TERN_CONFIG_FD;
+  if (configFd !== undefined) {
+    try {
+      await warmUpAhead();
+    } catch (_e) {
+      /* warming up is an optimisation */
+    }
+  }
+  const fd = configFd === undefined ? undefined : Number.parseInt(configFd, 10);
   try {
-    const configFd = process.env.TERN_CONFIG_FD;
-    if (configFd !== undefined) readConfig(Number.parseInt(configFd, 10));
+    if (fd !== undefined) readConfig(fd);
     apiAddress = parseApiAddress(process.env.AWS_LAMBDA_RUNTIME_API);
   } catch (e) {
     fatal(e);
@@ -629,6 +675,15 @@ async function main() {
   isolateModulePaths();
   patchConsole();
   installTraceEnv();
+  if (fd !== undefined) {
+    // What depends only on the environment is done: the code is mounted meanwhile.
+    try {
+      awaitCode(fd);
+    } catch (e) {
+      fatal(e);
+      return;
+    }
+  }
 
   const appRoot = process.env.LAMBDA_TASK_ROOT || process.cwd();
   const handlerSpec = process.env._HANDLER || '';

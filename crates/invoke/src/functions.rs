@@ -197,7 +197,7 @@ impl FunctionService {
                 let shape = shapes.entry(key).or_insert((0, rec.clone()));
                 shape.0 += 1;
                 // A function with no environment of its own stands for its shape best:
-                // variables that change an interpreter's start rule out pre-warming.
+                // variables that change an interpreter's start rule out starting it ahead.
                 if !shape.1.env.is_empty() && rec.env.is_empty() {
                     shape.1 = rec;
                 }

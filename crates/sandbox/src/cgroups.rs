@@ -236,7 +236,7 @@ impl InstanceCgroup {
     pub fn update(&self, limits: &CgroupLimits) -> io::Result<()> {
         let mut current = self.limits.lock().unwrap_or_else(|e| e.into_inner());
         if *current == *limits {
-            return Ok(()); // e.g. a pre-warmed instance taken at the size it was built
+            return Ok(()); // e.g. a sandbox built ahead taken at the size it was built
         }
         let mut pending = Vec::new();
         for (h, dir) in &self.dirs {

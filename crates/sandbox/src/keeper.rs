@@ -58,7 +58,7 @@ pub fn run_keeper() -> ! {
 
 type Result<T> = std::result::Result<T, String>;
 
-/// Mounts a pre-warmed instance's code: moves the detached tree `mount` over its
+/// Mounts the code of a sandbox built ahead: moves the detached tree `mount` over its
 /// `/var/task`.
 fn attach_code(pidfd: &OwnedFd, entered: &mut bool, mount: &OwnedFd) -> Result<()> {
     enter_mount_ns(pidfd, entered)?;
@@ -66,7 +66,7 @@ fn attach_code(pidfd: &OwnedFd, entered: &mut bool, mount: &OwnedFd) -> Result<(
     sys::move_mount_onto(mount.as_raw_fd(), target.as_raw_fd()).map_err(ctx("mount the code"))
 }
 
-/// Mounts a pre-warmed instance's layers over its `/opt`, as the mount plan's
+/// Mounts the layers of a sandbox built ahead over its `/opt`, as the mount plan's
 /// `OverlayLayers` step does: the bootstraps' mount at `/opt/tern` is copied and
 /// detached, and the copy goes back on top of the layers (the overlay's top layer holds
 /// an empty `tern` directory for it). A runtime that already opened a bootstrap file

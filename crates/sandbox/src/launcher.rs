@@ -54,9 +54,10 @@ pub struct LaunchSpec {
 }
 
 /// The variable that names the descriptor a runtime started ahead of time reads its
-/// instance's configuration from (see [`LaunchSpec::start_ahead_env`]): one JSON
-/// document, `{"env": {name: value, ...}}`, the instance's complete environment, ending
-/// at end of file.
+/// instance's configuration from (see [`LaunchSpec::start_ahead_env`]): one line of
+/// JSON, `{"env": {name: value, ...}}`, the instance's complete environment, once a
+/// launch takes it; then end of file once the instance's code is mounted (the runtime
+/// does what depends only on its environment meanwhile).
 pub const CONFIG_FD_VAR: &str = "TERN_CONFIG_FD";
 
 /// Which post-init template an instance may be forked from: a process that has run the

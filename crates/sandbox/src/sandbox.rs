@@ -478,14 +478,17 @@ fn hand_out(
     }
 }
 
-/// What a zygote's child reads before it runs the program: its environment.
+/// What a runtime reads from its config descriptor: its environment, as one line of
+/// JSON (see [`crate::launcher::CONFIG_FD_VAR`]).
 fn runtime_config(env: &[(String, String)]) -> Result<Vec<u8>, LaunchError> {
     let env: serde_json::Map<String, serde_json::Value> = env
         .iter()
         .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
         .collect();
-    serde_json::to_vec(&serde_json::json!({ "env": env }))
-        .map_err(|e| LaunchError::Prepare(e.to_string()))
+    let mut line = serde_json::to_vec(&serde_json::json!({ "env": env }))
+        .map_err(|e| LaunchError::Prepare(e.to_string()))?;
+    line.push(b'\n');
+    Ok(line)
 }
 
 fn config_memfd(env: &[(String, String)]) -> Result<OwnedFd, LaunchError> {
@@ -720,6 +723,7 @@ impl Inner {
                 cgroup_procs: &request.cgroup_procs,
                 max_open_files: request.max_open_files,
                 cwd: &request.cwd,
+                runtime_api: &runtime_api(),
             },
             &ForkFds {
                 init_pidfd,
@@ -768,8 +772,11 @@ impl Inner {
         }
         let claimed =
             self.started.has_claim(&spec.instance_id) || self.held.has_claim(&spec.instance_id);
-        if let Some(wanted) = spec.template.as_ref().filter(|_| !claimed) {
+        // A launch that claimed something built ahead (its template was not ready when
+        // it claimed) takes that; it still has a missing template built.
+        if let Some(wanted) = &spec.template {
             match self.templates.lookup(wanted) {
+                Lookup::Ready(_) if claimed => {}
                 Lookup::Ready(template) => match self.fork_from_template(&template, spec) {
                     Ok(launched) => return Ok(launched),
                     Err(e) => tracing::warn!(

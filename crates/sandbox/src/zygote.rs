@@ -56,6 +56,9 @@ pub(crate) struct ForkRequest<'a> {
     pub cgroup_procs: &'a [PathBuf],
     pub max_open_files: u64,
     pub cwd: &'a Path,
+    /// Where the runtime will reach the Runtime API (`host:port`): a runtime forked
+    /// ahead connects while it waits for its instance.
+    pub runtime_api: &'a str,
 }
 
 #[derive(Deserialize)]

@@ -547,11 +547,32 @@ print("fork", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
 }
 
 /// The program a test zygote pre-imports: `main()` probes the instance it runs in.
+/// Started ahead of its instance, it reads the instance's environment from
+/// `TERN_CONFIG_FD` as tern's bootstraps do: one line, then end of file once the code
+/// is mounted.
 const ZYGOTE_PROBE: &str = r#"
-import ctypes, errno, os, socket, sys
+import ctypes, errno, json, os, socket, sys
 PREIMPORTED = True
 
+def read_config():
+    if "TERN_CONFIG_FD" not in os.environ:
+        return
+    fd = int(os.environ["TERN_CONFIG_FD"])
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        line += chunk
+    os.environ.clear()
+    os.environ.update(json.loads(line)["env"])
+    while os.read(fd, 65536):
+        pass
+    os.close(fd)
+    os.chdir(os.environ["LAMBDA_TASK_ROOT"])
+
 def main():
+    read_config()
     libc = ctypes.CDLL(None, use_errno=True)
     def err(rc): return errno.errorcode.get(ctypes.get_errno(), "?") if rc < 0 else "ok"
     status = dict(l.split(":", 1) for l in open("/proc/self/status").read().splitlines())
@@ -1050,6 +1071,11 @@ const LAYERS_PROBE_PY: &str = r#"
 import os, sys
 
 def main():
+    # Started ahead: its config descriptor ends once the code and layers are mounted.
+    fd = os.environ.get("TERN_CONFIG_FD")
+    if fd is not None:
+        while os.read(int(fd), 65536):
+            pass
     print("shared=" + open("/opt/python/shared.txt").read())
     print("only_a=" + open("/opt/python/only_a.txt").read())
     print("tern=" + "".join(n + "," for n in sorted(os.listdir("/opt/tern"))))
@@ -1275,22 +1301,11 @@ fn instances_fork_from_a_template_each_in_namespaces_of_their_own() {
 }
 
 /// A runtime that can be started ahead of its instance: it reads the instance's
-/// environment from `TERN_CONFIG_FD` as tern's bootstraps do, then probes as the zygote
-/// probe's `main()`.
+/// environment from `TERN_CONFIG_FD` (the zygote probe's `read_config`), lists its
+/// descriptors, then probes as the zygote probe's `main()` (whose `read_config` then
+/// finds nothing to do).
 const EXEC_AHEAD_PROBE: &str = r#"
-import json, os
-if "TERN_CONFIG_FD" in os.environ:
-    fd = int(os.environ["TERN_CONFIG_FD"])
-    chunks = []
-    while True:
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(fd)
-    os.environ.clear()
-    os.environ.update(json.loads(b"".join(chunks))["env"])
-    os.chdir(os.environ["LAMBDA_TASK_ROOT"])
+read_config()
 print("fds=%s" % sorted(int(f) for f in os.listdir("/proc/self/fd")))
 print("exec_env_secret=%s" % (b"SECRET=" in open("/proc/self/environ", "rb").read()))
 "#;

@@ -21,9 +21,13 @@ socket (SOCK_SEQPACKET) as fd 3. Messages are JSON, one per datagram:
                         "landlock": {"handled_by_abi": [rights, ...],
                                      "rules": [[path, rights], ...]}}}
   zygote -> server  {"ready": true} | {"error": text}
-  server -> zygote  {"cgroup_procs": [...], "max_open_files": n, "cwd": dir}
-                    + fds: init pidfd, output pipe, config (a memfd, or a pipe
-                      the server writes later), status pipe
+  server -> zygote  {"cgroup_procs": [...], "max_open_files": n, "cwd": dir,
+                     "runtime_api": host:port of the instance's Runtime API}
+                    + fds: init pidfd, output pipe, config, status pipe
+  config: a memfd holding {"env": {...}}, the instance's environment; or, for
+  a runtime forked ahead of its instance, a pipe that the program reads itself
+  (named by TERN_CONFIG_FD): one such JSON line once an instance takes it, end
+  of file once the instance's code is mounted.
   zygote -> server  {"pid": host pid of the runtime} + its pidfd | {"error": text}
 
 When the runtime exits, its raw wait status (4 bytes, little endian) is
@@ -31,12 +35,13 @@ written to its status pipe. The zygote is the subreaper of its runtimes; if it
 dies first, the server still sees the runtime end through the pidfd.
 
 The zygote never reads an instance's environment (the child reads it from
-the config memfd after the fork), so nothing of one function is left in the
-memory the next child inherits.
+its config after the fork), so nothing of one function is left in the memory
+the next child inherits.
 """
 
 import atexit
 import ctypes
+import gc
 import json
 import os
 import resource
@@ -100,30 +105,15 @@ def _runtime(req, fds, report, policy, program, program_as):
         os._exit(126)
     os.write(report, b"ok\n")
     os.close(report)
-    # The instance's environment: already in the config memfd, or (a runtime forked
-    # ahead of time) written to the config pipe once the instance is taken, after its
-    # code is mounted. A runtime forked ahead warms up while it waits (the program's
-    # own code, no function's).
-    try:
-        if stat.S_ISFIFO(os.fstat(config).st_mode):
-            warm_up = getattr(program, "warm_up_ahead", None)
-            if warm_up is not None:
-                warm_up()
-    except Exception:  # noqa: BLE001 - warming up is an optimisation
-        pass
-    try:
-        cfg = json.loads(_read_all(config))
-        os.chdir(req["cwd"])
-    except BaseException:  # noqa: BLE001 - the server gave up on this instance
-        os._exit(126)
-    os.closerange(3, 1 << 20)
-    env = cfg.get("env") or {}
-    del cfg, req, fds, policy
-    # Unwind the zygote's stack before any function code runs: its frames hold the
-    # request that forked this child (host cgroup paths, another instance's id), the
-    # zygote's hello (the data dir) and its table of sibling host pids, all reachable
-    # from sys._getframe(). Only what the runtime needs travels up.
-    raise _BecomeRuntime(env, program, program_as)
+    ahead = (config, req["cwd"], req.get("runtime_api"))
+    del req, fds, policy
+    # Unwind the zygote's stack before any function code runs, and (for a runtime
+    # forked ahead of time) before it waits for its instance, so that freeing the
+    # zygote's frames is not paid on the request path: they hold the request that
+    # forked this child (host cgroup paths, another instance's id), the zygote's hello
+    # (the data dir) and its table of sibling host pids, all reachable from
+    # sys._getframe(). Only what the runtime needs travels up.
+    raise _BecomeRuntime(ahead, program, program_as)
 
 
 class _BecomeRuntime(BaseException):
@@ -131,16 +121,35 @@ class _BecomeRuntime(BaseException):
     where the runtime then starts on a clean stack. A BaseException, so no `except
     Exception` on the way swallows it."""
 
-    def __init__(self, env, program, program_as):
+    def __init__(self, ahead, program, program_as):
         super().__init__()
-        self.env = env
+        self.ahead = ahead
         self.program = program
         self.program_as = program_as
 
 
-def _run_runtime(env, program, program_as):
+def _run_runtime(ahead, program, program_as):
     """From here on this process is indistinguishable from `python3 -S <program_as>`
     started with the instance's environment. Never returns."""
+    config, cwd, runtime_api = ahead
+    del ahead
+    if stat.S_ISFIFO(os.fstat(config).st_mode):
+        # A runtime forked ahead of its instance: the program reads the instance's
+        # environment from the config pipe itself, as an exec'd one does, and warms up
+        # while it waits (its own code, no function's).
+        env = dict(os.environ)
+        env["AWS_LAMBDA_RUNTIME_API"] = runtime_api
+        env["TERN_CONFIG_FD"] = str(config)
+    else:
+        # The instance's environment, in the config memfd.
+        try:
+            cfg = json.loads(_read_all(config))
+            os.chdir(cwd)
+            os.close(config)
+        except BaseException:  # noqa: BLE001 - the server gave up on this instance
+            os._exit(126)
+        env = cfg.get("env") or {}
+        del cfg
     os.environ.clear()
     os.environ.update(env)
     del env
@@ -259,6 +268,9 @@ def main():
         ctl.send(json.dumps({"error": "preload: %s" % (e,)}).encode())
         return
     program_as = hello["preload_as"]
+    # Everything loaded so far lives as long as the zygote: out of the collector's
+    # reach, a collection in a runtime never writes to (and so copies) those pages.
+    gc.freeze()
     # A SIGCHLD handler (so it wakes the loop) that only writes to the wakeup fd.
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
@@ -338,7 +350,7 @@ try:
 except _BecomeRuntime as _become:
     # The traceback would keep every unwound frame alive; drop it with the exception.
     _become.__traceback__ = None
-    _became = (_become.env, _become.program, _become.program_as)
+    _became = (_become.ahead, _become.program, _become.program_as)
 if _became is not None:
     # No gc.collect(): it would cost milliseconds of every cold start, and the frames
     # hold no cycles, so dropping the traceback already freed them (the hostile suite

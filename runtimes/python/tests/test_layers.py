@@ -1,5 +1,5 @@
 """The bootstrap's part in layers: /opt content may appear after the interpreter
-started (a pre-warmed or zygote-forked runtime), so lookups it cached for /opt paths
+started (a runtime started ahead, or forked by a zygote), so lookups it cached for /opt paths
 before the layers were mounted must not survive into the handler's import.
 
 Run from the repository root:  python3 -m pytest -q runtimes/python/tests

@@ -482,7 +482,7 @@ impl InstanceManager {
         }
     }
 
-    /// Counts each idle and pre-warmed instance by what it uses now, where the
+    /// Counts each idle instance by what it uses now, where the
     /// launcher can tell: the charge of its memory cgroup (at least 1 MB) and the host
     /// disk its /tmp holds, each at most what it declared. True if that lowered the
     /// count. Busy instances keep counting everything they declared: an idle one
@@ -541,14 +541,14 @@ impl InstanceManager {
     }
 
     /// Under host memory pressure (less available than the configured floor), stops
-    /// pre-warmed, then the least recently used idle instances, a few per sweep, until
-    /// the pressure is gone.
+    /// what the launcher built ahead, then the least recently used idle instances, a
+    /// few per sweep, until the pressure is gone.
     pub(super) async fn relieve_host_memory(&self) {
         let floor = self.config.host_memory_floor_mb;
         if floor == 0 {
             return;
         }
-        // While short, nothing is built ahead either (pre-warmed instances, sandboxes):
+        // While short, nothing is built ahead either (runtimes, sandboxes):
         // what is evicted here must not come straight back.
         let short = |m: &Self| {
             let short = crate::load::memory_available_mb().is_some_and(|a| a < floor);

@@ -261,7 +261,11 @@ impl Inner {
         };
         let started = (|| {
             instance
-                .set_resources(&STARTING_AHEAD)
+                .set_resources(&Resources {
+                    tmp_mb: key.held.tmp_mb,
+                    max_open_files: key.held.max_open_files,
+                    ..STARTING_AHEAD
+                })
                 .map_err(LaunchError::Prepare)?;
             let (output, output_w) = sys::pipe()?;
             let (config, config_w) = sys::pipe()?;
@@ -309,7 +313,9 @@ impl Inner {
         }
     }
 
-    /// Gives a runtime started ahead its instance: limits, code, then its configuration.
+    /// Gives a runtime started ahead its instance: limits, its environment, the code,
+    /// then the end of its config pipe (the runtime sets up its environment while the
+    /// code is mounted, and imports nothing before that end).
     pub(super) fn launch_started(
         &self,
         spec: &LaunchSpec,
@@ -322,19 +328,30 @@ impl Inner {
             output,
             config,
         } = started;
+        let started = std::time::Instant::now();
+        let mut pipe = File::from(config);
         let handed = instance
             .set_resources(&spec.resources)
-            .and_then(|()| instance.attach_code(&spec.code_dir, &spec.layer_dirs))
             .map_err(LaunchError::Prepare)
-            .and_then(|_| {
-                let mut pipe = File::from(config);
+            .and_then(|()| {
                 std::io::Write::write_all(&mut pipe, &runtime_config(&runtime_env(spec))?)
                     .map_err(LaunchError::from)
+            })
+            .and_then(|()| {
+                instance
+                    .attach_code(&spec.code_dir, &spec.layer_dirs)
+                    .map_err(LaunchError::Prepare)
             });
+        drop(pipe);
+        tracing::trace!(
+            instance = %spec.instance_id,
+            setup_us = started.elapsed().as_micros() as u64,
+            "runtime started ahead handed its instance"
+        );
         hand_out(
             instance,
             listener,
-            handed.map(|()| output),
+            handed.map(|_| output),
             ServedBy::StartedAhead,
         )
     }
