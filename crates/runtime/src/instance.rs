@@ -92,6 +92,18 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// What [`Instance::launch`] sets up on the launching thread.
+struct Started {
+    process: Arc<dyn InstanceProcess>,
+    served_by: ServedBy,
+    freezer: Arc<Freezer>,
+    queue_tx: mpsc::Sender<Invocation>,
+    shared: Arc<ApiShared>,
+    phase: watch::Receiver<Phase>,
+    api_task: tokio::task::JoinHandle<()>,
+    output: OutputTap,
+}
+
 impl Instance {
     /// Launches and waits for init (the first `next`), at most `init_timeout`.
     pub async fn start(
@@ -121,24 +133,60 @@ impl Instance {
         let id = spec.instance_id.clone();
         let memory_mb = spec.resources.memory_mb;
         let tmp_mb = spec.resources.tmp_mb;
-        let launched = tokio::task::spawn_blocking(move || launcher.launch(&spec))
-            .await
-            .map_err(|e| StartError::Launch(e.to_string()))?
-            .map_err(|e| StartError::Launch(e.to_string()))?;
-        let (queue_tx, queue_rx) = mpsc::channel(1);
-        let freezer = Freezer::new(launched.process.clone());
-        let (shared, phase) = ApiShared::new(queue_rx, Some(freezer.clone()));
-        let api_task = tokio::spawn(api::serve(launched.runtime_api_listener, shared.clone()));
-        let id_source = shared.clone();
-        let output = OutputTap::start(
-            launched.output,
-            Arc::new(move || id_source.current_id.lock().ok().and_then(|g| g.clone())),
-            logs,
-            max_output_per_invocation,
-        )
-        .map_err(|e| StartError::Launch(e.to_string()))?;
-        let process = launched.process;
-        let served_by = launched.served_by;
+        // The Runtime API server and the output reader start on the launching thread
+        // as soon as the launch returns: a runtime started ahead asks for its first
+        // invocation within a millisecond, and should not wait for this task to be
+        // polled again.
+        let handle = tokio::runtime::Handle::current();
+        let started = tokio::task::spawn_blocking(move || {
+            let launched = launcher
+                .launch(&spec)
+                .map_err(|e| StartError::Launch(e.to_string()))?;
+            let (queue_tx, queue_rx) = mpsc::channel(1);
+            let freezer = Freezer::new(launched.process.clone());
+            let (shared, phase) = ApiShared::new(queue_rx, Some(freezer.clone()));
+            let api_task = handle.spawn(api::serve(launched.runtime_api_listener, shared.clone()));
+            let id_source = shared.clone();
+            let output = OutputTap::start(
+                launched.output,
+                Arc::new(move || id_source.current_id.lock().ok().and_then(|g| g.clone())),
+                logs,
+                max_output_per_invocation,
+            );
+            let output = match output {
+                Ok(output) => output,
+                Err(e) => {
+                    // Nothing reads its output: stop it and release what it holds.
+                    api_task.abort();
+                    launched.process.kill();
+                    launched.process.wait();
+                    launched.process.cleanup();
+                    return Err(StartError::Launch(e.to_string()));
+                }
+            };
+            Ok(Started {
+                process: launched.process,
+                served_by: launched.served_by,
+                freezer,
+                queue_tx,
+                shared,
+                phase,
+                api_task,
+                output,
+            })
+        })
+        .await
+        .map_err(|e| StartError::Launch(e.to_string()))??;
+        let Started {
+            process,
+            served_by,
+            freezer,
+            queue_tx,
+            shared,
+            phase,
+            api_task,
+            output,
+        } = started;
         let (exit_tx, exited) = watch::channel(None);
         {
             let process = process.clone();
