@@ -111,7 +111,7 @@ impl Default for ServerConfig {
             max_concurrent_starts: 0,
             queue_timeout_ms: 5000,
             prewarm_per_runtime: 2,
-            prewarm_max_per_runtime: 64,
+            prewarm_max_per_runtime: 128,
             zygote: true,
             pre_created_sandboxes: true,
             cgroup_favor_dynmods: true,

@@ -99,6 +99,17 @@ impl FakeLauncher {
         held.len()
     }
 
+    /// Asks the server's account for leave to build one thing ahead now, as the
+    /// sandbox launcher does before each build; `None` when requests need the machine.
+    pub fn build_permit(&self) -> Option<Reservation> {
+        let account = self
+            .account
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        account.and_then(|a| a.build_permit())
+    }
+
     /// Sandboxes it holds built ahead.
     pub fn built_ahead(&self) -> usize {
         self.built_ahead

@@ -159,6 +159,48 @@ async fn host_memory_pressure_stops_templates_and_evicts_idle_instances_counting
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn builds_ahead_are_paced_behind_requests() {
+    let fx = quick(|c| PoolConfig {
+        // Two start slots: builds ahead take at most one of them.
+        max_concurrent_starts: 2,
+        memory_budget_mb: 128,
+        queue_timeout: Duration::from_secs(5),
+        ..c
+    });
+    let first = fx
+        .launcher
+        .build_permit()
+        .expect("a build on an idle server");
+    assert!(
+        fx.launcher.build_permit().is_none(),
+        "a second build at once would take half the start slots and more"
+    );
+    drop(first);
+    drop(fx.launcher.build_permit().expect("the turn was given back"));
+    // While a request waits for room, nothing is built ahead.
+    let a = fx.manager.acquire(&function("a")).await.expect("a");
+    let waiting = {
+        let manager = fx.manager.clone();
+        tokio::spawn(async move { manager.acquire(&function("b")).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while fx.launcher.build_permit().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "builds went on while a request waited for room"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    fx.manager.release(a, false).await;
+    let b = waiting.await.expect("join").expect("b, once a is gone");
+    fx.manager.release(b, true).await;
+    assert!(
+        fx.launcher.build_permit().is_some(),
+        "builds resume once no request waits"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn sandboxes_built_ahead_count_in_the_account_and_go_first_to_make_room() {
     let fx = quick(|c| PoolConfig {
         max_instances: 3,

@@ -9,8 +9,9 @@
 //! sandbox build, the runtime's start, the cgroup migration.
 //!
 //! Each key's depth follows demand: as many as launches of that shape asked for in the
-//! last second (a new function counts as one to come), never fewer than the floor nor
-//! more than the ceiling of its [`Depth`]. What a key holds above its floor is given back
+//! last second, plus the launches announced and still to come (a new or changed
+//! function's first cold start, for up to [`TRIM_AFTER`]), never fewer than the floor
+//! nor more than the ceiling of its [`Depth`]. What a key holds above its floor is given back
 //! once nothing asked for one for [`TRIM_AFTER`], and a key unused for the depth's
 //! `keep` goes with everything it holds. Refills run on threads of their own, at most
 //! [`MAX_WORKERS_PER_KEY`] per key, each build paced by the server's capacity account
@@ -60,11 +61,11 @@ impl Depth {
         keep: Duration::ZERO,
     };
 
-    /// The defaults: two of each shape in use, up to 64 when launches ask for them, kept
+    /// The defaults: two of each shape in use, up to 128 when launches ask for them, kept
     /// ten minutes after the last use.
     pub const DEFAULT: Depth = Depth {
         floor: 2,
-        ceiling: 64,
+        ceiling: 128,
         keep: Duration::from_secs(600),
     };
 
@@ -130,8 +131,12 @@ struct Slot<T> {
     building: usize,
     /// Refill threads working on this key.
     workers: usize,
-    /// When launches (or new functions) asked for one, within the demand window.
+    /// When launches asked for one, within the demand window.
     wants: VecDeque<Instant>,
+    /// Launches announced and still to come (a new function's first cold start), by
+    /// when each was announced; a launch takes the oldest, and an announcement expires
+    /// after [`TRIM_AFTER`].
+    announced: VecDeque<Instant>,
     last_wanted: Instant,
     last_used: Instant,
 }
@@ -143,12 +148,14 @@ impl<T> Slot<T> {
             building: 0,
             workers: 0,
             wants: VecDeque::new(),
+            announced: VecDeque::new(),
             last_wanted: now,
             last_used: now,
         }
     }
 
-    /// How many to keep: the demand of the last window, within the depth's bounds.
+    /// How many to keep: the demand of the last window and the launches announced,
+    /// within the depth's bounds.
     fn target(&mut self, depth: &Depth, now: Instant) -> usize {
         while self
             .wants
@@ -157,8 +164,14 @@ impl<T> Slot<T> {
         {
             self.wants.pop_front();
         }
-        self.wants
-            .len()
+        while self
+            .announced
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > TRIM_AFTER)
+        {
+            self.announced.pop_front();
+        }
+        (self.wants.len() + self.announced.len())
             .clamp(depth.floor.min(depth.ceiling), depth.ceiling)
     }
 
@@ -186,6 +199,14 @@ pub(crate) struct Pool<K, T> {
 /// Held sandboxes, per shape.
 pub(crate) type HeldPool = Pool<HeldKey, Built>;
 
+/// What [`Pool::note`] records.
+#[derive(Clone, Copy)]
+enum Note {
+    Launch,
+    Announced,
+    Used,
+}
+
 /// What the pool's periodic tending found: keys to refill, and items to stop.
 pub(crate) struct Tended<K, T> {
     pub short: Vec<K>,
@@ -212,11 +233,6 @@ impl<K: Clone + Eq + Hash, T: Pooled + Send + 'static> Pool<K, T> {
     /// Takes one of any key, if one is ready (to make room).
     pub(crate) fn pop_any(&self) -> Option<T> {
         self.lock().keys.values_mut().find_map(|s| s.ready.pop())
-    }
-
-    /// Takes one of this key, if one is ready (not claimed: for internal use).
-    pub(crate) fn take(&self, key: &K) -> Option<T> {
-        self.lock().keys.get_mut(key).and_then(|s| s.ready.pop())
     }
 
     /// Reserves one of this key, if one is ready; returns its id.
@@ -254,19 +270,26 @@ impl<K: Clone + Eq + Hash, T: Pooled + Send + 'static> Pool<K, T> {
         self.lock().claimed.remove(id).map(|(b, _)| b)
     }
 
-    /// A launch (or a function to come) wants an item of `key`: counts towards its
-    /// depth. Returns whether the caller should start a refill thread for it.
+    /// A launch wants an item of `key`: counts towards its depth (or takes the place of
+    /// a launch announced). Returns whether the caller should start a refill thread.
     pub(crate) fn want(&self, key: &K) -> bool {
-        self.note(key, true)
+        self.note(key, Note::Launch)
     }
 
-    /// `key` is in use without a launch asking for an item (another pool's refill takes
-    /// its items): it stays, at its floor. Returns whether to start a refill thread.
+    /// A launch of `key` is to come (a new or changed function's first cold start):
+    /// counts towards its depth until that launch comes, or for [`TRIM_AFTER`].
+    /// Returns whether the caller should start a refill thread.
+    pub(crate) fn announce(&self, key: &K) -> bool {
+        self.note(key, Note::Announced)
+    }
+
+    /// `key` is in use without a launch asking for an item: it stays, at its floor.
+    /// Returns whether to start a refill thread.
     pub(crate) fn touch(&self, key: &K) -> bool {
-        self.note(key, false)
+        self.note(key, Note::Used)
     }
 
-    fn note(&self, key: &K, demand: bool) -> bool {
+    fn note(&self, key: &K, note: Note) -> bool {
         let dropped;
         let refill = {
             let mut st = self.lock();
@@ -289,9 +312,18 @@ impl<K: Clone + Eq + Hash, T: Pooled + Send + 'static> Pool<K, T> {
             };
             let slot = st.keys.entry(key.clone()).or_insert_with(|| Slot::new(now));
             slot.last_used = now;
-            if demand {
-                slot.last_wanted = now;
-                slot.wants.push_back(now);
+            match note {
+                Note::Launch => {
+                    slot.last_wanted = now;
+                    if slot.announced.pop_front().is_none() {
+                        slot.wants.push_back(now);
+                    }
+                }
+                Note::Announced => {
+                    slot.last_wanted = now;
+                    slot.announced.push_back(now);
+                }
+                Note::Used => {}
             }
             let spawn = slot.workers < MAX_WORKERS_PER_KEY
                 && slot.ready.len() + slot.building + slot.workers < slot.target(&self.depth, now);
@@ -491,6 +523,34 @@ mod tests {
         assert_eq!(tended.short, vec![7]);
         refill(&pool, 7, &mut seq);
         assert_eq!(pool.count(), 3);
+    }
+
+    #[test]
+    fn announced_launches_count_until_they_come() {
+        let pool: Pool<u32, Item> = Pool::new(
+            Depth {
+                floor: 1,
+                ceiling: 8,
+                keep: Duration::from_secs(600),
+            },
+            8,
+        );
+        let mut seq = 0;
+        // Five new functions: five first cold starts to come, whenever they come.
+        for _ in 0..5 {
+            if pool.announce(&1) {
+                refill(&pool, 1, &mut seq);
+            }
+        }
+        assert_eq!(pool.count(), 5);
+        // Each launch takes one and the place of its announcement: no more are built.
+        for left in (0..5).rev() {
+            assert!(pool.claim(&1).is_some());
+            if pool.want(&1) {
+                refill(&pool, 1, &mut seq);
+            }
+            assert_eq!(pool.count(), left.max(1), "after a launch, {left} to come");
+        }
     }
 
     #[test]

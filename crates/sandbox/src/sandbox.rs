@@ -41,7 +41,7 @@ pub(crate) use template::{TEMPLATE_GID, TEMPLATE_UID};
 
 mod built_ahead;
 
-use built_ahead::{Started, StartedKey};
+use built_ahead::{Demand, Started, StartedKey};
 
 /// The descriptor at which an exec'd runtime finds the one its launcher passed it: a
 /// post-init template's control socket, or the config pipe of a runtime started ahead.
@@ -854,20 +854,20 @@ impl Launcher for SandboxLauncher {
         // Claimed or not, the shape is wanted: its pool follows the demand.
         if let Some(key) = StartedKey::of(spec, self.inner.zygotes_enabled()) {
             let claimed = self.inner.started.claim(&key);
-            self.inner.refill_started(key);
+            self.inner.refill_started(key, Demand::Launch);
             if claimed.is_some() {
                 return claimed;
             }
-            // None ready: a held sandbox of the shape spares the build, without
-            // counting as demand for more of them.
+            // None ready (a burst beyond the pool): a held sandbox of the shape spares
+            // the build, and such launches are the held pool's demand.
             let key = HeldKey::of(spec);
             let claimed = self.inner.held.claim(&key);
-            self.inner.refill_held(key, false);
+            self.inner.refill_held(key, Demand::Launch);
             return claimed;
         }
         let key = HeldKey::of(spec);
         let claimed = self.inner.held.claim(&key);
-        self.inner.refill_held(key, true);
+        self.inner.refill_held(key, Demand::Launch);
         claimed
     }
 
@@ -882,10 +882,15 @@ impl Launcher for SandboxLauncher {
             }
         }
         // A launch of this shape is to come: a runtime started ahead serves it where
-        // one can be (its refill starts the zygote too), else a held sandbox.
+        // one can be (its refill starts the zygote too), else a held sandbox; held
+        // sandboxes of the shape are kept at their floor either way, for a burst
+        // beyond the runtimes started ahead.
         match StartedKey::of(spec, self.inner.zygotes_enabled()) {
-            Some(key) => self.inner.refill_started(key),
-            None => self.inner.refill_held(HeldKey::of(spec), true),
+            Some(key) => {
+                self.inner.refill_started(key, Demand::Announced);
+                self.inner.refill_held(HeldKey::of(spec), Demand::Used);
+            }
+            None => self.inner.refill_held(HeldKey::of(spec), Demand::Announced),
         }
     }
 

@@ -27,6 +27,32 @@ use crate::launcher::{
 use crate::protocol::{KeeperRequest, RuntimeStart};
 use crate::sys;
 
+/// What asks a pool for more.
+#[derive(Clone, Copy)]
+pub(super) enum Demand {
+    /// A launch of the shape (claimed or not).
+    Launch,
+    /// A launch to come: a new or changed function's first cold start.
+    Announced,
+    /// Only a use of the shape: it stays at its floor.
+    Used,
+}
+
+impl Demand {
+    /// Records this demand in `pool`; whether to start a refill thread.
+    fn note<K: Clone + Eq + Hash, T: Pooled + Send + 'static>(
+        self,
+        pool: &Pool<K, T>,
+        key: &K,
+    ) -> bool {
+        match self {
+            Demand::Launch => pool.want(key),
+            Demand::Announced => pool.announce(key),
+            Demand::Used => pool.touch(key),
+        }
+    }
+}
+
 /// How a runtime is started ahead.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) enum StartedBy {
@@ -105,14 +131,10 @@ const STARTING_AHEAD: Resources = Resources {
 };
 
 impl Inner {
-    /// Tops up the held sandboxes of `key` in the background (off the request path).
-    /// `demand`: a launch of this shape asked for one (else the key is only in use).
-    pub(super) fn refill_held(self: &Arc<Self>, key: HeldKey, demand: bool) {
-        let spawn = if demand {
-            self.held.want(&key)
-        } else {
-            self.held.touch(&key)
-        };
+    /// Tops up the held sandboxes of `key` in the background (off the request path),
+    /// after `demand`: a launch of the shape, one announced, or only a use of the key.
+    pub(super) fn refill_held(self: &Arc<Self>, key: HeldKey, demand: Demand) {
+        let spawn = demand.note(&self.held, &key);
         if spawn {
             self.spawn_refill(
                 |inner| &inner.held,
@@ -123,9 +145,9 @@ impl Inner {
         }
     }
 
-    /// Tops up the runtimes started ahead of `key` in the background.
-    pub(super) fn refill_started(self: &Arc<Self>, key: StartedKey) {
-        if self.started.want(&key) {
+    /// Tops up the runtimes started ahead of `key` in the background, after `demand`.
+    pub(super) fn refill_started(self: &Arc<Self>, key: StartedKey, demand: Demand) {
+        if demand.note(&self.started, &key) {
             self.spawn_started_refill(key);
         }
     }
@@ -135,12 +157,7 @@ impl Inner {
             |inner| &inner.started,
             key,
             "start-ahead",
-            |inner, key| {
-                let started = inner.start_ahead(key);
-                // It may have used a held sandbox: keep those of its shape coming.
-                inner.refill_held(key.held.clone(), false);
-                started
-            },
+            |inner, key| inner.start_ahead(key),
         );
     }
 
@@ -231,8 +248,10 @@ impl Inner {
         });
     }
 
-    /// Starts a runtime of `key` into a held sandbox (one from the pool, else a new
-    /// one), to wait there for an instance.
+    /// Starts a runtime of `key` into a sandbox built for it, to wait there for an
+    /// instance. (Held sandboxes stay for the launches that find no runtime started
+    /// ahead: a burst beyond this pool then forks or execs into one of them rather
+    /// than building a sandbox on the request path.)
     fn start_ahead(&self, key: &StartedKey) -> Result<Started, LaunchError> {
         let zygote = match &key.by {
             StartedBy::Zygote(z) => {
@@ -255,10 +274,7 @@ impl Inner {
             listener,
             request,
             reservation,
-        } = match self.held.take(&key.held) {
-            Some(built) => built,
-            None => self.build_held(&key.held)?,
-        };
+        } = self.build_held(&key.held)?;
         let started = (|| {
             instance
                 .set_resources(&Resources {
