@@ -313,7 +313,6 @@ impl InstanceManager {
     /// built ahead, then idle instances of functions other than that one (least
     /// recently used first), if that makes room.
     pub(super) async fn claim_capacity(&self, claim: Claim, evict_for: Option<&PoolKey>) -> bool {
-        let mut measured = false;
         loop {
             {
                 let mut cap = lock(&self.capacity);
@@ -330,23 +329,22 @@ impl InstanceManager {
             let Some(requester) = evict_for else {
                 return false;
             };
-            if !self.make_room(requester, &mut measured).await {
+            if !self.make_room(requester).await {
                 return false;
             }
         }
     }
 
-    /// Makes room for a claim that did not fit: first (once per claim, tracked by
-    /// `measured`) by counting the idle instances not measured since they went idle at
-    /// what they use, then by stopping something the launcher built ahead (the cheapest
-    /// to lose: it is built again off the request path), then the least recently used
-    /// idle instance of a function other than `requester`'s. False if nothing changed.
-    pub(super) async fn make_room(&self, requester: &PoolKey, measured: &mut bool) -> bool {
-        if !*measured {
-            *measured = true;
-            if self.measure_idle(false) {
-                return true;
-            }
+    /// Makes room for a claim that did not fit: first by counting the idle instances not
+    /// measured since they went idle at what they use (instances released since the
+    /// last try count what they declared until then, and a flood of them would
+    /// otherwise cost warm instances), then by stopping something the launcher built
+    /// ahead (the cheapest to lose: it is built again off the request path), then the
+    /// least recently used idle instance of a function other than `requester`'s. False
+    /// if nothing changed.
+    pub(super) async fn make_room(&self, requester: &PoolKey) -> bool {
+        if self.measure_idle(false) {
+            return true;
         }
         // A bare sandbox built ahead holds an instance slot and little memory: stopping
         // one only helps when the slots are what is short. A runtime started ahead (a
@@ -464,13 +462,21 @@ impl InstanceManager {
         };
         match victim {
             Some((key, v)) => {
+                let (slots, counted_mb, counted_tmp_mb) = {
+                    let cap = lock(&self.capacity);
+                    (cap.slots_used(), cap.memory_mb, cap.tmp_mb)
+                };
                 tracing::info!(
                     instance = %v.instance.id,
                     namespace = %key.namespace,
                     function = %key.name,
                     idle_s = v.since.elapsed().as_secs(),
                     memory_mb = v.charged.memory_mb,
+                    tmp_mb = v.charged.tmp_mb,
                     reason = why.label(),
+                    slots,
+                    counted_mb,
+                    counted_tmp_mb,
                     "evicting the least recently used idle instance"
                 );
                 self.evictions[why as usize].fetch_add(1, Ordering::Relaxed);

@@ -377,13 +377,12 @@ impl InstanceManager {
                     key,
                     item: Some(picked),
                 };
-                let mut measured = false;
                 loop {
                     let charged = held.item.as_ref().expect("held").charged;
                     if self.recharge(charged, declared, false) {
                         break;
                     }
-                    if !self.make_room(key, &mut measured).await {
+                    if !self.make_room(key).await {
                         // No room for its MemorySize: back to idle (the guard), and the
                         // request waits for room as a cold start would.
                         return None;
