@@ -82,8 +82,9 @@ async fn a_handed_out_instance_counts_its_memory_size_again_evicting_the_least_r
     });
     fx.launcher.set_memory_in_use(100 * MB);
     call_each(&fx, &["a", "b", "c"]).await;
-    // a and b were measured to make room for c: 100 + 100 + 128.
-    assert_eq!(fx.manager.live_memory_mb(), 328);
+    // b and c went idle on an account more than half full and were measured at once;
+    // a was measured to make room for c: 100 each.
+    assert_eq!(fx.manager.live_memory_mb(), 300);
     assert_eq!(evicted(&fx, "room"), 0);
 
     // a, handed out, counts 128 again: measuring c (100) makes the room.
@@ -111,9 +112,8 @@ async fn a_hand_out_without_room_waits_and_the_refusal_names_the_memory_budget()
     });
     fx.launcher.set_memory_in_use(100 * MB);
     call_each(&fx, &["a", "b"]).await;
-    // a was measured to make room for b (100 + 128); a, handed out, counts 128 again,
-    // and measuring b makes the room.
-    assert_eq!(fx.manager.live_memory_mb(), 228);
+    // Each went idle on an account more than half full, and was measured at once.
+    assert_eq!(fx.manager.live_memory_mb(), 200);
     let a = fx.manager.acquire(&function("a")).await.expect("a");
     assert_eq!(fx.manager.live_memory_mb(), 228);
     // Handing b out too would need 256 MB, and no other instance is idle to evict.
@@ -156,6 +156,21 @@ async fn host_memory_pressure_stops_templates_and_evicts_idle_instances_counting
     }
     assert_eq!(evicted(&fx, "host_memory"), 2);
     assert_eq!(evicted(&fx, "room"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn instances_going_idle_on_a_half_full_account_count_what_they_use_at_once() {
+    let fx = quick(|c| PoolConfig {
+        memory_budget_mb: 256,
+        ..c
+    });
+    fx.launcher.set_memory_in_use(10 * MB);
+    // a goes idle on an account a quarter full: its MemorySize until the sweep.
+    call_each(&fx, &["a"]).await;
+    assert_eq!(fx.manager.live_memory_mb(), 128);
+    // b goes idle on a full one (a's 128 and its own): measured at once.
+    call_each(&fx, &["b"]).await;
+    assert_eq!(fx.manager.live_memory_mb(), 128 + 10);
 }
 
 #[tokio::test(flavor = "multi_thread")]

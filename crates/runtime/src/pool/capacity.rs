@@ -361,6 +361,35 @@ impl InstanceManager {
             || self.evict_one_idle(Some(requester), Eviction::Room).await
     }
 
+    /// What an instance going idle counts: its MemorySize and EphemeralStorage until the
+    /// next sweep measures it; but while the account is more than half full, what it
+    /// uses, measured now (two reads), so that a flood of instances going idle does not
+    /// fill the budgets with what they declared and cost warm instances their room.
+    /// Provisioned instances keep their whole size.
+    pub(super) fn idle_charge(&self, instance: &Instance, provisioned: bool) -> Claim {
+        let declared = Claim::declared(instance);
+        let tight = {
+            let cap = lock(&self.capacity);
+            cap.memory_mb * 2 > self.config.memory_budget_mb
+                || cap.tmp_mb.saturating_mul(2) > self.config.tmp_disk_budget_mb
+        };
+        if provisioned || !tight {
+            return declared;
+        }
+        let probe = instance.usage_probe();
+        let now = Claim {
+            memory_mb: probe
+                .memory_mb()
+                .map_or(declared.memory_mb, |m| m.clamp(1, declared.memory_mb)),
+            tmp_mb: probe
+                .tmp_disk_mb()
+                .map_or(declared.tmp_mb, |t| t.min(declared.tmp_mb)),
+        };
+        // What it uses is counted whether or not it fits (it can only be less).
+        self.recharge(declared, now, true);
+        now
+    }
+
     /// Counts `to` instead of `from` for live instances. A rise is refused if it does
     /// not fit the budgets, unless `forced` (what they already use).
     pub(super) fn recharge(&self, from: Claim, to: Claim, forced: bool) -> bool {

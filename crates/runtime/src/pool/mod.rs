@@ -662,7 +662,7 @@ impl InstanceManager {
         let now = Instant::now();
         self.demand(&lease.key, |d| d.last_turnover = Some(now));
         self.park(&lease.instance);
-        let charged = Claim::declared(&lease.instance);
+        let charged = self.idle_charge(&lease.instance, provisioned);
         lock(&self.idle).entry(lease.key).or_default().push(Idle {
             instance: lease.instance,
             since: now,
