@@ -944,8 +944,8 @@ fn soak_a_runtime_api_attack_and_half_open_clients_leave_other_tenants_within_bo
     let mut creates = Vec::new();
     let mut failures = Vec::new();
     // Server descriptors beyond the connections, at most: each live instance holds a
-    // few (Runtime API listener and connection, output pipe, process handles), and
-    // new functions deepen the pools of runtimes started ahead (they follow demand).
+    // few (Runtime API listener and connection, output pipe, process handles), and so
+    // does each sandbox or runtime built ahead (new functions deepen those pools).
     const FDS_PER_INSTANCE: usize = 16;
     let mut peak_fds = 0;
     let mut fd_bound = 0;
@@ -988,7 +988,10 @@ fn soak_a_runtime_api_attack_and_half_open_clients_leave_other_tenants_within_bo
                     failures.push(format!("create: {} {}", created.status, created.text()));
                 }
                 let fds = open_fds(s.server.pid());
-                let instances = metric(&s.server, "tern_instances") as usize;
+                // Instances, and what the server built ahead (each holds a sandbox's
+                // descriptors too).
+                let instances = metric(&s.server, "tern_instances") as usize
+                    + metric(&s.server, "tern_built_ahead") as usize;
                 if fds > peak_fds {
                     peak_fds = fds;
                     fd_bound = fds_before + 1024 + 300 + FDS_PER_INSTANCE * instances;

@@ -437,6 +437,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     m.instance_memory_counted_bytes.set(bytes(counted_mb));
     m.prewarmed_instances
         .set(state.invoker.prewarmed_instances() as i64);
+    m.built_ahead.set(state.invoker.built_ahead() as i64);
     // One scrape at a time catches the counters up, so that none counts a gap twice.
     static CATCH_UP: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = CATCH_UP.lock().unwrap_or_else(|e| e.into_inner());

@@ -105,6 +105,11 @@ impl Invoker {
         self.instances.prewarmed_count()
     }
 
+    /// Everything the launcher built ahead and keeps waiting.
+    pub fn built_ahead(&self) -> usize {
+        self.instances.built_ahead()
+    }
+
     /// Memory counted against the budget (MB) and idle instances evicted early, by why.
     pub fn instance_memory(&self) -> (u64, Vec<(&'static str, u64)>) {
         (self.instances.live_memory_mb(), self.instances.evictions())

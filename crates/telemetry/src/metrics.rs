@@ -20,6 +20,7 @@ pub struct Metrics {
     pub instances: Gauge,
     pub instance_memory_counted_bytes: Gauge,
     pub prewarmed_instances: Gauge,
+    pub built_ahead: Gauge,
     pub instance_evictions: Family<Labels, Counter>,
     pub tmp_disk_budget_bytes: Gauge,
     pub tmp_disk_claimed_bytes: Gauge,
@@ -93,6 +94,12 @@ impl Metrics {
             "Runtimes started ahead of time (and instances forked ahead from templates), ready for a function's cold start",
             prewarmed_instances.clone(),
         );
+        let built_ahead = Gauge::default();
+        registry.register(
+            "built_ahead",
+            "Sandboxes, runtimes and post-init templates built ahead of time and waiting (each holds one of max_instances)",
+            built_ahead.clone(),
+        );
         let instance_evictions = Family::<Labels, Counter>::default();
         registry.register(
             "instance_evictions",
@@ -128,6 +135,7 @@ impl Metrics {
             instances,
             instance_memory_counted_bytes,
             prewarmed_instances,
+            built_ahead,
             instance_evictions,
             tmp_disk_budget_bytes,
             tmp_disk_claimed_bytes,

@@ -330,6 +330,13 @@ impl InstanceManager {
         self.launcher.started_ahead_count()
     }
 
+    /// What the launcher built ahead and keeps waiting (sandboxes, runtimes started
+    /// ahead, instances forked ahead, post-init templates), as the account counts it.
+    pub fn built_ahead(&self) -> usize {
+        let cap = lock(&self.capacity);
+        cap.built_ahead + cap.templates
+    }
+
     /// Live instances (idle and busy).
     pub fn live(&self) -> usize {
         lock(&self.capacity).instances
