@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     };
     rt.block_on(async {
         let (_queue_tx, queue_rx) = tokio::sync::mpsc::channel(1);
-        let (shared, _phase) = ApiShared::new(queue_rx, None, None);
+        let (shared, _phase) = ApiShared::new(queue_rx, None);
         let (mut client, server) = tokio::io::duplex(1 << 16);
         let conn = tokio::spawn(serve_connection(server, shared));
         let _ = client.write_all(data).await;
