@@ -805,10 +805,10 @@ def _function_path(task_root):
     _forget_opt_lookups()
 
 
-def run(api, handler_spec, task_root=None, client=None):
-    """Init (import the handler) and then serve invocations forever."""
-    if task_root is None:
-        task_root = os.environ.get("LAMBDA_TASK_ROOT")
+def run(api, handler_spec, client=None):
+    """Init (import the handler) and then serve invocations forever, on `client` if
+    given (a connection opened ahead)."""
+    task_root = os.environ.get("LAMBDA_TASK_ROOT")
     _function_path(task_root)
 
     if client is None:

@@ -199,11 +199,16 @@ pub(crate) struct Pool<K, T> {
 /// Held sandboxes, per shape.
 pub(crate) type HeldPool = Pool<HeldKey, Built>;
 
-/// What [`Pool::note`] records.
-#[derive(Clone, Copy)]
-enum Note {
+/// What asks a pool for more (see [`Pool::note`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Demand {
+    /// A launch of the key, claimed or not: counts towards its depth for the demand
+    /// window, or takes the place of a launch announced.
     Launch,
+    /// A launch to come (a new or changed function's first cold start): counts until
+    /// that launch comes, or for [`TRIM_AFTER`].
     Announced,
+    /// Only a use of the key: it stays, at its floor.
     Used,
 }
 
@@ -270,26 +275,9 @@ impl<K: Clone + Eq + Hash, T: Pooled + Send + 'static> Pool<K, T> {
         self.lock().claimed.remove(id).map(|(b, _)| b)
     }
 
-    /// A launch wants an item of `key`: counts towards its depth (or takes the place of
-    /// a launch announced). Returns whether the caller should start a refill thread.
-    pub(crate) fn want(&self, key: &K) -> bool {
-        self.note(key, Note::Launch)
-    }
-
-    /// A launch of `key` is to come (a new or changed function's first cold start):
-    /// counts towards its depth until that launch comes, or for [`TRIM_AFTER`].
-    /// Returns whether the caller should start a refill thread.
-    pub(crate) fn announce(&self, key: &K) -> bool {
-        self.note(key, Note::Announced)
-    }
-
-    /// `key` is in use without a launch asking for an item: it stays, at its floor.
-    /// Returns whether to start a refill thread.
-    pub(crate) fn touch(&self, key: &K) -> bool {
-        self.note(key, Note::Used)
-    }
-
-    fn note(&self, key: &K, note: Note) -> bool {
+    /// Records `demand` for `key` (see [`Demand`]). Returns whether the caller should
+    /// start a refill thread for it.
+    pub(crate) fn note(&self, key: &K, demand: Demand) -> bool {
         let dropped;
         let refill = {
             let mut st = self.lock();
@@ -312,18 +300,18 @@ impl<K: Clone + Eq + Hash, T: Pooled + Send + 'static> Pool<K, T> {
             };
             let slot = st.keys.entry(key.clone()).or_insert_with(|| Slot::new(now));
             slot.last_used = now;
-            match note {
-                Note::Launch => {
+            match demand {
+                Demand::Launch => {
                     slot.last_wanted = now;
                     if slot.announced.pop_front().is_none() {
                         slot.wants.push_back(now);
                     }
                 }
-                Note::Announced => {
+                Demand::Announced => {
                     slot.last_wanted = now;
                     slot.announced.push_back(now);
                 }
-                Note::Used => {}
+                Demand::Used => {}
             }
             let spawn = slot.workers < MAX_WORKERS_PER_KEY
                 && slot.ready.len() + slot.building + slot.workers < slot.target(&self.depth, now);
@@ -493,12 +481,12 @@ mod tests {
         let pool: Pool<u32, Item> = Pool::new(DEPTH, 2);
         let mut seq = 0;
         for key in [1, 2] {
-            assert!(pool.touch(&key), "key {key} is short");
+            assert!(pool.note(&key, Demand::Used), "key {key} is short");
             refill(&pool, key, &mut seq);
         }
         assert_eq!(pool.count(), 2, "the floor of each key");
         // A third key pushes out the least recently used one, with its item.
-        assert!(pool.touch(&3));
+        assert!(pool.note(&3, Demand::Used));
         assert_eq!(pool.count(), 1);
         assert!(pool.claim(&1).is_none());
         assert_eq!(pool.claim(&2).as_deref(), Some("i2-2"));
@@ -510,7 +498,7 @@ mod tests {
         let pool: Pool<u32, Item> = Pool::new(DEPTH, 8);
         let mut seq = 0;
         for _ in 0..5 {
-            if pool.want(&7) {
+            if pool.note(&7, Demand::Launch) {
                 refill(&pool, 7, &mut seq);
             }
         }
@@ -538,7 +526,7 @@ mod tests {
         let mut seq = 0;
         // Five new functions: five first cold starts to come, whenever they come.
         for _ in 0..5 {
-            if pool.announce(&1) {
+            if pool.note(&1, Demand::Announced) {
                 refill(&pool, 1, &mut seq);
             }
         }
@@ -546,7 +534,7 @@ mod tests {
         // Each launch takes one and the place of its announcement: no more are built.
         for left in (0..5).rev() {
             assert!(pool.claim(&1).is_some());
-            if pool.want(&1) {
+            if pool.note(&1, Demand::Launch) {
                 refill(&pool, 1, &mut seq);
             }
             assert_eq!(pool.count(), left.max(1), "after a launch, {left} to come");
@@ -556,7 +544,7 @@ mod tests {
     #[test]
     fn a_turned_off_pool_builds_nothing() {
         let pool: Pool<u32, Item> = Pool::new(Depth::OFF, 8);
-        assert!(!pool.want(&1));
+        assert!(!pool.note(&1, Demand::Launch));
         assert!(!pool.begin_build(&1));
         assert!(pool.tend().short.is_empty());
     }
@@ -564,7 +552,7 @@ mod tests {
     #[test]
     fn refill_threads_per_key_are_bounded() {
         let pool: Pool<u32, Item> = Pool::new(DEPTH, 8);
-        let spawned = (0..10).filter(|_| pool.want(&1)).count();
+        let spawned = (0..10).filter(|_| pool.note(&1, Demand::Launch)).count();
         assert_eq!(spawned, MAX_WORKERS_PER_KEY);
     }
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use nix::sys::socket::{shutdown, socketpair, AddressFamily, Shutdown, SockFlag, SockType};
 use seccompiler::BpfProgram;
 
-use crate::ahead::{self, Depth, HeldKey, HeldPool, Pool};
+use crate::ahead::{self, Demand, Depth, HeldKey, HeldPool, Pool};
 use crate::cgroups::{self, CgroupLayout, CgroupLimits, InstanceCgroup};
 use crate::exit_cell::ExitCell;
 use crate::keeper::KEEPER_ARG;
@@ -41,7 +41,7 @@ pub(crate) use template::{TEMPLATE_GID, TEMPLATE_UID};
 
 mod built_ahead;
 
-use built_ahead::{Demand, Started, StartedKey};
+use built_ahead::{Started, StartedKey};
 
 /// The descriptor at which an exec'd runtime finds the one its launcher passed it: a
 /// post-init template's control socket, or the config pipe of a runtime started ahead.
@@ -848,7 +848,8 @@ impl Launcher for SandboxLauncher {
             .filter(|t| self.inner.templates.is_ready(t))
         {
             let claimed = self.inner.templates.forks.claim(key);
-            self.inner.refill_template_forks(key.clone(), true);
+            self.inner
+                .refill_template_forks(key.clone(), Demand::Launch);
             return claimed;
         }
         // Claimed or not, the shape is wanted: its pool follows the demand.
@@ -858,13 +859,10 @@ impl Launcher for SandboxLauncher {
             if claimed.is_some() {
                 return claimed;
             }
-            // None ready (a burst beyond the pool): a held sandbox of the shape spares
-            // the build, and such launches are the held pool's demand.
-            let key = HeldKey::of(spec);
-            let claimed = self.inner.held.claim(&key);
-            self.inner.refill_held(key, Demand::Launch);
-            return claimed;
         }
+        // Else a held sandbox of the shape spares the build (for Python and Node, in a
+        // burst beyond the runtimes started ahead: such launches are the held pool's
+        // demand).
         let key = HeldKey::of(spec);
         let claimed = self.inner.held.claim(&key);
         self.inner.refill_held(key, Demand::Launch);

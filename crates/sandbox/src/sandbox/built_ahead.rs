@@ -18,7 +18,7 @@ use super::{
     config_memfd, hand_out, runtime_api, runtime_config, runtime_env, Built, Inner,
     SandboxInstance, EMPTY_LAYER, PASSED_FD,
 };
-use crate::ahead::{HeldKey, Pool, Pooled};
+use crate::ahead::{Demand, HeldKey, Pool, Pooled};
 use crate::cgroups;
 use crate::launcher::{
     zygote_program, InstanceProcess, LaunchError, LaunchSpec, Launched, Resources, ServedBy,
@@ -26,32 +26,6 @@ use crate::launcher::{
 };
 use crate::protocol::{KeeperRequest, RuntimeStart};
 use crate::sys;
-
-/// What asks a pool for more.
-#[derive(Clone, Copy)]
-pub(super) enum Demand {
-    /// A launch of the shape (claimed or not).
-    Launch,
-    /// A launch to come: a new or changed function's first cold start.
-    Announced,
-    /// Only a use of the shape: it stays at its floor.
-    Used,
-}
-
-impl Demand {
-    /// Records this demand in `pool`; whether to start a refill thread.
-    fn note<K: Clone + Eq + Hash, T: Pooled + Send + 'static>(
-        self,
-        pool: &Pool<K, T>,
-        key: &K,
-    ) -> bool {
-        match self {
-            Demand::Launch => pool.want(key),
-            Demand::Announced => pool.announce(key),
-            Demand::Used => pool.touch(key),
-        }
-    }
-}
 
 /// How a runtime is started ahead.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -134,7 +108,7 @@ impl Inner {
     /// Tops up the held sandboxes of `key` in the background (off the request path),
     /// after `demand`: a launch of the shape, one announced, or only a use of the key.
     pub(super) fn refill_held(self: &Arc<Self>, key: HeldKey, demand: Demand) {
-        let spawn = demand.note(&self.held, &key);
+        let spawn = self.held.note(&key, demand);
         if spawn {
             self.spawn_refill(
                 |inner| &inner.held,
@@ -147,7 +121,7 @@ impl Inner {
 
     /// Tops up the runtimes started ahead of `key` in the background, after `demand`.
     pub(super) fn refill_started(self: &Arc<Self>, key: StartedKey, demand: Demand) {
-        if demand.note(&self.started, &key) {
+        if self.started.note(&key, demand) {
             self.spawn_started_refill(key);
         }
     }
@@ -163,7 +137,7 @@ impl Inner {
 
     /// Builds items of `key` on a thread of its own for as long as `pool(self)` lacks
     /// some, each with a build permit from the server's account. The caller has counted
-    /// the thread in the pool ([`Pool::want`], [`Pool::touch`] or [`Pool::tend`]).
+    /// the thread in the pool ([`Pool::note`] or [`Pool::tend`]).
     pub(super) fn spawn_refill<K, T>(
         self: &Arc<Self>,
         pool: fn(&Inner) -> &Pool<K, T>,

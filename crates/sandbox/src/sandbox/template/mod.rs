@@ -39,6 +39,7 @@ use super::{
     config_memfd, runtime_api, runtime_config, runtime_env, valid_name, Forked, Inner,
     SandboxInstance, EMPTY_LAYER, OPT_BASE, RUNTIME_API_PORT,
 };
+use crate::ahead::Demand;
 use crate::cgroups::CgroupLimits;
 use crate::exit_cell::ExitCell;
 use crate::launcher::{LaunchError, LaunchSpec, Launched, Reservation, Resources, TemplateSpec};
@@ -162,7 +163,7 @@ impl Inner {
             .spawn(move || {
                 inner.build_template(&owned);
                 if let Some(key) = owned.template {
-                    inner.refill_template_forks(key, false);
+                    inner.refill_template_forks(key, Demand::Used);
                 }
             });
         if let Err(e) = spawned {
@@ -173,19 +174,13 @@ impl Inner {
         }
     }
 
-    /// Tops up the instances forked ahead from `key`'s template, in the background.
-    /// `demand`: a launch asked for one (else the template is only in use).
-    pub(super) fn refill_template_forks(self: &Arc<Self>, key: TemplateSpec, demand: bool) {
+    /// Tops up the instances forked ahead from `key`'s template, in the background, after
+    /// `demand`.
+    pub(super) fn refill_template_forks(self: &Arc<Self>, key: TemplateSpec, demand: Demand) {
         if self.templates.get(&key).is_none() {
             return;
         }
-        let forks = &self.templates.forks;
-        let spawn = if demand {
-            forks.want(&key)
-        } else {
-            forks.touch(&key)
-        };
-        if spawn {
+        if self.templates.forks.note(&key, demand) {
             self.spawn_template_fork_refill(key);
         }
     }
