@@ -416,13 +416,42 @@ fn bad_input_gets_clear_errors_and_the_server_keeps_serving() {
     check(resp, 413, "RequestTooLargeException", "smaller than");
     let resp = server.request("POST", "/2015-03-31/functions/nope/invocations", &[], b"{}");
     check(resp, 404, "ResourceNotFoundException", "nope");
-    let resp = server.request(
-        "POST",
-        "/2015-03-31/functions/ok/invocations",
-        &[("x-amz-invocation-type", "Event")],
-        b"{}",
+    // Asynchronous invokes are checked before anything is queued.
+    let event = |name: &str, headers: &[(&str, &str)], body: &[u8]| {
+        let mut h = vec![("x-amz-invocation-type", "Event")];
+        h.extend_from_slice(headers);
+        server.request(
+            "POST",
+            &format!("/2015-03-31/functions/{name}/invocations"),
+            &h,
+            body,
+        )
+    };
+    check(
+        event("nope", &[], b"{}"),
+        404,
+        "ResourceNotFoundException",
+        "nope",
     );
-    check(resp, 400, "InvalidParameterValueException", "not supported");
+    let over_async = format!("\"{}\"", "x".repeat(1024 * 1024));
+    check(
+        event("ok", &[], over_async.as_bytes()),
+        413,
+        "RequestTooLargeException",
+        "1048576",
+    );
+    check(
+        event("ok", &[], b"{not json"),
+        400,
+        "InvalidRequestContentException",
+        "json",
+    );
+    check(
+        event("ok", &[("x-tern-idempotency-key", "")], b"{}"),
+        400,
+        "InvalidParameterValueException",
+        "Idempotency",
+    );
     let resp = server.request(
         "POST",
         "/2015-03-31/functions/ok/invocations",
@@ -549,10 +578,7 @@ fn server_stops_gracefully_on_sigterm() {
     );
     if support::sandboxed() {
         // Its cgroup subtree is gone with it.
-        let store = tern_store::SqliteStore::open(&server.data_dir.join("tern.db")).expect("db");
-        let id = tern_store::Store::get_meta(&store, "server_id")
-            .expect("meta")
-            .expect("server id");
+        let id = server_id(&server);
         let left: Vec<String> = std::fs::read_dir("/sys/fs/cgroup")
             .expect("cgroup fs")
             .flatten()
@@ -564,12 +590,17 @@ fn server_stops_gracefully_on_sigterm() {
     }
 }
 
+/// The id naming the server's cgroups, kept in its data dir.
+fn server_id(server: &Server) -> String {
+    std::fs::read_to_string(server.data_dir.join("server-id"))
+        .expect("server-id file")
+        .trim()
+        .to_string()
+}
+
 /// Cgroup directories of the server with this data dir, in every hierarchy.
 fn server_cgroups(server: &Server) -> Vec<String> {
-    let store = tern_store::SqliteStore::open(&server.data_dir.join("tern.db")).expect("db");
-    let id = tern_store::Store::get_meta(&store, "server_id")
-        .expect("meta")
-        .expect("server id");
+    let id = server_id(server);
     std::fs::read_dir("/sys/fs/cgroup")
         .expect("cgroup fs")
         .flatten()

@@ -13,6 +13,11 @@ use serde::Deserialize;
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// `postgres://USER@HOST:PORT/DB` to keep state in PostgreSQL; unset: embedded
+    /// SQLite at `<data_dir>/tern.db`.
+    pub database: Option<String>,
+    /// Connections to PostgreSQL (and store worker threads).
+    pub database_pool_size: usize,
     pub region: String,
     /// Seconds an idle instance is kept warm.
     pub keep_alive_secs: u64,
@@ -85,6 +90,43 @@ pub struct ServerConfig {
     /// Where Python SDK installs are cached (default `<data_dir>/python-sdk`); may be
     /// shared by servers, or pre-populated for machines without PyPI.
     pub python_sdk_dir: Option<PathBuf>,
+    /// Asynchronous invocation (queue, retries, leases, retention).
+    #[serde(rename = "async")]
+    pub async_invoke: AsyncSettings,
+}
+
+/// `[async]` in the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AsyncSettings {
+    /// Events queued per namespace at most; past it enqueue answers 429.
+    pub max_queued_per_namespace: u64,
+    /// Events this server runs at once.
+    pub concurrency: usize,
+    /// Delay before the first retry after a function error, in ms; the second waits
+    /// twice as long (Lambda: about 1 and 2 minutes). Shorten only for tests.
+    pub retry_delay_ms: u64,
+    /// First delay after a system failure (throttle, launch failure, lost lease), in
+    /// ms; it doubles per failure up to 5 minutes.
+    pub system_backoff_ms: u64,
+    /// How long a claimed event stays with this server without a renewal; a server
+    /// that dies leaves its running events to others after this.
+    pub lease_secs: u64,
+    /// How long finished events (and their status) are kept, in hours.
+    pub status_retention_hours: u64,
+}
+
+impl Default for AsyncSettings {
+    fn default() -> Self {
+        AsyncSettings {
+            max_queued_per_namespace: 100_000,
+            concurrency: 256,
+            retry_delay_ms: 60_000,
+            system_backoff_ms: 1_000,
+            lease_secs: 30,
+            status_retention_hours: 24,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -92,6 +134,8 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8900)),
             data_dir: PathBuf::from(".tern"),
+            database: None,
+            database_pool_size: 8,
             region: "us-east-1".to_string(),
             keep_alive_secs: 600,
             dev_unsandboxed: false,
@@ -126,6 +170,7 @@ impl Default for ServerConfig {
             idle_timeout_secs: 60,
             python_sdk: tern_runtime::python_sdk::DEFAULT_REQUIREMENTS.join(" "),
             python_sdk_dir: None,
+            async_invoke: AsyncSettings::default(),
         }
     }
 }
@@ -142,6 +187,10 @@ pub struct ServerArgs {
     /// Directory for all state: database, code, credentials [default: .tern in the current directory]
     #[arg(long, env = "TERN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Keep state in PostgreSQL: postgres://USER@HOST:PORT/DB [default: SQLite in the
+    /// data dir]
+    #[arg(long, env = "TERN_DATABASE")]
+    pub database: Option<String>,
     /// Region shown in ARNs and written to <data-dir>/config [default: us-east-1]
     #[arg(long, env = "TERN_REGION")]
     pub region: Option<String>,
@@ -210,6 +259,9 @@ impl ServerConfig {
         }
         if let Some(v) = &args.data_dir {
             cfg.data_dir = v.clone();
+        }
+        if let Some(v) = &args.database {
+            cfg.database = Some(v.clone());
         }
         if let Some(v) = &args.region {
             cfg.region = v.clone();
@@ -293,6 +345,23 @@ impl ServerConfig {
         }
         if self.start_cpu_boost_ms > 10_000 {
             bail!("start_cpu_boost_ms must be at most 10000");
+        }
+        if let Some(url) = &self.database {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                bail!("database must be a postgres:// URL (unset: SQLite in the data dir)");
+            }
+        }
+        if !(1..=256).contains(&self.database_pool_size) {
+            bail!("database_pool_size must be from 1 to 256");
+        }
+        let a = &self.async_invoke;
+        if a.max_queued_per_namespace == 0 || a.concurrency == 0 {
+            bail!("async.max_queued_per_namespace and async.concurrency must be at least 1");
+        }
+        if a.lease_secs < 2 || a.status_retention_hours == 0 {
+            bail!(
+                "async.lease_secs must be at least 2 and async.status_retention_hours at least 1"
+            );
         }
         if self.max_connections == 0 {
             bail!("max_connections must be at least 1");

@@ -13,15 +13,20 @@ use rand::Rng;
 use tern_core::names::DEFAULT_NAMESPACE;
 use tern_gateway::presign::KEY_BYTES;
 use tern_gateway::{AppState, Authenticator, Downloads, ListenerLimits, UrlSigner};
-use tern_invoke::{Admission, FunctionService, Invoker, Registry, ServiceConfig};
+use tern_invoke::events::{AsyncService, DispatchSettings, Dispatcher, EventQueue};
+use tern_invoke::{Admission, Executor, FunctionService, Invoker, Registry, ServiceConfig};
 use tern_runtime::{InstanceManager, LogRouter, PoolConfig, PythonSdk, RuntimeCatalog};
 use tern_sandbox::{Depth, Launcher, ProcessLauncher, SandboxConfig, SandboxLauncher};
-use tern_store::{AccessKey, CodeStore, LogLine, PackageLimits, SqliteStore, Store};
+use tern_store::{
+    AccessKey, CodeStore, LogLine, PackageLimits, PostgresStore, SqliteStore, Store, StoreHandle,
+};
 use tern_telemetry::{LogSink, Metrics};
 
 use crate::config::{ServerArgs, ServerConfig};
 
 const META_SERVER_ID: &str = "server_id";
+/// File in the data dir holding the server id.
+const SERVER_ID_FILE: &str = "server-id";
 const META_ADMIN_KEY: &str = "admin_access_key_id";
 /// File in the data dir holding the key that signs download URLs.
 pub const URL_SIGNING_KEY_FILE: &str = "url-signing.key";
@@ -146,21 +151,30 @@ fn url_signing_key(data_dir: &Path) -> anyhow::Result<[u8; KEY_BYTES]> {
     }
 }
 
-fn server_id(store: &dyn Store) -> anyhow::Result<String> {
-    if let Some(id) = store.get_meta(META_SERVER_ID)? {
-        return Ok(id);
+/// This server's id, which names its sandboxes' cgroups and mounts. It belongs to the
+/// data dir, not the database: servers sharing one PostgreSQL database each have their
+/// own. SQLite servers from before kept it in the store's meta table: `legacy`.
+fn server_id(data_dir: &Path, legacy: Option<String>) -> anyhow::Result<String> {
+    let path = data_dir.join(SERVER_ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
-    let id = format!(
-        "s{}",
-        Alphanumeric
-            .sample_string(&mut rand::thread_rng(), 10)
-            .to_ascii_lowercase()
-    );
-    store.put_meta(META_SERVER_ID, &id)?;
+    let id = legacy.unwrap_or_else(|| {
+        format!(
+            "s{}",
+            Alphanumeric
+                .sample_string(&mut rand::thread_rng(), 10)
+                .to_ascii_lowercase()
+        )
+    });
+    write_private(&path, &format!("{id}\n"))?;
     Ok(id)
 }
 
-fn launcher(config: &ServerConfig, store: &dyn Store) -> anyhow::Result<Arc<dyn Launcher>> {
+fn launcher(config: &ServerConfig, server_id: String) -> anyhow::Result<Arc<dyn Launcher>> {
     if config.dev_unsandboxed {
         tracing::warn!("================================================================");
         tracing::warn!("DEVELOPMENT MODE: functions run WITHOUT A SANDBOX (--dev-unsandboxed).");
@@ -175,7 +189,7 @@ fn launcher(config: &ServerConfig, store: &dyn Store) -> anyhow::Result<Arc<dyn 
              or for local development only pass --dev-unsandboxed to run functions without isolation"
         );
     }
-    let mut sandbox_config = SandboxConfig::new(config.data_dir.join("sandbox"), server_id(store)?)
+    let mut sandbox_config = SandboxConfig::new(config.data_dir.join("sandbox"), server_id)
         .context("cannot configure the sandbox")?;
     let keep = config.keep_alive();
     sandbox_config.sandboxes_ahead = Depth {
@@ -244,10 +258,14 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot resolve {}", config.data_dir.display()))?;
     let config = ServerConfig { data_dir, ..config };
 
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&config.data_dir.join("tern.db")).context("cannot open the database")?,
-    );
-    let (key, created) = admin_key(store.as_ref())?;
+    let store = open_store(&config).await?;
+    let (key, created) = store.call(|s| admin_key(s)).await?;
+    let legacy_id = match config.database {
+        None => store.call(|s| s.get_meta(META_SERVER_ID)).await?,
+        Some(_) => None,
+    };
+    let server_id = server_id(&config.data_dir, legacy_id)?;
+    let server_id_for_leases = server_id.clone();
     let creds_path = config.data_dir.join("credentials");
     if created || !creds_path.exists() {
         write_credentials(&config.data_dir, &key, &config.region)?;
@@ -285,7 +303,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     } else {
         PythonSdk::start(config.python_sdk_dir(), requirements, &catalog)
     };
-    let launcher = launcher(&config, store.as_ref())?;
+    let launcher = launcher(&config, server_id)?;
     // /tmp filesystems on the host disk count against a disk budget; a tmpfs /tmp is
     // memory, bounded by the instance's memory limit instead.
     let tmp_disk_budget_mb = match launcher.tmp_disk_used_bytes() {
@@ -354,13 +372,38 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             }
         });
     }
-    let invoker = Arc::new(Invoker::new(
+    let executor = {
+        let functions = functions.clone();
+        Arc::new(Executor::new(
+            functions.admission().clone(),
+            instances.clone(),
+            logs.clone(),
+            metrics.clone(),
+            move |rec| functions.spec(rec),
+        ))
+    };
+    let async_settings = &config.async_invoke;
+    let queue = EventQueue::start(store.clone(), async_settings.max_queued_per_namespace);
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        executor.clone(),
         functions.clone(),
-        instances.clone(),
-        logs.clone(),
+        queue.clone(),
         metrics.clone(),
-    ));
+        DispatchSettings {
+            concurrency: async_settings.concurrency,
+            retry_delay: Duration::from_millis(async_settings.retry_delay_ms),
+            system_backoff: Duration::from_millis(async_settings.system_backoff_ms),
+            lease: Duration::from_secs(async_settings.lease_secs),
+            retention: Duration::from_secs(async_settings.status_retention_hours * 3600),
+            single_node: config.database.is_none(),
+        },
+        format!("{server_id_for_leases}-{}", uuid::Uuid::new_v4().simple()),
+    );
+    dispatcher.start();
+    let invoker = Arc::new(Invoker::new(functions.clone(), executor, queue.clone()));
     let app = tern_gateway::router(AppState {
+        events: Arc::new(AsyncService::new(store.clone(), functions.clone(), queue)),
         functions,
         invoker,
         auth: Arc::new(Authenticator::new(store.clone(), config.region.clone())),
@@ -377,6 +420,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         data_dir = %config.data_dir.display(),
         runtimes = %catalog.ids().join(","),
         sandbox = !config.dev_unsandboxed,
+        database = if config.database.is_some() { "postgresql" } else { "sqlite" },
         "tern server ready"
     );
     print_welcome(&addr.to_string(), &creds_path, &config.region, created);
@@ -413,6 +457,48 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(200)).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Opens the store the configuration names: PostgreSQL when `database` is set, else
+/// SQLite in the data dir. Connecting blocks, so it runs off the runtime.
+async fn open_store(config: &ServerConfig) -> anyhow::Result<StoreHandle> {
+    let (store, workers): (Arc<dyn Store>, usize) = match &config.database {
+        Some(url) => {
+            let (url, pool) = (url.clone(), config.database_pool_size);
+            let store = tokio::task::spawn_blocking(move || PostgresStore::connect(&url, pool))
+                .await?
+                .with_context(|| {
+                    format!(
+                        "cannot open the PostgreSQL database {}",
+                        redact_password(config.database.as_deref().unwrap_or_default())
+                    )
+                })?;
+            (Arc::new(store), config.database_pool_size)
+        }
+        None => {
+            let path = config.data_dir.join("tern.db");
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path))
+                .await?
+                .context("cannot open the database")?;
+            // One connection: a second worker only queues the next call behind it.
+            (Arc::new(store), 2)
+        }
+    };
+    Ok(StoreHandle::new(store, workers)?)
+}
+
+/// A database URL fit for a log line: `postgres://user:***@host/db`.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
 }
 
 fn print_welcome(addr: &str, creds: &Path, region: &str, created: bool) {

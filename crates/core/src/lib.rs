@@ -4,6 +4,7 @@
 //! passes the time in. Everything here is unit-testable without a server.
 #![forbid(unsafe_code)]
 
+pub mod event_config;
 pub mod function;
 pub mod layer;
 pub mod limits;

@@ -12,6 +12,10 @@ pub const TMP_MAX_MB: u32 = 10_240;
 pub const TMP_DEFAULT_MB: u32 = 512;
 /// Synchronous invoke request and response payload limit.
 pub const SYNC_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
+/// Largest payload of an asynchronous (`Event`) invoke: 1 MB, as on Lambda since 2025.
+pub const ASYNC_PAYLOAD_BYTES: usize = 1024 * 1024;
+/// Longest `X-Tern-Idempotency-Key`.
+pub const IDEMPOTENCY_KEY_CHARS: usize = 256;
 /// Total size of all environment variable keys and values.
 pub const ENV_VARS_BYTES: usize = 4 * 1024;
 /// Zipped deployment package uploaded directly in the request.

@@ -5,6 +5,18 @@
 pub const DEFAULT_NAMESPACE: &str = "default";
 pub const DEFAULT_ACCOUNT: &str = "000000000000";
 
+/// The account id of a namespace in ARNs. Only the default namespace has a fixed one.
+pub fn account_of(namespace: &str) -> String {
+    if namespace == DEFAULT_NAMESPACE {
+        DEFAULT_ACCOUNT.to_string()
+    } else {
+        // Stable 12 digits derived from the name until namespaces get stored ids.
+        let digest = crate::sigv4::sha256_hex(namespace.as_bytes());
+        let n = u64::from_str_radix(&digest[..15], 16).unwrap_or(0) % 1_000_000_000_000;
+        format!("{n:012}")
+    }
+}
+
 /// Largest accepted function name.
 pub const NAME_MAX: usize = 64;
 

@@ -18,7 +18,7 @@ use serde::Serialize;
 use tern_core::limits;
 use tern_core::sigv4::{self, RequestParts};
 use tern_invoke::{Caller, FunctionService, InvokeRequest, Invoker, ServiceError};
-use tern_store::Store;
+use tern_store::StoreHandle;
 use tern_telemetry::Metrics;
 
 use sha2::{Digest, Sha256};
@@ -42,7 +42,9 @@ pub struct AppState {
     pub invoker: Arc<Invoker>,
     pub auth: Arc<Authenticator>,
     pub metrics: Arc<Metrics>,
-    pub store: Arc<dyn Store>,
+    pub store: StoreHandle,
+    /// Event-invoke configs, invocation status, dead letters, destination queues.
+    pub events: Arc<tern_invoke::events::AsyncService>,
     /// Presigned downloads of stored zips (GetFunction's `Code.Location`).
     pub downloads: Arc<Downloads>,
 }
@@ -140,7 +142,7 @@ pub(crate) fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
     })
 }
 
-fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -189,6 +191,7 @@ pub fn router(state: AppState) -> Router {
         .route("/2016-08-19/account-settings/", get(account_settings))
         .route("/tern/v1/functions/:name/logs", get(function_logs))
         .merge(crate::layers::routes())
+        .merge(crate::events::routes())
         .fallback(unknown_operation)
         .method_not_allowed_fallback(unknown_operation)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
@@ -335,7 +338,12 @@ fn query_signed(query: &str) -> bool {
 /// a declared hash must match it.
 async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
-    let is_invoke = parts.uri.path().ends_with("/invocations");
+    let is_invoke = parts.uri.path().ends_with("/invocations")
+        || parts
+            .uri
+            .path()
+            .trim_end_matches('/')
+            .ends_with("/invoke-async");
     let limit = if is_invoke {
         limits::SYNC_PAYLOAD_BYTES
     } else {
@@ -447,6 +455,25 @@ async fn metrics(State(state): State<AppState>) -> Response {
             .get_or_create(&vec![("reason".to_string(), reason.to_string())]);
         // The pool keeps the totals; the counter catches up with them at each scrape.
         counter.inc_by(total.saturating_sub(counter.get()));
+    }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    // Rebuilt from the snapshot at each scrape: a namespace with nothing pending is absent.
+    m.async_queue_depth.clear();
+    m.async_oldest_event_age_seconds.clear();
+    for d in state.invoker.queue().depth_snapshot() {
+        let labels = vec![("namespace".to_string(), d.namespace.clone())];
+        m.async_queue_depth
+            .get_or_create(&labels)
+            .set(i64::try_from(d.pending).unwrap_or(i64::MAX));
+        let age = d
+            .oldest_enqueued_ms
+            .filter(|_| d.pending > 0)
+            .map_or(0, |t| (now_ms - t).max(0) / 1000);
+        m.async_oldest_event_age_seconds
+            .get_or_create(&labels)
+            .set(age);
     }
     if let Some(disk) = state.invoker.tmp_disk() {
         m.tmp_disk_budget_bytes.set(bytes(disk.budget_mb));
@@ -611,6 +638,7 @@ async fn invoke(
         invocation_type: header_str(&headers, "x-amz-invocation-type"),
         log_type: header_str(&headers, "x-amz-log-type"),
         client_context: header_str(&headers, "x-amz-client-context"),
+        idempotency_key: header_str(&headers, "x-tern-idempotency-key"),
         payload: body,
     };
     let out = state.invoker.invoke(&caller, req).await?;
@@ -801,15 +829,15 @@ async fn function_logs(
         },
     };
     let request_id = q.get("request_id").cloned();
-    let store = state.store.clone();
     let ns = caller.namespace.clone();
     let fname = rec.name.clone();
-    let lines = tokio::task::spawn_blocking(move || {
-        store.recent_logs(&ns, &fname, request_id.as_deref(), limit)
-    })
-    .await
-    .map_err(|e| ServiceError::Service(e.to_string()))?
-    .map_err(ServiceError::from)?;
+    let lines = state
+        .store
+        .call::<_, tern_store::StoreError, _>(move |store| {
+            store.recent_logs(&ns, &fname, request_id.as_deref(), limit)
+        })
+        .await
+        .map_err(ServiceError::from)?;
     let view: Vec<LogLineView> = lines
         .into_iter()
         .map(|l| LogLineView {

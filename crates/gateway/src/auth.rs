@@ -1,12 +1,11 @@
 //! SigV4 verification of API requests against the stored access keys (DESIGN D7).
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
 
-use tern_core::names::{DEFAULT_ACCOUNT, DEFAULT_NAMESPACE};
 use tern_core::sigv4::{self, RequestParts, SigError};
 use tern_invoke::Caller;
-use tern_store::{AccessKey, Store};
+use tern_store::{AccessKey, StoreError, StoreHandle};
 
 /// Why a request was not authenticated. All are 403 on the wire.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +49,7 @@ impl AuthError {
 }
 
 pub struct Authenticator {
-    store: Arc<dyn Store>,
+    store: StoreHandle,
     /// The region signatures must be scoped to: the server's.
     region: String,
     keys: RwLock<HashMap<String, AccessKey>>,
@@ -63,20 +62,8 @@ pub struct Pending {
     key: AccessKey,
 }
 
-/// The account id of a namespace. Only the default namespace exists so far.
-fn account_of(namespace: &str) -> String {
-    if namespace == DEFAULT_NAMESPACE {
-        DEFAULT_ACCOUNT.to_string()
-    } else {
-        // Stable 12 digits derived from the name until namespaces get stored ids.
-        let digest = sigv4::sha256_hex(namespace.as_bytes());
-        let n = u64::from_str_radix(&digest[..15], 16).unwrap_or(0) % 1_000_000_000_000;
-        format!("{n:012}")
-    }
-}
-
 impl Authenticator {
-    pub fn new(store: Arc<dyn Store>, region: impl Into<String>) -> Self {
+    pub fn new(store: StoreHandle, region: impl Into<String>) -> Self {
         Authenticator {
             store,
             region: region.into(),
@@ -88,11 +75,11 @@ impl Authenticator {
         if let Some(k) = self.keys.read().unwrap_or_else(|e| e.into_inner()).get(id) {
             return Ok(Some(k.clone()));
         }
-        let store = self.store.clone();
         let owned = id.to_string();
-        let found = tokio::task::spawn_blocking(move || store.get_access_key(&owned))
+        let found = self
+            .store
+            .call::<_, StoreError, _>(move |store| store.get_access_key(&owned))
             .await
-            .map_err(|e| AuthError::Store(e.to_string()))?
             .map_err(|e| AuthError::Store(e.to_string()))?;
         if let Some(k) = &found {
             self.keys
@@ -137,7 +124,7 @@ impl Authenticator {
         sigv4::check_signature(parts, &pending.auth, &pending.key.secret)
             .map_err(AuthError::Signature)?;
         Ok(Caller {
-            account: account_of(&pending.key.namespace),
+            account: tern_core::names::account_of(&pending.key.namespace),
             namespace: pending.key.namespace.clone(),
         })
     }

@@ -1,6 +1,7 @@
 //! The single mapping from [`ServiceError`] to Lambda's error type, HTTP status and body
 //! (DESIGN D8). Clients such as boto3 pick the exception class from `x-amzn-ErrorType`.
 
+use tern_invoke::execution::ExecutionError;
 use tern_invoke::ServiceError;
 
 /// An error as it goes on the wire.
@@ -34,8 +35,16 @@ pub fn to_wire(err: &ServiceError) -> WireError {
         ServiceError::PreconditionFailed(_) => (412, "PreconditionFailedException", None),
         ServiceError::RequestTooLarge(_) => (413, "RequestTooLargeException", None),
         ServiceError::RequestEntityTooLarge(_) => (413, "RequestEntityTooLargeException", None),
-        ServiceError::TooManyRequests { .. } => (429, "TooManyRequestsException", Some(1)),
+        ServiceError::Throttled(_) => (429, "TooManyRequestsException", Some(1)),
         ServiceError::InvalidRuntime(_) => (502, "InvalidRuntimeException", None),
+        ServiceError::Execution(ExecutionError::UnknownRuntime { .. }) => {
+            (502, "InvalidRuntimeException", None)
+        }
+        ServiceError::Execution(_) => (500, "ServiceException", None),
+        ServiceError::Store(e) => {
+            tracing::error!(error = %e, source = ?std::error::Error::source(e), "store failure");
+            (500, "ServiceException", None)
+        }
         ServiceError::ProvisionedConcurrencyConfigNotFound(_) => {
             (404, "ProvisionedConcurrencyConfigNotFoundException", None)
         }
@@ -46,8 +55,8 @@ pub fn to_wire(err: &ServiceError) -> WireError {
         "Type": if status >= 500 { "Service" } else { "User" },
         "message": err.to_string(),
     });
-    if let ServiceError::TooManyRequests { reason, .. } = err {
-        body["Reason"] = serde_json::Value::from(*reason);
+    if let ServiceError::Throttled(t) = err {
+        body["Reason"] = serde_json::Value::from(t.reason());
         body["retryAfterSeconds"] = serde_json::Value::from("1");
     }
     WireError {
@@ -73,10 +82,12 @@ mod tests {
 
     #[test]
     fn throttling_carries_reason_and_retry_after() {
-        let w = to_wire(&ServiceError::TooManyRequests {
-            reason: "ReservedFunctionConcurrentInvocationLimitExceeded",
-            message: "Rate Exceeded.".into(),
-        });
+        let w = to_wire(&ServiceError::Throttled(
+            tern_invoke::Throttle::ReservedConcurrency {
+                function: "f".into(),
+                reserved: 1,
+            },
+        ));
         assert_eq!((w.status, w.retry_after), (429, Some(1)));
         let v: serde_json::Value = serde_json::from_str(&w.body).unwrap();
         assert_eq!(

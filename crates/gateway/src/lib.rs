@@ -9,6 +9,7 @@ pub mod app;
 pub mod auth;
 pub mod download;
 pub mod error;
+mod events;
 pub mod layers;
 pub mod listener;
 pub mod operations;

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::error::ServiceError;
+pub use crate::throttle::Throttle;
 
 type Key = (String, String);
 
@@ -51,13 +52,6 @@ impl Drop for Permit {
 
 fn key(namespace: &str, name: &str) -> Key {
     (namespace.to_string(), name.to_string())
-}
-
-fn rate_exceeded(reason: &'static str, detail: String) -> ServiceError {
-    ServiceError::TooManyRequests {
-        reason,
-        message: format!("Rate Exceeded. {detail}"),
-    }
 }
 
 impl Admission {
@@ -146,24 +140,23 @@ impl Admission {
             .unwrap_or(0)
     }
 
-    /// Takes one unit of concurrency for a request, or refuses with a 429.
-    pub fn admit(self: &Arc<Self>, namespace: &str, name: &str) -> Result<Permit, ServiceError> {
+    /// Takes one unit of concurrency for a request, or says why not.
+    pub fn admit(self: &Arc<Self>, namespace: &str, name: &str) -> Result<Permit, Throttle> {
         let mut st = self.lock();
         let k = key(namespace, name);
         let running = st.in_flight.get(&k).copied().unwrap_or(0);
         let reserved = st.reserved.get(&k).copied();
         match reserved {
             Some(0) => {
-                return Err(rate_exceeded(
-                    "ReservedFunctionConcurrentInvocationLimitExceeded",
-                    format!("The reserved concurrency of {name} is 0: the function is disabled."),
-                ))
+                return Err(Throttle::FunctionDisabled {
+                    function: name.to_string(),
+                })
             }
             Some(n) if running >= n => {
-                return Err(rate_exceeded(
-                    "ReservedFunctionConcurrentInvocationLimitExceeded",
-                    format!("{name} is running its reserved concurrency of {n}."),
-                ))
+                return Err(Throttle::ReservedConcurrency {
+                    function: name.to_string(),
+                    reserved: n,
+                })
             }
             Some(_) => {}
             None => {
@@ -172,10 +165,7 @@ impl Admission {
                     .saturating_sub(st.reserved_sum.get(namespace).copied().unwrap_or(0));
                 let busy = st.unreserved_in_flight.get(namespace).copied().unwrap_or(0);
                 if busy >= pool {
-                    return Err(rate_exceeded(
-                        "ConcurrentInvocationLimitExceeded",
-                        format!("The account's unreserved concurrency of {pool} is in use."),
-                    ));
+                    return Err(Throttle::AccountConcurrency { unreserved: pool });
                 }
                 *st.unreserved_in_flight
                     .entry(namespace.to_string())
@@ -195,11 +185,8 @@ impl Admission {
 mod tests {
     use super::*;
 
-    fn reason(e: ServiceError) -> &'static str {
-        match e {
-            ServiceError::TooManyRequests { reason, .. } => reason,
-            other => panic!("expected 429, got {other:?}"),
-        }
+    fn reason(e: Throttle) -> &'static str {
+        e.reason()
     }
 
     #[test]

@@ -17,11 +17,8 @@ pub enum ServiceError {
     RequestTooLarge(String),
     #[error("{0}")]
     RequestEntityTooLarge(String),
-    #[error("{message}")]
-    TooManyRequests {
-        reason: &'static str,
-        message: String,
-    },
+    #[error("{0}")]
+    Throttled(#[from] crate::throttle::Throttle),
     #[error("{0}")]
     InvalidRuntime(String),
     #[error("{0}")]
@@ -31,16 +28,36 @@ pub enum ServiceError {
     AccessDenied(String),
     #[error("{0}")]
     Service(String),
+    /// The store failed; the cause is kept until the gateway logs and maps it.
+    #[error("internal storage error: {0}")]
+    Store(#[source] tern_store::StoreError),
+    /// A run could not reach the function (other than a throttle).
+    #[error("{0}")]
+    Execution(#[source] crate::execution::ExecutionError),
+}
+
+impl From<crate::execution::ExecutionError> for ServiceError {
+    fn from(e: crate::execution::ExecutionError) -> Self {
+        match e {
+            crate::execution::ExecutionError::Throttled(t) => ServiceError::Throttled(t),
+            other => ServiceError::Execution(other),
+        }
+    }
 }
 
 impl From<tern_store::StoreError> for ServiceError {
     fn from(e: tern_store::StoreError) -> Self {
         match e {
             tern_store::StoreError::Conflict(m) => ServiceError::ResourceConflict(m),
-            other => {
-                tracing::error!(error = %other, "store failure");
-                ServiceError::Service(format!("internal storage error: {other}"))
-            }
+            other => ServiceError::Store(other),
         }
     }
+}
+
+/// Runs `f` on the store's worker threads, with its errors as service errors.
+pub(crate) async fn stored<T: Send + 'static>(
+    store: &tern_store::StoreHandle,
+    f: impl FnOnce(&dyn tern_store::Store) -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ServiceError> {
+    store.call(f).await
 }

@@ -18,10 +18,10 @@ use tern_core::wire::{
 };
 use tern_core::{limits, names};
 use tern_runtime::{FunctionSpec, InstanceManager, ProvisionedStatus};
-use tern_store::{CodeStore, ProvisionedSetting, Store};
+use tern_store::{CodeStore, ProvisionedSetting, StoreHandle};
 
 use crate::admission::Admission;
-use crate::error::ServiceError;
+use crate::error::{stored, ServiceError};
 use crate::layers::LayerService;
 use crate::registry::Registry;
 use crate::validate;
@@ -40,7 +40,7 @@ pub struct ServiceConfig {
 }
 
 pub struct FunctionService {
-    store: Arc<dyn Store>,
+    store: StoreHandle,
     registry: Arc<Registry>,
     code: Arc<CodeStore>,
     instances: Arc<InstanceManager>,
@@ -69,17 +69,9 @@ pub fn host_architecture() -> &'static str {
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
-) -> Result<T, ServiceError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ServiceError::Service(format!("internal task failed: {e}")))?
-}
-
 impl FunctionService {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: StoreHandle,
         registry: Arc<Registry>,
         code: Arc<CodeStore>,
         instances: Arc<InstanceManager>,
@@ -155,8 +147,7 @@ impl FunctionService {
     /// Loads the stored concurrency settings and starts provisioned instances. Call once
     /// at startup.
     pub async fn restore(&self) -> Result<(), ServiceError> {
-        let store = self.store.clone();
-        let (reserved, provisioned) = blocking(move || {
+        let (reserved, provisioned) = stored(&self.store, move |store| {
             Ok((
                 store.list_reserved_concurrency()?,
                 store.list_provisioned()?,
@@ -182,9 +173,8 @@ impl FunctionService {
         let mut shapes: HashMap<(String, String, u32), (usize, FunctionRecord)> = HashMap::new();
         let mut after: Option<(String, String)> = None;
         loop {
-            let store = self.store.clone();
             let from = after.clone();
-            let page = blocking(move || {
+            let page = stored(&self.store, move |store| {
                 let from = from.as_ref().map(|(ns, n)| (ns.as_str(), n.as_str()));
                 Ok(store.list_all_functions(from, PAGE)?)
             })
@@ -509,9 +499,8 @@ impl FunctionService {
             revision: self.next_revision(),
             last_modified_ms: now_ms(),
         };
-        let store = self.store.clone();
         let to_store = rec.clone();
-        blocking(move || {
+        stored(&self.store, move |store| {
             store.create_function(&to_store).map_err(|e| match e {
                 tern_store::StoreError::Conflict(_) => ServiceError::ResourceConflict(format!(
                     "Function already exist: {}",
@@ -580,11 +569,12 @@ impl FunctionService {
                 )))
             }
         };
-        let store = self.store.clone();
         let ns = caller.namespace.clone();
         let after = marker.filter(|m| !m.is_empty());
-        let mut page =
-            blocking(move || Ok(store.list_functions(&ns, after.as_deref(), limit + 1)?)).await?;
+        let mut page = stored(&self.store, move |store| {
+            Ok(store.list_functions(&ns, after.as_deref(), limit + 1)?)
+        })
+        .await?;
         let next_marker = if page.len() > limit {
             page.truncate(limit);
             page.last().map(|r| r.name.clone())
@@ -643,10 +633,9 @@ impl FunctionService {
         current: &FunctionRecord,
         next: &FunctionRecord,
     ) -> Result<(), ServiceError> {
-        let store = self.store.clone();
         let expected = current.revision_id.clone();
         let to_store = next.clone();
-        blocking(move || {
+        stored(&self.store, move |store| {
             store
                 .update_function(&to_store, &expected)
                 .map_err(|e| match e {
@@ -808,9 +797,11 @@ impl FunctionService {
                 "$LATEST version cannot be deleted without deleting the function.",
             ));
         }
-        let store = self.store.clone();
         let (ns, name) = (caller.namespace.clone(), rec.name.clone());
-        let existed = blocking(move || Ok(store.delete_function(&ns, &name)?)).await?;
+        let existed = stored(&self.store, move |store| {
+            Ok(store.delete_function(&ns, &name)?)
+        })
+        .await?;
         self.registry.remove(&caller.namespace, &rec.name);
         self.admission
             .set_reserved(&caller.namespace, &rec.name, None);
@@ -832,9 +823,8 @@ impl FunctionService {
         &self,
         caller: &Caller,
     ) -> Result<GetAccountSettingsResponse, ServiceError> {
-        let store = self.store.clone();
         let ns = caller.namespace.clone();
-        let (count, code_size) = blocking(move || Ok(store.usage(&ns)?)).await?;
+        let (count, code_size) = stored(&self.store, move |store| Ok(store.usage(&ns)?)).await?;
         Ok(GetAccountSettingsResponse {
             account_limit: AccountLimit {
                 total_code_size: 80_530_636_800,
@@ -880,9 +870,11 @@ impl FunctionService {
         }
         self.admission
             .check_reservation(&caller.namespace, &rec.name, n)?;
-        let store = self.store.clone();
         let (ns, name) = (caller.namespace.clone(), rec.name.clone());
-        blocking(move || Ok(store.put_reserved_concurrency(&ns, &name, Some(n))?)).await?;
+        stored(&self.store, move |store| {
+            Ok(store.put_reserved_concurrency(&ns, &name, Some(n))?)
+        })
+        .await?;
         self.admission
             .set_reserved(&caller.namespace, &rec.name, Some(n));
         tracing::info!(function = %rec.name, reserved = n, "reserved concurrency set");
@@ -909,9 +901,11 @@ impl FunctionService {
     ) -> Result<(), ServiceError> {
         let (rec, qualifier) = self.lookup(caller, function_name, None).await?;
         Self::unqualified(&qualifier, "DeleteFunctionConcurrency")?;
-        let store = self.store.clone();
         let (ns, name) = (caller.namespace.clone(), rec.name.clone());
-        blocking(move || Ok(store.put_reserved_concurrency(&ns, &name, None)?)).await?;
+        stored(&self.store, move |store| {
+            Ok(store.put_reserved_concurrency(&ns, &name, None)?)
+        })
+        .await?;
         self.admission
             .set_reserved(&caller.namespace, &rec.name, None);
         Ok(())
@@ -960,9 +954,11 @@ impl FunctionService {
         caller: &Caller,
         name: &str,
     ) -> Result<Option<ProvisionedSetting>, ServiceError> {
-        let store = self.store.clone();
         let (ns, name) = (caller.namespace.clone(), name.to_string());
-        blocking(move || Ok(store.get_provisioned(&ns, &name, LATEST)?)).await
+        stored(&self.store, move |store| {
+            Ok(store.get_provisioned(&ns, &name, LATEST)?)
+        })
+        .await
     }
 
     pub async fn put_provisioned(
@@ -998,9 +994,11 @@ impl FunctionService {
             requested: n,
             last_modified_ms: now_ms(),
         };
-        let store = self.store.clone();
         let to_store = setting.clone();
-        blocking(move || Ok(store.put_provisioned(&to_store)?)).await?;
+        stored(&self.store, move |store| {
+            Ok(store.put_provisioned(&to_store)?)
+        })
+        .await?;
         self.instances.set_provisioned(&self.spec(&rec), n as usize);
         tracing::info!(function = %rec.name, requested = n, "provisioned concurrency set");
         self.provisioned_view(caller, &rec.name, setting.last_modified_ms, false)
@@ -1042,9 +1040,11 @@ impl FunctionService {
     ) -> Result<(), ServiceError> {
         let (rec, derived) = self.lookup(caller, function_name, qualifier).await?;
         Self::provisioned_qualifier(derived.as_deref())?;
-        let store = self.store.clone();
         let (ns, name) = (caller.namespace.clone(), rec.name.clone());
-        let existed = blocking(move || Ok(store.delete_provisioned(&ns, &name, LATEST)?)).await?;
+        let existed = stored(&self.store, move |store| {
+            Ok(store.delete_provisioned(&ns, &name, LATEST)?)
+        })
+        .await?;
         self.instances.set_provisioned(&self.spec(&rec), 0);
         if !existed {
             return Err(ServiceError::ProvisionedConcurrencyConfigNotFound(format!(

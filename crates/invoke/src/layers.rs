@@ -18,9 +18,9 @@ use tern_core::layer::{
     GET_LAYER_VERSION_ACTION, LIST_LAYERS_MAX_ITEMS, MAX_LAYERS_PER_FUNCTION,
 };
 use tern_core::limits;
-use tern_store::{CodeStore, Store, StoreError, StoredLayerVersion};
+use tern_store::{CodeStore, StoreError, StoreHandle, StoredLayerVersion};
 
-use crate::error::ServiceError;
+use crate::error::{stored, ServiceError};
 use crate::functions::Caller;
 
 /// Lambda's answer for a layer version that does not exist (or that the caller may not
@@ -46,14 +46,6 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
-) -> Result<T, ServiceError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ServiceError::Service(format!("internal task failed: {e}")))?
 }
 
 /// Filters of ListLayers and ListLayerVersions, and their paging.
@@ -120,13 +112,13 @@ fn check_runtime_name(r: &str) -> Result<(), ServiceError> {
 
 /// The layer API and the resolution of a function's `Layers`.
 pub struct LayerService {
-    store: Arc<dyn Store>,
+    store: StoreHandle,
     code: Arc<CodeStore>,
     region: String,
 }
 
 impl LayerService {
-    pub fn new(store: Arc<dyn Store>, code: Arc<CodeStore>, region: String) -> Self {
+    pub fn new(store: StoreHandle, code: Arc<CodeStore>, region: String) -> Self {
         LayerService {
             store,
             code,
@@ -154,9 +146,11 @@ impl LayerService {
         name: &str,
         version: u64,
     ) -> Result<Option<StoredLayerVersion>, ServiceError> {
-        let store = self.store.clone();
         let (acct, n) = (account.to_string(), name.to_string());
-        let found = blocking(move || Ok(store.get_layer_version(&acct, &n, version)?)).await?;
+        let found = stored(&self.store, move |store| {
+            Ok(store.get_layer_version(&acct, &n, version)?)
+        })
+        .await?;
         match found {
             Some(v) if v.record.account == caller.account => Ok(Some(v)),
             Some(v) if grants(&v.statements, &caller.account) => Ok(Some(v)),
@@ -223,7 +217,7 @@ impl LayerService {
             .content
             .zip_file
             .ok_or_else(|| invalid("Content.ZipFile is required: tern accepts .zip layers only"))?;
-        let stored =
+        let code =
             crate::upload::store_zip(&self.code, &zip_b64, "Content.ZipFile", "layer").await?;
         let rec = LayerVersionRecord {
             namespace: caller.namespace.clone(),
@@ -234,14 +228,13 @@ impl LayerService {
             license_info: req.license_info,
             compatible_runtimes: runtimes,
             compatible_architectures: architectures,
-            sha256_b64: base64::engine::general_purpose::STANDARD.encode(stored.sha256),
-            sha256_hex: stored.sha256_hex,
-            size: stored.size,
-            unzipped_size: stored.unzipped_size,
+            sha256_b64: base64::engine::general_purpose::STANDARD.encode(code.sha256),
+            sha256_hex: code.sha256_hex,
+            size: code.size,
+            unzipped_size: code.unzipped_size,
             created_ms: now_ms(),
         };
-        let store = self.store.clone();
-        let published = blocking(move || {
+        let published = stored(&self.store, move |store| {
             Ok(store.publish_layer_version(&rec, &uuid::Uuid::new_v4().to_string())?)
         })
         .await?;
@@ -287,9 +280,11 @@ impl LayerService {
         caller: &Caller,
         name: Option<String>,
     ) -> Result<Vec<LayerVersionRecord>, ServiceError> {
-        let store = self.store.clone();
         let ns = caller.namespace.clone();
-        blocking(move || Ok(store.list_layer_versions(&ns, name.as_deref())?)).await
+        stored(&self.store, move |store| {
+            Ok(store.list_layer_versions(&ns, name.as_deref())?)
+        })
+        .await
     }
 
     /// ListLayerVersions: newest first; the marker is the last version returned.
@@ -380,10 +375,11 @@ impl LayerService {
         version: u64,
     ) -> Result<(), ServiceError> {
         let name = Self::own_name(caller, layer_name)?;
-        let store = self.store.clone();
         let ns = caller.namespace.clone();
-        let existed =
-            blocking(move || Ok(store.delete_layer_version(&ns, &name, version)?)).await?;
+        let existed = stored(&self.store, move |store| {
+            Ok(store.delete_layer_version(&ns, &name, version)?)
+        })
+        .await?;
         if existed {
             tracing::info!(namespace = %caller.namespace, layer = %layer_name, version, "layer version deleted");
         }
@@ -398,11 +394,12 @@ impl LayerService {
         version: u64,
     ) -> Result<StoredLayerVersion, ServiceError> {
         let name = Self::own_name(caller, layer_name)?;
-        let store = self.store.clone();
         let account = caller.account.clone();
-        blocking(move || Ok(store.get_layer_version(&account, &name, version)?))
-            .await?
-            .ok_or_else(not_found)
+        stored(&self.store, move |store| {
+            Ok(store.get_layer_version(&account, &name, version)?)
+        })
+        .await?
+        .ok_or_else(not_found)
     }
 
     fn check_policy_revision(
@@ -423,12 +420,11 @@ impl LayerService {
         v: &StoredLayerVersion,
         statements: Vec<LayerStatement>,
     ) -> Result<String, ServiceError> {
-        let store = self.store.clone();
         let rec = v.record.clone();
         let expected = v.policy_revision.clone();
         let revision = uuid::Uuid::new_v4().to_string();
         let new_revision = revision.clone();
-        blocking(move || {
+        stored(&self.store, move |store| {
             store
                 .put_layer_policy(
                     &rec.namespace,
@@ -650,14 +646,17 @@ mod tests {
 
     struct Fixture {
         _dir: tempfile::TempDir,
-        store: Arc<dyn Store>,
+        store: StoreHandle,
         layers: LayerService,
     }
 
     fn fixture() -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(&dir.path().join("db")).expect("store"));
+        let store = StoreHandle::new(
+            Arc::new(SqliteStore::open(&dir.path().join("db")).expect("store")),
+            1,
+        )
+        .expect("store handle");
         let code = Arc::new(
             CodeStore::open(&dir.path().join("code"), PackageLimits::default()).expect("code"),
         );
@@ -687,7 +686,11 @@ mod tests {
             unzipped_size: unzipped,
             created_ms: 0,
         };
-        let v = f.store.publish_layer_version(&rec, "r0").expect("publish");
+        let v = f
+            .store
+            .blocking()
+            .publish_layer_version(&rec, "r0")
+            .expect("publish");
         layer_version_arn("us-east-1", account, name, v.version)
     }
 
@@ -765,6 +768,7 @@ mod tests {
             principal: principal.into(),
         };
         f.store
+            .blocking()
             .put_layer_policy("other", "shared", 1, &[grant("222222222222")], "r0", "r1")
             .expect("policy");
         assert!(f
@@ -773,6 +777,7 @@ mod tests {
             .await
             .is_err());
         f.store
+            .blocking()
             .put_layer_policy("other", "shared", 1, &[grant(OWN)], "r1", "r2")
             .expect("policy");
         assert_eq!(
@@ -784,6 +789,7 @@ mod tests {
             1
         );
         f.store
+            .blocking()
             .put_layer_policy("other", "shared", 1, &[grant("*")], "r2", "r3")
             .expect("policy");
         let location = |sha: &str| format!("loc/{sha}");

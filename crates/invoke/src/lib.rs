@@ -6,16 +6,21 @@
 
 pub mod admission;
 pub mod error;
+pub mod events;
+pub mod execution;
 pub mod functions;
 pub mod layers;
 pub mod platform_log;
 pub mod registry;
 pub mod sync;
+pub mod throttle;
 mod upload;
 pub mod validate;
 
 pub use admission::Admission;
 pub use error::ServiceError;
+pub use execution::{Execution, ExecutionError, ExecutionRequest, Executor, RunOutcome};
 pub use functions::{Caller, FunctionService, ServiceConfig};
 pub use registry::Registry;
 pub use sync::{InvokeRequest, InvokeResponse, Invoker};
+pub use throttle::Throttle;

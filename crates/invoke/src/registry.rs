@@ -5,17 +5,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use tern_core::function::FunctionRecord;
-use tern_store::Store;
+use tern_store::StoreHandle;
 
 use crate::error::ServiceError;
 
 pub struct Registry {
-    store: Arc<dyn Store>,
+    store: StoreHandle,
     cache: RwLock<HashMap<(String, String), Arc<FunctionRecord>>>,
 }
 
 impl Registry {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: StoreHandle) -> Self {
         Registry {
             store,
             cache: RwLock::new(HashMap::new()),
@@ -37,11 +37,10 @@ impl Registry {
         {
             return Ok(Some(rec.clone()));
         }
-        let store = self.store.clone();
         let (ns, n) = key.clone();
-        let loaded = tokio::task::spawn_blocking(move || store.get_function(&ns, &n))
-            .await
-            .map_err(|e| ServiceError::Service(e.to_string()))??;
+        let loaded =
+            crate::error::stored(&self.store, move |store| Ok(store.get_function(&ns, &n)?))
+                .await?;
         Ok(loaded.map(|rec| {
             let rec = Arc::new(rec);
             self.cache

@@ -7,12 +7,21 @@
 #![forbid(unsafe_code)]
 
 pub mod code;
+pub mod events;
+pub mod handle;
 pub mod package;
+pub mod postgres;
 mod schema;
 pub mod sqlite;
 pub mod store;
 
 pub use code::CodeStore;
+pub use events::{
+    Attempt, ClaimedEvent, Enqueued, EventInvokeConfigRow, EventState, EventStatus, NewEvent,
+    QueueDepth, QueueMessage, Settle,
+};
+pub use handle::StoreHandle;
 pub use package::{extract_zip, PackageError, PackageLimits};
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use store::{AccessKey, LogLine, ProvisionedSetting, Store, StoreError, StoredLayerVersion};

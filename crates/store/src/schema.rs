@@ -1,4 +1,5 @@
-//! Schema migrations, applied in order; `PRAGMA user_version` records the last one.
+//! SQLite schema migrations, applied in order; `PRAGMA user_version` records the last
+//! one. PostgreSQL has its own history in `postgres/schema.rs`.
 
 pub const MIGRATIONS: &[&str] = &[
     // 1: functions, keys, meta, logs
@@ -62,4 +63,67 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (namespace, name, version)
      );
      CREATE INDEX layer_versions_by_account ON layer_versions (account, name, version);",
+    // 4: the asynchronous-invocation queue. An event row lives from enqueue to prune:
+    // pending (queued/running/retrying), then finished, or a dead letter (kept until
+    // redriven or purged). Attempts are kept per event for the status API and the DLQ.
+    "CREATE TABLE async_events (
+        request_id TEXT PRIMARY KEY,
+        namespace TEXT NOT NULL,
+        function TEXT NOT NULL,
+        qualifier TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        enqueued_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        next_at_ms INTEGER NOT NULL,
+        function_attempts INTEGER NOT NULL DEFAULT 0,
+        system_attempts INTEGER NOT NULL DEFAULT 0,
+        lease_owner TEXT,
+        lease_until_ms INTEGER NOT NULL DEFAULT 0,
+        dead_letter INTEGER NOT NULL DEFAULT 0,
+        response BLOB
+     );
+     CREATE INDEX async_events_due ON async_events (next_at_ms)
+        WHERE state IN ('queued', 'retrying');
+     CREATE INDEX async_events_running ON async_events (lease_until_ms)
+        WHERE state = 'running';
+     CREATE INDEX async_events_finished ON async_events (updated_ms)
+        WHERE state IN ('succeeded', 'failed', 'expired') AND dead_letter = 0;
+     CREATE INDEX async_events_dead ON async_events (namespace, function, request_id)
+        WHERE dead_letter = 1;
+     CREATE TABLE async_attempts (
+        request_id TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        started_ms INTEGER NOT NULL,
+        ended_ms INTEGER NOT NULL,
+        outcome TEXT NOT NULL,
+        error_type TEXT,
+        error_message TEXT,
+        PRIMARY KEY (request_id, n)
+     );
+     CREATE TABLE idempotency_keys (
+        namespace TEXT NOT NULL,
+        function TEXT NOT NULL,
+        key TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        PRIMARY KEY (namespace, function, key)
+     );
+     CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_ms);
+     CREATE TABLE event_invoke_configs (
+        namespace TEXT NOT NULL,
+        function TEXT NOT NULL,
+        qualifier TEXT NOT NULL,
+        config TEXT NOT NULL,
+        last_modified_ms INTEGER NOT NULL,
+        PRIMARY KEY (namespace, function, qualifier)
+     );
+     CREATE TABLE queue_messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        namespace TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        body TEXT NOT NULL,
+        ts_ms INTEGER NOT NULL
+     );
+     CREATE INDEX queue_messages_by_queue ON queue_messages (namespace, queue, id);",
 ];

@@ -1,5 +1,6 @@
 //! The embedded store: one SQLite file in WAL mode.
 
+mod events;
 mod layers;
 
 use std::path::Path;
@@ -9,8 +10,18 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tern_core::function::FunctionRecord;
 use tern_core::layer::{LayerStatement, LayerVersionRecord};
 
+use crate::events::{
+    Attempt, ClaimedEvent, Enqueued, EventInvokeConfigRow, EventStatus, NewEvent, QueueDepth,
+    QueueMessage, Settle,
+};
 use crate::schema::MIGRATIONS;
 use crate::store::{AccessKey, LogLine, ProvisionedSetting, Store, StoreError, StoredLayerVersion};
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(Box::new(e))
+    }
+}
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -21,6 +32,9 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
+        // NORMAL: a commit survives the server's crash, and a power loss may take the
+        // last ones. Enqueued events, which the server acknowledges with a 202, are
+        // committed with FULL instead (see `events_enqueue`).
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -134,6 +148,10 @@ impl Store for SqliteStore {
                 params![namespace, name],
             )?;
         }
+        tx.execute(
+            "DELETE FROM event_invoke_configs WHERE namespace = ?1 AND function = ?2",
+            params![namespace, name],
+        )?;
         tx.commit()?;
         Ok(n > 0)
     }
@@ -425,6 +443,281 @@ impl Store for SqliteStore {
         new_revision: &str,
     ) -> Result<(), StoreError> {
         self.layers_put_policy(namespace, name, version, statements, expected, new_revision)
+    }
+
+    fn enqueue_events(
+        &self,
+        events: &[NewEvent],
+        dedupe_since_ms: i64,
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        self.events_enqueue(events, dedupe_since_ms)
+    }
+
+    fn claim_events(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<ClaimedEvent>, StoreError> {
+        self.events_claim(owner, now_ms, lease_until_ms, limit)
+    }
+
+    fn renew_leases(&self, owner: &str, lease_until_ms: i64) -> Result<usize, StoreError> {
+        let conn = self.lock();
+        Ok(conn.execute(
+            "UPDATE async_events SET lease_until_ms = ?2
+             WHERE state = 'running' AND lease_owner = ?1",
+            params![owner, lease_until_ms],
+        )?)
+    }
+
+    fn abandon_leases(&self, except_owner: &str) -> Result<usize, StoreError> {
+        let conn = self.lock();
+        Ok(conn.execute(
+            "UPDATE async_events SET lease_until_ms = 0
+             WHERE state = 'running' AND lease_owner IS NOT ?1",
+            params![except_owner],
+        )?)
+    }
+
+    fn settle_event(
+        &self,
+        request_id: &str,
+        owner: &str,
+        attempt: Option<&Attempt>,
+        settle: &Settle,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.events_settle(request_id, owner, attempt, settle, now_ms)
+    }
+
+    fn get_event(&self, request_id: &str) -> Result<Option<EventStatus>, StoreError> {
+        self.events_get(request_id)
+    }
+
+    fn list_dead_letters(
+        &self,
+        namespace: &str,
+        function: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EventStatus>, StoreError> {
+        self.events_dead_letters(namespace, function, after, limit)
+    }
+
+    fn redrive_dead_letters(
+        &self,
+        namespace: &str,
+        function: &str,
+        request_id: Option<&str>,
+        now_ms: i64,
+    ) -> Result<usize, StoreError> {
+        let conn = self.lock();
+        Ok(conn.execute(
+            "UPDATE async_events SET state = 'queued', dead_letter = 0, next_at_ms = ?4,
+                function_attempts = 0, system_attempts = 0, lease_owner = NULL,
+                lease_until_ms = 0, updated_ms = ?4
+             WHERE dead_letter = 1 AND namespace = ?1 AND function = ?2
+               AND (?3 IS NULL OR request_id = ?3)",
+            params![namespace, function, request_id, now_ms],
+        )?)
+    }
+
+    fn purge_dead_letters(
+        &self,
+        namespace: &str,
+        function: &str,
+        request_id: Option<&str>,
+    ) -> Result<usize, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "DELETE FROM async_attempts WHERE request_id IN (
+                SELECT request_id FROM async_events WHERE dead_letter = 1 AND namespace = ?1
+                   AND function = ?2 AND (?3 IS NULL OR request_id = ?3))",
+            params![namespace, function, request_id],
+        )?;
+        let n = tx.execute(
+            "DELETE FROM async_events WHERE dead_letter = 1 AND namespace = ?1
+               AND function = ?2 AND (?3 IS NULL OR request_id = ?3)",
+            params![namespace, function, request_id],
+        )?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    fn prune_events(&self, before_ms: i64, keys_before_ms: i64) -> Result<usize, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let finished = "SELECT request_id FROM async_events
+             WHERE state IN ('succeeded', 'failed', 'expired') AND dead_letter = 0
+               AND updated_ms < ?1";
+        tx.execute(
+            &format!("DELETE FROM async_attempts WHERE request_id IN ({finished})"),
+            params![before_ms],
+        )?;
+        let n = tx.execute(
+            &format!("DELETE FROM async_events WHERE request_id IN ({finished})"),
+            params![before_ms],
+        )?;
+        tx.execute(
+            "DELETE FROM idempotency_keys WHERE created_ms < ?1",
+            params![keys_before_ms],
+        )?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    fn queue_depths(&self) -> Result<Vec<QueueDepth>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT namespace, COUNT(*), MIN(enqueued_ms) FROM async_events
+             WHERE state IN ('queued', 'running', 'retrying')
+             GROUP BY namespace ORDER BY namespace",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(QueueDepth {
+                namespace: r.get(0)?,
+                pending: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                oldest_enqueued_ms: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn put_event_invoke_config(&self, row: &EventInvokeConfigRow) -> Result<(), StoreError> {
+        let conn = self.lock();
+        conn.execute(
+            "INSERT INTO event_invoke_configs (namespace, function, qualifier, config, last_modified_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (namespace, function, qualifier) DO UPDATE SET
+                config = excluded.config, last_modified_ms = excluded.last_modified_ms",
+            params![row.namespace, row.function, row.qualifier, row.config, row.last_modified_ms],
+        )?;
+        Ok(())
+    }
+
+    fn get_event_invoke_config(
+        &self,
+        namespace: &str,
+        function: &str,
+        qualifier: &str,
+    ) -> Result<Option<EventInvokeConfigRow>, StoreError> {
+        let conn = self.lock();
+        Ok(conn
+            .query_row(
+                "SELECT config, last_modified_ms FROM event_invoke_configs
+                 WHERE namespace = ?1 AND function = ?2 AND qualifier = ?3",
+                params![namespace, function, qualifier],
+                |r| {
+                    Ok(EventInvokeConfigRow {
+                        namespace: namespace.to_string(),
+                        function: function.to_string(),
+                        qualifier: qualifier.to_string(),
+                        config: r.get(0)?,
+                        last_modified_ms: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    fn delete_event_invoke_config(
+        &self,
+        namespace: &str,
+        function: &str,
+        qualifier: &str,
+    ) -> Result<bool, StoreError> {
+        let conn = self.lock();
+        let n = conn.execute(
+            "DELETE FROM event_invoke_configs WHERE namespace = ?1 AND function = ?2 AND qualifier = ?3",
+            params![namespace, function, qualifier],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn list_event_invoke_configs(
+        &self,
+        namespace: &str,
+        function: &str,
+    ) -> Result<Vec<EventInvokeConfigRow>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT qualifier, config, last_modified_ms FROM event_invoke_configs
+             WHERE namespace = ?1 AND function = ?2 ORDER BY qualifier",
+        )?;
+        let rows = stmt.query_map(params![namespace, function], |r| {
+            Ok(EventInvokeConfigRow {
+                namespace: namespace.to_string(),
+                function: function.to_string(),
+                qualifier: r.get(0)?,
+                config: r.get(1)?,
+                last_modified_ms: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn push_queue_message(
+        &self,
+        namespace: &str,
+        queue: &str,
+        body: &str,
+        ts_ms: i64,
+    ) -> Result<i64, StoreError> {
+        let conn = self.lock();
+        Ok(conn.query_row(
+            "INSERT INTO queue_messages (namespace, queue, body, ts_ms) VALUES (?1, ?2, ?3, ?4)
+             RETURNING id",
+            params![namespace, queue, body, ts_ms],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn read_queue_messages(
+        &self,
+        namespace: &str,
+        queue: &str,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<QueueMessage>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, body, ts_ms FROM queue_messages
+             WHERE namespace = ?1 AND queue = ?2 AND id > ?3 ORDER BY id LIMIT ?4",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                namespace,
+                queue,
+                after_id,
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ],
+            |r| {
+                Ok(QueueMessage {
+                    id: r.get(0)?,
+                    namespace: namespace.to_string(),
+                    queue: queue.to_string(),
+                    body: r.get(1)?,
+                    ts_ms: r.get(2)?,
+                })
+            },
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn delete_queue_messages(
+        &self,
+        namespace: &str,
+        queue: &str,
+        up_to_id: i64,
+    ) -> Result<usize, StoreError> {
+        let conn = self.lock();
+        Ok(conn.execute(
+            "DELETE FROM queue_messages WHERE namespace = ?1 AND queue = ?2 AND id <= ?3",
+            params![namespace, queue, up_to_id],
+        )?)
     }
 }
 

@@ -3,13 +3,25 @@
 use tern_core::function::FunctionRecord;
 use tern_core::layer::{LayerStatement, LayerVersionRecord};
 
+use crate::events::{
+    Attempt, ClaimedEvent, Enqueued, EventInvokeConfigRow, EventStatus, NewEvent, QueueDepth,
+    QueueMessage, Settle,
+};
+
+/// An error of the database underneath, whatever the backend; its cause is kept as
+/// the source without naming the backend's types.
+pub type BackendError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The row already exists (create) or changed underneath (update).
     #[error("{0}")]
     Conflict(String),
     #[error("database error: {0}")]
-    Database(#[from] rusqlite::Error),
+    Database(#[source] BackendError),
+    /// The store's worker threads are gone (the server is shutting down).
+    #[error("the store is shut down")]
+    Closed,
     #[error("stored record is corrupt: {0}")]
     Corrupt(#[from] serde_json::Error),
     #[error("I/O error: {0}")]
@@ -67,7 +79,8 @@ pub trait Store: Send + Sync {
         rec: &FunctionRecord,
         expected_revision: &str,
     ) -> Result<(), StoreError>;
-    /// Deletes a function with its concurrency settings; returns whether it existed.
+    /// Deletes a function with its concurrency and event-invoke settings (its queued
+    /// events and dead letters stay); returns whether it existed.
     fn delete_function(&self, namespace: &str, name: &str) -> Result<bool, StoreError>;
     /// Functions sorted by name, strictly after `after`, at most `limit`.
     fn list_functions(
@@ -171,4 +184,116 @@ pub trait Store: Send + Sync {
         expected: &str,
         new_revision: &str,
     ) -> Result<(), StoreError>;
+
+    /// Stores events in one durable transaction (fsync on SQLite, synchronous commit
+    /// on PostgreSQL) and answers for each, in order. An event whose idempotency key
+    /// (per namespace and function) was stored at or after `dedupe_since_ms` is not
+    /// stored again: `Duplicate` names the first request id. Older keys are replaced.
+    fn enqueue_events(
+        &self,
+        events: &[NewEvent],
+        dedupe_since_ms: i64,
+    ) -> Result<Vec<Enqueued>, StoreError>;
+    /// Claims up to `limit` events for `owner` until `lease_until_ms`: queued or
+    /// retrying events due at `now_ms` (oldest due first), and running events whose
+    /// lease expired before `now_ms`. Each event goes to one claimer while its lease
+    /// holds (PostgreSQL: `FOR UPDATE SKIP LOCKED`).
+    fn claim_events(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<ClaimedEvent>, StoreError>;
+    /// Extends the lease of every event `owner` is running; returns how many.
+    fn renew_leases(&self, owner: &str, lease_until_ms: i64) -> Result<usize, StoreError>;
+    /// Ends the leases of running events of any owner but `owner` at once, so they can
+    /// be claimed now (a single-node server at start-up, where no other owner lives).
+    fn abandon_leases(&self, except_owner: &str) -> Result<usize, StoreError>;
+    /// Records an attempt (if any) of a running event `owner` holds and moves it on as
+    /// `settle` says. Returns false, changing nothing, if `owner` no longer holds it.
+    fn settle_event(
+        &self,
+        request_id: &str,
+        owner: &str,
+        attempt: Option<&Attempt>,
+        settle: &Settle,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+    /// An event with its attempts.
+    fn get_event(&self, request_id: &str) -> Result<Option<EventStatus>, StoreError>;
+    /// A function's dead-letter queue, by request id, strictly after `after`.
+    fn list_dead_letters(
+        &self,
+        namespace: &str,
+        function: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EventStatus>, StoreError>;
+    /// Requeues dead letters of a function (one, or all when `request_id` is None) to
+    /// run now as new attempts under the same request id; returns how many.
+    fn redrive_dead_letters(
+        &self,
+        namespace: &str,
+        function: &str,
+        request_id: Option<&str>,
+        now_ms: i64,
+    ) -> Result<usize, StoreError>;
+    /// Deletes dead letters of a function (one, or all); returns how many.
+    fn purge_dead_letters(
+        &self,
+        namespace: &str,
+        function: &str,
+        request_id: Option<&str>,
+    ) -> Result<usize, StoreError>;
+    /// Deletes finished events (not dead letters) last updated before `before_ms`,
+    /// and idempotency keys stored before `keys_before_ms`; returns how many events.
+    fn prune_events(&self, before_ms: i64, keys_before_ms: i64) -> Result<usize, StoreError>;
+    /// Pending events per namespace that has any.
+    fn queue_depths(&self) -> Result<Vec<QueueDepth>, StoreError>;
+
+    fn put_event_invoke_config(&self, row: &EventInvokeConfigRow) -> Result<(), StoreError>;
+    fn get_event_invoke_config(
+        &self,
+        namespace: &str,
+        function: &str,
+        qualifier: &str,
+    ) -> Result<Option<EventInvokeConfigRow>, StoreError>;
+    /// Removes a configuration; returns whether it existed.
+    fn delete_event_invoke_config(
+        &self,
+        namespace: &str,
+        function: &str,
+        qualifier: &str,
+    ) -> Result<bool, StoreError>;
+    /// A function's configurations, by qualifier.
+    fn list_event_invoke_configs(
+        &self,
+        namespace: &str,
+        function: &str,
+    ) -> Result<Vec<EventInvokeConfigRow>, StoreError>;
+
+    /// Appends a record to a tern-managed queue; returns its id (increasing).
+    fn push_queue_message(
+        &self,
+        namespace: &str,
+        queue: &str,
+        body: &str,
+        ts_ms: i64,
+    ) -> Result<i64, StoreError>;
+    /// Records of a queue with ids above `after_id`, oldest first.
+    fn read_queue_messages(
+        &self,
+        namespace: &str,
+        queue: &str,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<QueueMessage>, StoreError>;
+    /// Deletes records of a queue with ids up to `up_to_id`; returns how many.
+    fn delete_queue_messages(
+        &self,
+        namespace: &str,
+        queue: &str,
+        up_to_id: i64,
+    ) -> Result<usize, StoreError>;
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use tern_store::{LogLine, Store};
+use tern_store::{LogLine, StoreError, StoreHandle};
 use tokio::sync::mpsc;
 
 /// Lines queued beyond this are dropped (and counted) rather than growing memory.
@@ -19,34 +19,32 @@ pub struct LogSink {
 impl LogSink {
     /// Starts the writer task on the current runtime; it also prunes lines older than
     /// `retention_ms` every few minutes.
-    pub fn start(store: Arc<dyn Store>, retention_ms: i64) -> Self {
+    pub fn start(store: StoreHandle, retention_ms: i64) -> Self {
         let (tx, mut rx) = mpsc::channel::<LogLine>(QUEUE_CAPACITY);
         tokio::spawn(async move {
             let mut last_prune = std::time::Instant::now();
             let mut batch = Vec::with_capacity(BATCH);
             while rx.recv_many(&mut batch, BATCH).await > 0 {
                 let lines = std::mem::take(&mut batch);
-                let store = store.clone();
                 let prune = last_prune.elapsed().as_secs() > 300;
                 if prune {
                     last_prune = std::time::Instant::now();
                 }
-                let res = tokio::task::spawn_blocking(move || {
-                    store.append_logs(&lines)?;
-                    if prune {
-                        let now = std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map(|d| d.as_millis() as i64)
-                            .unwrap_or(0);
-                        store.prune_logs(now - retention_ms)?;
-                    }
-                    Ok::<_, tern_store::StoreError>(())
-                })
-                .await;
-                match res {
-                    Ok(Err(e)) => tracing::warn!(error = %e, "could not write function logs"),
-                    Err(e) => tracing::warn!(error = %e, "log writer task failed"),
-                    Ok(Ok(())) => {}
+                let res = store
+                    .call::<_, StoreError, _>(move |store| {
+                        store.append_logs(&lines)?;
+                        if prune {
+                            let now = std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .map(|d| d.as_millis() as i64)
+                                .unwrap_or(0);
+                            store.prune_logs(now - retention_ms)?;
+                        }
+                        Ok(())
+                    })
+                    .await;
+                if let Err(e) = res {
+                    tracing::warn!(error = %e, "could not write function logs");
                 }
             }
         });

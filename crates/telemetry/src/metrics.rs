@@ -25,6 +25,20 @@ pub struct Metrics {
     pub tmp_disk_budget_bytes: Gauge,
     pub tmp_disk_claimed_bytes: Gauge,
     pub tmp_disk_used_bytes: Gauge,
+    /// Pending async events per namespace.
+    pub async_queue_depth: Family<Labels, Gauge>,
+    /// Age of the oldest pending async event per namespace, in seconds.
+    pub async_oldest_event_age_seconds: Family<Labels, Gauge>,
+    /// Async events that left the queue, by function and how (succeeded, failed,
+    /// expired), and retries by kind (function_error, system).
+    pub async_events: Family<Labels, Counter>,
+    pub async_retries: Family<Labels, Counter>,
+    /// Events that landed in a dead-letter queue.
+    pub async_dead_letters: Family<Labels, Counter>,
+    /// Destination records that could not be delivered, by condition.
+    pub async_destination_failures: Family<Labels, Counter>,
+    /// Time from enqueue to the start of an event's first attempt.
+    pub async_enqueue_to_start_seconds: Histogram,
 }
 
 fn latency_histogram() -> Histogram {
@@ -124,8 +138,57 @@ impl Metrics {
             "Host disk used by live instances' /tmp filesystems right now",
             tmp_disk_used_bytes.clone(),
         );
+        let async_queue_depth = Family::<Labels, Gauge>::default();
+        registry.register(
+            "async_queue_depth",
+            "Pending asynchronous events (queued, running, retrying) per namespace",
+            async_queue_depth.clone(),
+        );
+        let async_oldest_event_age_seconds = Family::<Labels, Gauge>::default();
+        registry.register(
+            "async_oldest_event_age_seconds",
+            "Age of the oldest pending asynchronous event per namespace",
+            async_oldest_event_age_seconds.clone(),
+        );
+        let async_events = Family::<Labels, Counter>::default();
+        registry.register(
+            "async_events",
+            "Asynchronous events finished, by function and state (succeeded, failed, expired)",
+            async_events.clone(),
+        );
+        let async_retries = Family::<Labels, Counter>::default();
+        registry.register(
+            "async_retries",
+            "Asynchronous attempts scheduled again, by function and kind (function_error, system)",
+            async_retries.clone(),
+        );
+        let async_dead_letters = Family::<Labels, Counter>::default();
+        registry.register(
+            "async_dead_letters",
+            "Asynchronous events put in their function's dead-letter queue",
+            async_dead_letters.clone(),
+        );
+        let async_destination_failures = Family::<Labels, Counter>::default();
+        registry.register(
+            "async_destination_failures",
+            "Destination records that could not be delivered, by function and condition",
+            async_destination_failures.clone(),
+        );
+        let async_enqueue_to_start_seconds = latency_histogram();
+        registry.register(
+            "async_enqueue_to_start_seconds",
+            "Time from an asynchronous event's enqueue to the start of its first attempt",
+            async_enqueue_to_start_seconds.clone(),
+        );
         Metrics {
             registry,
+            async_queue_depth,
+            async_oldest_event_age_seconds,
+            async_events,
+            async_retries,
+            async_dead_letters,
+            async_destination_failures,
+            async_enqueue_to_start_seconds,
             invocations,
             invocation_seconds,
             cold_starts,

@@ -1,5 +1,6 @@
 //! `tern invoke`: a synchronous invoke; the response body goes to stdout, the log tail to
-//! stderr, and a function error becomes exit code 1.
+//! stderr, and a function error becomes exit code 1. With `--async`, the event is queued
+//! and its request id printed (`tern invocations get ID` follows it).
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -21,8 +22,15 @@ pub struct InvokeArgs {
     #[arg(long, value_name = "JSON|@FILE")]
     pub payload: Option<String>,
     /// Print the last 4 KB of the function's log to stderr.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "async")]
     pub log: bool,
+    /// Queue the event (InvocationType Event) and print its request id.
+    #[arg(long = "async")]
+    pub r#async: bool,
+    /// With --async: a repeat of this key within 24 h queues nothing and prints the
+    /// first request id.
+    #[arg(long, requires = "async", value_name = "KEY")]
+    pub idempotency_key: Option<String>,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }
@@ -58,7 +66,17 @@ pub fn run(args: &InvokeArgs) -> anyhow::Result<ExitCode> {
         "POST",
         format!("/2015-03-31/functions/{}/invocations", encode(&args.name)),
     )
-    .header("x-amz-invocation-type", "RequestResponse");
+    .header(
+        "x-amz-invocation-type",
+        if args.r#async {
+            "Event"
+        } else {
+            "RequestResponse"
+        },
+    );
+    if let Some(key) = &args.idempotency_key {
+        req = req.header("x-tern-idempotency-key", key);
+    }
     if args.log {
         req = req.header("x-amz-log-type", "Tail");
     }
@@ -66,6 +84,11 @@ pub fn run(args: &InvokeArgs) -> anyhow::Result<ExitCode> {
     let resp = client
         .call(req)
         .with_context(|| format!("cannot invoke {}", args.name))?;
+    if args.r#async {
+        let id = resp.header("x-amzn-requestid").unwrap_or_default();
+        println!("{id}");
+        return Ok(ExitCode::SUCCESS);
+    }
 
     if args.log {
         if let Some(encoded) = resp.header("x-amz-log-result") {

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 mod credentials;
 mod deploy;
+mod events;
 mod functions;
 mod http;
 mod invoke;
@@ -16,6 +17,7 @@ mod logs;
 mod package;
 
 pub use deploy::DeployArgs;
+pub use events::{DlqCommand, InvocationsCommand};
 pub use functions::FunctionsCommand;
 pub use invoke::InvokeArgs;
 pub use logs::LogsArgs;
@@ -95,8 +97,14 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 pub enum ClientCommand {
     /// Create a function from a directory or zip, or update it if it exists.
     Deploy(DeployArgs),
-    /// Invoke a function synchronously and print its response.
+    /// Invoke a function and print its response (--async: queue it, print its id).
     Invoke(InvokeArgs),
+    /// What became of asynchronous invocations.
+    #[command(subcommand)]
+    Invocations(InvocationsCommand),
+    /// A function's dead-letter queue: list, show, redrive, purge.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
     /// List, show or delete functions.
     #[command(subcommand)]
     Functions(FunctionsCommand),
@@ -109,6 +117,8 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
     let result = match cmd {
         ClientCommand::Deploy(args) => deploy::run(&args),
         ClientCommand::Invoke(args) => invoke::run(&args),
+        ClientCommand::Invocations(cmd) => events::run_invocations(&cmd),
+        ClientCommand::Dlq(cmd) => events::run_dlq(&cmd),
         ClientCommand::Functions(cmd) => functions::run(&cmd),
         ClientCommand::Logs(args) => logs::run(&args),
     };

@@ -1,0 +1,377 @@
+//! The execution step every trigger shares: admit → acquire → run → release, with
+//! START/END/REPORT and metrics. Sync invoke, the async dispatcher and later triggers
+//! call [`Executor::execute`] and shape its [`Execution`] their own way.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tern_core::function::{FunctionRecord, LATEST};
+use tern_core::limits;
+use tern_core::wire::FunctionErrorBody;
+use tern_runtime::{
+    describe_exit, AcquireError, InstanceManager, InvokeInput, Outcome, StartError,
+};
+use tern_store::LogLine;
+use tern_telemetry::{LogSink, Metrics};
+
+use crate::admission::{Admission, Throttle};
+use crate::platform_log::{PlatformLog, Report};
+
+/// One run of a function, as a trigger asks for it.
+#[derive(Debug, Clone)]
+pub struct ExecutionRequest {
+    pub rec: Arc<FunctionRecord>,
+    /// The ARN the caller invoked (with its qualifier), as the function sees it.
+    pub invoked_arn: String,
+    pub request_id: String,
+    /// Valid JSON.
+    pub payload: Bytes,
+    /// The client context's JSON, if any.
+    pub client_context: Option<String>,
+}
+
+/// How a run that reached the function ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    Success,
+    /// The handler raised or returned an error, or its response was too large.
+    FunctionError,
+    /// The function's init failed (Lambda answers it as a function error).
+    InitError,
+    Timeout,
+    OutOfMemory,
+    /// The runtime exited mid-request.
+    Crash,
+}
+
+impl RunOutcome {
+    /// The `outcome` label of `tern_invocations_total`, and of the status API.
+    pub fn label(self) -> &'static str {
+        match self {
+            RunOutcome::Success => "success",
+            RunOutcome::FunctionError => "function_error",
+            RunOutcome::InitError => "init_error",
+            RunOutcome::Timeout => "timeout",
+            RunOutcome::OutOfMemory => "oom",
+            RunOutcome::Crash => "crash",
+        }
+    }
+}
+
+/// What one run produced.
+#[derive(Debug, Clone)]
+pub struct Execution {
+    pub outcome: RunOutcome,
+    /// The response, or the error body of a function error.
+    pub payload: Bytes,
+    /// The error's type (`errorType` of the body, or `Sandbox.Timedout`, …).
+    pub error_type: Option<String>,
+    /// Every log line of the run, START to REPORT.
+    pub transcript: String,
+    pub duration: Duration,
+    /// Set when the run started an instance.
+    pub init: Option<Duration>,
+}
+
+impl Execution {
+    pub fn failed(&self) -> bool {
+        self.outcome != RunOutcome::Success
+    }
+}
+
+/// Why a run never reached the function. Each is a system failure: the caller may try
+/// again later.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutionError {
+    #[error("{0}")]
+    Throttled(Throttle),
+    #[error("The runtime '{runtime}' of this function is no longer available on this server; available: {available}")]
+    UnknownRuntime { runtime: String, available: String },
+    #[error("could not start an instance of the function: {0}")]
+    Launch(String),
+}
+
+pub struct Executor {
+    admission: Arc<Admission>,
+    instances: Arc<InstanceManager>,
+    logs: LogSink,
+    metrics: Arc<Metrics>,
+    spec: Box<dyn Fn(&FunctionRecord) -> tern_runtime::FunctionSpec + Send + Sync>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// An X-Ray style trace id, as Lambda passes in `_X_AMZN_TRACE_ID`.
+fn new_trace_id() -> String {
+    let secs = now_ms() / 1000;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let parent = uuid::Uuid::new_v4().simple().to_string();
+    format!(
+        "Root=1-{secs:08x}-{};Parent={};Sampled=0",
+        &id[..24],
+        &parent[..16]
+    )
+}
+
+fn error_json(error_type: &str, message: String) -> Bytes {
+    let body = FunctionErrorBody::new(error_type, message);
+    Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+}
+
+/// The lines of one run: each goes to the function's log and to the transcript.
+struct Lines<'a> {
+    executor: &'a Executor,
+    rec: &'a FunctionRecord,
+    request_id: &'a str,
+    transcript: String,
+}
+
+impl Lines<'_> {
+    fn emit(&mut self, line: Option<String>) {
+        if let Some(line) = line {
+            self.transcript.push_str(&line);
+            self.transcript.push('\n');
+            self.executor.logs.push(LogLine {
+                namespace: self.rec.namespace.clone(),
+                function: self.rec.name.clone(),
+                request_id: Some(self.request_id.to_string()),
+                ts_ms: now_ms(),
+                line,
+            });
+        }
+    }
+
+    /// Output the instance already logged; only the transcript takes it.
+    fn output(&mut self, output: &str) {
+        self.transcript.push_str(output);
+        if !output.is_empty() && !output.ends_with('\n') {
+            self.transcript.push('\n');
+        }
+    }
+}
+
+impl Executor {
+    pub fn new(
+        admission: Arc<Admission>,
+        instances: Arc<InstanceManager>,
+        logs: LogSink,
+        metrics: Arc<Metrics>,
+        spec: impl Fn(&FunctionRecord) -> tern_runtime::FunctionSpec + Send + Sync + 'static,
+    ) -> Self {
+        Executor {
+            admission,
+            instances,
+            logs,
+            metrics,
+            spec: Box::new(spec),
+        }
+    }
+
+    pub fn instances(&self) -> &Arc<InstanceManager> {
+        &self.instances
+    }
+
+    fn count(&self, function: &str, outcome: &str) {
+        let mut labels = Metrics::function_labels(function);
+        labels.push(("outcome".to_string(), outcome.to_string()));
+        self.metrics.invocations.get_or_create(&labels).inc();
+    }
+
+    fn throttled(&self, rec: &FunctionRecord, throttle: Throttle) -> ExecutionError {
+        self.metrics
+            .throttles
+            .get_or_create(&Metrics::function_labels(&rec.name))
+            .inc();
+        ExecutionError::Throttled(throttle)
+    }
+
+    /// Runs one request: takes a unit of concurrency and an instance, runs, gives both
+    /// back, and writes START/END/REPORT and the metrics.
+    pub async fn execute(&self, req: ExecutionRequest) -> Result<Execution, ExecutionError> {
+        let rec = &req.rec;
+        // Held until the run is reported: the request counts against concurrency.
+        let _permit = self
+            .admission
+            .admit(&rec.namespace, &rec.name)
+            .map_err(|t| self.throttled(rec, t))?;
+        let spec = (self.spec)(rec);
+        let started = Instant::now();
+        let platform = PlatformLog::new(&rec.logging, &req.request_id);
+        let mut lines = Lines {
+            executor: self,
+            rec,
+            request_id: &req.request_id,
+            transcript: String::new(),
+        };
+        let lease = match self.instances.acquire(&spec).await {
+            Ok(lease) => lease,
+            Err(AcquireError::AtCapacity(detail)) => {
+                return Err(self.throttled(rec, Throttle::NoCapacity(detail)));
+            }
+            Err(AcquireError::UnknownRuntime { runtime, available }) => {
+                return Err(ExecutionError::UnknownRuntime { runtime, available });
+            }
+            Err(AcquireError::Start(StartError::Launch(msg))) => {
+                tracing::error!(function = %rec.name, error = %msg, "instance launch failed");
+                self.count(&rec.name, "launch_error");
+                return Err(ExecutionError::Launch(msg));
+            }
+            Err(AcquireError::Start(StartError::Init(body, output))) => {
+                // Lambda answers an init failure as a function error of the request.
+                let duration = started.elapsed();
+                lines.output(&output);
+                let report = Report {
+                    duration,
+                    memory_mb: rec.memory_mb,
+                    max_memory_used_mb: 0,
+                    init: None,
+                    platform_error: Some(body.error_type.clone()),
+                    failed: true,
+                };
+                lines.emit(platform.start(LATEST, now_ms()));
+                lines.emit(platform.end(&report, now_ms()));
+                lines.emit(platform.report(&report, now_ms()));
+                self.count(&rec.name, RunOutcome::InitError.label());
+                return Ok(Execution {
+                    outcome: RunOutcome::InitError,
+                    payload: Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
+                    error_type: Some(body.error_type),
+                    transcript: lines.transcript,
+                    duration,
+                    init: None,
+                });
+            }
+        };
+        let labels = Metrics::function_labels(&rec.name);
+        let init = lease.cold.then_some(lease.instance.init_duration);
+        if let Some(d) = init {
+            // By what the launcher served the start from as well: a template, a
+            // runtime started ahead, a sandbox built ahead, or nothing built ahead.
+            let mut by = labels.clone();
+            by.push((
+                "served_by".to_string(),
+                lease.instance.served_by.label().to_string(),
+            ));
+            self.metrics.cold_starts.get_or_create(&by).inc();
+            self.metrics
+                .init_seconds
+                .get_or_create(&by)
+                .observe(d.as_secs_f64());
+        }
+        self.metrics.instances.set(self.instances.live() as i64);
+        lines.emit(platform.start(LATEST, now_ms()));
+        let run_started = Instant::now();
+        let (outcome, output) = lease
+            .instance
+            .invoke(InvokeInput {
+                request_id: req.request_id.clone(),
+                payload: req.payload,
+                timeout: Duration::from_secs(u64::from(rec.timeout_s)),
+                function_arn: req.invoked_arn,
+                trace_id: new_trace_id(),
+                client_context: req.client_context,
+            })
+            .await;
+        let duration = run_started.elapsed();
+        lines.output(&output);
+        let request_id = &req.request_id;
+        let (payload, run, error_type) = match &outcome {
+            Outcome::Success(b) => (b.clone(), RunOutcome::Success, None),
+            Outcome::FunctionError { body, error_type } => {
+                (body.clone(), RunOutcome::FunctionError, error_type.clone())
+            }
+            Outcome::ResponseTooLarge => (
+                error_json(
+                    "Function.ResponseSizeTooLarge",
+                    format!(
+                        "Response payload size exceeded maximum allowed payload size ({} bytes).",
+                        limits::SYNC_PAYLOAD_BYTES
+                    ),
+                ),
+                RunOutcome::FunctionError,
+                Some("Function.ResponseSizeTooLarge".to_string()),
+            ),
+            Outcome::Timeout => {
+                let msg = format!(
+                    "RequestId: {request_id} Error: Task timed out after {}.00 seconds",
+                    rec.timeout_s
+                );
+                lines.emit(Some(format!(
+                    "{} {msg}",
+                    tern_core::timefmt::rfc3339(now_ms())
+                )));
+                (
+                    error_json("Sandbox.Timedout", msg),
+                    RunOutcome::Timeout,
+                    Some("Sandbox.Timedout".to_string()),
+                )
+            }
+            Outcome::Crashed { status, oom } => {
+                let (etype, msg) = if *oom {
+                    self.metrics.oom_kills.get_or_create(&labels).inc();
+                    (
+                        "Runtime.OutOfMemory",
+                        format!(
+                            "RequestId: {request_id} Error: Runtime exited with error: signal: killed (Function exceeded memory limit of {} MB)",
+                            rec.memory_mb
+                        ),
+                    )
+                } else {
+                    (
+                        "Runtime.ExitError",
+                        format!(
+                            "RequestId: {request_id} Error: Runtime exited {}",
+                            describe_exit(*status)
+                        ),
+                    )
+                };
+                lines.emit(Some(msg.clone()));
+                (
+                    error_json(etype, msg),
+                    if *oom {
+                        RunOutcome::OutOfMemory
+                    } else {
+                        RunOutcome::Crash
+                    },
+                    Some(etype.to_string()),
+                )
+            }
+        };
+        let max_used = lease.instance.memory_peak_mb().unwrap_or(0);
+        let memory_mb = lease.instance.memory_mb;
+        let reusable = outcome.instance_reusable();
+        self.instances.release(lease, reusable).await;
+        let report = Report {
+            duration,
+            memory_mb,
+            max_memory_used_mb: max_used,
+            init,
+            platform_error: error_type
+                .clone()
+                .filter(|_| !matches!(run, RunOutcome::FunctionError | RunOutcome::Success)),
+            failed: run != RunOutcome::Success,
+        };
+        lines.emit(platform.end(&report, now_ms()));
+        lines.emit(platform.report(&report, now_ms()));
+        self.count(&rec.name, run.label());
+        self.metrics
+            .invocation_seconds
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.instances.set(self.instances.live() as i64);
+        Ok(Execution {
+            outcome: run,
+            payload,
+            error_type,
+            transcript: lines.transcript,
+            duration,
+            init,
+        })
+    }
+}
