@@ -1,9 +1,15 @@
 """The boto3 calls the compat tests repeat: deploy a function and wait, invoke and decode."""
 
 import json
+import time
+import urllib.error
+import urllib.request
 import uuid
 
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
+from botocore.credentials import Credentials
 
 from packages import PYTHON_HANDLER, PYTHON_RUNTIME
 
@@ -61,3 +67,33 @@ def invoke_json(client, function_name, event=None, **extra):
 def request_id(resp):
     """The x-amzn-RequestId header botocore parsed into the response metadata."""
     return resp["ResponseMetadata"]["RequestId"]
+
+
+def tern_api(server, method, path, body=None):
+    """A call of tern's own API (`/tern/v1/...`), signed with SigV4 as boto3 signs:
+    (status, parsed JSON body)."""
+    data = b"" if body is None else json.dumps(body).encode()
+    req = AWSRequest(method=method, url=server.endpoint + path, data=data,
+                     headers={"content-type": "application/json"} if body is not None else {})
+    SigV4Auth(Credentials(server.access_key, server.secret_key), "lambda", REGION).add_auth(req)
+    raw = urllib.request.Request(req.url, data=data or None, method=method,
+                                 headers=dict(req.headers.items()))
+    try:
+        with urllib.request.urlopen(raw, timeout=30) as r:
+            text = r.read()
+            return r.status, json.loads(text) if text else None
+    except urllib.error.HTTPError as e:
+        text = e.read()
+        return e.code, json.loads(text) if text else None
+
+
+def wait_for_state(server, request_id, states, timeout_s=60):
+    """Polls the status API until the invocation is in one of `states`; returns it."""
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        status, last = tern_api(server, "GET", f"/tern/v1/invocations/{request_id}")
+        if status == 200 and last["state"] in states:
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"invocation {request_id} not in {states} after {timeout_s}s: {last}")

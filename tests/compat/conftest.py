@@ -12,6 +12,8 @@ Environment:
                      runs (default <repo>/target/python-sdk)
   TERN_COMPAT_POWERTOOLS  a `pip install --target` tree holding aws-lambda-powertools
                      (default <repo>/target/compat-powertools; installed here if missing)
+  TERN_COMPAT_DATABASE  postgres://… URL: run the server on that PostgreSQL database
+                     instead of SQLite in its data dir
                      (without root it always does: the sandbox needs root)
 """
 
@@ -37,6 +39,13 @@ from packages import python_zip
 REPO = Path(__file__).resolve().parents[2]
 LISTENING = re.compile(r"^tern server listening on (http://\S+)$")
 START_TIMEOUT_S = 60
+# The server's test settings: async retries after about 0.3 and 0.6 s instead of Lambda's
+# 1 and 2 minutes (async.retry_delay_ms is documented as a test setting).
+SERVER_CONFIG = """\
+[async]
+retry_delay_ms = 300
+system_backoff_ms = 200
+"""
 SHUTDOWN_TIMEOUT_S = 15
 # What the functions' `python3` is: PATH inside an instance, sandboxed or not.
 INSTANCE_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -54,13 +63,18 @@ def server_mode():
     return "--dev-unsandboxed (not root)"
 
 
+def store_mode():
+    return "PostgreSQL" if os.environ.get("TERN_COMPAT_DATABASE") else "SQLite"
+
+
 def pytest_report_header(config):
-    return f"tern compat: server mode {server_mode()}"
+    return f"tern compat: server mode {server_mode()}, store {store_mode()}"
 
 
 def pytest_terminal_summary(terminalreporter):
     # Also under -q, which hides the header: say which mode the results are for.
-    terminalreporter.write_line(f"tern compat: the server ran in {server_mode()} mode")
+    terminalreporter.write_line(
+        f"tern compat: the server ran in {server_mode()} mode on {store_mode()}")
 
 
 @dataclass
@@ -143,8 +157,12 @@ def read_credentials(path):
 def tern_server(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("tern-data")
     stderr_path = data_dir.parent / "tern-server.stderr"
+    config = data_dir.parent / "tern-compat.toml"
+    config.write_text(SERVER_CONFIG)
     cmd = [str(tern_bin()), "server", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir),
-           "--python-sdk-dir", str(python_sdk_dir())]
+           "--python-sdk-dir", str(python_sdk_dir()), "--config", str(config)]
+    if os.environ.get("TERN_COMPAT_DATABASE"):
+        cmd += ["--database", os.environ["TERN_COMPAT_DATABASE"]]
     if not sandboxed():
         cmd.append("--dev-unsandboxed")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TERN_")}
