@@ -110,6 +110,25 @@ impl Server {
         Self::spawn(tempfile::tempdir().expect("tempdir"), extra)
     }
 
+    /// Kills this server with SIGKILL (no shutdown at all) and starts another on the same
+    /// data dir and flags.
+    pub fn crash_and_restart(mut self) -> Server {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = self.dir.take().expect("data dir");
+        Self::spawn(dir, std::mem::take(&mut self.extra))
+    }
+
+    /// What another thread needs to call this server: its address and admin key.
+    pub fn client(&self) -> Client {
+        Client {
+            endpoint: self.endpoint.clone(),
+            host: self.host.clone(),
+            access_key: self.access_key.clone(),
+            secret: self.secret.clone(),
+        }
+    }
+
     /// Stops this server and starts another on the same data dir and flags.
     pub fn restart(mut self) -> Server {
         assert!(
@@ -390,6 +409,81 @@ impl Drop for Server {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// A server's address and admin key, to call it from threads that do not own it; its
+/// requests return transport errors (a server that was just killed) instead of panicking.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub endpoint: String,
+    host: String,
+    access_key: String,
+    secret: String,
+}
+
+impl Client {
+    pub fn try_request(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Response, String> {
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let signed = tern_core::sigv4::sign_outgoing(
+            &tern_core::sigv4::Signer {
+                access_key: &self.access_key,
+                secret: &self.secret,
+                region: REGION,
+                service: "lambda",
+            },
+            method,
+            &self.host,
+            path,
+            query,
+            &headers,
+            body,
+        );
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(60))
+            .build();
+        let mut req = agent.request(method, &format!("{}{}", self.endpoint, path_and_query));
+        for (k, v) in &signed {
+            req = req.set(k, v);
+        }
+        let result = if body.is_empty() && method == "GET" {
+            req.call()
+        } else {
+            req.send_bytes(body)
+        };
+        let resp = match result {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => return Err(e.to_string()),
+        };
+        let status = resp.status();
+        let headers = resp
+            .headers_names()
+            .into_iter()
+            .filter_map(|n| Some((n.clone(), resp.header(&n)?.to_string())))
+            .collect();
+        let mut body = Vec::new();
+        resp.into_reader()
+            .take(64 << 20)
+            .read_to_end(&mut body)
+            .map_err(|e| e.to_string())?;
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
     }
 }
 

@@ -18,6 +18,9 @@ pub struct ServerConfig {
     pub database: Option<String>,
     /// Connections to PostgreSQL (and store worker threads).
     pub database_pool_size: usize,
+    /// Where code packages and layers are kept (default `<data_dir>/code`). Servers
+    /// that share a PostgreSQL database must share this directory too.
+    pub code_dir: Option<PathBuf>,
     pub region: String,
     /// Seconds an idle instance is kept warm.
     pub keep_alive_secs: u64,
@@ -136,6 +139,7 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from(".tern"),
             database: None,
             database_pool_size: 8,
+            code_dir: None,
             region: "us-east-1".to_string(),
             keep_alive_secs: 600,
             dev_unsandboxed: false,
@@ -191,6 +195,10 @@ pub struct ServerArgs {
     /// data dir]
     #[arg(long, env = "TERN_DATABASE")]
     pub database: Option<String>,
+    /// Code packages and layers [default: <data-dir>/code]; servers sharing a
+    /// PostgreSQL database must share it too.
+    #[arg(long, env = "TERN_CODE_DIR")]
+    pub code_dir: Option<PathBuf>,
     /// Region shown in ARNs and written to <data-dir>/config [default: us-east-1]
     #[arg(long, env = "TERN_REGION")]
     pub region: Option<String>,
@@ -262,6 +270,9 @@ impl ServerConfig {
         }
         if let Some(v) = &args.database {
             cfg.database = Some(v.clone());
+        }
+        if let Some(v) = &args.code_dir {
+            cfg.code_dir = Some(v.clone());
         }
         if let Some(v) = &args.region {
             cfg.region = v.clone();
@@ -389,6 +400,13 @@ impl ServerConfig {
             .filter(|r| !r.is_empty())
             .map(str::to_string)
             .collect()
+    }
+
+    /// Where code packages and layers are kept.
+    pub fn code_dir(&self) -> PathBuf {
+        self.code_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("code"))
     }
 
     /// Where the Python SDK installs are cached.

@@ -272,7 +272,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     }
 
     let code = Arc::new(
-        CodeStore::open(&config.data_dir.join("code"), PackageLimits::default())
+        CodeStore::open(&config.code_dir(), PackageLimits::default())
             .context("cannot open the code store")?,
     );
     let bootstrap_dir = config.data_dir.join("bootstraps");

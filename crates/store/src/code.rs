@@ -25,13 +25,17 @@ pub struct StoredCode {
 }
 
 /// Names of what a `put` builds before renaming it into place, and what a `put` moved
-/// aside; both are removed when the store opens.
+/// aside; both are removed when the store opens, once they are older than
+/// [`LEFT_BEHIND_AFTER`] (another server sharing the store may be building one now).
 const STAGING_PREFIX: &str = ".staging-";
 const SET_ASIDE_PREFIX: &str = ".set-aside-";
 
 /// Makes each staging name unique within the process (the pid makes it unique between
 /// processes sharing the store).
 static NEXT_STAGING: AtomicU64 = AtomicU64::new(0);
+
+/// A staging entry untouched this long was left by a `put` that cannot finish.
+const LEFT_BEHIND_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl CodeStore {
     /// Opens (or creates) the store and removes what interrupted `put`s left behind.
@@ -40,7 +44,13 @@ impl CodeStore {
         for entry in fs::read_dir(root)?.filter_map(Result::ok) {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if name.starts_with(STAGING_PREFIX) || name.starts_with(SET_ASIDE_PREFIX) {
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_none_or(|age| age >= LEFT_BEHIND_AFTER);
+            if (name.starts_with(STAGING_PREFIX) || name.starts_with(SET_ASIDE_PREFIX)) && stale {
                 let path = entry.path();
                 let _ = if entry.file_type()?.is_dir() {
                     fs::remove_dir_all(&path)
@@ -276,10 +286,29 @@ mod tests {
         fs::create_dir_all(dir.path().join(&hex)).unwrap();
         fs::write(dir.path().join(&hex).join("a.py"), b"12345").unwrap();
         fs::create_dir_all(dir.path().join(".staging-old-1")).unwrap();
+        let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        fs::File::open(dir.path().join(".staging-old-1"))
+            .unwrap()
+            .set_modified(an_hour_ago)
+            .unwrap();
+        // Another server sharing the store is building this one now: it stays.
+        fs::create_dir_all(dir.path().join(".staging-busy-2")).unwrap();
         let stored = store.put(&zip).unwrap();
         assert_eq!(fs::read(stored.dir.join("sub/b.py")).unwrap(), b"123");
         assert_eq!(stored.unzipped_size, 8);
         drop(store);
+        // What this put set aside is removed at an open once it is old enough.
+        for e in fs::read_dir(dir.path()).unwrap().filter_map(Result::ok) {
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with(SET_ASIDE_PREFIX)
+            {
+                fs::File::open(e.path())
+                    .unwrap()
+                    .set_modified(an_hour_ago)
+                    .unwrap();
+            }
+        }
         CodeStore::open(dir.path(), PackageLimits::default()).unwrap();
         let left: Vec<_> = fs::read_dir(dir.path())
             .unwrap()
@@ -287,6 +316,6 @@ mod tests {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| n.starts_with('.'))
             .collect();
-        assert!(left.is_empty(), "{left:?}");
+        assert_eq!(left, [".staging-busy-2"]);
     }
 }

@@ -485,11 +485,11 @@ impl Store for SqliteStore {
         &self,
         request_id: &str,
         owner: &str,
-        attempt: Option<&Attempt>,
+        attempts: &[Attempt],
         settle: &Settle,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        self.events_settle(request_id, owner, attempt, settle, now_ms)
+        self.events_settle(request_id, owner, attempts, settle, now_ms)
     }
 
     fn get_event(&self, request_id: &str) -> Result<Option<EventStatus>, StoreError> {

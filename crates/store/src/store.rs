@@ -210,13 +210,14 @@ pub trait Store: Send + Sync {
     /// Ends the leases of running events of any owner but `owner` at once, so they can
     /// be claimed now (a single-node server at start-up, where no other owner lives).
     fn abandon_leases(&self, except_owner: &str) -> Result<usize, StoreError>;
-    /// Records an attempt (if any) of a running event `owner` holds and moves it on as
-    /// `settle` says. Returns false, changing nothing, if `owner` no longer holds it.
+    /// Records `attempts` (in order, after those stored) of a running event `owner`
+    /// holds and moves it on as `settle` says. Returns false, changing nothing, if
+    /// `owner` no longer holds it.
     fn settle_event(
         &self,
         request_id: &str,
         owner: &str,
-        attempt: Option<&Attempt>,
+        attempts: &[Attempt],
         settle: &Settle,
         now_ms: i64,
     ) -> Result<bool, StoreError>;

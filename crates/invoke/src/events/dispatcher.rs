@@ -87,6 +87,20 @@ struct Decision {
     settle: Settle,
 }
 
+/// The attempt a server that died (or lost its database) left unfinished, as the event's
+/// history shows it once another claim takes it over.
+fn lost_attempt(now: i64) -> Attempt {
+    Attempt {
+        started_ms: now,
+        ended_ms: now,
+        outcome: "lease_expired".to_string(),
+        error_type: Some("Tern.LeaseExpired".to_string()),
+        error_message: Some(
+            "the server running this attempt stopped renewing its lease (it stopped or lost the database); the attempt may or may not have run".to_string(),
+        ),
+    }
+}
+
 impl Dispatcher {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -274,10 +288,15 @@ impl Dispatcher {
         }
         let (id, owner) = (ev.request_id.clone(), self.owner.clone());
         let Decision { attempt, settle } = decision;
+        let mut attempts = Vec::with_capacity(2);
+        if ev.lease_expired {
+            attempts.push(lost_attempt(now_ms()));
+        }
+        attempts.extend(attempt);
         match self
             .store
             .call::<_, StoreError, _>(move |s| {
-                s.settle_event(&id, &owner, attempt.as_ref(), &settle, now_ms())
+                s.settle_event(&id, &owner, &attempts, &settle, now_ms())
             })
             .await
         {

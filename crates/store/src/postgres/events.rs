@@ -214,7 +214,7 @@ impl PostgresStore {
         &self,
         request_id: &str,
         owner: &str,
-        attempt: Option<&Attempt>,
+        attempts: &[Attempt],
         settle: &Settle,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
@@ -286,7 +286,7 @@ impl PostgresStore {
         if updated == 0 {
             return Ok(false);
         }
-        if let Some(a) = attempt {
+        for a in attempts {
             tx.execute(
                 "INSERT INTO async_attempts (request_id, n, started_ms, ended_ms, outcome,
                     error_type, error_message)

@@ -243,10 +243,10 @@ fn postgres_claim_and_settle_roundtrip() {
         function_error: true,
     };
     assert!(!store
-        .settle_event("r1", "b", Some(&attempt), &retry, 36)
+        .settle_event("r1", "b", std::slice::from_ref(&attempt), &retry, 36)
         .unwrap());
     assert!(store
-        .settle_event("r1", "a", Some(&attempt), &retry, 36)
+        .settle_event("r1", "a", std::slice::from_ref(&attempt), &retry, 36)
         .unwrap());
     let status = store.get_event("r1").unwrap().unwrap();
     assert_eq!(
@@ -260,20 +260,14 @@ fn postgres_claim_and_settle_roundtrip() {
     assert_eq!(taken.len(), 1);
     assert!(taken[0].lease_expired);
     assert!(!store
-        .settle_event(
-            "r2",
-            "a",
-            None,
-            &Settle::Succeeded { response: None },
-            1_002
-        )
+        .settle_event("r2", "a", &[], &Settle::Succeeded { response: None }, 1_002)
         .unwrap());
     let failed = Settle::Failed {
         dead_letter: true,
         response: Some(b"err".to_vec()),
     };
     assert!(store
-        .settle_event("r2", "b", Some(&attempt), &failed, 1_003)
+        .settle_event("r2", "b", std::slice::from_ref(&attempt), &failed, 1_003)
         .unwrap());
     let dead = store.list_dead_letters("default", "f", None, 10).unwrap();
     assert_eq!(dead.len(), 1);
@@ -292,7 +286,7 @@ fn postgres_claim_and_settle_roundtrip() {
         .settle_event(
             "r2",
             "c",
-            Some(&attempt),
+            std::slice::from_ref(&attempt),
             &Settle::Succeeded { response: None },
             1_200
         )

@@ -189,7 +189,7 @@ impl SqliteStore {
         &self,
         request_id: &str,
         owner: &str,
-        attempt: Option<&Attempt>,
+        attempts: &[Attempt],
         settle: &Settle,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
@@ -259,7 +259,7 @@ impl SqliteStore {
         if updated == 0 {
             return Ok(false);
         }
-        if let Some(a) = attempt {
+        for a in attempts {
             tx.execute(
                 "INSERT INTO async_attempts (request_id, n, started_ms, ended_ms, outcome,
                     error_type, error_message)

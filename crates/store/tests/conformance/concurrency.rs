@@ -32,7 +32,7 @@ pub fn concurrent_claimers_take_each_event_exactly_once(store: &dyn Store) {
                         for c in batch {
                             let done = Settle::Succeeded { response: None };
                             assert!(store
-                                .settle_event(&c.request_id, &owner, None, &done, now)
+                                .settle_event(&c.request_id, &owner, &[], &done, now)
                                 .unwrap());
                             mine.push(c.request_id);
                         }

@@ -312,7 +312,7 @@ pub fn queue_depths_count_pending_events_per_namespace(store: &dyn Store) {
     let claimed = store.claim_events("o", T0 + 1, LONG_LEASE, 10).unwrap();
     assert_eq!(ids(&claimed), ["a-done", "c-done"]);
     for done in ["a-done", "c-done"] {
-        assert!(store.settle_event(done, "o", None, &ok, T0 + 2).unwrap());
+        assert!(store.settle_event(done, "o", &[], &ok, T0 + 2).unwrap());
     }
     assert_eq!(
         ids(&store.claim_events("o", T0 + 50, LONG_LEASE, 10).unwrap()),

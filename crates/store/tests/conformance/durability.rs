@@ -179,7 +179,7 @@ pub fn the_queue_survives_reopen(open: &dyn Fn() -> Box<dyn Store>) {
         .settle_event(
             "running",
             "a",
-            None,
+            &[],
             &Settle::Succeeded { response: None },
             T0 + 1_000
         )

@@ -200,10 +200,10 @@ pub fn a_leased_event_is_claimed_again_only_after_its_lease_expires(store: &dyn 
     // Now b holds it: a can no longer settle it.
     let settled = Settle::Succeeded { response: None };
     assert!(!store
-        .settle_event("e1", "a", None, &settled, lease + 2)
+        .settle_event("e1", "a", &[], &settled, lease + 2)
         .unwrap());
     assert!(store
-        .settle_event("e1", "b", None, &settled, lease + 2)
+        .settle_event("e1", "b", &[], &settled, lease + 2)
         .unwrap());
 }
 
@@ -221,12 +221,18 @@ pub fn settle_by_another_owner_changes_nothing(store: &dyn Store) {
     for (request_id, owner) in [("held", "b"), ("queued", "a")] {
         let before = status(store, request_id);
         assert!(!store
-            .settle_event(request_id, owner, Some(&tried), &done, T0 + 1)
+            .settle_event(
+                request_id,
+                owner,
+                std::slice::from_ref(&tried),
+                &done,
+                T0 + 1
+            )
             .unwrap());
         assert_eq!(status(store, request_id), before);
     }
     assert!(!store
-        .settle_event("ghost", "a", None, &done, T0 + 1)
+        .settle_event("ghost", "a", &[], &done, T0 + 1)
         .unwrap());
 }
 
@@ -238,7 +244,7 @@ pub fn settle_succeeded_stores_the_response(store: &dyn Store) {
     };
     let tried = attempt(T0 + 1, "success");
     assert!(store
-        .settle_event("e1", "o", Some(&tried), &done, T0 + 20)
+        .settle_event("e1", "o", std::slice::from_ref(&tried), &done, T0 + 20)
         .unwrap());
     let got = status(store, "e1");
     assert_eq!(got.state, EventState::Succeeded);
@@ -252,7 +258,7 @@ pub fn settle_succeeded_stores_the_response(store: &dyn Store) {
         .unwrap()
         .is_empty());
     // Nor settled again.
-    assert!(!store.settle_event("e1", "o", None, &done, T0 + 30).unwrap());
+    assert!(!store.settle_event("e1", "o", &[], &done, T0 + 30).unwrap());
 }
 
 pub fn settle_retry_counts_function_and_system_failures_apart(store: &dyn Store) {
@@ -267,7 +273,7 @@ pub fn settle_retry_counts_function_and_system_failures_apart(store: &dyn Store)
         .settle_event(
             "e1",
             "o",
-            Some(&attempt(T0, "function_error")),
+            &[attempt(T0, "function_error")],
             &function_error,
             T0 + 10
         )
@@ -307,7 +313,7 @@ pub fn settle_retry_counts_function_and_system_failures_apart(store: &dyn Store)
         .settle_event(
             "e1",
             "o",
-            Some(&attempt(retry_at, "throttled")),
+            &[attempt(retry_at, "throttled")],
             &system_error,
             retry_at + 1
         )
@@ -345,16 +351,28 @@ pub fn settle_failed_or_expired_goes_to_the_dead_letter_queue_when_asked(store: 
     };
     let tried = attempt(T0 + 3, "function_error");
     assert!(store
-        .settle_event("dlq", "o", Some(&tried), &failed(true), T0 + 10)
+        .settle_event(
+            "dlq",
+            "o",
+            std::slice::from_ref(&tried),
+            &failed(true),
+            T0 + 10
+        )
         .unwrap());
     assert!(store
-        .settle_event("dropped", "o", Some(&tried), &failed(false), T0 + 10)
+        .settle_event(
+            "dropped",
+            "o",
+            std::slice::from_ref(&tried),
+            &failed(false),
+            T0 + 10
+        )
         .unwrap());
     assert!(store
         .settle_event(
             "expired",
             "o",
-            None,
+            &[],
             &Settle::Expired { dead_letter: true },
             T0 + 10
         )
@@ -412,7 +430,7 @@ pub fn get_event_returns_every_attempt_in_order(store: &dyn Store) {
             ["e1"]
         );
         assert!(store
-            .settle_event("e1", "o", Some(tried), settle, now + 50)
+            .settle_event("e1", "o", std::slice::from_ref(tried), settle, now + 50)
             .unwrap());
     }
     let got = status(store, "e1");
@@ -466,10 +484,10 @@ pub fn renew_extends_only_the_owners_leases(store: &dyn Store) {
     // a still holds its two.
     let done = Settle::Succeeded { response: None };
     assert!(store
-        .settle_event("a1", "a", None, &done, T0 + 20_001)
+        .settle_event("a1", "a", &[], &done, T0 + 20_001)
         .unwrap());
     assert!(!store
-        .settle_event("b1", "b", None, &done, T0 + 20_001)
+        .settle_event("b1", "b", &[], &done, T0 + 20_001)
         .unwrap());
 }
 
@@ -495,6 +513,6 @@ pub fn abandon_frees_other_owners_leases_at_once(store: &dyn Store) {
     assert_eq!(store.abandon_leases("me").unwrap(), 0);
     let done = Settle::Succeeded { response: None };
     assert!(store
-        .settle_event("mine", "me", None, &done, T0 + 4)
+        .settle_event("mine", "me", &[], &done, T0 + 4)
         .unwrap());
 }

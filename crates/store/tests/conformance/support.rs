@@ -256,7 +256,13 @@ pub fn claim_and_settle(
         .unwrap();
     assert_eq!(ids(&claimed), [request_id], "claimed at {now_ms}");
     assert!(store
-        .settle_event(request_id, owner, attempt, settle, now_ms + 10)
+        .settle_event(
+            request_id,
+            owner,
+            attempt.map(std::slice::from_ref).unwrap_or_default(),
+            settle,
+            now_ms + 10
+        )
         .unwrap());
 }
 
