@@ -104,7 +104,8 @@ pub struct ServerConfig {
 pub struct AsyncSettings {
     /// Events queued per namespace at most; past it enqueue answers 429.
     pub max_queued_per_namespace: u64,
-    /// Events this server runs at once.
+    /// Events this server runs at once; 0: it runs none, only accepts them (for other
+    /// servers on the same PostgreSQL database to run, or to measure enqueue alone).
     pub concurrency: usize,
     /// Delay before the first retry after a function error, in ms; the second waits
     /// twice as long (Lambda: about 1 and 2 minutes). Shorten only for tests.
@@ -366,8 +367,8 @@ impl ServerConfig {
             bail!("database_pool_size must be from 1 to 256");
         }
         let a = &self.async_invoke;
-        if a.max_queued_per_namespace == 0 || a.concurrency == 0 {
-            bail!("async.max_queued_per_namespace and async.concurrency must be at least 1");
+        if a.max_queued_per_namespace == 0 {
+            bail!("async.max_queued_per_namespace must be at least 1");
         }
         if a.lease_secs < 2 || a.status_retention_hours == 0 {
             bail!(

@@ -1,5 +1,6 @@
-//! The client side of the `tern` CLI: deploy, invoke, list and inspect functions and read
-//! their logs, through the same signed HTTP API that AWS SDKs use.
+//! The client side of the `tern` CLI: deploy, invoke, list and inspect functions, read
+//! their logs, follow async invocations and dead letters, through the same signed HTTP
+//! API that AWS SDKs use.
 //!
 //! Each command is one module; `http` signs and sends, `credentials` reads the key file,
 //! `package` turns a directory into a deployment zip.

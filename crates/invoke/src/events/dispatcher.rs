@@ -30,7 +30,8 @@ const KEPT_MESSAGE_CHARS: usize = 1024;
 
 #[derive(Debug, Clone)]
 pub struct DispatchSettings {
-    /// Events run at once by this server.
+    /// Events run at once by this server; 0: it runs none (it only accepts them, for
+    /// servers on the same PostgreSQL database to run).
     pub concurrency: usize,
     /// Delay before the first retry after a function error (the second: twice).
     pub retry_delay: Duration,
@@ -124,12 +125,15 @@ impl Dispatcher {
         })
     }
 
-    /// Starts claiming, renewing leases and housekeeping on the current runtime.
+    /// Starts claiming and renewing leases (unless `concurrency` is 0: this server only
+    /// accepts events, others run them) and housekeeping on the current runtime.
     pub fn start(self: &Arc<Self>) {
-        let me = self.clone();
-        tokio::spawn(async move { me.run().await });
-        let me = self.clone();
-        tokio::spawn(async move { me.renew_leases().await });
+        if self.settings.concurrency > 0 {
+            let me = self.clone();
+            tokio::spawn(async move { me.run().await });
+            let me = self.clone();
+            tokio::spawn(async move { me.renew_leases().await });
+        }
         let me = self.clone();
         tokio::spawn(async move { me.housekeeping().await });
     }
