@@ -192,8 +192,20 @@ impl Executor {
     }
 
     /// Runs one request: takes a unit of concurrency and an instance, runs, gives both
-    /// back, and writes START/END/REPORT and the metrics.
-    pub async fn execute(&self, req: ExecutionRequest) -> Result<Execution, ExecutionError> {
+    /// back, and writes START/END/REPORT and the metrics. The run is a task of its own:
+    /// once started it finishes, gives its instance back and reports even if the caller
+    /// goes away (a client that disconnects mid-invoke), as on Lambda.
+    pub async fn execute(
+        self: &Arc<Self>,
+        req: ExecutionRequest,
+    ) -> Result<Execution, ExecutionError> {
+        let me = self.clone();
+        tokio::spawn(async move { me.run(req).await })
+            .await
+            .map_err(|e| ExecutionError::Launch(format!("the run's task failed: {e}")))?
+    }
+
+    async fn run(&self, req: ExecutionRequest) -> Result<Execution, ExecutionError> {
         let rec = &req.rec;
         // Held until the run is reported: the request counts against concurrency.
         let _permit = self
