@@ -118,6 +118,8 @@ pub struct AsyncSettings {
     pub lease_secs: u64,
     /// How long finished events (and their status) are kept, in hours.
     pub status_retention_hours: u64,
+    /// How long dead letters are kept unless redriven or purged, in hours.
+    pub dead_letter_retention_hours: u64,
 }
 
 impl Default for AsyncSettings {
@@ -129,6 +131,7 @@ impl Default for AsyncSettings {
             system_backoff_ms: 1_000,
             lease_secs: 30,
             status_retention_hours: 24,
+            dead_letter_retention_hours: 14 * 24,
         }
     }
 }

@@ -396,6 +396,9 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             system_backoff: Duration::from_millis(async_settings.system_backoff_ms),
             lease: Duration::from_secs(async_settings.lease_secs),
             retention: Duration::from_secs(async_settings.status_retention_hours * 3600),
+            dead_letter_retention: Duration::from_secs(
+                async_settings.dead_letter_retention_hours * 3600,
+            ),
             single_node: config.database.is_none(),
         },
         format!("{server_id_for_leases}-{}", uuid::Uuid::new_v4().simple()),

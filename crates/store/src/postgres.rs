@@ -496,8 +496,9 @@ impl Store for PostgresStore {
         now_ms: i64,
         lease_until_ms: i64,
         limit: usize,
+        skip_namespaces: &[String],
     ) -> Result<Vec<ClaimedEvent>, StoreError> {
-        self.events_claim(owner, now_ms, lease_until_ms, limit)
+        self.events_claim(owner, now_ms, lease_until_ms, limit, skip_namespaces)
     }
 
     fn renew_leases(&self, owner: &str, lease_until_ms: i64) -> Result<usize, StoreError> {
@@ -552,8 +553,13 @@ impl Store for PostgresStore {
         self.events_purge(namespace, function, request_id)
     }
 
-    fn prune_events(&self, before_ms: i64, keys_before_ms: i64) -> Result<usize, StoreError> {
-        self.events_prune(before_ms, keys_before_ms)
+    fn prune_events(
+        &self,
+        before_ms: i64,
+        dead_before_ms: i64,
+        keys_before_ms: i64,
+    ) -> Result<usize, StoreError> {
+        self.events_prune(before_ms, dead_before_ms, keys_before_ms)
     }
 
     fn queue_depths(&self) -> Result<Vec<QueueDepth>, StoreError> {

@@ -459,8 +459,9 @@ impl Store for SqliteStore {
         now_ms: i64,
         lease_until_ms: i64,
         limit: usize,
+        skip_namespaces: &[String],
     ) -> Result<Vec<ClaimedEvent>, StoreError> {
-        self.events_claim(owner, now_ms, lease_until_ms, limit)
+        self.events_claim(owner, now_ms, lease_until_ms, limit, skip_namespaces)
     }
 
     fn renew_leases(&self, owner: &str, lease_until_ms: i64) -> Result<usize, StoreError> {
@@ -547,19 +548,25 @@ impl Store for SqliteStore {
         Ok(n)
     }
 
-    fn prune_events(&self, before_ms: i64, keys_before_ms: i64) -> Result<usize, StoreError> {
+    fn prune_events(
+        &self,
+        before_ms: i64,
+        dead_before_ms: i64,
+        keys_before_ms: i64,
+    ) -> Result<usize, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        let finished = "SELECT request_id FROM async_events
-             WHERE state IN ('succeeded', 'failed', 'expired') AND dead_letter = 0
-               AND updated_ms < ?1";
+        let gone = "SELECT request_id FROM async_events
+             WHERE (state IN ('succeeded', 'failed', 'expired') AND dead_letter = 0
+                    AND updated_ms < ?1)
+                OR (dead_letter = 1 AND updated_ms < ?2)";
         tx.execute(
-            &format!("DELETE FROM async_attempts WHERE request_id IN ({finished})"),
-            params![before_ms],
+            &format!("DELETE FROM async_attempts WHERE request_id IN ({gone})"),
+            params![before_ms, dead_before_ms],
         )?;
         let n = tx.execute(
-            &format!("DELETE FROM async_events WHERE request_id IN ({finished})"),
-            params![before_ms],
+            &format!("DELETE FROM async_events WHERE request_id IN ({gone})"),
+            params![before_ms, dead_before_ms],
         )?;
         tx.execute(
             "DELETE FROM idempotency_keys WHERE created_ms < ?1",

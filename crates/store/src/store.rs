@@ -196,14 +196,16 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<Enqueued>, StoreError>;
     /// Claims up to `limit` events for `owner` until `lease_until_ms`: queued or
     /// retrying events due at `now_ms` (oldest due first), and running events whose
-    /// lease expired before `now_ms`. Each event goes to one claimer while its lease
-    /// holds (PostgreSQL: `FOR UPDATE SKIP LOCKED`).
+    /// lease expired before `now_ms`, of any namespace but those in `skip_namespaces`.
+    /// Each event goes to one claimer while its lease holds (PostgreSQL: `FOR UPDATE
+    /// SKIP LOCKED`).
     fn claim_events(
         &self,
         owner: &str,
         now_ms: i64,
         lease_until_ms: i64,
         limit: usize,
+        skip_namespaces: &[String],
     ) -> Result<Vec<ClaimedEvent>, StoreError>;
     /// Extends the lease of every event `owner` is running; returns how many.
     fn renew_leases(&self, owner: &str, lease_until_ms: i64) -> Result<usize, StoreError>;
@@ -248,8 +250,14 @@ pub trait Store: Send + Sync {
         request_id: Option<&str>,
     ) -> Result<usize, StoreError>;
     /// Deletes finished events (not dead letters) last updated before `before_ms`,
-    /// and idempotency keys stored before `keys_before_ms`; returns how many events.
-    fn prune_events(&self, before_ms: i64, keys_before_ms: i64) -> Result<usize, StoreError>;
+    /// dead letters last updated before `dead_before_ms`, and idempotency keys stored
+    /// before `keys_before_ms`; returns how many events.
+    fn prune_events(
+        &self,
+        before_ms: i64,
+        dead_before_ms: i64,
+        keys_before_ms: i64,
+    ) -> Result<usize, StoreError>;
     /// Pending events per namespace that has any.
     fn queue_depths(&self) -> Result<Vec<QueueDepth>, StoreError>;
 

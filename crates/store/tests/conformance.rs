@@ -96,6 +96,9 @@ conformance! {
         get_event_returns_every_attempt_in_order,
         renew_extends_only_the_owners_leases,
         abandon_frees_other_owners_leases_at_once,
+        claim_skips_the_namespaces_it_is_told_to,
+        one_settle_records_several_attempts_in_order,
+        a_finished_event_keeps_its_payload_only_as_a_dead_letter,
     ],
     with_store: dead_letters [
         dead_letters_are_listed_by_request_id_after_a_marker,
@@ -104,6 +107,7 @@ conformance! {
         purge_deletes_dead_letters_only,
         prune_keeps_dead_letters_and_pending_events,
         prune_forgets_old_idempotency_keys,
+        prune_removes_dead_letters_only_past_their_own_age,
         queue_depths_count_pending_events_per_namespace,
     ],
     with_store: destinations [

@@ -63,7 +63,7 @@ pub struct InvocationView {
     /// The request payload (DLQ views only): JSON as sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload: Option<serde_json::Value>,
-    /// The last response, when kept: JSON, or a string if it was not JSON.
+    /// The last response, when kept (up to 64 KB): JSON, or a string if it was not JSON.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response: Option<serde_json::Value>,
 }

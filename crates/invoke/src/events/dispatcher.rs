@@ -3,6 +3,7 @@
 //! to `MaximumRetryAttempts`, system failures with backoff until the event's maximum
 //! age), failed or expired, with its destination record or its dead letter.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use tern_core::event_config::EventInvokeSettings;
 use tern_core::names::{account_of, function_arn};
 use tern_store::{Attempt, ClaimedEvent, Settle, StoreError, StoreHandle};
 use tern_telemetry::Metrics;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
 use super::destinations::{record, Condition, Destinations, RecordInput};
 use super::queue::{EventQueue, IDEMPOTENCY_WINDOW_MS};
@@ -24,7 +25,7 @@ const POLL: Duration = Duration::from_millis(200);
 /// The longest wait between attempts after system failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// Responses kept for the status API at most; larger ones are not kept.
-const KEPT_RESPONSE_BYTES: usize = 256 * 1024;
+pub const KEPT_RESPONSE_BYTES: usize = 64 * 1024;
 /// Error messages kept per attempt at most.
 const KEPT_MESSAGE_CHARS: usize = 1024;
 
@@ -40,6 +41,8 @@ pub struct DispatchSettings {
     pub lease: Duration,
     /// How long finished events are kept for the status API.
     pub retention: Duration,
+    /// How long dead letters are kept unless redriven or purged.
+    pub dead_letter_retention: Duration,
     /// Only this server dispatches from the store (SQLite): running events left by a
     /// previous process are claimable at once.
     pub single_node: bool,
@@ -54,6 +57,10 @@ pub struct Dispatcher {
     metrics: Arc<Metrics>,
     settings: DispatchSettings,
     owner: String,
+    /// Events this server runs now, per namespace (for the fair share).
+    running: std::sync::Mutex<HashMap<String, usize>>,
+    /// Signalled when a run ends: events skipped for fairness may be claimable now.
+    ended: Notify,
 }
 
 fn now_ms() -> i64 {
@@ -80,6 +87,34 @@ fn error_field(body: &[u8], field: &str) -> Option<String> {
     v.get(field)
         .and_then(|m| m.as_str())
         .map(|m| truncate(m, KEPT_MESSAGE_CHARS))
+}
+
+/// The namespaces that run at least their fair share of `slots`: the slots divided by
+/// the namespaces with work (pending or running). Alone, a namespace may use every slot;
+/// with others waiting, none holds more than its share for long (slow functions or slow
+/// webhooks of one tenant do not take every slot from the rest).
+fn at_their_share(
+    slots: usize,
+    pending: &[tern_store::QueueDepth],
+    running: &HashMap<String, usize>,
+) -> Vec<String> {
+    let mut active: std::collections::HashSet<&str> = pending
+        .iter()
+        .filter(|d| d.pending > 0)
+        .map(|d| d.namespace.as_str())
+        .collect();
+    active.extend(running.keys().map(String::as_str));
+    if active.len() < 2 {
+        return Vec::new();
+    }
+    let share = (slots / active.len()).max(1);
+    let mut full: Vec<String> = running
+        .iter()
+        .filter(|(_, n)| **n >= share)
+        .map(|(ns, _)| ns.clone())
+        .collect();
+    full.sort();
+    full
 }
 
 /// What one pass over a claimed event decided.
@@ -122,7 +157,20 @@ impl Dispatcher {
             metrics,
             settings,
             owner,
+            running: std::sync::Mutex::new(HashMap::new()),
+            ended: Notify::new(),
         })
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Namespaces at their fair share of this server's slots: their events are not
+    /// claimed now (see [`at_their_share`]).
+    fn skipped_namespaces(&self) -> Vec<String> {
+        let depths = self.queue.depth_snapshot();
+        at_their_share(self.settings.concurrency, &depths, &self.running())
     }
 
     /// Starts claiming and renewing leases (unless `concurrency` is 0: this server only
@@ -173,9 +221,12 @@ impl Dispatcher {
             let want = slots.available_permits().min(CLAIM_BATCH);
             let (owner, now) = (self.owner.clone(), now_ms());
             let lease_until = now + millis(self.settings.lease);
+            let skip = self.skipped_namespaces();
             let claimed = match self
                 .store
-                .call::<_, StoreError, _>(move |s| s.claim_events(&owner, now, lease_until, want))
+                .call::<_, StoreError, _>(move |s| {
+                    s.claim_events(&owner, now, lease_until, want, &skip)
+                })
                 .await
             {
                 Ok(c) => c,
@@ -190,15 +241,28 @@ impl Dispatcher {
                 let Ok(permit) = slots.clone().acquire_owned().await else {
                     return;
                 };
+                *self.running().entry(ev.namespace.clone()).or_default() += 1;
                 let me = self.clone();
                 tokio::spawn(async move {
+                    let namespace = ev.namespace.clone();
                     me.handle(ev).await;
+                    {
+                        let mut running = me.running();
+                        if let Some(n) = running.get_mut(&namespace) {
+                            *n -= 1;
+                            if *n == 0 {
+                                running.remove(&namespace);
+                            }
+                        }
+                    }
                     drop(permit);
+                    me.ended.notify_one();
                 });
             }
             if got < want {
                 tokio::select! {
                     _ = self.queue.stored() => {}
+                    _ = self.ended.notified() => {}
                     _ = tokio::time::sleep(POLL) => {}
                 }
             }
@@ -240,10 +304,13 @@ impl Dispatcher {
                 last_prune = Some(std::time::Instant::now());
                 let now = now_ms();
                 let before = now - millis(self.settings.retention);
+                let dead_before = now - millis(self.settings.dead_letter_retention);
                 let keys_before = now - IDEMPOTENCY_WINDOW_MS;
                 match self
                     .store
-                    .call::<_, StoreError, _>(move |s| s.prune_events(before, keys_before))
+                    .call::<_, StoreError, _>(move |s| {
+                        s.prune_events(before, dead_before, keys_before)
+                    })
                     .await
                 {
                     Ok(0) => {}
@@ -559,5 +626,34 @@ impl Dispatcher {
             .min(millis(MAX_BACKOFF));
         let jitter = (uuid::Uuid::new_v4().as_u128() % 1000) as i64;
         d + d * jitter / 5000
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn depth(namespace: &str, pending: u64) -> tern_store::QueueDepth {
+        tern_store::QueueDepth {
+            namespace: namespace.into(),
+            pending,
+            oldest_enqueued_ms: Some(0),
+        }
+    }
+
+    #[test]
+    fn a_namespace_alone_uses_every_slot_and_shares_them_once_others_wait() {
+        let running: HashMap<String, usize> = [("a".to_string(), 256)].into();
+        assert!(at_their_share(256, &[depth("a", 10_000)], &running).is_empty());
+        // b has work waiting: a, running more than half, is skipped until b gets slots.
+        let pending = [depth("a", 10_000), depth("b", 5)];
+        assert_eq!(at_their_share(256, &pending, &running), ["a"]);
+        let running: HashMap<String, usize> =
+            [("a".to_string(), 100), ("b".to_string(), 128)].into();
+        assert_eq!(at_their_share(256, &pending, &running), ["b"]);
+        // With more namespaces than slots, each still gets one at a time.
+        let many: Vec<_> = (0..10).map(|i| depth(&format!("n{i}"), 1)).collect();
+        let running: HashMap<String, usize> = [("n0".to_string(), 1)].into();
+        assert_eq!(at_their_share(4, &many, &running), ["n0"]);
     }
 }

@@ -160,6 +160,7 @@ impl PostgresStore {
         now_ms: i64,
         lease_until_ms: i64,
         limit: usize,
+        skip_namespaces: &[String],
     ) -> Result<Vec<ClaimedEvent>, StoreError> {
         // One statement, so one transaction: rows another claimer has locked are
         // skipped, not waited for, and `was` is the state before this claim. Due and
@@ -170,11 +171,13 @@ impl PostgresStore {
             "WITH due AS (
                 SELECT request_id, state AS was, next_at_ms FROM async_events
                  WHERE state IN ('queued', 'retrying') AND next_at_ms <= $1
+                   AND NOT (namespace = ANY($5))
                  ORDER BY next_at_ms LIMIT $2
                  FOR UPDATE SKIP LOCKED
              ), lost AS (
                 SELECT request_id, state AS was, next_at_ms FROM async_events
                  WHERE state = 'running' AND lease_until_ms < $1
+                   AND NOT (namespace = ANY($5))
                  ORDER BY next_at_ms LIMIT $2
                  FOR UPDATE SKIP LOCKED
              ), picked AS (
@@ -191,7 +194,13 @@ impl PostgresStore {
              SELECT request_id, namespace, function, qualifier, payload, enqueued_ms,
                     function_attempts, system_attempts, was
                FROM claimed ORDER BY next_at_ms, request_id",
-            &[&now_ms, &to_i64(limit), &owner, &lease_until_ms],
+            &[
+                &now_ms,
+                &to_i64(limit),
+                &owner,
+                &lease_until_ms,
+                &skip_namespaces,
+            ],
         )?;
         rows.iter()
             .map(|r| {
@@ -269,6 +278,8 @@ impl PostgresStore {
                 function_attempts = function_attempts + $5,
                 system_attempts = system_attempts + $6,
                 dead_letter = $7, response = COALESCE($8, response),
+                payload = CASE WHEN $3 IN ('succeeded', 'failed', 'expired') AND NOT $7
+                               THEN ''::bytea ELSE payload END,
                 lease_owner = NULL, lease_until_ms = 0, updated_ms = $9
              WHERE request_id = $1 AND state = 'running' AND lease_owner = $2",
             &[
@@ -369,13 +380,15 @@ impl PostgresStore {
     pub(super) fn events_prune(
         &self,
         before_ms: i64,
+        dead_before_ms: i64,
         keys_before_ms: i64,
     ) -> Result<usize, StoreError> {
         let row = self.client()?.query_one(
             "WITH gone AS (
                 DELETE FROM async_events
-                 WHERE state IN ('succeeded', 'failed', 'expired') AND NOT dead_letter
-                   AND updated_ms < $1
+                 WHERE (state IN ('succeeded', 'failed', 'expired') AND NOT dead_letter
+                        AND updated_ms < $1)
+                    OR (dead_letter AND updated_ms < $3)
                 RETURNING request_id
              ), history AS (
                 DELETE FROM async_attempts WHERE request_id IN (SELECT request_id FROM gone)
@@ -383,7 +396,7 @@ impl PostgresStore {
                 DELETE FROM idempotency_keys WHERE created_ms < $2
              )
              SELECT COUNT(*) FROM gone",
-            &[&before_ms, &keys_before_ms],
+            &[&before_ms, &keys_before_ms, &dead_before_ms],
         )?;
         Ok(usize::try_from(row.try_get::<_, i64>(0)?).unwrap_or(0))
     }

@@ -225,11 +225,14 @@ fn postgres_claim_and_settle_roundtrip() {
     store
         .enqueue_events(&[event("r1", None, 10), event("r2", None, 20)], 0)
         .unwrap();
-    let claimed = store.claim_events("a", 30, 1_000, 10).unwrap();
+    let claimed = store.claim_events("a", 30, 1_000, 10, &[]).unwrap();
     let ids: Vec<_> = claimed.iter().map(|c| c.request_id.as_str()).collect();
     assert_eq!(ids, ["r1", "r2"]);
     assert!(!claimed[0].lease_expired);
-    assert!(store.claim_events("b", 40, 1_000, 10).unwrap().is_empty());
+    assert!(store
+        .claim_events("b", 40, 1_000, 10, &[])
+        .unwrap()
+        .is_empty());
 
     let attempt = Attempt {
         started_ms: 30,
@@ -256,7 +259,7 @@ fn postgres_claim_and_settle_roundtrip() {
     assert_eq!(status.attempts, std::slice::from_ref(&attempt));
 
     // r2's lease runs out: another claimer gets it and is told so.
-    let taken = store.claim_events("b", 1_001, 5_000, 10).unwrap();
+    let taken = store.claim_events("b", 1_001, 5_000, 10, &[]).unwrap();
     assert_eq!(taken.len(), 1);
     assert!(taken[0].lease_expired);
     assert!(!store
@@ -280,7 +283,7 @@ fn postgres_claim_and_settle_roundtrip() {
             .unwrap(),
         1
     );
-    let again = store.claim_events("c", 1_100, 9_000, 10).unwrap();
+    let again = store.claim_events("c", 1_100, 9_000, 10, &[]).unwrap();
     assert_eq!((again.len(), again[0].function_attempts), (1, 0));
     assert!(store
         .settle_event(
@@ -296,7 +299,7 @@ fn postgres_claim_and_settle_roundtrip() {
         (done.state, done.dead_letter, done.attempts.len()),
         (EventState::Succeeded, false, 2)
     );
-    assert_eq!(store.prune_events(1_201, 0).unwrap(), 1);
+    assert_eq!(store.prune_events(1_201, 0, 0).unwrap(), 1);
     assert!(store.get_event("r2").unwrap().is_none());
 }
 
@@ -316,7 +319,7 @@ fn postgres_concurrent_claimers_never_share_an_event() {
             std::thread::spawn(move || {
                 let mut mine = Vec::new();
                 loop {
-                    let got = store.claim_events(owner, 1_000, i64::MAX, 7).unwrap();
+                    let got = store.claim_events(owner, 1_000, i64::MAX, 7, &[]).unwrap();
                     if got.is_empty() {
                         return mine;
                     }

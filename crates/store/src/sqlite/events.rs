@@ -137,24 +137,34 @@ impl SqliteStore {
         now_ms: i64,
         lease_until_ms: i64,
         limit: usize,
+        skip_namespaces: &[String],
     ) -> Result<Vec<ClaimedEvent>, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
+        // The namespaces to skip go in as one JSON array (few, and a fixed statement).
+        let skip = serde_json::to_string(skip_namespaces)?;
         let claimed = {
             let mut stmt = tx.prepare_cached(
+                // Due and lost events are picked apart, each in index order and
+                // limited, so a claim never sorts the whole backlog.
                 "SELECT request_id, namespace, function, qualifier, payload, enqueued_ms,
-                        function_attempts, system_attempts, state
-                 FROM async_events
-                 WHERE request_id IN (
-                    SELECT request_id FROM async_events
-                     WHERE state IN ('queued', 'retrying') AND next_at_ms <= ?1
+                        function_attempts, system_attempts, state, next_at_ms
+                 FROM (
+                    SELECT * FROM (
+                        SELECT * FROM async_events
+                         WHERE state IN ('queued', 'retrying') AND next_at_ms <= ?1
+                           AND namespace NOT IN (SELECT value FROM json_each(?3))
+                         ORDER BY next_at_ms LIMIT ?2)
                     UNION ALL
-                    SELECT request_id FROM async_events
-                     WHERE state = 'running' AND lease_until_ms < ?1)
+                    SELECT * FROM (
+                        SELECT * FROM async_events
+                         WHERE state = 'running' AND lease_until_ms < ?1
+                           AND namespace NOT IN (SELECT value FROM json_each(?3))
+                         ORDER BY lease_until_ms LIMIT ?2))
                  ORDER BY next_at_ms LIMIT ?2",
             )?;
             let rows = stmt.query_map(
-                params![now_ms, i64::try_from(limit).unwrap_or(i64::MAX)],
+                params![now_ms, i64::try_from(limit).unwrap_or(i64::MAX), skip],
                 |r| {
                     Ok(ClaimedEvent {
                         request_id: r.get(0)?,
@@ -242,6 +252,8 @@ impl SqliteStore {
                 function_attempts = function_attempts + ?5,
                 system_attempts = system_attempts + ?6,
                 dead_letter = ?7, response = COALESCE(?8, response),
+                payload = CASE WHEN ?3 IN ('succeeded', 'failed', 'expired') AND ?7 = 0
+                               THEN x'' ELSE payload END,
                 lease_owner = NULL, lease_until_ms = 0, updated_ms = ?9
              WHERE request_id = ?1 AND state = 'running' AND lease_owner = ?2",
             params![

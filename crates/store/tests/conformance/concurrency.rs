@@ -25,7 +25,7 @@ pub fn concurrent_claimers_take_each_event_exactly_once(store: &dyn Store) {
                     let owner = format!("claimer-{t}");
                     let mut mine = Vec::new();
                     loop {
-                        let batch = store.claim_events(&owner, now, LONG_LEASE, 7).unwrap();
+                        let batch = store.claim_events(&owner, now, LONG_LEASE, 7, &[]).unwrap();
                         if batch.is_empty() {
                             return mine;
                         }
@@ -58,7 +58,7 @@ pub fn concurrent_claimers_take_each_event_exactly_once(store: &dyn Store) {
         assert_eq!(state, EventState::Succeeded, "{}", e.request_id);
     }
     assert!(store
-        .claim_events("late", now, LONG_LEASE, 10)
+        .claim_events("late", now, LONG_LEASE, 10, &[])
         .unwrap()
         .is_empty());
 }

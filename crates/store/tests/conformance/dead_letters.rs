@@ -84,7 +84,7 @@ pub fn redrive_of_one_dead_letter_requeues_it_now_with_its_history(store: &dyn S
     assert_eq!(after.payload, before.payload);
     assert_eq!(dead_ids(store, "f", None, 10), ["e2"]);
 
-    let claimed = store.claim_events("o", now, LONG_LEASE, 10).unwrap();
+    let claimed = store.claim_events("o", now, LONG_LEASE, 10, &[]).unwrap();
     assert_eq!(ids(&claimed), ["e1"]);
     assert_eq!(
         (
@@ -136,7 +136,9 @@ pub fn redrive_of_all_requeues_every_dead_letter_of_the_function(store: &dyn Sto
         store.get_event("done").unwrap().unwrap().state,
         EventState::Succeeded
     );
-    let claimed = store.claim_events("o", T0 + 100, LONG_LEASE, 10).unwrap();
+    let claimed = store
+        .claim_events("o", T0 + 100, LONG_LEASE, 10, &[])
+        .unwrap();
     assert_eq!(ids(&claimed), ["e1", "e2"]);
     assert_eq!(
         store
@@ -239,13 +241,13 @@ pub fn prune_keeps_dead_letters_and_pending_events(store: &dyn Store) {
         },
     );
     assert_eq!(
-        ids(&store.claim_events("o", T0 + 5, LONG_LEASE, 1).unwrap()),
+        ids(&store.claim_events("o", T0 + 5, LONG_LEASE, 1, &[]).unwrap()),
         ["running"]
     );
     // Settled at cutoff + 10: finished, but not long enough ago.
     claim_and_settle(store, "new-ok", "o", cutoff, None, &ok);
 
-    assert_eq!(store.prune_events(cutoff, 0).unwrap(), 3);
+    assert_eq!(store.prune_events(cutoff, 0, 0).unwrap(), 3);
     for gone in ["old-ok", "old-failed", "old-expired"] {
         assert_eq!(store.get_event(gone).unwrap(), None, "{gone} pruned");
     }
@@ -253,7 +255,7 @@ pub fn prune_keeps_dead_letters_and_pending_events(store: &dyn Store) {
         assert!(store.get_event(kept).unwrap().is_some(), "{kept} kept");
     }
     assert_eq!(dead_ids(store, "f", None, 10), ["old-dead"]);
-    assert_eq!(store.prune_events(cutoff, 0).unwrap(), 0);
+    assert_eq!(store.prune_events(cutoff, 0, 0).unwrap(), 0);
 }
 
 pub fn prune_forgets_old_idempotency_keys(store: &dyn Store) {
@@ -268,7 +270,7 @@ pub fn prune_forgets_old_idempotency_keys(store: &dyn Store) {
         .unwrap();
     assert_eq!(answers, [Enqueued::New, Enqueued::New]);
 
-    assert_eq!(store.prune_events(0, T0 + 1_000).unwrap(), 0);
+    assert_eq!(store.prune_events(0, 0, T0 + 1_000).unwrap(), 0);
     // With a window reaching back to the start of time, only a forgotten key is new.
     let answers = store
         .enqueue_events(
@@ -309,13 +311,17 @@ pub fn queue_depths_count_pending_events_per_namespace(store: &dyn Store) {
         )
         .unwrap();
     let ok = Settle::Succeeded { response: None };
-    let claimed = store.claim_events("o", T0 + 1, LONG_LEASE, 10).unwrap();
+    let claimed = store
+        .claim_events("o", T0 + 1, LONG_LEASE, 10, &[])
+        .unwrap();
     assert_eq!(ids(&claimed), ["a-done", "c-done"]);
     for done in ["a-done", "c-done"] {
         assert!(store.settle_event(done, "o", &[], &ok, T0 + 2).unwrap());
     }
     assert_eq!(
-        ids(&store.claim_events("o", T0 + 50, LONG_LEASE, 10).unwrap()),
+        ids(&store
+            .claim_events("o", T0 + 50, LONG_LEASE, 10, &[])
+            .unwrap()),
         ["a-running"]
     );
     claim_and_settle(
@@ -347,4 +353,14 @@ pub fn queue_depths_count_pending_events_per_namespace(store: &dyn Store) {
             },
         ]
     );
+}
+
+pub fn prune_removes_dead_letters_only_past_their_own_age(store: &dyn Store) {
+    enqueue(store, &[("old", T0), ("young", T0 + 10_000)]);
+    dead_letter(store, "old", T0);
+    dead_letter(store, "young", T0 + 10_000);
+    // Finished events go at T0 + 20,000; dead letters only before T0 + 5,000.
+    assert_eq!(store.prune_events(T0 + 20_000, T0 + 5_000, 0).unwrap(), 1);
+    assert_eq!(dead_ids(store, "f", None, 10), ["young"]);
+    assert!(store.get_event("old").unwrap().is_none());
 }

@@ -130,7 +130,7 @@ pub fn the_queue_survives_reopen(open: &dyn Fn() -> Box<dyn Store>) {
             .unwrap();
         dead_letter(store.as_ref(), "dead", T0);
         assert_eq!(
-            ids(&store.claim_events("a", T0 + 1, lease, 1).unwrap()),
+            ids(&store.claim_events("a", T0 + 1, lease, 1, &[]).unwrap()),
             ["running"]
         );
         claim_and_settle(
@@ -172,7 +172,7 @@ pub fn the_queue_survives_reopen(open: &dyn Fn() -> Box<dyn Store>) {
     );
     // The lease is remembered: only the others are due.
     let claimed = store
-        .claim_events("b", T0 + 1_000, lease + 60_000, 10)
+        .claim_events("b", T0 + 1_000, lease + 60_000, 10, &[])
         .unwrap();
     assert_eq!(ids(&claimed), ["keyed", "queued", "retrying"]);
     assert!(store

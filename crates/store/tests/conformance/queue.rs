@@ -3,7 +3,9 @@
 
 use tern_store::{ClaimedEvent, Enqueued, EventState, EventStatus, Settle, Store};
 
-use crate::support::{attempt, enqueue, event, ids, keyed, LONG_LEASE, T0};
+use crate::support::{
+    attempt, claim_and_settle, dead_letter, enqueue, event, ids, keyed, LONG_LEASE, T0,
+};
 
 fn status(store: &dyn Store, request_id: &str) -> EventStatus {
     store
@@ -115,7 +117,7 @@ pub fn a_key_repeated_within_one_batch_is_a_duplicate_of_the_first(store: &dyn S
     );
     assert!(store.get_event("b").unwrap().is_none());
     assert!(store.get_event("d").unwrap().is_none());
-    let claimed = store.claim_events("o", T0, LONG_LEASE, 10).unwrap();
+    let claimed = store.claim_events("o", T0, LONG_LEASE, 10, &[]).unwrap();
     assert_eq!(ids(&claimed), ["a", "c"]);
 }
 
@@ -130,24 +132,30 @@ pub fn claim_takes_due_events_oldest_first_up_to_the_limit(store: &dyn Store) {
         ],
     );
     assert!(store
-        .claim_events("o", T0 + 99, LONG_LEASE, 10)
+        .claim_events("o", T0 + 99, LONG_LEASE, 10, &[])
         .unwrap()
         .is_empty());
     // Due means next_at_ms <= now.
     assert_eq!(
-        ids(&store.claim_events("o", T0 + 100, LONG_LEASE, 10).unwrap()),
+        ids(&store
+            .claim_events("o", T0 + 100, LONG_LEASE, 10, &[])
+            .unwrap()),
         ["first"]
     );
     assert_eq!(
-        ids(&store.claim_events("o", T0 + 1_000, LONG_LEASE, 1).unwrap()),
+        ids(&store
+            .claim_events("o", T0 + 1_000, LONG_LEASE, 1, &[])
+            .unwrap()),
         ["second"]
     );
     assert_eq!(
-        ids(&store.claim_events("o", T0 + 1_000, LONG_LEASE, 2).unwrap()),
+        ids(&store
+            .claim_events("o", T0 + 1_000, LONG_LEASE, 2, &[])
+            .unwrap()),
         ["late", "third"]
     );
     assert!(store
-        .claim_events("o", T0 + 1_000, LONG_LEASE, 10)
+        .claim_events("o", T0 + 1_000, LONG_LEASE, 10, &[])
         .unwrap()
         .is_empty());
 }
@@ -157,7 +165,7 @@ pub fn a_claimed_event_carries_the_event(store: &dyn Store) {
     new.qualifier = "live".into();
     new.payload = vec![0, 159, 146, 150, 255];
     store.enqueue_events(std::slice::from_ref(&new), 0).unwrap();
-    let claimed = store.claim_events("o", T0, LONG_LEASE, 10).unwrap();
+    let claimed = store.claim_events("o", T0, LONG_LEASE, 10, &[]).unwrap();
     assert_eq!(
         claimed,
         [ClaimedEvent {
@@ -179,20 +187,20 @@ pub fn a_leased_event_is_claimed_again_only_after_its_lease_expires(store: &dyn 
     enqueue(store, &[("e1", T0)]);
     let lease = T0 + 5_000;
     assert_eq!(
-        ids(&store.claim_events("a", T0, lease, 10).unwrap()),
+        ids(&store.claim_events("a", T0, lease, 10, &[]).unwrap()),
         ["e1"]
     );
     assert!(store
-        .claim_events("b", T0 + 10, T0 + 9_000, 10)
+        .claim_events("b", T0 + 10, T0 + 9_000, 10, &[])
         .unwrap()
         .is_empty());
     assert!(store
-        .claim_events("a", lease - 1, T0 + 9_000, 10)
+        .claim_events("a", lease - 1, T0 + 9_000, 10, &[])
         .unwrap()
         .is_empty());
 
     let again = store
-        .claim_events("b", lease + 1, lease + 5_000, 10)
+        .claim_events("b", lease + 1, lease + 5_000, 10, &[])
         .unwrap();
     assert_eq!(ids(&again), ["e1"]);
     assert!(again[0].lease_expired, "reclaimed after an expired lease");
@@ -210,7 +218,7 @@ pub fn a_leased_event_is_claimed_again_only_after_its_lease_expires(store: &dyn 
 pub fn settle_by_another_owner_changes_nothing(store: &dyn Store) {
     enqueue(store, &[("held", T0), ("queued", T0 + 1)]);
     assert_eq!(
-        ids(&store.claim_events("a", T0 + 1, LONG_LEASE, 1).unwrap()),
+        ids(&store.claim_events("a", T0 + 1, LONG_LEASE, 1, &[]).unwrap()),
         ["held"]
     );
     let done = Settle::Succeeded {
@@ -238,7 +246,7 @@ pub fn settle_by_another_owner_changes_nothing(store: &dyn Store) {
 
 pub fn settle_succeeded_stores_the_response(store: &dyn Store) {
     enqueue(store, &[("e1", T0)]);
-    store.claim_events("o", T0, LONG_LEASE, 10).unwrap();
+    store.claim_events("o", T0, LONG_LEASE, 10, &[]).unwrap();
     let done = Settle::Succeeded {
         response: Some(b"{\"ok\":true}".to_vec()),
     };
@@ -254,7 +262,7 @@ pub fn settle_succeeded_stores_the_response(store: &dyn Store) {
     assert!(!got.dead_letter);
     // Finished: never claimed again, not even once its lease would have run out.
     assert!(store
-        .claim_events("o", LONG_LEASE + 1, LONG_LEASE + 2, 10)
+        .claim_events("o", LONG_LEASE + 1, LONG_LEASE + 2, 10, &[])
         .unwrap()
         .is_empty());
     // Nor settled again.
@@ -263,7 +271,7 @@ pub fn settle_succeeded_stores_the_response(store: &dyn Store) {
 
 pub fn settle_retry_counts_function_and_system_failures_apart(store: &dyn Store) {
     enqueue(store, &[("e1", T0)]);
-    store.claim_events("o", T0, LONG_LEASE, 10).unwrap();
+    store.claim_events("o", T0, LONG_LEASE, 10, &[]).unwrap();
     let retry_at = T0 + 5_000;
     let function_error = Settle::Retry {
         next_at_ms: retry_at,
@@ -291,10 +299,12 @@ pub fn settle_retry_counts_function_and_system_failures_apart(store: &dyn Store)
     assert_eq!(got.updated_ms, T0 + 10);
 
     assert!(store
-        .claim_events("o", retry_at - 1, LONG_LEASE, 10)
+        .claim_events("o", retry_at - 1, LONG_LEASE, 10, &[])
         .unwrap()
         .is_empty());
-    let claimed = store.claim_events("o", retry_at, LONG_LEASE, 10).unwrap();
+    let claimed = store
+        .claim_events("o", retry_at, LONG_LEASE, 10, &[])
+        .unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(
         (
@@ -330,7 +340,7 @@ pub fn settle_retry_counts_function_and_system_failures_apart(store: &dyn Store)
     );
     assert_eq!(got.attempts.len(), 2);
     let claimed = store
-        .claim_events("o", retry_at + 1_000, LONG_LEASE, 10)
+        .claim_events("o", retry_at + 1_000, LONG_LEASE, 10, &[])
         .unwrap();
     assert_eq!(
         (claimed[0].function_attempts, claimed[0].system_attempts),
@@ -343,7 +353,9 @@ pub fn settle_failed_or_expired_goes_to_the_dead_letter_queue_when_asked(store: 
         store,
         &[("dlq", T0), ("dropped", T0 + 1), ("expired", T0 + 2)],
     );
-    let claimed = store.claim_events("o", T0 + 2, LONG_LEASE, 10).unwrap();
+    let claimed = store
+        .claim_events("o", T0 + 2, LONG_LEASE, 10, &[])
+        .unwrap();
     assert_eq!(claimed.len(), 3);
     let failed = |dead_letter| Settle::Failed {
         dead_letter,
@@ -400,7 +412,7 @@ pub fn settle_failed_or_expired_goes_to_the_dead_letter_queue_when_asked(store: 
     let listed = store.list_dead_letters("default", "f", None, 10).unwrap();
     assert_eq!(listed, [dlq, expired]);
     assert!(store
-        .claim_events("o", LONG_LEASE + 1, LONG_LEASE + 2, 10)
+        .claim_events("o", LONG_LEASE + 1, LONG_LEASE + 2, 10, &[])
         .unwrap()
         .is_empty());
 }
@@ -426,7 +438,7 @@ pub fn get_event_returns_every_attempt_in_order(store: &dyn Store) {
     for (tried, settle) in tries.iter().zip(&settles) {
         let now = tried.started_ms;
         assert_eq!(
-            ids(&store.claim_events("o", now, LONG_LEASE, 10).unwrap()),
+            ids(&store.claim_events("o", now, LONG_LEASE, 10, &[]).unwrap()),
             ["e1"]
         );
         assert!(store
@@ -454,9 +466,15 @@ pub fn renew_extends_only_the_owners_leases(store: &dyn Store) {
         ],
     );
     let lease = T0 + 1_000;
-    assert_eq!(store.claim_events("a", T0 + 1, lease, 2).unwrap().len(), 2);
     assert_eq!(
-        ids(&store.claim_events("b", T0 + 2, lease, 10).unwrap()),
+        store
+            .claim_events("a", T0 + 1, lease, 2, &[])
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        ids(&store.claim_events("b", T0 + 2, lease, 10, &[]).unwrap()),
         ["b1"]
     );
 
@@ -464,7 +482,7 @@ pub fn renew_extends_only_the_owners_leases(store: &dyn Store) {
     assert_eq!(store.renew_leases("nobody", T0 + 50_000).unwrap(), 0);
 
     let taken = store
-        .claim_events("c", T0 + 20_000, T0 + 60_000, 10)
+        .claim_events("c", T0 + 20_000, T0 + 60_000, 10, &[])
         .unwrap();
     assert_eq!(ids(&taken), ["b1", "q"]);
     assert!(
@@ -494,12 +512,12 @@ pub fn renew_extends_only_the_owners_leases(store: &dyn Store) {
 pub fn abandon_frees_other_owners_leases_at_once(store: &dyn Store) {
     enqueue(store, &[("mine", T0), ("theirs", T0 + 1), ("also", T0 + 2)]);
     assert_eq!(
-        ids(&store.claim_events("me", T0, LONG_LEASE, 1).unwrap()),
+        ids(&store.claim_events("me", T0, LONG_LEASE, 1, &[]).unwrap()),
         ["mine"]
     );
     assert_eq!(
         store
-            .claim_events("dead", T0 + 2, LONG_LEASE, 10)
+            .claim_events("dead", T0 + 2, LONG_LEASE, 10, &[])
             .unwrap()
             .len(),
         2
@@ -507,7 +525,9 @@ pub fn abandon_frees_other_owners_leases_at_once(store: &dyn Store) {
 
     assert_eq!(store.abandon_leases("me").unwrap(), 2);
     // The store's clock is the caller's: "now" is the time the claims above used.
-    let freed = store.claim_events("me", T0 + 3, LONG_LEASE, 10).unwrap();
+    let freed = store
+        .claim_events("me", T0 + 3, LONG_LEASE, 10, &[])
+        .unwrap();
     assert_eq!(ids(&freed), ["also", "theirs"]);
     assert!(freed.iter().all(|c| c.lease_expired), "{freed:?}");
     assert_eq!(store.abandon_leases("me").unwrap(), 0);
@@ -515,4 +535,85 @@ pub fn abandon_frees_other_owners_leases_at_once(store: &dyn Store) {
     assert!(store
         .settle_event("mine", "me", &[], &done, T0 + 4)
         .unwrap());
+}
+
+pub fn claim_skips_the_namespaces_it_is_told_to(store: &dyn Store) {
+    store
+        .enqueue_events(
+            &[
+                event("a1", "busy", "f", T0),
+                event("b1", "calm", "f", T0 + 1),
+                event("a2", "busy", "f", T0 + 2),
+            ],
+            0,
+        )
+        .unwrap();
+    let skip = ["busy".to_string()];
+    assert_eq!(
+        ids(&store
+            .claim_events("o", T0 + 10, LONG_LEASE, 10, &skip)
+            .unwrap()),
+        ["b1"]
+    );
+    assert_eq!(
+        ids(&store
+            .claim_events("o", T0 + 10, LONG_LEASE, 10, &[])
+            .unwrap()),
+        ["a1", "a2"]
+    );
+}
+
+pub fn one_settle_records_several_attempts_in_order(store: &dyn Store) {
+    enqueue(store, &[("e1", T0)]);
+    store.claim_events("o", T0, LONG_LEASE, 10, &[]).unwrap();
+    let tried = [attempt(T0, "lease_expired"), attempt(T0 + 10, "success")];
+    assert!(store
+        .settle_event(
+            "e1",
+            "o",
+            &tried,
+            &Settle::Succeeded { response: None },
+            T0 + 20
+        )
+        .unwrap());
+    let outcomes: Vec<String> = store
+        .get_event("e1")
+        .unwrap()
+        .unwrap()
+        .attempts
+        .into_iter()
+        .map(|a| a.outcome)
+        .collect();
+    assert_eq!(outcomes, ["lease_expired", "success"]);
+}
+
+pub fn a_finished_event_keeps_its_payload_only_as_a_dead_letter(store: &dyn Store) {
+    enqueue(store, &[("ok", T0), ("sent", T0 + 1), ("dead", T0 + 2)]);
+    claim_and_settle(
+        store,
+        "ok",
+        "o",
+        T0,
+        None,
+        &Settle::Succeeded { response: None },
+    );
+    claim_and_settle(
+        store,
+        "sent",
+        "o",
+        T0 + 1,
+        None,
+        &Settle::Failed {
+            dead_letter: false,
+            response: None,
+        },
+    );
+    dead_letter(store, "dead", T0 + 2);
+    let payload = |id: &str| store.get_event(id).unwrap().unwrap().payload;
+    assert!(
+        payload("ok").is_empty(),
+        "no one reads a finished event's payload"
+    );
+    assert!(payload("sent").is_empty());
+    assert_eq!(payload("dead"), b"{\"id\":\"dead\"}", "a redrive needs it");
 }

@@ -252,7 +252,7 @@ pub fn claim_and_settle(
     settle: &Settle,
 ) {
     let claimed = store
-        .claim_events(owner, now_ms, now_ms + 1_000, 10)
+        .claim_events(owner, now_ms, now_ms + 1_000, 10, &[])
         .unwrap();
     assert_eq!(ids(&claimed), [request_id], "claimed at {now_ms}");
     assert!(store
