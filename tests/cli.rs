@@ -575,3 +575,105 @@ fn deploy_turns_snap_start_on_and_off() {
         json!({"ApplyOn": "None", "OptimizationStatus": "Off"})
     );
 }
+
+/// Polls `tern invocations get ID` until the invocation is in `state`.
+fn invocation_in_state(server: &Server, id: &str, state: &str) -> Value {
+    for _ in 0..200 {
+        let got = tern(server, &["invocations", "get", id]).ok().json();
+        if got["state"] == state {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("invocation {id} never reached {state}");
+}
+
+#[test]
+fn async_invoke_status_and_the_dead_letter_queue_through_the_cli() {
+    let server = Server::start();
+    let dir = python_dir(1);
+    deploy(
+        &server,
+        path_str(dir.path()),
+        "flaky",
+        "python3.11",
+        "app.fail",
+        &[],
+    )
+    .ok();
+    let put = server.request(
+        "PUT",
+        "/2019-09-25/functions/flaky/event-invoke-config",
+        &[("content-type", "application/json")],
+        br#"{"MaximumRetryAttempts": 0}"#,
+    );
+    assert_eq!(put.status, 200, "{}", put.text());
+
+    let id = tern(
+        &server,
+        &["invoke", "flaky", "--async", "--payload", r#"{"x": 1}"#],
+    )
+    .ok()
+    .stdout
+    .trim()
+    .to_string();
+    assert_eq!(id.len(), 36, "a request id: {id:?}");
+    let failed = invocation_in_state(&server, &id, "failed");
+    assert_eq!(failed["deadLetter"], true);
+    assert_eq!(failed["attempts"][0]["errorType"], "ValueError");
+
+    let listed = tern(&server, &["dlq", "list", "flaky"]).ok().json();
+    assert_eq!(listed["entries"][0]["requestId"], id.as_str());
+    assert_eq!(listed["entries"][0]["payload"], json!({"x": 1}));
+    let shown = tern(&server, &["dlq", "show", "flaky", &id]).ok().json();
+    assert_eq!(shown["attempts"].as_array().map(Vec::len), Some(1));
+
+    // Redrive: it runs again under the same id (and fails again, back in the DLQ).
+    let redriven = tern(&server, &["dlq", "redrive", "flaky", "--all"])
+        .ok()
+        .json();
+    assert_eq!(redriven["redriven"], 1);
+    for _ in 0..200 {
+        let got = invocation_in_state(&server, &id, "failed");
+        if got["attempts"].as_array().map(Vec::len) == Some(2) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        invocation_in_state(&server, &id, "failed")["attempts"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+
+    let missing = tern(&server, &["dlq", "redrive", "flaky", "no-such-id"]).failed();
+    assert!(missing.stderr.contains("No dead letter"), "{missing:#?}");
+    let purged = tern(&server, &["dlq", "purge", "flaky", &id]).ok().json();
+    assert_eq!(purged["purged"], 1);
+    assert_eq!(
+        tern(&server, &["dlq", "list", "flaky"]).ok().json()["entries"],
+        json!([])
+    );
+
+    // An idempotency key queues one event for two invokes.
+    let once = |payload: &str| {
+        tern(
+            &server,
+            &[
+                "invoke",
+                "flaky",
+                "--async",
+                "--idempotency-key",
+                "k1",
+                "--payload",
+                payload,
+            ],
+        )
+        .ok()
+        .stdout
+        .trim()
+        .to_string()
+    };
+    assert_eq!(once(r#"{"x": 2}"#), once(r#"{"x": 3}"#));
+}
