@@ -247,10 +247,14 @@ def test_event_invoke_config_api_has_lambdas_shapes(lambda_client, deploy):
         "Destination": f"arn:aws:lambda:{REGION}:111111111111:function:x"}}}, "another account"),
     ({"DestinationConfig": {"OnSuccess": {"Destination": "https://example.invalid/"}}},
      "https"),
+    ({"DestinationConfig": {"OnSuccess": {"Destination": "SELF"}}}, "the function itself"),
 ])
 def test_bad_event_invoke_configs_are_refused(make_client, hello_fn, config, needle):
     # botocore checks some minimums client-side; send what a careless client would.
     client = make_client(parameter_validation=False)
+    on_success = config.get("DestinationConfig", {}).get("OnSuccess", {})
+    if on_success.get("Destination") == "SELF":
+        config = {"DestinationConfig": {"OnSuccess": {"Destination": function_arn(hello_fn)}}}
     with pytest.raises(botocore.exceptions.ClientError) as e:
         client.put_function_event_invoke_config(FunctionName=hello_fn, **config)
     err = e.value.response["Error"]

@@ -177,6 +177,7 @@ impl AsyncService {
     async fn check_destinations(
         &self,
         caller: &Caller,
+        function: &str,
         settings: &EventInvokeSettings,
     ) -> Result<(), ServiceError> {
         for dest in [&settings.on_success, &settings.on_failure]
@@ -188,6 +189,11 @@ impl AsyncService {
                     if account != caller.account {
                         return Err(invalid(format!(
                             "Destination '{dest}' belongs to another account"
+                        )));
+                    }
+                    if name == function {
+                        return Err(invalid(format!(
+                            "Destination '{dest}' is the function itself: each record would invoke it again, without end"
                         )));
                     }
                     if self
@@ -235,7 +241,7 @@ impl AsyncService {
             None => EventInvokeSettings::default(),
         };
         settings.apply(input, replace).map_err(invalid)?;
-        self.check_destinations(caller, &settings).await?;
+        self.check_destinations(caller, &name, &settings).await?;
         let row = EventInvokeConfigRow {
             namespace: caller.namespace.clone(),
             function: name,
