@@ -351,6 +351,44 @@ impl Api {
         })
     }
 
+    /// An asynchronous invoke (`X-Amz-Invocation-Type: Event`): the server answers 202
+    /// once the event is durably stored. Any status is a response.
+    pub fn invoke_event(&self, name: &str, payload: &[u8]) -> anyhow::Result<Response> {
+        self.request(
+            "POST",
+            &format!("/2015-03-31/functions/{name}/invocations"),
+            &[("x-amz-invocation-type", "Event")],
+            payload,
+        )
+    }
+
+    /// The status of an asynchronous invocation (`GET /tern/v1/invocations/{id}`).
+    pub fn invocation_status(&self, request_id: &str) -> anyhow::Result<Value> {
+        let resp = self.request(
+            "GET",
+            &format!("/tern/v1/invocations/{request_id}"),
+            &[],
+            b"",
+        )?;
+        let resp = Self::expect(resp, 200, &format!("status of {request_id}"))?;
+        serde_json::from_slice(&resp.body)
+            .with_context(|| format!("status of {request_id}: not JSON: {}", resp.text()))
+    }
+
+    /// A metric's value summed over its label sets, from `/metrics` (0 if absent or
+    /// unreadable).
+    pub fn metric(&self, name: &str) -> f64 {
+        let Ok(resp) = self.get_unsigned("/metrics") else {
+            return 0.0;
+        };
+        resp.text()
+            .lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter(|l| l[name.len()..].starts_with([' ', '{']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// Cold starts so far by function and by what served them (`tern_cold_starts_total`'s
     /// `served_by` label: template, started_ahead, held_sandbox, new_sandbox).
     pub fn cold_starts_served_by(

@@ -1,7 +1,8 @@
-//! The functions the harness deploys: hello-world for each runtime and a no-op for
-//! throughput. Each returns its log stream name (`<date>/[<version>]<instance id>`), so
-//! the harness knows which instance served a request; hello-world also reports how long
-//! its own handler body took, as `handler_ns`.
+//! The functions the harness deploys: hello-world for each runtime, a no-op for
+//! throughput and enqueue, and one that returns when it started (async section). The
+//! hello-worlds and the no-op return their log stream name
+//! (`<date>/[<version>]<instance id>`), so the harness knows which instance served a
+//! request; hello-world also reports how long its own handler body took, as `handler_ns`.
 
 use std::io::Write;
 use std::path::Path;
@@ -40,6 +41,16 @@ def handler(event, context):
 pub const PY_NOOP: &str = "\
 def handler(event, context):
     return context.log_stream_name
+";
+
+/// Returns the wall clock at the start of its handler (the async section's
+/// enqueue → start: the client on the same host reads the same clock).
+pub const PY_STARTED_AT: &str = "\
+import time
+
+
+def handler(event, context):
+    return {\"t\": time.time()}
 ";
 
 pub const NODE_HELLO: &str = "\
@@ -95,6 +106,14 @@ pub fn python_noop() -> anyhow::Result<Function> {
         runtime: "python3.11",
         handler: "app.handler",
         zip: zip(&[("app.py", PY_NOOP.as_bytes(), 0o644)])?,
+    })
+}
+
+pub fn python_started_at() -> anyhow::Result<Function> {
+    Ok(Function {
+        runtime: "python3.11",
+        handler: "app.handler",
+        zip: zip(&[("app.py", PY_STARTED_AT.as_bytes(), 0o644)])?,
     })
 }
 

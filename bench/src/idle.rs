@@ -62,19 +62,6 @@ fn mem_available_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// A metric's summed value over its label sets, from `/metrics`.
-fn metric(api: &Api, name: &str) -> f64 {
-    let Ok(resp) = api.get_unsigned("/metrics") else {
-        return 0.0;
-    };
-    resp.text()
-        .lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter(|l| l[name.len()..].starts_with([' ', '{']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// Invokes each of `names` once from [`THREADS`] threads: per name, the instance that
 /// served it (or the failure) and the client latency.
 fn invoke_all(api: &Api, names: &[String]) -> HashMap<String, (Result<String, String>, Duration)> {
@@ -118,13 +105,13 @@ pub fn idle_instances(binary: &std::path::Path, n: usize) -> anyhow::Result<Idle
         .collect();
     let per_instance = memory::measure(&alive_ids);
     let host_memory_used_mib = before - mem_available_mib();
-    let counted_mib = metric(&server.api, "tern_instance_memory_counted_bytes") / 1048576.0;
-    let evictions = metric(&server.api, "tern_instance_evictions_total") as u64;
+    let counted_mib = server.api.metric("tern_instance_memory_counted_bytes") / 1048576.0;
+    let evictions = server.api.metric("tern_instance_evictions_total") as u64;
     let evictions_by_reason = ["room", "host_memory"]
         .into_iter()
         .map(|reason| {
             let labelled = format!("tern_instance_evictions_total{{reason=\"{reason}\"}}");
-            (reason.to_string(), metric(&server.api, &labelled) as u64)
+            (reason.to_string(), server.api.metric(&labelled) as u64)
         })
         .filter(|(_, n)| *n > 0)
         .collect();

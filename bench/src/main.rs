@@ -6,13 +6,16 @@
 //! builds a sandbox and execs a fresh interpreter per cold start; that interpreter
 //! alone, without sandbox or HTTP; a bare fork of a warm interpreter into new
 //! namespaces), the phases of a Python start, and the
-//! sandbox's own setup cost, and prints a table (and JSON with `--json`).
+//! sandbox's own setup cost, and prints a table (and JSON with `--json`). The async
+//! section measures asynchronous invocation: durable enqueue on SQLite and PostgreSQL,
+//! enqueue → start, and the sync warm path on a server on PostgreSQL.
 //!
 //! Usage (as root, from the repository root):
 //! `cargo build --release --workspace && target/release/tern-bench --all`
 
 #![forbid(unsafe_code)]
 
+mod async_invoke;
 mod baselines;
 mod burst;
 mod client;
@@ -71,6 +74,28 @@ struct Args {
     /// server counts, and their next invoke.
     #[arg(long)]
     idle: bool,
+    /// Asynchronous invocation: durable enqueue throughput on SQLite and on PostgreSQL
+    /// (queue-only servers), enqueue → start on an idle server, and the Python warm
+    /// series on a server on PostgreSQL against one on SQLite.
+    #[arg(long = "async")]
+    async_invoke: bool,
+    /// Connections (threads, one keep-alive connection each) sending Event invokes in
+    /// the async section's enqueue cases.
+    #[arg(long, default_value_t = 64)]
+    async_connections: usize,
+    /// Timed Event invokes per enqueue case (after 1,000 untimed ones).
+    #[arg(long, default_value_t = 20000)]
+    async_events: usize,
+    /// Enqueue → start samples, one event at a time.
+    #[arg(long, default_value_t = 200)]
+    async_start_samples: usize,
+    /// Pause before each enqueue → start sample.
+    #[arg(long, default_value_t = 50)]
+    async_start_pause_ms: u64,
+    /// PostgreSQL server of the async section's PostgreSQL cases: each case gets a fresh
+    /// database there, dropped after (the URL's own database is where they are created).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    database: String,
     /// Functions (so instances) in the idle section.
     #[arg(long, default_value_t = 1000)]
     idle_functions: usize,
@@ -121,7 +146,8 @@ impl Args {
                 || self.throughput
                 || self.memory
                 || self.burst
-                || self.idle)
+                || self.idle
+                || self.async_invoke)
         {
             self.burst = true;
             self.idle = true;
@@ -130,6 +156,7 @@ impl Args {
             self.warm = true;
             self.throughput = true;
             self.memory = true;
+            self.async_invoke = true;
         }
     }
 }
@@ -177,6 +204,16 @@ fn main() -> anyhow::Result<()> {
     if args.concurrency.contains(&0) {
         bail!("--concurrency levels must be at least 1");
     }
+    if args.async_invoke {
+        if args.async_connections == 0 || args.async_start_samples == 0 {
+            bail!("--async-connections and --async-start-samples must be at least 1");
+        }
+        // Fail now rather than after the other sections.
+        drop(async_invoke::FreshDatabase::create(
+            &args.database,
+            "probe",
+        )?);
+    }
     let mut results = Results {
         machine: Machine::detect(),
         settings: Settings {
@@ -188,6 +225,10 @@ fn main() -> anyhow::Result<()> {
             concurrency: args.concurrency.clone(),
             sandbox_iterations: args.sandbox_iterations,
             sandbox_python_samples: args.sandbox_python_samples,
+            async_connections: args.async_connections,
+            async_events: args.async_events,
+            async_start_samples: args.async_start_samples,
+            async_start_pause_ms: args.async_start_pause_ms,
         },
         ..Default::default()
     };
@@ -246,6 +287,9 @@ fn main() -> anyhow::Result<()> {
         eprintln!("idle: {n} idle warm python instances on one server");
         results.idle = Some(idle::idle_instances(&binary, n)?);
     }
+    if args.async_invoke {
+        run_async(&args, &mut results)?;
+    }
     results.machine.loadavg_after = report::loadavg();
     results.evaluate();
     report::print_table(&results);
@@ -258,6 +302,37 @@ fn main() -> anyhow::Result<()> {
         }
         None => {}
     }
+    Ok(())
+}
+
+/// The async section, each case on servers of its own.
+fn run_async(args: &Args, results: &mut Results) -> anyhow::Result<()> {
+    use async_invoke::Store;
+    let binary = server::find_binary(args.tern.as_deref())?;
+    let (c, n) = (args.async_connections, args.async_events);
+    let r = &mut results.async_invoke;
+    for store in [Store::Sqlite, Store::Postgres(&args.database)] {
+        eprintln!(
+            "async: {n} Event invokes from {c} connections to a queue-only server on {}",
+            store.name()
+        );
+        r.enqueue.push(async_invoke::enqueue(&binary, store, c, n)?);
+    }
+    let (samples, pause) = (
+        args.async_start_samples,
+        Duration::from_millis(args.async_start_pause_ms),
+    );
+    eprintln!("async: {samples} enqueue → start samples on an idle server, {pause:?} apart");
+    r.enqueue_to_start = Some(async_invoke::enqueue_to_start(&binary, samples, pause)?);
+    eprintln!(
+        "async: python warm series ({} samples) on a server on SQLite, then on PostgreSQL",
+        args.warm_samples
+    );
+    r.warm_by_store = Some(async_invoke::warm_by_store(
+        &binary,
+        &args.database,
+        args.warm_samples,
+    )?);
     Ok(())
 }
 

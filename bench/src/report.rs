@@ -4,6 +4,7 @@ use std::process::Command;
 
 use serde::Serialize;
 
+use crate::async_invoke::AsyncResults;
 use crate::baselines::PhaseSample;
 use crate::cold::ColdResult;
 use crate::memory::InstancesMemory;
@@ -81,6 +82,10 @@ pub struct Settings {
     pub concurrency: Vec<usize>,
     pub sandbox_iterations: usize,
     pub sandbox_python_samples: usize,
+    pub async_connections: usize,
+    pub async_events: usize,
+    pub async_start_samples: usize,
+    pub async_start_pause_ms: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -175,6 +180,8 @@ pub struct Results {
     pub memory: Vec<MemoryEntry>,
     pub burst: crate::burst::BurstResults,
     pub idle: Option<crate::idle::IdleInstances>,
+    #[serde(rename = "async")]
+    pub async_invoke: AsyncResults,
     pub targets: Vec<Target>,
     pub server_warnings: Vec<String>,
     /// `tern/<server_id>` cgroup dirs the server left behind after it stopped.
@@ -360,6 +367,46 @@ impl Results {
                 "inv/s",
             ));
         }
+        let a = &self.async_invoke;
+        for e in &a.enqueue {
+            let floor = if e.store == crate::async_invoke::SQLITE {
+                5000.0
+            } else {
+                2000.0
+            };
+            let case = format!(
+                "async enqueue on {}, queue-only, c={}",
+                e.store, e.connections
+            );
+            t.push(at_least(
+                &format!("{case}: accepted/s"),
+                e.per_second,
+                floor,
+                "ev/s",
+            ));
+            t.push(at_least(
+                &format!("{case}: 202s"),
+                e.accepted as f64,
+                e.events as f64,
+                "events",
+            ));
+        }
+        if let Some(s) = &a.enqueue_to_start {
+            t.push(at_most(
+                "async enqueue → start p50 (idle server, SQLite)",
+                s.sent_to_start.p50_ms,
+                5.0,
+                "ms",
+            ));
+        }
+        if let Some(w) = &a.warm_by_store {
+            t.push(at_most(
+                "python warm p50 on PostgreSQL / on SQLite",
+                w.p50_ratio,
+                1.1,
+                "x",
+            ));
+        }
         // The worst of the Python measurements: the single hello-world instance, the
         // pool left by the throughput run, the zygote-forked ones.
         let mem = self
@@ -388,6 +435,97 @@ fn row(label: &str, s: &Summary) {
         "  {label:<60} p50 {:>9.3} ms  p99 {:>9.3} ms  (n={})",
         s.p50_ms, s.p99_ms, s.n
     );
+}
+
+fn print_async(a: &AsyncResults) {
+    if !a.enqueue.is_empty() {
+        println!(
+            "\nasync: durable enqueue (Event invokes of a no-op python function, small payloads; \
+             queue-only server: async.concurrency = 0, nothing runs)"
+        );
+        println!(
+            "  {:<10} {:>4} {:>7} {:>8} {:>5} {:>6} {:>9} {:>10} {:>10} {:>8} {:>8}",
+            "store",
+            "c",
+            "events",
+            "202s",
+            "429",
+            "errors",
+            "ev/s",
+            "p50 ms",
+            "p99 ms",
+            "seconds",
+            "queued"
+        );
+        for e in &a.enqueue {
+            println!(
+                "  {:<10} {:>4} {:>7} {:>8} {:>5} {:>6} {:>9.0} {:>10.3} {:>10.3} {:>8.2} {:>8}",
+                e.store,
+                e.connections,
+                e.events,
+                e.accepted,
+                e.throttled,
+                e.errors,
+                e.per_second,
+                e.latency.p50_ms,
+                e.latency.p99_ms,
+                e.seconds,
+                e.queued_after
+            );
+            let c = &e.cpu;
+            println!(
+                "       CPU per event: client {:.0} µs, server {:.0} µs{}; machine {:.0}% busy; \
+                 queued = stored after the run, {} warm-up events included",
+                c.client_us,
+                c.server_us,
+                c.database_us
+                    .map_or(String::new(), |d| format!(", PostgreSQL {d:.0} µs")),
+                c.machine_busy * 100.0,
+                e.warmup_accepted
+            );
+            if let Some(err) = &e.first_error {
+                println!("       first error: {err}");
+            }
+        }
+    }
+    if let Some(s) = &a.enqueue_to_start {
+        println!(
+            "\nasync: enqueue → start on an idle server (default settings, SQLite; warm python \
+             function; one event at a time, {} ms pause before each; {} cold starts)",
+            s.pause_ms, s.cold_starts
+        );
+        row(
+            "client sent → handler's time.time() at start",
+            &s.sent_to_start,
+        );
+        row("  client: 202 latency", &s.accepted);
+        row(
+            "  server clock (ms): enqueued → attempt started",
+            &s.enqueued_to_attempt,
+        );
+        row(
+            "  server clock (ms): attempt started → handler start",
+            &s.attempt_to_handler,
+        );
+        if let Some(m) = s.server_histogram_mean_ms {
+            println!("  tern_async_enqueue_to_start_seconds: mean {m:.3} ms over the samples");
+        }
+    }
+    if let Some(w) = &a.warm_by_store {
+        println!(
+            "\nasync: sync warm invoke by store (python3.11 hello-world, 128 MB, back to back)"
+        );
+        for r in [&w.sqlite, &w.postgres] {
+            println!("  {}", r.variant);
+            row("  client latency", &r.client);
+            row("  platform overhead (client − handler)", &r.overhead);
+            row("  server side (client − REPORT Duration)", &r.server_side);
+        }
+        println!(
+            "  PostgreSQL / SQLite client latency: p50 {:.3}x, p99 {:.3}x",
+            w.p50_ratio, w.p99_ratio
+        );
+    }
 }
 
 pub fn print_table(r: &Results) {
@@ -623,6 +761,7 @@ pub fn print_table(r: &Results) {
             }
         }
     }
+    print_async(&r.async_invoke);
     if !r.memory.is_empty() {
         println!("\nmemory per idle warm instance (MiB; mean over the instances measured)");
         println!(

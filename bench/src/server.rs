@@ -42,15 +42,36 @@ impl TernServer {
 
     /// Starts a server with extra `tern server` flags.
     pub fn start_with(binary: &Path, flags: &[&str]) -> anyhow::Result<TernServer> {
+        TernServer::launch(binary, flags, None)
+    }
+
+    /// Starts a server with extra flags and `config` as its TOML config file (for
+    /// settings that have no flag, such as `[async]`).
+    pub fn start_with_config(
+        binary: &Path,
+        flags: &[&str],
+        config: &str,
+    ) -> anyhow::Result<TernServer> {
+        TernServer::launch(binary, flags, Some(config))
+    }
+
+    fn launch(binary: &Path, flags: &[&str], config: Option<&str>) -> anyhow::Result<TernServer> {
         let dir = tempfile::Builder::new().prefix("tern-bench-").tempdir()?;
         let data_dir = dir.path().join("data");
         let log = std::fs::File::create(dir.path().join("server.log"))?;
-        let mut child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .arg("server")
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--data-dir")
-            .arg(&data_dir)
+            .arg(&data_dir);
+        if let Some(text) = config {
+            let file = dir.path().join("tern.toml");
+            std::fs::write(&file, text)?;
+            command.arg("--config").arg(file);
+        }
+        let mut child = command
             .args(flags)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
