@@ -1,22 +1,23 @@
-//! The execution step every trigger shares: admit → acquire → run → release, with
-//! START/END/REPORT and metrics. Sync invoke, the async dispatcher and later triggers
-//! call [`Executor::execute`] and shape its [`Execution`] their own way.
+//! The execution step every trigger shares: admit → acquire → run → release, reported
+//! as it goes (`reporting.rs`: START/END/REPORT and metrics). Sync invoke, the async
+//! dispatcher and later triggers call [`Executor::execute`] and shape its
+//! [`Execution`] their own way.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tern_core::function::{FunctionRecord, LATEST};
+use tern_core::function::FunctionRecord;
 use tern_core::limits;
 use tern_core::wire::FunctionErrorBody;
 use tern_runtime::{
     describe_exit, AcquireError, InstanceManager, InvokeInput, Outcome, StartError,
 };
-use tern_store::LogLine;
 use tern_telemetry::{LogSink, Metrics};
 
 use crate::admission::{Admission, Throttle};
-use crate::platform_log::{PlatformLog, Report};
+use crate::platform_log::Report;
+use crate::reporting::{Reporting, RunReport};
 
 /// One run of a function, as a trigger asks for it.
 #[derive(Debug, Clone)]
@@ -95,8 +96,7 @@ pub enum ExecutionError {
 pub struct Executor {
     admission: Arc<Admission>,
     instances: Arc<InstanceManager>,
-    logs: LogSink,
-    metrics: Arc<Metrics>,
+    reporting: Reporting,
     spec: Box<dyn Fn(&FunctionRecord) -> tern_runtime::FunctionSpec + Send + Sync>,
 }
 
@@ -124,38 +124,6 @@ fn error_json(error_type: &str, message: String) -> Bytes {
     Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
 }
 
-/// The lines of one run: each goes to the function's log and to the transcript.
-struct Lines<'a> {
-    executor: &'a Executor,
-    rec: &'a FunctionRecord,
-    request_id: &'a str,
-    transcript: String,
-}
-
-impl Lines<'_> {
-    fn emit(&mut self, line: Option<String>) {
-        if let Some(line) = line {
-            self.transcript.push_str(&line);
-            self.transcript.push('\n');
-            self.executor.logs.push(LogLine {
-                namespace: self.rec.namespace.clone(),
-                function: self.rec.name.clone(),
-                request_id: Some(self.request_id.to_string()),
-                ts_ms: now_ms(),
-                line,
-            });
-        }
-    }
-
-    /// Output the instance already logged; only the transcript takes it.
-    fn output(&mut self, output: &str) {
-        self.transcript.push_str(output);
-        if !output.is_empty() && !output.ends_with('\n') {
-            self.transcript.push('\n');
-        }
-    }
-}
-
 impl Executor {
     pub fn new(
         admission: Arc<Admission>,
@@ -167,28 +135,13 @@ impl Executor {
         Executor {
             admission,
             instances,
-            logs,
-            metrics,
+            reporting: Reporting { logs, metrics },
             spec: Box::new(spec),
         }
     }
 
     pub fn instances(&self) -> &Arc<InstanceManager> {
         &self.instances
-    }
-
-    fn count(&self, function: &str, outcome: &str) {
-        let mut labels = Metrics::function_labels(function);
-        labels.push(("outcome".to_string(), outcome.to_string()));
-        self.metrics.invocations.get_or_create(&labels).inc();
-    }
-
-    fn throttled(&self, rec: &FunctionRecord, throttle: Throttle) -> ExecutionError {
-        self.metrics
-            .throttles
-            .get_or_create(&Metrics::function_labels(&rec.name))
-            .inc();
-        ExecutionError::Throttled(throttle)
     }
 
     /// Runs one request: takes a unit of concurrency and an instance, runs, gives both
@@ -207,38 +160,35 @@ impl Executor {
 
     async fn run(&self, req: ExecutionRequest) -> Result<Execution, ExecutionError> {
         let rec = &req.rec;
+        let mut report = self.reporting.run(rec, &req.request_id);
         // Held until the run is reported: the request counts against concurrency.
         let _permit = self
             .admission
             .admit(&rec.namespace, &rec.name)
-            .map_err(|t| self.throttled(rec, t))?;
-        let spec = (self.spec)(rec);
+            .map_err(|t| {
+                report.throttled();
+                ExecutionError::Throttled(t)
+            })?;
         let started = Instant::now();
-        let platform = PlatformLog::new(&rec.logging, &req.request_id);
-        let mut lines = Lines {
-            executor: self,
-            rec,
-            request_id: &req.request_id,
-            transcript: String::new(),
-        };
-        let lease = match self.instances.acquire(&spec).await {
+        let lease = match self.instances.acquire(&(self.spec)(rec)).await {
             Ok(lease) => lease,
             Err(AcquireError::AtCapacity(detail)) => {
-                return Err(self.throttled(rec, Throttle::NoCapacity(detail)));
+                report.throttled();
+                return Err(ExecutionError::Throttled(Throttle::NoCapacity(detail)));
             }
             Err(AcquireError::UnknownRuntime { runtime, available }) => {
                 return Err(ExecutionError::UnknownRuntime { runtime, available });
             }
             Err(AcquireError::Start(StartError::Launch(msg))) => {
                 tracing::error!(function = %rec.name, error = %msg, "instance launch failed");
-                self.count(&rec.name, "launch_error");
+                report.launch_failed();
                 return Err(ExecutionError::Launch(msg));
             }
             Err(AcquireError::Start(StartError::Init(body, output))) => {
                 // Lambda answers an init failure as a function error of the request.
                 let duration = started.elapsed();
-                lines.output(&output);
-                let report = Report {
+                report.output(&output);
+                let summary = Report {
                     duration,
                     memory_mb: rec.memory_mb,
                     max_memory_used_mb: 0,
@@ -246,38 +196,22 @@ impl Executor {
                     platform_error: Some(body.error_type.clone()),
                     failed: true,
                 };
-                lines.emit(platform.start(LATEST, now_ms()));
-                lines.emit(platform.end(&report, now_ms()));
-                lines.emit(platform.report(&report, now_ms()));
-                self.count(&rec.name, RunOutcome::InitError.label());
+                report.finished(RunOutcome::InitError, &summary, duration);
                 return Ok(Execution {
                     outcome: RunOutcome::InitError,
                     payload: Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
                     error_type: Some(body.error_type),
-                    transcript: lines.transcript,
+                    transcript: report.transcript,
                     duration,
                     init: None,
                 });
             }
         };
-        let labels = Metrics::function_labels(&rec.name);
         let init = lease.cold.then_some(lease.instance.init_duration);
-        if let Some(d) = init {
-            // By what the launcher served the start from as well: a template, a
-            // runtime started ahead, a sandbox built ahead, or nothing built ahead.
-            let mut by = labels.clone();
-            by.push((
-                "served_by".to_string(),
-                lease.instance.served_by.label().to_string(),
-            ));
-            self.metrics.cold_starts.get_or_create(&by).inc();
-            self.metrics
-                .init_seconds
-                .get_or_create(&by)
-                .observe(d.as_secs_f64());
-        }
-        self.metrics.instances.set(self.instances.live() as i64);
-        lines.emit(platform.start(LATEST, now_ms()));
+        report.started(
+            init.map(|d| (d, lease.instance.served_by.label())),
+            self.instances.live(),
+        );
         let run_started = Instant::now();
         let (outcome, output) = lease
             .instance
@@ -291,75 +225,14 @@ impl Executor {
             })
             .await;
         let duration = run_started.elapsed();
-        lines.output(&output);
-        let request_id = &req.request_id;
-        let (payload, run, error_type) = match &outcome {
-            Outcome::Success(b) => (b.clone(), RunOutcome::Success, None),
-            Outcome::FunctionError { body, error_type } => {
-                (body.clone(), RunOutcome::FunctionError, error_type.clone())
-            }
-            Outcome::ResponseTooLarge => (
-                error_json(
-                    "Function.ResponseSizeTooLarge",
-                    format!(
-                        "Response payload size exceeded maximum allowed payload size ({} bytes).",
-                        limits::SYNC_PAYLOAD_BYTES
-                    ),
-                ),
-                RunOutcome::FunctionError,
-                Some("Function.ResponseSizeTooLarge".to_string()),
-            ),
-            Outcome::Timeout => {
-                let msg = format!(
-                    "RequestId: {request_id} Error: Task timed out after {}.00 seconds",
-                    rec.timeout_s
-                );
-                lines.emit(Some(format!(
-                    "{} {msg}",
-                    tern_core::timefmt::rfc3339(now_ms())
-                )));
-                (
-                    error_json("Sandbox.Timedout", msg),
-                    RunOutcome::Timeout,
-                    Some("Sandbox.Timedout".to_string()),
-                )
-            }
-            Outcome::Crashed { status, oom } => {
-                let (etype, msg) = if *oom {
-                    self.metrics.oom_kills.get_or_create(&labels).inc();
-                    (
-                        "Runtime.OutOfMemory",
-                        format!(
-                            "RequestId: {request_id} Error: Runtime exited with error: signal: killed (Function exceeded memory limit of {} MB)",
-                            rec.memory_mb
-                        ),
-                    )
-                } else {
-                    (
-                        "Runtime.ExitError",
-                        format!(
-                            "RequestId: {request_id} Error: Runtime exited {}",
-                            describe_exit(*status)
-                        ),
-                    )
-                };
-                lines.emit(Some(msg.clone()));
-                (
-                    error_json(etype, msg),
-                    if *oom {
-                        RunOutcome::OutOfMemory
-                    } else {
-                        RunOutcome::Crash
-                    },
-                    Some(etype.to_string()),
-                )
-            }
-        };
+        report.output(&output);
+        let (payload, run, error_type) = classify(&outcome, rec, &req.request_id, &mut report);
         let max_used = lease.instance.memory_peak_mb().unwrap_or(0);
         let memory_mb = lease.instance.memory_mb;
-        let reusable = outcome.instance_reusable();
-        self.instances.release(lease, reusable).await;
-        let report = Report {
+        self.instances
+            .release(lease, outcome.instance_reusable())
+            .await;
+        let summary = Report {
             duration,
             memory_mb,
             max_memory_used_mb: max_used,
@@ -369,21 +242,84 @@ impl Executor {
                 .filter(|_| !matches!(run, RunOutcome::FunctionError | RunOutcome::Success)),
             failed: run != RunOutcome::Success,
         };
-        lines.emit(platform.end(&report, now_ms()));
-        lines.emit(platform.report(&report, now_ms()));
-        self.count(&rec.name, run.label());
-        self.metrics
-            .invocation_seconds
-            .get_or_create(&labels)
-            .observe(started.elapsed().as_secs_f64());
-        self.metrics.instances.set(self.instances.live() as i64);
+        report.finished(run, &summary, started.elapsed());
+        self.reporting
+            .metrics
+            .instances
+            .set(self.instances.live() as i64);
         Ok(Execution {
             outcome: run,
             payload,
             error_type,
-            transcript: lines.transcript,
+            transcript: report.transcript,
             duration,
             init,
         })
+    }
+}
+
+/// What a run's outcome answers: the payload (the response, or Lambda's error body),
+/// how it ended, and the error type. A timeout or crash also gets its platform line.
+fn classify(
+    outcome: &Outcome,
+    rec: &FunctionRecord,
+    request_id: &str,
+    report: &mut RunReport<'_>,
+) -> (Bytes, RunOutcome, Option<String>) {
+    match outcome {
+        Outcome::Success(b) => (b.clone(), RunOutcome::Success, None),
+        Outcome::FunctionError { body, error_type } => {
+            (body.clone(), RunOutcome::FunctionError, error_type.clone())
+        }
+        Outcome::ResponseTooLarge => (
+            error_json(
+                "Function.ResponseSizeTooLarge",
+                format!(
+                    "Response payload size exceeded maximum allowed payload size ({} bytes).",
+                    limits::SYNC_PAYLOAD_BYTES
+                ),
+            ),
+            RunOutcome::FunctionError,
+            Some("Function.ResponseSizeTooLarge".to_string()),
+        ),
+        Outcome::Timeout => {
+            let msg = format!(
+                "RequestId: {request_id} Error: Task timed out after {}.00 seconds",
+                rec.timeout_s
+            );
+            report.line(Some(format!(
+                "{} {msg}",
+                tern_core::timefmt::rfc3339(now_ms())
+            )));
+            (
+                error_json("Sandbox.Timedout", msg),
+                RunOutcome::Timeout,
+                Some("Sandbox.Timedout".to_string()),
+            )
+        }
+        Outcome::Crashed { status, oom } => {
+            let (etype, msg, run) = if *oom {
+                report.out_of_memory();
+                (
+                    "Runtime.OutOfMemory",
+                    format!(
+                        "RequestId: {request_id} Error: Runtime exited with error: signal: killed (Function exceeded memory limit of {} MB)",
+                        rec.memory_mb
+                    ),
+                    RunOutcome::OutOfMemory,
+                )
+            } else {
+                (
+                    "Runtime.ExitError",
+                    format!(
+                        "RequestId: {request_id} Error: Runtime exited {}",
+                        describe_exit(*status)
+                    ),
+                    RunOutcome::Crash,
+                )
+            };
+            report.line(Some(msg.clone()));
+            (error_json(etype, msg), run, Some(etype.to_string()))
+        }
     }
 }

@@ -12,6 +12,7 @@ pub mod functions;
 pub mod layers;
 pub mod platform_log;
 pub mod registry;
+pub mod reporting;
 pub mod sync;
 pub mod throttle;
 mod upload;
