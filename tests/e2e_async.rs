@@ -389,3 +389,75 @@ fn a_full_queue_answers_429_naming_its_bound_and_shows_at_metrics() {
     );
     assert!(metrics.contains("tern_async_oldest_event_age_seconds{namespace=\"default\"}"));
 }
+
+/// A restart (SIGTERM) while events run: one that finishes within the grace period
+/// succeeds; one still running when the server stops its instances (the 2 s grace, then
+/// up to 5 s for requests to hand their instances back) is cut short and runs again
+/// after the restart, without using a retry (MaximumRetryAttempts is 0 here, so a
+/// counted failure would dead-letter it).
+#[test]
+fn a_graceful_restart_neither_fails_nor_loses_running_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tern.toml");
+    std::fs::write(&path, "shutdown_grace_secs = 2\n").expect("config");
+    let cfg = path.display().to_string();
+    let server = Server::start_with(&["--config", cfg.as_str()]);
+    let zip = support::zip(&[(
+        "app.py",
+        b"import time\ndef handler(event, context):\n    time.sleep(event['sleep'])\n    return {'slept': event['sleep']}\n",
+        0o644,
+    )]);
+    server.create_function(
+        "slow",
+        "python3.11",
+        "app.handler",
+        &zip,
+        json!({"Timeout": 30}),
+    );
+    let put = server.request(
+        "PUT",
+        "/2019-09-25/functions/slow/event-invoke-config",
+        &[("content-type", "application/json")],
+        br#"{"MaximumRetryAttempts": 0}"#,
+    );
+    assert_eq!(put.status, 200, "{}", put.text());
+    let send = |sleep: f64| {
+        let r = server.request(
+            "POST",
+            "/2015-03-31/functions/slow/invocations",
+            &[("x-amz-invocation-type", "Event")],
+            json!({"sleep": sleep}).to_string().as_bytes(),
+        );
+        assert_eq!(r.status, 202, "{}", r.text());
+        r.header("x-amzn-requestid").expect("id").to_string()
+    };
+    let quick = send(1.0);
+    let long = send(12.0);
+    let client = server.client();
+    wait_until("both running", Duration::from_secs(30), || {
+        [&quick, &long]
+            .iter()
+            .all(|id| status(&client, id)["state"] == "running")
+    });
+    let server = server.restart();
+    let client = server.client();
+    assert_eq!(
+        status(&client, &quick)["state"],
+        "succeeded",
+        "finished within the grace"
+    );
+    wait_until(
+        "the cut-short event ran again",
+        Duration::from_secs(60),
+        || status(&client, &long)["state"] == "succeeded",
+    );
+    let done = status(&client, &long);
+    assert_eq!(done["deadLetter"], false);
+    let outcomes: Vec<&str> = done["attempts"]
+        .as_array()
+        .expect("attempts")
+        .iter()
+        .filter_map(|a| a["outcome"].as_str())
+        .collect();
+    assert_eq!(outcomes, ["lease_expired", "success"], "{done}");
+}

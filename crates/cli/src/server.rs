@@ -447,7 +447,9 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     tracing::info!("shutting down: no new connections; waiting for requests in flight");
     let _ = stop_tx.send(());
     let grace = Duration::from_secs(config.shutdown_grace_secs);
-    match tokio::time::timeout(grace, server).await {
+    // Requests and async events in flight finish within one grace period, side by side.
+    let (served, ()) = tokio::join!(tokio::time::timeout(grace, server), dispatcher.drain(grace));
+    match served {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
         Err(_) => tracing::warn!(

@@ -61,6 +61,9 @@ pub struct Dispatcher {
     running: std::sync::Mutex<HashMap<String, usize>>,
     /// Signalled when a run ends: events skipped for fairness may be claimable now.
     ended: Notify,
+    /// Set at shutdown: claim nothing more, and leave runs the shutdown cut short to
+    /// the next claim instead of counting them as failures.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 fn now_ms() -> i64 {
@@ -159,7 +162,40 @@ impl Dispatcher {
             owner,
             running: std::sync::Mutex::new(HashMap::new()),
             ended: Notify::new(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Stops claiming and waits, up to `grace`, for the events running here to end.
+    /// What runs past it is cut short by the shutdown and not settled: its lease runs
+    /// out (or, on SQLite, the next start takes it over) and it runs again, without
+    /// counting against its retries.
+    pub async fn drain(&self, grace: Duration) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.ended.notify_one();
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let running: usize = self.running().values().sum();
+            if running == 0 {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    events = running,
+                    "async events still running at shutdown; they run again after the restart"
+                );
+                return;
+            }
+            tokio::select! {
+                _ = self.ended.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
     }
 
     fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
@@ -211,6 +247,9 @@ impl Dispatcher {
         }
         let slots = Arc::new(Semaphore::new(self.settings.concurrency));
         loop {
+            if self.stopping() {
+                return;
+            }
             if slots.available_permits() == 0 {
                 // Wait for a free slot without holding it.
                 if let Ok(p) = slots.clone().acquire_owned().await {
@@ -324,6 +363,11 @@ impl Dispatcher {
 
     async fn handle(&self, ev: ClaimedEvent) {
         let decision = self.decide(&ev).await;
+        if self.stopping() && !matches!(decision.settle, Settle::Succeeded { .. }) {
+            // Most likely the shutdown stopped its instance: not the function's failure.
+            tracing::info!(request_id = %ev.request_id, "async event cut short by the shutdown; it runs again after the restart");
+            return;
+        }
         let pending = matches!(decision.settle, Settle::Retry { .. });
         let labels = Self::labels(&ev.namespace, &ev.function);
         match &decision.settle {
