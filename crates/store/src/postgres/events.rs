@@ -130,25 +130,34 @@ impl PostgresStore {
             }
         }
 
-        let insert = tx.prepare(
-            "INSERT INTO async_events (request_id, namespace, function, qualifier, payload,
-                enqueued_ms, updated_ms, state, next_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $6, 'queued', $6)",
-        )?;
-        for (ev, result) in events.iter().zip(&out) {
-            if *result == Enqueued::New {
-                tx.execute(
-                    &insert,
-                    &[
-                        &ev.request_id,
-                        &ev.namespace,
-                        &ev.function,
-                        &ev.qualifier,
-                        &ev.payload,
-                        &ev.enqueued_ms,
-                    ],
-                )?;
-            }
+        // Every new event of the group in one statement (one round trip, not one per
+        // event): the columns go in as arrays.
+        let new: Vec<&NewEvent> = events
+            .iter()
+            .zip(&out)
+            .filter(|(_, result)| **result == Enqueued::New)
+            .map(|(ev, _)| ev)
+            .collect();
+        if !new.is_empty() {
+            let column =
+                |f: fn(&NewEvent) -> &str| new.iter().map(|ev| f(ev)).collect::<Vec<&str>>();
+            let payloads: Vec<&[u8]> = new.iter().map(|ev| ev.payload.as_slice()).collect();
+            let times: Vec<i64> = new.iter().map(|ev| ev.enqueued_ms).collect();
+            tx.execute(
+                "INSERT INTO async_events (request_id, namespace, function, qualifier, payload,
+                    enqueued_ms, updated_ms, state, next_at_ms)
+                 SELECT r, n, f, q, p, t, t, 'queued', t
+                   FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[],
+                               $6::int8[]) AS u(r, n, f, q, p, t)",
+                &[
+                    &column(|ev| &ev.request_id),
+                    &column(|ev| &ev.namespace),
+                    &column(|ev| &ev.function),
+                    &column(|ev| &ev.qualifier),
+                    &payloads,
+                    &times,
+                ],
+            )?;
         }
         tx.commit()?;
         Ok(out)
