@@ -145,20 +145,10 @@ impl Executor {
     }
 
     /// Runs one request: takes a unit of concurrency and an instance, runs, gives both
-    /// back, and writes START/END/REPORT and the metrics. The run is a task of its own:
-    /// once started it finishes, gives its instance back and reports even if the caller
-    /// goes away (a client that disconnects mid-invoke), as on Lambda.
-    pub async fn execute(
-        self: &Arc<Self>,
-        req: ExecutionRequest,
-    ) -> Result<Execution, ExecutionError> {
-        let me = self.clone();
-        tokio::spawn(async move { me.run(req).await })
-            .await
-            .map_err(|e| ExecutionError::Launch(format!("the run's task failed: {e}")))?
-    }
-
-    async fn run(&self, req: ExecutionRequest) -> Result<Execution, ExecutionError> {
+    /// back, and writes START/END/REPORT and the metrics. If the caller goes away mid-run
+    /// (its future is dropped), the instance is not leaked: it is stopped, and its room
+    /// given back (see [`Held`]).
+    pub async fn execute(&self, req: ExecutionRequest) -> Result<Execution, ExecutionError> {
         let rec = &req.rec;
         let mut report = self.reporting.run(rec, &req.request_id);
         // Held until the run is reported: the request counts against concurrency.
@@ -207,6 +197,11 @@ impl Executor {
                 });
             }
         };
+        let mut held = Held {
+            instances: &self.instances,
+            lease: Some(lease),
+        };
+        let lease = held.lease.as_ref().expect("just set");
         let init = lease.cold.then_some(lease.instance.init_duration);
         report.started(
             init.map(|d| (d, lease.instance.served_by.label())),
@@ -229,6 +224,7 @@ impl Executor {
         let (payload, run, error_type) = classify(&outcome, rec, &req.request_id, &mut report);
         let max_used = lease.instance.memory_peak_mb().unwrap_or(0);
         let memory_mb = lease.instance.memory_mb;
+        let lease = held.lease.take().expect("held until here");
         self.instances
             .release(lease, outcome.instance_reusable())
             .await;
@@ -255,6 +251,29 @@ impl Executor {
             duration,
             init,
         })
+    }
+}
+
+/// An instance a run holds. If the run is dropped before it gives the instance back
+/// (its caller went away), the instance is stopped and its room freed by a task of its
+/// own: its state mid-request is unknown, so it is not reused.
+struct Held<'a> {
+    instances: &'a Arc<InstanceManager>,
+    lease: Option<tern_runtime::Lease>,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        let Some(lease) = self.lease.take() else {
+            return;
+        };
+        let instances = self.instances.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move { instances.release(lease, false).await });
+            }
+            Err(_) => tracing::error!("a run was dropped outside the runtime; its instance leaks"),
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! The shared execution step with real runtimes (unsandboxed `ProcessLauncher`): a run
-//! whose caller goes away mid-run still finishes and gives its instance back.
+//! whose caller goes away mid-run gives its instance's room back.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +27,7 @@ fn record() -> FunctionRecord {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_whose_caller_goes_away_finishes_and_gives_its_instance_back() {
+async fn a_run_whose_caller_goes_away_gives_its_instance_back() {
     let dir = tempfile::tempdir().expect("tempdir");
     let code = dir.path().join("code");
     std::fs::create_dir_all(&code).expect("code dir");
@@ -88,16 +88,12 @@ async fn a_run_whose_caller_goes_away_finishes_and_gives_its_instance_back() {
     let abandoned =
         tokio::time::timeout(Duration::from_millis(300), executor.execute(request(1.0)));
     assert!(abandoned.await.is_err(), "the run should still be going");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
 
+    // Its instance, mid-request, is stopped rather than reused; its room comes back.
     let next = executor
         .execute(request(0.0))
         .await
-        .expect("the instance came back");
+        .expect("room for an instance again");
     assert!(!next.failed(), "{:?}", next.payload);
-    assert!(
-        next.init.is_none(),
-        "served warm by the instance the abandoned run gave back"
-    );
     assert_eq!(manager.live(), 1);
 }
