@@ -45,7 +45,45 @@ SERVER_CONFIG = """\
 [async]
 retry_delay_ms = 300
 system_backoff_ms = 200
+webhook_ca_file = "{ca_file}"
 """
+
+
+@dataclass
+class WebhookCert:
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def signed_for_loopback(directory, name):
+    """A CA, and a server certificate for 127.0.0.1 (IP SAN) that it signed, made with
+    the openssl CLI (webpki refuses a self-signed CA certificate as a server's)."""
+    ca, ca_key = directory / f"{name}-ca.pem", directory / f"{name}-ca.key"
+    cert, key, csr = (directory / f"{name}.pem", directory / f"{name}.key",
+                      directory / f"{name}.csr")
+    ext = directory / f"{name}.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-subj", f"/CN=tern compat {name} CA", "-keyout", str(ca_key), "-out", str(ca))
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+            "-keyout", str(key), "-out", str(csr))
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+            "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(cert))
+    return WebhookCert(ca, cert, key)
+
+
+@pytest.fixture(scope="session")
+def webhook_certs(tmp_path_factory):
+    """Two certificates for https webhooks in the tests: `trusted`, whose CA the server
+    is given as async.webhook_ca_file, and `untrusted`, whose CA it does not know."""
+    directory = tmp_path_factory.mktemp("webhook-tls")
+    return {"trusted": signed_for_loopback(directory, "trusted"),
+            "untrusted": signed_for_loopback(directory, "untrusted")}
 SHUTDOWN_TIMEOUT_S = 15
 # What the functions' `python3` is: PATH inside an instance, sandboxed or not.
 INSTANCE_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -154,11 +192,11 @@ def read_credentials(path):
 
 
 @pytest.fixture(scope="session")
-def tern_server(tmp_path_factory):
+def tern_server(tmp_path_factory, webhook_certs):
     data_dir = tmp_path_factory.mktemp("tern-data")
     stderr_path = data_dir.parent / "tern-server.stderr"
     config = data_dir.parent / "tern-compat.toml"
-    config.write_text(SERVER_CONFIG)
+    config.write_text(SERVER_CONFIG.format(ca_file=webhook_certs["trusted"].ca))
     cmd = [str(tern_bin()), "server", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir),
            "--python-sdk-dir", str(python_sdk_dir()), "--config", str(config)]
     if os.environ.get("TERN_COMPAT_DATABASE"):

@@ -7,6 +7,7 @@ The suite's server retries after about 0.3 and 0.6 s instead of Lambda's 1 and 2
 import http.server
 import json
 import queue
+import ssl
 import threading
 import time
 
@@ -134,35 +135,72 @@ def test_without_a_destination_the_event_lands_in_the_dlq_and_a_redrive_reruns_i
     assert page["entries"] == []
 
 
-def test_on_success_goes_to_a_webhook(tern_server, lambda_client, deploy):
-    received = queue.Queue()
+class Hook:
+    """A webhook receiver on loopback, plain or TLS with `cert`."""
 
-    class Hook(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers["content-length"]))
-            received.put((self.path, self.headers["content-type"], json.loads(body)))
-            self.send_response(204)
-            self.end_headers()
+    def __init__(self, cert=None):
+        self.received = queue.Queue()
+        received = self.received
 
-        def log_message(self, *args):
-            pass
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["content-length"]))
+                received.put((self.path, self.headers["content-type"], json.loads(body)))
+                self.send_response(204)
+                self.end_headers()
 
-    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=hook.serve_forever, daemon=True).start()
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        scheme = "http"
+        if cert is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(cert.cert, cert.key)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_on_success_goes_to_a_webhook(tern_server, lambda_client, deploy, webhook_certs, tls):
+    hook = Hook(webhook_certs["trusted"] if tls else None)
     try:
         name = deploy(app_zip())["FunctionName"]
-        url = f"http://127.0.0.1:{hook.server_address[1]}/done?x=1"
         lambda_client.put_function_event_invoke_config(
-            FunctionName=name, DestinationConfig={"OnSuccess": {"Destination": url}})
+            FunctionName=name,
+            DestinationConfig={"OnSuccess": {"Destination": hook.url + "/done?x=1"}})
         rid = event_invoke(lambda_client, name, {"hook": 1})
-        path, ctype, record = received.get(timeout=30)
+        path, ctype, record = hook.received.get(timeout=30)
         assert path == "/done?x=1" and ctype == "application/json"
         assert record["requestContext"]["condition"] == "Success"
         assert record["requestContext"]["requestId"] == rid
         assert record["responsePayload"]["event"] == {"hook": 1}
         assert "functionError" not in record["responseContext"]
     finally:
-        hook.shutdown()
+        hook.close()
+
+
+def test_an_undeliverable_on_failure_record_dead_letters_the_event(
+        tern_server, lambda_client, deploy, webhook_certs):
+    """An https webhook whose certificate the server does not trust gets nothing; the
+    failed event goes to the dead-letter queue instead of being lost."""
+    hook = Hook(webhook_certs["untrusted"])
+    try:
+        name = deploy(app_zip())["FunctionName"]
+        lambda_client.put_function_event_invoke_config(
+            FunctionName=name, MaximumRetryAttempts=0,
+            DestinationConfig={"OnFailure": {"Destination": hook.url + "/failed"}})
+        rid = event_invoke(lambda_client, name, {"fail": True})
+        done = wait_for_state(tern_server, rid, {"failed", "succeeded"})
+        assert done["state"] == "failed" and done["deadLetter"] is True, done
+        assert hook.received.empty()
+    finally:
+        hook.close()
 
 
 def test_on_success_to_another_function_invokes_it_with_the_record(
@@ -245,8 +283,8 @@ def test_event_invoke_config_api_has_lambdas_shapes(lambda_client, deploy):
         "Destination": function_arn("compat-no-such-function")}}}, "does not exist"),
     ({"DestinationConfig": {"OnSuccess": {
         "Destination": f"arn:aws:lambda:{REGION}:111111111111:function:x"}}}, "another account"),
-    ({"DestinationConfig": {"OnSuccess": {"Destination": "https://example.invalid/"}}},
-     "https"),
+    ({"DestinationConfig": {"OnSuccess": {"Destination": "https://u:p@example.invalid/"}}},
+     "user info"),
     ({"DestinationConfig": {"OnSuccess": {"Destination": "SELF"}}}, "the function itself"),
 ])
 def test_bad_event_invoke_configs_are_refused(make_client, hello_fn, config, needle):

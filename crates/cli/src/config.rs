@@ -120,6 +120,9 @@ pub struct AsyncSettings {
     pub status_retention_hours: u64,
     /// How long dead letters are kept unless redriven or purged, in hours.
     pub dead_letter_retention_hours: u64,
+    /// PEM file of CA certificates that https webhook destinations may present, on top
+    /// of the host's trusted CAs (for internal CAs, or self-signed test servers).
+    pub webhook_ca_file: Option<PathBuf>,
 }
 
 impl Default for AsyncSettings {
@@ -132,6 +135,7 @@ impl Default for AsyncSettings {
             lease_secs: 30,
             status_retention_hours: 24,
             dead_letter_retention_hours: 14 * 24,
+            webhook_ca_file: None,
         }
     }
 }

@@ -13,7 +13,7 @@ use rand::Rng;
 use tern_core::names::DEFAULT_NAMESPACE;
 use tern_gateway::presign::KEY_BYTES;
 use tern_gateway::{AppState, Authenticator, Downloads, ListenerLimits, UrlSigner};
-use tern_invoke::events::{AsyncService, DispatchSettings, Dispatcher, EventQueue};
+use tern_invoke::events::{webhook_tls, AsyncService, DispatchSettings, Dispatcher, EventQueue};
 use tern_invoke::{Admission, Executor, FunctionService, Invoker, Registry, ServiceConfig};
 use tern_runtime::{InstanceManager, LogRouter, PoolConfig, PythonSdk, RuntimeCatalog};
 use tern_sandbox::{Depth, Launcher, ProcessLauncher, SandboxConfig, SandboxLauncher};
@@ -400,6 +400,8 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
                 async_settings.dead_letter_retention_hours * 3600,
             ),
             single_node: config.database.is_none(),
+            webhook_tls: webhook_tls(async_settings.webhook_ca_file.as_deref())
+                .map_err(|e| anyhow::anyhow!("async.webhook_ca_file: {e}"))?,
         },
         format!("{server_id_for_leases}-{}", uuid::Uuid::new_v4().simple()),
     );

@@ -171,7 +171,7 @@ pub enum Destination {
     },
     /// A tern-managed queue, named by an SQS ARN (`arn:aws:sqs:REGION:ACCOUNT:NAME`).
     Queue { account: String, name: String },
-    /// An `http://` URL the record is POSTed to (a tern extension).
+    /// An `http://` or `https://` URL the record is POSTed to (a tern extension).
     Webhook { url: String },
 }
 
@@ -186,20 +186,18 @@ pub fn is_valid_queue_name(s: &str) -> bool {
 impl Destination {
     /// Parses a destination string. Errors say what tern accepts.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let accepted = "tern accepts a Lambda function ARN, an SQS queue ARN (a tern-managed queue) or an http:// webhook URL";
-        if let Some(rest) = s.strip_prefix("http://") {
+        let accepted = "tern accepts a Lambda function ARN, an SQS queue ARN (a tern-managed queue) or an http:// or https:// webhook URL";
+        if let Some(rest) = s
+            .strip_prefix("http://")
+            .or_else(|| s.strip_prefix("https://"))
+        {
             let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
             if host.is_empty() || host.contains('@') || rest.chars().any(char::is_whitespace) {
                 return Err(format!(
-                    "Destination '{s}' is not a valid http:// URL (user info is not accepted)"
+                    "Destination '{s}' is not a valid webhook URL (user info is not accepted)"
                 ));
             }
             return Ok(Destination::Webhook { url: s.to_string() });
-        }
-        if s.starts_with("https://") {
-            return Err(format!(
-                "Destination '{s}': https:// webhooks are not supported yet; use http:// (for example to a local TLS-terminating proxy)"
-            ));
         }
         let parts: Vec<&str> = s.splitn(7, ':').collect();
         if parts.len() < 6 || parts[0] != "arn" || !parts[1].starts_with("aws") {
@@ -267,9 +265,13 @@ mod tests {
             Destination::parse("http://127.0.0.1:9/hook"),
             Ok(Destination::Webhook { .. })
         ));
+        assert!(matches!(
+            Destination::parse("https://hooks.example.com/x"),
+            Ok(Destination::Webhook { .. })
+        ));
         for bad in [
             "arn:aws:sns:us-east-1:000000000000:topic",
-            "https://example.com/",
+            "https://user:pw@example.com/",
             "http://user@host/",
             "arn:aws:lambda:us-east-1:000000000000:layer:x",
             "nonsense",

@@ -1,6 +1,7 @@
 //! Destination records (Lambda's shape) and their delivery: to another function's
-//! queue, to a tern-managed queue, or POSTed to an http:// webhook.
+//! queue, to a tern-managed queue, or POSTed to an http:// or https:// webhook.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -101,6 +102,46 @@ impl From<StoreError> for DeliveryError {
 pub struct Destinations {
     store: StoreHandle,
     queue: Arc<EventQueue>,
+    /// How https webhooks are verified: the host's CA certificates, and the operator's.
+    tls: tokio_rustls::TlsConnector,
+}
+
+/// The TLS settings of https webhooks: the system's trusted CAs (as the host's
+/// `rustls-native-certs` finds them) plus those of `extra_ca_file` (PEM), if given.
+pub fn webhook_tls(extra_ca_file: Option<&Path>) -> Result<tokio_rustls::TlsConnector, String> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for e in &native.errors {
+        tracing::warn!(error = %e, "cannot read some of the host's CA certificates");
+    }
+    let (added, _ignored) = roots.add_parsable_certificates(native.certs);
+    if let Some(path) = extra_ca_file {
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{} holds no PEM certificate", path.display()));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| format!("a certificate of {} is not usable: {e}", path.display()))?;
+        }
+    } else if added == 0 {
+        tracing::warn!("no CA certificates found on this host: https webhooks cannot be verified (set async.webhook_ca_file)");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
 fn now_ms() -> i64 {
@@ -111,8 +152,12 @@ fn now_ms() -> i64 {
 }
 
 impl Destinations {
-    pub fn new(store: StoreHandle, queue: Arc<EventQueue>) -> Self {
-        Destinations { store, queue }
+    pub fn new(
+        store: StoreHandle,
+        queue: Arc<EventQueue>,
+        tls: tokio_rustls::TlsConnector,
+    ) -> Self {
+        Destinations { store, queue, tls }
     }
 
     /// Delivers `record` of an event of `namespace` to `destination`.
@@ -166,7 +211,7 @@ impl Destinations {
                     if attempt > 0 {
                         tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
                     }
-                    match post(&url, Bytes::from(body.clone())).await {
+                    match post(&self.tls, &url, Bytes::from(body.clone())).await {
                         Ok(()) => return Ok(()),
                         Err(e) => last = e,
                     }
@@ -177,50 +222,72 @@ impl Destinations {
     }
 }
 
-/// POSTs `body` as JSON to an http:// URL; any 2xx is a delivery.
-async fn post(url: &str, body: Bytes) -> Result<(), String> {
+/// POSTs `body` as JSON to an http:// or https:// URL; any 2xx is a delivery.
+async fn post(tls: &tokio_rustls::TlsConnector, url: &str, body: Bytes) -> Result<(), String> {
     let uri: hyper::Uri = url.parse().map_err(|e| format!("bad URL: {e}"))?;
-    let host = uri.host().ok_or("URL has no host")?.to_string();
-    let port = uri.port_u16().unwrap_or(80);
+    let host = uri.host().ok_or("URL has no host")?;
+    // An IPv6 literal comes bracketed in the URL, bare for the socket and the TLS name.
+    let bare_host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let https = uri.scheme_str() == Some("https");
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
     let path = uri
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".to_string());
+    let authority = uri
+        .authority()
+        .map_or(bare_host.clone(), |a| a.as_str().to_string());
+    let req = hyper::Request::post(path)
+        .header("host", authority)
+        .header("content-type", "application/json")
+        .header("user-agent", "tern-destinations")
+        .body(Full::new(body))
+        .map_err(|e| format!("request: {e}"))?;
     let exchange = async {
-        let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+        let tcp = tokio::net::TcpStream::connect((bare_host.as_str(), port))
             .await
             .map_err(|e| format!("connect: {e}"))?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| format!("handshake: {e}"))?;
-        let conn = tokio::spawn(conn);
-        let req = hyper::Request::post(path)
-            .header(
-                "host",
-                uri.authority().map_or(host.as_str(), |a| a.as_str()),
-            )
-            .header("content-type", "application/json")
-            .header("user-agent", "tern-destinations")
-            .body(Full::new(body))
-            .map_err(|e| format!("request: {e}"))?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| format!("send: {e}"))?;
-        let status = resp.status();
-        // Read (and drop) at most a little of the answer, then close.
-        let _ = http_body_util::Limited::new(resp.into_body(), 64 * 1024)
-            .collect()
-            .await;
-        conn.abort();
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(format!("answered {status}"))
+        if !https {
+            return send(tcp, req).await;
         }
+        let name = tokio_rustls::rustls::pki_types::ServerName::try_from(bare_host.clone())
+            .map_err(|e| format!("bad TLS name {bare_host}: {e}"))?;
+        let stream = tls
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS: {e}"))?;
+        send(stream, req).await
     };
     tokio::time::timeout(WEBHOOK_TIMEOUT, exchange)
         .await
         .map_err(|_| format!("no answer within {}s", WEBHOOK_TIMEOUT.as_secs()))?
+}
+
+/// One HTTP/1.1 request over `io`; reads at most 64 KB of the answer, then closes.
+async fn send<IO>(io: IO, req: hyper::Request<Full<Bytes>>) -> Result<(), String>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+    let conn = tokio::spawn(conn);
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    let status = resp.status();
+    let _ = http_body_util::Limited::new(resp.into_body(), 64 * 1024)
+        .collect()
+        .await;
+    conn.abort();
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("answered {status}"))
+    }
 }

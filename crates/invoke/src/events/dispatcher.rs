@@ -29,7 +29,7 @@ pub const KEPT_RESPONSE_BYTES: usize = 64 * 1024;
 /// Error messages kept per attempt at most.
 const KEPT_MESSAGE_CHARS: usize = 1024;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DispatchSettings {
     /// Events run at once by this server; 0: it runs none (it only accepts them, for
     /// servers on the same PostgreSQL database to run).
@@ -46,6 +46,8 @@ pub struct DispatchSettings {
     /// Only this server dispatches from the store (SQLite): running events left by a
     /// previous process are claimable at once.
     pub single_node: bool,
+    /// How https webhook destinations are verified (see [`super::webhook_tls`]).
+    pub webhook_tls: tokio_rustls::TlsConnector,
 }
 
 pub struct Dispatcher {
@@ -152,7 +154,11 @@ impl Dispatcher {
         owner: String,
     ) -> Arc<Self> {
         Arc::new(Dispatcher {
-            destinations: Destinations::new(store.clone(), queue.clone()),
+            destinations: Destinations::new(
+                store.clone(),
+                queue.clone(),
+                settings.webhook_tls.clone(),
+            ),
             store,
             executor,
             functions,

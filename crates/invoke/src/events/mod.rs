@@ -8,6 +8,6 @@ mod dispatcher;
 mod queue;
 
 pub use api::{AsyncService, DeadLetterPage, InvocationView, QueuePage, PAGE_MAX};
-pub use destinations::{record, Condition, DeliveryError, Destinations, RecordInput};
+pub use destinations::{record, webhook_tls, Condition, DeliveryError, Destinations, RecordInput};
 pub use dispatcher::{DispatchSettings, Dispatcher};
 pub use queue::{EventQueue, IDEMPOTENCY_WINDOW_MS};
