@@ -237,28 +237,16 @@ impl Server {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Response {
-        let (path, query) = path_and_query
-            .split_once('?')
-            .unwrap_or((path_and_query, ""));
-        let headers: Vec<(String, String)> = headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let req_headers = tern_core::sigv4::sign_outgoing(
-            &tern_core::sigv4::Signer {
-                access_key: key,
-                secret,
-                region: REGION,
-                service: "lambda",
-            },
-            method,
+        let signed = signed_headers(
             &self.host,
-            path,
-            query,
-            &headers,
+            key,
+            secret,
+            method,
+            path_and_query,
+            headers,
             body,
         );
-        self.raw_request(method, path_and_query, &req_headers, body)
+        self.raw_request(method, path_and_query, &signed, body)
     }
 
     /// An unsigned request with exactly these headers.
@@ -269,39 +257,8 @@ impl Server {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Response {
-        let agent = ureq::AgentBuilder::new()
-            .timeout(Duration::from_secs(120))
-            .build();
-        let mut req = agent.request(method, &format!("{}{}", self.endpoint, path_and_query));
-        for (k, v) in headers {
-            req = req.set(k, v);
-        }
-        let result = if body.is_empty() && method == "GET" {
-            req.call()
-        } else {
-            req.send_bytes(body)
-        };
-        let resp = match result {
-            Ok(r) => r,
-            Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => panic!("{method} {path_and_query}: {e}"),
-        };
-        let status = resp.status();
-        let headers = resp
-            .headers_names()
-            .into_iter()
-            .filter_map(|n| Some((n.clone(), resp.header(&n)?.to_string())))
-            .collect();
-        let mut body = Vec::new();
-        resp.into_reader()
-            .take(64 << 20)
-            .read_to_end(&mut body)
-            .expect("read body");
-        Response {
-            status,
-            headers,
-            body,
-        }
+        send(&self.endpoint, method, path_and_query, headers, body)
+            .unwrap_or_else(|e| panic!("{method} {path_and_query}: {e}"))
     }
 
     /// CreateFunction; `extra` is merged into the request body. Panics unless 201.
@@ -430,61 +387,94 @@ impl Client {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<Response, String> {
-        let (path, query) = path_and_query
-            .split_once('?')
-            .unwrap_or((path_and_query, ""));
-        let headers: Vec<(String, String)> = headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let signed = tern_core::sigv4::sign_outgoing(
-            &tern_core::sigv4::Signer {
-                access_key: &self.access_key,
-                secret: &self.secret,
-                region: REGION,
-                service: "lambda",
-            },
-            method,
+        let signed = signed_headers(
             &self.host,
-            path,
-            query,
-            &headers,
-            body,
-        );
-        let agent = ureq::AgentBuilder::new()
-            .timeout(Duration::from_secs(60))
-            .build();
-        let mut req = agent.request(method, &format!("{}{}", self.endpoint, path_and_query));
-        for (k, v) in &signed {
-            req = req.set(k, v);
-        }
-        let result = if body.is_empty() && method == "GET" {
-            req.call()
-        } else {
-            req.send_bytes(body)
-        };
-        let resp = match result {
-            Ok(r) => r,
-            Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => return Err(e.to_string()),
-        };
-        let status = resp.status();
-        let headers = resp
-            .headers_names()
-            .into_iter()
-            .filter_map(|n| Some((n.clone(), resp.header(&n)?.to_string())))
-            .collect();
-        let mut body = Vec::new();
-        resp.into_reader()
-            .take(64 << 20)
-            .read_to_end(&mut body)
-            .map_err(|e| e.to_string())?;
-        Ok(Response {
-            status,
+            &self.access_key,
+            &self.secret,
+            method,
+            path_and_query,
             headers,
             body,
-        })
+        );
+        send(&self.endpoint, method, path_and_query, &signed, body)
     }
+}
+
+/// `headers` and the SigV4 headers of a request signed with `key` for `host`.
+fn signed_headers(
+    host: &str,
+    key: &str,
+    secret: &str,
+    method: &str,
+    path_and_query: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Vec<(String, String)> {
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    tern_core::sigv4::sign_outgoing(
+        &tern_core::sigv4::Signer {
+            access_key: key,
+            secret,
+            region: REGION,
+            service: "lambda",
+        },
+        method,
+        host,
+        path,
+        query,
+        &headers,
+        body,
+    )
+}
+
+/// Sends a request with exactly these headers; any HTTP status is a response, a
+/// transport failure (a server that is down) an error.
+fn send(
+    endpoint: &str,
+    method: &str,
+    path_and_query: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Result<Response, String> {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(120))
+        .build();
+    let mut req = agent.request(method, &format!("{endpoint}{path_and_query}"));
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    let result = if body.is_empty() && method == "GET" {
+        req.call()
+    } else {
+        req.send_bytes(body)
+    };
+    let resp = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => return Err(e.to_string()),
+    };
+    let status = resp.status();
+    let headers = resp
+        .headers_names()
+        .into_iter()
+        .filter_map(|n| Some((n.clone(), resp.header(&n)?.to_string())))
+        .collect();
+    let mut body = Vec::new();
+    resp.into_reader()
+        .take(64 << 20)
+        .read_to_end(&mut body)
+        .map_err(|e| e.to_string())?;
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// Path of a file in the data dir, for tests that look at the server's state.

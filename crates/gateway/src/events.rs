@@ -77,32 +77,40 @@ fn number<T: std::str::FromStr>(
     }
 }
 
+/// PutFunctionEventInvokeConfig: the body replaces the configuration.
 async fn put_config(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path(name): Path<String>,
-    Query(q): Q,
+    state: State<AppState>,
+    caller: Extension<Caller>,
+    name: Path<String>,
+    q: Q,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let input: EventInvokeConfigInput = parse_body(&body)?;
-    let resp = state
-        .events
-        .put_config(&caller, &name, qualifier(&q), input, true)
-        .await?;
-    Ok(json(StatusCode::OK, &resp))
+    store_config(state, caller, name, q, body, true).await
 }
 
+/// UpdateFunctionEventInvokeConfig: the body changes only the fields it has.
 async fn update_config(
+    state: State<AppState>,
+    caller: Extension<Caller>,
+    name: Path<String>,
+    q: Q,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    store_config(state, caller, name, q, body, false).await
+}
+
+async fn store_config(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Query(q): Q,
     body: Bytes,
+    replace: bool,
 ) -> Result<Response, ApiError> {
     let input: EventInvokeConfigInput = parse_body(&body)?;
     let resp = state
         .events
-        .put_config(&caller, &name, qualifier(&q), input, false)
+        .put_config(&caller, &name, qualifier(&q), input, replace)
         .await?;
     Ok(json(StatusCode::OK, &resp))
 }

@@ -126,6 +126,52 @@ pub enum Settle {
     },
 }
 
+/// What a [`Settle`] writes to an event's row, the same on every backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SettledRow<'a> {
+    pub state: EventState,
+    /// The next attempt's due time, for a retry.
+    pub next_at_ms: Option<i64>,
+    /// Added to `function_attempts` / `system_attempts`.
+    pub function_inc: i64,
+    pub system_inc: i64,
+    pub dead_letter: bool,
+    /// The response to keep, if any (the one kept before stays otherwise).
+    pub response: Option<&'a [u8]>,
+}
+
+impl Settle {
+    pub fn row(&self) -> SettledRow<'_> {
+        let row = |state, dead_letter, response| SettledRow {
+            state,
+            next_at_ms: None,
+            function_inc: 0,
+            system_inc: 0,
+            dead_letter,
+            response,
+        };
+        match self {
+            Settle::Succeeded { response } => {
+                row(EventState::Succeeded, false, response.as_deref())
+            }
+            Settle::Retry {
+                next_at_ms,
+                function_error,
+            } => SettledRow {
+                next_at_ms: Some(*next_at_ms),
+                function_inc: i64::from(*function_error),
+                system_inc: i64::from(!*function_error),
+                ..row(EventState::Retrying, false, None)
+            },
+            Settle::Failed {
+                dead_letter,
+                response,
+            } => row(EventState::Failed, *dead_letter, response.as_deref()),
+            Settle::Expired { dead_letter } => row(EventState::Expired, *dead_letter, None),
+        }
+    }
+}
+
 /// An event with its history, for the status API and the dead-letter queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventStatus {

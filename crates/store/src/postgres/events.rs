@@ -236,48 +236,15 @@ impl PostgresStore {
         settle: &Settle,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let (state, next_at, function_inc, system_inc, dead_letter, response): (
-            EventState,
-            Option<i64>,
-            i64,
-            i64,
-            bool,
-            Option<&[u8]>,
-        ) = match settle {
-            Settle::Succeeded { response } => (
-                EventState::Succeeded,
-                None,
-                0,
-                0,
-                false,
-                response.as_deref(),
-            ),
-            Settle::Retry {
-                next_at_ms,
-                function_error,
-            } => (
-                EventState::Retrying,
-                Some(*next_at_ms),
-                i64::from(*function_error),
-                i64::from(!*function_error),
-                false,
-                None,
-            ),
-            Settle::Failed {
-                dead_letter,
-                response,
-            } => (
-                EventState::Failed,
-                None,
-                0,
-                0,
-                *dead_letter,
-                response.as_deref(),
-            ),
-            Settle::Expired { dead_letter } => {
-                (EventState::Expired, None, 0, 0, *dead_letter, None)
-            }
-        };
+        let row = settle.row();
+        let (state, next_at, function_inc, system_inc, dead_letter, response) = (
+            row.state,
+            row.next_at_ms,
+            row.function_inc,
+            row.system_inc,
+            row.dead_letter,
+            row.response,
+        );
         let mut client = self.client()?;
         let mut tx = client.transaction()?;
         // The update locks the event row, so attempts of one event are numbered one

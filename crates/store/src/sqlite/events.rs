@@ -205,48 +205,15 @@ impl SqliteStore {
     ) -> Result<bool, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        let (state, next_at, function_inc, system_inc, dead_letter, response): (
-            EventState,
-            Option<i64>,
-            i64,
-            i64,
-            bool,
-            Option<&[u8]>,
-        ) = match settle {
-            Settle::Succeeded { response } => (
-                EventState::Succeeded,
-                None,
-                0,
-                0,
-                false,
-                response.as_deref(),
-            ),
-            Settle::Retry {
-                next_at_ms,
-                function_error,
-            } => (
-                EventState::Retrying,
-                Some(*next_at_ms),
-                i64::from(*function_error),
-                i64::from(!*function_error),
-                false,
-                None,
-            ),
-            Settle::Failed {
-                dead_letter,
-                response,
-            } => (
-                EventState::Failed,
-                None,
-                0,
-                0,
-                *dead_letter,
-                response.as_deref(),
-            ),
-            Settle::Expired { dead_letter } => {
-                (EventState::Expired, None, 0, 0, *dead_letter, None)
-            }
-        };
+        let row = settle.row();
+        let (state, next_at, function_inc, system_inc, dead_letter, response) = (
+            row.state,
+            row.next_at_ms,
+            row.function_inc,
+            row.system_inc,
+            row.dead_letter,
+            row.response,
+        );
         let updated = tx.execute(
             "UPDATE async_events SET state = ?3, next_at_ms = COALESCE(?4, next_at_ms),
                 function_attempts = function_attempts + ?5,
