@@ -647,6 +647,40 @@ fn async_invoke_status_and_the_dead_letter_queue_through_the_cli() {
         Some(2)
     );
 
+    // A failure destination on a tern queue, read and emptied with `tern queue`.
+    let put = server.request(
+        "PUT",
+        "/2019-09-25/functions/flaky/event-invoke-config",
+        &[("content-type", "application/json")],
+        br#"{"MaximumRetryAttempts": 0, "DestinationConfig": {"OnFailure": {"Destination": "arn:aws:sqs:us-east-1:000000000000:failures"}}}"#,
+    );
+    assert_eq!(put.status, 200, "{}", put.text());
+    let sent = tern(
+        &server,
+        &["invoke", "flaky", "--async", "--payload", r#"{"x": 9}"#],
+    )
+    .ok()
+    .stdout
+    .trim()
+    .to_string();
+    invocation_in_state(&server, &sent, "failed");
+    let read = tern(&server, &["queue", "read", "failures"]).ok().json();
+    let record = &read["messages"][0];
+    assert_eq!(record["body"]["requestContext"]["requestId"], sent.as_str());
+    assert_eq!(
+        record["body"]["requestContext"]["condition"],
+        "RetriesExhausted"
+    );
+    let last = record["id"].as_i64().expect("record id").to_string();
+    let deleted = tern(&server, &["queue", "delete", "failures", "--up-to", &last])
+        .ok()
+        .json();
+    assert_eq!(deleted["deleted"], 1);
+    assert_eq!(
+        tern(&server, &["queue", "read", "failures"]).ok().json()["messages"],
+        json!([])
+    );
+
     let missing = tern(&server, &["dlq", "redrive", "flaky", "no-such-id"]).failed();
     assert!(missing.stderr.contains("No dead letter"), "{missing:#?}");
     let purged = tern(&server, &["dlq", "purge", "flaky", &id]).ok().json();

@@ -1,5 +1,6 @@
-//! `tern invocations get` and `tern dlq`: what became of asynchronous invocations, and
-//! a function's dead-letter queue.
+//! `tern invocations get`, `tern dlq` and `tern queue`: what became of asynchronous
+//! invocations, a function's dead-letter queue, and the tern-managed queues that
+//! destinations deliver to.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -64,6 +65,63 @@ pub enum DlqCommand {
         #[command(flatten)]
         connect: ConnectArgs,
     },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum QueueCommand {
+    /// Print the records of a tern-managed queue (a destination named by an SQS ARN) as
+    /// JSON, oldest first.
+    Read {
+        /// Queue name (the last part of the destination's SQS ARN).
+        name: String,
+        /// Only records with ids above this one.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        /// Records at most [default: 100].
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        limit: Option<u64>,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// Delete the records of a queue up to and including an id.
+    Delete {
+        name: String,
+        /// The id of the last record to delete.
+        #[arg(long)]
+        up_to: i64,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+}
+
+pub fn run_queue(cmd: &QueueCommand) -> anyhow::Result<ExitCode> {
+    let messages = |name: &str| format!("/tern/v1/queues/{}/messages", encode(name));
+    let (connect, req, what) = match cmd {
+        QueueCommand::Read {
+            name,
+            after,
+            limit,
+            connect,
+        } => {
+            let mut req = Request::new("GET", messages(name)).query("after", &after.to_string());
+            if let Some(l) = limit {
+                req = req.query("limit", &l.to_string());
+            }
+            (connect, req, format!("cannot read queue {name}"))
+        }
+        QueueCommand::Delete {
+            name,
+            up_to,
+            connect,
+        } => (
+            connect,
+            Request::new("DELETE", messages(name)).query("upTo", &up_to.to_string()),
+            format!("cannot delete from queue {name}"),
+        ),
+    };
+    let resp = Client::connect(connect)?.call(req).context(what)?;
+    print_json(&resp.body)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_json(body: &[u8]) -> anyhow::Result<()> {

@@ -18,7 +18,7 @@ mod logs;
 mod package;
 
 pub use deploy::DeployArgs;
-pub use events::{DlqCommand, InvocationsCommand};
+pub use events::{DlqCommand, InvocationsCommand, QueueCommand};
 pub use functions::FunctionsCommand;
 pub use invoke::InvokeArgs;
 pub use logs::LogsArgs;
@@ -106,6 +106,9 @@ pub enum ClientCommand {
     /// A function's dead-letter queue: list, show, redrive, purge.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Read or delete the records of a tern-managed destination queue.
+    #[command(subcommand)]
+    Queue(QueueCommand),
     /// List, show or delete functions.
     #[command(subcommand)]
     Functions(FunctionsCommand),
@@ -120,6 +123,7 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
         ClientCommand::Invoke(args) => invoke::run(&args),
         ClientCommand::Invocations(cmd) => events::run_invocations(&cmd),
         ClientCommand::Dlq(cmd) => events::run_dlq(&cmd),
+        ClientCommand::Queue(cmd) => events::run_queue(&cmd),
         ClientCommand::Functions(cmd) => functions::run(&cmd),
         ClientCommand::Logs(args) => logs::run(&args),
     };
