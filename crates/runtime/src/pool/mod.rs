@@ -207,7 +207,8 @@ pub struct Lease {
 }
 
 /// An idle instance taken out of its list while room is made for it: put back when
-/// dropped unless taken (also when the request is cancelled meanwhile).
+/// the request is cancelled meanwhile, waking the waiters (the instance is theirs to
+/// take again).
 struct PutBack<'a> {
     manager: &'a InstanceManager,
     key: &'a PoolKey,
@@ -390,8 +391,13 @@ impl InstanceManager {
                         break;
                     }
                     if !self.make_room(key).await {
-                        // No room for its MemorySize: back to idle (the guard), and the
-                        // request waits for room as a cold start would.
+                        // No room for its MemorySize: back to idle as it was, and the
+                        // request waits for room as a cold start would. Nothing changed
+                        // for the other waiters, so none is woken: a wake-up here had
+                        // every waiter retry, fail and wake the others again, forever.
+                        if let Some(item) = held.item.take() {
+                            lock(&self.idle).entry(key.clone()).or_default().push(item);
+                        }
                         return None;
                     }
                 }
