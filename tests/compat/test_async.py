@@ -286,6 +286,8 @@ def test_event_invoke_config_api_has_lambdas_shapes(lambda_client, deploy):
     ({"DestinationConfig": {"OnSuccess": {"Destination": "https://u:p@example.invalid/"}}},
      "user info"),
     ({"DestinationConfig": {"OnSuccess": {"Destination": "SELF"}}}, "the function itself"),
+    ({"DestinationConfig": {"OnSuccess": {
+        "Destination": function_arn("compat-other") + ":prod"}}}, "only $LATEST"),
 ])
 def test_bad_event_invoke_configs_are_refused(make_client, hello_fn, config, needle):
     # botocore checks some minimums client-side; send what a careless client would.
@@ -340,3 +342,67 @@ def test_an_event_past_its_age_expires_and_never_runs(tern_server, lambda_client
     assert "responsePayload" not in record
     status, logs = tern_api(tern_server, "GET", f"/tern/v1/functions/{name}/logs")
     assert not [line for line in logs["lines"] if "EVENT " in line["message"]]
+
+
+def test_deleting_a_function_takes_its_events_and_a_new_one_runs_none(
+        tern_server, lambda_client, deploy):
+    name = deploy(app_zip("v1"))["FunctionName"]
+    lambda_client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
+    queued = [event_invoke(lambda_client, name, {"n": i}) for i in range(3)]
+    lambda_client.delete_function(FunctionName=name)
+    for rid in queued:
+        status, _ = tern_api(tern_server, "GET", f"/tern/v1/invocations/{rid}")
+        assert status == 404, rid
+    status, body = tern_api(tern_server, "GET", f"/tern/v1/functions/{name}/dlq")
+    assert status == 404 and body["Type"] == "User", body
+    deploy(app_zip("v2"), name=name)
+    fresh = event_invoke(lambda_client, name, {"new": 1})
+    assert wait_for_state(tern_server, fresh, {"succeeded"})["response"]["version"] == "v2"
+    status, logs = tern_api(tern_server, "GET", f"/tern/v1/functions/{name}/logs")
+    ran = [line for line in logs["lines"] if "EVENT " in line["message"]]
+    assert len(ran) == 1, ran
+
+
+def test_a_redriven_dead_letter_gets_a_new_age(tern_server, lambda_client, deploy):
+    """An event that expired behind reserved concurrency 0 is redriven once there is
+    room: it runs, instead of expiring again at once on its old age."""
+    name = deploy(app_zip())["FunctionName"]
+    lambda_client.put_function_event_invoke_config(FunctionName=name,
+                                                   MaximumEventAgeInSeconds=60)
+    lambda_client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
+    rid = event_invoke(lambda_client, name, {"late": 2})
+    expired = wait_for_state(tern_server, rid, {"expired"}, timeout_s=90)
+    assert expired["deadLetter"] is True
+    lambda_client.delete_function_concurrency(FunctionName=name)
+    status, body = tern_api(tern_server, "POST", f"/tern/v1/functions/{name}/dlq/redrive",
+                            {"requestId": rid})
+    assert (status, body) == (200, {"redriven": 1})
+    done = wait_for_state(tern_server, rid, {"succeeded", "expired", "failed"})
+    assert done["state"] == "succeeded", done
+
+
+def test_an_on_failure_function_deleted_since_dead_letters_the_event(
+        tern_server, lambda_client, deploy):
+    sink = deploy(app_zip())["FunctionName"]
+    name = deploy(app_zip())["FunctionName"]
+    lambda_client.put_function_event_invoke_config(
+        FunctionName=name, MaximumRetryAttempts=0,
+        DestinationConfig={"OnFailure": {"Destination": function_arn(sink)}})
+    lambda_client.delete_function(FunctionName=sink)
+    rid = event_invoke(lambda_client, name, {"fail": True})
+    done = wait_for_state(tern_server, rid, {"failed", "succeeded"})
+    assert done["state"] == "failed" and done["deadLetter"] is True, done
+
+
+def test_a_payload_that_is_not_utf8_is_refused(lambda_client, hello_fn):
+    for invocation_type in ["Event", "RequestResponse"]:
+        with pytest.raises(lambda_client.exceptions.InvalidRequestContentException):
+            lambda_client.invoke(FunctionName=hello_fn, InvocationType=invocation_type,
+                                 Payload=b'{"a": "\xff\xfe"}')
+
+
+def test_update_of_a_config_that_does_not_exist_is_not_found(lambda_client, deploy):
+    name = deploy(app_zip())["FunctionName"]
+    with pytest.raises(lambda_client.exceptions.ResourceNotFoundException):
+        lambda_client.update_function_event_invoke_config(FunctionName=name,
+                                                          MaximumRetryAttempts=1)

@@ -459,7 +459,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    // Rebuilt from the snapshot at each scrape: a namespace with nothing pending is absent.
+    // Every namespace that had events reads, 0 once its queue is empty.
     m.async_queue_depth.clear();
     m.async_oldest_event_age_seconds.clear();
     for d in state.invoker.queue().depth_snapshot() {

@@ -13,7 +13,6 @@ use axum::{Extension, Router};
 use bytes::Bytes;
 use serde::Deserialize;
 use tern_core::event_config::EventInvokeConfigInput;
-use tern_invoke::events::PAGE_MAX;
 use tern_invoke::{Caller, InvokeRequest, ServiceError};
 
 use crate::app::{json, parse_body, ApiError, AppState};
@@ -208,12 +207,7 @@ async fn list_dead_letters(
     let limit: usize = number(&q, "limit", 100)?;
     let resp = state
         .events
-        .dead_letters(
-            &caller,
-            &name,
-            q.get("marker").cloned(),
-            limit.min(PAGE_MAX),
-        )
+        .dead_letters(&caller, &name, q.get("marker").cloned(), limit)
         .await?;
     Ok(json(StatusCode::OK, &resp))
 }

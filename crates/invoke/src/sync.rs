@@ -194,6 +194,13 @@ impl Invoker {
         let payload = if req.payload.iter().all(u8::is_ascii_whitespace) {
             Bytes::from_static(b"{}")
         } else {
+            // JSON is UTF-8; skipping a string's contents does not check it.
+            if let Err(e) = std::str::from_utf8(&req.payload) {
+                return Err(ServiceError::InvalidRequestContent(format!(
+                    "Could not parse request body into json: invalid UTF-8 at byte {}",
+                    e.valid_up_to()
+                )));
+            }
             if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&req.payload) {
                 return Err(ServiceError::InvalidRequestContent(format!(
                     "Could not parse request body into json: {e}"

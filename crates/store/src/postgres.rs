@@ -214,6 +214,21 @@ impl Store for PostgresStore {
             "DELETE FROM event_invoke_configs WHERE namespace = $1 AND function = $2",
             &[&namespace, &name],
         )?;
+        // Its async events go with it, queued, finished or dead-lettered: a function of
+        // the same name created later must not run them.
+        tx.execute(
+            "DELETE FROM async_attempts WHERE request_id IN (
+                SELECT request_id FROM async_events WHERE namespace = $1 AND function = $2)",
+            &[&namespace, &name],
+        )?;
+        tx.execute(
+            "DELETE FROM async_events WHERE namespace = $1 AND function = $2",
+            &[&namespace, &name],
+        )?;
+        tx.execute(
+            "DELETE FROM idempotency_keys WHERE namespace = $1 AND function = $2",
+            &[&namespace, &name],
+        )?;
         tx.commit()?;
         Ok(n > 0)
     }

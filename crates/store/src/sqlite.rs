@@ -152,6 +152,19 @@ impl Store for SqliteStore {
             "DELETE FROM event_invoke_configs WHERE namespace = ?1 AND function = ?2",
             params![namespace, name],
         )?;
+        // Its async events go with it, queued, finished or dead-lettered: a function of
+        // the same name created later must not run them.
+        tx.execute(
+            "DELETE FROM async_attempts WHERE request_id IN (
+                SELECT request_id FROM async_events WHERE namespace = ?1 AND function = ?2)",
+            params![namespace, name],
+        )?;
+        for table in ["async_events", "idempotency_keys"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE namespace = ?1 AND function = ?2"),
+                params![namespace, name],
+            )?;
+        }
         tx.commit()?;
         Ok(n > 0)
     }
@@ -518,7 +531,7 @@ impl Store for SqliteStore {
         Ok(conn.execute(
             "UPDATE async_events SET state = 'queued', dead_letter = 0, next_at_ms = ?4,
                 function_attempts = 0, system_attempts = 0, lease_owner = NULL,
-                lease_until_ms = 0, updated_ms = ?4
+                lease_until_ms = 0, updated_ms = ?4, enqueued_ms = ?4
              WHERE dead_letter = 1 AND namespace = ?1 AND function = ?2
                AND (?3 IS NULL OR request_id = ?3)",
             params![namespace, function, request_id, now_ms],

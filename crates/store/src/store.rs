@@ -79,8 +79,8 @@ pub trait Store: Send + Sync {
         rec: &FunctionRecord,
         expected_revision: &str,
     ) -> Result<(), StoreError>;
-    /// Deletes a function with its concurrency and event-invoke settings (its queued
-    /// events and dead letters stay); returns whether it existed.
+    /// Deletes a function with its concurrency and event-invoke settings and its async
+    /// events (queued, finished and dead letters); returns whether it existed.
     fn delete_function(&self, namespace: &str, name: &str) -> Result<bool, StoreError>;
     /// Functions sorted by name, strictly after `after`, at most `limit`.
     fn list_functions(
@@ -234,7 +234,8 @@ pub trait Store: Send + Sync {
         limit: usize,
     ) -> Result<Vec<EventStatus>, StoreError>;
     /// Requeues dead letters of a function (one, or all when `request_id` is None) to
-    /// run now as new attempts under the same request id; returns how many.
+    /// run now as new attempts under the same request id, their age counted from now;
+    /// returns how many.
     fn redrive_dead_letters(
         &self,
         namespace: &str,

@@ -64,7 +64,7 @@ conformance! {
         list_orders_names_bytewise,
         list_all_orders_by_namespace_then_name,
         usage_counts_functions_and_zipped_code_of_a_namespace,
-        delete_takes_the_settings_but_leaves_events,
+        delete_takes_the_settings_and_the_events,
     ],
     with_store: settings [
         access_keys_are_upserted,

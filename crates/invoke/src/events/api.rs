@@ -185,7 +185,16 @@ impl AsyncService {
             .flatten()
         {
             match Destination::parse(dest).map_err(invalid)? {
-                Destination::Function { account, name, .. } => {
+                Destination::Function {
+                    account,
+                    name,
+                    qualifier,
+                } => {
+                    if qualifier.as_deref().is_some_and(|q| q != LATEST) {
+                        return Err(invalid(format!(
+                            "Destination '{dest}': only $LATEST of a function can be a destination until versions and aliases exist"
+                        )));
+                    }
                     if account != caller.account {
                         return Err(invalid(format!(
                             "Destination '{dest}' belongs to another account"
@@ -238,7 +247,13 @@ impl AsyncService {
         .await?;
         let mut settings: EventInvokeSettings = match &current {
             Some(row) => serde_json::from_str(&row.config).unwrap_or_default(),
-            None => EventInvokeSettings::default(),
+            None if replace => EventInvokeSettings::default(),
+            // Update changes a configuration; Put makes one.
+            None => {
+                return Err(ServiceError::ResourceNotFound(format!(
+                    "The function {arn} doesn't have an EventInvokeConfig"
+                )))
+            }
         };
         settings.apply(input, replace).map_err(invalid)?;
         self.check_destinations(caller, &name, &settings).await?;
@@ -354,6 +369,8 @@ impl AsyncService {
         }
     }
 
+    /// The function a dead-letter request names: it must exist (its dead letters went
+    /// with it when it was deleted).
     async fn function(&self, caller: &Caller, function_name: &str) -> Result<String, ServiceError> {
         let (name, qualifier) = self.functions.resolve_name(caller, function_name, None)?;
         if qualifier.is_some() {
@@ -361,7 +378,8 @@ impl AsyncService {
                 "The dead-letter queue belongs to the function: give its name without a qualifier",
             ));
         }
-        Ok(name)
+        let (rec, _) = self.functions.lookup(caller, &name, None).await?;
+        Ok(rec.name.clone())
     }
 
     pub async fn dead_letters(

@@ -87,6 +87,8 @@ pub enum DeliveryError {
     Invalid(String, String),
     #[error("destination function {0} belongs to another account")]
     OtherAccount(String),
+    #[error("destination function {0} does not exist (any more)")]
+    NoSuchFunction(String),
     #[error("could not store the record: {0}")]
     Store(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
     #[error("webhook {url} failed: {detail}")]
@@ -102,6 +104,7 @@ impl From<StoreError> for DeliveryError {
 pub struct Destinations {
     store: StoreHandle,
     queue: Arc<EventQueue>,
+    registry: Arc<crate::registry::Registry>,
     /// How https webhooks are verified: the host's CA certificates, and the operator's.
     tls: tokio_rustls::TlsConnector,
 }
@@ -155,9 +158,15 @@ impl Destinations {
     pub fn new(
         store: StoreHandle,
         queue: Arc<EventQueue>,
+        registry: Arc<crate::registry::Registry>,
         tls: tokio_rustls::TlsConnector,
     ) -> Self {
-        Destinations { store, queue, tls }
+        Destinations {
+            store,
+            queue,
+            registry,
+            tls,
+        }
     }
 
     /// Delivers `record` of an event of `namespace` to `destination`.
@@ -178,6 +187,18 @@ impl Destinations {
             } => {
                 if account != account_of(namespace) {
                     return Err(DeliveryError::OtherAccount(destination.to_string()));
+                }
+                // Queued for a function that is gone, the record would be dropped with
+                // its events: fail the delivery instead (an OnFailure event then goes to
+                // the dead-letter queue).
+                let exists = self
+                    .registry
+                    .get(namespace, &name)
+                    .await
+                    .map_err(|e| DeliveryError::Store(Box::new(e)))?
+                    .is_some();
+                if !exists {
+                    return Err(DeliveryError::NoSuchFunction(destination.to_string()));
                 }
                 self.queue
                     .enqueue(NewEvent {

@@ -157,6 +157,7 @@ impl Dispatcher {
             destinations: Destinations::new(
                 store.clone(),
                 queue.clone(),
+                functions.registry().clone(),
                 settings.webhook_tls.clone(),
             ),
             store,

@@ -133,10 +133,15 @@ impl EventQueue {
 
     /// Replaces the counts with the store's (all servers' events).
     pub fn set_depths(&self, depths: Vec<QueueDepth>) {
-        *self.depths() = depths
-            .into_iter()
-            .map(|d| (d.namespace.clone(), d))
-            .collect();
+        let mut known = self.depths();
+        // A namespace whose queue emptied stays, at 0, so its series reads 0.
+        for d in known.values_mut() {
+            d.pending = 0;
+            d.oldest_enqueued_ms = None;
+        }
+        for d in depths {
+            known.insert(d.namespace.clone(), d);
+        }
     }
 
     /// Pending events and the oldest one's enqueue time, per namespace.

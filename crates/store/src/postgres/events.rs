@@ -409,7 +409,7 @@ impl PostgresStore {
         let n = self.client()?.execute(
             "UPDATE async_events SET state = 'queued', dead_letter = FALSE, next_at_ms = $4,
                 function_attempts = 0, system_attempts = 0, lease_owner = NULL,
-                lease_until_ms = 0, updated_ms = $4
+                lease_until_ms = 0, updated_ms = $4, enqueued_ms = $4
              WHERE dead_letter AND namespace = $1 AND function = $2
                AND ($3::TEXT IS NULL OR request_id = $3)",
             &[&namespace, &function, &request_id, &now_ms],

@@ -79,6 +79,7 @@ pub fn redrive_of_one_dead_letter_requeues_it_now_with_its_history(store: &dyn S
     assert_eq!(after.state, EventState::Queued);
     assert!(!after.dead_letter);
     assert_eq!(after.next_at_ms, now);
+    assert_eq!(after.enqueued_ms, now, "its age counts from the redrive");
     assert_eq!((after.function_attempts, after.system_attempts), (0, 0));
     assert_eq!(after.attempts, before.attempts);
     assert_eq!(after.payload, before.payload);

@@ -1,9 +1,9 @@
 //! Function records: create, optimistic update, list pages, usage, and delete taking
 //! the function's settings with it.
 
-use tern_store::{EventInvokeConfigRow, EventState, ProvisionedSetting, Settle, Store, StoreError};
+use tern_store::{EventInvokeConfigRow, ProvisionedSetting, Settle, Store, StoreError};
 
-use crate::support::{attempt, claim_and_settle, enqueue, function, T0};
+use crate::support::{attempt, claim_and_settle, enqueue, function, LONG_LEASE, T0};
 
 fn names(page: &[tern_core::function::FunctionRecord]) -> Vec<String> {
     page.iter()
@@ -167,7 +167,7 @@ fn provisioned(function: &str) -> ProvisionedSetting {
     }
 }
 
-pub fn delete_takes_the_settings_but_leaves_events(store: &dyn Store) {
+pub fn delete_takes_the_settings_and_the_events(store: &dyn Store) {
     for name in ["f", "g"] {
         store
             .create_function(&function("default", name, 10))
@@ -221,11 +221,15 @@ pub fn delete_takes_the_settings_but_leaves_events(store: &dyn Store) {
         2
     );
 
-    let queued = store
-        .get_event("queued")
+    // Its events go with it: a function created later under the name runs none.
+    assert_eq!(store.get_event("queued").unwrap(), None);
+    assert_eq!(store.get_event("dead").unwrap(), None);
+    assert!(store
+        .list_dead_letters("default", "f", None, 10)
         .unwrap()
-        .expect("queued event kept");
-    assert_eq!(queued.state, EventState::Queued);
-    let dlq = store.list_dead_letters("default", "f", None, 10).unwrap();
-    assert_eq!(dlq.len(), 1, "dead letters kept");
+        .is_empty());
+    assert!(store
+        .claim_events("o", T0 + 10_000, LONG_LEASE, 10, &[])
+        .unwrap()
+        .is_empty());
 }
