@@ -16,6 +16,7 @@ use tern_runtime::{
 use tern_telemetry::{LogSink, Metrics};
 
 use crate::admission::{Admission, Throttle};
+use crate::now_ms;
 use crate::platform_log::Report;
 use crate::reporting::{Reporting, RunReport};
 
@@ -98,13 +99,6 @@ pub struct Executor {
     instances: Arc<InstanceManager>,
     reporting: Reporting,
     spec: Box<dyn Fn(&FunctionRecord) -> tern_runtime::FunctionSpec + Send + Sync>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// An X-Ray style trace id, as Lambda passes in `_X_AMZN_TRACE_ID`.

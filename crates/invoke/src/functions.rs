@@ -23,6 +23,7 @@ use tern_store::{CodeStore, ProvisionedSetting, StoreHandle};
 use crate::admission::Admission;
 use crate::error::{stored, ServiceError};
 use crate::layers::LayerService;
+use crate::now_ms;
 use crate::registry::Registry;
 use crate::validate;
 
@@ -48,13 +49,6 @@ pub struct FunctionService {
     config: ServiceConfig,
     last_revision: AtomicU64,
     layers: LayerService,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn invalid(msg: impl Into<String>) -> ServiceError {

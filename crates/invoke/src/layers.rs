@@ -22,6 +22,7 @@ use tern_store::{CodeStore, StoreError, StoreHandle, StoredLayerVersion};
 
 use crate::error::{stored, ServiceError};
 use crate::functions::Caller;
+use crate::now_ms;
 
 /// Lambda's answer for a layer version that does not exist (or that the caller may not
 /// see).
@@ -39,13 +40,6 @@ fn invalid(msg: impl Into<String>) -> ServiceError {
 
 fn not_found() -> ServiceError {
     ServiceError::ResourceNotFound(NOT_FOUND.to_string())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Filters of ListLayers and ListLayerVersions, and their paging.

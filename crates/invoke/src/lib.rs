@@ -25,3 +25,12 @@ pub use functions::{Caller, FunctionService, ServiceConfig};
 pub use registry::Registry;
 pub use sync::{InvokeRequest, InvokeResponse, Invoker};
 pub use throttle::Throttle;
+
+/// Milliseconds since the Unix epoch, the time every record and log line of this crate
+/// carries.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

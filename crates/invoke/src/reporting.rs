@@ -10,14 +10,8 @@ use tern_store::LogLine;
 use tern_telemetry::{LogSink, Metrics};
 
 use crate::execution::RunOutcome;
+use crate::now_ms;
 use crate::platform_log::{PlatformLog, Report};
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// Where reports go: the function logs and the metrics.
 #[derive(Clone)]

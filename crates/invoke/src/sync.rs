@@ -18,6 +18,7 @@ use crate::error::ServiceError;
 use crate::events::EventQueue;
 use crate::execution::{ExecutionRequest, Executor};
 use crate::functions::{Caller, FunctionService};
+use crate::now_ms;
 
 /// An Invoke request as the gateway hands it over.
 #[derive(Debug, Default)]
@@ -70,13 +71,6 @@ pub struct Invoker {
     functions: Arc<FunctionService>,
     executor: Arc<Executor>,
     queue: Arc<EventQueue>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn idempotency_key(key: &str) -> Result<String, ServiceError> {

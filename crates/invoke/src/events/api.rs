@@ -16,16 +16,10 @@ use tern_store::{EventInvokeConfigRow, EventStatus, StoreError, StoreHandle};
 use super::queue::EventQueue;
 use crate::error::{stored, ServiceError};
 use crate::functions::{Caller, FunctionService};
+use crate::now_ms;
 
 /// Dead letters and queue messages listed per page at most.
 pub const PAGE_MAX: usize = 1000;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 fn invalid(msg: impl Into<String>) -> ServiceError {
     ServiceError::InvalidParameterValue(msg.into())

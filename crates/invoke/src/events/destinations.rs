@@ -12,6 +12,7 @@ use tern_core::names::account_of;
 use tern_store::{NewEvent, StoreError, StoreHandle};
 
 use super::queue::EventQueue;
+use crate::now_ms;
 
 /// How long a webhook may take to answer.
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -145,13 +146,6 @@ pub fn webhook_tls(extra_ca_file: Option<&Path>) -> Result<tokio_rustls::TlsConn
     .with_root_certificates(roots)
     .with_no_client_auth();
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl Destinations {

@@ -17,6 +17,7 @@ use super::destinations::{record, Condition, Destinations, RecordInput};
 use super::queue::{EventQueue, IDEMPOTENCY_WINDOW_MS};
 use crate::execution::{ExecutionError, ExecutionRequest, Executor};
 use crate::functions::FunctionService;
+use crate::now_ms;
 
 /// Events claimed in one store call at most.
 const CLAIM_BATCH: usize = 64;
@@ -66,13 +67,6 @@ pub struct Dispatcher {
     /// Set at shutdown: claim nothing more, and leave runs the shutdown cut short to
     /// the next claim instead of counting them as failures.
     stopping: std::sync::atomic::AtomicBool,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn millis(d: Duration) -> i64 {

@@ -9,6 +9,7 @@ use tern_store::{Enqueued, NewEvent, QueueDepth, StoreError, StoreHandle};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::error::ServiceError;
+use crate::now_ms;
 use crate::throttle::Throttle;
 
 /// Events stored in one commit at most.
@@ -33,13 +34,6 @@ pub struct EventQueue {
     bound: u64,
     /// Wakes this server's dispatcher when an event is stored.
     stored: Arc<Notify>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl EventQueue {
