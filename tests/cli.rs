@@ -576,6 +576,77 @@ fn deploy_turns_snap_start_on_and_off() {
     );
 }
 
+#[test]
+fn deploy_sets_the_network_mode() {
+    let server = Server::start();
+    let code = python_dir(1);
+    let mode = |server: &Server| {
+        server
+            .request(
+                "GET",
+                "/2015-03-31/functions/netted/configuration",
+                &[],
+                b"",
+            )
+            .json()["TernNetwork"]["Mode"]
+            .clone()
+    };
+    let created = deploy(
+        &server,
+        path_str(code.path()),
+        "netted",
+        "python3.11",
+        "app.handler",
+        &["--network", "egress"],
+    )
+    .ok();
+    assert!(
+        created.stdout.contains("network egress"),
+        "{}",
+        created.stdout
+    );
+    assert_eq!(mode(&server), "egress");
+    // An update without the flag leaves it; a mode tern does not know is refused.
+    tern(
+        &server,
+        &["deploy", path_str(code.path()), "--name", "netted"],
+    )
+    .ok();
+    assert_eq!(mode(&server), "egress");
+    let bad = tern(
+        &server,
+        &[
+            "deploy",
+            path_str(code.path()),
+            "--name",
+            "netted",
+            "--network",
+            "host",
+        ],
+    );
+    assert_eq!(bad.code, Some(2), "a usage error: {bad:#?}");
+    assert!(bad.stderr.contains("none, egress"), "{}", bad.stderr);
+    tern(
+        &server,
+        &[
+            "deploy",
+            path_str(code.path()),
+            "--name",
+            "netted",
+            "--network",
+            "none",
+            "--call-tern",
+            "true",
+        ],
+    )
+    .ok();
+    assert_eq!(mode(&server), "none");
+    let conf = server
+        .request("GET", "/2015-03-31/functions/netted/configuration", &[], b"")
+        .json();
+    assert_eq!(conf["TernNetwork"]["CallTern"], true, "{conf}");
+}
+
 /// Polls `tern invocations get ID` until the invocation is in `state`.
 fn invocation_in_state(server: &Server, id: &str, state: &str) -> Value {
     for _ in 0..200 {

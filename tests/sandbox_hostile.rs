@@ -316,7 +316,76 @@ def runtime_api_soak(event):
         s.close()
     return {"opened": opened, "failed": failed}
 
+def netadmin(event):
+    """Tries to change the sandbox's network or the host's egress policy from inside."""
+    import struct
+    out = {}
+    def netlink(proto, payload):
+        s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, proto)
+        try:
+            s.bind((0, 0))
+            s.send(payload)
+            s.settimeout(2)
+            reply = s.recv(65536)
+            # NLMSG_ERROR carries the request's errno (0: acknowledged, it worked).
+            if struct.unpack_from("=H", reply, 4)[0] == 2:
+                code = -struct.unpack_from("=i", reply, 16)[0]
+                return "ok" if code == 0 else errname(code)
+            return "answered"
+        finally:
+            s.close()
+    eth0 = socket.if_nametoindex("eth0")
+    # RTM_NEWADDR 192.0.2.99/24 on eth0 (NLM_F_REQUEST|ACK|CREATE|EXCL).
+    ifa = struct.pack("=BBBBI", socket.AF_INET, 24, 0, 0, eth0)
+    rta = struct.pack("=HH", 8, 2) + socket.inet_aton("198.51.100.99")
+    msg = ifa + rta
+    hdr = struct.pack("=IHHII", 16 + len(msg), 20, 0x1 | 0x4 | 0x400 | 0x200, 1, 0)
+    try:
+        out["rtnetlink_add_address"] = netlink(0, hdr + msg)
+    except OSError as e:
+        out["rtnetlink_add_address"] = errname(e.errno) if e.errno else type(e).__name__
+    # RTM_DELROUTE of the default route.
+    rtm = struct.pack("=BBBBBBBBI", socket.AF_INET, 0, 0, 0, 254, 0, 0, 1, 0)
+    hdr = struct.pack("=IHHII", 16 + len(rtm), 25, 0x1 | 0x4, 2, 0)
+    try:
+        out["rtnetlink_delete_route"] = netlink(0, hdr + rtm)
+    except OSError as e:
+        out["rtnetlink_delete_route"] = errname(e.errno) if e.errno else type(e).__name__
+    # nftables: a batch that adds a table (NFNL_MSG_BATCH_BEGIN, NFT_MSG_NEWTABLE, END).
+    def nfmsg(kind, flags, seq, family, body=b"", res_id=0):
+        nfgen = struct.pack("=BBH", family, 0, res_id)
+        return struct.pack("=IHHII", 16 + len(nfgen) + len(body), kind, flags, seq, 0) + nfgen + body
+    name = b"pwned\0"
+    attr = struct.pack("=HH", 4 + len(name), 1) + name + b"\0" * ((4 - len(name) % 4) % 4)
+    batch = (nfmsg(0x10, 0x1, 1, 0, res_id=socket.htons(10))
+             + nfmsg((10 << 8) | 0, 0x1 | 0x4 | 0x400, 2, 1, attr)
+             + nfmsg(0x11, 0x1, 3, 0, res_id=socket.htons(10)))
+    try:
+        out["nftables_add_table"] = netlink(12, batch)
+    except OSError as e:
+        out["nftables_add_table"] = errname(e.errno) if e.errno else type(e).__name__
+    def sock(*args):
+        socket.socket(*args).close()
+    out["raw_socket"] = attempt(lambda: sock(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW))
+    out["packet_socket"] = attempt(lambda: sock(socket.AF_PACKET, socket.SOCK_RAW, 0))
+    # SIOCSIFFLAGS: take eth0 down.
+    import fcntl
+    def down():
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            fcntl.ioctl(s, 0x8914, struct.pack("16sH14x", b"eth0", 0))
+        finally:
+            s.close()
+    out["ioctl_link_down"] = attempt(down)
+    def write(path, data):
+        with open(path, "w") as f:
+            f.write(data)
+    out["sysctl_forwarding"] = attempt(lambda: write("/proc/sys/net/ipv4/ip_forward", "0"))
+    out["sysctl_rp_filter"] = attempt(lambda: write("/proc/sys/net/ipv4/conf/all/rp_filter", "0"))
+    return out
+
 ATTACKS = {
+    "netadmin": netadmin,
     "runtime_api_soak": runtime_api_soak,
     "write_tmp": write_tmp,
     "background": background, "beats": beats,
@@ -686,6 +755,56 @@ fn function_cannot_reach_platform_ports() {
         );
     }
     s.canary_answers();
+}
+
+#[test]
+fn an_egress_function_cannot_change_its_network_or_the_policy() {
+    let world = support::testnet::World::shared();
+    let s = Suite::start();
+    s.deploy(
+        "hostile-net",
+        "attack.handler",
+        json!({"Timeout": 30, "TernNetwork": {"Mode": "egress"}}),
+    );
+    let result = s.result("hostile-net", "netadmin", json!({}));
+    // Each attempt fails: seccomp refuses the socket, or the kernel the change (the
+    // sandbox's processes hold no capability over its network namespace).
+    for (attempt, outcome) in outcomes(&result) {
+        assert!(
+            matches!(
+                outcome.as_str(),
+                "EPERM" | "EACCES" | "EROFS" | "EAFNOSUPPORT"
+            ),
+            "{attempt} should be refused: {outcome}\nall: {result}"
+        );
+    }
+    assert_eq!(outcomes(&result).len(), 8, "{result}");
+    // The policy holds afterwards: the internet is reached, a private host is not.
+    let targets = json!([
+        [
+            support::testnet::INTERNET.to_string(),
+            support::testnet::HTTP_PORT
+        ],
+        [
+            support::testnet::PRIVATE.to_string(),
+            support::testnet::HTTP_PORT
+        ],
+    ]);
+    let result = s.result("hostile-net", "network", json!({ "targets": targets }));
+    let internet = format!(
+        "{}:{}",
+        support::testnet::INTERNET,
+        support::testnet::HTTP_PORT
+    );
+    let private = format!(
+        "{}:{}",
+        support::testnet::PRIVATE,
+        support::testnet::HTTP_PORT
+    );
+    assert_eq!(result[&internet][0], "ok", "{result}");
+    assert_eq!(result[&private][0], "ECONNREFUSED", "{result}");
+    s.canary_answers();
+    drop(world);
 }
 
 #[test]

@@ -252,6 +252,8 @@ fn setup_teardown(
     let (mut setup, mut teardown) = (Vec::new(), Vec::new());
     for i in 0..iterations {
         let spec = LaunchSpec {
+            network: Default::default(),
+            owner: String::new(),
             instance_id: format!("bench-{i}"),
             program: PathBuf::from("/bin/true"),
             args: Vec::new(),
@@ -327,6 +329,8 @@ fn python_tax(
                     }
                     Some(cpu) => {
                         let spec = LaunchSpec {
+                            network: Default::default(),
+                            owner: String::new(),
                             instance_id: format!("bench-py-{i}-{p}-{s}"),
                             program: python.clone(),
                             args: args.iter().map(|a| a.to_string()).collect(),
@@ -402,6 +406,8 @@ fn bootstrap_in_sandbox(
             .map(|(k, v)| (k.to_string(), v.to_string())),
         );
         let spec = LaunchSpec {
+            network: Default::default(),
+            owner: String::new(),
             instance_id: format!("bench-boot-{cpu_millis}-{i}"),
             program: python.clone(),
             args: vec![

@@ -2,6 +2,8 @@
 //! with a temporary data dir, build function zips, and call the API signed with SigV4.
 #![allow(dead_code)]
 
+pub mod testnet;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

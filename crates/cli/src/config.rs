@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde::Deserialize;
+use tern_core::function::NetworkMode;
+use tern_sandbox::Cidr;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -96,6 +98,73 @@ pub struct ServerConfig {
     /// Asynchronous invocation (queue, retries, leases, retention).
     #[serde(rename = "async")]
     pub async_invoke: AsyncSettings,
+    /// Function networking (egress, the egress policy, DNS).
+    pub network: NetworkSettings,
+}
+
+/// `[network]` in the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkSettings {
+    /// Give sandboxes a network when their function asks for one (false: every function
+    /// is loopback-only, and `egress` is refused).
+    pub enabled: bool,
+    /// The network mode of a function created without one: `none` or `egress`.
+    pub default_mode: String,
+    /// Addresses of all tern servers' sandboxes on this host; each server takes a /19.
+    pub sandbox_cidr: String,
+    /// Destinations refused to every sandbox on top of the built-in list (CIDRs).
+    pub deny: Vec<String>,
+    /// The resolv.conf whose nameservers answer sandboxes' DNS queries.
+    pub resolv_conf: PathBuf,
+    /// How long the credentials of an instance that may call tern stay valid, in
+    /// seconds; an instance gets no more work once less than a tenth is left.
+    pub api_credentials_secs: u64,
+}
+
+impl Default for NetworkSettings {
+    fn default() -> Self {
+        NetworkSettings {
+            enabled: true,
+            default_mode: "none".to_string(),
+            sandbox_cidr: tern_sandbox::net::DEFAULT_SANDBOX_CIDR.to_string(),
+            deny: Vec::new(),
+            resolv_conf: PathBuf::from("/etc/resolv.conf"),
+            api_credentials_secs: 3600,
+        }
+    }
+}
+
+impl NetworkSettings {
+    pub fn default_mode(&self) -> anyhow::Result<NetworkMode> {
+        NetworkMode::parse(&self.default_mode).with_context(|| {
+            format!(
+                "network.default_mode {:?} is not one of {}",
+                self.default_mode,
+                NetworkMode::NAMES.join(", ")
+            )
+        })
+    }
+
+    /// The sandbox launcher's settings; `None` when networking is off.
+    pub fn sandbox_config(&self) -> anyhow::Result<Option<tern_sandbox::NetworkConfig>> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        let cidr = |s: &String, what: &str| -> anyhow::Result<Cidr> {
+            s.parse::<Cidr>()
+                .map_err(|e| anyhow::anyhow!("network.{what}: {e}"))
+        };
+        Ok(Some(tern_sandbox::NetworkConfig {
+            sandbox_cidr: cidr(&self.sandbox_cidr, "sandbox_cidr")?,
+            deny: self
+                .deny
+                .iter()
+                .map(|d| cidr(d, "deny"))
+                .collect::<anyhow::Result<_>>()?,
+            ..tern_sandbox::NetworkConfig::default()
+        }))
+    }
 }
 
 /// `[async]` in the config file.
@@ -183,6 +252,7 @@ impl Default for ServerConfig {
             python_sdk: tern_runtime::python_sdk::DEFAULT_REQUIREMENTS.join(" "),
             python_sdk_dir: None,
             async_invoke: AsyncSettings::default(),
+            network: NetworkSettings::default(),
         }
     }
 }
@@ -259,6 +329,9 @@ pub struct ServerArgs {
     /// Cache of Python SDK installs (default: <data-dir>/python-sdk).
     #[arg(long, env = "TERN_PYTHON_SDK_DIR")]
     pub python_sdk_dir: Option<PathBuf>,
+    /// Network mode of functions created without one: none or egress [default: none].
+    #[arg(long, env = "TERN_NETWORK_DEFAULT")]
+    pub network_default: Option<String>,
     /// DEVELOPMENT ONLY: run functions as plain processes without any isolation.
     #[arg(long, env = "TERN_DEV_UNSANDBOXED")]
     pub dev_unsandboxed: bool,
@@ -330,6 +403,9 @@ impl ServerConfig {
         if let Some(v) = &args.python_sdk_dir {
             cfg.python_sdk_dir = Some(v.clone());
         }
+        if let Some(v) = &args.network_default {
+            cfg.network.default_mode = v.clone();
+        }
         cfg.dev_unsandboxed |= args.dev_unsandboxed;
         cfg.validate()?;
         Ok(cfg)
@@ -387,6 +463,14 @@ impl ServerConfig {
         }
         if self.header_timeout_secs == 0 || self.idle_timeout_secs == 0 {
             bail!("header_timeout_secs and idle_timeout_secs must be at least 1");
+        }
+        let mode = self.network.default_mode()?;
+        self.network.sandbox_config()?;
+        if self.network.api_credentials_secs < 10 || self.network.api_credentials_secs > 43_200 {
+            bail!("network.api_credentials_secs must be from 10 to 43200 (12 hours)");
+        }
+        if mode != NetworkMode::None && !self.network.enabled {
+            bail!("network.default_mode {mode} needs network.enabled = true");
         }
         if let Some(bad) = self
             .python_sdk_requirements()

@@ -2,6 +2,7 @@
 //! until SIGTERM/SIGINT, then drains.
 
 use std::io::Write;
+use std::net::Ipv4Addr;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,9 +13,10 @@ use rand::distributions::{Alphanumeric, DistString};
 use rand::Rng;
 use tern_core::names::DEFAULT_NAMESPACE;
 use tern_gateway::presign::KEY_BYTES;
-use tern_gateway::{AppState, Authenticator, Downloads, ListenerLimits, UrlSigner};
+use tern_gateway::{AppState, Authenticator, Downloads, ListenerLimits, Sessions, UrlSigner};
 use tern_invoke::events::{webhook_tls, AsyncService, DispatchSettings, Dispatcher, EventQueue};
 use tern_invoke::{Admission, Executor, FunctionService, Invoker, Registry, ServiceConfig};
+use tern_runtime::dns::{DnsForwarder, Upstreams};
 use tern_runtime::{InstanceManager, LogRouter, PoolConfig, PythonSdk, RuntimeCatalog};
 use tern_sandbox::{Depth, Launcher, ProcessLauncher, SandboxConfig, SandboxLauncher};
 use tern_store::{
@@ -174,14 +176,20 @@ fn server_id(data_dir: &Path, legacy: Option<String>) -> anyhow::Result<String> 
     Ok(id)
 }
 
-fn launcher(config: &ServerConfig, server_id: String) -> anyhow::Result<Arc<dyn Launcher>> {
+/// The launcher, and the address sandboxes with a network send their DNS queries to
+/// (none when the launcher gives no sandbox a network).
+fn launcher(
+    config: &ServerConfig,
+    server_id: String,
+    api_port: u16,
+) -> anyhow::Result<(Arc<dyn Launcher>, Option<Ipv4Addr>)> {
     if config.dev_unsandboxed {
         tracing::warn!("================================================================");
         tracing::warn!("DEVELOPMENT MODE: functions run WITHOUT A SANDBOX (--dev-unsandboxed).");
         tracing::warn!("They can read and write anything this server's user can. Never use");
         tracing::warn!("this with code you do not trust or on a shared machine.");
         tracing::warn!("================================================================");
-        return Ok(Arc::new(ProcessLauncher::new()));
+        return Ok((Arc::new(ProcessLauncher::new()), None));
     }
     if !nix::unistd::Uid::effective().is_root() {
         bail!(
@@ -205,6 +213,10 @@ fn launcher(config: &ServerConfig, server_id: String) -> anyhow::Result<Arc<dyn 
             keep,
         },
     };
+    sandbox_config.network = config.network.sandbox_config()?.map(|mut network| {
+        network.api_port = Some(api_port);
+        network
+    });
     if !config.pre_created_sandboxes {
         sandbox_config.sandboxes_ahead = Depth::OFF;
         sandbox_config.runtimes_ahead = Depth::OFF;
@@ -229,7 +241,8 @@ fn launcher(config: &ServerConfig, server_id: String) -> anyhow::Result<Arc<dyn 
     }
     let launcher = SandboxLauncher::new(sandbox_config).context("cannot set up the sandbox")?;
     launcher.cleanup_leftovers();
-    Ok(Arc::new(launcher))
+    let resolver = launcher.network().map(|n| n.resolver());
+    Ok((Arc::new(launcher), resolver))
 }
 
 async fn shutdown_signal() {
@@ -303,7 +316,32 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     } else {
         PythonSdk::start(config.python_sdk_dir(), requirements, &catalog)
     };
-    let launcher = launcher(&config, server_id)?;
+    // Bound before the sandboxes' network is set up, whose policy lets the functions
+    // that may call tern reach this port; served once everything is ready.
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let (launcher, resolver) = launcher(&config, server_id, addr.port())?;
+    let sessions = resolver.map(|_| {
+        Arc::new(Sessions::new(
+            Duration::from_secs(config.network.api_credentials_secs),
+            config.max_instances,
+        ))
+    });
+    // Sandboxes with a network resolve names through the server, on their side of it.
+    let _dns = match resolver {
+        Some(addr) => {
+            let upstreams = Upstreams::from_resolv_conf(&config.network.resolv_conf)
+                .context("cannot find resolvers for sandboxes' DNS (network.resolv_conf)")?;
+            Some(
+                DnsForwarder::start(addr, 53, upstreams)
+                    .await
+                    .context("cannot start the sandboxes' DNS resolver")?,
+            )
+        }
+        None => None,
+    };
     // /tmp filesystems on the host disk count against a disk budget; a tmpfs /tmp is
     // memory, bounded by the instance's memory limit instead.
     let tmp_disk_budget_mb = match launcher.tmp_disk_used_bytes() {
@@ -333,6 +371,9 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             start_cpu_boost: Duration::from_millis(config.start_cpu_boost_ms),
             saturated_cpu_percent: config.saturated_cpu_percent,
             python_sdk,
+            credentials: sessions
+                .clone()
+                .map(|s| s as Arc<dyn tern_runtime::credentials::InstanceCredentials>),
         },
         launcher,
         catalog.clone(),
@@ -356,6 +397,10 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         ),
         ServiceConfig {
             region: config.region.clone(),
+            default_network: config.network.default_mode()?,
+            // Without a sandbox a function has the host's network whatever its mode.
+            networking: resolver.is_some() || config.dev_unsandboxed,
+            call_tern: sessions.is_some(),
         },
     ));
     functions
@@ -411,16 +456,35 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         events: Arc::new(AsyncService::new(store.clone(), functions.clone(), queue)),
         functions,
         invoker,
-        auth: Arc::new(Authenticator::new(store.clone(), config.region.clone())),
+        auth: Arc::new(match &sessions {
+            Some(sessions) => Authenticator::new(store.clone(), config.region.clone())
+                .with_sessions(sessions.clone()),
+            None => Authenticator::new(store.clone(), config.region.clone()),
+        }),
         metrics,
         store: store.clone(),
         downloads,
     });
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let addr = listener.local_addr()?;
+    // Functions that may call tern reach it at the resolver's address, on the server's
+    // port: the listener itself when it listens on every address, else one of its own
+    // (with its own connection limits, so functions cannot crowd out outside clients).
+    let internal = match (resolver, &sessions) {
+        (Some(resolver), Some(sessions)) => {
+            sessions.set_endpoint(format!("http://{resolver}:{}", addr.port()));
+            if addr.ip().is_unspecified() {
+                None
+            } else {
+                let at = std::net::SocketAddr::from((resolver, addr.port()));
+                Some(
+                    tokio::net::TcpListener::bind(at)
+                        .await
+                        .with_context(|| format!("cannot listen for functions on {at}"))?,
+                )
+            }
+        }
+        _ => None,
+    };
     tracing::info!(
         data_dir = %config.data_dir.display(),
         runtimes = %catalog.ids().join(","),
@@ -437,6 +501,17 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         header_timeout: Duration::from_secs(config.header_timeout_secs),
         idle_timeout: Duration::from_secs(config.idle_timeout_secs),
     };
+    let (internal_stop_tx, internal_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let internal = internal.map(|listener| {
+        tokio::spawn(tern_gateway::listener::serve(
+            listener,
+            app.clone(),
+            limits.clone(),
+            async {
+                let _ = internal_stop_rx.await;
+            },
+        ))
+    });
     let server = tokio::spawn(tern_gateway::listener::serve(
         listener,
         app,
@@ -448,6 +523,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down: no new connections; waiting for requests in flight");
     let _ = stop_tx.send(());
+    let _ = internal_stop_tx.send(());
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     // Requests and async events in flight finish within one grace period, side by side.
     let (served, ()) = tokio::join!(tokio::time::timeout(grace, server), dispatcher.drain(grace));
@@ -458,6 +534,9 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             grace_secs = config.shutdown_grace_secs,
             "requests still running after the grace period; stopping them"
         ),
+    }
+    if let Some(internal) = internal {
+        internal.abort();
     }
     instances.shutdown().await;
     // Let the log writer flush what is queued.

@@ -38,6 +38,18 @@ pub struct FunctionRecord {
     /// post-init template (honoured on `$LATEST` too, as a tern extension).
     #[serde(default)]
     pub snap_start: bool,
+    /// How the function's sandboxes reach the network (tern's `TernNetwork`
+    /// extension); set from the server's default when the function is created.
+    #[serde(default)]
+    pub network: NetworkMode,
+    /// Whether the function's instances may call tern's API, with credentials of
+    /// their own (`TernNetwork.CallTern`).
+    #[serde(default)]
+    pub call_tern: bool,
+    /// The private networks its sandboxes are attached to (`VpcConfig`, or
+    /// `TernNetwork.Networks`), by name.
+    #[serde(default)]
+    pub networks: Vec<String>,
     /// Opaque id that changes on every update (Lambda's `RevisionId`).
     pub revision_id: String,
     /// Increases on every update; instances of older revisions are retired.
@@ -68,6 +80,43 @@ pub struct FunctionLayerRef {
     pub unzipped_size: u64,
     /// Lowercase hex sha256 of the layer's zip: its key in the code store.
     pub sha256_hex: String,
+}
+
+/// How a function's sandboxes reach the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// Loopback only: the function reaches nothing outside its sandbox.
+    #[default]
+    None,
+    /// Outbound connections, where the server's egress policy lets them go.
+    Egress,
+}
+
+impl NetworkMode {
+    /// The names the API and the CLI take.
+    pub const NAMES: &'static [&'static str] = &["none", "egress"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkMode::None => "none",
+            NetworkMode::Egress => "egress",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<NetworkMode> {
+        match name {
+            "none" => Some(NetworkMode::None),
+            "egress" => Some(NetworkMode::Egress),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for NetworkMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 pub const TRACING_PASS_THROUGH: &str = "PassThrough";

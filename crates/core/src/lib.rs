@@ -9,6 +9,7 @@ pub mod function;
 pub mod layer;
 pub mod limits;
 pub mod names;
+pub mod network;
 pub mod sigv4;
 pub mod timefmt;
 pub mod wire;

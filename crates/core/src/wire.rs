@@ -46,6 +46,8 @@ pub struct CreateFunctionRequest {
     pub publish_to: Option<Value>,
     pub durable_config: Option<Value>,
     pub tenancy_config: Option<Value>,
+    /// tern's extension: how the function reaches the network.
+    pub tern_network: Option<TernNetworkInput>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,6 +132,42 @@ pub struct UpdateFunctionConfigurationRequest {
     pub logging_config: Option<LoggingConfigInput>,
     pub capacity_provider_config: Option<Value>,
     pub durable_config: Option<Value>,
+    /// tern's extension: how the function reaches the network.
+    pub tern_network: Option<TernNetworkInput>,
+}
+
+/// `TernNetwork` as a request gives it (a tern extension to Lambda's shapes).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct TernNetworkInput {
+    /// `none` or `egress`.
+    pub mode: Option<String>,
+    /// Let the function's instances call tern's API (`AWS_ENDPOINT_URL_LAMBDA`, with
+    /// credentials of their own).
+    pub call_tern: Option<bool>,
+    /// The private networks to attach to (as `VpcConfig` with these names as both its
+    /// `SubnetIds` and `SecurityGroupIds`); an empty list detaches.
+    pub networks: Option<Vec<String>>,
+}
+
+/// `TernNetwork` in responses.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TernNetwork {
+    pub mode: String,
+    pub call_tern: bool,
+    pub networks: Vec<String>,
+}
+
+/// Lambda's `VpcConfigResponse`, for a function attached to private networks.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VpcConfigResponse {
+    pub subnet_ids: Vec<String>,
+    pub security_group_ids: Vec<String>,
+    /// tern has one "VPC": the server's private networks.
+    pub vpc_id: String,
+    pub ipv6_allowed_for_dual_stack: bool,
 }
 
 /// `FunctionConfiguration` in responses.
@@ -161,6 +199,10 @@ pub struct FunctionConfiguration {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<FunctionLayer>,
     pub snap_start: SnapStartResponse,
+    /// tern's extension (Lambda's clients ignore members they do not know).
+    pub tern_network: TernNetwork,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vpc_config: Option<VpcConfigResponse>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -246,6 +288,17 @@ impl FunctionConfiguration {
                 .to_string(),
                 optimization_status: if rec.snap_start { "On" } else { "Off" }.to_string(),
             },
+            tern_network: TernNetwork {
+                mode: rec.network.as_str().to_string(),
+                call_tern: rec.call_tern,
+                networks: rec.networks.clone(),
+            },
+            vpc_config: (!rec.networks.is_empty()).then(|| VpcConfigResponse {
+                subnet_ids: rec.networks.clone(),
+                security_group_ids: rec.networks.clone(),
+                vpc_id: "tern".to_string(),
+                ipv6_allowed_for_dual_stack: false,
+            }),
         }
     }
 }

@@ -456,6 +456,13 @@ async fn metrics(State(state): State<AppState>) -> Response {
         // The pool keeps the totals; the counter catches up with them at each scrape.
         counter.inc_by(total.saturating_sub(counter.get()));
     }
+    for (namespace, function, total) in state.invoker.network_refusals() {
+        let counter = m.network_refusals.get_or_create(&vec![
+            ("namespace".to_string(), namespace),
+            ("function".to_string(), function),
+        ]);
+        counter.inc_by(total.saturating_sub(counter.get()));
+    }
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);

@@ -1,11 +1,13 @@
 //! SigV4 verification of API requests against the stored access keys (DESIGN D7).
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use tern_core::sigv4::{self, RequestParts, SigError};
 use tern_invoke::Caller;
 use tern_store::{AccessKey, StoreError, StoreHandle};
+
+use crate::sessions::{SessionError, Sessions};
 
 /// Why a request was not authenticated. All are 403 on the wire.
 #[derive(Debug, thiserror::Error)]
@@ -14,6 +16,8 @@ pub enum AuthError {
     Missing,
     #[error("The security token included in the request is invalid.")]
     UnknownKey,
+    #[error("The security token included in the request is expired")]
+    ExpiredToken,
     #[error("{0}")]
     Signature(SigError),
     #[error("Credential should be scoped to a valid region and the service 'lambda': this server signs for '{region}/lambda', the request for '{given}'")]
@@ -31,6 +35,7 @@ impl AuthError {
         match self {
             AuthError::Missing => "MissingAuthenticationTokenException",
             AuthError::UnknownKey => "UnrecognizedClientException",
+            AuthError::ExpiredToken => "ExpiredTokenException",
             AuthError::Signature(SigError::Missing) => "MissingAuthenticationTokenException",
             AuthError::Signature(_)
             | AuthError::Scope { .. }
@@ -53,6 +58,8 @@ pub struct Authenticator {
     /// The region signatures must be scoped to: the server's.
     region: String,
     keys: RwLock<HashMap<String, AccessKey>>,
+    /// Temporary credentials of instances that may call tern.
+    sessions: Option<Arc<Sessions>>,
 }
 
 /// A request whose key, scope, date and signed headers have been checked, before its
@@ -62,12 +69,54 @@ pub struct Pending {
     key: AccessKey,
 }
 
+/// The header that carries a temporary key's session token.
+const SECURITY_TOKEN: &str = "x-amz-security-token";
+
 impl Authenticator {
     pub fn new(store: StoreHandle, region: impl Into<String>) -> Self {
         Authenticator {
             store,
             region: region.into(),
             keys: RwLock::new(HashMap::new()),
+            sessions: None,
+        }
+    }
+
+    /// Also accepts the temporary credentials of instances that may call tern.
+    pub fn with_sessions(mut self, sessions: Arc<Sessions>) -> Self {
+        self.sessions = Some(sessions);
+        self
+    }
+
+    /// A temporary key: live, with its session token sent (and signed) as
+    /// `X-Amz-Security-Token`.
+    fn session_key(
+        &self,
+        parts: &RequestParts<'_>,
+        auth: &sigv4::Authorization,
+    ) -> Result<AccessKey, AuthError> {
+        let session = match self.sessions.as_ref().map(|s| s.get(&auth.access_key)) {
+            Some(Ok(session)) => session,
+            Some(Err(SessionError::Expired)) => return Err(AuthError::ExpiredToken),
+            _ => return Err(AuthError::UnknownKey),
+        };
+        let sent = parts
+            .headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(SECURITY_TOKEN))
+            .map(|(_, value)| value.trim());
+        let signed = auth.signed_headers.iter().any(|h| h == SECURITY_TOKEN);
+        match sent {
+            Some(token)
+                if signed
+                    && sigv4::constant_time_eq(
+                        token.as_bytes(),
+                        session.session_token.as_bytes(),
+                    ) =>
+            {
+                Ok(session.key)
+            }
+            _ => Err(AuthError::UnknownKey),
         }
     }
 
@@ -105,10 +154,13 @@ impl Authenticator {
         }
         let header = authorization.ok_or(AuthError::Missing)?;
         let auth = sigv4::parse_authorization(header).map_err(AuthError::Signature)?;
-        let key = self
-            .key(&auth.access_key)
-            .await?
-            .ok_or(AuthError::UnknownKey)?;
+        let key = if Sessions::is_temporary(&auth.access_key) {
+            self.session_key(parts, &auth)?
+        } else {
+            self.key(&auth.access_key)
+                .await?
+                .ok_or(AuthError::UnknownKey)?
+        };
         if auth.region != self.region || auth.service != "lambda" {
             return Err(AuthError::Scope {
                 region: self.region.clone(),

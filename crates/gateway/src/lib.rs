@@ -14,9 +14,11 @@ pub mod layers;
 pub mod listener;
 pub mod operations;
 pub mod presign;
+pub mod sessions;
 
 pub use app::{router, AppState};
 pub use auth::Authenticator;
 pub use download::Downloads;
 pub use listener::ListenerLimits;
 pub use presign::UrlSigner;
+pub use sessions::Sessions;

@@ -7,17 +7,18 @@ use std::sync::Arc;
 
 use base64::Engine;
 use tern_core::function::{
-    CodeRef, FunctionRecord, LogSettings, LATEST, LOG_FORMAT_JSON, TRACING_PASS_THROUGH,
+    CodeRef, FunctionRecord, LogSettings, NetworkMode, LATEST, LOG_FORMAT_JSON,
+    TRACING_PASS_THROUGH,
 };
 use tern_core::names::{function_arn, FunctionRef};
 use tern_core::wire::{
     AccountLimit, AccountUsage, Concurrency, CreateFunctionRequest, FunctionCodeLocation,
     FunctionConfiguration, GetAccountSettingsResponse, GetFunctionResponse, ListFunctionsResponse,
-    ListProvisionedConcurrencyConfigsResponse, ProvisionedConcurrencyConfig,
+    ListProvisionedConcurrencyConfigsResponse, ProvisionedConcurrencyConfig, TernNetworkInput,
     UpdateFunctionCodeRequest, UpdateFunctionConfigurationRequest,
 };
 use tern_core::{limits, names};
-use tern_runtime::{FunctionSpec, InstanceManager, ProvisionedStatus};
+use tern_runtime::{FunctionSpec, InstanceManager, ProvisionedStatus, SandboxNetwork};
 use tern_store::{CodeStore, ProvisionedSetting, StoreHandle};
 
 use crate::admission::Admission;
@@ -38,6 +39,20 @@ pub struct Caller {
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
     pub region: String,
+    /// The network mode of a function created without `TernNetwork`.
+    pub default_network: NetworkMode,
+    /// Whether this server can give sandboxes a network at all (its launcher has
+    /// function networking on); without it, only `none` is accepted.
+    pub networking: bool,
+    /// Whether it can give instances credentials for its own API (`CallTern`).
+    pub call_tern: bool,
+}
+
+/// How a function's sandboxes reach the network.
+struct NetworkChoice {
+    mode: NetworkMode,
+    call_tern: bool,
+    networks: Vec<String>,
 }
 
 pub struct FunctionService {
@@ -116,6 +131,10 @@ impl FunctionService {
             code_dir: self.code.dir(&rec.code.sha256_hex),
             layer_dirs: self.layers.dirs(&rec.layers),
             snap_start: rec.snap_start,
+            network: SandboxNetwork {
+                egress: rec.network == NetworkMode::Egress,
+                api: rec.call_tern,
+            },
         }
     }
 
@@ -430,7 +449,6 @@ impl FunctionService {
         ];
         validate::unsupported_members(&[
             ("Publish", publish.as_ref()),
-            ("VpcConfig", req.vpc_config.as_ref()),
             ("DeadLetterConfig", req.dead_letter_config.as_ref()),
             ("KMSKeyArn", req.kms_key_arn.as_ref()),
             ("FileSystemConfigs", req.file_system_configs.as_ref()),
@@ -456,6 +474,18 @@ impl FunctionService {
             None => None,
         }
         .unwrap_or_else(|| TRACING_PASS_THROUGH.to_string());
+        let network = self
+            .network_settings(
+                caller,
+                req.tern_network.as_ref(),
+                req.vpc_config.as_ref(),
+                NetworkChoice {
+                    mode: self.config.default_network,
+                    call_tern: false,
+                    networks: Vec::new(),
+                },
+            )
+            .await?;
         let zip =
             Self::code_from_request(&req.code.zip_file, &req.code.s3_bucket, &req.code.image_uri)?;
         // Fail fast on a duplicate before storing the package.
@@ -489,6 +519,9 @@ impl FunctionService {
             logging,
             tracing_mode,
             snap_start,
+            network: network.mode,
+            call_tern: network.call_tern,
+            networks: network.networks,
             revision_id: uuid::Uuid::new_v4().to_string(),
             revision: self.next_revision(),
             last_modified_ms: now_ms(),
@@ -704,7 +737,6 @@ impl FunctionService {
         Self::unqualified(&qualifier, "UpdateFunctionConfiguration")?;
         Self::check_revision(&current, &req.revision_id)?;
         validate::unsupported_members(&[
-            ("VpcConfig", req.vpc_config.as_ref()),
             ("DeadLetterConfig", req.dead_letter_config.as_ref()),
             ("KMSKeyArn", req.kms_key_arn.as_ref()),
             ("FileSystemConfigs", req.file_system_configs.as_ref()),
@@ -716,6 +748,20 @@ impl FunctionService {
             ("DurableConfig", req.durable_config.as_ref()),
         ])?;
         let mut next = (*current).clone();
+        let network = self
+            .network_settings(
+                caller,
+                req.tern_network.as_ref(),
+                req.vpc_config.as_ref(),
+                NetworkChoice {
+                    mode: current.network,
+                    call_tern: current.call_tern,
+                    networks: current.networks.clone(),
+                },
+            )
+            .await?;
+        (next.network, next.call_tern, next.networks) =
+            (network.mode, network.call_tern, network.networks);
         if let Some(given) = &req.logging_config {
             next.logging = validate::logging_config(&current.logging, given)?;
         }
@@ -777,6 +823,75 @@ impl FunctionService {
             _ => {}
         }
         self.commit_update(caller, &current, next).await
+    }
+
+    /// The network mode, `CallTern` and private networks that `given` and `vpc` ask
+    /// for (each as in `otherwise` where they say nothing), if this server can provide
+    /// them and the caller's namespace may use the networks.
+    async fn network_settings(
+        &self,
+        caller: &Caller,
+        given: Option<&TernNetworkInput>,
+        vpc: Option<&serde_json::Value>,
+        otherwise: NetworkChoice,
+    ) -> Result<NetworkChoice, ServiceError> {
+        let call_tern = given.and_then(|g| g.call_tern).unwrap_or(otherwise.call_tern);
+        let from_vpc = vpc.map(validate::vpc_config).transpose()?.flatten();
+        let from_tern = given.and_then(|g| g.networks.clone());
+        if let Some(names) = &from_tern {
+            validate::networks_list(names)?;
+        }
+        let networks = match (from_vpc, from_tern) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(invalid(
+                    "VpcConfig and TernNetwork.Networks name different networks; give one of them",
+                ))
+            }
+            (Some(names), _) | (None, Some(names)) => names,
+            (None, None) => otherwise.networks,
+        };
+        if !networks.is_empty() && !self.config.networking {
+            return Err(invalid(
+                "private networks need function networking, which is off on this server",
+            ));
+        }
+        for name in &networks {
+            let owned = name.clone();
+            let found = stored(&self.store, move |s| Ok(s.get_network(&owned)?)).await?;
+            match found {
+                Some(net) if net.admits(&caller.namespace) => {}
+                _ => {
+                    return Err(invalid(format!(
+                        "network {name:?} does not exist, or functions of this namespace may not attach to it"
+                    )))
+                }
+            }
+        }
+        let mode = match given.and_then(|g| g.mode.as_deref()) {
+            None => otherwise.mode,
+            Some(name) => NetworkMode::parse(name).ok_or_else(|| {
+                invalid(format!(
+                    "TernNetwork.Mode {name:?} is not one of {}",
+                    NetworkMode::NAMES.join(", ")
+                ))
+            })?,
+        };
+        if mode != NetworkMode::None && !self.config.networking && given.is_some() {
+            return Err(invalid(format!(
+                "TernNetwork.Mode {mode} needs function networking, which is off on this server"
+            )));
+        }
+        if call_tern && !self.config.call_tern && given.is_some() {
+            return Err(invalid(
+                "TernNetwork.CallTern needs function networking in the sandbox, which is off \
+                 on this server",
+            ));
+        }
+        Ok(NetworkChoice {
+            mode,
+            call_tern,
+            networks,
+        })
     }
 
     pub async fn delete(

@@ -126,6 +126,18 @@ impl Invoker {
         )
     }
 
+    /// Connections refused by the egress policy, per (namespace, function).
+    pub fn network_refusals(&self) -> Vec<(String, String, u64)> {
+        self.instances()
+            .network_refusals()
+            .into_iter()
+            .filter_map(|(owner, n)| {
+                let (namespace, function) = owner.split_once('/')?;
+                Some((namespace.to_string(), function.to_string(), n))
+            })
+            .collect()
+    }
+
     /// The /tmp disk budget and its use (`None`: /tmp is not on the host disk).
     pub fn tmp_disk(&self) -> Option<tern_runtime::TmpDiskUsage> {
         self.instances().tmp_disk()

@@ -375,6 +375,76 @@ pub fn snap_start(v: &serde_json::Value, runtime: &str) -> Result<bool, ServiceE
     Ok(on)
 }
 
+/// Lambda's `VpcConfig` as tern maps it: the private networks a function is attached
+/// to. `SubnetIds` name tern networks and `SecurityGroupIds` their allow-lists (each
+/// network has one, of its own name); a function is attached to the networks whose
+/// allow-lists it names, each of which must be among its `SubnetIds`. `None`: the
+/// request says nothing (unset, null); an empty list detaches.
+pub fn vpc_config(v: &serde_json::Value) -> Result<Option<Vec<String>>, ServiceError> {
+    use serde_json::Value;
+    let obj = match v {
+        Value::Null => return Ok(None),
+        Value::Object(o) => o,
+        _ => return Err(invalid("VpcConfig must be an object".into())),
+    };
+    let list = |field: &str| -> Result<Vec<String>, ServiceError> {
+        match obj.get(field) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|i| {
+                    i.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| invalid(format!("VpcConfig.{field} must list strings")))
+                })
+                .collect(),
+            Some(_) => Err(invalid(format!("VpcConfig.{field} must be a list"))),
+        }
+    };
+    for key in obj.keys() {
+        match key.as_str() {
+            "SubnetIds" | "SecurityGroupIds" => {}
+            "Ipv6AllowedForDualStack" => {
+                if obj[key] == Value::Bool(true) {
+                    return Err(invalid("VpcConfig.Ipv6AllowedForDualStack: tern's sandboxes have IPv4 only".into()));
+                }
+            }
+            other => return Err(invalid(format!("VpcConfig.{other} is not a member of VpcConfig"))),
+        }
+    }
+    let (subnets, groups) = (list("SubnetIds")?, list("SecurityGroupIds")?);
+    if subnets.is_empty() != groups.is_empty() {
+        return Err(invalid("VpcConfig needs both SubnetIds (tern networks) and SecurityGroupIds (their allow-lists), or neither".into()));
+    }
+    let mut networks: Vec<String> = Vec::new();
+    for group in &groups {
+        if !subnets.contains(group) {
+            return Err(invalid(format!(
+                "VpcConfig.SecurityGroupIds: {group:?} is the allow-list of network {group:?}, which is not among the SubnetIds"
+            )));
+        }
+        if !networks.contains(group) {
+            networks.push(group.clone());
+        }
+    }
+    networks_list(&networks)?;
+    Ok(Some(networks))
+}
+
+/// Checks a list of network names: well formed, at most five.
+pub fn networks_list(names: &[String]) -> Result<(), ServiceError> {
+    use tern_core::network::{validate_name, PER_FUNCTION_MAX};
+    if names.len() > PER_FUNCTION_MAX {
+        return Err(invalid(format!(
+            "a function is attached to at most {PER_FUNCTION_MAX} networks"
+        )));
+    }
+    for name in names {
+        validate_name(name).map_err(invalid)?;
+    }
+    Ok(())
+}
+
 /// Request members tern accepts in the model's shape but does not implement, each with
 /// why; a request that sets one is refused rather than having it silently dropped.
 pub fn unsupported_members(

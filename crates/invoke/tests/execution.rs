@@ -71,6 +71,7 @@ async fn a_run_whose_caller_goes_away_gives_its_instance_back() {
             code_dir: code_dir.clone(),
             layer_dirs: vec![],
             snap_start: false,
+            network: Default::default(),
         },
     ));
     let rec = Arc::new(record());

@@ -11,6 +11,7 @@ use tern_sandbox::{ExitStatus, InstanceProcess, LaunchSpec, Launcher, Resources,
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::api::{self, ApiShared, Invocation, Phase, Reply};
+use crate::credentials::CredentialGuard;
 use crate::freezer::Freezer;
 use crate::output::{LogConsumer, OutputTap};
 
@@ -83,6 +84,8 @@ pub struct Instance {
     pub tmp_mb: u32,
     /// Which CPU limits it runs under (see [`StartBoost`] and [`WarmPhase`]).
     cpu: Arc<Mutex<CpuPhase>>,
+    /// The credentials it was started with, if any: revoked when it goes.
+    credentials: Option<CredentialGuard>,
 }
 
 fn now_ms() -> u64 {
@@ -219,6 +222,7 @@ impl Instance {
             memory_mb,
             tmp_mb,
             cpu: Arc::new(Mutex::new(CpuPhase::Start)),
+            credentials: None,
         })
     }
 
@@ -348,6 +352,19 @@ impl Instance {
 
     pub fn has_exited(&self) -> bool {
         self.exited.borrow().is_some()
+    }
+
+    /// Ties the credentials it was started with to its life.
+    pub(crate) fn hold_credentials(&mut self, guard: CredentialGuard) {
+        self.credentials = Some(guard);
+    }
+
+    /// Whether its credentials are near their expiry: it should get no more work (a
+    /// fresh instance gets fresh credentials, as Lambda recycles environments).
+    pub fn credentials_expiring(&self) -> bool {
+        self.credentials
+            .as_ref()
+            .is_some_and(|c| std::time::Instant::now() >= c.retire_at)
     }
 
     /// Switches its limits to the warm phase's, once its start-up is over; `None` if it

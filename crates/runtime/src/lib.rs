@@ -8,6 +8,8 @@
 pub mod api;
 pub mod bootstraps;
 pub mod catalog;
+pub mod credentials;
+pub mod dns;
 pub mod fake_launcher;
 pub mod freezer;
 pub mod instance;
@@ -24,3 +26,4 @@ pub use pool::{
     ProvisionedStatus, TmpDiskUsage,
 };
 pub use python_sdk::PythonSdk;
+pub use tern_sandbox::SandboxNetwork;

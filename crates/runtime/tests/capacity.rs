@@ -2,14 +2,17 @@
 //! measure, a handed-out one counts its whole MemorySize again, and eviction (least
 //! recently used first) is counted by reason.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tern_runtime::fake_launcher::FakeStart;
+use tern_runtime::fake_launcher::{FakeLauncher, FakeStart};
 use tern_runtime::PoolConfig;
+use tern_sandbox::{CapacityAccount, LaunchError, LaunchSpec, Launched, Launcher};
 
 mod fake;
 
-use fake::{call, fixture, function};
+use fake::{call, fixture, fixture_behind, function};
 
 const MB: u64 = 1024 * 1024;
 
@@ -133,6 +136,95 @@ async fn a_hand_out_without_room_waits_and_the_refusal_names_the_memory_budget()
     let b = fx.manager.acquire(&function("b")).await.expect("b");
     assert!(!b.cold);
     fx.manager.release(b, true).await;
+}
+
+/// The fake launcher with templates it will not stop (each in use, say): asked to stop
+/// something built ahead to make room, it counts the request and stops nothing.
+struct KeepsItsTemplates {
+    fake: Arc<FakeLauncher>,
+    asked_for_room: Arc<AtomicUsize>,
+}
+
+impl Launcher for KeepsItsTemplates {
+    fn launch(&self, spec: &LaunchSpec) -> Result<Launched, LaunchError> {
+        self.fake.launch(spec)
+    }
+
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+
+    fn set_capacity_account(&self, account: Arc<dyn CapacityAccount>) {
+        self.fake.set_capacity_account(account);
+    }
+
+    fn drop_built_ahead(&self) -> bool {
+        self.asked_for_room.fetch_add(1, Ordering::Relaxed);
+        false
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_waiting_for_room_that_cannot_be_made_wait_without_waking_each_other() {
+    const WAITERS: usize = 3;
+    let asked = Arc::new(AtomicUsize::new(0));
+    let fx = fixture_behind(
+        |_| FakeStart::After(Duration::from_millis(1)),
+        {
+            let asked = asked.clone();
+            move |fake| {
+                Arc::new(KeepsItsTemplates {
+                    fake,
+                    asked_for_room: asked,
+                })
+            }
+        },
+        |c| PoolConfig {
+            memory_budget_mb: 300,
+            queue_timeout: Duration::from_secs(30),
+            ..c
+        },
+    );
+    fx.launcher.set_memory_in_use(4 * MB);
+    call_each(&fx, &["a", "b"]).await;
+    let a = fx.manager.acquire(&function("a")).await.expect("a");
+    assert!(fx.launcher.build_template(128), "room for the template");
+    // b went idle on an account more than half full, and counts what it uses.
+    assert_eq!(fx.manager.live_memory_mb(), 128 + 4 + 128);
+    // Handing b out needs 124 MB more and a start 128: each try to make room asks the
+    // launcher, which keeps its template, and finds no other idle instance to evict.
+    let waiters: Vec<_> = (0..WAITERS)
+        .map(|_| tokio::spawn(call(fx.manager.clone(), function("b"), "{}")))
+        .collect();
+    // std's sleep: requests spinning would hold the runtime's workers, and its timers.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while asked.load(Ordering::Relaxed) < WAITERS {
+        assert!(
+            Instant::now() < deadline,
+            "the requests did not try for room"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let tries = asked.load(Ordering::Relaxed);
+    let b_idle = fx.manager.idle_count("default", "b");
+    // Once a is gone, b is handed out to each in turn. (What was seen is asserted after:
+    // a panic while requests spin would leave the test hanging on its workers.)
+    fx.manager.release(a, false).await;
+    for waiter in waiters {
+        let answer = tokio::time::timeout(Duration::from_secs(10), waiter)
+            .await
+            .expect("served once a was gone")
+            .expect("join");
+        assert_eq!(answer, Ok("{}".into()));
+    }
+    // Nothing changed for them meanwhile: a try that failed woke nobody, and none tried
+    // again (a wake-up had every waiter retry, fail and wake the others, forever).
+    assert!(
+        tries <= 10 * WAITERS,
+        "{WAITERS} waiting requests tried to make room {tries} times"
+    );
+    assert_eq!(b_idle, 1, "b stayed idle");
 }
 
 #[tokio::test(flavor = "multi_thread")]

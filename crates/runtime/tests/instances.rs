@@ -75,6 +75,7 @@ fn spec(fx: &Fixture, runtime: &str, handler: &str) -> FunctionSpec {
         code_dir: fx.code.clone(),
         layer_dirs: vec![],
         snap_start: false,
+        network: Default::default(),
     }
 }
 

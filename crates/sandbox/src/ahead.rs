@@ -30,6 +30,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::launcher::LaunchSpec;
+use crate::net::SandboxNetwork;
 use crate::sandbox::Built;
 
 /// How long a claimed item waits for its launch.
@@ -84,6 +85,8 @@ pub(crate) struct HeldKey {
     pub bootstrap_dir: PathBuf,
     pub runtime_dir: Option<PathBuf>,
     pub extra_ro_paths: Vec<PathBuf>,
+    /// A sandbox's link is made with its network namespace.
+    pub network: SandboxNetwork,
 }
 
 impl HeldKey {
@@ -94,6 +97,7 @@ impl HeldKey {
             bootstrap_dir: spec.bootstrap_dir.clone(),
             runtime_dir: spec.runtime_dir.clone(),
             extra_ro_paths: spec.extra_ro_paths.clone(),
+            network: spec.network,
         }
     }
 }

@@ -33,7 +33,7 @@ use crate::mounts::{self, RealSyscalls};
 use crate::protocol::{
     self, CommandReply, KeeperCommand, KeeperEvent, KeeperRequest, RuntimeStart,
 };
-use crate::{seccomp, sys};
+use crate::{net, seccomp, sys};
 
 /// `argv[1]` that turns the tern binary into a keeper.
 pub const KEEPER_ARG: &str = "__sandbox-keeper";
@@ -132,6 +132,12 @@ fn keeper_main() -> Result<()> {
     }
     .map_err(|e| e.to_string())?;
 
+    // A socket in the host's network namespace stays there: the host end of the
+    // sandbox's link is made through it once we are in the sandbox's.
+    let mut host_netlink = match &req.network {
+        Some(_) => Some(net::link::Netlink::open().map_err(ctx("open a netlink socket"))?),
+        None => None,
+    };
     unshare(
         CloneFlags::CLONE_NEWPID
             | CloneFlags::CLONE_NEWNET
@@ -141,6 +147,11 @@ fn keeper_main() -> Result<()> {
     .map_err(ctx("unshare pid/net/uts/ipc"))?;
     nix::unistd::sethostname(&req.hostname).map_err(ctx("sethostname"))?;
     sys::set_loopback_up().map_err(ctx("bring lo up"))?;
+    if let (Some(link), Some(host)) = (&req.network, host_netlink.as_mut()) {
+        link.build(host)
+            .map_err(ctx("connect the sandbox's network"))?;
+    }
+    drop(host_netlink);
     let listener =
         TcpListener::bind(("127.0.0.1", req.runtime_api_port)).map_err(ctx("bind runtime api"))?;
 

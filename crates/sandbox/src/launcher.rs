@@ -9,6 +9,8 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::net::SandboxNetwork;
+
 /// Everything needed to start one instance. Paths in `program`/`args` are as the
 /// instance sees them (inside the sandbox: `/var/task/bootstrap`, `/usr/bin/python3`, ...).
 #[derive(Debug, Clone)]
@@ -51,6 +53,13 @@ pub struct LaunchSpec {
     /// starts. `None`: the runtime is started at launch only (or forked by `zygote`,
     /// which plays the same part).
     pub start_ahead_env: Option<Vec<(String, String)>>,
+    /// The sandbox's network. A launch with one is never forked from a post-init
+    /// template (a fork makes its own network namespace, which would need its link made
+    /// on the request path).
+    pub network: SandboxNetwork,
+    /// Whom the instance's usage is counted to (the runtime passes
+    /// `namespace/function`); opaque to the launcher.
+    pub owner: String,
 }
 
 /// The variable that names the descriptor a runtime started ahead of time reads its
@@ -196,6 +205,10 @@ pub trait InstanceProcess: Send + Sync {
     fn memory_current_bytes(&self) -> Option<u64> {
         None
     }
+    /// Connections and packets of the instance refused by the egress policy so far.
+    fn network_refusals(&self) -> u64 {
+        0
+    }
     /// Host disk used by the instance's /tmp filesystem right now, in bytes; `None`
     /// when its /tmp is not on the host disk.
     fn tmp_disk_used_bytes(&self) -> Option<u64> {
@@ -326,6 +339,12 @@ pub trait Launcher: Send + Sync {
     }
     /// Host disk used right now by the /tmp filesystems of handed-out instances, in
     /// bytes; `None` when /tmp is not on the host disk (tmpfs, or no sandbox).
+    /// Connections and packets refused by the egress policy, per owner (see
+    /// [`LaunchSpec::owner`]): those of instances gone, and so far those of live ones.
+    fn network_refusals(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
+
     fn tmp_disk_used_bytes(&self) -> Option<u64> {
         None
     }

@@ -16,6 +16,7 @@ mod exit_cell;
 pub mod keeper;
 pub mod launcher;
 pub mod mounts;
+pub mod net;
 mod privileges;
 pub mod process;
 mod protocol;
@@ -33,6 +34,7 @@ pub use launcher::{
     LaunchSpec, Launched, Launcher, Reservation, Resources, Room, ServedBy, TemplateSpec,
     ZygoteSpec, CONFIG_FD_VAR, ZYGOTE_PYTHON_FLAGS,
 };
+pub use net::{Cidr, HostNetwork, NetworkConfig, SandboxNetwork};
 pub use process::ProcessLauncher;
 pub use sandbox::{SandboxConfig, SandboxError, SandboxLauncher};
 pub use uid_range::UidRange;

@@ -188,6 +188,8 @@ mod tests {
 
     fn spec(code: &Path) -> LaunchSpec {
         LaunchSpec {
+            network: Default::default(),
+            owner: String::new(),
             instance_id: "t1".into(),
             program: "/bin/sh".into(),
             args: vec![],

@@ -9,6 +9,7 @@ use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, Ms
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::mounts::MountStep;
+use crate::net::SandboxLink;
 
 /// Largest message either side sends (the spec with its environment and mount plan).
 const MAX_MESSAGE: usize = 256 * 1024;
@@ -41,6 +42,9 @@ pub(crate) struct KeeperRequest {
     /// filter) and /proc hides processes from each other.
     #[serde(default)]
     pub template: bool,
+    /// The sandbox's link to the host; none: loopback only.
+    #[serde(default)]
+    pub network: Option<SandboxLink>,
 }
 
 /// What the launcher may ask of a running keeper (closing the socket asks it to kill the

@@ -22,9 +22,10 @@ use crate::exit_cell::ExitCell;
 use crate::keeper::KEEPER_ARG;
 use crate::launcher::{
     zygote_program, CapacityAccount, ExitStatus, InstanceProcess, LaunchError, LaunchSpec,
-    Launched, Launcher, Reservation, ServedBy, ZygoteSpec,
+    Launched, Launcher, Reservation, ServedBy, TemplateSpec, ZygoteSpec,
 };
 use crate::mounts::{self, HostView, PlanInput, TmpSource, OVERLAY_SOURCE};
+use crate::net::{HostNetwork, NetLease, NetworkConfig, SandboxNetwork};
 use crate::protocol::{
     self, CommandReply, KeeperCommand, KeeperEvent, KeeperRequest, RuntimeStart,
 };
@@ -89,6 +90,9 @@ pub struct SandboxConfig {
     /// Runtimes started ahead of time into such sandboxes, and instances forked ahead
     /// from post-init templates, per shape in use. [`Depth::OFF`] starts none.
     pub runtimes_ahead: Depth,
+    /// Function networking: links, addresses and egress policy for sandboxes that ask
+    /// for a network. `None`: off, and a launch that asks for one fails.
+    pub network: Option<NetworkConfig>,
 }
 
 impl SandboxConfig {
@@ -104,6 +108,7 @@ impl SandboxConfig {
             tmp_pool_depth: tmp_disk::DEFAULT_POOL_DEPTH,
             sandboxes_ahead: Depth::DEFAULT,
             runtimes_ahead: Depth::DEFAULT,
+            network: Some(NetworkConfig::default()),
         })
     }
 }
@@ -123,6 +128,9 @@ pub enum SandboxError {
     /// the seccomp policy does not compile
     #[error(transparent)]
     Seccomp(#[from] SeccompError),
+    /// function networking cannot be set up
+    #[error("cannot set up function networking (set `[network] enabled = false` to run without it): {0}")]
+    Network(io::Error),
 }
 
 /// Launches instances in sandboxes. Cheap to share between threads.
@@ -153,6 +161,8 @@ struct Inner {
     capacity: std::sync::OnceLock<Arc<dyn CapacityAccount>>,
     /// Post-init templates, one per function at most.
     templates: Templates,
+    /// This server's share of the host network; `None`: networking is off.
+    net: Option<Arc<HostNetwork>>,
 }
 
 /// Shapes kept built ahead at once, per pool; the least recently used goes first.
@@ -219,6 +229,19 @@ impl SandboxLauncher {
         let held = HeldPool::new(depth(config.sandboxes_ahead), MAX_SHAPES);
         let started = Pool::new(depth(config.runtimes_ahead), MAX_SHAPES);
         let forks_ahead = depth(config.runtimes_ahead);
+        let net = match &config.network {
+            Some(network) => Some(Arc::new(
+                HostNetwork::setup(network).map_err(SandboxError::Network)?,
+            )),
+            None => {
+                // What a crashed server left goes even when this one runs without.
+                let lease_dir = Path::new(crate::net::DEFAULT_LEASE_DIR);
+                if let Err(e) = crate::net::remove_leftovers(lease_dir) {
+                    tracing::warn!(error = %e, "could not remove the networks of servers that are gone");
+                }
+                None
+            }
+        };
         let inner = Inner {
             config,
             host,
@@ -233,6 +256,7 @@ impl SandboxLauncher {
             started,
             capacity: std::sync::OnceLock::new(),
             templates: Templates::new(forks_ahead),
+            net,
         };
         Ok(SandboxLauncher {
             inner: Arc::new(inner),
@@ -259,6 +283,12 @@ impl SandboxLauncher {
     /// instance was cleaned up; cgroups still in use are left alone.
     pub fn remove_server_cgroups(&self) {
         self.inner.remove_server_cgroups()
+    }
+
+    /// This server's share of the host network, if networking is on: its resolver
+    /// address is where the server must answer sandboxes' DNS queries.
+    pub fn network(&self) -> Option<&HostNetwork> {
+        self.inner.net.as_deref()
     }
 
     /// Sandboxes built ahead of time and waiting for a runtime right now.
@@ -310,7 +340,12 @@ impl Inner {
         }
     }
 
-    fn prepare(&self, spec: &LaunchSpec, outside_uid: u32) -> Result<Prepared, String> {
+    fn prepare(
+        &self,
+        spec: &LaunchSpec,
+        outside_uid: u32,
+        net: Option<&NetLease>,
+    ) -> Result<Prepared, String> {
         let root = self.config.state_dir.join(&spec.instance_id);
         if root.exists() {
             remove_root_dir(&root);
@@ -320,7 +355,12 @@ impl Inner {
             None => None,
         };
         fs::create_dir(&root).map_err(|e| format!("create {}: {e}", root.display()))?;
-        let resolv = fs::read_to_string(RESOLV_CONF).unwrap_or_default();
+        // A sandbox with a network asks the server's resolver; one without has nothing to
+        // ask, and keeps the host's file as it always had.
+        let resolv = match (net, &self.net) {
+            (Some(_), Some(host)) => format!("nameserver {}\noptions edns0\n", host.resolver()),
+            _ => fs::read_to_string(RESOLV_CONF).unwrap_or_default(),
+        };
         let plan = mounts::plan(
             &self.host,
             &PlanInput {
@@ -379,6 +419,7 @@ impl Inner {
             cwd: PathBuf::from("/var/task"),
             hold: false,
             template: false,
+            network: net.map(|lease| lease.link().clone()),
         };
         Ok(Prepared {
             request,
@@ -458,6 +499,7 @@ fn exit_status(event: KeeperEvent) -> ExitStatus {
 /// The launched instance if its runtime started (`output` is the read end of its
 /// output), else the error, once the instance is torn down.
 fn hand_out(
+    spec: &LaunchSpec,
     instance: SandboxInstance,
     listener: TcpListener,
     output: Result<OwnedFd, LaunchError>,
@@ -465,7 +507,7 @@ fn hand_out(
 ) -> Result<Launched, LaunchError> {
     match output {
         Ok(output) => Ok(Launched {
-            process: instance.register(),
+            process: instance.register(spec),
             output: File::from(output),
             runtime_api_listener: listener,
             runtime_api: runtime_api(),
@@ -557,7 +599,7 @@ impl Inner {
             "sandbox started"
         );
         Ok(Launched {
-            process: instance.register(),
+            process: instance.register(spec),
             output: File::from(output),
             runtime_api_listener: listener,
             runtime_api: runtime_api(),
@@ -607,12 +649,18 @@ impl Inner {
             .acquire()
             .ok_or_else(|| LaunchError::Prepare("no free sandbox uid".into()))?;
         let outside_uid = self.config.uids.uid(slot);
-        let Prepared {
-            mut request,
-            cgroup,
-            root,
-            tmp_disk,
-        } = match self.prepare(spec, outside_uid) {
+        let prepared = self
+            .lease_network(spec.network)
+            .and_then(|net| Ok((self.prepare(spec, outside_uid, net.as_ref())?, net)));
+        let (
+            Prepared {
+                mut request,
+                cgroup,
+                root,
+                tmp_disk,
+            },
+            net,
+        ) = match prepared {
             Ok(prepared) => prepared,
             Err(e) => {
                 self.uids
@@ -665,6 +713,8 @@ impl Inner {
             tmp_disk: Mutex::new(tmp_disk),
             uid_slot: slot,
             uids: self.uids.clone(),
+            net: Mutex::new(net),
+            owner: Mutex::new(String::new()),
             released: Mutex::new(None),
             empty_layer: self.config.state_dir.join(EMPTY_LAYER),
             opt_base: self.config.state_dir.join(OPT_BASE),
@@ -685,6 +735,19 @@ impl Inner {
                 instance.abandon();
                 Err(e)
             }
+        }
+    }
+
+    /// A link and addresses for a sandbox of `network`, admitted to the egress policy.
+    fn lease_network(&self, network: SandboxNetwork) -> Result<Option<NetLease>, String> {
+        match (&self.net, network) {
+            (_, network) if !network.has_link() => Ok(None),
+            (Some(host), network) => host.lease(network),
+            (None, _) => Err(
+                "function networking is off on this server ([network] enabled = \
+                              false): only functions without a network can run"
+                    .into(),
+            ),
         }
     }
 
@@ -774,7 +837,7 @@ impl Inner {
             self.started.has_claim(&spec.instance_id) || self.held.has_claim(&spec.instance_id);
         // A launch that claimed something built ahead (its template was not ready when
         // it claimed) takes that; it still has a missing template built.
-        if let Some(wanted) = &spec.template {
+        if let Some(wanted) = template_of(spec) {
             match self.templates.lookup(wanted) {
                 Lookup::Ready(_) if claimed => {}
                 Lookup::Ready(template) => match self.fork_from_template(&template, spec) {
@@ -842,11 +905,7 @@ impl Launcher for SandboxLauncher {
         // ahead saves the fork and the cgroup migration too.
         // (The spec has no environment yet: a template missing here is built by the
         // launch that follows, which has it.)
-        if let Some(key) = spec
-            .template
-            .as_ref()
-            .filter(|t| self.inner.templates.is_ready(t))
-        {
+        if let Some(key) = template_of(spec).filter(|t| self.inner.templates.is_ready(t)) {
             let claimed = self.inner.templates.forks.claim(key);
             self.inner
                 .refill_template_forks(key.clone(), Demand::Launch);
@@ -874,7 +933,7 @@ impl Launcher for SandboxLauncher {
     }
 
     fn prepare(&self, spec: &LaunchSpec) {
-        if let Some(wanted) = &spec.template {
+        if let Some(wanted) = template_of(spec) {
             if let Lookup::Build = self.inner.templates.lookup(wanted) {
                 self.inner.spawn_template_build(spec);
             }
@@ -932,6 +991,39 @@ impl Launcher for SandboxLauncher {
         self.inner.templates.ready()
     }
 
+    fn network_refusals(&self) -> Vec<(String, u64)> {
+        let Some(net) = &self.inner.net else {
+            return Vec::new();
+        };
+        let mut by_owner = net.retired_refusals();
+        let live = net.live_refusals();
+        for instance in self.inner.handed_out() {
+            // A cleaned-up instance's refusals are among the retired ones already.
+            if instance
+                .released
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some()
+            {
+                continue;
+            }
+            let iface = match &*instance.net.lock().unwrap_or_else(|e| e.into_inner()) {
+                Some(lease) => lease.link().host_if.clone(),
+                None => continue,
+            };
+            let refused = live.get(&iface).copied().unwrap_or(0);
+            if refused > 0 {
+                let owner = instance
+                    .owner
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                *by_owner.entry(owner).or_default() += refused;
+            }
+        }
+        by_owner.into_iter().collect()
+    }
+
     fn tmp_disk_used_bytes(&self) -> Option<u64> {
         self.inner.tmp_disks.as_ref()?;
         let handed_out = self.inner.handed_out();
@@ -968,6 +1060,9 @@ impl Launcher for SandboxLauncher {
         }
         self.inner.templates.shutdown();
         self.inner.remove_server_cgroups();
+        if let Some(net) = &self.inner.net {
+            net.teardown();
+        }
     }
 }
 
@@ -988,6 +1083,10 @@ pub(crate) struct SandboxInstance {
     tmp_disk: Mutex<Option<TmpDisk>>,
     uid_slot: u32,
     uids: Arc<Mutex<UidSlots>>,
+    /// The sandbox's link and its place in the egress policy, until cleanup.
+    net: Mutex<Option<NetLease>>,
+    /// Whom its usage counts to, once handed out (see [`LaunchSpec::owner`]).
+    owner: Mutex<String>,
     /// Set by cleanup: what the cgroup said before it was removed.
     released: Mutex<Option<Released>>,
     empty_layer: PathBuf,
@@ -1001,6 +1100,8 @@ pub(crate) struct SandboxInstance {
 struct Released {
     oom_killed: bool,
     memory_peak: Option<u64>,
+    /// Connections refused by the egress policy over the sandbox's life.
+    network_refusals: u64,
 }
 
 impl SandboxInstance {
@@ -1055,7 +1156,8 @@ impl SandboxInstance {
     }
 
     /// Shares the instance, noted under its uid slot so that shutdown can stop it.
-    fn register(self) -> Arc<SandboxInstance> {
+    fn register(self, spec: &LaunchSpec) -> Arc<SandboxInstance> {
+        *self.owner.lock().unwrap_or_else(|e| e.into_inner()) = spec.owner.clone();
         let instance = Arc::new(self);
         instance
             .uids
@@ -1242,6 +1344,17 @@ impl InstanceProcess for SandboxInstance {
         }
     }
 
+    fn network_refusals(&self) -> u64 {
+        if let Some(r) = *self.released.lock().unwrap_or_else(|e| e.into_inner()) {
+            return r.network_refusals;
+        }
+        self.net
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map_or(0, NetLease::refusals)
+    }
+
     fn memory_peak_bytes(&self) -> Option<u64> {
         match *self.released.lock().unwrap_or_else(|e| e.into_inner()) {
             Some(r) => r.memory_peak,
@@ -1299,16 +1412,25 @@ impl InstanceProcess for SandboxInstance {
         if released.is_some() {
             return;
         }
-        *released = Some(Released {
-            oom_killed: self.cgroup.oom_kills() > 0,
-            memory_peak: self.cgroup.memory_peak(),
-        });
         self.kill();
         if let Some(mut keeper) = self.keeper.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = keeper.kill();
             let _ = keeper.wait();
         }
         self.cgroup.kill_all();
+        let network_refusals = self
+            .net
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+            .map_or(0, |lease| {
+                lease.release(&self.owner.lock().unwrap_or_else(|e| e.into_inner()))
+            });
+        *released = Some(Released {
+            oom_killed: self.cgroup.oom_kills() > 0,
+            memory_peak: self.cgroup.memory_peak(),
+            network_refusals,
+        });
         self.cgroup.remove();
         remove_root_dir(&self.root);
         if let Some(disk) = self
@@ -1331,6 +1453,12 @@ impl Drop for SandboxInstance {
     fn drop(&mut self) {
         self.cleanup();
     }
+}
+
+/// The post-init template `spec` may be forked from: none for a sandbox with a network
+/// (see [`LaunchSpec::network`]).
+fn template_of(spec: &LaunchSpec) -> Option<&TemplateSpec> {
+    spec.template.as_ref().filter(|_| !spec.network.has_link())
 }
 
 /// Removes an instance root directory. It is only a mount point on the host (the mounts

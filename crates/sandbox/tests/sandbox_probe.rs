@@ -65,6 +65,7 @@ fn fixture_depth(test: &str, tmp_on_disk: bool, depth: Depth) -> Option<Fixture>
         tmp_pool_depth: 2,
         sandboxes_ahead: depth,
         runtimes_ahead: depth,
+        network: None,
     };
     let launcher = SandboxLauncher::new(config).expect("sandbox launcher");
     assert_eq!(
@@ -104,6 +105,8 @@ fn resources() -> Resources {
 impl Fixture {
     fn spec(&self, id: &str, program: &str, args: &[&str]) -> LaunchSpec {
         LaunchSpec {
+            network: Default::default(),
+            owner: String::new(),
             instance_id: id.into(),
             program: program.into(),
             args: args.iter().map(|s| s.to_string()).collect(),

@@ -9,6 +9,7 @@
 mod destinations;
 mod events;
 mod layers;
+mod networks;
 mod pool;
 mod schema;
 
@@ -18,6 +19,7 @@ use std::time::Duration;
 use postgres::{Config, NoTls};
 use tern_core::function::FunctionRecord;
 use tern_core::layer::{LayerStatement, LayerVersionRecord};
+use tern_core::network::NetworkRecord;
 
 use crate::events::{
     Attempt, ClaimedEvent, Enqueued, EventInvokeConfigRow, EventStatus, NewEvent, QueueDepth,
@@ -638,6 +640,26 @@ impl Store for PostgresStore {
         up_to_id: i64,
     ) -> Result<usize, StoreError> {
         self.queue_delete(namespace, queue, up_to_id)
+    }
+
+    fn create_network(&self, network: &NetworkRecord) -> Result<(), StoreError> {
+        self.networks_create(network)
+    }
+
+    fn update_network(&self, network: &NetworkRecord) -> Result<bool, StoreError> {
+        self.networks_update(network)
+    }
+
+    fn get_network(&self, name: &str) -> Result<Option<NetworkRecord>, StoreError> {
+        self.networks_get(name)
+    }
+
+    fn list_networks(&self) -> Result<Vec<NetworkRecord>, StoreError> {
+        self.networks_list()
+    }
+
+    fn delete_network(&self, name: &str) -> Result<bool, StoreError> {
+        self.networks_delete(name)
     }
 }
 

@@ -126,4 +126,9 @@ pub const MIGRATIONS: &[&str] = &[
         ts_ms INTEGER NOT NULL
      );
      CREATE INDEX queue_messages_by_queue ON queue_messages (namespace, queue, id);",
+    // 5: private networks (operator-defined, server-wide).
+    "CREATE TABLE networks (
+        name TEXT PRIMARY KEY,
+        record TEXT NOT NULL
+     );",
 ];

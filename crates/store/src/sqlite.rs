@@ -2,6 +2,7 @@
 
 mod events;
 mod layers;
+mod networks;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -9,6 +10,7 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 use tern_core::function::FunctionRecord;
 use tern_core::layer::{LayerStatement, LayerVersionRecord};
+use tern_core::network::NetworkRecord;
 
 use crate::events::{
     Attempt, ClaimedEvent, Enqueued, EventInvokeConfigRow, EventStatus, NewEvent, QueueDepth,
@@ -739,6 +741,26 @@ impl Store for SqliteStore {
             params![namespace, queue, up_to_id],
         )?)
     }
+
+    fn create_network(&self, network: &NetworkRecord) -> Result<(), StoreError> {
+        self.networks_create(network)
+    }
+
+    fn update_network(&self, network: &NetworkRecord) -> Result<bool, StoreError> {
+        self.networks_update(network)
+    }
+
+    fn get_network(&self, name: &str) -> Result<Option<NetworkRecord>, StoreError> {
+        self.networks_get(name)
+    }
+
+    fn list_networks(&self) -> Result<Vec<NetworkRecord>, StoreError> {
+        self.networks_list()
+    }
+
+    fn delete_network(&self, name: &str) -> Result<bool, StoreError> {
+        self.networks_delete(name)
+    }
 }
 
 #[cfg(test)]
@@ -748,6 +770,9 @@ mod tests {
 
     fn record(name: &str) -> FunctionRecord {
         FunctionRecord {
+            network: Default::default(),
+            call_tern: false,
+            networks: Vec::new(),
             namespace: "default".into(),
             name: name.into(),
             runtime: "python3.11".into(),
@@ -837,6 +862,9 @@ mod tests {
         ] {
             store
                 .create_function(&FunctionRecord {
+                    network: Default::default(),
+                    call_tern: false,
+                    networks: Vec::new(),
                     namespace: ns.into(),
                     ..record(n)
                 })

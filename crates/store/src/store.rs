@@ -2,6 +2,7 @@
 
 use tern_core::function::FunctionRecord;
 use tern_core::layer::{LayerStatement, LayerVersionRecord};
+use tern_core::network::NetworkRecord;
 
 use crate::events::{
     Attempt, ClaimedEvent, Enqueued, EventInvokeConfigRow, EventStatus, NewEvent, QueueDepth,
@@ -306,4 +307,14 @@ pub trait Store: Send + Sync {
         queue: &str,
         up_to_id: i64,
     ) -> Result<usize, StoreError>;
+
+    /// Stores a new private network; `Conflict` if one of that name exists.
+    fn create_network(&self, network: &NetworkRecord) -> Result<(), StoreError>;
+    /// Replaces a private network; returns whether it existed (nothing is stored if not).
+    fn update_network(&self, network: &NetworkRecord) -> Result<bool, StoreError>;
+    fn get_network(&self, name: &str) -> Result<Option<NetworkRecord>, StoreError>;
+    /// Every private network, by name.
+    fn list_networks(&self) -> Result<Vec<NetworkRecord>, StoreError>;
+    /// Removes a private network; returns whether it existed.
+    fn delete_network(&self, name: &str) -> Result<bool, StoreError>;
 }

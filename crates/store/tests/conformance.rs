@@ -24,6 +24,8 @@ mod durability;
 mod functions;
 #[path = "conformance/layers.rs"]
 mod layers;
+#[path = "conformance/networks.rs"]
+mod networks;
 #[path = "conformance/queue.rs"]
 mod queue;
 #[path = "conformance/settings.rs"]
@@ -80,6 +82,11 @@ conformance! {
         list_gives_layers_by_name_newest_version_first,
         delete_removes_one_version,
         layer_policy_is_replaced_only_under_its_current_revision,
+    ],
+    with_store: networks [
+        networks_are_created_listed_and_deleted,
+        creating_a_network_twice_conflicts,
+        an_update_replaces_an_existing_network_only,
     ],
     with_store: queue [
         enqueued_events_are_stored_queued_and_due,

@@ -39,6 +39,8 @@ pub struct Metrics {
     pub async_destination_failures: Family<Labels, Counter>,
     /// Time from enqueue to the start of an event's first attempt.
     pub async_enqueue_to_start_seconds: Histogram,
+    /// Connections and packets the egress policy refused, per function.
+    pub network_refusals: Family<Labels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -138,6 +140,12 @@ impl Metrics {
             "Host disk used by live instances' /tmp filesystems right now",
             tmp_disk_used_bytes.clone(),
         );
+        let network_refusals = Family::<Labels, Counter>::default();
+        registry.register(
+            "function_network_refusals",
+            "Connections (and other packets) a function's sandboxes sent that the egress policy refused, by namespace and function",
+            network_refusals.clone(),
+        );
         let async_queue_depth = Family::<Labels, Gauge>::default();
         registry.register(
             "async_queue_depth",
@@ -189,6 +197,7 @@ impl Metrics {
             async_dead_letters,
             async_destination_failures,
             async_enqueue_to_start_seconds,
+            network_refusals,
             invocations,
             invocation_seconds,
             cold_starts,

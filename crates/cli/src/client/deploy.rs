@@ -49,6 +49,15 @@ pub struct DeployArgs {
     /// `true` or `false`; on update, unchanged unless given.
     #[arg(long, value_name = "BOOL")]
     pub snap_start: Option<bool>,
+    /// Network of the function's sandboxes: `none` (loopback only) or `egress`
+    /// (outbound connections, under the server's egress policy); on create, the
+    /// server's default unless given, on update unchanged unless given.
+    #[arg(long, value_name = "MODE", value_parser = ["none", "egress"])]
+    pub network: Option<String>,
+    /// Let the function call tern's API with credentials of its own instances
+    /// (`AWS_ENDPOINT_URL_LAMBDA`): `true` or `false`; on update, unchanged unless given.
+    #[arg(long, value_name = "BOOL")]
+    pub call_tern: Option<bool>,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }
@@ -90,6 +99,14 @@ struct Deployed {
     handler: String,
     code_size: u64,
     code_sha256: String,
+    #[serde(default)]
+    tern_network: Option<DeployedNetwork>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DeployedNetwork {
+    mode: String,
 }
 
 pub fn run(args: &DeployArgs) -> anyhow::Result<ExitCode> {
@@ -122,6 +139,16 @@ pub fn run(args: &DeployArgs) -> anyhow::Result<ExitCode> {
         let apply_on = if on { "PublishedVersions" } else { "None" };
         config.insert("SnapStart".into(), json!({ "ApplyOn": apply_on }));
     }
+    let mut network = Map::new();
+    if let Some(mode) = &args.network {
+        network.insert("Mode".into(), json!(mode));
+    }
+    if let Some(on) = args.call_tern {
+        network.insert("CallTern".into(), json!(on));
+    }
+    if !network.is_empty() {
+        config.insert("TernNetwork".into(), Value::Object(network));
+    }
 
     let (verb, resp) = if args.runtime.is_some() && args.handler.is_some() {
         let mut create = config.clone();
@@ -152,12 +179,14 @@ pub fn run(args: &DeployArgs) -> anyhow::Result<ExitCode> {
     let done: Deployed = resp.json()?;
     writeln!(
         std::io::stdout().lock(),
-        "{verb} {} ({}, handler {}, {} bytes, sha256 {})\n{}",
+        "{verb} {} ({}, handler {}, {} bytes, sha256 {}, network {})\n{}",
         args.name,
         done.runtime,
         done.handler,
         done.code_size,
         done.code_sha256,
+        done.tern_network
+            .map_or_else(|| "none".to_string(), |n| n.mode),
         done.function_arn
     )?;
     Ok(ExitCode::SUCCESS)

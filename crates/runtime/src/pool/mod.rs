@@ -36,6 +36,7 @@ use tern_sandbox::Launcher;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::catalog::{RuntimeCatalog, RuntimeKind};
+use crate::credentials::{CredentialGuard, InstanceCredentials};
 use crate::instance::{Instance, StartError};
 use crate::load::MachineLoad;
 use crate::output::{LogConsumer, OutputLine};
@@ -100,6 +101,15 @@ pub struct PoolConfig {
     pub saturated_cpu_percent: u32,
     /// The pinned boto3 and botocore of each Python runtime (shown at `/var/runtime`).
     pub python_sdk: Arc<PythonSdk>,
+    /// Who gives instances of functions that may call tern their credentials; `None`:
+    /// such functions cannot start.
+    pub credentials: Option<Arc<dyn InstanceCredentials>>,
+}
+
+impl std::fmt::Debug for dyn InstanceCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InstanceCredentials")
+    }
 }
 
 impl PoolConfig {
@@ -127,6 +137,7 @@ impl PoolConfig {
             start_cpu_boost: Duration::from_millis(500),
             saturated_cpu_percent: 85,
             python_sdk: PythonSdk::off(),
+            credentials: None,
         }
     }
 }
@@ -149,6 +160,8 @@ pub struct FunctionSpec {
     /// Start instances from a post-init template of this revision where the launcher
     /// can (Lambda's `SnapStart: {ApplyOn: PublishedVersions}`, honoured on `$LATEST`).
     pub snap_start: bool,
+    /// The network the function's sandboxes get.
+    pub network: tern_sandbox::SandboxNetwork,
 }
 
 impl FunctionSpec {
@@ -331,6 +344,12 @@ impl InstanceManager {
         self.launcher.started_ahead_count()
     }
 
+    /// Connections refused by the egress policy per function (`namespace/function`),
+    /// since the server started.
+    pub fn network_refusals(&self) -> Vec<(String, u64)> {
+        self.launcher.network_refusals()
+    }
+
     /// What the launcher built ahead and keeps waiting (sandboxes, runtimes started
     /// ahead, instances forked ahead, post-init templates), as the account counts it.
     pub fn built_ahead(&self) -> usize {
@@ -370,7 +389,7 @@ impl InstanceManager {
                 }
                 item
             };
-            if picked.instance.has_exited() {
+            if picked.instance.has_exited() || picked.instance.credentials_expiring() {
                 let claim = picked.charged;
                 self.retire(picked.instance, picked.provisioned, key, claim)
                     .await;
@@ -580,6 +599,29 @@ impl InstanceManager {
         lock(&self.idle).get(key).map_or(0, Vec::len)
     }
 
+    /// Issues the credentials of an instance of `f` that may call tern, into its
+    /// environment; the guard revokes them when the instance goes.
+    fn credentials_for(
+        &self,
+        f: &FunctionSpec,
+        spec: &mut tern_sandbox::LaunchSpec,
+    ) -> Result<Option<CredentialGuard>, AcquireError> {
+        if !f.network.api {
+            return Ok(None);
+        }
+        let issuer = self.config.credentials.clone().ok_or_else(|| {
+            StartError::Launch(
+                "this server gives functions no credentials for its API (function networking is off)"
+                    .into(),
+            )
+        })?;
+        let env = issuer
+            .issue(&f.namespace, &spec.instance_id)
+            .map_err(StartError::Launch)?;
+        spec.env.extend(env);
+        Ok(Some(CredentialGuard::new(issuer, &spec.instance_id)))
+    }
+
     /// Starts an instance for which capacity was claimed (from what the launcher built
     /// ahead, where it has something of the shape); gives the claim back on failure.
     async fn start(
@@ -589,7 +631,15 @@ impl InstanceManager {
         provisioned: bool,
     ) -> Result<Instance, AcquireError> {
         self.await_runtime_dir(&f.runtime, kind).await;
-        let spec = self.launch_spec(f, kind, provisioned);
+        let mut spec = self.launch_spec(f, kind, provisioned);
+        let credentials = match self.credentials_for(f, &mut spec) {
+            Ok(guard) => guard,
+            Err(e) => {
+                self.release_capacity(Claim::of(f));
+                self.released.notify_waiters();
+                return Err(e);
+            }
+        };
         let router = self.logs.clone();
         let (ns, name) = (f.namespace.clone(), f.name.clone());
         let consumer: LogConsumer = Arc::new(move |line| router(&ns, &name, line));
@@ -603,7 +653,10 @@ impl InstanceManager {
         )
         .await
         {
-            Ok(instance) => {
+            Ok(mut instance) => {
+                if let Some(guard) = credentials {
+                    instance.hold_credentials(guard);
+                }
                 tracing::debug!(function = %f.name, instance = %instance.id, init_ms = instance.init_duration.as_millis() as u64, provisioned, served_by = instance.served_by.label(), "instance started");
                 self.enter_warm_phase(&instance);
                 Ok(instance)
@@ -650,7 +703,11 @@ impl InstanceManager {
             d.run_ewma = ewma(d.run_ewma, held);
             d.freed.clone()
         });
-        if !reusable || lease.instance.has_exited() || self.closed.load(Ordering::Acquire) {
+        if !reusable
+            || lease.instance.has_exited()
+            || lease.instance.credentials_expiring()
+            || self.closed.load(Ordering::Acquire)
+        {
             let claim = Claim::declared(&lease.instance);
             self.retire(lease.instance, lease.provisioned, &lease.key, claim)
                 .await;

@@ -9,6 +9,7 @@ use tern_runtime::fake_launcher::{FakeLauncher, FakeStart};
 use tern_runtime::{
     FunctionSpec, InstanceManager, InvokeInput, LogRouter, Outcome, PoolConfig, RuntimeCatalog,
 };
+use tern_sandbox::Launcher;
 
 pub struct Fixture {
     _dir: tempfile::TempDir,
@@ -18,6 +19,16 @@ pub struct Fixture {
 
 pub fn fixture(
     plan: impl Fn(&str) -> FakeStart + Send + Sync + 'static,
+    tweak: impl FnOnce(PoolConfig) -> PoolConfig,
+) -> Fixture {
+    fixture_behind(plan, |fake| fake, tweak)
+}
+
+/// As [`fixture`], with the manager launching through what `front` puts before the fake
+/// launcher (the fixture still hands the test the fake launcher itself).
+pub fn fixture_behind(
+    plan: impl Fn(&str) -> FakeStart + Send + Sync + 'static,
+    front: impl FnOnce(Arc<FakeLauncher>) -> Arc<dyn Launcher>,
     tweak: impl FnOnce(PoolConfig) -> PoolConfig,
 ) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -30,7 +41,12 @@ pub fn fixture(
         init_timeout: Duration::from_secs(2),
         ..PoolConfig::new("us-east-1", dir.path().join("bootstraps"))
     });
-    let manager = InstanceManager::new(config, launcher.clone(), RuntimeCatalog::detect(), router);
+    let manager = InstanceManager::new(
+        config,
+        front(launcher.clone()),
+        RuntimeCatalog::detect(),
+        router,
+    );
     Fixture {
         _dir: dir,
         manager,
@@ -53,6 +69,7 @@ pub fn function(name: &str) -> FunctionSpec {
         code_dir: PathBuf::from("/nonexistent"),
         layer_dirs: Vec::new(),
         snap_start: false,
+        network: Default::default(),
     }
 }
 

@@ -339,6 +339,7 @@ impl Inner {
             "runtime started ahead handed its instance"
         );
         hand_out(
+            spec,
             instance,
             listener,
             handed.map(|_| output),
@@ -368,6 +369,8 @@ impl Inner {
             zygote: None,
             template: None,
             start_ahead_env: None,
+            network: key.network,
+            owner: String::new(),
         };
         // Built only if the server's account has room for it (and counted there).
         let reservation = match self.capacity.get() {
@@ -397,7 +400,7 @@ impl Inner {
             reservation: _,
         } = held;
         let started = self.start_in(spec, zygote, &mut instance, &request);
-        hand_out(instance, listener, started, ServedBy::HeldSandbox)
+        hand_out(spec, instance, listener, started, ServedBy::HeldSandbox)
     }
 
     /// Returns the read end of the runtime's output.

@@ -139,6 +139,11 @@ pub const MIGRATIONS: &[&str] = &[
         ts_ms BIGINT NOT NULL
      );
      CREATE INDEX queue_messages_by_queue ON queue_messages (namespace, queue, id);"#,
+    // 5: private networks (operator-defined, server-wide).
+    r#"CREATE TABLE networks (
+        name TEXT COLLATE "C" PRIMARY KEY,
+        record TEXT NOT NULL
+     );"#,
 ];
 
 /// Applies the migrations the database has not seen, all in one transaction under

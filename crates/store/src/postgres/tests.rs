@@ -61,6 +61,9 @@ impl Drop for TestDb {
 
 fn record(namespace: &str, name: &str) -> FunctionRecord {
     FunctionRecord {
+        network: Default::default(),
+        call_tern: false,
+        networks: Vec::new(),
         namespace: namespace.into(),
         name: name.into(),
         runtime: "python3.11".into(),

@@ -147,6 +147,9 @@ fn database_url(server_url: &str, name: &str) -> String {
 /// A function of `namespace` whose zip is `size` bytes.
 pub fn function(namespace: &str, name: &str, size: u64) -> FunctionRecord {
     FunctionRecord {
+        network: Default::default(),
+        call_tern: false,
+        networks: Vec::new(),
         namespace: namespace.into(),
         name: name.into(),
         runtime: "python3.11".into(),

@@ -328,7 +328,7 @@ impl Inner {
             "instance forked from its template"
         );
         Ok(Launched {
-            process: instance.register(),
+            process: instance.register(spec),
             output: File::from(output),
             runtime_api_listener: listener,
             runtime_api: runtime_api(),
@@ -390,7 +390,7 @@ impl Inner {
         }
         tracing::debug!(instance = %spec.instance_id, "instance forked ahead from its template");
         Ok(Launched {
-            process: instance.register(),
+            process: instance.register(spec),
             output: File::from(output),
             runtime_api_listener: listener,
             runtime_api: runtime_api(),
@@ -481,6 +481,9 @@ impl Inner {
             tmp_disk: Mutex::new(Some(disk)),
             uid_slot: slot,
             uids: self.uids.clone(),
+            // Template forks have no network: a function with one is never forked.
+            net: Mutex::new(None),
+            owner: Mutex::new(String::new()),
             released: Mutex::new(None),
             empty_layer: self.config.state_dir.join(EMPTY_LAYER),
             opt_base: self.config.state_dir.join(OPT_BASE),
