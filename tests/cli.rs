@@ -642,9 +642,58 @@ fn deploy_sets_the_network_mode() {
     .ok();
     assert_eq!(mode(&server), "none");
     let conf = server
-        .request("GET", "/2015-03-31/functions/netted/configuration", &[], b"")
+        .request(
+            "GET",
+            "/2015-03-31/functions/netted/configuration",
+            &[],
+            b"",
+        )
         .json();
     assert_eq!(conf["TernNetwork"]["CallTern"], true, "{conf}");
+}
+
+#[test]
+fn networks_are_created_listed_and_deleted_through_the_cli() {
+    let server = Server::start();
+    let created = tern(
+        &server,
+        &[
+            "network",
+            "create",
+            "db",
+            "--cidr",
+            "10.20.0.0/16",
+            "--allow",
+            "10.20.0.5:5432",
+            "--allow",
+            "10.20.0.53:53/udp",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(
+        created["Allow"],
+        json!(["10.20.0.5/32:5432/tcp", "10.20.0.53/32:53/udp"])
+    );
+    let listed = tern(&server, &["network", "list"]).ok().json();
+    assert_eq!(listed["Networks"][0]["Name"], "db", "{listed}");
+    let bad = tern(
+        &server,
+        &[
+            "network",
+            "create",
+            "wide",
+            "--cidr",
+            "10.20.0.0/16",
+            "--allow",
+            "10.21.0.5:80",
+        ],
+    )
+    .failed();
+    assert!(bad.stderr.contains("outside"), "{}", bad.stderr);
+    tern(&server, &["network", "delete", "db"]).ok();
+    let gone = tern(&server, &["network", "get", "db"]).failed();
+    assert!(gone.stderr.contains("not found"), "{}", gone.stderr);
 }
 
 /// Polls `tern invocations get ID` until the invocation is in `state`.

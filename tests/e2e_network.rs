@@ -9,7 +9,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::testnet::{World, HOST_SIDE, HTTP_PORT, INTERNET, METADATA, NAME, PRIVATE};
+use support::testnet::{
+    World, HOST_SIDE, HTTP_PORT, INTERNET, METADATA, NAME, OTHER_PORT, PRIVATE, SINK_PORT,
+};
 use support::{zip, Server};
 
 /// A function that does what its event asks: fetch a URL, resolve a name, connect to
@@ -49,6 +51,15 @@ def connect(host, port):
         outcome = type(e).__name__
     return {"outcome": outcome, "seconds": time.monotonic() - t}
 
+HELD = []
+
+def connect_and_keep(host, port):
+    try:
+        HELD.append(socket.create_connection((host, port), timeout=5))
+        return "connected"
+    except OSError as e:
+        return type(e).__name__
+
 def listen(port):
     if port not in LISTENING:
         s = socket.socket()
@@ -78,6 +89,21 @@ def handler(event, context):
             return {"error": type(e).__name__}
     if op == "connect":
         return connect(event["host"], event["port"])
+    if op == "hold":
+        # Opens connections and keeps them open (module-level, across invocations).
+        out = []
+        for _ in range(event["count"]):
+            out.append(connect_and_keep(event["host"], event["port"]))
+        return {"outcomes": out}
+    if op == "send":
+        s = socket.create_connection((event["host"], event["port"]), timeout=10)
+        chunk = b"x" * (1 << 20)
+        sent, t = 0, time.monotonic()
+        while sent < event["bytes"]:
+            s.sendall(chunk)
+            sent += len(chunk)
+        s.close()
+        return {"bytes": sent, "seconds": time.monotonic() - t}
     if op == "listen":
         return {"address": listen(event["port"])}
     if op == "creds":
@@ -541,4 +567,176 @@ fn an_instances_api_credentials_are_rotated_and_refused_once_it_is_gone() {
         second["AWS_SESSION_TOKEN"].as_str().expect("token"),
     );
     assert_eq!(list(key2, secret2, token2), 200);
+}
+
+/// A signed call of tern's own API: (status, JSON body).
+fn native(server: &Server, method: &str, path: &str, body: Value) -> (u16, Value) {
+    let resp = server.request(
+        method,
+        path,
+        &[("content-type", "application/json")],
+        if body.is_null() {
+            Vec::new()
+        } else {
+            body.to_string().into_bytes()
+        }
+        .as_slice(),
+    );
+    let json = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
+    (resp.status, json)
+}
+
+#[test]
+fn a_function_on_a_private_network_reaches_exactly_its_allow_list() {
+    let world = World::shared();
+    let (server, _dir) = server(&world, "");
+    let (status, created) = native(
+        &server,
+        "POST",
+        "/tern/v1/networks",
+        json!({"Name": "corp", "Cidrs": ["10.199.0.0/24"], "Allow": [format!("{PRIVATE}:{HTTP_PORT}")]}),
+    );
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(
+        created["Allow"],
+        json!([format!("{PRIVATE}/32:{HTTP_PORT}/tcp")])
+    );
+    let (status, _) = native(
+        &server,
+        "POST",
+        "/tern/v1/networks",
+        json!({"Name": "corp", "Cidrs": ["10.199.0.0/24"]}),
+    );
+    assert_eq!(status, 409, "a second network of the name");
+    let (status, bad) = native(
+        &server,
+        "POST",
+        "/tern/v1/networks",
+        json!({"Name": "leaky", "Cidrs": ["10.199.0.0/24"], "Allow": ["10.200.0.1:80"]}),
+    );
+    assert_eq!(status, 400, "an allow rule outside the ranges: {bad}");
+
+    // Attached the way a Lambda user attaches a function to a VPC.
+    let created = server.create_function(
+        "inside",
+        "python3.11",
+        "net.handler",
+        &net_zip(),
+        json!({"VpcConfig": {"SubnetIds": ["corp"], "SecurityGroupIds": ["corp"]}, "Timeout": 30}),
+    );
+    assert_eq!(
+        created["VpcConfig"]["SubnetIds"],
+        json!(["corp"]),
+        "{created}"
+    );
+    assert_eq!(
+        created["TernNetwork"]["Networks"],
+        json!(["corp"]),
+        "{created}"
+    );
+    let got = call(
+        &server,
+        "inside",
+        json!({"op": "fetch", "url": format!("http://{PRIVATE}:{HTTP_PORT}/")}),
+    );
+    assert_eq!(got["body"], format!("hello from {PRIVATE}"), "{got}");
+    // The same host on a port the allow-list does not grant (served, as the host sees),
+    // the internet (no egress), metadata and the host: all refused.
+    let host_sees = std::net::TcpStream::connect((PRIVATE, OTHER_PORT));
+    assert!(host_sees.is_ok(), "the private host serves {OTHER_PORT}");
+    refused(&server, "inside", &PRIVATE.to_string(), OTHER_PORT);
+    refused(&server, "inside", &INTERNET.to_string(), HTTP_PORT);
+    refused(&server, "inside", &METADATA.to_string(), HTTP_PORT);
+    refused(&server, "inside", &HOST_SIDE.to_string(), 5432);
+
+    // A change of the allow-list reaches the running instance's policy within seconds.
+    let (status, _) = native(
+        &server,
+        "PUT",
+        "/tern/v1/networks/corp",
+        json!({"Cidrs": ["10.199.0.0/24"], "Allow": [format!("{PRIVATE}:{OTHER_PORT}")]}),
+    );
+    assert_eq!(status, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let other = call(
+            &server,
+            "inside",
+            json!({"op": "connect", "host": PRIVATE.to_string(), "port": OTHER_PORT}),
+        );
+        if other["outcome"] == "connected" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new allow-list never applied: {other}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    refused(&server, "inside", &PRIVATE.to_string(), HTTP_PORT);
+
+    // A network with functions attached cannot go; once they leave, it can.
+    let (status, body) = native(&server, "DELETE", "/tern/v1/networks/corp", Value::Null);
+    assert_eq!(status, 409, "{body}");
+    assert!(body.to_string().contains("default/inside"), "{body}");
+    let resp = server.request(
+        "PUT",
+        "/2015-03-31/functions/inside/configuration",
+        &[("content-type", "application/json")],
+        json!({"VpcConfig": {"SubnetIds": [], "SecurityGroupIds": []}})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert!(resp.json().get("VpcConfig").is_none(), "{}", resp.text());
+    let (status, _) = native(&server, "DELETE", "/tern/v1/networks/corp", Value::Null);
+    assert_eq!(status, 204);
+    // An unknown network is refused by name.
+    let resp = server.try_create_function(
+        "lost",
+        "python3.11",
+        "net.handler",
+        &net_zip(),
+        json!({"VpcConfig": {"SubnetIds": ["corp"], "SecurityGroupIds": ["corp"]}}),
+    );
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert!(resp.text().contains("corp"), "{}", resp.text());
+}
+
+#[test]
+fn a_functions_connections_are_capped_and_an_instances_bandwidth_is_limited() {
+    let world = World::shared();
+    let (server, _dir) = server(
+        &world,
+        "max_connections_per_function = 3\nbandwidth_mbit = 80\n",
+    );
+    create(&server, "greedy", Some("egress"));
+    create(&server, "other", Some("egress"));
+    let target = json!({"host": INTERNET.to_string(), "port": HTTP_PORT});
+    let hold = |function: &str, count: u64| {
+        let mut event = target.clone();
+        event["op"] = json!("hold");
+        event["count"] = json!(count);
+        call(&server, function, event)["outcomes"].clone()
+    };
+    assert_eq!(
+        hold("greedy", 3),
+        json!(["connected", "connected", "connected"])
+    );
+    // The fourth at once is refused, not left to time out; another function is not.
+    assert_eq!(hold("greedy", 1), json!(["ConnectionRefusedError"]));
+    assert_eq!(hold("other", 2), json!(["connected", "connected"]));
+
+    // 80 Mbit/s is 10 MB/s: 40 MB take more than the 10 MB burst allows at once. (The
+    // send is the other function's third connection, within its cap.)
+    let sent = call(
+        &server,
+        "other",
+        json!({"op": "send", "host": INTERNET.to_string(), "port": SINK_PORT, "bytes": 40 << 20}),
+    );
+    let rate = sent["bytes"].as_f64().unwrap_or(0.0) / sent["seconds"].as_f64().unwrap_or(1e-9);
+    assert!(
+        rate < 15_000_000.0,
+        "the instance sent {rate:.0} bytes/s, over its 10 MB/s limit: {sent}"
+    );
 }

@@ -318,7 +318,8 @@ impl Api {
         self.invoke_with(name, false, format!("{{\"sleep_ms\": {ms}}}").as_bytes())
     }
 
-    fn invoke_with(&self, name: &str, tail: bool, payload: &[u8]) -> anyhow::Result<Invoked> {
+    /// A sync invoke with `payload` as the event.
+    pub fn invoke_with(&self, name: &str, tail: bool, payload: &[u8]) -> anyhow::Result<Invoked> {
         let headers: &[(&str, &str)] = if tail {
             &[("x-amz-log-type", "Tail")]
         } else {

@@ -128,8 +128,27 @@ fn sample(
 /// One cold start of `series` whose instance the caller does not look into (baseline
 /// (a)'s server): client time and Init Duration, in ms.
 pub fn one(api: &Api, series: &Series, nonce: usize) -> anyhow::Result<(f64, f64)> {
+    let s = one_served(api, series, nonce)?;
+    Ok((s.client_ms, s.init_ms))
+}
+
+/// One cold start as [`one_served`] measured it.
+pub struct Served {
+    pub client_ms: f64,
+    pub init_ms: f64,
+    /// Served by a runtime started ahead (or forked from a template).
+    pub ahead: bool,
+}
+
+/// [`one`], and whether a runtime started ahead served it (for series of one server
+/// interleaved by the caller).
+pub fn one_served(api: &Api, series: &Series, nonce: usize) -> anyhow::Result<Served> {
     let (s, _) = sample(api, series, nonce, None)?;
-    Ok((s.client, s.init))
+    Ok(Served {
+        client_ms: s.client,
+        init_ms: s.init,
+        ahead: s.ahead,
+    })
 }
 
 /// The cold starts of a series, after one discarded warm-up start; `between` runs

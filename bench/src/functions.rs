@@ -43,6 +43,81 @@ def handler(event, context):
     return context.log_stream_name
 ";
 
+/// The network section's function, also run as a plain host process
+/// (`python3.11 -c NET_PY <op> <json args>`) as the baseline: the same code both ways.
+/// `bulk` sends `total` bytes in `chunk`-byte `sendall`s over one connection and waits
+/// for the sink's byte count; `http` times sequential GETs on one keep-alive connection;
+/// `hold` connects and waits for the server's release byte.
+pub const PY_NET: &str = r#"
+import http.client, json, socket, sys, time
+
+
+def bulk(host, port, total, chunk):
+    buf = memoryview(bytes(chunk))
+    s = socket.create_connection((host, port), timeout=60)
+    t0 = time.perf_counter()
+    sent = 0
+    while sent < total:
+        s.sendall(buf)
+        sent += chunk
+    s.shutdown(socket.SHUT_WR)
+    got = b""
+    while len(got) < 8:
+        part = s.recv(8 - len(got))
+        if not part:
+            break
+        got += part
+    seconds = time.perf_counter() - t0
+    s.close()
+    return {"sent": sent, "received": int.from_bytes(got, "big"), "seconds": seconds}
+
+
+def http_rtt(host, port, warmup, requests):
+    c = http.client.HTTPConnection(host, port, timeout=10)
+    ns = []
+    for i in range(warmup + requests):
+        t0 = time.perf_counter_ns()
+        c.request("GET", "/")
+        r = c.getresponse()
+        r.read()
+        t = time.perf_counter_ns() - t0
+        if r.status != 200:
+            raise RuntimeError("HTTP %d" % r.status)
+        if i >= warmup:
+            ns.append(t)
+    c.close()
+    return {"ns": ns}
+
+
+def hold(host, port, timeout):
+    t0 = time.monotonic()
+    try:
+        s = socket.create_connection((host, port), timeout=timeout)
+    except OSError as e:
+        return {"error": "connect: " + type(e).__name__}
+    connected = time.monotonic() - t0
+    try:
+        got = s.recv(1)
+    except OSError as e:
+        return {"error": "recv: " + type(e).__name__}
+    finally:
+        s.close()
+    return {"connect_s": connected, "released": got == b"g"}
+
+
+OPS = {"bulk": bulk, "http": http_rtt, "hold": hold}
+
+
+def handler(event, context):
+    result = OPS[event["op"]](**event["args"])
+    result["instance"] = context.log_stream_name
+    return result
+
+
+if __name__ == "__main__":
+    print(json.dumps(OPS[sys.argv[1]](**json.loads(sys.argv[2]))))
+"#;
+
 /// Returns the wall clock at the start of its handler (the async section's
 /// enqueue → start: the client on the same host reads the same clock).
 pub const PY_STARTED_AT: &str = "\
@@ -106,6 +181,14 @@ pub fn python_noop() -> anyhow::Result<Function> {
         runtime: "python3.11",
         handler: "app.handler",
         zip: zip(&[("app.py", PY_NOOP.as_bytes(), 0o644)])?,
+    })
+}
+
+pub fn python_net() -> anyhow::Result<Function> {
+    Ok(Function {
+        runtime: "python3.11",
+        handler: "net.handler",
+        zip: zip(&[("net.py", PY_NET.as_bytes(), 0o644)])?,
     })
 }
 

@@ -8,7 +8,11 @@
 //! namespaces), the phases of a Python start, and the
 //! sandbox's own setup cost, and prints a table (and JSON with `--json`). The async
 //! section measures asynchronous invocation: durable enqueue on SQLite and PostgreSQL,
-//! enqueue → start, and the sync warm path on a server on PostgreSQL.
+//! enqueue → start, and the sync warm path on a server on PostgreSQL. The network
+//! section measures function networking against a test host in a network namespace it
+//! builds: cold start in `egress` against `none`, TCP bulk and HTTP round trips from a
+//! function against the same code on the host, and many instances with connections open
+//! at once.
 //!
 //! Usage (as root, from the repository root):
 //! `cargo build --release --workspace && target/release/tern-bench --all`
@@ -24,12 +28,14 @@ mod functions;
 mod idle;
 mod instances;
 mod memory;
+mod network;
 mod report;
 mod sandbox;
 mod server;
 mod stats;
 mod throughput;
 mod warm;
+mod world;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -79,6 +85,31 @@ struct Args {
     /// series on a server on PostgreSQL against one on SQLite.
     #[arg(long = "async")]
     async_invoke: bool,
+    /// Function networking, against a test host in a network namespace the bench builds
+    /// and removes: cold start in `egress` against `none` (same server, alternating),
+    /// TCP bulk and HTTP round trips from a function against the same code on the host,
+    /// and many instances holding a connection at once.
+    #[arg(long)]
+    network: bool,
+    /// Cold samples per network mode, in each case (isolated, back to back).
+    #[arg(long, default_value_t = 100)]
+    network_cold_samples: usize,
+    /// MiB each TCP bulk run sends (1 MiB sendalls over one connection).
+    #[arg(long, default_value_t = 512)]
+    network_bulk_mb: u64,
+    /// TCP bulk runs per sender (host, each function).
+    #[arg(long, default_value_t = 3)]
+    network_bulk_runs: usize,
+    /// Timed sequential GETs per HTTP round-trip client.
+    #[arg(long, default_value_t = 2000)]
+    network_http_requests: usize,
+    /// Instances holding a connection at once.
+    #[arg(long, default_value_t = 200)]
+    network_instances: usize,
+    /// MemorySize of the bulk and HTTP functions, comma-separated (the CPU share follows:
+    /// 128 MB gets a quarter core, 1769 MB one core).
+    #[arg(long, value_delimiter = ',', default_value = "128,1769")]
+    network_memory_mb: Vec<u32>,
     /// Connections (threads, one keep-alive connection each) sending Event invokes in
     /// the async section's enqueue cases.
     #[arg(long, default_value_t = 64)]
@@ -147,7 +178,8 @@ impl Args {
                 || self.memory
                 || self.burst
                 || self.idle
-                || self.async_invoke)
+                || self.async_invoke
+                || self.network)
         {
             self.burst = true;
             self.idle = true;
@@ -157,6 +189,7 @@ impl Args {
             self.throughput = true;
             self.memory = true;
             self.async_invoke = true;
+            self.network = true;
         }
     }
 }
@@ -214,6 +247,13 @@ fn main() -> anyhow::Result<()> {
             "probe",
         )?);
     }
+    if args.network
+        && (args.network_instances == 0
+            || args.network_bulk_runs == 0
+            || args.network_memory_mb.is_empty())
+    {
+        bail!("--network-instances, --network-bulk-runs and --network-memory-mb need at least one");
+    }
     let mut results = Results {
         machine: Machine::detect(),
         settings: Settings {
@@ -229,6 +269,12 @@ fn main() -> anyhow::Result<()> {
             async_events: args.async_events,
             async_start_samples: args.async_start_samples,
             async_start_pause_ms: args.async_start_pause_ms,
+            network_cold_samples: args.network_cold_samples,
+            network_bulk_mb: args.network_bulk_mb,
+            network_bulk_runs: args.network_bulk_runs,
+            network_http_requests: args.network_http_requests,
+            network_instances: args.network_instances,
+            network_memory_mb: args.network_memory_mb.clone(),
         },
         ..Default::default()
     };
@@ -290,6 +336,9 @@ fn main() -> anyhow::Result<()> {
     if args.async_invoke {
         run_async(&args, &mut results)?;
     }
+    if args.network {
+        run_network(&args, &mut results)?;
+    }
     results.machine.loadavg_after = report::loadavg();
     results.evaluate();
     report::print_table(&results);
@@ -332,6 +381,41 @@ fn run_async(args: &Args, results: &mut Results) -> anyhow::Result<()> {
         &binary,
         &args.database,
         args.warm_samples,
+    )?);
+    Ok(())
+}
+
+/// The network section, each case on a server of its own, all against one world.
+fn run_network(args: &Args, results: &mut Results) -> anyhow::Result<()> {
+    let binary = server::find_binary(args.tern.as_deref())?;
+    results.machine.tern_binary = binary.display().to_string();
+    let sizes = network::Sizes {
+        cold_samples: args.network_cold_samples,
+        cold_gap: Duration::from_millis(args.cold_gap_ms),
+        bulk_bytes: args.network_bulk_mb << 20,
+        bulk_runs: args.network_bulk_runs,
+        http_requests: args.network_http_requests,
+        instances: args.network_instances,
+        memory_mb: args.network_memory_mb.clone(),
+    };
+    let world = world::World::start()?;
+    let r = &mut results.network;
+    let warnings = &mut results.server_warnings;
+    r.test_host = format!(
+        "{} in network namespace {} (host side {})",
+        world::WORLD,
+        world::NETNS,
+        world::HOST_SIDE
+    );
+    eprintln!("network: test host {}", r.test_host);
+    r.cold = network::cold_starts(&binary, &world, &sizes, warnings)?;
+    r.bulk = Some(network::bulk(&binary, &world, &sizes, warnings)?);
+    r.http = Some(network::http(&binary, &world, &sizes, warnings)?);
+    r.many = Some(network::many_alive(
+        &binary,
+        &world,
+        sizes.instances,
+        warnings,
     )?);
     Ok(())
 }

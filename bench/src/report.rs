@@ -8,6 +8,7 @@ use crate::async_invoke::AsyncResults;
 use crate::baselines::PhaseSample;
 use crate::cold::ColdResult;
 use crate::memory::InstancesMemory;
+use crate::network::NetworkResults;
 use crate::sandbox::SandboxResult;
 use crate::stats::{ms, Summary};
 use crate::throughput::Level;
@@ -86,6 +87,12 @@ pub struct Settings {
     pub async_events: usize,
     pub async_start_samples: usize,
     pub async_start_pause_ms: u64,
+    pub network_cold_samples: usize,
+    pub network_bulk_mb: u64,
+    pub network_bulk_runs: usize,
+    pub network_http_requests: usize,
+    pub network_instances: usize,
+    pub network_memory_mb: Vec<u32>,
 }
 
 #[derive(Debug, Serialize)]
@@ -182,6 +189,7 @@ pub struct Results {
     pub idle: Option<crate::idle::IdleInstances>,
     #[serde(rename = "async")]
     pub async_invoke: AsyncResults,
+    pub network: NetworkResults,
     pub targets: Vec<Target>,
     pub server_warnings: Vec<String>,
     /// `tern/<server_id>` cgroup dirs the server left behind after it stopped.
@@ -407,6 +415,7 @@ impl Results {
                 "x",
             ));
         }
+        network_targets(&self.network, &mut t);
         // The worst of the Python measurements: the single hello-world instance, the
         // pool left by the throughput run, the zygote-forked ones.
         let mem = self
@@ -430,11 +439,182 @@ impl Results {
     }
 }
 
+/// Issue #14's targets.
+fn network_targets(n: &NetworkResults, t: &mut Vec<Target>) {
+    for c in &n.cold {
+        t.push(at_most(
+            &format!("network: cold p50 egress − none ({})", c.case),
+            c.p50_difference_ms,
+            1.0,
+            "ms",
+        ));
+    }
+    if let Some(b) = &n.bulk {
+        for f in &b.functions {
+            t.push(at_least(
+                &format!(
+                    "network: TCP bulk function ({} MB) → test host, median",
+                    f.memory_mb
+                ),
+                f.rate.median_gbit_per_s,
+                1.0,
+                "Gbit/s",
+            ));
+        }
+    }
+    if let Some(h) = &n.http {
+        for f in &h.functions {
+            t.push(at_most(
+                &format!(
+                    "network: HTTP round trip p50, function ({} MB) − host",
+                    f.memory_mb
+                ),
+                f.p50_difference_ms,
+                0.2,
+                "ms",
+            ));
+        }
+    }
+    if let Some(m) = &n.many {
+        let what = format!("network: {} egress instances at once", m.requests);
+        t.push(at_least(
+            &format!("{what}: connections held"),
+            m.held_at_once as f64,
+            m.requests as f64,
+            "conns",
+        ));
+        t.push(at_least(
+            &format!("{what}: distinct instances"),
+            m.distinct_instances as f64,
+            m.requests as f64,
+            "instances",
+        ));
+    }
+}
+
 fn row(label: &str, s: &Summary) {
     println!(
         "  {label:<60} p50 {:>9.3} ms  p99 {:>9.3} ms  (n={})",
         s.p50_ms, s.p99_ms, s.n
     );
+}
+
+/// p50/p90/p99 (the network section's cold starts).
+fn row90(label: &str, s: &Summary) {
+    println!(
+        "  {label:<48} p50 {:>8.3}  p90 {:>8.3}  p99 {:>8.3} ms  (n={})",
+        s.p50_ms, s.p90_ms, s.p99_ms, s.n
+    );
+}
+
+fn print_network(n: &NetworkResults) {
+    if n.cold.is_empty() && n.bulk.is_none() && n.http.is_none() && n.many.is_none() {
+        return;
+    }
+    println!("\nnetwork: test host {}", n.test_host);
+    for c in &n.cold {
+        let how = if c.gap_ms > 0 {
+            format!("{} ms pause after each sample", c.gap_ms)
+        } else {
+            "no pause: each cold start right after the previous".to_string()
+        };
+        println!(
+            "  cold start, {} (python3.11 hello-world, 128 MB, one server, modes alternating; {how})",
+            c.case
+        );
+        for (mode, m) in [("none", &c.none), ("egress", &c.egress)] {
+            let label = format!("{mode}: client, HTTP in → response out");
+            row90(&label, &m.client);
+            row90(&format!("{mode}: REPORT Init Duration"), &m.init);
+            println!(
+                "    {mode}: {} of {} served by a runtime started ahead",
+                m.served_ahead, m.client.n
+            );
+        }
+        println!(
+            "    p50 egress − none: client {:+.3} ms, Init Duration {:+.3} ms",
+            c.p50_difference_ms, c.init_p50_difference_ms
+        );
+    }
+    if let Some(b) = &n.bulk {
+        println!(
+            "  TCP bulk → test host sink ({} MiB per run in {} KiB sendalls, one connection; Gbit/s median [min–max] of {} runs)",
+            b.bytes_per_run >> 20,
+            b.chunk_bytes >> 10,
+            b.host.runs_gbit_per_s.len()
+        );
+        let rate = |label: &str, r: &crate::network::Rate| {
+            println!(
+                "    {label:<46} {:>7.2} Gbit/s  [{:.2}–{:.2}]",
+                r.median_gbit_per_s, r.min_gbit_per_s, r.max_gbit_per_s
+            );
+        };
+        rate("host baseline: same python sender, host process", &b.host);
+        for f in &b.functions {
+            rate(&format!("function, egress, {} MB", f.memory_mb), &f.rate);
+        }
+    }
+    if let Some(h) = &n.http {
+        println!(
+            "  HTTP round trip → test host ({} sequential GETs on one keep-alive connection after {} untimed)",
+            h.requests, h.warmup
+        );
+        row90("host baseline: same python client, host process", &h.host);
+        for f in &h.functions {
+            row90(
+                &format!("function, egress, {} MB", f.memory_mb),
+                &f.round_trip,
+            );
+            println!(
+                "    p50 function ({} MB) − host: {:+.3} ms",
+                f.memory_mb, f.p50_difference_ms
+            );
+        }
+    }
+    if let Some(m) = &n.many {
+        let secs = |s: Option<f64>| s.map_or("n/a".to_string(), |s| format!("{s:.2} s"));
+        println!(
+            "  {} requests at once to one egress function ({} MB), each holding a connection to the test host until all are held",
+            m.requests, m.memory_mb
+        );
+        println!(
+            "    held at once {}, succeeded {}, errors {}, distinct instances {}, cold starts {}",
+            m.held_at_once, m.succeeded, m.errors, m.distinct_instances, m.cold_starts
+        );
+        println!(
+            "    burst sent → first connection {}, → all connected {}",
+            secs(m.first_connected_s),
+            secs(m.all_connected_s)
+        );
+        row90("connect() inside the functions", &m.connect);
+        if let Some(e) = &m.first_error {
+            println!("    first error: {e}");
+        }
+        let p = &m.at_peak;
+        let opt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.0}"));
+        println!(
+            "    while all were held: host links of this server {}, of any tern server {}, neighbours {}, conntrack {}, network namespaces {}, loop devices {}",
+            p.server_links.map_or("n/a".to_string(), |l| l.to_string()),
+            p.tern_links,
+            p.neighbours,
+            opt(p.conntrack_count),
+            p.net_namespaces,
+            p.loop_devices
+        );
+        println!("    limits (in use / limit, highest share first):");
+        for l in &m.limits {
+            let share = l
+                .share()
+                .map_or(String::new(), |s| format!(" ({:.1}%)", s * 100.0));
+            println!(
+                "      {:<42} {:>8} / {:<8}{share:<9} {}",
+                l.name,
+                opt(l.in_use),
+                opt(l.limit),
+                l.what
+            );
+        }
+    }
 }
 
 fn print_async(a: &AsyncResults) {
@@ -762,6 +942,7 @@ pub fn print_table(r: &Results) {
         }
     }
     print_async(&r.async_invoke);
+    print_network(&r.network);
     if !r.memory.is_empty() {
         println!("\nmemory per idle warm instance (MiB; mean over the instances measured)");
         println!(

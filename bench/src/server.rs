@@ -131,6 +131,11 @@ impl TernServer {
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
+    /// The server's stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
     /// Lines of the server log with WARN or ERROR.
     pub fn warnings(&self) -> Vec<String> {
         std::fs::read_to_string(self.dir.path().join("server.log"))

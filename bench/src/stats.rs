@@ -4,11 +4,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-/// p50/p99 and friends of one series, in milliseconds.
+/// p50/p90/p99 and friends of one series, in milliseconds.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     pub n: usize,
     pub p50_ms: f64,
+    pub p90_ms: f64,
     pub p99_ms: f64,
     pub mean_ms: f64,
     pub min_ms: f64,
@@ -32,6 +33,7 @@ impl Summary {
             return Summary {
                 n,
                 p50_ms: 0.0,
+                p90_ms: 0.0,
                 p99_ms: 0.0,
                 mean_ms: 0.0,
                 min_ms: 0.0,
@@ -43,6 +45,7 @@ impl Summary {
         Summary {
             n,
             p50_ms: rank(0.50),
+            p90_ms: rank(0.90),
             p99_ms: rank(0.99),
             mean_ms: s.iter().sum::<f64>() / n as f64,
             min_ms: s[0],
@@ -60,8 +63,8 @@ mod tests {
         let samples: Vec<f64> = (1..=100).map(f64::from).collect();
         let s = Summary::of_ms(&samples);
         assert_eq!(
-            (s.p50_ms, s.p99_ms, s.min_ms, s.max_ms),
-            (50.0, 99.0, 1.0, 100.0)
+            (s.p50_ms, s.p90_ms, s.p99_ms, s.min_ms, s.max_ms),
+            (50.0, 90.0, 99.0, 1.0, 100.0)
         );
         assert_eq!(Summary::of_ms(&[3.0]).p99_ms, 3.0);
         assert_eq!(Summary::of_ms(&[]).n, 0);

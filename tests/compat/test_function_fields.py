@@ -89,7 +89,6 @@ def test_tracing_config_is_stored_and_returned(lambda_client):
 
 
 @pytest.mark.parametrize("member, value", [
-    ("VpcConfig", {"SubnetIds": ["subnet-0abc"], "SecurityGroupIds": ["sg-1"]}),
     ("DeadLetterConfig", {"TargetArn": "arn:aws:sqs:us-east-1:000000000000:dlq"}),
     ("KMSKeyArn", "arn:aws:kms:us-east-1:000000000000:key/1234"),
     ("FileSystemConfigs", [{"Arn": "arn:aws:elasticfilesystem:us-east-1:000000000000:"
@@ -105,7 +104,6 @@ def test_unimplemented_members_are_refused_by_name(lambda_client, member, value)
 
 
 @pytest.mark.parametrize("member, value", [
-    ("VpcConfig", {"SubnetIds": ["subnet-0abc"], "SecurityGroupIds": ["sg-1"]}),
     ("DeadLetterConfig", {"TargetArn": "arn:aws:sqs:us-east-1:000000000000:dlq"}),
     ("KMSKeyArn", "arn:aws:kms:us-east-1:000000000000:key/1234"),
 ])
@@ -113,6 +111,20 @@ def test_update_refuses_unimplemented_members_by_name(lambda_client, hello_fn, m
     with pytest.raises(lambda_client.exceptions.InvalidParameterValueException) as err:
         lambda_client.update_function_configuration(FunctionName=hello_fn, **{member: value})
     assert f"'{member}'" in err.value.response["Error"]["Message"]
+
+
+def test_vpc_config_must_name_tern_networks(lambda_client, hello_fn):
+    """VpcConfig is implemented onto tern's private networks: SubnetIds name networks and
+    SecurityGroupIds their allow-lists; AWS subnet ids are not networks here."""
+    with pytest.raises(lambda_client.exceptions.InvalidParameterValueException) as err:
+        create(lambda_client, VpcConfig={"SubnetIds": ["subnet-0abc"],
+                                          "SecurityGroupIds": ["subnet-0abc"]})
+    assert "subnet-0abc" in err.value.response["Error"]["Message"]
+    with pytest.raises(lambda_client.exceptions.InvalidParameterValueException) as err:
+        lambda_client.update_function_configuration(
+            FunctionName=hello_fn,
+            VpcConfig={"SubnetIds": ["subnet-0abc"], "SecurityGroupIds": ["sg-1"]})
+    assert "SecurityGroupIds" in err.value.response["Error"]["Message"]
 
 
 SNAP_APP = """\

@@ -115,3 +115,34 @@ def test_call_tern_takes_a_boolean(lambda_client, tern_server):
                             {"TernNetwork": {"CallTern": "yes"}})
     assert status == 400, body
     assert json.dumps(body).find("CallTern") >= 0 or json.dumps(body).find("TernNetwork") >= 0
+
+
+@needs_sandbox
+def test_boto3_attaches_a_function_to_a_private_network_with_vpc_config(lambda_client, tern_server):
+    net = unique_name("net").lower().replace("_", "-")[:32]
+    status, body = tern_api(tern_server, "POST", "/tern/v1/networks",
+                            {"Name": net, "Cidrs": ["10.123.0.0/16"], "Allow": ["10.123.0.5:5432"]})
+    assert status == 201, body
+    vpc = {"SubnetIds": [net], "SecurityGroupIds": [net]}
+    name = create_and_wait(lambda_client, build_zip({"app.py": ECHO_APP}),
+                           name=unique_name("vpc"), VpcConfig=vpc)["FunctionName"]
+    conf = lambda_client.get_function_configuration(FunctionName=name)
+    assert conf["VpcConfig"]["SubnetIds"] == [net]
+    assert conf["VpcConfig"]["SecurityGroupIds"] == [net]
+    resp, out = invoke_json(lambda_client, name, {"x": 1})
+    assert out["echo"] == {"x": 1}
+    # Attached, the network cannot go; detached (Lambda's empty VpcConfig), it can.
+    status, body = tern_api(tern_server, "DELETE", f"/tern/v1/networks/{net}")
+    assert status == 409, body
+    lambda_client.update_function_configuration(
+        FunctionName=name, VpcConfig={"SubnetIds": [], "SecurityGroupIds": []})
+    lambda_client.get_waiter("function_updated_v2").wait(FunctionName=name)
+    assert "VpcConfig" not in lambda_client.get_function_configuration(FunctionName=name) or \
+        lambda_client.get_function_configuration(FunctionName=name)["VpcConfig"]["SubnetIds"] == []
+    status, body = tern_api(tern_server, "DELETE", f"/tern/v1/networks/{net}")
+    assert status == 204, body
+    # A network that does not exist is refused by name.
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        lambda_client.update_function_configuration(FunctionName=name, VpcConfig=vpc)
+    assert e.value.response["Error"]["Code"] == "InvalidParameterValueException"
+    assert net in e.value.response["Error"]["Message"]

@@ -18,11 +18,15 @@ pub const HOST_SIDE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 /// The name the world's DNS server answers.
 pub const NAME: &str = "inet.tern.test";
 pub const HTTP_PORT: u16 = 8080;
+/// Where the internet host reads and discards what it is sent.
+pub const SINK_PORT: u16 = 9000;
+/// A second port the private host serves on.
+pub const OTHER_PORT: u16 = 8081;
 
 /// What the world's hosts run: an HTTP server saying which address it was reached on,
 /// and a DNS server for [`NAME`].
 const SERVICES: &str = r#"
-import socket, struct, sys, threading
+import socket, socketserver, struct, sys, threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class Hello(BaseHTTPRequestHandler):
@@ -35,8 +39,14 @@ class Hello(BaseHTTPRequestHandler):
     def log_message(self, *a):
         pass
 
-def http(addr):
-    ThreadingHTTPServer((addr, 8080), Hello).serve_forever()
+class Server(ThreadingHTTPServer):
+    def server_bind(self):
+        # Not HTTPServer's, which looks its address up in DNS (getfqdn).
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+def http(addr, port=8080):
+    Server((addr, port), Hello).serve_forever()
 
 def dns(addr, answer):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -59,6 +69,24 @@ def dns(addr, answer):
 
 for addr in sys.argv[3:]:
     threading.Thread(target=http, args=(addr,), daemon=True).start()
+def sink(addr, port):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, port))
+    s.listen(64)
+    def drain(c):
+        while c.recv(1 << 20):
+            pass
+        c.close()
+    while True:
+        c, _ = s.accept()
+        threading.Thread(target=drain, args=(c,), daemon=True).start()
+
+# A sink on the internet host that reads and discards what it is sent.
+threading.Thread(target=sink, args=(sys.argv[3], 9000), daemon=True).start()
+# A second port on the private host: a network's allow-list can grant one and not the
+# other.
+threading.Thread(target=http, args=(sys.argv[4], 8081), daemon=True).start()
 threading.Thread(target=dns, args=(sys.argv[1], sys.argv[3]), daemon=True).start()
 print("ready", flush=True)
 threading.Event().wait()
@@ -150,7 +178,9 @@ impl World {
         world(&["addr", "add", &format!("{PRIVATE}/24"), "dev", "eth0"]);
         world(&["addr", "add", &format!("{METADATA}/32"), "dev", "eth0"]);
         world(&["link", "set", "eth0", "up"]);
-        world(&["route", "add", "default", "via", &HOST_SIDE.to_string()]);
+        // No default route: the world answers what reaches it (the host, and sandboxes
+        // masqueraded to the host's address, both on its link) and sends nothing else
+        // anywhere.
         let mut services = Command::new("ip")
             .args(["netns", "exec", &ns, "python3", "-c", SERVICES])
             .arg(RESOLVER.to_string())
@@ -181,11 +211,19 @@ impl World {
     fn wait_reachable(&self, addr: Ipv4Addr) {
         let deadline = Instant::now() + Duration::from_secs(10);
         let target = SocketAddr::from((addr, HTTP_PORT));
-        while TcpStream::connect_timeout(&target, Duration::from_secs(1)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "test host {target} never answered"
-            );
+        while let Err(e) = TcpStream::connect_timeout(&target, Duration::from_secs(1)) {
+            if Instant::now() >= deadline {
+                let show = |args: &[&str]| {
+                    let out = Command::new("ip").args(args).output().expect("ip");
+                    String::from_utf8_lossy(&out.stdout).into_owned()
+                };
+                panic!(
+                    "test host {target} never answered ({e}); host route:\n{}\nworld addresses:\n{}\nworld sockets:\n{}",
+                    show(&["route", "get", &addr.to_string()]),
+                    show(&["netns", "exec", &self.ns, "ip", "-br", "addr"]),
+                    show(&["netns", "exec", &self.ns, "ss", "-ltn"]),
+                );
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }

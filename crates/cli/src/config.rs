@@ -120,6 +120,10 @@ pub struct NetworkSettings {
     /// How long the credentials of an instance that may call tern stay valid, in
     /// seconds; an instance gets no more work once less than a tenth is left.
     pub api_credentials_secs: u64,
+    /// Connections the instances of one function may have open at once (0: no cap).
+    pub max_connections_per_function: u32,
+    /// Megabits per second each instance may send, and receive (0: no limit).
+    pub bandwidth_mbit: u64,
 }
 
 impl Default for NetworkSettings {
@@ -131,6 +135,8 @@ impl Default for NetworkSettings {
             deny: Vec::new(),
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
             api_credentials_secs: 3600,
+            max_connections_per_function: 4096,
+            bandwidth_mbit: 0,
         }
     }
 }
@@ -162,6 +168,9 @@ impl NetworkSettings {
                 .iter()
                 .map(|d| cidr(d, "deny"))
                 .collect::<anyhow::Result<_>>()?,
+            max_connections_per_function: (self.max_connections_per_function > 0)
+                .then_some(self.max_connections_per_function),
+            bandwidth: (self.bandwidth_mbit > 0).then(|| self.bandwidth_mbit * 1_000_000 / 8),
             ..tern_sandbox::NetworkConfig::default()
         }))
     }
@@ -466,6 +475,9 @@ impl ServerConfig {
         }
         let mode = self.network.default_mode()?;
         self.network.sandbox_config()?;
+        if self.network.bandwidth_mbit > 128_000 {
+            bail!("network.bandwidth_mbit must be at most 128000 (0: no limit)");
+        }
         if self.network.api_credentials_secs < 10 || self.network.api_credentials_secs > 43_200 {
             bail!("network.api_credentials_secs must be from 10 to 43200 (12 hours)");
         }

@@ -15,6 +15,7 @@ use tern_core::names::DEFAULT_NAMESPACE;
 use tern_gateway::presign::KEY_BYTES;
 use tern_gateway::{AppState, Authenticator, Downloads, ListenerLimits, Sessions, UrlSigner};
 use tern_invoke::events::{webhook_tls, AsyncService, DispatchSettings, Dispatcher, EventQueue};
+use tern_invoke::networks::NetworkService;
 use tern_invoke::{Admission, Executor, FunctionService, Invoker, Registry, ServiceConfig};
 use tern_runtime::dns::{DnsForwarder, Upstreams};
 use tern_runtime::{InstanceManager, LogRouter, PoolConfig, PythonSdk, RuntimeCatalog};
@@ -452,7 +453,14 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     );
     dispatcher.start();
     let invoker = Arc::new(Invoker::new(functions.clone(), executor, queue.clone()));
+    // The private networks are in the egress policy before the first request.
+    let networks = Arc::new(NetworkService::new(store.clone()));
+    if let Err(e) = networks.sync(&instances).await {
+        tracing::error!(error = %e, "could not apply the private networks; retrying in the background");
+    }
+    networks.spawn_sync(instances.clone());
     let app = tern_gateway::router(AppState {
+        networks,
         events: Arc::new(AsyncService::new(store.clone(), functions.clone(), queue)),
         functions,
         invoker,

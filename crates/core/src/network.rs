@@ -68,9 +68,16 @@ pub fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
         .ok()
         .filter(|p| *p <= 32)
         .ok_or_else(|| format!("{s:?}: the prefix length must be 0 to 32"))?;
-    let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix)
+    };
     if u32::from(addr) & !mask != 0 {
-        return Err(format!("{s:?} has host bits set: did you mean {}/{prefix}?", Ipv4Addr::from(u32::from(addr) & mask)));
+        return Err(format!(
+            "{s:?} has host bits set: did you mean {}/{prefix}?",
+            Ipv4Addr::from(u32::from(addr) & mask)
+        ));
     }
     Ok((addr, prefix))
 }
@@ -159,7 +166,9 @@ impl NetworkRecord {
     pub fn validate(&self) -> Result<(), String> {
         validate_name(&self.name)?;
         if self.cidrs.is_empty() || self.cidrs.len() > CIDRS_MAX {
-            return Err(format!("a network needs 1 to {CIDRS_MAX} address ranges (--cidr)"));
+            return Err(format!(
+                "a network needs 1 to {CIDRS_MAX} address ranges (--cidr)"
+            ));
         }
         if self.allow.len() > ALLOW_MAX {
             return Err(format!("a network has at most {ALLOW_MAX} allow rules"));
@@ -170,7 +179,10 @@ impl NetworkRecord {
             .map(|c| parse_cidr(c))
             .collect::<Result<Vec<_>, _>>()?;
         for rule in &self.allow {
-            if !ranges.iter().any(|r| contains(*r, (rule.addr, rule.prefix))) {
+            if !ranges
+                .iter()
+                .any(|r| contains(*r, (rule.addr, rule.prefix)))
+            {
                 return Err(format!(
                     "allow {rule} is outside the network's ranges ({})",
                     self.cidrs.join(", ")
@@ -198,7 +210,10 @@ mod tests {
     #[test]
     fn allow_rules_parse_hosts_ranges_ports_and_protocols() {
         let r = AllowRule::parse("10.20.0.5:5432").expect("host:port");
-        assert_eq!((r.addr, r.prefix, r.from_port, r.to_port), (Ipv4Addr::new(10, 20, 0, 5), 32, 5432, 5432));
+        assert_eq!(
+            (r.addr, r.prefix, r.from_port, r.to_port),
+            (Ipv4Addr::new(10, 20, 0, 5), 32, 5432, 5432)
+        );
         assert_eq!(r.protocol, Protocol::Tcp);
         let r = AllowRule::parse("10.20.1.0/24:8000-8099").expect("range");
         assert_eq!((r.prefix, r.from_port, r.to_port), (24, 8000, 8099));
@@ -207,7 +222,14 @@ mod tests {
         let r = AllowRule::parse("10.20.0.9").expect("every port");
         assert_eq!((r.from_port, r.to_port), (1, 65535));
         assert_eq!(r.to_string(), "10.20.0.9/32/tcp");
-        for bad in ["db:5432", "10.20.0.5:0", "10.20.0.5:9-1", "10.20.0.5/33", "10.20.0.1/24:80", "10.20.0.5:http"] {
+        for bad in [
+            "db:5432",
+            "10.20.0.5:0",
+            "10.20.0.5:9-1",
+            "10.20.0.5/33",
+            "10.20.0.1/24:80",
+            "10.20.0.5:http",
+        ] {
             assert!(AllowRule::parse(bad).is_err(), "{bad}");
         }
     }
@@ -223,7 +245,8 @@ mod tests {
         };
         rec.validate().expect("valid");
         assert!(rec.admits("anyone"));
-        rec.allow.push(AllowRule::parse("10.21.0.5:5432").expect("rule"));
+        rec.allow
+            .push(AllowRule::parse("10.21.0.5:5432").expect("rule"));
         assert!(rec.validate().unwrap_err().contains("outside"));
         rec.allow.pop();
         rec.name = "Db".into();

@@ -47,6 +47,8 @@ pub struct AppState {
     pub events: Arc<tern_invoke::events::AsyncService>,
     /// Presigned downloads of stored zips (GetFunction's `Code.Location`).
     pub downloads: Arc<Downloads>,
+    /// Private networks (`/tern/v1/networks`).
+    pub networks: Arc<tern_invoke::networks::NetworkService>,
 }
 
 /// An error on its way to the client.
@@ -192,6 +194,7 @@ pub fn router(state: AppState) -> Router {
         .route("/tern/v1/functions/:name/logs", get(function_logs))
         .merge(crate::layers::routes())
         .merge(crate::events::routes())
+        .merge(crate::networks::routes())
         .fallback(unknown_operation)
         .method_not_allowed_fallback(unknown_operation)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));

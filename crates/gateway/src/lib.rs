@@ -12,6 +12,7 @@ pub mod error;
 mod events;
 pub mod layers;
 pub mod listener;
+mod networks;
 pub mod operations;
 pub mod presign;
 pub mod sessions;

@@ -134,6 +134,7 @@ impl FunctionService {
             network: SandboxNetwork {
                 egress: rec.network == NetworkMode::Egress,
                 api: rec.call_tern,
+                networks: rec.networks.clone(),
             },
         }
     }
@@ -835,21 +836,22 @@ impl FunctionService {
         vpc: Option<&serde_json::Value>,
         otherwise: NetworkChoice,
     ) -> Result<NetworkChoice, ServiceError> {
-        let call_tern = given.and_then(|g| g.call_tern).unwrap_or(otherwise.call_tern);
+        let call_tern = given
+            .and_then(|g| g.call_tern)
+            .unwrap_or(otherwise.call_tern);
         let from_vpc = vpc.map(validate::vpc_config).transpose()?.flatten();
         let from_tern = given.and_then(|g| g.networks.clone());
         if let Some(names) = &from_tern {
             validate::networks_list(names)?;
         }
-        let networks = match (from_vpc, from_tern) {
-            (Some(a), Some(b)) if a != b => {
-                return Err(invalid(
+        let networks =
+            match (from_vpc, from_tern) {
+                (Some(a), Some(b)) if a != b => return Err(invalid(
                     "VpcConfig and TernNetwork.Networks name different networks; give one of them",
-                ))
-            }
-            (Some(names), _) | (None, Some(names)) => names,
-            (None, None) => otherwise.networks,
-        };
+                )),
+                (Some(names), _) | (None, Some(names)) => names,
+                (None, None) => otherwise.networks,
+            };
         if !networks.is_empty() && !self.config.networking {
             return Err(invalid(
                 "private networks need function networking, which is off on this server",

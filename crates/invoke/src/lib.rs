@@ -10,6 +10,7 @@ pub mod events;
 pub mod execution;
 pub mod functions;
 pub mod layers;
+pub mod networks;
 pub mod platform_log;
 pub mod registry;
 pub mod reporting;

@@ -406,10 +406,16 @@ pub fn vpc_config(v: &serde_json::Value) -> Result<Option<Vec<String>>, ServiceE
             "SubnetIds" | "SecurityGroupIds" => {}
             "Ipv6AllowedForDualStack" => {
                 if obj[key] == Value::Bool(true) {
-                    return Err(invalid("VpcConfig.Ipv6AllowedForDualStack: tern's sandboxes have IPv4 only".into()));
+                    return Err(invalid(
+                        "VpcConfig.Ipv6AllowedForDualStack: tern's sandboxes have IPv4 only".into(),
+                    ));
                 }
             }
-            other => return Err(invalid(format!("VpcConfig.{other} is not a member of VpcConfig"))),
+            other => {
+                return Err(invalid(format!(
+                    "VpcConfig.{other} is not a member of VpcConfig"
+                )))
+            }
         }
     }
     let (subnets, groups) = (list("SubnetIds")?, list("SecurityGroupIds")?);
@@ -456,8 +462,9 @@ pub fn unsupported_members(
             continue;
         }
         let why = match *field {
-            "VpcConfig" => "private networks (VPC) are not supported yet; functions run with loopback-only networking",
-            "DeadLetterConfig" => "asynchronous invocation and its dead-letter queue are not supported yet",
+            "DeadLetterConfig" => {
+                "asynchronous invocation and its dead-letter queue are not supported yet"
+            }
             "KMSKeyArn" | "SourceKMSKeyArn" => "customer-managed KMS keys are not supported",
             "FileSystemConfigs" => "file systems (EFS) are not supported",
             "ImageConfig" => "container images are not supported; use a .zip package",
@@ -466,7 +473,9 @@ pub fn unsupported_members(
             "CapacityProviderConfig" => "capacity providers are not supported",
             "DurableConfig" => "durable functions are not supported",
             "TenancyConfig" => "tenant isolation mode is not supported",
-            "S3Key" | "S3ObjectVersion" => "code from S3 is not supported; upload the .zip in ZipFile",
+            "S3Key" | "S3ObjectVersion" => {
+                "code from S3 is not supported; upload the .zip in ZipFile"
+            }
             _ => "it is not supported by tern",
         };
         return Err(invalid(format!(
@@ -546,18 +555,43 @@ mod config_member_tests {
     }
 
     #[test]
+    fn vpc_config_names_tern_networks() {
+        let vpc = |v: serde_json::Value| vpc_config(&v);
+        assert_eq!(vpc(serde_json::Value::Null).expect("null"), None);
+        assert_eq!(
+            vpc(serde_json::json!({"SubnetIds": [], "SecurityGroupIds": []})).expect("detach"),
+            Some(vec![])
+        );
+        assert_eq!(
+            vpc(serde_json::json!({"SubnetIds": ["db", "cache"], "SecurityGroupIds": ["db"]}))
+                .expect("attach"),
+            Some(vec!["db".to_string()])
+        );
+        for bad in [
+            serde_json::json!({"SubnetIds": ["db"]}),
+            serde_json::json!({"SubnetIds": ["db"], "SecurityGroupIds": ["other"]}),
+            serde_json::json!({"SubnetIds": ["DB"], "SecurityGroupIds": ["DB"]}),
+            serde_json::json!({"SubnetIds": ["db"], "SecurityGroupIds": ["db"], "VpcId": "x"}),
+            serde_json::json!({"SubnetIds": ["db"], "SecurityGroupIds": ["db"], "Ipv6AllowedForDualStack": true}),
+            serde_json::json!({"SubnetIds": "db", "SecurityGroupIds": ["db"]}),
+        ] {
+            assert!(vpc(bad.clone()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn unimplemented_members_are_refused_by_name_unless_left_empty() {
-        let empty_vpc = serde_json::json!({"SubnetIds": [], "SecurityGroupIds": []});
+        let empty_fs = serde_json::json!([]);
         assert!(unsupported_members(&[
-            ("VpcConfig", Some(&empty_vpc)),
+            ("FileSystemConfigs", Some(&empty_fs)),
             ("KMSKeyArn", Some(&serde_json::json!(""))),
             ("Publish", Some(&serde_json::json!(false))),
             ("DeadLetterConfig", None),
         ])
         .is_ok());
-        let vpc = serde_json::json!({"SubnetIds": ["subnet-1"]});
-        let e = unsupported_members(&[("VpcConfig", Some(&vpc))]).unwrap_err();
-        assert!(e.to_string().contains("'VpcConfig'"), "{e}");
+        let image = serde_json::json!({"Command": ["x"]});
+        let e = unsupported_members(&[("ImageConfig", Some(&image))]).unwrap_err();
+        assert!(e.to_string().contains("'ImageConfig'"), "{e}");
         let dlq = serde_json::json!({"TargetArn": "arn:aws:sqs:us-east-1:1:q"});
         let e = unsupported_members(&[("DeadLetterConfig", Some(&dlq))]).unwrap_err();
         assert!(e.to_string().contains("'DeadLetterConfig'"), "{e}");

@@ -342,7 +342,14 @@ mod tests {
     /// A fake upstream: answers every query with the query itself, flags turned into
     /// a response, so the test can tell an answer came through.
     async fn echo_upstream() -> SocketAddr {
-        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        // A port free for both UDP and TCP.
+        let (socket, listener) = loop {
+            let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+            let addr = socket.local_addr().expect("addr");
+            if let Ok(listener) = TcpListener::bind(addr).await {
+                break (socket, listener);
+            }
+        };
         let addr = socket.local_addr().expect("addr");
         tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
@@ -352,7 +359,6 @@ mod tests {
                 let _ = socket.send_to(&answer, from).await;
             }
         });
-        let listener = TcpListener::bind(addr).await.expect("bind tcp");
         tokio::spawn(async move {
             while let Ok((mut stream, _)) = listener.accept().await {
                 tokio::spawn(async move {

@@ -26,4 +26,4 @@ pub use pool::{
     ProvisionedStatus, TmpDiskUsage,
 };
 pub use python_sdk::PythonSdk;
-pub use tern_sandbox::SandboxNetwork;
+pub use tern_sandbox::{Cidr, PrivateAllow, PrivateNetwork, SandboxNetwork};

@@ -97,7 +97,7 @@ impl HeldKey {
             bootstrap_dir: spec.bootstrap_dir.clone(),
             runtime_dir: spec.runtime_dir.clone(),
             extra_ro_paths: spec.extra_ro_paths.clone(),
-            network: spec.network,
+            network: spec.network.clone(),
         }
     }
 }

@@ -339,6 +339,13 @@ pub trait Launcher: Send + Sync {
     }
     /// Host disk used right now by the /tmp filesystems of handed-out instances, in
     /// bytes; `None` when /tmp is not on the host disk (tmpfs, or no sandbox).
+    /// Makes `networks` the private networks sandboxes may be attached to: new ones can
+    /// be, changed ones grant what they say now, removed ones grant nothing any more.
+    fn set_private_networks(&self, networks: &[crate::net::PrivateNetwork]) -> Result<(), String> {
+        let _ = networks;
+        Ok(())
+    }
+
     /// Connections and packets refused by the egress policy, per owner (see
     /// [`LaunchSpec::owner`]): those of instances gone, and so far those of live ones.
     fn network_refusals(&self) -> Vec<(String, u64)> {

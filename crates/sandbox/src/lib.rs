@@ -34,7 +34,7 @@ pub use launcher::{
     LaunchSpec, Launched, Launcher, Reservation, Resources, Room, ServedBy, TemplateSpec,
     ZygoteSpec, CONFIG_FD_VAR, ZYGOTE_PYTHON_FLAGS,
 };
-pub use net::{Cidr, HostNetwork, NetworkConfig, SandboxNetwork};
+pub use net::{Cidr, HostNetwork, NetworkConfig, PrivateAllow, PrivateNetwork, SandboxNetwork};
 pub use process::ProcessLauncher;
 pub use sandbox::{SandboxConfig, SandboxError, SandboxLauncher};
 pub use uid_range::UidRange;

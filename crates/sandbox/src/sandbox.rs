@@ -25,7 +25,7 @@ use crate::launcher::{
     Launched, Launcher, Reservation, ServedBy, TemplateSpec, ZygoteSpec,
 };
 use crate::mounts::{self, HostView, PlanInput, TmpSource, OVERLAY_SOURCE};
-use crate::net::{HostNetwork, NetLease, NetworkConfig, SandboxNetwork};
+use crate::net::{HostNetwork, NetLease, NetworkConfig, PrivateNetwork, SandboxNetwork};
 use crate::protocol::{
     self, CommandReply, KeeperCommand, KeeperEvent, KeeperRequest, RuntimeStart,
 };
@@ -650,7 +650,7 @@ impl Inner {
             .ok_or_else(|| LaunchError::Prepare("no free sandbox uid".into()))?;
         let outside_uid = self.config.uids.uid(slot);
         let prepared = self
-            .lease_network(spec.network)
+            .lease_network(&spec.network)
             .and_then(|net| Ok((self.prepare(spec, outside_uid, net.as_ref())?, net)));
         let (
             Prepared {
@@ -739,7 +739,7 @@ impl Inner {
     }
 
     /// A link and addresses for a sandbox of `network`, admitted to the egress policy.
-    fn lease_network(&self, network: SandboxNetwork) -> Result<Option<NetLease>, String> {
+    fn lease_network(&self, network: &SandboxNetwork) -> Result<Option<NetLease>, String> {
         match (&self.net, network) {
             (_, network) if !network.has_link() => Ok(None),
             (Some(host), network) => host.lease(network),
@@ -991,6 +991,14 @@ impl Launcher for SandboxLauncher {
         self.inner.templates.ready()
     }
 
+    fn set_private_networks(&self, networks: &[PrivateNetwork]) -> Result<(), String> {
+        match &self.inner.net {
+            Some(net) => net.set_networks(networks).map_err(|e| e.to_string()),
+            None if networks.is_empty() => Ok(()),
+            None => Err("function networking is off on this server".into()),
+        }
+    }
+
     fn network_refusals(&self) -> Vec<(String, u64)> {
         let Some(net) = &self.inner.net else {
             return Vec::new();
@@ -1158,6 +1166,14 @@ impl SandboxInstance {
     /// Shares the instance, noted under its uid slot so that shutdown can stop it.
     fn register(self, spec: &LaunchSpec) -> Arc<SandboxInstance> {
         *self.owner.lock().unwrap_or_else(|e| e.into_inner()) = spec.owner.clone();
+        if let Some(lease) = &*self.net.lock().unwrap_or_else(|e| e.into_inner()) {
+            // Its connections count toward its function's cap from now on. A failure
+            // leaves them uncounted (the policy itself holds): worth a warning, not the
+            // launch.
+            if let Err(e) = lease.assign(&spec.owner) {
+                tracing::warn!(instance = %spec.instance_id, error = %e, "could not count the instance's connections to its function");
+            }
+        }
         let instance = Arc::new(self);
         instance
             .uids

@@ -15,6 +15,7 @@ mod functions;
 mod http;
 mod invoke;
 mod logs;
+mod networks;
 mod package;
 
 pub use deploy::DeployArgs;
@@ -22,6 +23,7 @@ pub use events::{DlqCommand, InvocationsCommand, QueueCommand};
 pub use functions::FunctionsCommand;
 pub use invoke::InvokeArgs;
 pub use logs::LogsArgs;
+pub use networks::NetworkCommand;
 
 /// How to reach the server and who to be; shared by every client command.
 ///
@@ -114,6 +116,10 @@ pub enum ClientCommand {
     Functions(FunctionsCommand),
     /// Print a function's recent log lines.
     Logs(LogsArgs),
+    /// The private networks functions attach to (`VpcConfig`): create, update, list,
+    /// get, delete.
+    #[command(subcommand)]
+    Network(NetworkCommand),
 }
 
 /// Runs one client command; the exit code is 1 when an invoked function failed.
@@ -126,6 +132,7 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
         ClientCommand::Queue(cmd) => events::run_queue(&cmd),
         ClientCommand::Functions(cmd) => functions::run(&cmd),
         ClientCommand::Logs(args) => logs::run(&args),
+        ClientCommand::Network(cmd) => networks::run(&cmd),
     };
     match result {
         // `tern logs f | head` closing the pipe early is not a failure.

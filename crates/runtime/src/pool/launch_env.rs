@@ -155,7 +155,7 @@ impl InstanceManager {
             resources: self.start_resources(f.memory_mb, f.tmp_mb),
             zygote: self.zygote_spec(f, kind),
             start_ahead_env: self.start_ahead_env(f, kind),
-            network: f.network,
+            network: f.network.clone(),
             owner: FunctionSpec::template_name(&f.namespace, &f.name),
             template: (f.snap_start && matches!(kind, RuntimeKind::Python { .. })).then(|| {
                 TemplateSpec {

@@ -344,6 +344,14 @@ impl InstanceManager {
         self.launcher.started_ahead_count()
     }
 
+    /// Makes `networks` the private networks sandboxes may be attached to.
+    pub fn set_private_networks(
+        &self,
+        networks: &[tern_sandbox::PrivateNetwork],
+    ) -> Result<(), String> {
+        self.launcher.set_private_networks(networks)
+    }
+
     /// Connections refused by the egress policy per function (`namespace/function`),
     /// since the server started.
     pub fn network_refusals(&self) -> Vec<(String, u64)> {

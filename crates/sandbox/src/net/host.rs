@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use super::firewall::{self, FirewallSpec};
 use super::link::Netlink;
-use super::{Cidr, SandboxLink, SandboxNetwork, DEFAULT_DENY};
+use super::{Cidr, PrivateNetwork, SandboxLink, SandboxNetwork, DEFAULT_DENY};
 use crate::sys;
 
 /// Where servers lease their address blocks; host-wide, as the uid ranges are.
@@ -41,6 +41,11 @@ pub struct NetworkConfig {
     /// The port of tern's API that sandboxes allowed to call it reach at the
     /// resolver's address.
     pub api_port: Option<u16>,
+    /// Connections the sandboxes of one function may have open at once (conntrack
+    /// entries); `None`: no cap.
+    pub max_connections_per_function: Option<u32>,
+    /// Bytes per second each sandbox may send, and receive; `None`: no limit.
+    pub bandwidth: Option<u64>,
 }
 
 impl Default for NetworkConfig {
@@ -50,6 +55,8 @@ impl Default for NetworkConfig {
             deny: Vec::new(),
             lease_dir: PathBuf::from(DEFAULT_LEASE_DIR),
             api_port: None,
+            max_connections_per_function: None,
+            bandwidth: None,
         }
     }
 }
@@ -63,6 +70,10 @@ pub struct HostNetwork {
     slots: Mutex<Slots>,
     /// Refusals of sandboxes gone, by owner.
     retired: Mutex<HashMap<String, u64>>,
+    /// The id each owner (function) has in the table's connection count.
+    owners: Mutex<HashMap<String, u32>>,
+    /// Bytes per second each sandbox may send and receive.
+    bandwidth: Option<u64>,
     /// The locked lease file: the block is ours while this lives.
     _lease: File,
 }
@@ -160,14 +171,20 @@ impl HostNetwork {
         let mut deny: Vec<Cidr> = DEFAULT_DENY.to_vec();
         deny.push(cidr);
         deny.extend(config.deny.iter().copied());
-        firewall::install(&FirewallSpec {
-            table: names.table.clone(),
-            iface_prefix: names.link_prefix.clone(),
-            block: (block.network(), block.prefix),
-            resolver,
-            deny: deny.iter().map(|c| (c.network(), c.prefix)).collect(),
-            api_port: config.api_port,
-        })?;
+        firewall::install_limited(
+            &FirewallSpec {
+                table: names.table.clone(),
+                iface_prefix: names.link_prefix.clone(),
+                block: (block.network(), block.prefix),
+                resolver,
+                deny: deny.iter().map(|c| (c.network(), c.prefix)).collect(),
+                api_port: config.api_port,
+            },
+            &[],
+            &firewall::Limits {
+                max_connections_per_function: config.max_connections_per_function,
+            },
+        )?;
         tracing::info!(%block, %resolver, table = %names.table, "function networking ready");
         Ok(HostNetwork {
             names,
@@ -176,6 +193,8 @@ impl HostNetwork {
             lease_dir: config.lease_dir.clone(),
             slots: Mutex::new(Slots::default()),
             retired: Mutex::new(HashMap::new()),
+            owners: Mutex::new(HashMap::new()),
+            bandwidth: config.bandwidth,
             _lease: lease,
         })
     }
@@ -194,7 +213,7 @@ impl HostNetwork {
     /// without a network.
     pub(crate) fn lease(
         self: &Arc<Self>,
-        network: SandboxNetwork,
+        network: &SandboxNetwork,
     ) -> Result<Option<NetLease>, String> {
         if !network.has_link() {
             return Ok(None);
@@ -212,10 +231,12 @@ impl HostNetwork {
             host_addr: self.block.nth(2 + 2 * slot),
             sandbox_addr: self.block.nth(3 + 2 * slot),
         };
+        let networks: Vec<&str> = network.networks.iter().map(String::as_str).collect();
         let grants = firewall::Grants {
             egress: network.egress,
             api: network.api,
-            networks: &[],
+            networks: &networks,
+            bandwidth: self.bandwidth,
         };
         if let Err(e) = firewall::admit_with(&self.names.table, &link.host_if, &grants) {
             self.release_slot(slot);
@@ -229,6 +250,31 @@ impl HostNetwork {
         }))
     }
 
+    /// Makes `networks` the private networks of the table (see
+    /// [`crate::launcher::Launcher::set_private_networks`]).
+    pub fn set_networks(&self, networks: &[PrivateNetwork]) -> io::Result<()> {
+        let networks: Vec<firewall::Network> = networks
+            .iter()
+            .map(|n| firewall::Network {
+                name: n.name.clone(),
+                allow: n
+                    .allow
+                    .iter()
+                    .map(|a| firewall::Allow {
+                        dest: (a.dest.network(), a.dest.prefix),
+                        proto: if a.udp {
+                            firewall::Proto::Udp
+                        } else {
+                            firewall::Proto::Tcp
+                        },
+                        ports: a.ports,
+                    })
+                    .collect(),
+            })
+            .collect();
+        firewall::sync_networks(&self.names.table, &networks)
+    }
+
     /// Refusals of the live sandboxes so far, by host link, in one dump.
     pub(crate) fn live_refusals(&self) -> HashMap<String, u64> {
         match firewall::all_refusals(&self.names.table) {
@@ -238,6 +284,19 @@ impl HostNetwork {
                 HashMap::new()
             }
         }
+    }
+
+    /// Counts the sandbox behind `iface` to `owner` from now on (its connections count
+    /// toward the owner's cap).
+    fn assign(&self, iface: &str, owner: &str) -> io::Result<()> {
+        let id = {
+            let mut owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
+            let next = u32::try_from(owners.len())
+                .unwrap_or(u32::MAX)
+                .saturating_add(1);
+            *owners.entry(owner.to_string()).or_insert(next)
+        };
+        firewall::assign(&self.names.table, iface, id)
     }
 
     /// Refusals of sandboxes gone, by owner.
@@ -278,6 +337,11 @@ pub(crate) struct NetLease {
 impl NetLease {
     pub(crate) fn link(&self) -> &SandboxLink {
         &self.link
+    }
+
+    /// Counts the sandbox to `owner` (see [`HostNetwork::assign`]).
+    pub(crate) fn assign(&self, owner: &str) -> io::Result<()> {
+        self.host.assign(&self.link.host_if, owner)
     }
 
     /// Connections and packets of this sandbox refused by policy so far.

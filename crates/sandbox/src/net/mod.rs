@@ -29,12 +29,14 @@ pub fn tables(prefix: &str) -> std::io::Result<Vec<String>> {
 
 /// What network a sandbox gets: loopback only, unless it has a link to the host for
 /// one of these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct SandboxNetwork {
     /// Outbound connections, where the server's egress policy lets them go.
     pub egress: bool,
     /// tern's own API, at the resolver's address (see [`HostNetwork::resolver`]).
     pub api: bool,
+    /// The private networks it is attached to (see [`PrivateNetwork`]), by name.
+    pub networks: Vec<String>,
 }
 
 impl SandboxNetwork {
@@ -42,16 +44,35 @@ impl SandboxNetwork {
     pub const NONE: SandboxNetwork = SandboxNetwork {
         egress: false,
         api: false,
+        networks: Vec::new(),
     };
     pub const EGRESS: SandboxNetwork = SandboxNetwork {
         egress: true,
         api: false,
+        networks: Vec::new(),
     };
 
     /// Whether the sandbox gets a link to the host at all.
-    pub fn has_link(self) -> bool {
-        self.egress || self.api
+    pub fn has_link(&self) -> bool {
+        self.egress || self.api || !self.networks.is_empty()
     }
+}
+
+/// A private network the operator defined: what the sandboxes attached to it may reach
+/// (on top of, and despite, the deny list).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrivateNetwork {
+    pub name: String,
+    pub allow: Vec<PrivateAllow>,
+}
+
+/// One destination of a [`PrivateNetwork`]: a network, TCP or UDP, an inclusive port
+/// range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrivateAllow {
+    pub dest: Cidr,
+    pub udp: bool,
+    pub ports: (u16, u16),
 }
 
 /// An IPv4 network, `addr/prefix`.

@@ -369,7 +369,7 @@ impl Inner {
             zygote: None,
             template: None,
             start_ahead_env: None,
-            network: key.network,
+            network: key.network.clone(),
             owner: String::new(),
         };
         // Built only if the server's account has room for it (and counted there).

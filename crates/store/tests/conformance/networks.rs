@@ -15,8 +15,12 @@ fn network(name: &str, allow: &str) -> NetworkRecord {
 
 pub fn networks_are_created_listed_and_deleted(store: &dyn Store) {
     assert!(store.list_networks().unwrap().is_empty());
-    store.create_network(&network("db", "10.20.0.5:5432")).unwrap();
-    store.create_network(&network("cache", "10.20.0.6:6379")).unwrap();
+    store
+        .create_network(&network("db", "10.20.0.5:5432"))
+        .unwrap();
+    store
+        .create_network(&network("cache", "10.20.0.6:6379"))
+        .unwrap();
     assert_eq!(
         store.get_network("db").unwrap(),
         Some(network("db", "10.20.0.5:5432"))
@@ -35,7 +39,9 @@ pub fn networks_are_created_listed_and_deleted(store: &dyn Store) {
 }
 
 pub fn creating_a_network_twice_conflicts(store: &dyn Store) {
-    store.create_network(&network("db", "10.20.0.5:5432")).unwrap();
+    store
+        .create_network(&network("db", "10.20.0.5:5432"))
+        .unwrap();
     let again = store.create_network(&network("db", "10.20.0.7:5432"));
     assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
     assert_eq!(
@@ -46,9 +52,13 @@ pub fn creating_a_network_twice_conflicts(store: &dyn Store) {
 }
 
 pub fn an_update_replaces_an_existing_network_only(store: &dyn Store) {
-    assert!(!store.update_network(&network("db", "10.20.0.5:5432")).unwrap());
+    assert!(!store
+        .update_network(&network("db", "10.20.0.5:5432"))
+        .unwrap());
     assert_eq!(store.get_network("db").unwrap(), None, "nothing stored");
-    store.create_network(&network("db", "10.20.0.5:5432")).unwrap();
+    store
+        .create_network(&network("db", "10.20.0.5:5432"))
+        .unwrap();
     let mut changed = network("db", "10.20.1.0/24:5432-5433");
     changed.namespaces.clear();
     changed.last_modified_ms = 2;

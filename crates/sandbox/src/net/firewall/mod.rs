@@ -21,32 +21,15 @@
 //! The deny list is one `ip daddr <net> goto refuse` rule per prefix; the rules are only
 //! evaluated for the first packet of a connection.
 //!
-//! Two limits ([`Limits`], and the bandwidth of [`admit_limited`]):
-//! - Connections per function. Sandboxes are built before the function they serve is
-//!   known, so map `owner` holds each handed-out sandbox's function id ([`assign`], on the
-//!   request path: one batch, no dump). A new connection looks its interface up there,
-//!   takes the id as its conntrack mark (so `conntrack -L -m <id>` lists a function's
-//!   connections; a mark set before, in prerouting, is overwritten), and is counted in
-//!   the dynamic set `fn_conns`, one element per function id, each with its own
-//!   conntrack count (`connlimit`); over the cap it is refused like any other. The
-//!   count is of conntrack entries the element saw created and that still exist, TCP ones
-//!   not yet in TIME_WAIT or CLOSE: a connection stops counting once both sides closed
-//!   it (or it was reset), a half-closed one still counts, and a UDP flow (a DNS query
-//!   included) counts until conntrack expires it (30 s; 120 s once both sides talked
-//!   more). A sandbox not assigned yet is not counted. An element whose count fell to
-//!   zero is collected by the kernel.
-//! - Bandwidth per sandbox: two policing rules per limited interface in chain
-//!   `bandwidth` (`iifname "tb3x17" limit rate over R bytes/second burst B bytes drop`
-//!   and the same with `oifname`), which `forward` jumps to for all traffic of sandbox
-//!   links. Each forwarded packet walks that chain, so its cost grows with the number of
-//!   limited sandboxes. Only forwarded traffic is limited, not DNS or tern's API on the
-//!   host. The kernel's bucket holds a second at the rate plus the burst and starts
-//!   full: a sandbox sends R + B bytes at once, then R a second.
+//! Two limits, in `limits`: connections per function ([`Limits`], counted once a sandbox
+//! is [`assign`]ed to one) and bandwidth per sandbox ([`Grants::bandwidth`]).
 
 use std::io;
 use std::net::Ipv4Addr;
 
 mod expr;
+mod limits;
+mod networks;
 mod socket;
 #[cfg(test)]
 mod tests;
@@ -54,12 +37,16 @@ mod uapi;
 mod wire;
 
 use expr::{
-    accept, add_ct_count_over, counter, ct_mark, ct_mark_set, ct_state_any, dport_in, drop,
-    exact_ifname, fib_saddr_iif_oif_missing, goto, iifname_in, iifname_is, iifname_map,
-    iifname_starts, ipv4_in, jump, l4proto_is, limit_bytes_over, masquerade, nfproto_is,
-    oifname_is, oifname_starts, reject_with_icmpx_admin_prohibited, reject_with_tcp_reset, verdict,
-    Expr, Ipv4Field, Match, Verdict, CT_INVALID, CT_NEW, CT_REPLY,
+    accept, counter, ct_state_any, dport_in, drop, exact_ifname, fib_saddr_iif_oif_missing, goto,
+    iifname_in, iifname_is, iifname_starts, ipv4_in, jump, l4proto_is, masquerade, nfproto_is,
+    oifname_starts, reject_with_icmpx_admin_prohibited, reject_with_tcp_reset, verdict, Expr,
+    Ipv4Field, Match, Verdict, CT_INVALID, CT_REPLY,
 };
+use limits::BANDWIDTH;
+// The server does not hand sandboxes to functions through `assign` yet (#14).
+#[cfg_attr(not(test), allow(unused_imports))]
+pub(crate) use limits::{assign, Limits};
+pub(crate) use networks::sync_networks;
 use socket::NftSocket;
 use uapi::{NFT_SET_MAP, NF_INET_FORWARD, NF_INET_LOCAL_IN, NF_INET_POST_ROUTING, TYPE_IFNAME};
 use wire::{DumpedRule, Hook, Message, IFNAMSIZ};
@@ -70,10 +57,6 @@ const EGRESS_SET: &str = "egress";
 const API_SET: &str = "api";
 /// Prefix of the set of interfaces admitted to a private network.
 const NETWORK_SET_PREFIX: &str = "net_";
-/// The map from a handed-out sandbox's interface to its function's id.
-const OWNER_MAP: &str = "owner";
-/// The dynamic set counting each function's connections.
-const FN_CONNS_SET: &str = "fn_conns";
 const FORWARD: &str = "forward";
 const INPUT: &str = "input";
 const POSTROUTING: &str = "postrouting";
@@ -81,7 +64,9 @@ const FROM_SANDBOX: &str = "from_sandbox";
 const TO_HOST: &str = "to_host";
 const REFUSE: &str = "refuse";
 const REFUSALS: &str = "refusals";
-const BANDWIDTH: &str = "bandwidth";
+/// The allow rules of the private networks, replaced as a whole by
+/// [`networks::sync_networks`].
+const PRIVATE: &str = "private";
 
 /// nft's `filter` and `srcnat` priorities; ours runs just before other filter chains.
 const PRIORITY_FILTER: i32 = 0;
@@ -91,14 +76,6 @@ const MAX_PREFIX_LEN: usize = IFNAMSIZ - 1 - 5;
 const MAX_TABLE_NAME_LEN: usize = 64;
 const MAX_NETWORK_NAME_LEN: usize = 32;
 const DNS_PORT: u16 = 53;
-/// Functions with connections counted at once; past it, a new function's connections
-/// are not limited (the kernel cannot add its element), rather than refused.
-const FN_CONNS_SIZE: u32 = 65_536;
-/// A bandwidth limit's burst: a tenth of a second at the rate, but at least this.
-const MIN_BURST: u64 = 64 * 1024;
-const BURST_PER_RATE: u64 = 10;
-/// The kernel keeps a byte limit's bucket in nanoseconds times bytes, in 64 bits.
-const MAX_BANDWIDTH: u64 = 16_000_000_000;
 
 /// The server's ruleset.
 #[derive(Debug, Clone)]
@@ -118,16 +95,6 @@ pub(crate) struct FirewallSpec {
     pub api_port: Option<u16>,
 }
 
-/// The operator's limits that apply to the whole table (#14); none by default. The
-/// bandwidth limit is per sandbox, see [`admit_limited`].
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Limits {
-    /// Connections that the sandboxes [`assign`]ed to one function may have at once
-    /// (conntrack entries, TCP and UDP, to anywhere, see the module doc); a new one over
-    /// it is refused. `Some(0)` refuses every connection of an assigned sandbox.
-    pub max_connections_per_function: Option<u32>,
-}
-
 /// What a sandbox is admitted to, besides DNS.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Grants<'a> {
@@ -137,6 +104,9 @@ pub(crate) struct Grants<'a> {
     pub api: bool,
     /// The private networks named (of [`install_with`]).
     pub networks: &'a [&'a str],
+    /// Bytes per second it may send, and as many receive, through forwarding (see
+    /// `limits`); none: no limit.
+    pub bandwidth: Option<u64>,
 }
 
 /// A private network: its members reach `allow`, deny list or not, on top of what
@@ -192,11 +162,13 @@ pub(crate) struct NftError {
 }
 
 /// Installs the server's table, replacing any table of that name, in one atomic batch.
+#[cfg(test)]
 pub(crate) fn install(spec: &FirewallSpec) -> io::Result<()> {
     install_with(spec, &[])
 }
 
 /// [`install`], with private networks.
+#[cfg(test)]
 pub(crate) fn install_with(spec: &FirewallSpec, networks: &[Network]) -> io::Result<()> {
     install_limited(spec, networks, &Limits::default())
 }
@@ -234,6 +206,7 @@ pub(crate) fn install_limited(
         (REFUSE, None),
         (REFUSALS, None),
         (BANDWIDTH, None),
+        (PRIVATE, None),
     ];
     for (chain, hook) in &chains {
         let message = Message::add_chain(name, chain, hook.as_ref());
@@ -247,17 +220,9 @@ pub(crate) fn install_limited(
         let message = Message::add_ifname_set(name, set, id);
         tx.add(format!("add set {name}/{set}"), message);
     }
-    let mut next_id = || ids.next().expect("set ids do not run out");
-    tx.add(
-        format!("add map {name}/{OWNER_MAP}"),
-        Message::add_ifname_map(name, OWNER_MAP, next_id()),
-    );
-    if limits.max_connections_per_function.is_some() {
-        tx.add(
-            format!("add set {name}/{FN_CONNS_SET}"),
-            Message::add_dynamic_mark_set(name, FN_CONNS_SET, next_id(), FN_CONNS_SIZE),
-        );
-    }
+    limits::add_sets(&mut tx, name, limits, || {
+        ids.next().expect("set ids do not run out")
+    });
 
     for RuleSpec { chain, text, exprs } in ruleset(spec, networks, limits) {
         let message = Message::add_rule(name, chain, &exprs);
@@ -315,31 +280,20 @@ pub(crate) fn admit_to(
         iface,
         &Grants {
             egress,
-            api: false,
             networks,
+            ..Grants::default()
         },
     )
 }
 
 /// Starts counting `iface`'s refusals and grants it what `grants` says. Admitting an
-/// interface again keeps its count; it does not take grants away (see [`forget`]), but
-/// it does take away a bandwidth limit (see [`admit_limited`]).
+/// interface again keeps its count and does not take grants away (see [`forget`]); it
+/// replaces its bandwidth limit (and starts its bucket full).
 pub(crate) fn admit_with(table: &str, iface: &str, grants: &Grants) -> io::Result<()> {
-    admit_limited(table, iface, grants, None)
-}
-
-/// [`admit_with`], and limits what `iface` sends and what it receives through forwarding
-/// to `bandwidth` bytes per second each (none: no limit). Admitting an interface again
-/// replaces its limit (and starts its bucket full).
-pub(crate) fn admit_limited(
-    table: &str,
-    iface: &str,
-    grants: &Grants,
-    bandwidth: Option<u64>,
-) -> io::Result<()> {
     check_iface(iface)?;
-    let burst = bandwidth
-        .map(|rate| check_bandwidth(iface, rate))
+    let limit = grants
+        .bandwidth
+        .map(|rate| limits::check_bandwidth(iface, rate).map(|burst| (rate, burst)))
         .transpose()?;
     let mut socket = open()?;
     let mut tx = Tx::default();
@@ -361,41 +315,8 @@ pub(crate) fn admit_limited(
             Message::add_rule(table, REFUSALS, &exprs),
         );
     }
-    for rule in bandwidth_rules(&mut socket, table, iface)? {
-        tx.add(
-            format!("delete bandwidth limit of {iface} from {table}/{BANDWIDTH}"),
-            Message::delete_rule(table, BANDWIDTH, rule.handle),
-        );
-    }
-    if let (Some(rate), Some(burst)) = (bandwidth, burst) {
-        for RuleSpec { chain, text, exprs } in bandwidth_limit(iface, rate, burst) {
-            tx.add(
-                format!("add `{text}` to {table}/{chain}"),
-                Message::add_rule(table, chain, &exprs),
-            );
-        }
-    }
+    limits::replace_bandwidth_limit(&mut tx, &mut socket, table, iface, limit)?;
     tx.commit(&mut socket)
-}
-
-/// Hands `iface`'s sandbox to function `function_id`: from now on its connections count
-/// towards that function's cap (see [`Limits`]), replacing any function it had. One
-/// batch, no dump: it is on the request path.
-// The server does not hand sandboxes to functions through here yet (#14).
-#[cfg_attr(not(test), allow(dead_code))]
-pub(crate) fn assign(table: &str, iface: &str, function_id: u32) -> io::Result<()> {
-    check_iface(iface)?;
-    let mut tx = Tx::default();
-    // The kernel refuses to add an element whose value differs from the one there.
-    tx.add(
-        format!("destroy {iface} in map {table}/{OWNER_MAP}"),
-        Message::destroy_ifname(table, OWNER_MAP, iface),
-    );
-    tx.add(
-        format!("add {iface} : {function_id} to map {table}/{OWNER_MAP}"),
-        Message::add_ifname_value(table, OWNER_MAP, iface, function_id),
-    );
-    tx.commit(&mut open()?)
 }
 
 /// Removes what [`admit`] and [`assign`] added for `iface` and returns its refusal
@@ -405,8 +326,8 @@ pub(crate) fn forget(table: &str, iface: &str) -> io::Result<u64> {
     check_iface(iface)?;
     let mut socket = open()?;
     let counter = refusal_counter(&mut socket, table, iface)?;
-    let limits = bandwidth_rules(&mut socket, table, iface)?;
     let mut tx = Tx::default();
+    limits::replace_bandwidth_limit(&mut tx, &mut socket, table, iface, None)?;
     let (maps, sets) = ifname_sets(&mut socket, table)?;
     for map in maps {
         tx.add(
@@ -432,12 +353,6 @@ pub(crate) fn forget(table: &str, iface: &str) -> io::Result<u64> {
             Message::delete_rule(table, REFUSALS, rule.handle),
         );
         count = rule.packets.unwrap_or(0);
-    }
-    for rule in limits {
-        tx.add(
-            format!("delete bandwidth limit of {iface} from {table}/{BANDWIDTH}"),
-            Message::delete_rule(table, BANDWIDTH, rule.handle),
-        );
     }
     tx.commit(&mut socket)?;
     Ok(count)
@@ -484,7 +399,8 @@ fn ruleset(spec: &FirewallSpec, networks: &[Network], limits: &Limits) -> Vec<Ru
         rules.push(RuleSpec { chain, text, exprs });
     };
     hook_rules(spec, &mut add);
-    from_sandbox_rules(spec, networks, limits, &mut add);
+    from_sandbox_rules(spec, limits, &mut add);
+    networks::private_rules(networks, &mut add);
     to_host_rules(spec, limits, &mut add);
     refuse_rules(&mut add);
     rules
@@ -493,8 +409,9 @@ fn ruleset(spec: &FirewallSpec, networks: &[Network], limits: &Limits) -> Vec<Ru
 /// What the rule builders below call: chain, nft text, expressions in parts.
 type Add<'a> = dyn FnMut(&'static str, String, Vec<Vec<Expr>>) + 'a;
 
-/// The base chains: what comes from a sandbox is judged, what goes to one must be a
-/// reply, what leaves the host from one is masqueraded.
+/// The base chains: what crosses a sandbox link is policed first, what comes from a
+/// sandbox is judged, what goes to one must be a reply, what leaves the host from one
+/// is masqueraded.
 fn hook_rules(spec: &FirewallSpec, add: &mut Add) {
     let prefix = spec.iface_prefix.as_str();
     let wildcard = format!("\"{prefix}*\"");
@@ -569,89 +486,19 @@ fn sandbox_guard(chain: &'static str, add: &mut Add) {
     );
 }
 
-/// A new connection of an assigned sandbox is marked with its function's id, counted
-/// for it, and refused over the cap. The id goes through the conntrack mark because nft
-/// cannot list a rule whose set key is a map lookup (it aborts `nft list ruleset`).
-fn connection_cap(chain: &'static str, limits: &Limits, add: &mut Add) {
-    let Some(cap) = limits.max_connections_per_function else {
-        return;
-    };
-    add(
-        chain,
-        format!(
-            "ct state new ct mark set iifname map @{OWNER_MAP} \
-             add @{FN_CONNS_SET} {{ ct mark ct count over {cap} }} goto {REFUSE}"
-        ),
-        vec![
-            ct_state_any(CT_NEW),
-            ct_mark_set(iifname_map(OWNER_MAP)),
-            add_ct_count_over(FN_CONNS_SET, ct_mark(), cap),
-            goto(REFUSE),
-        ],
-    );
-}
-
-/// The two rules that police `iface`'s forwarded traffic, sent and received.
-fn bandwidth_limit(iface: &str, rate: u64, burst: u32) -> Vec<RuleSpec> {
-    let limit = format!("limit rate over {rate} bytes/second burst {burst} bytes drop");
-    vec![
-        RuleSpec {
-            chain: BANDWIDTH,
-            text: format!("iifname \"{iface}\" {limit}"),
-            exprs: [iifname_is(iface), limit_bytes_over(rate, burst), drop()].concat(),
-        },
-        RuleSpec {
-            chain: BANDWIDTH,
-            text: format!("oifname \"{iface}\" {limit}"),
-            exprs: [oifname_is(iface), limit_bytes_over(rate, burst), drop()].concat(),
-        },
-    ]
-}
-
-/// The burst of a bandwidth limit of `rate` bytes per second, if the kernel can hold it.
-fn check_bandwidth(iface: &str, rate: u64) -> io::Result<u32> {
-    if rate == 0 || rate > MAX_BANDWIDTH {
-        return Err(failed(
-            format!("bandwidth limit of {iface}"),
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{rate} bytes/second is not within 1 to {MAX_BANDWIDTH}"),
-            ),
-        ));
-    }
-    let burst = (rate / BURST_PER_RATE).max(MIN_BURST);
-    Ok(u32::try_from(burst).unwrap_or(u32::MAX))
-}
-
 /// Forwarded traffic a sandbox starts: never to another sandbox; what its private
 /// networks allow; nothing on the deny list; the rest if it has egress.
-fn from_sandbox_rules(spec: &FirewallSpec, networks: &[Network], limits: &Limits, add: &mut Add) {
+fn from_sandbox_rules(spec: &FirewallSpec, limits: &Limits, add: &mut Add) {
     sandbox_guard(FROM_SANDBOX, add);
-    connection_cap(FROM_SANDBOX, limits, add);
+    limits::connection_cap(FROM_SANDBOX, limits, add);
     let prefix = spec.iface_prefix.as_str();
     add(
         FROM_SANDBOX,
         format!("oifname \"{prefix}*\" goto {REFUSE}"),
         vec![oifname_starts(prefix, Match::Is), goto(REFUSE)],
     );
-    for network in networks {
-        let set = network_set(&network.name);
-        for allow in &network.allow {
-            let (dest, dest_len) = allow.dest;
-            let (lo, hi) = allow.ports;
-            let proto = allow.proto.name();
-            add(
-                FROM_SANDBOX,
-                format!("iifname @{set} ip daddr {dest}/{dest_len} {proto} dport {lo}-{hi} accept"),
-                vec![
-                    iifname_in(&set),
-                    ipv4_in(Ipv4Field::Daddr, allow.dest),
-                    dport_in(allow.proto.number(), allow.ports),
-                    accept(),
-                ],
-            );
-        }
-    }
+    // What a private network allows goes past the deny list: its chain comes first.
+    add(FROM_SANDBOX, format!("jump {PRIVATE}"), vec![jump(PRIVATE)]);
     for &(net, len) in &spec.deny {
         add(
             FROM_SANDBOX,
@@ -671,7 +518,7 @@ fn from_sandbox_rules(spec: &FirewallSpec, networks: &[Network], limits: &Limits
 /// the sandboxes admitted to it, nothing else.
 fn to_host_rules(spec: &FirewallSpec, limits: &Limits, add: &mut Add) {
     sandbox_guard(TO_HOST, add);
-    connection_cap(TO_HOST, limits, add);
+    limits::connection_cap(TO_HOST, limits, add);
     if let Some(port) = spec.api_port {
         add(
             TO_HOST,
@@ -752,16 +599,7 @@ impl FirewallSpec {
                 return invalid(format!("bad prefix length in {addr}/{len}"));
             }
         }
-        for network in networks {
-            let name = &network.name;
-            let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_';
-            if name.is_empty() || name.len() > MAX_NETWORK_NAME_LEN || !name.chars().all(ok_char) {
-                return invalid(format!("bad network name {name:?}"));
-            }
-            if let Some(a) = network.allow.iter().find(|a| a.ports.0 > a.ports.1) {
-                return invalid(format!("empty port range {:?} in {name}", a.ports));
-            }
-        }
+        check_networks(networks)?;
         Ok(())
     }
 }
@@ -785,24 +623,6 @@ fn refusal_counter(
     Ok(rules
         .into_iter()
         .find(|rule| rule.packets.is_some() && rule.compared.contains(&key)))
-}
-
-/// The rules of the `bandwidth` chain that limit `iface`; none if there is no such
-/// table.
-fn bandwidth_rules(
-    socket: &mut NftSocket,
-    table: &str,
-    iface: &str,
-) -> io::Result<Vec<DumpedRule>> {
-    let key = exact_ifname(iface);
-    let rules = socket
-        .dump(&Message::list_rules(table, BANDWIDTH))
-        .map_err(|e| failed(format!("list rules of {table}/{BANDWIDTH}"), e))?;
-    Ok(rules
-        .iter()
-        .filter_map(|r| wire::dumped_rule(r))
-        .filter(|rule| rule.compared.contains(&key))
-        .collect())
 }
 
 /// Names of the table's maps keyed by interface (`owner`), and of its interface sets
@@ -865,6 +685,31 @@ fn check_iface(iface: &str) -> io::Result<()> {
             format!("interface name {iface:?}"),
             io::Error::from(io::ErrorKind::InvalidInput),
         ));
+    }
+    Ok(())
+}
+
+/// Checks the private networks' names and port ranges.
+fn check_networks(networks: &[Network]) -> io::Result<()> {
+    let invalid = |what: String| {
+        Err(failed(
+            "check the private networks",
+            io::Error::new(io::ErrorKind::InvalidInput, what),
+        ))
+    };
+    for network in networks {
+        let name = &network.name;
+        let ok_char =
+            |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-';
+        if name.is_empty() || name.len() > MAX_NETWORK_NAME_LEN || !name.chars().all(ok_char) {
+            return invalid(format!("bad network name {name:?}"));
+        }
+        if let Some(a) = network.allow.iter().find(|a| a.ports.0 > a.ports.1) {
+            return invalid(format!("empty port range {:?} in {name}", a.ports));
+        }
+        if let Some(a) = network.allow.iter().find(|a| a.dest.1 > 32) {
+            return invalid(format!("bad prefix length in {}/{}", a.dest.0, a.dest.1));
+        }
     }
     Ok(())
 }

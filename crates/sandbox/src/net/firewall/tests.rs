@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use nix::sched::{setns, CloneFlags};
 use nix::sys::socket::{setsockopt, sockopt};
 
+use super::expr::{limit_bytes_over, Expr};
+use super::limits::{check_bandwidth, FN_CONNS_SET, MAX_BANDWIDTH};
 use super::*;
 
 /// A refusal arrives within this; a dropped SYN would take a second or more.
@@ -680,6 +682,7 @@ fn a_functions_sandboxes_share_its_connection_cap() {
     let lab = CapLab::new(7, 4, CAP);
     // s0 and s1 serve function 1, s2 function 2; s3 is not handed out yet.
     lab.assign(0, 1);
+    lab.assign(0, 1);
     lab.assign(1, 1);
     lab.assign(2, 2);
 
@@ -825,11 +828,12 @@ fn a_sandboxs_bandwidth_is_limited_both_ways() {
     };
     install_limited(&lab.spec, &[], &limits).expect("install");
     let (table_name, if0, if1) = (lab.table().to_string(), lab.iface(0), lab.iface(1));
-    let egress = Grants {
+    let limited = Grants {
         egress: true,
+        bandwidth: Some(RATE),
         ..Grants::default()
     };
-    admit_limited(&table_name, &if0, &egress, Some(RATE)).expect("admit s0, limited");
+    admit_with(&table_name, &if0, &limited).expect("admit s0, limited");
     admit(&table_name, &if1, true).expect("admit s1");
     assign(&table_name, &if0, 1).expect("assign s0");
     let (server, _) = listen(Some(&inet), lab.internet_addrs().1);
@@ -864,9 +868,12 @@ fn a_sandboxs_bandwidth_is_limited_both_ways() {
 
 #[test]
 fn a_bandwidth_limit_must_fit_the_kernels_bucket() {
-    let grants = Grants::default();
     for rate in [0, MAX_BANDWIDTH + 1] {
-        let error = admit_limited("t", "tz0", &grants, Some(rate)).expect_err("a bad rate");
+        let grants = Grants {
+            bandwidth: Some(rate),
+            ..Grants::default()
+        };
+        let error = admit_with("t", "tz0", &grants).expect_err("a bad rate");
         assert_eq!(error.kind(), io::ErrorKind::InvalidInput, "{error}");
     }
     assert_eq!(

@@ -20,6 +20,7 @@ pub(super) const NFT_MSG_GETRULE: u8 = 7;
 pub(super) const NFT_MSG_DELRULE: u8 = 8;
 pub(super) const NFT_MSG_NEWSET: u8 = 9;
 pub(super) const NFT_MSG_GETSET: u8 = 10;
+pub(super) const NFT_MSG_DELSET: u8 = 11;
 pub(super) const NFT_MSG_NEWSETELEM: u8 = 12;
 pub(super) const NFT_MSG_DELSETELEM: u8 = 14;
 /// Deletes an element if it is there (Linux 6.3).

@@ -248,6 +248,22 @@ impl Message {
         Message::change(NFT_MSG_DELRULE, 0, attrs)
     }
 
+    /// `flush chain <table> <chain>`: deletes every rule of the chain.
+    pub(super) fn flush_chain(table: &str, chain: &str) -> Message {
+        let mut attrs = Attrs::default();
+        attrs
+            .str(NFTA_RULE_TABLE, table)
+            .str(NFTA_RULE_CHAIN, chain);
+        Message::change(NFT_MSG_DELRULE, 0, attrs)
+    }
+
+    /// `delete set <table> <set>`, with its elements (no rule may refer to it).
+    pub(super) fn delete_set(table: &str, set: &str) -> Message {
+        let mut attrs = Attrs::default();
+        attrs.str(NFTA_SET_TABLE, table).str(NFTA_SET_NAME, set);
+        Message::change(NFT_MSG_DELSET, 0, attrs)
+    }
+
     /// A dump of the inet tables.
     pub(super) fn list_tables() -> Message {
         Message::dump(NFT_MSG_GETTABLE, Attrs::default())
