@@ -161,8 +161,12 @@ impl NetworkSettings {
             s.parse::<Cidr>()
                 .map_err(|e| anyhow::anyhow!("network.{what}: {e}"))
         };
+        let sandbox_cidr = cidr(&self.sandbox_cidr, "sandbox_cidr")?;
+        if sandbox_cidr.prefix > 19 {
+            bail!("network.sandbox_cidr {sandbox_cidr} is smaller than one server's block: give a /19 or larger");
+        }
         Ok(Some(tern_sandbox::NetworkConfig {
-            sandbox_cidr: cidr(&self.sandbox_cidr, "sandbox_cidr")?,
+            sandbox_cidr,
             deny: self
                 .deny
                 .iter()

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use rand::distributions::{Alphanumeric, DistString};
 use rand::Rng;
+use tern_core::function::NetworkMode;
 use tern_core::names::DEFAULT_NAMESPACE;
 use tern_gateway::presign::KEY_BYTES;
 use tern_gateway::{AppState, Authenticator, Downloads, ListenerLimits, Sessions, UrlSigner};
@@ -19,7 +20,9 @@ use tern_invoke::networks::NetworkService;
 use tern_invoke::{Admission, Executor, FunctionService, Invoker, Registry, ServiceConfig};
 use tern_runtime::dns::{DnsForwarder, Upstreams};
 use tern_runtime::{InstanceManager, LogRouter, PoolConfig, PythonSdk, RuntimeCatalog};
-use tern_sandbox::{Depth, Launcher, ProcessLauncher, SandboxConfig, SandboxLauncher};
+use tern_sandbox::{
+    Depth, Launcher, ProcessLauncher, SandboxConfig, SandboxError, SandboxLauncher,
+};
 use tern_store::{
     AccessKey, CodeStore, LogLine, PackageLimits, PostgresStore, SqliteStore, Store, StoreHandle,
 };
@@ -240,7 +243,25 @@ fn launcher(
             ),
         }
     }
-    let launcher = SandboxLauncher::new(sandbox_config).context("cannot set up the sandbox")?;
+    let launcher = match SandboxLauncher::new(sandbox_config.clone()) {
+        // A host without what function networking needs (nf_tables, veth) still runs
+        // loopback-only functions, which is every function unless the operator made
+        // egress the default: then the start fails, as it should.
+        Err(SandboxError::Network(e)) if config.network.default_mode()? == NetworkMode::None => {
+            tracing::error!(
+                error = %e,
+                "function networking is unavailable on this host: functions run \
+                 loopback-only, and egress, private networks and CallTern are refused \
+                 (set [network] enabled = false to say so and silence this)"
+            );
+            SandboxLauncher::new(SandboxConfig {
+                network: None,
+                ..sandbox_config
+            })
+            .context("cannot set up the sandbox")?
+        }
+        other => other.context("cannot set up the sandbox")?,
+    };
     launcher.cleanup_leftovers();
     let resolver = launcher.network().map(|n| n.resolver());
     Ok((Arc::new(launcher), resolver))
@@ -333,13 +354,19 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     // Sandboxes with a network resolve names through the server, on their side of it.
     let _dns = match resolver {
         Some(addr) => {
-            let upstreams = Upstreams::from_resolv_conf(&config.network.resolv_conf)
-                .context("cannot find resolvers for sandboxes' DNS (network.resolv_conf)")?;
-            Some(
-                DnsForwarder::start(addr, 53, upstreams)
-                    .await
-                    .context("cannot start the sandboxes' DNS resolver")?,
-            )
+            match Upstreams::from_resolv_conf(&config.network.resolv_conf) {
+                Ok(upstreams) => Some(
+                    DnsForwarder::start(addr, 53, upstreams)
+                        .await
+                        .context("cannot start the sandboxes' DNS resolver")?,
+                ),
+                // Functions with a network then get a refusal for every name they look
+                // up (nothing listens on the resolver's port), not a hang.
+                Err(e) => {
+                    tracing::error!(error = %e, "no DNS for functions with a network (network.resolv_conf)");
+                    None
+                }
+            }
         }
         None => None,
     };

@@ -197,6 +197,19 @@ impl SandboxLauncher {
         if !has_memory {
             return Err(SandboxError::NoCgroups);
         }
+        let net = match &config.network {
+            Some(network) => Some(Arc::new(
+                HostNetwork::setup(network).map_err(SandboxError::Network)?,
+            )),
+            None => {
+                // What a crashed server left goes even when this one runs without.
+                let lease_dir = Path::new(crate::net::DEFAULT_LEASE_DIR);
+                if let Err(e) = crate::net::remove_leftovers(lease_dir) {
+                    tracing::warn!(error = %e, "could not remove the networks of servers that are gone");
+                }
+                None
+            }
+        };
         let seccomp = seccomp::compile_builtin()?;
         for dir in [
             config.state_dir.join(EMPTY_LAYER),
@@ -229,19 +242,6 @@ impl SandboxLauncher {
         let held = HeldPool::new(depth(config.sandboxes_ahead), MAX_SHAPES);
         let started = Pool::new(depth(config.runtimes_ahead), MAX_SHAPES);
         let forks_ahead = depth(config.runtimes_ahead);
-        let net = match &config.network {
-            Some(network) => Some(Arc::new(
-                HostNetwork::setup(network).map_err(SandboxError::Network)?,
-            )),
-            None => {
-                // What a crashed server left goes even when this one runs without.
-                let lease_dir = Path::new(crate::net::DEFAULT_LEASE_DIR);
-                if let Err(e) = crate::net::remove_leftovers(lease_dir) {
-                    tracing::warn!(error = %e, "could not remove the networks of servers that are gone");
-                }
-                None
-            }
-        };
         let inner = Inner {
             config,
             host,

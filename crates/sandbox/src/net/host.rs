@@ -360,6 +360,13 @@ impl NetLease {
                 tracing::warn!(link = %self.link.host_if, error = %e, "could not take a sandbox out of the egress policy");
                 0
             });
+        // Deleting the link here, where the instance is being stopped, keeps its
+        // teardown (an RCU grace period under the rtnl lock) out of the kernel's
+        // asynchronous namespace cleanup, which would otherwise run alongside the next
+        // cold starts.
+        if let Err(e) = Netlink::open().and_then(|mut n| n.delete_link(&self.link.host_if)) {
+            tracing::debug!(link = %self.link.host_if, error = %e, "could not delete a sandbox's link");
+        }
         self.host.release_slot(self.slot);
         if refused > 0 && !owner.is_empty() {
             *self
