@@ -195,17 +195,16 @@ impl NetworkService {
         Ok(())
     }
 
-    /// Keeps `instances`' egress policy in step with the stored networks: once now, then
-    /// after each change made here and every [`SYNC_EVERY`].
+    /// Reads the networks from the store and makes them `instances`' private networks.
     pub async fn sync(&self, instances: &InstanceManager) -> Result<(), ServiceError> {
         let all = stored(&self.store, |s| Ok(s.list_networks()?)).await?;
-        let networks: Vec<PrivateNetwork> = all.iter().map(private_network).collect();
-        instances
-            .set_private_networks(&networks)
-            .map_err(ServiceError::Service)
+        apply(instances, &all)
     }
 
-    /// Runs [`NetworkService::sync`] in the background for the server's life.
+    /// Keeps `instances`' egress policy in step with the stored networks for the
+    /// server's life: after each change made here, and every [`SYNC_EVERY`] (a change
+    /// made through another server). Only a list that differs from the last one applied
+    /// is applied again.
     pub fn spawn_sync(self: &Arc<Self>, instances: Arc<InstanceManager>) {
         let service = self.clone();
         tokio::spawn(async move {
@@ -225,14 +224,21 @@ impl NetworkService {
                 if applied.as_ref() == Some(&all) {
                     continue;
                 }
-                let networks: Vec<PrivateNetwork> = all.iter().map(private_network).collect();
-                match instances.set_private_networks(&networks) {
+                match apply(&instances, &all) {
                     Ok(()) => applied = Some(all),
                     Err(e) => tracing::warn!(error = %e, "could not apply the private networks"),
                 }
             }
         });
     }
+}
+
+/// Makes `all` the private networks of `instances`' launcher.
+fn apply(instances: &InstanceManager, all: &[NetworkRecord]) -> Result<(), ServiceError> {
+    let networks: Vec<PrivateNetwork> = all.iter().map(private_network).collect();
+    instances
+        .set_private_networks(&networks)
+        .map_err(ServiceError::Service)
 }
 
 fn not_found(name: &str) -> ServiceError {

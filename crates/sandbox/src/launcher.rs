@@ -205,10 +205,6 @@ pub trait InstanceProcess: Send + Sync {
     fn memory_current_bytes(&self) -> Option<u64> {
         None
     }
-    /// Connections and packets of the instance refused by the egress policy so far.
-    fn network_refusals(&self) -> u64 {
-        0
-    }
     /// Host disk used by the instance's /tmp filesystem right now, in bytes; `None`
     /// when its /tmp is not on the host disk.
     fn tmp_disk_used_bytes(&self) -> Option<u64> {

@@ -1108,8 +1108,6 @@ pub(crate) struct SandboxInstance {
 struct Released {
     oom_killed: bool,
     memory_peak: Option<u64>,
-    /// Connections refused by the egress policy over the sandbox's life.
-    network_refusals: u64,
 }
 
 impl SandboxInstance {
@@ -1360,17 +1358,6 @@ impl InstanceProcess for SandboxInstance {
         }
     }
 
-    fn network_refusals(&self) -> u64 {
-        if let Some(r) = *self.released.lock().unwrap_or_else(|e| e.into_inner()) {
-            return r.network_refusals;
-        }
-        self.net
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map_or(0, NetLease::refusals)
-    }
-
     fn memory_peak_bytes(&self) -> Option<u64> {
         match *self.released.lock().unwrap_or_else(|e| e.into_inner()) {
             Some(r) => r.memory_peak,
@@ -1434,18 +1421,12 @@ impl InstanceProcess for SandboxInstance {
             let _ = keeper.wait();
         }
         self.cgroup.kill_all();
-        let network_refusals = self
-            .net
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_mut()
-            .map_or(0, |lease| {
-                lease.release(&self.owner.lock().unwrap_or_else(|e| e.into_inner()))
-            });
+        if let Some(lease) = self.net.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            lease.release(&self.owner.lock().unwrap_or_else(|e| e.into_inner()));
+        }
         *released = Some(Released {
             oom_killed: self.cgroup.oom_kills() > 0,
             memory_peak: self.cgroup.memory_peak(),
-            network_refusals,
         });
         self.cgroup.remove();
         remove_root_dir(&self.root);

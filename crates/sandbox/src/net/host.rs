@@ -344,11 +344,6 @@ impl NetLease {
         self.host.assign(&self.link.host_if, owner)
     }
 
-    /// Connections and packets of this sandbox refused by policy so far.
-    pub(crate) fn refusals(&self) -> u64 {
-        firewall::refusals(&self.host.names.table, &self.link.host_if).unwrap_or(0)
-    }
-
     /// Takes the sandbox out of the policy and frees its addresses; returns its refusals,
     /// which count to `owner` from then on. Its link goes with its network namespace.
     pub(crate) fn release(&mut self, owner: &str) -> u64 {

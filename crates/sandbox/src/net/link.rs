@@ -126,14 +126,7 @@ impl Netlink {
         addr: Ipv4Addr,
         prefix_len: u8,
     ) -> io::Result<()> {
-        let mut msg = AddressMessage::default();
-        msg.header.family = AddressFamily::Inet;
-        msg.header.prefix_len = prefix_len;
-        msg.header.index = index;
-        msg.attributes = vec![
-            AddressAttribute::Local(addr.into()),
-            AddressAttribute::Address(addr.into()),
-        ];
+        let msg = address_message(index, addr, prefix_len);
         self.request(
             RouteNetlinkMessage::NewAddress(msg),
             NLM_F_CREATE | NLM_F_EXCL,
@@ -148,14 +141,7 @@ impl Netlink {
         addr: Ipv4Addr,
         prefix_len: u8,
     ) -> io::Result<()> {
-        let mut msg = AddressMessage::default();
-        msg.header.family = AddressFamily::Inet;
-        msg.header.prefix_len = prefix_len;
-        msg.header.index = index;
-        msg.attributes = vec![
-            AddressAttribute::Local(addr.into()),
-            AddressAttribute::Address(addr.into()),
-        ];
+        let msg = address_message(index, addr, prefix_len);
         match self.request(RouteNetlinkMessage::DelAddress(msg), 0) {
             Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => Ok(()),
             other => other.map_err(|e| {
@@ -237,6 +223,19 @@ impl Netlink {
             }
         }
     }
+}
+
+/// `addr/prefix_len` on the link `index`, as RTM_NEWADDR and RTM_DELADDR take it.
+fn address_message(index: u32, addr: Ipv4Addr, prefix_len: u8) -> AddressMessage {
+    let mut msg = AddressMessage::default();
+    msg.header.family = AddressFamily::Inet;
+    msg.header.prefix_len = prefix_len;
+    msg.header.index = index;
+    msg.attributes = vec![
+        AddressAttribute::Local(addr.into()),
+        AddressAttribute::Address(addr.into()),
+    ];
+    msg
 }
 
 fn named(e: io::Error, what: &str, name: &str) -> io::Error {

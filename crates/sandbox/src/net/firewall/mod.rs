@@ -359,6 +359,7 @@ pub(crate) fn forget(table: &str, iface: &str) -> io::Result<u64> {
 }
 
 /// How many packets from `iface` were refused since it was admitted.
+#[cfg(test)]
 pub(crate) fn refusals(table: &str, iface: &str) -> io::Result<u64> {
     check_iface(iface)?;
     match refusal_counter(&mut open()?, table, iface)? {
