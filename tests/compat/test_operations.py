@@ -41,7 +41,8 @@ def test_docs_list_exactly_the_operations_of_the_installed_botocore_model():
     [
         ("GetFunctionCodeSigningConfig",
          lambda c: c.get_function_code_signing_config(FunctionName="f")),
-        ("ListAliases", lambda c: c.list_aliases(FunctionName="f")),
+        ("GetFunctionRecursionConfig",
+         lambda c: c.get_function_recursion_config(FunctionName="f")),
         ("CreateFunctionUrlConfig",
          lambda c: c.create_function_url_config(FunctionName="f", AuthType="NONE")),
         ("DeleteEventSourceMapping", lambda c: c.delete_event_source_mapping(UUID="u")),

@@ -1,10 +1,11 @@
-//! The stored description of a function (`$LATEST` until versions exist).
+//! The stored description of a function: its `$LATEST`, its published versions and
+//! its aliases.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// The only qualifier that exists until versions land.
+/// The qualifier of the function's mutable, unpublished version.
 pub const LATEST: &str = "$LATEST";
 
 /// One function's configuration and code reference, as the store keeps it.
@@ -50,6 +51,14 @@ pub struct FunctionRecord {
     /// `TernNetwork.Networks`), by name.
     #[serde(default)]
     pub networks: Vec<String>,
+    /// `$LATEST`, or the number of a published version (a frozen copy of `$LATEST`).
+    #[serde(default = "latest")]
+    pub version: String,
+    /// Set when the function is created and kept by its versions: tells this function
+    /// from one deleted before it under the same name (empty in records written before
+    /// it was kept).
+    #[serde(default)]
+    pub incarnation: String,
     /// Opaque id that changes on every update (Lambda's `RevisionId`).
     pub revision_id: String,
     /// Increases on every update; instances of older revisions are retired.
@@ -121,6 +130,32 @@ impl std::fmt::Display for NetworkMode {
 
 pub const TRACING_PASS_THROUGH: &str = "PassThrough";
 
+fn latest() -> String {
+    LATEST.to_string()
+}
+
+impl FunctionRecord {
+    /// The published version number, `None` for `$LATEST`.
+    pub fn version_number(&self) -> Option<u64> {
+        self.version.parse().ok()
+    }
+
+    /// Whether `other` has the same code and configuration (what PublishVersion
+    /// compares to decide that nothing changed since the last version).
+    pub fn same_config(&self, other: &FunctionRecord) -> bool {
+        let plain = |r: &FunctionRecord| FunctionRecord {
+            version: LATEST.to_string(),
+            revision_id: String::new(),
+            revision: 0,
+            last_modified_ms: 0,
+            tags: BTreeMap::new(),
+            description: String::new(),
+            ..r.clone()
+        };
+        plain(self) == plain(other)
+    }
+}
+
 fn default_tracing_mode() -> String {
     TRACING_PASS_THROUGH.to_string()
 }
@@ -164,5 +199,46 @@ impl LogSettings {
         self.log_group
             .clone()
             .unwrap_or_else(|| format!("/aws/lambda/{function}"))
+    }
+}
+
+/// An alias: a name that points at a published version (or `$LATEST`), with an
+/// optional second version that gets a share of the traffic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AliasRecord {
+    pub namespace: String,
+    pub function: String,
+    pub name: String,
+    pub function_version: String,
+    pub description: String,
+    /// `RoutingConfig.AdditionalVersionWeights`: at most one version, its share in
+    /// [0, 1].
+    #[serde(default)]
+    pub additional_weights: BTreeMap<String, f64>,
+    pub revision_id: String,
+    /// Versions the alias pointed at before, oldest first (what `tern rollback` goes
+    /// back to).
+    #[serde(default)]
+    pub history: Vec<String>,
+    pub last_modified_ms: i64,
+}
+
+impl AliasRecord {
+    /// Versions this alias routes to.
+    pub fn versions(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.function_version.as_str())
+            .chain(self.additional_weights.keys().map(String::as_str))
+    }
+
+    /// The version a request goes to, given `roll` uniform in [0, 1).
+    pub fn pick(&self, roll: f64) -> &str {
+        let mut acc = 0.0;
+        for (version, weight) in &self.additional_weights {
+            acc += weight;
+            if roll < acc {
+                return version;
+            }
+        }
+        &self.function_version
     }
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::function::{FunctionRecord, LATEST};
+use crate::function::{AliasRecord, FunctionRecord, LATEST};
 use crate::layer::FunctionLayer;
 use crate::names::function_arn;
 use crate::timefmt::last_modified;
@@ -240,7 +240,12 @@ impl FunctionConfiguration {
     pub fn from_record(rec: &FunctionRecord, region: &str, account: &str) -> Self {
         FunctionConfiguration {
             function_name: rec.name.clone(),
-            function_arn: function_arn(region, account, &rec.name, None),
+            function_arn: function_arn(
+                region,
+                account,
+                &rec.name,
+                (rec.version != LATEST).then_some(rec.version.as_str()),
+            ),
             runtime: rec.runtime.clone(),
             role: rec.role.clone(),
             handler: rec.handler.clone(),
@@ -250,7 +255,7 @@ impl FunctionConfiguration {
             memory_size: rec.memory_mb,
             last_modified: last_modified(rec.last_modified_ms),
             code_sha256: rec.code.sha256_b64.clone(),
-            version: LATEST.to_string(),
+            version: rec.version.clone(),
             environment: (!rec.env.is_empty()).then(|| EnvironmentResponse {
                 variables: rec.env.clone(),
             }),
@@ -432,4 +437,84 @@ mod tests {
         let err = serde_json::from_str::<CreateFunctionRequest>(bad).unwrap_err();
         assert!(err.to_string().contains("Bogus"), "{err}");
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct PublishVersionRequest {
+    pub code_sha256: Option<String>,
+    pub description: Option<String>,
+    pub revision_id: Option<String>,
+    pub publish_to: Option<Value>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListVersionsByFunctionResponse {
+    pub versions: Vec<FunctionConfiguration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct AliasRoutingConfiguration {
+    #[serde(default)]
+    pub additional_version_weights: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct CreateAliasRequest {
+    pub name: String,
+    pub function_version: String,
+    pub description: Option<String>,
+    pub routing_config: Option<AliasRoutingConfiguration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct UpdateAliasRequest {
+    pub function_version: Option<String>,
+    pub description: Option<String>,
+    pub routing_config: Option<AliasRoutingConfiguration>,
+    pub revision_id: Option<String>,
+}
+
+/// `AliasConfiguration` in responses.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AliasConfiguration {
+    pub alias_arn: String,
+    pub name: String,
+    pub function_version: String,
+    pub description: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routing_config: Option<AliasRoutingConfiguration>,
+    pub revision_id: String,
+}
+
+impl AliasConfiguration {
+    pub fn from_record(rec: &AliasRecord, region: &str, account: &str) -> Self {
+        AliasConfiguration {
+            alias_arn: function_arn(region, account, &rec.function, Some(&rec.name)),
+            name: rec.name.clone(),
+            function_version: rec.function_version.clone(),
+            description: rec.description.clone(),
+            routing_config: (!rec.additional_weights.is_empty()).then(|| {
+                AliasRoutingConfiguration {
+                    additional_version_weights: rec.additional_weights.clone(),
+                }
+            }),
+            revision_id: rec.revision_id.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListAliasesResponse {
+    pub aliases: Vec<AliasConfiguration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
 }

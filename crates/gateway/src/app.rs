@@ -195,6 +195,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::layers::routes())
         .merge(crate::events::routes())
         .merge(crate::networks::routes())
+        .merge(crate::versions::routes())
         .fallback(unknown_operation)
         .method_not_allowed_fallback(unknown_operation)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));

@@ -16,6 +16,7 @@ mod networks;
 pub mod operations;
 pub mod presign;
 pub mod sessions;
+mod versions;
 
 pub use app::{router, AppState};
 pub use auth::Authenticator;

@@ -49,6 +49,8 @@ impl From<tern_store::StoreError> for ServiceError {
     fn from(e: tern_store::StoreError) -> Self {
         match e {
             tern_store::StoreError::Conflict(m) => ServiceError::ResourceConflict(m),
+            tern_store::StoreError::NotFound(m) => ServiceError::ResourceNotFound(m),
+            tern_store::StoreError::Precondition(m) => ServiceError::PreconditionFailed(m),
             other => ServiceError::Store(other),
         }
     }

@@ -14,12 +14,12 @@ use tern_core::names::{function_arn, FunctionRef};
 use tern_core::wire::{
     AccountLimit, AccountUsage, Concurrency, CreateFunctionRequest, FunctionCodeLocation,
     FunctionConfiguration, GetAccountSettingsResponse, GetFunctionResponse, ListFunctionsResponse,
-    ListProvisionedConcurrencyConfigsResponse, ProvisionedConcurrencyConfig, TernNetworkInput,
+    TernNetworkInput,
     UpdateFunctionCodeRequest, UpdateFunctionConfigurationRequest,
 };
 use tern_core::{limits, names};
-use tern_runtime::{FunctionSpec, InstanceManager, ProvisionedStatus, SandboxNetwork};
-use tern_store::{CodeStore, ProvisionedSetting, StoreHandle};
+use tern_runtime::{FunctionSpec, InstanceManager, SandboxNetwork};
+use tern_store::{CodeStore, StoreHandle};
 
 use crate::admission::Admission;
 use crate::error::{stored, ServiceError};
@@ -66,7 +66,7 @@ pub struct FunctionService {
     layers: LayerService,
 }
 
-fn invalid(msg: impl Into<String>) -> ServiceError {
+pub(crate) fn invalid(msg: impl Into<String>) -> ServiceError {
     ServiceError::InvalidParameterValue(msg.into())
 }
 
@@ -111,13 +111,14 @@ impl FunctionService {
         &self.layers
     }
 
-    /// What the instance manager needs to run a function's `$LATEST`.
+    /// What the instance manager needs to run a function's `$LATEST` or one of its
+    /// published versions.
     pub fn spec(&self, rec: &FunctionRecord) -> FunctionSpec {
         FunctionSpec {
             namespace: rec.namespace.clone(),
             name: rec.name.clone(),
             revision: rec.revision,
-            version: LATEST.to_string(),
+            version: rec.version.clone(),
             runtime: rec.runtime.clone(),
             handler: rec.handler.clone(),
             memory_mb: rec.memory_mb,
@@ -161,21 +162,10 @@ impl FunctionService {
     /// Loads the stored concurrency settings and starts provisioned instances. Call once
     /// at startup.
     pub async fn restore(&self) -> Result<(), ServiceError> {
-        let (reserved, provisioned) = stored(&self.store, move |store| {
-            Ok((
-                store.list_reserved_concurrency()?,
-                store.list_provisioned()?,
-            ))
-        })
-        .await?;
+        let reserved =
+            stored(&self.store, move |store| Ok(store.list_reserved_concurrency()?)).await?;
         self.admission.load(reserved);
-        for p in provisioned {
-            if let Some(rec) = self.registry.get(&p.namespace, &p.function).await? {
-                self.instances
-                    .set_provisioned(&self.spec(&rec), p.requested as usize);
-            }
-        }
-        Ok(())
+        self.restore_provisioned().await
     }
 
     /// Builds ahead, at server start, what cold starts of the stored functions will use
@@ -217,6 +207,14 @@ impl FunctionService {
             self.instances.prepare(&self.spec(&rec));
         }
         Ok(())
+    }
+
+    pub(crate) fn store(&self) -> &StoreHandle {
+        &self.store
+    }
+
+    pub(crate) fn instances(&self) -> &Arc<InstanceManager> {
+        &self.instances
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
@@ -305,12 +303,26 @@ impl FunctionService {
         Ok((fref.name, qualifier))
     }
 
-    /// The current record of a function, for a name and an optional qualifier.
+    /// The current record of a function, for a name and an optional qualifier (an
+    /// alias gives its primary version).
     pub async fn lookup(
         &self,
         caller: &Caller,
         function_name: &str,
         qualifier: Option<&str>,
+    ) -> Result<(Arc<FunctionRecord>, Option<String>), ServiceError> {
+        self.lookup_rolled(caller, function_name, qualifier, None)
+            .await
+    }
+
+    /// As [`FunctionService::lookup`], but an alias with a weighted second version
+    /// picks between its two versions by `roll` (uniform in [0, 1)), as an invoke does.
+    pub async fn lookup_rolled(
+        &self,
+        caller: &Caller,
+        function_name: &str,
+        qualifier: Option<&str>,
+        roll: Option<f64>,
     ) -> Result<(Arc<FunctionRecord>, Option<String>), ServiceError> {
         let (name, qualifier) = self.resolve_name(caller, function_name, qualifier)?;
         let not_found = || {
@@ -322,13 +334,10 @@ impl FunctionService {
             );
             ServiceError::ResourceNotFound(format!("Function not found: {arn}"))
         };
-        if let Some(q) = &qualifier {
-            // Versions and aliases are not built yet: only $LATEST exists.
-            if q != LATEST {
-                return Err(not_found());
-            }
-        }
-        match self.registry.get(&caller.namespace, &name).await? {
+        match self
+            .resolve(&caller.namespace, &name, qualifier.as_deref(), roll)
+            .await?
+        {
             Some(rec) => Ok((rec, qualifier)),
             None => Err(not_found()),
         }
@@ -436,7 +445,6 @@ impl FunctionService {
             .unwrap_or_default();
         validate::environment(&env)?;
         let architectures = Self::check_architectures(&req.architectures)?;
-        let publish = req.publish.map(serde_json::Value::Bool);
         let code_extra = [
             req.code.s3_key.clone().map(serde_json::Value::String),
             req.code
@@ -449,7 +457,6 @@ impl FunctionService {
                 .map(serde_json::Value::String),
         ];
         validate::unsupported_members(&[
-            ("Publish", publish.as_ref()),
             ("DeadLetterConfig", req.dead_letter_config.as_ref()),
             ("KMSKeyArn", req.kms_key_arn.as_ref()),
             ("FileSystemConfigs", req.file_system_configs.as_ref()),
@@ -523,6 +530,8 @@ impl FunctionService {
             network: network.mode,
             call_tern: network.call_tern,
             networks: network.networks,
+            version: LATEST.to_string(),
+            incarnation: uuid::Uuid::new_v4().to_string(),
             revision_id: uuid::Uuid::new_v4().to_string(),
             revision: self.next_revision(),
             last_modified_ms: now_ms(),
@@ -542,6 +551,10 @@ impl FunctionService {
         self.registry.put(rec.clone());
         // Its first invoke should find its runtime's zygote and sandboxes ready.
         self.instances.prepare(&self.spec(&rec));
+        if req.publish == Some(true) {
+            let version = self.publish(&rec, rec.description.clone()).await?;
+            return Ok(self.configuration(caller, &version));
+        }
         Ok(self.configuration(caller, &rec))
     }
 
@@ -587,16 +600,7 @@ impl FunctionService {
         marker: Option<String>,
         max_items: Option<i64>,
     ) -> Result<ListFunctionsResponse, ServiceError> {
-        let limit = match max_items {
-            None => limits::LIST_DEFAULT_ITEMS,
-            Some(n) if (1..=limits::LIST_MAX_ITEMS as i64).contains(&n) => n as usize,
-            Some(n) => {
-                return Err(invalid(format!(
-                    "1 validation error detected: Value '{n}' at 'maxItems' failed to satisfy constraint: Member must have value between 1 and {}",
-                    limits::LIST_MAX_ITEMS
-                )))
-            }
-        };
+        let limit = validate::max_items(max_items)?;
         let ns = caller.namespace.clone();
         let after = marker.filter(|m| !m.is_empty());
         let mut page = stored(&self.store, move |store| {
@@ -622,25 +626,25 @@ impl FunctionService {
         caller: &Caller,
         current: &FunctionRecord,
         mut next: FunctionRecord,
-    ) -> Result<FunctionConfiguration, ServiceError> {
+    ) -> Result<FunctionRecord, ServiceError> {
         next.revision_id = uuid::Uuid::new_v4().to_string();
         next.revision = self.next_revision();
         next.last_modified_ms = now_ms();
         self.store_update(current, &next).await?;
         if let Some(p) = self
             .instances
-            .provisioned_state(&caller.namespace, &next.name)
+            .provisioned_state(&caller.namespace, &next.name, LATEST)
         {
-            // Provisioned instances follow the new code and configuration.
+            // Provisioned instances of $LATEST follow the new code and configuration.
             self.instances
                 .set_provisioned(&self.spec(&next), p.requested);
         }
         self.instances
-            .drain_function(&caller.namespace, &next.name)
+            .drain_function(&caller.namespace, &next.name, Some(LATEST))
             .await;
         self.instances.prepare(&self.spec(&next));
         tracing::info!(namespace = %caller.namespace, function = %next.name, "function updated");
-        Ok(self.configuration(caller, &next))
+        Ok(next)
     }
 
     fn check_revision(
@@ -700,7 +704,6 @@ impl FunctionService {
             Some(_) => Self::check_architectures(&req.architectures)?,
             None => current.architectures.clone(),
         };
-        let publish = req.publish.map(serde_json::Value::Bool);
         let code_extra = [
             req.s3_key.clone().map(serde_json::Value::String),
             req.s3_object_version.clone().map(serde_json::Value::String),
@@ -709,7 +712,6 @@ impl FunctionService {
                 .map(serde_json::Value::String),
         ];
         validate::unsupported_members(&[
-            ("Publish", publish.as_ref()),
             ("PublishTo", req.publish_to.as_ref()),
             ("S3Key", code_extra[0].as_ref()),
             ("S3ObjectVersion", code_extra[1].as_ref()),
@@ -725,7 +727,12 @@ impl FunctionService {
         if req.dry_run == Some(true) {
             return Ok(self.configuration(caller, &next));
         }
-        self.commit_update(caller, &current, next).await
+        let updated = self.commit_update(caller, &current, next).await?;
+        if req.publish == Some(true) {
+            let version = self.publish(&updated, updated.description.clone()).await?;
+            return Ok(self.configuration(caller, &version));
+        }
+        Ok(self.configuration(caller, &updated))
     }
 
     pub async fn update_configuration(
@@ -823,7 +830,8 @@ impl FunctionService {
             }
             _ => {}
         }
-        self.commit_update(caller, &current, next).await
+        let updated = self.commit_update(caller, &current, next).await?;
+        Ok(self.configuration(caller, &updated))
     }
 
     /// The network mode, `CallTern` and private networks that `given` and `vpc` ask
@@ -903,11 +911,25 @@ impl FunctionService {
         qualifier: Option<&str>,
     ) -> Result<(), ServiceError> {
         let (rec, qualifier) = self.lookup(caller, function_name, qualifier).await?;
-        if qualifier.is_some() {
-            return Err(invalid(
-                "$LATEST version cannot be deleted without deleting the function.",
-            ));
+        match qualifier.as_deref() {
+            None => {}
+            Some(LATEST) => {
+                return Err(invalid(
+                    "$LATEST version cannot be deleted without deleting the function.",
+                ))
+            }
+            Some(q) => match rec.version_number() {
+                Some(n) if rec.version == q => return self.delete_version(caller, &rec, n).await,
+                _ => {
+                    return Err(invalid(format!(
+                        "DeleteFunction deletes a function or one of its versions; '{q}' is an alias (use DeleteAlias)"
+                    )))
+                }
+            },
         }
+        let versions = self
+            .version_numbers(&caller.namespace, &rec.name)
+            .await?;
         let (ns, name) = (caller.namespace.clone(), rec.name.clone());
         let existed = stored(&self.store, move |store| {
             Ok(store.delete_function(&ns, &name)?)
@@ -916,10 +938,14 @@ impl FunctionService {
         self.registry.remove(&caller.namespace, &rec.name);
         self.admission
             .set_reserved(&caller.namespace, &rec.name, None);
-        self.instances.set_provisioned(&self.spec(&rec), 0);
-        self.instances
-            .drain_function(&caller.namespace, &rec.name)
-            .await;
+        for version in versions.iter().map(String::as_str).chain([LATEST]) {
+            let mut spec = self.spec(&rec);
+            spec.version = version.to_string();
+            self.instances.set_provisioned(&spec, 0);
+            self.instances
+                .drain_function(&caller.namespace, &rec.name, Some(version))
+                .await;
+        }
         if !existed {
             return Err(ServiceError::ResourceNotFound(format!(
                 "Function not found: {}",
@@ -968,16 +994,16 @@ impl FunctionService {
                     "1 validation error detected: Value '{reserved}' at 'reservedConcurrentExecutions' failed to satisfy constraint: Member must have value between 0 and {limit}"
                 ))
             })?;
-        if let Some(p) = self
-            .instances
-            .provisioned_state(&caller.namespace, &rec.name)
-        {
-            if (p.requested as u64) > u64::from(n) {
-                return Err(invalid(format!(
-                    "ReservedConcurrentExecutions {n} is less than the function's provisioned concurrency of {}",
-                    p.requested
-                )));
-            }
+        let provisioned: u64 = self
+            .provisioned_settings(&caller.namespace, &rec.name)
+            .await?
+            .iter()
+            .map(|p| u64::from(p.requested))
+            .sum();
+        if provisioned > u64::from(n) {
+            return Err(invalid(format!(
+                "ReservedConcurrentExecutions {n} is less than the function's provisioned concurrency of {provisioned}"
+            )));
         }
         self.admission
             .check_reservation(&caller.namespace, &rec.name, n)?;
@@ -1020,174 +1046,6 @@ impl FunctionService {
         self.admission
             .set_reserved(&caller.namespace, &rec.name, None);
         Ok(())
-    }
-
-    /// Provisioned concurrency applies to `$LATEST` until versions and aliases exist.
-    fn provisioned_qualifier(qualifier: Option<&str>) -> Result<(), ServiceError> {
-        match qualifier {
-            None => Err(invalid(
-                "Qualifier is required for provisioned concurrency; tern accepts $LATEST until versions and aliases exist",
-            )),
-            Some(LATEST) => Ok(()),
-            Some(q) => Err(ServiceError::ResourceNotFound(format!(
-                "Function version or alias '{q}' not found: only $LATEST exists on this server"
-            ))),
-        }
-    }
-
-    fn provisioned_view(
-        &self,
-        caller: &Caller,
-        name: &str,
-        last_modified_ms: i64,
-        with_arn: bool,
-    ) -> Option<ProvisionedConcurrencyConfig> {
-        let st = self.instances.provisioned_state(&caller.namespace, name)?;
-        let (status, reason) = match st.status {
-            ProvisionedStatus::InProgress => ("IN_PROGRESS", None),
-            ProvisionedStatus::Ready => ("READY", None),
-            ProvisionedStatus::Failed(r) => ("FAILED", Some(r)),
-        };
-        Some(ProvisionedConcurrencyConfig {
-            function_arn: with_arn
-                .then(|| function_arn(&self.config.region, &caller.account, name, Some(LATEST))),
-            requested_provisioned_concurrent_executions: st.requested as u32,
-            available_provisioned_concurrent_executions: st.available as u32,
-            allocated_provisioned_concurrent_executions: st.allocated as u32,
-            status: status.to_string(),
-            status_reason: reason,
-            last_modified: tern_core::timefmt::last_modified(last_modified_ms),
-        })
-    }
-
-    async fn provisioned_setting(
-        &self,
-        caller: &Caller,
-        name: &str,
-    ) -> Result<Option<ProvisionedSetting>, ServiceError> {
-        let (ns, name) = (caller.namespace.clone(), name.to_string());
-        stored(&self.store, move |store| {
-            Ok(store.get_provisioned(&ns, &name, LATEST)?)
-        })
-        .await
-    }
-
-    pub async fn put_provisioned(
-        &self,
-        caller: &Caller,
-        function_name: &str,
-        qualifier: Option<&str>,
-        requested: i64,
-    ) -> Result<ProvisionedConcurrencyConfig, ServiceError> {
-        let (rec, derived) = self.lookup(caller, function_name, qualifier).await?;
-        Self::provisioned_qualifier(derived.as_deref())?;
-        let n = u32::try_from(requested)
-            .ok()
-            .filter(|n| *n >= 1 && *n <= self.admission.account_limit())
-            .ok_or_else(|| {
-                invalid(format!(
-                    "1 validation error detected: Value '{requested}' at 'provisionedConcurrentExecutions' failed to satisfy constraint: Member must have value between 1 and {}",
-                    self.admission.account_limit()
-                ))
-            })?;
-        if let Some(r) = self.admission.reserved(&caller.namespace, &rec.name) {
-            if n > r {
-                return Err(invalid(format!(
-                    "Requested Provisioned Concurrency {n} should not be greater than the reservedConcurrentExecution {r} for function {}",
-                    rec.name
-                )));
-            }
-        }
-        let setting = ProvisionedSetting {
-            namespace: caller.namespace.clone(),
-            function: rec.name.clone(),
-            qualifier: LATEST.to_string(),
-            requested: n,
-            last_modified_ms: now_ms(),
-        };
-        let to_store = setting.clone();
-        stored(&self.store, move |store| {
-            Ok(store.put_provisioned(&to_store)?)
-        })
-        .await?;
-        self.instances.set_provisioned(&self.spec(&rec), n as usize);
-        tracing::info!(function = %rec.name, requested = n, "provisioned concurrency set");
-        self.provisioned_view(caller, &rec.name, setting.last_modified_ms, false)
-            .ok_or_else(|| ServiceError::Service("provisioned setting vanished".to_string()))
-    }
-
-    pub async fn get_provisioned(
-        &self,
-        caller: &Caller,
-        function_name: &str,
-        qualifier: Option<&str>,
-    ) -> Result<ProvisionedConcurrencyConfig, ServiceError> {
-        let (rec, derived) = self.lookup(caller, function_name, qualifier).await?;
-        Self::provisioned_qualifier(derived.as_deref())?;
-        let not_found = || {
-            ServiceError::ProvisionedConcurrencyConfigNotFound(format!(
-                "No Provisioned Concurrency Config found for this function: {}",
-                function_arn(
-                    &self.config.region,
-                    &caller.account,
-                    &rec.name,
-                    Some(LATEST)
-                )
-            ))
-        };
-        let setting = self
-            .provisioned_setting(caller, &rec.name)
-            .await?
-            .ok_or_else(not_found)?;
-        self.provisioned_view(caller, &rec.name, setting.last_modified_ms, false)
-            .ok_or_else(not_found)
-    }
-
-    pub async fn delete_provisioned(
-        &self,
-        caller: &Caller,
-        function_name: &str,
-        qualifier: Option<&str>,
-    ) -> Result<(), ServiceError> {
-        let (rec, derived) = self.lookup(caller, function_name, qualifier).await?;
-        Self::provisioned_qualifier(derived.as_deref())?;
-        let (ns, name) = (caller.namespace.clone(), rec.name.clone());
-        let existed = stored(&self.store, move |store| {
-            Ok(store.delete_provisioned(&ns, &name, LATEST)?)
-        })
-        .await?;
-        self.instances.set_provisioned(&self.spec(&rec), 0);
-        if !existed {
-            return Err(ServiceError::ProvisionedConcurrencyConfigNotFound(format!(
-                "No Provisioned Concurrency Config found for this function: {}",
-                function_arn(
-                    &self.config.region,
-                    &caller.account,
-                    &rec.name,
-                    Some(LATEST)
-                )
-            )));
-        }
-        Ok(())
-    }
-
-    pub async fn list_provisioned(
-        &self,
-        caller: &Caller,
-        function_name: &str,
-    ) -> Result<ListProvisionedConcurrencyConfigsResponse, ServiceError> {
-        let (rec, _) = self.lookup(caller, function_name, None).await?;
-        let configs = match self.provisioned_setting(caller, &rec.name).await? {
-            Some(s) => self
-                .provisioned_view(caller, &rec.name, s.last_modified_ms, true)
-                .into_iter()
-                .collect(),
-            None => Vec::new(),
-        };
-        Ok(ListProvisionedConcurrencyConfigsResponse {
-            provisioned_concurrency_configs: configs,
-            next_marker: None,
-        })
     }
 
     /// The function named by a `Resource` ARN of the tagging API.

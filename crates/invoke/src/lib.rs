@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+mod aliases;
 pub mod error;
 pub mod events;
 pub mod execution;
@@ -12,12 +13,14 @@ pub mod functions;
 pub mod layers;
 pub mod networks;
 pub mod platform_log;
+mod provisioned;
 pub mod registry;
 pub mod reporting;
 pub mod sync;
 pub mod throttle;
 mod upload;
 pub mod validate;
+mod versions;
 
 pub use admission::Admission;
 pub use error::ServiceError;

@@ -1,17 +1,39 @@
-//! In-memory cache of function records (DESIGN D5: no database query on the warm path).
-//! Every write goes through [`crate::functions::FunctionService`], which updates it.
+//! In-memory cache of function records, published versions and aliases (DESIGN D5:
+//! no database query on the warm path). Every write goes through
+//! [`crate::functions::FunctionService`], which updates it.
+//!
+//! A published version never changes, so it is kept until deleted. An alias is
+//! re-read from the store once it is [`ALIAS_TTL`] old, so that a weight or a rollback
+//! set through another server on the same database takes effect here too.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
-use tern_core::function::FunctionRecord;
+use tern_core::function::{AliasRecord, FunctionRecord};
 use tern_store::StoreHandle;
 
 use crate::error::ServiceError;
 
+/// How long an alias read from the store is used before it is read again.
+pub const ALIAS_TTL: Duration = Duration::from_secs(2);
+
+type VersionKey = (String, String, u64);
+type AliasKey = (String, String, String);
+
 pub struct Registry {
     store: StoreHandle,
     cache: RwLock<HashMap<(String, String), Arc<FunctionRecord>>>,
+    versions: RwLock<HashMap<VersionKey, Arc<FunctionRecord>>>,
+    aliases: RwLock<HashMap<AliasKey, (Instant, Arc<AliasRecord>)>>,
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Registry {
@@ -19,7 +41,92 @@ impl Registry {
         Registry {
             store,
             cache: RwLock::new(HashMap::new()),
+            versions: RwLock::new(HashMap::new()),
+            aliases: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// A published version, from cache or (once) from the store.
+    pub async fn version(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: u64,
+    ) -> Result<Option<Arc<FunctionRecord>>, ServiceError> {
+        let key = (namespace.to_string(), name.to_string(), version);
+        if let Some(rec) = read(&self.versions).get(&key) {
+            return Ok(Some(rec.clone()));
+        }
+        let (ns, n) = (key.0.clone(), key.1.clone());
+        let loaded = crate::error::stored(&self.store, move |store| {
+            Ok(store.get_version(&ns, &n, version)?)
+        })
+        .await?;
+        Ok(loaded.map(|rec| {
+            let rec = Arc::new(rec);
+            write(&self.versions).insert(key, rec.clone());
+            rec
+        }))
+    }
+
+    pub fn put_version(&self, rec: FunctionRecord) {
+        if let Some(n) = rec.version_number() {
+            let key = (rec.namespace.clone(), rec.name.clone(), n);
+            write(&self.versions).insert(key, Arc::new(rec));
+        }
+    }
+
+    pub fn remove_version(&self, namespace: &str, name: &str, version: u64) {
+        write(&self.versions).remove(&(namespace.to_string(), name.to_string(), version));
+    }
+
+    /// An alias, from cache (while younger than [`ALIAS_TTL`]) or from the store.
+    pub async fn alias(
+        &self,
+        namespace: &str,
+        function: &str,
+        name: &str,
+    ) -> Result<Option<Arc<AliasRecord>>, ServiceError> {
+        let key = (namespace.to_string(), function.to_string(), name.to_string());
+        if let Some((at, alias)) = read(&self.aliases).get(&key) {
+            if at.elapsed() < ALIAS_TTL {
+                return Ok(Some(alias.clone()));
+            }
+        }
+        let (ns, f, a) = key.clone();
+        let loaded = crate::error::stored(&self.store, move |store| {
+            Ok(store.get_alias(&ns, &f, &a)?)
+        })
+        .await?;
+        let mut aliases = write(&self.aliases);
+        Ok(match loaded {
+            Some(alias) => {
+                let alias = Arc::new(alias);
+                aliases.insert(key, (Instant::now(), alias.clone()));
+                Some(alias)
+            }
+            None => {
+                aliases.remove(&key);
+                None
+            }
+        })
+    }
+
+    pub fn put_alias(&self, alias: AliasRecord) {
+        let key = (
+            alias.namespace.clone(),
+            alias.function.clone(),
+            alias.name.clone(),
+        );
+        write(&self.aliases).insert(key, (Instant::now(), Arc::new(alias)));
+    }
+
+    pub fn remove_alias(&self, namespace: &str, function: &str, name: &str) {
+        write(&self.aliases).remove(&(
+            namespace.to_string(),
+            function.to_string(),
+            name.to_string(),
+        ));
     }
 
     /// The current record, from cache or (once) from the store.
@@ -59,10 +166,13 @@ impl Registry {
             .insert(key, Arc::new(rec));
     }
 
+    /// Forgets a function with its versions and aliases.
     pub fn remove(&self, namespace: &str, name: &str) {
         self.cache
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&(namespace.to_string(), name.to_string()));
+        write(&self.versions).retain(|(ns, n, _), _| ns != namespace || n != name);
+        write(&self.aliases).retain(|(ns, f, _), _| ns != namespace || f != name);
     }
 }

@@ -181,9 +181,12 @@ impl Invoker {
                 ))
             }
         };
+        // An alias with a weighted second version picks one for this request; an
+        // event picks when it runs.
+        let roll = (kind == InvocationType::RequestResponse).then(rand::random::<f64>);
         let (rec, qualifier) = self
             .functions
-            .lookup(caller, &req.function_name, req.qualifier.as_deref())
+            .lookup_rolled(caller, &req.function_name, req.qualifier.as_deref(), roll)
             .await?;
         if kind == InvocationType::Event && req.payload.len() > limits::ASYNC_PAYLOAD_BYTES {
             return Err(ServiceError::RequestTooLarge(format!(
@@ -253,6 +256,7 @@ impl Invoker {
                         qualifier: parsed.qualifier.unwrap_or_else(|| LATEST.to_string()),
                         payload: parsed.payload.to_vec(),
                         enqueued_ms: now_ms(),
+                        incarnation: parsed.rec.incarnation.clone(),
                         idempotency_key: parsed.idempotency_key,
                     })
                     .await?;
@@ -260,6 +264,7 @@ impl Invoker {
             }
             InvocationType::RequestResponse => {}
         }
+        let executed_version = parsed.rec.version.clone();
         let config = self.functions.config();
         let invoked_arn = function_arn(
             &config.region,
@@ -282,7 +287,7 @@ impl Invoker {
             function_error: run.failed().then_some("Unhandled"),
             log_result: parsed.tail.then(|| encode_tail(&run.transcript)),
             payload: run.payload,
-            executed_version: LATEST.to_string(),
+            executed_version,
             request_id,
         })
     }

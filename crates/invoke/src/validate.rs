@@ -598,3 +598,15 @@ mod config_member_tests {
         assert!(unsupported_members(&[("Publish", Some(&serde_json::json!(true)))]).is_err());
     }
 }
+
+/// A `MaxItems` of a list call: 1 to `LIST_MAX_ITEMS`, by default `LIST_DEFAULT_ITEMS`.
+pub fn max_items(given: Option<i64>) -> Result<usize, ServiceError> {
+    match given {
+        None => Ok(limits::LIST_DEFAULT_ITEMS),
+        Some(n) if (1..=limits::LIST_MAX_ITEMS as i64).contains(&n) => Ok(n as usize),
+        Some(n) => Err(ServiceError::InvalidParameterValue(format!(
+            "1 validation error detected: Value '{n}' at 'maxItems' failed to satisfy constraint: Member must have value between 1 and {}",
+            limits::LIST_MAX_ITEMS
+        ))),
+    }
+}

@@ -344,7 +344,7 @@ async fn provisioned_instances_keep_their_whole_size_reserved() {
     let deadline = Instant::now() + Duration::from_secs(5);
     while fx
         .manager
-        .provisioned_state("default", "p")
+        .provisioned_state("default", "p", "$LATEST")
         .map(|s| s.available)
         != Some(1)
     {

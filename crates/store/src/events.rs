@@ -61,6 +61,9 @@ pub struct NewEvent {
     pub qualifier: String,
     pub payload: Vec<u8>,
     pub enqueued_ms: i64,
+    /// The incarnation of the function it is queued for (see
+    /// `FunctionRecord::incarnation`).
+    pub incarnation: String,
     /// `X-Tern-Idempotency-Key`: a repeat of a key of the same function seen within
     /// the idempotency window enqueues nothing.
     pub idempotency_key: Option<String>,
@@ -91,6 +94,9 @@ pub struct ClaimedEvent {
     /// The event was running under a lease that expired: the server running it died
     /// or lost its database. The dispatcher counts that as a system failure.
     pub lease_expired: bool,
+    /// The incarnation of the function it was queued for: a function deleted and
+    /// created again under the name does not run it.
+    pub incarnation: String,
 }
 
 /// One try of an event, as the status API and the DLQ show it.

@@ -12,12 +12,13 @@ mod layers;
 mod networks;
 mod pool;
 mod schema;
+mod versions;
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use postgres::{Config, NoTls};
-use tern_core::function::FunctionRecord;
+use tern_core::function::{AliasRecord, FunctionRecord};
 use tern_core::layer::{LayerStatement, LayerVersionRecord};
 use tern_core::network::NetworkRecord;
 
@@ -206,16 +207,22 @@ impl Store for PostgresStore {
             "DELETE FROM functions WHERE namespace = $1 AND name = $2",
             &[&namespace, &name],
         )?;
-        for table in ["reserved_concurrency", "provisioned_concurrency"] {
+        for table in [
+            "reserved_concurrency",
+            "provisioned_concurrency",
+            "function_versions",
+        ] {
             tx.execute(
                 &format!("DELETE FROM {table} WHERE namespace = $1 AND name = $2"),
                 &[&namespace, &name],
             )?;
         }
-        tx.execute(
-            "DELETE FROM event_invoke_configs WHERE namespace = $1 AND function = $2",
-            &[&namespace, &name],
-        )?;
+        for table in ["event_invoke_configs", "function_aliases"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE namespace = $1 AND function = $2"),
+                &[&namespace, &name],
+            )?;
+        }
         // Its async events go with it, queued, finished or dead-lettered: a function of
         // the same name created later must not run them.
         tx.execute(
@@ -640,6 +647,82 @@ impl Store for PostgresStore {
         up_to_id: i64,
     ) -> Result<usize, StoreError> {
         self.queue_delete(namespace, queue, up_to_id)
+    }
+
+    fn publish_version(
+        &self,
+        rec: &FunctionRecord,
+        expected_revision: &str,
+    ) -> Result<FunctionRecord, StoreError> {
+        self.versions_publish(rec, expected_revision)
+    }
+
+    fn get_version(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: u64,
+    ) -> Result<Option<FunctionRecord>, StoreError> {
+        self.versions_get(namespace, name, version)
+    }
+
+    fn list_versions(
+        &self,
+        namespace: &str,
+        name: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<FunctionRecord>, StoreError> {
+        self.versions_list(namespace, name, after, limit)
+    }
+
+    fn delete_version(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: u64,
+    ) -> Result<bool, StoreError> {
+        self.versions_delete(namespace, name, version)
+    }
+
+    fn create_alias(&self, alias: &AliasRecord) -> Result<(), StoreError> {
+        self.aliases_create(alias)
+    }
+
+    fn update_alias(
+        &self,
+        alias: &AliasRecord,
+        expected_revision: &str,
+    ) -> Result<(), StoreError> {
+        self.aliases_update(alias, expected_revision)
+    }
+
+    fn get_alias(
+        &self,
+        namespace: &str,
+        function: &str,
+        name: &str,
+    ) -> Result<Option<AliasRecord>, StoreError> {
+        self.aliases_get(namespace, function, name)
+    }
+
+    fn list_aliases(
+        &self,
+        namespace: &str,
+        function: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AliasRecord>, StoreError> {
+        self.aliases_list(namespace, function, after, limit)
+    }
+
+    fn delete_alias(
+        &self,
+        namespace: &str,
+        function: &str,
+        name: &str,
+    ) -> Result<bool, StoreError> {
+        self.aliases_delete(namespace, function, name)
     }
 
     fn create_network(&self, network: &NetworkRecord) -> Result<(), StoreError> {

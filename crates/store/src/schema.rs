@@ -131,4 +131,24 @@ pub const MIGRATIONS: &[&str] = &[
         name TEXT PRIMARY KEY,
         record TEXT NOT NULL
      );",
+    // 6: versions and aliases. `last_version` is the highest version ever published, so
+    // a number is never reused after a delete. An event keeps the incarnation of the
+    // function it was queued for, so that a function re-created under the same name
+    // never runs it.
+    "ALTER TABLE functions ADD COLUMN last_version INTEGER NOT NULL DEFAULT 0;
+     CREATE TABLE function_versions (
+        namespace TEXT NOT NULL,
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        record TEXT NOT NULL,
+        PRIMARY KEY (namespace, name, version)
+     );
+     CREATE TABLE function_aliases (
+        namespace TEXT NOT NULL,
+        function TEXT NOT NULL,
+        name TEXT NOT NULL,
+        record TEXT NOT NULL,
+        PRIMARY KEY (namespace, function, name)
+     );
+     ALTER TABLE async_events ADD COLUMN incarnation TEXT NOT NULL DEFAULT '';",
 ];

@@ -1,6 +1,6 @@
 //! The storage interface used by the layers above.
 
-use tern_core::function::FunctionRecord;
+use tern_core::function::{AliasRecord, FunctionRecord};
 use tern_core::layer::{LayerStatement, LayerVersionRecord};
 use tern_core::network::NetworkRecord;
 
@@ -18,6 +18,12 @@ pub enum StoreError {
     /// The row already exists (create) or changed underneath (update).
     #[error("{0}")]
     Conflict(String),
+    /// A row the change needs (a function, a version) does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The row's `RevisionId` is not the one the change was made against.
+    #[error("{0}")]
+    Precondition(String),
     #[error("database error: {0}")]
     Database(#[source] BackendError),
     /// The store's worker threads are gone (the server is shutting down).
@@ -83,6 +89,58 @@ pub trait Store: Send + Sync {
     /// Deletes a function with its concurrency and event-invoke settings and its async
     /// events (queued, finished and dead letters); returns whether it existed.
     fn delete_function(&self, namespace: &str, name: &str) -> Result<bool, StoreError>;
+    /// Publishes `rec` (a copy of `$LATEST`) as the function's next version number, if
+    /// `$LATEST`'s `revision_id` is still `expected_revision` (else `Precondition`);
+    /// returns the stored record, its `version` set. Numbers are never reused.
+    fn publish_version(
+        &self,
+        rec: &FunctionRecord,
+        expected_revision: &str,
+    ) -> Result<FunctionRecord, StoreError>;
+    fn get_version(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: u64,
+    ) -> Result<Option<FunctionRecord>, StoreError>;
+    /// Published versions in number order, strictly after `after`, at most `limit`.
+    fn list_versions(
+        &self,
+        namespace: &str,
+        name: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<FunctionRecord>, StoreError>;
+    /// Deletes a published version; `Conflict` while an alias routes to it. Returns
+    /// whether it existed.
+    fn delete_version(&self, namespace: &str, name: &str, version: u64)
+        -> Result<bool, StoreError>;
+    /// Creates an alias: `Conflict` if the name is taken, `NotFound` if the function or
+    /// a version it routes to does not exist.
+    fn create_alias(&self, alias: &AliasRecord) -> Result<(), StoreError>;
+    /// Replaces an alias whose `revision_id` is still `expected_revision` (else
+    /// `Precondition`); `NotFound` if the alias or a version it routes to does not
+    /// exist.
+    fn update_alias(&self, alias: &AliasRecord, expected_revision: &str)
+        -> Result<(), StoreError>;
+    fn get_alias(
+        &self,
+        namespace: &str,
+        function: &str,
+        name: &str,
+    ) -> Result<Option<AliasRecord>, StoreError>;
+    /// Aliases sorted by name, strictly after `after`, at most `limit`.
+    fn list_aliases(
+        &self,
+        namespace: &str,
+        function: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AliasRecord>, StoreError>;
+    /// Deletes an alias with its provisioned-concurrency and event-invoke settings;
+    /// returns whether it existed.
+    fn delete_alias(&self, namespace: &str, function: &str, name: &str)
+        -> Result<bool, StoreError>;
     /// Functions sorted by name, strictly after `after`, at most `limit`.
     fn list_functions(
         &self,

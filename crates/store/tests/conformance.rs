@@ -32,6 +32,8 @@ mod queue;
 mod settings;
 #[path = "conformance/support.rs"]
 mod support;
+#[path = "conformance/versions.rs"]
+mod versions;
 
 /// `runner: group [check, ...]` — each check `crate::group::check` becomes a test in
 /// `sqlite::group` and `postgres::group`, run by `support::runner`: `with_store` for a
@@ -82,6 +84,14 @@ conformance! {
         list_gives_layers_by_name_newest_version_first,
         delete_removes_one_version,
         layer_policy_is_replaced_only_under_its_current_revision,
+    ],
+    with_store: versions [
+        publish_numbers_versions_from_one_and_never_reuses_a_number,
+        publish_against_a_stale_revision_or_a_missing_function_fails,
+        an_alias_routes_only_to_versions_that_exist,
+        an_alias_update_needs_its_current_revision,
+        a_version_an_alias_routes_to_cannot_be_deleted,
+        deleting_the_function_takes_its_versions_and_aliases,
     ],
     with_store: networks [
         networks_are_created_listed_and_deleted,

@@ -185,15 +185,14 @@ impl Destinations {
                 // Queued for a function that is gone, the record would be dropped with
                 // its events: fail the delivery instead (an OnFailure event then goes to
                 // the dead-letter queue).
-                let exists = self
+                let Some(target) = self
                     .registry
                     .get(namespace, &name)
                     .await
                     .map_err(|e| DeliveryError::Store(Box::new(e)))?
-                    .is_some();
-                if !exists {
+                else {
                     return Err(DeliveryError::NoSuchFunction(destination.to_string()));
-                }
+                };
                 self.queue
                     .enqueue(NewEvent {
                         request_id: uuid::Uuid::new_v4().to_string(),
@@ -202,6 +201,7 @@ impl Destinations {
                         qualifier: qualifier.unwrap_or_else(|| "$LATEST".to_string()),
                         payload: body.into_bytes(),
                         enqueued_ms: now_ms(),
+                        incarnation: target.incarnation.clone(),
                         idempotency_key: None,
                     })
                     .await

@@ -489,15 +489,24 @@ impl Dispatcher {
                 function_error: false,
             },
         };
-        let rec = match self
+        // An alias with a weighted second version picks one for this attempt.
+        let resolved = self
             .functions
-            .registry()
-            .get(&ev.namespace, &ev.function)
-            .await
-        {
-            Ok(Some(rec)) => rec,
-            Ok(None) => {
-                // The function was deleted: its events go with it (as on Lambda).
+            .resolve(
+                &ev.namespace,
+                &ev.function,
+                Some(&ev.qualifier),
+                Some(rand::random::<f64>()),
+            )
+            .await;
+        let rec = match resolved {
+            // An event of a function deleted since (and perhaps created again under the
+            // name) is not run: its events went with it, as on Lambda. An event queued
+            // before incarnations were kept carries none.
+            Ok(Some(rec)) if ev.incarnation.is_empty() || rec.incarnation == ev.incarnation => {
+                rec
+            }
+            Ok(_) => {
                 return Decision {
                     attempt: Some(Attempt {
                         started_ms: started,

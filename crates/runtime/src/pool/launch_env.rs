@@ -156,10 +156,10 @@ impl InstanceManager {
             zygote: self.zygote_spec(f, kind),
             start_ahead_env: self.start_ahead_env(f, kind),
             network: f.network.clone(),
-            owner: FunctionSpec::template_name(&f.namespace, &f.name),
+            owner: FunctionSpec::owner_name(&f.namespace, &f.name),
             template: (f.snap_start && matches!(kind, RuntimeKind::Python { .. })).then(|| {
                 TemplateSpec {
-                    function: FunctionSpec::template_name(&f.namespace, &f.name),
+                    function: FunctionSpec::template_name(&f.namespace, &f.name, &f.version),
                     revision: f.revision.to_string(),
                     // What Lambda's SnapStart init sees.
                     init_env: vec![(

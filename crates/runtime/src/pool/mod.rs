@@ -165,16 +165,35 @@ pub struct FunctionSpec {
 }
 
 impl FunctionSpec {
-    /// What names the function's post-init template in the launcher.
-    pub fn template_name(namespace: &str, name: &str) -> String {
+    /// What names the function in the launcher (the owner of its sandboxes' network
+    /// counters).
+    pub fn owner_name(namespace: &str, name: &str) -> String {
         format!("{namespace}/{name}")
     }
+
+    /// What names one version's post-init template in the launcher.
+    pub fn template_name(namespace: &str, name: &str, version: &str) -> String {
+        format!("{namespace}/{name}:{version}")
+    }
+
+    fn unit(&self) -> Unit {
+        (
+            self.namespace.clone(),
+            self.name.clone(),
+            self.version.clone(),
+        )
+    }
 }
+
+/// (namespace, function, version): what runs as instances of its own, with its own
+/// provisioned concurrency. `$LATEST` and each published version are apart.
+type Unit = (String, String, String);
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct PoolKey {
     namespace: String,
     name: String,
+    version: String,
     revision: u64,
 }
 
@@ -183,8 +202,23 @@ impl PoolKey {
         PoolKey {
             namespace: f.namespace.clone(),
             name: f.name.clone(),
+            version: f.version.clone(),
             revision: f.revision,
         }
+    }
+
+    fn unit(&self) -> Unit {
+        (
+            self.namespace.clone(),
+            self.name.clone(),
+            self.version.clone(),
+        )
+    }
+
+    fn is_of(&self, namespace: &str, name: &str, version: Option<&str>) -> bool {
+        self.namespace == namespace
+            && self.name == name
+            && version.is_none_or(|v| self.version == v)
     }
 }
 
@@ -265,7 +299,7 @@ pub struct InstanceManager {
     logs: LogRouter,
     idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
     capacity: Mutex<Capacity>,
-    provisioned: Mutex<HashMap<(String, String), Provisioned>>,
+    provisioned: Mutex<HashMap<Unit, Provisioned>>,
     demand: Mutex<HashMap<PoolKey, Demand>>,
     load: MachineLoad,
     starts: Arc<Semaphore>,
@@ -370,7 +404,7 @@ impl InstanceManager {
         lock(&self.capacity).instances
     }
 
-    /// Idle instances of one function (all revisions).
+    /// Idle instances of one function (all versions and revisions).
     pub fn idle_count(&self, namespace: &str, name: &str) -> usize {
         lock(&self.idle)
             .iter()
@@ -725,8 +759,7 @@ impl InstanceManager {
         if provisioned {
             // Provisioned instances beyond the current request become ordinary warm ones.
             let mut prov = lock(&self.provisioned);
-            let fkey = (lease.key.namespace.clone(), lease.key.name.clone());
-            match prov.get_mut(&fkey) {
+            match prov.get_mut(&lease.key.unit()) {
                 Some(p) if p.spec.revision == lease.key.revision && p.live <= p.requested => {}
                 Some(p) => {
                     if p.spec.revision == lease.key.revision {
@@ -762,7 +795,7 @@ impl InstanceManager {
     async fn retire(&self, instance: Instance, provisioned: bool, key: &PoolKey, claim: Claim) {
         if provisioned {
             let mut prov = lock(&self.provisioned);
-            if let Some(p) = prov.get_mut(&(key.namespace.clone(), key.name.clone())) {
+            if let Some(p) = prov.get_mut(&key.unit()) {
                 if p.spec.revision == key.revision {
                     p.live = p.live.saturating_sub(1);
                 }
@@ -773,18 +806,30 @@ impl InstanceManager {
         self.released.notify_waiters();
     }
 
-    /// Stops idle instances of a function and retires its post-init template (after an
-    /// update or delete).
-    pub async fn drain_function(&self, namespace: &str, name: &str) {
-        self.launcher
-            .retire_template(&FunctionSpec::template_name(namespace, name));
+    /// Stops idle instances of one version of a function (of every version when
+    /// `version` is `None`) and retires its post-init template (after an update or a
+    /// delete). The templates of versions with no idle instance left are the caller's
+    /// to name.
+    pub async fn drain_function(&self, namespace: &str, name: &str, version: Option<&str>) {
+        if let Some(v) = version {
+            self.launcher
+                .retire_template(&FunctionSpec::template_name(namespace, name, v));
+        }
         let drained: Vec<(PoolKey, Idle)> = {
             let mut idle = lock(&self.idle);
             let keys: Vec<PoolKey> = idle
                 .keys()
-                .filter(|k| k.namespace == namespace && k.name == name)
+                .filter(|k| k.is_of(namespace, name, version))
                 .cloned()
                 .collect();
+            if version.is_none() {
+                let versions: std::collections::BTreeSet<&str> =
+                    keys.iter().map(|k| k.version.as_str()).collect();
+                for v in versions {
+                    self.launcher
+                        .retire_template(&FunctionSpec::template_name(namespace, name, v));
+                }
+            }
             keys.into_iter()
                 .flat_map(|k| {
                     idle.remove(&k)

@@ -40,7 +40,7 @@ impl InstanceManager {
     /// Sets how many initialised instances of `f` to keep (0 removes the setting).
     /// Filling happens in the background; see [`InstanceManager::provisioned_state`].
     pub fn set_provisioned(self: &Arc<Self>, f: &FunctionSpec, requested: usize) {
-        let fkey = (f.namespace.clone(), f.name.clone());
+        let fkey = f.unit();
         {
             let mut prov = lock(&self.provisioned);
             if requested == 0 {
@@ -71,7 +71,7 @@ impl InstanceManager {
             let mut idle = lock(&self.idle);
             let mut demoted_current = 0;
             for (k, list) in idle.iter_mut() {
-                if k.namespace != f.namespace || k.name != f.name {
+                if !k.is_of(&f.namespace, &f.name, Some(&f.version)) {
                     continue;
                 }
                 let current = prov.get(&fkey).filter(|p| p.spec.revision == k.revision);
@@ -96,9 +96,15 @@ impl InstanceManager {
         self.fill_provisioned();
     }
 
-    pub fn provisioned_state(&self, namespace: &str, name: &str) -> Option<ProvisionedState> {
+    /// The provisioned instances of one version (or `$LATEST`) of a function.
+    pub fn provisioned_state(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: &str,
+    ) -> Option<ProvisionedState> {
         let prov = lock(&self.provisioned);
-        let p = prov.get(&(namespace.to_string(), name.to_string()))?;
+        let p = prov.get(&(namespace.to_string(), name.to_string(), version.to_string()))?;
         let key = PoolKey::of(&p.spec);
         let available = lock(&self.idle)
             .get(&key)
@@ -131,7 +137,7 @@ impl InstanceManager {
     }
 
     pub(super) async fn fill_one(self: Arc<Self>, f: FunctionSpec, missing: usize) {
-        let fkey = (f.namespace.clone(), f.name.clone());
+        let fkey = f.unit();
         let mut failure = None;
         for _ in 0..missing {
             let still_wanted = lock(&self.provisioned)

@@ -145,10 +145,10 @@ impl PostgresStore {
             let times: Vec<i64> = new.iter().map(|ev| ev.enqueued_ms).collect();
             tx.execute(
                 "INSERT INTO async_events (request_id, namespace, function, qualifier, payload,
-                    enqueued_ms, updated_ms, state, next_at_ms)
-                 SELECT r, n, f, q, p, t, t, 'queued', t
+                    enqueued_ms, updated_ms, state, next_at_ms, incarnation)
+                 SELECT r, n, f, q, p, t, t, 'queued', t, i
                    FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[],
-                               $6::int8[]) AS u(r, n, f, q, p, t)",
+                               $6::int8[], $7::text[]) AS u(r, n, f, q, p, t, i)",
                 &[
                     &column(|ev| &ev.request_id),
                     &column(|ev| &ev.namespace),
@@ -156,6 +156,7 @@ impl PostgresStore {
                     &column(|ev| &ev.qualifier),
                     &payloads,
                     &times,
+                    &column(|ev| &ev.incarnation),
                 ],
             )?;
         }
@@ -198,10 +199,10 @@ impl PostgresStore {
                   FROM picked WHERE e.request_id = picked.request_id
                 RETURNING e.request_id, e.namespace, e.function, e.qualifier, e.payload,
                     e.enqueued_ms, e.function_attempts, e.system_attempts, picked.was,
-                    picked.next_at_ms
+                    picked.next_at_ms, e.incarnation
              )
              SELECT request_id, namespace, function, qualifier, payload, enqueued_ms,
-                    function_attempts, system_attempts, was
+                    function_attempts, system_attempts, was, incarnation
                FROM claimed ORDER BY next_at_ms, request_id",
             &[
                 &now_ms,
@@ -223,6 +224,7 @@ impl PostgresStore {
                     function_attempts: to_u32(r.try_get(6)?),
                     system_attempts: to_u32(r.try_get(7)?),
                     lease_expired: r.try_get::<_, &str>(8)? == "running",
+                    incarnation: r.try_get(9)?,
                 })
             })
             .collect()

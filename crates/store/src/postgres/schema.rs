@@ -144,6 +144,24 @@ pub const MIGRATIONS: &[&str] = &[
         name TEXT COLLATE "C" PRIMARY KEY,
         record TEXT NOT NULL
      );"#,
+    // 6: versions and aliases (as in SQLite's migration 6), and the incarnation of the
+    // function an event was queued for.
+    r#"ALTER TABLE functions ADD COLUMN last_version BIGINT NOT NULL DEFAULT 0;
+     CREATE TABLE function_versions (
+        namespace TEXT COLLATE "C" NOT NULL,
+        name TEXT COLLATE "C" NOT NULL,
+        version BIGINT NOT NULL,
+        record TEXT NOT NULL,
+        PRIMARY KEY (namespace, name, version)
+     );
+     CREATE TABLE function_aliases (
+        namespace TEXT COLLATE "C" NOT NULL,
+        function TEXT COLLATE "C" NOT NULL,
+        name TEXT COLLATE "C" NOT NULL,
+        record TEXT NOT NULL,
+        PRIMARY KEY (namespace, function, name)
+     );
+     ALTER TABLE async_events ADD COLUMN incarnation TEXT NOT NULL DEFAULT '';"#,
 ];
 
 /// Applies the migrations the database has not seen, all in one transaction under

@@ -86,6 +86,8 @@ fn record(namespace: &str, name: &str) -> FunctionRecord {
         logging: Default::default(),
         tracing_mode: "PassThrough".into(),
         snap_start: false,
+        version: tern_core::function::LATEST.to_string(),
+        incarnation: "i1".into(),
         revision_id: "r1".into(),
         revision: 1,
         last_modified_ms: 0,
@@ -100,6 +102,7 @@ fn event(request_id: &str, key: Option<&str>, at: i64) -> NewEvent {
         qualifier: "$LATEST".into(),
         payload: br#"{"n":1}"#.to_vec(),
         enqueued_ms: at,
+        incarnation: String::new(),
         idempotency_key: key.map(String::from),
     }
 }

@@ -114,8 +114,8 @@ impl SqliteStore {
             }
             tx.prepare_cached(
                 "INSERT INTO async_events (request_id, namespace, function, qualifier, payload,
-                    enqueued_ms, updated_ms, state, next_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 'queued', ?6)",
+                    enqueued_ms, updated_ms, state, next_at_ms, incarnation)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 'queued', ?6, ?7)",
             )?
             .execute(params![
                 ev.request_id,
@@ -123,7 +123,8 @@ impl SqliteStore {
                 ev.function,
                 ev.qualifier,
                 ev.payload,
-                ev.enqueued_ms
+                ev.enqueued_ms,
+                ev.incarnation
             ])?;
             out.push(Enqueued::New);
         }
@@ -148,7 +149,7 @@ impl SqliteStore {
                 // Due and lost events are picked apart, each in index order and
                 // limited, so a claim never sorts the whole backlog.
                 "SELECT request_id, namespace, function, qualifier, payload, enqueued_ms,
-                        function_attempts, system_attempts, state, next_at_ms
+                        function_attempts, system_attempts, state, next_at_ms, incarnation
                  FROM (
                     SELECT * FROM (
                         SELECT * FROM async_events
@@ -176,6 +177,7 @@ impl SqliteStore {
                         function_attempts: count(r.get(6)?),
                         system_attempts: count(r.get(7)?),
                         lease_expired: r.get::<_, String>(8)? == "running",
+                        incarnation: r.get(10)?,
                     })
                 },
             )?;

@@ -163,6 +163,7 @@ pub fn claim_takes_due_events_oldest_first_up_to_the_limit(store: &dyn Store) {
 pub fn a_claimed_event_carries_the_event(store: &dyn Store) {
     let mut new = event("e1", "default", "f", T0);
     new.qualifier = "live".into();
+    new.incarnation = "second-life".into();
     new.payload = vec![0, 159, 146, 150, 255];
     store.enqueue_events(std::slice::from_ref(&new), 0).unwrap();
     let claimed = store.claim_events("o", T0, LONG_LEASE, 10, &[]).unwrap();
@@ -178,6 +179,7 @@ pub fn a_claimed_event_carries_the_event(store: &dyn Store) {
             function_attempts: 0,
             system_attempts: 0,
             lease_expired: false,
+            incarnation: "second-life".into(),
         }]
     );
     assert_eq!(status(store, "e1").state, EventState::Running);

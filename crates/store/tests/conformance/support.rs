@@ -172,6 +172,8 @@ pub fn function(namespace: &str, name: &str, size: u64) -> FunctionRecord {
         logging: Default::default(),
         tracing_mode: "PassThrough".into(),
         snap_start: false,
+        version: tern_core::function::LATEST.to_string(),
+        incarnation: "i1".into(),
         revision_id: "r1".into(),
         revision: 1,
         last_modified_ms: 0,
@@ -206,6 +208,7 @@ pub fn event(request_id: &str, ns: &str, f: &str, enqueued_ms: i64) -> NewEvent 
         qualifier: "$LATEST".into(),
         payload: format!("{{\"id\":\"{request_id}\"}}").into_bytes(),
         enqueued_ms,
+        incarnation: "i1".into(),
         idempotency_key: None,
     }
 }

@@ -1,0 +1,268 @@
+//! Published versions: PublishVersion (also `Publish: true` on create and code
+//! updates), ListVersionsByFunction, DeleteFunction of a version, and the one place a
+//! qualifier (`$LATEST`, a version number or an alias) becomes the record that runs.
+
+use std::sync::Arc;
+
+use tern_core::function::{FunctionRecord, LATEST};
+use tern_core::limits;
+use tern_core::wire::{FunctionConfiguration, ListVersionsByFunctionResponse, PublishVersionRequest};
+
+use crate::error::{stored, ServiceError};
+use crate::functions::{invalid, Caller, FunctionService};
+use crate::{now_ms, validate};
+
+/// What a qualifier names.
+enum Qualifier<'a> {
+    Latest,
+    Version(u64),
+    Alias(&'a str),
+}
+
+fn classify(qualifier: Option<&str>) -> Qualifier<'_> {
+    match qualifier {
+        None | Some(LATEST) => Qualifier::Latest,
+        Some(q) => match q.parse::<u64>() {
+            Ok(n) if q.bytes().all(|b| b.is_ascii_digit()) => Qualifier::Version(n),
+            _ => Qualifier::Alias(q),
+        },
+    }
+}
+
+impl FunctionService {
+    /// The record a qualifier names: `$LATEST` (no qualifier), a published version, or
+    /// an alias's version. With `roll` (uniform in [0, 1)) an alias with a weighted
+    /// second version picks between the two; without it, its primary version.
+    pub async fn resolve(
+        &self,
+        namespace: &str,
+        name: &str,
+        qualifier: Option<&str>,
+        roll: Option<f64>,
+    ) -> Result<Option<Arc<FunctionRecord>>, ServiceError> {
+        let version = match classify(qualifier) {
+            Qualifier::Latest => return self.registry().get(namespace, name).await,
+            Qualifier::Version(n) => n,
+            Qualifier::Alias(alias) => {
+                let Some(alias) = self.registry().alias(namespace, name, alias).await? else {
+                    return Ok(None);
+                };
+                let picked = match roll {
+                    Some(r) => alias.pick(r),
+                    None => &alias.function_version,
+                };
+                match classify(Some(picked)) {
+                    Qualifier::Version(n) => n,
+                    Qualifier::Latest => return self.registry().get(namespace, name).await,
+                    Qualifier::Alias(_) => return Ok(None),
+                }
+            }
+        };
+        self.registry().version(namespace, name, version).await
+    }
+
+    /// Publishes `$LATEST` as a new version, unless nothing changed since the newest
+    /// version (then that one is returned, as Lambda does).
+    pub async fn publish_version(
+        &self,
+        caller: &Caller,
+        function_name: &str,
+        req: PublishVersionRequest,
+    ) -> Result<FunctionConfiguration, ServiceError> {
+        let (latest, qualifier) = self.lookup(caller, function_name, None).await?;
+        if qualifier.is_some_and(|q| q != LATEST) {
+            return Err(invalid("PublishVersion takes the function without a qualifier"));
+        }
+        validate::unsupported_members(&[("PublishTo", req.publish_to.as_ref())])?;
+        if let Some(sha) = &req.code_sha256 {
+            if sha != &latest.code.sha256_b64 {
+                return Err(ServiceError::PreconditionFailed(format!(
+                    "CodeSHA256 ({sha}) is different from current CodeSHA256 in $LATEST ({}). Please try again with the CodeSHA256 in $LATEST.",
+                    latest.code.sha256_b64
+                )));
+            }
+        }
+        if let Some(rev) = &req.revision_id {
+            if rev != &latest.revision_id {
+                return Err(ServiceError::PreconditionFailed(
+                    "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id".to_string(),
+                ));
+            }
+        }
+        let description = req.description.unwrap_or_else(|| latest.description.clone());
+        validate::description(&description)?;
+        let rec = self.publish(&latest, description).await?;
+        Ok(FunctionConfiguration::from_record(
+            &rec,
+            &self.config().region,
+            &caller.account,
+        ))
+    }
+
+    /// Freezes `latest` as a version (or finds the newest one equal to it).
+    pub(crate) async fn publish(
+        &self,
+        latest: &FunctionRecord,
+        description: String,
+    ) -> Result<Arc<FunctionRecord>, ServiceError> {
+        if let Some(newest) = self.newest_version(&latest.namespace, &latest.name).await? {
+            if newest.same_config(latest) {
+                return Ok(newest);
+            }
+        }
+        let mut frozen = latest.clone();
+        frozen.description = description;
+        frozen.revision_id = uuid::Uuid::new_v4().to_string();
+        frozen.last_modified_ms = now_ms();
+        let expected = latest.revision_id.clone();
+        let published = stored(self.store(), move |store| {
+            Ok(store.publish_version(&frozen, &expected)?)
+        })
+        .await?;
+        tracing::info!(namespace = %published.namespace, function = %published.name, version = %published.version, "version published");
+        self.registry().put_version(published.clone());
+        let published = Arc::new(published);
+        Ok(published)
+    }
+
+    async fn newest_version(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Arc<FunctionRecord>>, ServiceError> {
+        let mut after = 0;
+        let mut newest = None;
+        loop {
+            let (ns, n) = (namespace.to_string(), name.to_string());
+            let page = stored(self.store(), move |store| {
+                Ok(store.list_versions(&ns, &n, after, limits::LIST_MAX_ITEMS)?)
+            })
+            .await?;
+            let full = page.len() == limits::LIST_MAX_ITEMS;
+            if let Some(last) = page.into_iter().last() {
+                after = last.version_number().unwrap_or(u64::MAX);
+                newest = Some(Arc::new(last));
+            }
+            if !full {
+                return Ok(newest);
+            }
+        }
+    }
+
+    pub async fn list_versions(
+        &self,
+        caller: &Caller,
+        function_name: &str,
+        marker: Option<String>,
+        max_items: Option<i64>,
+    ) -> Result<ListVersionsByFunctionResponse, ServiceError> {
+        let (latest, _) = self.lookup(caller, function_name, None).await?;
+        let limit = validate::max_items(max_items)?;
+        // `$LATEST` comes first, then the versions in order; the marker is the last
+        // version number given (or `$LATEST`).
+        let (with_latest, after) = match marker.as_deref().filter(|m| !m.is_empty()) {
+            None => (true, 0),
+            Some(LATEST) => (false, 0),
+            Some(m) => (
+                false,
+                m.parse::<u64>()
+                    .map_err(|_| invalid(format!("Invalid value for 'Marker': {m}")))?,
+            ),
+        };
+        let want = limit - usize::from(with_latest);
+        let (ns, name) = (caller.namespace.clone(), latest.name.clone());
+        let mut page = stored(self.store(), move |store| {
+            Ok(store.list_versions(&ns, &name, after, want + 1)?)
+        })
+        .await?;
+        let more = page.len() > want;
+        page.truncate(want);
+        let mut versions = Vec::with_capacity(page.len() + 1);
+        if with_latest {
+            versions.push(latest.as_ref().clone());
+        }
+        versions.extend(page);
+        let next_marker = if more || (with_latest && want == 0) {
+            versions.last().map(|r| r.version.clone())
+        } else {
+            None
+        };
+        let (region, account) = (&self.config().region, &caller.account);
+        Ok(ListVersionsByFunctionResponse {
+            versions: versions
+                .iter()
+                .map(|r| FunctionConfiguration::from_record(r, region, account))
+                .collect(),
+            next_marker,
+        })
+    }
+
+    /// DeleteFunction with a version qualifier.
+    pub(crate) async fn delete_version(
+        &self,
+        caller: &Caller,
+        rec: &FunctionRecord,
+        version: u64,
+    ) -> Result<(), ServiceError> {
+        let (ns, name) = (caller.namespace.clone(), rec.name.clone());
+        let existed = stored(self.store(), move |store| {
+            Ok(store.delete_version(&ns, &name, version)?)
+        })
+        .await?;
+        self.registry()
+            .remove_version(&caller.namespace, &rec.name, version);
+        self.instances().set_provisioned(&self.spec(rec), 0);
+        self.instances()
+            .drain_function(&caller.namespace, &rec.name, Some(&rec.version))
+            .await;
+        if !existed {
+            return Err(ServiceError::ResourceNotFound(format!(
+                "Function not found: {}:{version}",
+                rec.name
+            )));
+        }
+        tracing::info!(namespace = %caller.namespace, function = %rec.name, version, "version deleted");
+        Ok(())
+    }
+
+    /// Every published version number of a function (to stop their instances when it
+    /// is deleted).
+    pub(crate) async fn version_numbers(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Vec<String>, ServiceError> {
+        let mut out = Vec::new();
+        let mut after = 0;
+        loop {
+            let (ns, n) = (namespace.to_string(), name.to_string());
+            let page = stored(self.store(), move |store| {
+                Ok(store.list_versions(&ns, &n, after, limits::LIST_MAX_ITEMS)?)
+            })
+            .await?;
+            let full = page.len() == limits::LIST_MAX_ITEMS;
+            for rec in page {
+                after = rec.version_number().unwrap_or(u64::MAX);
+                out.push(rec.version);
+            }
+            if !full {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_qualifier_is_latest_a_version_number_or_an_alias() {
+        assert!(matches!(classify(None), Qualifier::Latest));
+        assert!(matches!(classify(Some("$LATEST")), Qualifier::Latest));
+        assert!(matches!(classify(Some("12")), Qualifier::Version(12)));
+        assert!(matches!(classify(Some("+12")), Qualifier::Alias("+12")));
+        assert!(matches!(classify(Some("live")), Qualifier::Alias("live")));
+        assert!(matches!(classify(Some("v2")), Qualifier::Alias("v2")));
+    }
+}

@@ -1,0 +1,290 @@
+"""Versions and aliases with unmodified boto3: publishing, invoking each version,
+weighted aliases, rollback, RevisionId preconditions and the deletes Lambda refuses."""
+
+import json
+import math
+
+import botocore.exceptions
+import pytest
+
+from calls import function_arn, invoke_json, tern_api, wait_for_state
+from packages import build_zip
+
+APP = """\
+import os
+
+def handler(event, context):
+    return {
+        "code": "%s",
+        "env_version": os.environ["AWS_LAMBDA_FUNCTION_VERSION"],
+        "context_version": context.function_version,
+        "invoked_arn": context.invoked_function_arn,
+    }
+"""
+
+
+def app_zip(code):
+    return build_zip({"app.py": APP % code})
+
+
+def error_code(excinfo):
+    return excinfo.value.response["Error"]["Code"]
+
+
+def executed(client, name, qualifier=None):
+    extra = {"Qualifier": qualifier} if qualifier else {}
+    resp, body = invoke_json(client, name, **extra)
+    assert resp["StatusCode"] == 200 and "FunctionError" not in resp, body
+    return resp["ExecutedVersion"], body
+
+
+@pytest.fixture
+def two_versions(lambda_client, deploy):
+    """A function with version 1 (code "v1") and version 2 (code "v2", also $LATEST)."""
+    name = deploy(app_zip("v1"))["FunctionName"]
+    assert lambda_client.publish_version(FunctionName=name)["Version"] == "1"
+    lambda_client.update_function_code(FunctionName=name, ZipFile=app_zip("v2"))
+    lambda_client.get_waiter("function_updated_v2").wait(FunctionName=name)
+    assert lambda_client.publish_version(FunctionName=name)["Version"] == "2"
+    return name
+
+
+def test_each_published_version_runs_its_own_code(lambda_client, two_versions):
+    name = two_versions
+    lambda_client.update_function_code(FunctionName=name, ZipFile=app_zip("v3"))
+    lambda_client.get_waiter("function_updated_v2").wait(FunctionName=name)
+    # Alternating keeps every version's instances warm side by side.
+    for _ in range(2):
+        for qualifier, code in (("1", "v1"), ("2", "v2"), ("$LATEST", "v3"), (None, "v3")):
+            version, body = executed(lambda_client, name, qualifier)
+            want = qualifier if qualifier not in (None, "$LATEST") else "$LATEST"
+            assert (version, body["code"]) == (want, code)
+            assert body["env_version"] == body["context_version"] == want
+            suffix = f":{qualifier}" if qualifier else ""
+            assert body["invoked_arn"] == function_arn(name) + suffix
+
+
+def test_publish_freezes_the_configuration_and_numbers_versions(lambda_client, deploy):
+    name = deploy(app_zip("v1"), Description="first", Timeout=5)["FunctionName"]
+    v1 = lambda_client.publish_version(FunctionName=name, Description="release one")
+    assert (v1["Version"], v1["Description"], v1["Timeout"]) == ("1", "release one", 5)
+    assert v1["FunctionArn"] == function_arn(name) + ":1"
+    # Nothing changed: Lambda returns the newest version instead of a new one.
+    assert lambda_client.publish_version(FunctionName=name)["Version"] == "1"
+    lambda_client.update_function_configuration(FunctionName=name, Timeout=7)
+    lambda_client.get_waiter("function_updated_v2").wait(FunctionName=name)
+    assert lambda_client.publish_version(FunctionName=name)["Version"] == "2"
+    frozen = lambda_client.get_function_configuration(FunctionName=name, Qualifier="1")
+    assert (frozen["Version"], frozen["Timeout"]) == ("1", 5)
+    latest = lambda_client.get_function(FunctionName=name)["Configuration"]
+    assert (latest["Version"], latest["Timeout"]) == ("$LATEST", 7)
+    assert lambda_client.get_function(FunctionName=f"{name}:2")["Configuration"]["Timeout"] == 7
+
+
+def test_publish_checks_code_sha256_and_revision_id(lambda_client, deploy):
+    created = deploy(app_zip("v1"))
+    name = created["FunctionName"]
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        lambda_client.publish_version(FunctionName=name, CodeSha256="bm90IHRoZSBoYXNo")
+    assert error_code(e) == "PreconditionFailedException"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        lambda_client.publish_version(FunctionName=name, RevisionId="stale-revision")
+    assert error_code(e) == "PreconditionFailedException"
+    ok = lambda_client.publish_version(FunctionName=name, CodeSha256=created["CodeSha256"],
+                                       RevisionId=created["RevisionId"])
+    assert ok["Version"] == "1"
+
+
+def test_publish_on_create_and_on_code_update(lambda_client, deploy):
+    created = deploy(app_zip("v1"), Publish=True)
+    name = created["FunctionName"]
+    assert created["Version"] == "1"
+    updated = lambda_client.update_function_code(FunctionName=name, ZipFile=app_zip("v2"),
+                                                 Publish=True)
+    assert updated["Version"] == "2"
+    assert executed(lambda_client, name, "2")[1]["code"] == "v2"
+    assert executed(lambda_client, name, "1")[1]["code"] == "v1"
+
+
+def test_list_versions_pages_from_latest(lambda_client, two_versions):
+    name = two_versions
+    seen, marker = [], None
+    while True:
+        page = lambda_client.list_versions_by_function(
+            FunctionName=name, MaxItems=1, **({"Marker": marker} if marker else {}))
+        assert len(page["Versions"]) <= 1
+        seen += [v["Version"] for v in page["Versions"]]
+        marker = page.get("NextMarker")
+        if not marker:
+            break
+    assert seen == ["$LATEST", "1", "2"]
+    whole = lambda_client.list_versions_by_function(FunctionName=name)
+    assert [v["Version"] for v in whole["Versions"]] == ["$LATEST", "1", "2"]
+    assert "NextMarker" not in whole
+
+
+def test_a_missing_version_is_not_found(lambda_client, two_versions):
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        lambda_client.invoke(FunctionName=two_versions, Qualifier="9")
+    assert error_code(e) == "ResourceNotFoundException"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        lambda_client.get_function_configuration(FunctionName=two_versions, Qualifier="nope")
+    assert error_code(e) == "ResourceNotFoundException"
+
+
+def test_an_alias_splits_traffic_by_its_weight(lambda_client, two_versions):
+    name = two_versions
+    alias = lambda_client.create_alias(
+        FunctionName=name, Name="live", FunctionVersion="1",
+        RoutingConfig={"AdditionalVersionWeights": {"2": 0.1}})
+    assert alias["AliasArn"] == function_arn(name) + ":live"
+    assert alias["RoutingConfig"]["AdditionalVersionWeights"] == {"2": 0.1}
+    n, p = 1000, 0.1
+    counts = {"1": 0, "2": 0}
+    for _ in range(n):
+        version, body = executed(lambda_client, name, "live")
+        assert body["code"] == {"1": "v1", "2": "v2"}[version]
+        assert body["invoked_arn"] == function_arn(name) + ":live"
+        counts[version] += 1
+    # Binomial(1000, 0.1): mean 100, sd 9.5. Five sd either side fails a correct
+    # router about once in 3.5 million runs, and a 5% or 15% router almost always.
+    sd = math.sqrt(n * p * (1 - p))
+    assert abs(counts["2"] - n * p) <= 5 * sd, counts
+
+
+def test_update_alias_and_rollback(lambda_client, tern_server, two_versions):
+    name = two_versions
+    created = lambda_client.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
+    moved = lambda_client.update_alias(FunctionName=name, Name="live", FunctionVersion="2",
+                                       RevisionId=created["RevisionId"])
+    assert moved["FunctionVersion"] == "2" and moved["RevisionId"] != created["RevisionId"]
+    assert executed(lambda_client, name, "live") [0] == "2"
+    # Rollback with the Lambda API is one UpdateAlias...
+    back = lambda_client.update_alias(FunctionName=name, Name="live", FunctionVersion="1")
+    assert executed(lambda_client, name, "live")[0] == "1"
+    # ...and tern's rollback returns to the version the alias pointed at before.
+    lambda_client.update_alias(FunctionName=name, Name="live", FunctionVersion="2",
+                               RoutingConfig={"AdditionalVersionWeights": {"1": 0.5}})
+    status, rolled = tern_api(tern_server, "POST",
+                              f"/tern/v1/functions/{name}/aliases/live/rollback")
+    assert status == 200, rolled
+    assert rolled["FunctionVersion"] == "1" and "RoutingConfig" not in rolled
+    got = lambda_client.get_alias(FunctionName=name, Name="live")
+    assert got["FunctionVersion"] == "1" and got["RevisionId"] == rolled["RevisionId"]
+    assert back["RevisionId"] != got["RevisionId"]
+    for _ in range(5):
+        assert executed(lambda_client, name, "live")[0] == "1"
+
+
+def test_a_stale_revision_id_is_412(lambda_client, two_versions):
+    name = two_versions
+    created = lambda_client.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
+    lambda_client.update_alias(FunctionName=name, Name="live", FunctionVersion="2",
+                               RevisionId=created["RevisionId"])
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        lambda_client.update_alias(FunctionName=name, Name="live", FunctionVersion="1",
+                                   RevisionId=created["RevisionId"])
+    assert error_code(e) == "PreconditionFailedException"
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+    assert lambda_client.get_alias(FunctionName=name, Name="live")["FunctionVersion"] == "2"
+
+
+def test_a_version_an_alias_points_at_cannot_be_deleted(lambda_client, two_versions):
+    name = two_versions
+    lambda_client.create_alias(FunctionName=name, Name="live", FunctionVersion="2",
+                               RoutingConfig={"AdditionalVersionWeights": {"1": 0.2}})
+    for version in ("1", "2"):
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            lambda_client.delete_function(FunctionName=name, Qualifier=version)
+        assert error_code(e) == "ResourceConflictException"
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 409
+    lambda_client.update_alias(FunctionName=name, Name="live", FunctionVersion="2",
+                               RoutingConfig={"AdditionalVersionWeights": {}})
+    lambda_client.delete_function(FunctionName=name, Qualifier="1")
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        lambda_client.invoke(FunctionName=name, Qualifier="1")
+    assert error_code(e) == "ResourceNotFoundException"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        lambda_client.delete_function(FunctionName=name, Qualifier="$LATEST")
+    assert error_code(e) == "InvalidParameterValueException"
+    lambda_client.delete_alias(FunctionName=name, Name="live")
+    lambda_client.delete_function(FunctionName=name, Qualifier="2")
+    versions = lambda_client.list_versions_by_function(FunctionName=name)["Versions"]
+    assert [v["Version"] for v in versions] == ["$LATEST"]
+    # Numbers are not reused.
+    lambda_client.update_function_configuration(FunctionName=name, Timeout=9)
+    lambda_client.get_waiter("function_updated_v2").wait(FunctionName=name)
+    assert lambda_client.publish_version(FunctionName=name)["Version"] == "3"
+
+
+def test_bad_alias_input_gets_lambda_errors(make_client, lambda_client, two_versions):
+    name = two_versions
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        lambda_client.create_alias(FunctionName=name, Name="live", FunctionVersion="7")
+    assert error_code(e) == "ResourceNotFoundException"
+    unchecked = make_client(parameter_validation=False)
+    for routing in ({"2": 1.5}, {"2": -0.5}, {"1": 0.5}, {"2": 0.1, "3": 0.1}):
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            unchecked.create_alias(FunctionName=name, Name="live", FunctionVersion="1",
+                                   RoutingConfig={"AdditionalVersionWeights": routing})
+        assert error_code(e) == "InvalidParameterValueException", routing
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        unchecked.create_alias(FunctionName=name, Name="123", FunctionVersion="1")
+    assert error_code(e) == "InvalidParameterValueException"
+    lambda_client.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        lambda_client.create_alias(FunctionName=name, Name="live", FunctionVersion="2")
+    assert error_code(e) == "ResourceConflictException"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        lambda_client.get_alias(FunctionName=name, Name="missing")
+    assert error_code(e) == "ResourceNotFoundException"
+    aliases = lambda_client.list_aliases(FunctionName=name)["Aliases"]
+    assert [a["Name"] for a in aliases] == ["live"]
+    assert lambda_client.list_aliases(FunctionName=name, FunctionVersion="2")["Aliases"] == []
+
+
+def test_an_event_to_an_alias_runs_its_version(lambda_client, tern_server, two_versions):
+    name = two_versions
+    lambda_client.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
+    resp = lambda_client.invoke(FunctionName=name, Qualifier="live", InvocationType="Event",
+                                Payload=b"{}")
+    assert resp["StatusCode"] == 202
+    rid = resp["ResponseMetadata"]["RequestId"]
+    done = wait_for_state(tern_server, rid, {"succeeded", "failed"})
+    assert done["state"] == "succeeded", done
+    assert done["response"]["code"] == "v1"
+    assert done["response"]["invoked_arn"] == function_arn(name) + ":live"
+
+
+def test_provisioned_concurrency_on_an_alias_follows_its_version(lambda_client, two_versions):
+    name = two_versions
+    lambda_client.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
+    lambda_client.put_provisioned_concurrency_config(
+        FunctionName=name, Qualifier="live", ProvisionedConcurrentExecutions=1)
+    lambda_client.get_waiter("published_version_active").wait(FunctionName=name, Qualifier="1")
+    configs = lambda_client.list_provisioned_concurrency_configs(FunctionName=name)
+    arns = [c["FunctionArn"] for c in configs["ProvisionedConcurrencyConfigs"]]
+    assert arns == [function_arn(name) + ":live"]
+    got = lambda_client.get_provisioned_concurrency_config(FunctionName=name, Qualifier="live")
+    assert got["RequestedProvisionedConcurrentExecutions"] == 1
+    lambda_client.update_alias(FunctionName=name, Name="live", FunctionVersion="2")
+    assert executed(lambda_client, name, "live")[1]["code"] == "v2"
+    lambda_client.delete_alias(FunctionName=name, Name="live")
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        lambda_client.get_provisioned_concurrency_config(FunctionName=name, Qualifier="live")
+    assert error_code(e) == "ResourceNotFoundException"
+
+
+def test_deleting_the_function_takes_its_versions_and_aliases(lambda_client, deploy):
+    name = deploy(app_zip("v1"), Publish=True)["FunctionName"]
+    lambda_client.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
+    lambda_client.delete_function(FunctionName=name)
+    deploy(app_zip("v2"), name=name)
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        lambda_client.get_alias(FunctionName=name, Name="live")
+    assert error_code(e) == "ResourceNotFoundException"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        lambda_client.invoke(FunctionName=name, Qualifier="1")
+    assert error_code(e) == "ResourceNotFoundException"
+    assert lambda_client.publish_version(FunctionName=name)["Version"] == "1"
+    assert executed(lambda_client, name, "1")[1]["code"] == "v2"
