@@ -831,3 +831,96 @@ fn async_invoke_status_and_the_dead_letter_queue_through_the_cli() {
     };
     assert_eq!(once(r#"{"x": 2}"#), once(r#"{"x": 3}"#));
 }
+
+#[test]
+fn the_release_flow_publish_alias_canary_and_rollback_through_the_cli() {
+    let server = Server::start();
+    let v1 = python_dir(1);
+    let first = deploy(
+        &server,
+        path_str(v1.path()),
+        "shop",
+        "python3.11",
+        "app.handler",
+        &["--publish", "--alias", "live"],
+    )
+    .ok();
+    assert!(
+        first.stdout.contains("published shop version 1\n")
+            && first.stdout.contains("alias live -> version 1\n"),
+        "{first:#?}"
+    );
+    let v2 = python_dir(2);
+    tern(&server, &["deploy", path_str(v2.path()), "--name", "shop"]).ok();
+    let published = tern(&server, &["publish", "shop"]).ok();
+    assert!(
+        published.stdout.starts_with("published shop version 2\n"),
+        "{published:#?}"
+    );
+    assert_eq!(
+        tern(&server, &["invoke", "shop:live"]).ok().json()["version"],
+        1
+    );
+
+    let canary = tern(
+        &server,
+        &[
+            "alias",
+            "set",
+            "shop",
+            "live",
+            "--version",
+            "1",
+            "--canary",
+            "2:0.5",
+        ],
+    )
+    .ok();
+    assert!(
+        canary
+            .stdout
+            .starts_with("alias live -> version 1, 50.0% to version 2\n"),
+        "{canary:#?}"
+    );
+    let listed = tern(&server, &["alias", "list", "shop"]).ok().json();
+    assert_eq!(
+        listed["Aliases"][0]["RoutingConfig"]["AdditionalVersionWeights"]["2"],
+        0.5
+    );
+
+    tern(&server, &["alias", "set", "shop", "live", "--version", "2"]).ok();
+    assert_eq!(
+        tern(&server, &["invoke", "shop:live"]).ok().json()["version"],
+        2
+    );
+    let back = tern(&server, &["rollback", "shop", "live"]).ok();
+    assert!(
+        back.stdout.starts_with("alias live -> version 1\n"),
+        "{back:#?}"
+    );
+    assert_eq!(
+        tern(&server, &["invoke", "shop:live"]).ok().json()["version"],
+        1
+    );
+    let nothing_left = tern(&server, &["rollback", "shop", "live"]);
+    assert_eq!(nothing_left.code, Some(1), "{nothing_left:#?}");
+    assert!(
+        nothing_left.stderr.contains("no earlier version"),
+        "{nothing_left:#?}"
+    );
+    let bad = tern(
+        &server,
+        &[
+            "alias",
+            "set",
+            "shop",
+            "live",
+            "--version",
+            "1",
+            "--canary",
+            "2:1.5",
+        ],
+    );
+    assert_eq!(bad.code, Some(2), "{bad:#?}");
+    assert!(bad.stderr.contains("not between 0 and 1"), "{bad:#?}");
+}

@@ -148,6 +148,9 @@ async fn rollback(
     Extension(caller): Extension<Caller>,
     Path((name, alias)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let alias = state.functions.rollback_alias(&caller, &name, &alias).await?;
+    let alias = state
+        .functions
+        .rollback_alias(&caller, &name, &alias)
+        .await?;
     Ok(json(StatusCode::OK, &alias))
 }

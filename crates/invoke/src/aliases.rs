@@ -397,7 +397,10 @@ mod tests {
 
     #[test]
     fn routing_takes_one_other_published_version_weighted_zero_to_one() {
-        assert_eq!(check_routing("3", &weights(&[("4", 0.1)])).unwrap().len(), 1);
+        assert_eq!(
+            check_routing("3", &weights(&[("4", 0.1)])).unwrap().len(),
+            1
+        );
         assert!(check_routing("3", &weights(&[])).unwrap().is_empty());
         assert!(check_routing("3", &weights(&[("4", 1.5)])).is_err());
         assert!(check_routing("3", &weights(&[("4", -0.1)])).is_err());

@@ -14,8 +14,7 @@ use tern_core::names::{function_arn, FunctionRef};
 use tern_core::wire::{
     AccountLimit, AccountUsage, Concurrency, CreateFunctionRequest, FunctionCodeLocation,
     FunctionConfiguration, GetAccountSettingsResponse, GetFunctionResponse, ListFunctionsResponse,
-    TernNetworkInput,
-    UpdateFunctionCodeRequest, UpdateFunctionConfigurationRequest,
+    TernNetworkInput, UpdateFunctionCodeRequest, UpdateFunctionConfigurationRequest,
 };
 use tern_core::{limits, names};
 use tern_runtime::{FunctionSpec, InstanceManager, SandboxNetwork};
@@ -162,8 +161,10 @@ impl FunctionService {
     /// Loads the stored concurrency settings and starts provisioned instances. Call once
     /// at startup.
     pub async fn restore(&self) -> Result<(), ServiceError> {
-        let reserved =
-            stored(&self.store, move |store| Ok(store.list_reserved_concurrency()?)).await?;
+        let reserved = stored(&self.store, move |store| {
+            Ok(store.list_reserved_concurrency()?)
+        })
+        .await?;
         self.admission.load(reserved);
         self.restore_provisioned().await
     }
@@ -927,9 +928,7 @@ impl FunctionService {
                 }
             },
         }
-        let versions = self
-            .version_numbers(&caller.namespace, &rec.name)
-            .await?;
+        let versions = self.version_numbers(&caller.namespace, &rec.name).await?;
         let (ns, name) = (caller.namespace.clone(), rec.name.clone());
         let existed = stored(&self.store, move |store| {
             Ok(store.delete_function(&ns, &name)?)

@@ -33,7 +33,12 @@ impl FunctionService {
     fn not_configured(&self, caller: &Caller, name: &str, qualifier: &str) -> ServiceError {
         ServiceError::ProvisionedConcurrencyConfigNotFound(format!(
             "No Provisioned Concurrency Config found for this function: {}",
-            function_arn(&self.config().region, &caller.account, name, Some(qualifier))
+            function_arn(
+                &self.config().region,
+                &caller.account,
+                name,
+                Some(qualifier)
+            )
         ))
     }
 
@@ -184,7 +189,11 @@ impl FunctionService {
         let (rec, qualifier) = self
             .provisioned_target(caller, function_name, qualifier)
             .await?;
-        let (ns, name, q) = (caller.namespace.clone(), rec.name.clone(), qualifier.clone());
+        let (ns, name, q) = (
+            caller.namespace.clone(),
+            rec.name.clone(),
+            qualifier.clone(),
+        );
         let existed = stored(self.store(), move |store| {
             Ok(store.delete_provisioned(&ns, &name, &q)?)
         })
@@ -248,9 +257,15 @@ impl FunctionService {
         if before == after {
             return Ok(());
         }
-        let (ns, f, a) = (namespace.to_string(), function.to_string(), alias.to_string());
-        let Some(setting) =
-            stored(self.store(), move |store| Ok(store.get_provisioned(&ns, &f, &a)?)).await?
+        let (ns, f, a) = (
+            namespace.to_string(),
+            function.to_string(),
+            alias.to_string(),
+        );
+        let Some(setting) = stored(self.store(), move |store| {
+            Ok(store.get_provisioned(&ns, &f, &a)?)
+        })
+        .await?
         else {
             return Ok(());
         };

@@ -87,17 +87,20 @@ impl Registry {
         function: &str,
         name: &str,
     ) -> Result<Option<Arc<AliasRecord>>, ServiceError> {
-        let key = (namespace.to_string(), function.to_string(), name.to_string());
+        let key = (
+            namespace.to_string(),
+            function.to_string(),
+            name.to_string(),
+        );
         if let Some((at, alias)) = read(&self.aliases).get(&key) {
             if at.elapsed() < ALIAS_TTL {
                 return Ok(Some(alias.clone()));
             }
         }
         let (ns, f, a) = key.clone();
-        let loaded = crate::error::stored(&self.store, move |store| {
-            Ok(store.get_alias(&ns, &f, &a)?)
-        })
-        .await?;
+        let loaded =
+            crate::error::stored(&self.store, move |store| Ok(store.get_alias(&ns, &f, &a)?))
+                .await?;
         let mut aliases = write(&self.aliases);
         Ok(match loaded {
             Some(alias) => {

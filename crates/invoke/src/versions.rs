@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use tern_core::function::{FunctionRecord, LATEST};
 use tern_core::limits;
-use tern_core::wire::{FunctionConfiguration, ListVersionsByFunctionResponse, PublishVersionRequest};
+use tern_core::wire::{
+    FunctionConfiguration, ListVersionsByFunctionResponse, PublishVersionRequest,
+};
 
 use crate::error::{stored, ServiceError};
 use crate::functions::{invalid, Caller, FunctionService};
@@ -71,7 +73,9 @@ impl FunctionService {
     ) -> Result<FunctionConfiguration, ServiceError> {
         let (latest, qualifier) = self.lookup(caller, function_name, None).await?;
         if qualifier.is_some_and(|q| q != LATEST) {
-            return Err(invalid("PublishVersion takes the function without a qualifier"));
+            return Err(invalid(
+                "PublishVersion takes the function without a qualifier",
+            ));
         }
         validate::unsupported_members(&[("PublishTo", req.publish_to.as_ref())])?;
         if let Some(sha) = &req.code_sha256 {
@@ -89,7 +93,9 @@ impl FunctionService {
                 ));
             }
         }
-        let description = req.description.unwrap_or_else(|| latest.description.clone());
+        let description = req
+            .description
+            .unwrap_or_else(|| latest.description.clone());
         validate::description(&description)?;
         let rec = self.publish(&latest, description).await?;
         Ok(FunctionConfiguration::from_record(

@@ -448,7 +448,10 @@ async fn provisioned_instances_become_ready_and_serve_warm() {
     fx.manager.set_provisioned(&f, 2);
     let mut ready = false;
     for _ in 0..100 {
-        let st = fx.manager.provisioned_state("default", "p", "$LATEST").unwrap();
+        let st = fx
+            .manager
+            .provisioned_state("default", "p", "$LATEST")
+            .unwrap();
         if st.status == ProvisionedStatus::Ready {
             assert_eq!((st.allocated, st.available), (2, 2));
             ready = true;
@@ -477,7 +480,12 @@ async fn a_crashed_provisioned_instance_is_replaced() {
     fx.manager.spawn_reaper();
     fx.manager.set_provisioned(&f, 1);
     for _ in 0..100 {
-        if fx.manager.provisioned_state("default", "p", "$LATEST").unwrap().status == ProvisionedStatus::Ready
+        if fx
+            .manager
+            .provisioned_state("default", "p", "$LATEST")
+            .unwrap()
+            .status
+            == ProvisionedStatus::Ready
         {
             break;
         }
@@ -488,7 +496,10 @@ async fn a_crashed_provisioned_instance_is_replaced() {
     fx.manager.release(lease, false).await;
     let mut replaced = false;
     for _ in 0..100 {
-        let st = fx.manager.provisioned_state("default", "p", "$LATEST").unwrap();
+        let st = fx
+            .manager
+            .provisioned_state("default", "p", "$LATEST")
+            .unwrap();
         if st.allocated == 1 && st.available == 1 {
             replaced = true;
             break;

@@ -689,11 +689,7 @@ impl Store for PostgresStore {
         self.aliases_create(alias)
     }
 
-    fn update_alias(
-        &self,
-        alias: &AliasRecord,
-        expected_revision: &str,
-    ) -> Result<(), StoreError> {
+    fn update_alias(&self, alias: &AliasRecord, expected_revision: &str) -> Result<(), StoreError> {
         self.aliases_update(alias, expected_revision)
     }
 

@@ -121,8 +121,7 @@ pub trait Store: Send + Sync {
     /// Replaces an alias whose `revision_id` is still `expected_revision` (else
     /// `Precondition`); `NotFound` if the alias or a version it routes to does not
     /// exist.
-    fn update_alias(&self, alias: &AliasRecord, expected_revision: &str)
-        -> Result<(), StoreError>;
+    fn update_alias(&self, alias: &AliasRecord, expected_revision: &str) -> Result<(), StoreError>;
     fn get_alias(
         &self,
         namespace: &str,

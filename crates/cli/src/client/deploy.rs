@@ -58,6 +58,13 @@ pub struct DeployArgs {
     /// (`AWS_ENDPOINT_URL_LAMBDA`): `true` or `false`; on update, unchanged unless given.
     #[arg(long, value_name = "BOOL")]
     pub call_tern: Option<bool>,
+    /// After deploying, publish the result as a new version.
+    #[arg(long)]
+    pub publish: bool,
+    /// Then point this alias at the new version (created if needed; any canary on it
+    /// is removed). Needs --publish.
+    #[arg(long, value_name = "ALIAS", requires = "publish")]
+    pub alias: Option<String>,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }
@@ -189,6 +196,12 @@ pub fn run(args: &DeployArgs) -> anyhow::Result<ExitCode> {
             .map_or_else(|| "none".to_string(), |n| n.mode),
         done.function_arn
     )?;
+    if args.publish {
+        let version = super::release::publish(&client, &args.name, None)?;
+        if let Some(alias) = &args.alias {
+            super::release::set_alias(&client, &args.name, alias, &version, None)?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

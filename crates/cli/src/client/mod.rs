@@ -17,6 +17,7 @@ mod invoke;
 mod logs;
 mod networks;
 mod package;
+mod release;
 
 pub use deploy::DeployArgs;
 pub use events::{DlqCommand, InvocationsCommand, QueueCommand};
@@ -24,6 +25,7 @@ pub use functions::FunctionsCommand;
 pub use invoke::InvokeArgs;
 pub use logs::LogsArgs;
 pub use networks::NetworkCommand;
+pub use release::{AliasCommand, PublishArgs, RollbackArgs};
 
 /// How to reach the server and who to be; shared by every client command.
 ///
@@ -120,6 +122,13 @@ pub enum ClientCommand {
     /// get, delete.
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Freeze the function's code and configuration as a numbered version.
+    Publish(PublishArgs),
+    /// Point an alias at a version, with an optional canary share for a second one.
+    #[command(subcommand)]
+    Alias(AliasCommand),
+    /// Move an alias back to the version it pointed at before.
+    Rollback(RollbackArgs),
 }
 
 /// Runs one client command; the exit code is 1 when an invoked function failed.
@@ -133,6 +142,9 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
         ClientCommand::Functions(cmd) => functions::run(&cmd),
         ClientCommand::Logs(args) => logs::run(&args),
         ClientCommand::Network(cmd) => networks::run(&cmd),
+        ClientCommand::Publish(args) => release::run_publish(&args),
+        ClientCommand::Alias(cmd) => release::run_alias(&cmd),
+        ClientCommand::Rollback(args) => release::run_rollback(&args),
     };
     match result {
         // `tern logs f | head` closing the pipe early is not a failure.

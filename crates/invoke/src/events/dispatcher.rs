@@ -503,9 +503,7 @@ impl Dispatcher {
             // An event of a function deleted since (and perhaps created again under the
             // name) is not run: its events went with it, as on Lambda. An event queued
             // before incarnations were kept carries none.
-            Ok(Some(rec)) if ev.incarnation.is_empty() || rec.incarnation == ev.incarnation => {
-                rec
-            }
+            Ok(Some(rec)) if ev.incarnation.is_empty() || rec.incarnation == ev.incarnation => rec,
             Ok(_) => {
                 return Decision {
                     attempt: Some(Attempt {

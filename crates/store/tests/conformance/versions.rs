@@ -65,7 +65,10 @@ pub fn publish_against_a_stale_revision_or_a_missing_function_fails(store: &dyn 
         store.publish_version(&f, "stale"),
         Err(StoreError::Precondition(_))
     ));
-    assert!(store.list_versions("default", "f", 0, 10).unwrap().is_empty());
+    assert!(store
+        .list_versions("default", "f", 0, 10)
+        .unwrap()
+        .is_empty());
 }
 
 pub fn an_alias_routes_only_to_versions_that_exist(store: &dyn Store) {
@@ -122,7 +125,10 @@ pub fn an_alias_update_needs_its_current_revision(store: &dyn Store) {
         Err(StoreError::Precondition(_))
     ));
     store.update_alias(&next, &live.revision_id).unwrap();
-    assert_eq!(store.get_alias("default", "f", "live").unwrap(), Some(next.clone()));
+    assert_eq!(
+        store.get_alias("default", "f", "live").unwrap(),
+        Some(next.clone())
+    );
     let mut missing = alias("live", "9", &[]);
     missing.revision_id = "x".into();
     assert!(matches!(
