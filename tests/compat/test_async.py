@@ -287,7 +287,7 @@ def test_event_invoke_config_api_has_lambdas_shapes(lambda_client, deploy):
      "user info"),
     ({"DestinationConfig": {"OnSuccess": {"Destination": "SELF"}}}, "the function itself"),
     ({"DestinationConfig": {"OnSuccess": {
-        "Destination": function_arn("compat-other") + ":prod"}}}, "only $LATEST"),
+        "Destination": function_arn("compat-other") + ":prod"}}}, "does not exist"),
 ])
 def test_bad_event_invoke_configs_are_refused(make_client, hello_fn, config, needle):
     # botocore checks some minimums client-side; send what a careless client would.

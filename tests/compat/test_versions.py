@@ -3,17 +3,20 @@ weighted aliases, rollback, RevisionId preconditions and the deletes Lambda refu
 
 import json
 import math
+import time
 
 import botocore.exceptions
 import pytest
 
-from calls import function_arn, invoke_json, tern_api, wait_for_state
+from calls import ACCOUNT, REGION, function_arn, invoke_json, tern_api, unique_name, wait_for_state
 from packages import build_zip
 
 APP = """\
 import os
 
 def handler(event, context):
+    if event.get("fail"):
+        raise RuntimeError("failing in " + context.function_version)
     return {
         "code": "%s",
         "env_version": os.environ["AWS_LAMBDA_FUNCTION_VERSION"],
@@ -288,3 +291,40 @@ def test_deleting_the_function_takes_its_versions_and_aliases(lambda_client, dep
     assert error_code(e) == "ResourceNotFoundException"
     assert lambda_client.publish_version(FunctionName=name)["Version"] == "1"
     assert executed(lambda_client, name, "1")[1]["code"] == "v2"
+
+
+def test_event_invoke_config_and_destinations_per_alias(lambda_client, tern_server, deploy,
+                                                        two_versions):
+    name = two_versions
+    lambda_client.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
+    sink = deploy(app_zip("sink"), Publish=True)["FunctionName"]
+    queue = unique_name("failures")
+    queue_arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{queue}"
+    got = lambda_client.put_function_event_invoke_config(
+        FunctionName=name, Qualifier="live", MaximumRetryAttempts=0,
+        DestinationConfig={"OnFailure": {"Destination": queue_arn},
+                           "OnSuccess": {"Destination": function_arn(sink) + ":1"}})
+    assert got["FunctionArn"] == function_arn(name) + ":live"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        lambda_client.get_function_event_invoke_config(FunctionName=name, Qualifier="1")
+    assert error_code(e) == "ResourceNotFoundException"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        lambda_client.put_function_event_invoke_config(
+            FunctionName=name, Qualifier="live",
+            DestinationConfig={"OnSuccess": {"Destination": function_arn(sink) + ":7"}})
+    assert error_code(e) == "InvalidParameterValueException"
+    resp = lambda_client.invoke(FunctionName=name, Qualifier="live", InvocationType="Event",
+                                Payload=json.dumps({"fail": True}).encode())
+    rid = resp["ResponseMetadata"]["RequestId"]
+    # No retries under the alias's config: failed after one attempt, recorded in the queue.
+    assert wait_for_state(tern_server, rid, {"failed"})["state"] == "failed"
+    end = time.monotonic() + 30
+    while time.monotonic() < end:
+        status, page = tern_api(tern_server, "GET", f"/tern/v1/queues/{queue}/messages")
+        assert status == 200, page
+        if page["messages"]:
+            break
+        time.sleep(0.1)
+    record = page["messages"][0]["body"]
+    assert record["requestContext"]["functionArn"] == function_arn(name) + ":live"
+    assert record["responsePayload"]["errorMessage"] == "failing in 1"

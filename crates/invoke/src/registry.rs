@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use tern_core::function::{AliasRecord, FunctionRecord};
+use tern_core::function::{AliasRecord, FunctionRecord, LATEST};
 use tern_store::StoreHandle;
 
 use crate::error::ServiceError;
@@ -36,7 +36,55 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|e| e.into_inner())
 }
 
+/// What a qualifier names.
+enum Qualifier<'a> {
+    Latest,
+    Version(u64),
+    Alias(&'a str),
+}
+
+fn classify(qualifier: Option<&str>) -> Qualifier<'_> {
+    match qualifier {
+        None | Some(LATEST) => Qualifier::Latest,
+        Some(q) => match q.parse::<u64>() {
+            Ok(n) if q.bytes().all(|b| b.is_ascii_digit()) => Qualifier::Version(n),
+            _ => Qualifier::Alias(q),
+        },
+    }
+}
+
 impl Registry {
+    /// The record a qualifier names: `$LATEST` (no qualifier), a published version, or
+    /// an alias's version. With `roll` (uniform in [0, 1)) an alias with a weighted
+    /// second version picks between the two; without it, its primary version.
+    pub async fn resolve(
+        &self,
+        namespace: &str,
+        name: &str,
+        qualifier: Option<&str>,
+        roll: Option<f64>,
+    ) -> Result<Option<Arc<FunctionRecord>>, ServiceError> {
+        let version = match classify(qualifier) {
+            Qualifier::Latest => return self.get(namespace, name).await,
+            Qualifier::Version(n) => n,
+            Qualifier::Alias(alias) => {
+                let Some(alias) = self.alias(namespace, name, alias).await? else {
+                    return Ok(None);
+                };
+                let picked = match roll {
+                    Some(r) => alias.pick(r),
+                    None => &alias.function_version,
+                };
+                match classify(Some(picked)) {
+                    Qualifier::Version(n) => n,
+                    Qualifier::Latest => return self.get(namespace, name).await,
+                    Qualifier::Alias(_) => return Ok(None),
+                }
+            }
+        };
+        self.version(namespace, name, version).await
+    }
+
     pub fn new(store: StoreHandle) -> Self {
         Registry {
             store,
@@ -177,5 +225,20 @@ impl Registry {
             .remove(&(namespace.to_string(), name.to_string()));
         write(&self.versions).retain(|(ns, n, _), _| ns != namespace || n != name);
         write(&self.aliases).retain(|(ns, f, _), _| ns != namespace || f != name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_qualifier_is_latest_a_version_number_or_an_alias() {
+        assert!(matches!(classify(None), Qualifier::Latest));
+        assert!(matches!(classify(Some("$LATEST")), Qualifier::Latest));
+        assert!(matches!(classify(Some("12")), Qualifier::Version(12)));
+        assert!(matches!(classify(Some("+12")), Qualifier::Alias("+12")));
+        assert!(matches!(classify(Some("live")), Qualifier::Alias("live")));
+        assert!(matches!(classify(Some("v2")), Qualifier::Alias("v2")));
     }
 }

@@ -14,27 +14,8 @@ use crate::error::{stored, ServiceError};
 use crate::functions::{invalid, Caller, FunctionService};
 use crate::{now_ms, validate};
 
-/// What a qualifier names.
-enum Qualifier<'a> {
-    Latest,
-    Version(u64),
-    Alias(&'a str),
-}
-
-fn classify(qualifier: Option<&str>) -> Qualifier<'_> {
-    match qualifier {
-        None | Some(LATEST) => Qualifier::Latest,
-        Some(q) => match q.parse::<u64>() {
-            Ok(n) if q.bytes().all(|b| b.is_ascii_digit()) => Qualifier::Version(n),
-            _ => Qualifier::Alias(q),
-        },
-    }
-}
-
 impl FunctionService {
-    /// The record a qualifier names: `$LATEST` (no qualifier), a published version, or
-    /// an alias's version. With `roll` (uniform in [0, 1)) an alias with a weighted
-    /// second version picks between the two; without it, its primary version.
+    /// The record a qualifier names (see [`crate::registry::Registry::resolve`]).
     pub async fn resolve(
         &self,
         namespace: &str,
@@ -42,25 +23,9 @@ impl FunctionService {
         qualifier: Option<&str>,
         roll: Option<f64>,
     ) -> Result<Option<Arc<FunctionRecord>>, ServiceError> {
-        let version = match classify(qualifier) {
-            Qualifier::Latest => return self.registry().get(namespace, name).await,
-            Qualifier::Version(n) => n,
-            Qualifier::Alias(alias) => {
-                let Some(alias) = self.registry().alias(namespace, name, alias).await? else {
-                    return Ok(None);
-                };
-                let picked = match roll {
-                    Some(r) => alias.pick(r),
-                    None => &alias.function_version,
-                };
-                match classify(Some(picked)) {
-                    Qualifier::Version(n) => n,
-                    Qualifier::Latest => return self.registry().get(namespace, name).await,
-                    Qualifier::Alias(_) => return Ok(None),
-                }
-            }
-        };
-        self.registry().version(namespace, name, version).await
+        self.registry()
+            .resolve(namespace, name, qualifier, roll)
+            .await
     }
 
     /// Publishes `$LATEST` as a new version, unless nothing changed since the newest
@@ -255,20 +220,5 @@ impl FunctionService {
                 return Ok(out);
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_qualifier_is_latest_a_version_number_or_an_alias() {
-        assert!(matches!(classify(None), Qualifier::Latest));
-        assert!(matches!(classify(Some("$LATEST")), Qualifier::Latest));
-        assert!(matches!(classify(Some("12")), Qualifier::Version(12)));
-        assert!(matches!(classify(Some("+12")), Qualifier::Alias("+12")));
-        assert!(matches!(classify(Some("live")), Qualifier::Alias("live")));
-        assert!(matches!(classify(Some("v2")), Qualifier::Alias("v2")));
     }
 }

@@ -184,11 +184,6 @@ impl AsyncService {
                     name,
                     qualifier,
                 } => {
-                    if qualifier.as_deref().is_some_and(|q| q != LATEST) {
-                        return Err(invalid(format!(
-                            "Destination '{dest}': only $LATEST of a function can be a destination until versions and aliases exist"
-                        )));
-                    }
                     if account != caller.account {
                         return Err(invalid(format!(
                             "Destination '{dest}' belongs to another account"
@@ -201,8 +196,7 @@ impl AsyncService {
                     }
                     if self
                         .functions
-                        .registry()
-                        .get(&caller.namespace, &name)
+                        .resolve(&caller.namespace, &name, qualifier.as_deref(), None)
                         .await?
                         .is_none()
                     {

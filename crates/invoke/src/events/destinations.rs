@@ -187,7 +187,7 @@ impl Destinations {
                 // the dead-letter queue).
                 let Some(target) = self
                     .registry
-                    .get(namespace, &name)
+                    .resolve(namespace, &name, qualifier.as_deref(), None)
                     .await
                     .map_err(|e| DeliveryError::Store(Box::new(e)))?
                 else {
