@@ -131,4 +131,13 @@ pub const MIGRATIONS: &[&str] = &[
         name TEXT PRIMARY KEY,
         record TEXT NOT NULL
      );",
+    // 6: function URLs, one per (namespace, function, qualifier); the record as JSON.
+    "CREATE TABLE function_urls (
+        url_id TEXT PRIMARY KEY,
+        namespace TEXT NOT NULL,
+        function TEXT NOT NULL,
+        qualifier TEXT NOT NULL,
+        record TEXT NOT NULL,
+        UNIQUE (namespace, function, qualifier)
+     );",
 ];

@@ -3,12 +3,14 @@
 mod events;
 mod layers;
 mod networks;
+mod urls;
 
 use std::path::Path;
 use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use tern_core::function::FunctionRecord;
+use tern_core::function_url::FunctionUrlRecord;
 use tern_core::layer::{LayerStatement, LayerVersionRecord};
 use tern_core::network::NetworkRecord;
 
@@ -150,10 +152,12 @@ impl Store for SqliteStore {
                 params![namespace, name],
             )?;
         }
-        tx.execute(
-            "DELETE FROM event_invoke_configs WHERE namespace = ?1 AND function = ?2",
-            params![namespace, name],
-        )?;
+        for table in ["event_invoke_configs", "function_urls"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE namespace = ?1 AND function = ?2"),
+                params![namespace, name],
+            )?;
+        }
         // Its async events go with it, queued, finished or dead-lettered: a function of
         // the same name created later must not run them.
         tx.execute(
@@ -760,6 +764,47 @@ impl Store for SqliteStore {
 
     fn delete_network(&self, name: &str) -> Result<bool, StoreError> {
         self.networks_delete(name)
+    }
+
+    fn create_function_url(&self, rec: &FunctionUrlRecord) -> Result<(), StoreError> {
+        self.urls_create(rec)
+    }
+
+    fn update_function_url(&self, rec: &FunctionUrlRecord) -> Result<bool, StoreError> {
+        self.urls_update(rec)
+    }
+
+    fn get_function_url(
+        &self,
+        namespace: &str,
+        function: &str,
+        qualifier: &str,
+    ) -> Result<Option<FunctionUrlRecord>, StoreError> {
+        self.urls_get(namespace, function, qualifier)
+    }
+
+    fn get_function_url_by_id(
+        &self,
+        url_id: &str,
+    ) -> Result<Option<FunctionUrlRecord>, StoreError> {
+        self.urls_get_by_id(url_id)
+    }
+
+    fn list_function_urls(
+        &self,
+        namespace: &str,
+        function: &str,
+    ) -> Result<Vec<FunctionUrlRecord>, StoreError> {
+        self.urls_list(namespace, function)
+    }
+
+    fn delete_function_urls(
+        &self,
+        namespace: &str,
+        function: &str,
+        qualifier: Option<&str>,
+    ) -> Result<usize, StoreError> {
+        self.urls_delete(namespace, function, qualifier)
     }
 }
 
