@@ -17,6 +17,7 @@ pub mod reporting;
 pub mod sync;
 pub mod throttle;
 mod upload;
+pub mod urls;
 pub mod validate;
 
 pub use admission::Admission;
