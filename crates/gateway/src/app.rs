@@ -654,6 +654,8 @@ async fn delete_function(
         .functions
         .delete(&caller, &name, qualifier(&q))
         .await?;
+    // Its URLs went with it in the store; this server must not serve them from memory.
+    state.urls.forget_namespace(&caller.namespace);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -283,6 +283,13 @@ impl UrlService {
         Ok(found)
     }
 
+    /// Forgets the URLs of a namespace kept in memory, after one of its functions was
+    /// deleted (the store deleted its URLs with it).
+    pub fn forget_namespace(&self, namespace: &str) {
+        self.cache()
+            .retain(|_, (_, rec)| rec.namespace != namespace);
+    }
+
     /// Whether a URL needs a SigV4 signature.
     pub fn signed(rec: &FunctionUrlRecord) -> bool {
         rec.auth_type == AuthType::AwsIam

@@ -26,6 +26,7 @@ use crate::app::{read_body, verify_request, AppState, BodyError, Unverified};
 pub fn serve_routes() -> Router<AppState> {
     Router::new()
         .route("/url/:id", any(serve_path_form))
+        .route("/url/:id/", any(serve_path_form))
         .route("/url/:id/*rest", any(serve_path_form))
 }
 
