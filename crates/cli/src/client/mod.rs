@@ -17,6 +17,7 @@ mod invoke;
 mod logs;
 mod networks;
 mod package;
+mod urls;
 
 pub use deploy::DeployArgs;
 pub use events::{DlqCommand, InvocationsCommand, QueueCommand};
@@ -24,6 +25,7 @@ pub use functions::FunctionsCommand;
 pub use invoke::InvokeArgs;
 pub use logs::LogsArgs;
 pub use networks::NetworkCommand;
+pub use urls::UrlCommand;
 
 /// How to reach the server and who to be; shared by every client command.
 ///
@@ -120,6 +122,9 @@ pub enum ClientCommand {
     /// get, delete.
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// A function's URL: create, get, list, delete.
+    #[command(subcommand)]
+    Url(UrlCommand),
 }
 
 /// Runs one client command; the exit code is 1 when an invoked function failed.
@@ -133,6 +138,7 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
         ClientCommand::Functions(cmd) => functions::run(&cmd),
         ClientCommand::Logs(args) => logs::run(&args),
         ClientCommand::Network(cmd) => networks::run(&cmd),
+        ClientCommand::Url(cmd) => urls::run(&cmd),
     };
     match result {
         // `tern logs f | head` closing the pipe early is not a failure.
