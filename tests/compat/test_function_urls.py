@@ -277,3 +277,16 @@ def test_deleting_the_function_deletes_its_url(lambda_client):
     with pytest.raises(lambda_client.exceptions.ResourceNotFoundException):
         lambda_client.get_function_url_config(FunctionName=name)
     assert http(url + "plain")[0] == 404
+
+
+def test_a_throttle_is_a_429(lambda_client):
+    name = create_and_wait(lambda_client, build_zip({"app.py": URL_APP}),
+                           name=unique_name("urlthrottle"))["FunctionName"]
+    url = lambda_client.create_function_url_config(FunctionName=name,
+                                                   AuthType="NONE")["FunctionUrl"]
+    lambda_client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
+    status, headers, body = http(url + "plain")
+    assert status == 429, body
+    assert json.loads(body) == {"Message": "Rate Exceeded."}
+    lambda_client.delete_function_concurrency(FunctionName=name)
+    assert http(url + "plain")[0] == 200

@@ -201,6 +201,46 @@ async fn serve(state: &AppState, url_id: &str, raw_path: &str, req: Request) -> 
     resp
 }
 
+/// The body, read within the Invoke limit, and for an `AWS_IAM` URL the signer, whose
+/// signature is checked before the body is read.
+async fn authenticated_body(
+    state: &AppState,
+    rec: &FunctionUrlRecord,
+    parts: &axum::http::request::Parts,
+    body: Body,
+) -> Result<(Bytes, Option<IamIdentity>), Response> {
+    let limit = limits::SYNC_PAYLOAD_BYTES;
+    if rec.auth_type != AuthType::AwsIam {
+        let read = read_body(body, limit).await.map_err(body_refusal)?;
+        return Ok((read.bytes, None));
+    }
+    match verify_request(state, parts, body, limit).await {
+        Ok((caller, bytes)) if caller.namespace == rec.namespace => {
+            let access_key = parts
+                .headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|a| tern_core::sigv4::parse_authorization(a).ok())
+                .map(|a| a.access_key)
+                .unwrap_or_default();
+            let iam = IamIdentity {
+                access_key,
+                account_id: caller.account,
+            };
+            Ok((bytes, Some(iam)))
+        }
+        Ok((caller, _)) => {
+            tracing::debug!(namespace = %caller.namespace, "a function URL signed by another namespace");
+            Err(forbidden())
+        }
+        Err(Unverified::Denied(e)) => {
+            tracing::debug!(error = %e, "a function URL request not authenticated");
+            Err(forbidden())
+        }
+        Err(Unverified::Body(e)) => Err(body_refusal(e)),
+    }
+}
+
 /// Authenticates (for `AWS_IAM`), reads the body and runs the function.
 async fn run(
     state: &AppState,
@@ -209,38 +249,9 @@ async fn run(
     parts: axum::http::request::Parts,
     body: Body,
 ) -> Response {
-    let limit = limits::SYNC_PAYLOAD_BYTES;
-    let (body, iam) = if rec.auth_type == AuthType::AwsIam {
-        match verify_request(state, &parts, body, limit).await {
-            Ok((caller, bytes)) if caller.namespace == rec.namespace => {
-                let access_key = parts
-                    .headers
-                    .get("authorization")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|a| tern_core::sigv4::parse_authorization(a).ok())
-                    .map(|a| a.access_key)
-                    .unwrap_or_default();
-                let iam = IamIdentity {
-                    access_key,
-                    account_id: caller.account,
-                };
-                (bytes, Some(iam))
-            }
-            Ok((caller, _)) => {
-                tracing::debug!(namespace = %caller.namespace, "a function URL signed by another namespace");
-                return forbidden();
-            }
-            Err(Unverified::Denied(e)) => {
-                tracing::debug!(error = %e, "a function URL request not authenticated");
-                return forbidden();
-            }
-            Err(Unverified::Body(e)) => return body_refusal(e),
-        }
-    } else {
-        match read_body(body, limit).await {
-            Ok(read) => (read.bytes, None),
-            Err(e) => return body_refusal(e),
-        }
+    let (body, iam) = match authenticated_body(state, rec, &parts, body).await {
+        Ok(read) => read,
+        Err(refused) => return refused,
     };
     let request_id = uuid::Uuid::new_v4().to_string();
     let account = tern_core::names::account_of(&rec.namespace);
@@ -292,7 +303,18 @@ async fn run(
             },
         )
         .await;
-    let mut resp = match invoked {
+    let mut resp = shaped(invoked, &rec.function, &request_id);
+    set_header(&mut resp, "x-amzn-requestid", &request_id);
+    resp
+}
+
+/// The HTTP response of an invoke's outcome: the mapped result, or Lambda's error.
+fn shaped(
+    invoked: Result<tern_invoke::InvokeResponse, ServiceError>,
+    function: &str,
+    request_id: &str,
+) -> Response {
+    match invoked {
         Ok(out) if out.function_error.is_some() => refusal(
             StatusCode::BAD_GATEWAY,
             "FunctionError",
@@ -301,7 +323,7 @@ async fn run(
         Ok(out) => match response::map(&out.payload) {
             Ok(mapped) => mapped_response(mapped),
             Err(e) => {
-                tracing::debug!(error = %e, function = %rec.function, request_id = %request_id, "a function URL result is not a response");
+                tracing::debug!(error = %e, function = %function, request_id = %request_id, "a function URL result is not a response");
                 refusal(
                     StatusCode::BAD_GATEWAY,
                     "FunctionError",
@@ -316,13 +338,11 @@ async fn run(
                     | ServiceError::ResourceNotFound(_)
                     | ServiceError::RequestTooLarge(_)
             ) {
-                tracing::warn!(error = %e, function = %rec.function, request_id = %request_id, "a function URL invoke failed");
+                tracing::warn!(error = %e, function = %function, request_id = %request_id, "a function URL invoke failed");
             }
             invoke_refusal(&e)
         }
-    };
-    set_header(&mut resp, "x-amzn-requestid", &request_id);
-    resp
+    }
 }
 
 fn now_ms() -> i64 {
