@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tern_core::function::LATEST;
 use tern_core::function_url::{
-    check_qualifier, is_url_id, AuthType, FunctionUrlInput, FunctionUrlRecord, InvokeMode,
+    check_qualifier, is_url_id, FunctionUrlInput, FunctionUrlRecord, InvokeMode,
 };
 use tern_core::names::function_arn;
 use tern_store::StoreHandle;
@@ -288,10 +288,5 @@ impl UrlService {
     pub fn forget_namespace(&self, namespace: &str) {
         self.cache()
             .retain(|_, (_, rec)| rec.namespace != namespace);
-    }
-
-    /// Whether a URL needs a SigV4 signature.
-    pub fn signed(rec: &FunctionUrlRecord) -> bool {
-        rec.auth_type == AuthType::AwsIam
     }
 }
