@@ -924,3 +924,41 @@ fn the_release_flow_publish_alias_canary_and_rollback_through_the_cli() {
     assert_eq!(bad.code, Some(2), "{bad:#?}");
     assert!(bad.stderr.contains("not between 0 and 1"), "{bad:#?}");
 }
+
+#[test]
+fn a_function_url_is_created_called_and_deleted_through_the_cli() {
+    let server = Server::start();
+    let src = python_dir(1);
+    deploy(
+        &server,
+        path_str(src.path()),
+        "with-url",
+        "python3.11",
+        "app.handler",
+        &[],
+    )
+    .ok();
+    let created = tern(&server, &["url", "create", "with-url"]).ok().json();
+    assert_eq!(created["AuthType"], "NONE");
+    let url = created["FunctionUrl"].as_str().unwrap().to_string();
+    let path = url
+        .strip_prefix(&server.endpoint)
+        .unwrap_or_else(|| panic!("{url} is not on the listener"));
+    let resp = server.raw_request("GET", &format!("{path}hi?x=1"), &[], b"");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.json()["event"]["rawPath"], "/hi");
+    let got = tern(&server, &["url", "get", "with-url"]).ok().json();
+    assert_eq!(got["FunctionUrl"], url.as_str());
+    let listed = tern(&server, &["url", "list", "with-url"]).ok().json();
+    assert_eq!(listed["FunctionUrlConfigs"][0]["FunctionUrl"], url.as_str());
+    let run = tern(
+        &server,
+        &["url", "create", "with-url", "--auth-type", "AWS_IAM"],
+    )
+    .failed();
+    assert!(run.stderr.contains("ResourceConflictException"), "{run:#?}");
+    let run = tern(&server, &["url", "delete", "with-url"]).ok();
+    assert_eq!(run.stdout.trim(), "deleted the URL of with-url");
+    let run = tern(&server, &["url", "get", "with-url"]).failed();
+    assert!(run.stderr.contains("ResourceNotFoundException"), "{run:#?}");
+}

@@ -328,3 +328,34 @@ def test_event_invoke_config_and_destinations_per_alias(lambda_client, tern_serv
     record = page["messages"][0]["body"]
     assert record["requestContext"]["functionArn"] == function_arn(name) + ":live"
     assert record["responsePayload"]["errorMessage"] == "failing in 1"
+
+
+def test_a_function_url_on_an_alias_follows_the_alias(lambda_client, two_versions):
+    import urllib.error
+    import urllib.request
+
+    name = two_versions
+    lambda_client.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
+    url = lambda_client.create_function_url_config(
+        FunctionName=name, Qualifier="live", AuthType="NONE")["FunctionUrl"]
+    assert lambda_client.get_function_url_config(
+        FunctionName=name, Qualifier="live")["FunctionArn"] == function_arn(name) + ":live"
+
+    def call():
+        try:
+            with urllib.request.urlopen(url, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, None
+
+    status, body = call()
+    assert status == 200 and body["code"] == "v1", body
+    assert body["invoked_arn"] == function_arn(name) + ":live"
+    lambda_client.update_alias(FunctionName=name, Name="live", FunctionVersion="2")
+    status, body = call()
+    assert status == 200 and body["code"] == "v2", body
+    lambda_client.delete_alias(FunctionName=name, Name="live")
+    assert call()[0] == 404
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        lambda_client.get_function_url_config(FunctionName=name, Qualifier="live")
+    assert error_code(e) == "ResourceNotFoundException"

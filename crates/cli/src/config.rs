@@ -100,6 +100,28 @@ pub struct ServerConfig {
     pub async_invoke: AsyncSettings,
     /// Function networking (egress, the egress policy, DNS).
     pub network: NetworkSettings,
+    /// Function URLs.
+    pub urls: UrlSettings,
+}
+
+/// `[urls]` in the config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UrlSettings {
+    /// How the API spells a `FunctionUrl`, with `{id}` for the URL id: with `{id}` as the
+    /// first label of the host (`https://{id}.lambda-url.example.com/`), requests whose
+    /// Host is `<url-id>.<domain>` are routed to that URL (behind a proxy or wildcard
+    /// DNS). Unset: `http://<address the client used>/url/<url-id>/`.
+    pub public_base: Option<String>,
+}
+
+impl UrlSettings {
+    pub fn base(&self) -> anyhow::Result<tern_gateway::UrlBase> {
+        match &self.public_base {
+            None => Ok(tern_gateway::UrlBase::listener()),
+            Some(b) => tern_gateway::UrlBase::public(b).map_err(|e| anyhow::anyhow!("urls.{e}")),
+        }
+    }
 }
 
 /// `[network]` in the config file.
@@ -266,6 +288,7 @@ impl Default for ServerConfig {
             python_sdk_dir: None,
             async_invoke: AsyncSettings::default(),
             network: NetworkSettings::default(),
+            urls: UrlSettings::default(),
         }
     }
 }
@@ -345,6 +368,10 @@ pub struct ServerArgs {
     /// Network mode of functions created without one: none or egress [default: none].
     #[arg(long, env = "TERN_NETWORK_DEFAULT")]
     pub network_default: Option<String>,
+    /// Function URLs as `https://{id}.lambda-url.example.com/` (host routing) [default:
+    /// http://<listen address>/url/<url-id>/]
+    #[arg(long, env = "TERN_URL_PUBLIC_BASE")]
+    pub url_public_base: Option<String>,
     /// DEVELOPMENT ONLY: run functions as plain processes without any isolation.
     #[arg(long, env = "TERN_DEV_UNSANDBOXED")]
     pub dev_unsandboxed: bool,
@@ -419,6 +446,9 @@ impl ServerConfig {
         if let Some(v) = &args.network_default {
             cfg.network.default_mode = v.clone();
         }
+        if let Some(v) = &args.url_public_base {
+            cfg.urls.public_base = Some(v.clone());
+        }
         cfg.dev_unsandboxed |= args.dev_unsandboxed;
         cfg.validate()?;
         Ok(cfg)
@@ -477,6 +507,7 @@ impl ServerConfig {
         if self.header_timeout_secs == 0 || self.idle_timeout_secs == 0 {
             bail!("header_timeout_secs and idle_timeout_secs must be at least 1");
         }
+        self.urls.base()?;
         let mode = self.network.default_mode()?;
         self.network.sandbox_config()?;
         if self.network.bandwidth_mbit > 128_000 {
@@ -652,6 +683,25 @@ mod tests {
             ..ServerConfig::default()
         };
         assert!(option.validate().is_err());
+    }
+
+    #[test]
+    fn a_url_public_base_is_checked() {
+        let good = ServerConfig {
+            urls: UrlSettings {
+                public_base: Some("https://{id}.lambda-url.example.com/".into()),
+            },
+            ..ServerConfig::default()
+        };
+        assert!(good.validate().is_ok());
+        let bad = ServerConfig {
+            urls: UrlSettings {
+                public_base: Some("https://lambda-url.example.com/".into()),
+            },
+            ..ServerConfig::default()
+        };
+        let err = bad.validate().expect_err("no {id}");
+        assert!(format!("{err:#}").contains("urls.public_base"), "{err:#}");
     }
 
     #[test]

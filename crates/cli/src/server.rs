@@ -486,8 +486,14 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         tracing::error!(error = %e, "could not apply the private networks; retrying in the background");
     }
     networks.spawn_sync(instances.clone());
+    let urls = Arc::new(tern_invoke::urls::UrlService::new(
+        store.clone(),
+        functions.clone(),
+    ));
     let app = tern_gateway::router(AppState {
         networks,
+        urls,
+        url_base: Arc::new(config.urls.base()?),
         events: Arc::new(AsyncService::new(store.clone(), functions.clone(), queue)),
         functions,
         invoker,

@@ -6,6 +6,7 @@
 
 pub mod event_config;
 pub mod function;
+pub mod function_url;
 pub mod layer;
 pub mod limits;
 pub mod names;

@@ -49,6 +49,10 @@ pub struct AppState {
     pub downloads: Arc<Downloads>,
     /// Private networks (`/tern/v1/networks`).
     pub networks: Arc<tern_invoke::networks::NetworkService>,
+    /// Function URLs: their configs, and finding the one a request addresses.
+    pub urls: Arc<tern_invoke::urls::UrlService>,
+    /// How `FunctionUrl`s are spelled, and which hosts name a URL.
+    pub url_base: Arc<crate::function_url::UrlBase>,
 }
 
 /// An error on its way to the client.
@@ -196,6 +200,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::events::routes())
         .merge(crate::networks::routes())
         .merge(crate::versions::routes())
+        .merge(crate::function_url::routes())
         .fallback(unknown_operation)
         .method_not_allowed_fallback(unknown_operation)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
@@ -209,6 +214,13 @@ pub fn router(state: AppState) -> Router {
         // it must not apply axum's own 2 MiB default on top.
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn(edge))
+        // Function URLs answer as their function says (errors included), outside the
+        // API's authentication and error shaping; they read their own bodies.
+        .merge(crate::function_url::serve_routes())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::function_url::host_routing,
+        ))
         .with_state(state)
 }
 
@@ -256,13 +268,13 @@ async fn lambda_shaped(resp: Response) -> Response {
 }
 
 /// A body read within its route's limit, with its sha256.
-struct ReadBody {
-    bytes: Bytes,
+pub(crate) struct ReadBody {
+    pub(crate) bytes: Bytes,
     sha256_hex: String,
 }
 
 #[derive(Debug)]
-enum BodyError {
+pub(crate) enum BodyError {
     /// Over the limit (and drained, up to a bound).
     TooLarge,
     /// No bytes arrived for [`BODY_IDLE_TIMEOUT`].
@@ -273,7 +285,7 @@ enum BodyError {
 /// Reads the whole body within `limit`, hashing it as it arrives; beyond the limit,
 /// drains up to a bound and fails. A body that stops arriving fails after
 /// [`BODY_IDLE_TIMEOUT`].
-async fn read_body(body: Body, limit: usize) -> Result<ReadBody, BodyError> {
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<ReadBody, BodyError> {
     let mut body = body;
     let mut buf = bytes::BytesMut::new();
     let mut hasher = Sha256::new();
@@ -335,11 +347,13 @@ fn query_signed(query: &str) -> bool {
     })
 }
 
-/// Authenticates with SigV4 and attaches the [`Caller`]. Everything that can be checked
-/// before the body is (key, scope, date, signed headers, and the signature itself when
-/// the client signed `x-amz-content-sha256`), so an unauthenticated client never makes
-/// the server hold a body. The body is then read within the route's limit and hashed;
-/// a declared hash must match it.
+/// Why [`verify_request`] refused a request.
+pub(crate) enum Unverified {
+    Denied(AuthError),
+    Body(BodyError),
+}
+
+/// Authenticates with SigV4 and attaches the [`Caller`]; see [`verify_request`].
 async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
     let is_invoke = parts.uri.path().ends_with("/invocations")
@@ -353,6 +367,36 @@ async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -
     } else {
         MANAGEMENT_BODY_BYTES
     };
+    match verify_request(&state, &parts, body, limit).await {
+        Ok((caller, bytes)) => {
+            parts.extensions.insert(caller);
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(Unverified::Denied(e)) => {
+            tracing::debug!(error = %e, path = %parts.uri.path(), "request not authenticated");
+            ApiError::from(e).into_response()
+        }
+        Err(Unverified::Body(e)) => {
+            let query = parts.uri.query().unwrap_or("");
+            let operation = crate::operations::find(parts.method.as_str(), parts.uri.path(), query)
+                .map(|o| o.name);
+            body_error(e, is_invoke, limit, operation)
+        }
+    }
+}
+
+/// Verifies a request's SigV4 signature and reads its body within `limit`. Everything
+/// that can be checked before the body is (key, scope, date, signed headers, and the
+/// signature itself when the client signed `x-amz-content-sha256`), so an
+/// unauthenticated client never makes the server hold a body. The body is then read and
+/// hashed; a declared hash must match it.
+pub(crate) async fn verify_request(
+    state: &AppState,
+    parts: &axum::http::request::Parts,
+    body: Body,
+    limit: usize,
+) -> Result<(Caller, Bytes), Unverified> {
     let mut headers: Vec<(String, String)> = parts
         .headers
         .iter()
@@ -364,50 +408,39 @@ async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -
             headers.push(("host".to_string(), a.to_string()));
         }
     }
-    let method = parts.method.as_str().to_string();
-    let path = parts.uri.path().to_string();
-    let query = parts.uri.query().unwrap_or("").to_string();
+    let method = parts.method.as_str();
+    let path = parts.uri.path();
+    let query = parts.uri.query().unwrap_or("");
     let authorization = header_str(&parts.headers, "authorization");
     let declared = header_str(&parts.headers, "x-amz-content-sha256");
     let mut rp = RequestParts {
-        method: &method,
-        raw_path: &path,
-        raw_query: &query,
+        method,
+        raw_path: path,
+        raw_query: query,
         headers: &headers,
         payload_sha256: "",
     };
-    let denied = |e: AuthError| {
-        tracing::debug!(error = %e, path = %path, "request not authenticated");
-        ApiError::from(e).into_response()
-    };
-    let pending = match state
+    let pending = state
         .auth
-        .check_before_body(&rp, authorization.as_deref(), query_signed(&query))
+        .check_before_body(&rp, authorization.as_deref(), query_signed(query))
         .await
-    {
-        Ok(p) => p,
-        Err(e) => return denied(e),
-    };
+        .map_err(Unverified::Denied)?;
     // A declared payload hash is signed (checked above), so the signature can be checked
     // now; the body must then hash to it.
     let early = match &declared {
         Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
             rp.payload_sha256 = h;
-            match state.auth.finish(&rp, &pending) {
-                Ok(caller) => Some(caller),
-                Err(e) => return denied(e),
-            }
+            Some(
+                state
+                    .auth
+                    .finish(&rp, &pending)
+                    .map_err(Unverified::Denied)?,
+            )
         }
-        Some(_) => return denied(AuthError::BodyHashMismatch),
+        Some(_) => return Err(Unverified::Denied(AuthError::BodyHashMismatch)),
         None => None,
     };
-    let read = match read_body(body, limit).await {
-        Ok(r) => r,
-        Err(e) => {
-            let operation = crate::operations::find(&method, &path, &query).map(|o| o.name);
-            return body_error(e, is_invoke, limit, operation);
-        }
-    };
+    let read = read_body(body, limit).await.map_err(Unverified::Body)?;
     let caller = match early {
         Some(caller) => {
             let matches = declared.as_deref().is_some_and(|h| {
@@ -417,21 +450,19 @@ async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -
                 )
             });
             if !matches {
-                return denied(AuthError::BodyHashMismatch);
+                return Err(Unverified::Denied(AuthError::BodyHashMismatch));
             }
             caller
         }
         None => {
             rp.payload_sha256 = &read.sha256_hex;
-            match state.auth.finish(&rp, &pending) {
-                Ok(caller) => caller,
-                Err(e) => return denied(e),
-            }
+            state
+                .auth
+                .finish(&rp, &pending)
+                .map_err(Unverified::Denied)?
         }
     };
-    parts.extensions.insert(caller);
-    next.run(Request::from_parts(parts, Body::from(read.bytes)))
-        .await
+    Ok((caller, read.bytes))
 }
 
 async fn health() -> Response {
@@ -624,6 +655,8 @@ async fn delete_function(
         .functions
         .delete(&caller, &name, qualifier(&q))
         .await?;
+    // Its URLs went with it in the store; this server must not serve them from memory.
+    state.urls.forget_namespace(&caller.namespace);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -650,6 +683,7 @@ async fn invoke(
         log_type: header_str(&headers, "x-amz-log-type"),
         client_context: header_str(&headers, "x-amz-client-context"),
         idempotency_key: header_str(&headers, "x-tern-idempotency-key"),
+        request_id: None,
         payload: body,
     };
     let out = state.invoker.invoke(&caller, req).await?;

@@ -141,8 +141,13 @@ pub async fn serve(
                 backoff = ACCEPT_BACKOFF_MIN;
                 match table.admit(peer.ip(), &limits) {
                     Some(admitted) => {
-                        let conn =
-                            serve_connection(stream, app.clone(), limits.clone(), stop_rx.clone());
+                        let conn = serve_connection(
+                            stream,
+                            peer,
+                            app.clone(),
+                            limits.clone(),
+                            stop_rx.clone(),
+                        );
                         tokio::spawn(async move {
                             conn.await;
                             drop(admitted);
@@ -187,8 +192,11 @@ fn refuse(mut stream: TcpStream, table: &Arc<Connections>) {
     });
 }
 
+/// Serves one connection; each request carries the peer's address as
+/// `ConnectInfo<SocketAddr>` (a function URL's `sourceIp`).
 async fn serve_connection(
     stream: TcpStream,
+    peer: std::net::SocketAddr,
     app: Router,
     limits: ListenerLimits,
     mut stop: watch::Receiver<bool>,
@@ -200,15 +208,19 @@ async fn serve_connection(
         activity: activity.clone(),
     });
     let in_flight = activity.clone();
-    let svc = TowerToHyperService::new(tower::service_fn(move |req| {
-        let app = app.clone();
-        let guard = InFlight::enter(&in_flight);
-        async move {
-            let resp = tower::ServiceExt::oneshot(app, req).await;
-            drop(guard);
-            resp
-        }
-    }));
+    let svc = TowerToHyperService::new(tower::service_fn(
+        move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            let app = app.clone();
+            let guard = InFlight::enter(&in_flight);
+            async move {
+                let resp = tower::ServiceExt::oneshot(app, req).await;
+                drop(guard);
+                resp
+            }
+        },
+    ));
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())

@@ -140,6 +140,8 @@ async fn delete_alias(
     Path((name, alias)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     state.functions.delete_alias(&caller, &name, &alias).await?;
+    // Its URL went with it in the store; this server must not serve it from memory.
+    state.urls.forget_namespace(&caller.namespace);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

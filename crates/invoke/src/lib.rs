@@ -19,6 +19,7 @@ pub mod reporting;
 pub mod sync;
 pub mod throttle;
 mod upload;
+pub mod urls;
 pub mod validate;
 mod versions;
 

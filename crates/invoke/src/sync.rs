@@ -33,6 +33,9 @@ pub struct InvokeRequest {
     pub client_context: Option<String>,
     /// `X-Tern-Idempotency-Key` (Event only).
     pub idempotency_key: Option<String>,
+    /// The invocation's request id when the caller chose it (a function URL's event
+    /// carries it); a new one otherwise.
+    pub request_id: Option<String>,
     pub payload: Bytes,
 }
 
@@ -233,8 +236,11 @@ impl Invoker {
         caller: &Caller,
         req: InvokeRequest,
     ) -> Result<InvokeResponse, ServiceError> {
+        let request_id = req
+            .request_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let parsed = self.parse(caller, req).await?;
-        let request_id = uuid::Uuid::new_v4().to_string();
         let accepted = |status, request_id| InvokeResponse {
             status,
             payload: Bytes::new(),

@@ -12,6 +12,7 @@ mod layers;
 mod networks;
 mod pool;
 mod schema;
+mod urls;
 mod versions;
 
 use std::str::FromStr;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use postgres::{Config, NoTls};
 use tern_core::function::{AliasRecord, FunctionRecord};
+use tern_core::function_url::FunctionUrlRecord;
 use tern_core::layer::{LayerStatement, LayerVersionRecord};
 use tern_core::network::NetworkRecord;
 
@@ -217,7 +219,7 @@ impl Store for PostgresStore {
                 &[&namespace, &name],
             )?;
         }
-        for table in ["event_invoke_configs", "function_aliases"] {
+        for table in ["event_invoke_configs", "function_aliases", "function_urls"] {
             tx.execute(
                 &format!("DELETE FROM {table} WHERE namespace = $1 AND function = $2"),
                 &[&namespace, &name],
@@ -739,6 +741,47 @@ impl Store for PostgresStore {
 
     fn delete_network(&self, name: &str) -> Result<bool, StoreError> {
         self.networks_delete(name)
+    }
+
+    fn create_function_url(&self, rec: &FunctionUrlRecord) -> Result<(), StoreError> {
+        self.urls_create(rec)
+    }
+
+    fn update_function_url(&self, rec: &FunctionUrlRecord) -> Result<bool, StoreError> {
+        self.urls_update(rec)
+    }
+
+    fn get_function_url(
+        &self,
+        namespace: &str,
+        function: &str,
+        qualifier: &str,
+    ) -> Result<Option<FunctionUrlRecord>, StoreError> {
+        self.urls_get(namespace, function, qualifier)
+    }
+
+    fn get_function_url_by_id(
+        &self,
+        url_id: &str,
+    ) -> Result<Option<FunctionUrlRecord>, StoreError> {
+        self.urls_get_by_id(url_id)
+    }
+
+    fn list_function_urls(
+        &self,
+        namespace: &str,
+        function: &str,
+    ) -> Result<Vec<FunctionUrlRecord>, StoreError> {
+        self.urls_list(namespace, function)
+    }
+
+    fn delete_function_urls(
+        &self,
+        namespace: &str,
+        function: &str,
+        qualifier: Option<&str>,
+    ) -> Result<usize, StoreError> {
+        self.urls_delete(namespace, function, qualifier)
     }
 }
 

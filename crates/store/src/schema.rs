@@ -151,4 +151,13 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (namespace, function, name)
      );
      ALTER TABLE async_events ADD COLUMN incarnation TEXT NOT NULL DEFAULT '';",
+    // 7: function URLs, one per (namespace, function, qualifier); the record as JSON.
+    "CREATE TABLE function_urls (
+        url_id TEXT PRIMARY KEY,
+        namespace TEXT NOT NULL,
+        function TEXT NOT NULL,
+        qualifier TEXT NOT NULL,
+        record TEXT NOT NULL,
+        UNIQUE (namespace, function, qualifier)
+     );",
 ];

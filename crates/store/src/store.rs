@@ -1,6 +1,7 @@
 //! The storage interface used by the layers above.
 
 use tern_core::function::{AliasRecord, FunctionRecord};
+use tern_core::function_url::FunctionUrlRecord;
 use tern_core::layer::{LayerStatement, LayerVersionRecord};
 use tern_core::network::NetworkRecord;
 
@@ -86,8 +87,9 @@ pub trait Store: Send + Sync {
         rec: &FunctionRecord,
         expected_revision: &str,
     ) -> Result<(), StoreError>;
-    /// Deletes a function with its concurrency and event-invoke settings and its async
-    /// events (queued, finished and dead letters); returns whether it existed.
+    /// Deletes a function with its concurrency and event-invoke settings, its function
+    /// URLs and its async events (queued, finished and dead letters); returns whether it
+    /// existed.
     fn delete_function(&self, namespace: &str, name: &str) -> Result<bool, StoreError>;
     /// Publishes `rec` (a copy of `$LATEST`) as the function's next version number, if
     /// `$LATEST`'s `revision_id` is still `expected_revision` (else `Precondition`);
@@ -136,8 +138,8 @@ pub trait Store: Send + Sync {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<AliasRecord>, StoreError>;
-    /// Deletes an alias with its provisioned-concurrency and event-invoke settings;
-    /// returns whether it existed.
+    /// Deletes an alias with its provisioned-concurrency and event-invoke settings and
+    /// its function URL; returns whether it existed.
     fn delete_alias(&self, namespace: &str, function: &str, name: &str)
         -> Result<bool, StoreError>;
     /// Functions sorted by name, strictly after `after`, at most `limit`.
@@ -374,4 +376,34 @@ pub trait Store: Send + Sync {
     fn list_networks(&self) -> Result<Vec<NetworkRecord>, StoreError>;
     /// Removes a private network; returns whether it existed.
     fn delete_network(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Stores a new function URL; `Conflict` if its function already has one for that
+    /// qualifier (or, never in practice, its id is taken).
+    fn create_function_url(&self, rec: &FunctionUrlRecord) -> Result<(), StoreError>;
+    /// Replaces the URL of the record's (namespace, function, qualifier), keeping its
+    /// id; returns whether it existed (nothing is stored if not).
+    fn update_function_url(&self, rec: &FunctionUrlRecord) -> Result<bool, StoreError>;
+    fn get_function_url(
+        &self,
+        namespace: &str,
+        function: &str,
+        qualifier: &str,
+    ) -> Result<Option<FunctionUrlRecord>, StoreError>;
+    /// The URL with this id, whatever its namespace (how a request finds its function).
+    fn get_function_url_by_id(&self, url_id: &str)
+        -> Result<Option<FunctionUrlRecord>, StoreError>;
+    /// A function's URLs, by qualifier.
+    fn list_function_urls(
+        &self,
+        namespace: &str,
+        function: &str,
+    ) -> Result<Vec<FunctionUrlRecord>, StoreError>;
+    /// Deletes a function's URL of one qualifier, or all of them (`None`, for
+    /// DeleteAlias and the like); returns how many.
+    fn delete_function_urls(
+        &self,
+        namespace: &str,
+        function: &str,
+        qualifier: Option<&str>,
+    ) -> Result<usize, StoreError>;
 }

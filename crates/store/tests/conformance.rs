@@ -32,6 +32,8 @@ mod queue;
 mod settings;
 #[path = "conformance/support.rs"]
 mod support;
+#[path = "conformance/urls.rs"]
+mod urls;
 #[path = "conformance/versions.rs"]
 mod versions;
 
@@ -92,11 +94,19 @@ conformance! {
         an_alias_update_needs_its_current_revision,
         a_version_an_alias_routes_to_cannot_be_deleted,
         deleting_the_function_takes_its_versions_and_aliases,
+        deleting_an_alias_takes_its_url_and_settings,
     ],
     with_store: networks [
         networks_are_created_listed_and_deleted,
         creating_a_network_twice_conflicts,
         an_update_replaces_an_existing_network_only,
+    ],
+    with_store: urls [
+        urls_are_found_by_qualifier_and_by_id,
+        a_second_url_for_one_qualifier_conflicts,
+        an_update_keeps_the_id_and_replaces_the_rest,
+        urls_are_listed_by_qualifier_and_deleted_one_or_all,
+        deleting_the_function_deletes_its_urls,
     ],
     with_store: queue [
         enqueued_events_are_stored_queued_and_due,

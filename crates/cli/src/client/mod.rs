@@ -18,6 +18,7 @@ mod logs;
 mod networks;
 mod package;
 mod release;
+mod urls;
 
 pub use deploy::DeployArgs;
 pub use events::{DlqCommand, InvocationsCommand, QueueCommand};
@@ -26,6 +27,7 @@ pub use invoke::InvokeArgs;
 pub use logs::LogsArgs;
 pub use networks::NetworkCommand;
 pub use release::{AliasCommand, PublishArgs, RollbackArgs};
+pub use urls::UrlCommand;
 
 /// How to reach the server and who to be; shared by every client command.
 ///
@@ -129,6 +131,9 @@ pub enum ClientCommand {
     Alias(AliasCommand),
     /// Move an alias back to the version it pointed at before.
     Rollback(RollbackArgs),
+    /// A function's URL: create, get, list, delete.
+    #[command(subcommand)]
+    Url(UrlCommand),
 }
 
 /// Runs one client command; the exit code is 1 when an invoked function failed.
@@ -145,6 +150,7 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
         ClientCommand::Publish(args) => release::run_publish(&args),
         ClientCommand::Alias(cmd) => release::run_alias(&cmd),
         ClientCommand::Rollback(args) => release::run_rollback(&args),
+        ClientCommand::Url(cmd) => urls::run(&cmd),
     };
     match result {
         // `tern logs f | head` closing the pipe early is not a failure.

@@ -162,6 +162,15 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (namespace, function, name)
      );
      ALTER TABLE async_events ADD COLUMN incarnation TEXT NOT NULL DEFAULT '';"#,
+    // 7: function URLs, one per (namespace, function, qualifier); the record as JSON.
+    r#"CREATE TABLE function_urls (
+        url_id TEXT COLLATE "C" PRIMARY KEY,
+        namespace TEXT COLLATE "C" NOT NULL,
+        function TEXT COLLATE "C" NOT NULL,
+        qualifier TEXT COLLATE "C" NOT NULL,
+        record TEXT NOT NULL,
+        UNIQUE (namespace, function, qualifier)
+     );"#,
 ];
 
 /// Applies the migrations the database has not seen, all in one transaction under

@@ -273,11 +273,14 @@ impl PostgresStore {
              WHERE namespace = $1 AND name = $2 AND qualifier = $3",
             &[&namespace, &function, &name],
         )?;
-        tx.execute(
-            "DELETE FROM event_invoke_configs
-             WHERE namespace = $1 AND function = $2 AND qualifier = $3",
-            &[&namespace, &function, &name],
-        )?;
+        for table in ["event_invoke_configs", "function_urls"] {
+            tx.execute(
+                &format!(
+                    "DELETE FROM {table} WHERE namespace = $1 AND function = $2 AND qualifier = $3"
+                ),
+                &[&namespace, &function, &name],
+            )?;
+        }
         tx.commit()?;
         Ok(n > 0)
     }

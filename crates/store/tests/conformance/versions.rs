@@ -176,3 +176,24 @@ pub fn deleting_the_function_takes_its_versions_and_aliases(store: &dyn Store) {
     // A function created again under the name starts its numbers again, as on Lambda.
     assert_eq!(store.publish_version(&f, "r1").unwrap().version, "1");
 }
+
+pub fn deleting_an_alias_takes_its_url_and_settings(store: &dyn Store) {
+    let f = function("default", "f", 10);
+    store.create_function(&f).unwrap();
+    store.publish_version(&f, "r1").unwrap();
+    store.create_alias(&alias("live", "1", &[])).unwrap();
+    store.create_alias(&alias("beta", "1", &[])).unwrap();
+    let live_url = crate::urls::url("live", "default", "f", "live");
+    let beta_url = crate::urls::url("beta", "default", "f", "beta");
+    store.create_function_url(&live_url).unwrap();
+    store.create_function_url(&beta_url).unwrap();
+    assert!(store.delete_alias("default", "f", "live").unwrap());
+    assert_eq!(
+        store.get_function_url("default", "f", "live").unwrap(),
+        None
+    );
+    assert_eq!(
+        store.get_function_url("default", "f", "beta").unwrap(),
+        Some(beta_url)
+    );
+}
