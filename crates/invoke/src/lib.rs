@@ -14,6 +14,7 @@ pub mod networks;
 pub mod platform_log;
 pub mod registry;
 pub mod reporting;
+pub mod schedules;
 pub mod sync;
 pub mod throttle;
 mod upload;
