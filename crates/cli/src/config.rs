@@ -100,6 +100,29 @@ pub struct ServerConfig {
     pub async_invoke: AsyncSettings,
     /// Function networking (egress, the egress policy, DNS).
     pub network: NetworkSettings,
+    /// Schedules (missed slots after a stop or a stall).
+    pub schedules: ScheduleSettings,
+}
+
+/// `[schedules]` in the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScheduleSettings {
+    /// A slot missed (server down, store unreachable) fires late only within this many
+    /// seconds of its time; older ones are skipped and logged.
+    pub grace_secs: u64,
+    /// Missed slots inside the grace window fired at most per schedule when the
+    /// scheduler catches up; older ones in the window are skipped and logged.
+    pub catch_up_max: usize,
+}
+
+impl Default for ScheduleSettings {
+    fn default() -> Self {
+        ScheduleSettings {
+            grace_secs: 300,
+            catch_up_max: 60,
+        }
+    }
 }
 
 /// `[network]` in the config file.
@@ -266,6 +289,7 @@ impl Default for ServerConfig {
             python_sdk_dir: None,
             async_invoke: AsyncSettings::default(),
             network: NetworkSettings::default(),
+            schedules: ScheduleSettings::default(),
         }
     }
 }
@@ -470,6 +494,12 @@ impl ServerConfig {
             bail!(
                 "async.lease_secs must be at least 2 and async.status_retention_hours at least 1"
             );
+        }
+        if !(1..=10_000).contains(&self.schedules.catch_up_max) {
+            bail!("schedules.catch_up_max must be from 1 to 10000");
+        }
+        if self.schedules.grace_secs > 7 * 86_400 {
+            bail!("schedules.grace_secs must be at most 604800 (7 days)");
         }
         if self.max_connections == 0 {
             bail!("max_connections must be at least 1");

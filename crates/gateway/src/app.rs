@@ -49,6 +49,8 @@ pub struct AppState {
     pub downloads: Arc<Downloads>,
     /// Private networks (`/tern/v1/networks`).
     pub networks: Arc<tern_invoke::networks::NetworkService>,
+    /// Schedules (`/tern/v1/schedules`).
+    pub schedules: Arc<tern_invoke::schedules::ScheduleService>,
 }
 
 /// An error on its way to the client.
@@ -195,6 +197,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::layers::routes())
         .merge(crate::events::routes())
         .merge(crate::networks::routes())
+        .merge(crate::schedules::routes())
         .fallback(unknown_operation)
         .method_not_allowed_fallback(unknown_operation)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));

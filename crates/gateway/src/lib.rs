@@ -15,6 +15,7 @@ pub mod listener;
 mod networks;
 pub mod operations;
 pub mod presign;
+mod schedules;
 pub mod sessions;
 
 pub use app::{router, AppState};

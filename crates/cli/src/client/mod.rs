@@ -17,6 +17,7 @@ mod invoke;
 mod logs;
 mod networks;
 mod package;
+mod schedules;
 
 pub use deploy::DeployArgs;
 pub use events::{DlqCommand, InvocationsCommand, QueueCommand};
@@ -24,6 +25,7 @@ pub use functions::FunctionsCommand;
 pub use invoke::InvokeArgs;
 pub use logs::LogsArgs;
 pub use networks::NetworkCommand;
+pub use schedules::ScheduleCommand;
 
 /// How to reach the server and who to be; shared by every client command.
 ///
@@ -120,6 +122,10 @@ pub enum ClientCommand {
     /// get, delete.
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Invoke a function on a rate or cron expression: add, list, get, delete, pause,
+    /// resume.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
 }
 
 /// Runs one client command; the exit code is 1 when an invoked function failed.
@@ -133,6 +139,7 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
         ClientCommand::Functions(cmd) => functions::run(&cmd),
         ClientCommand::Logs(args) => logs::run(&args),
         ClientCommand::Network(cmd) => networks::run(&cmd),
+        ClientCommand::Schedule(cmd) => schedules::run(&cmd),
     };
     match result {
         // `tern logs f | head` closing the pipe early is not a failure.
