@@ -498,8 +498,8 @@ impl ServerConfig {
         if !(1..=10_000).contains(&self.schedules.catch_up_max) {
             bail!("schedules.catch_up_max must be from 1 to 10000");
         }
-        if self.schedules.grace_secs > 7 * 86_400 {
-            bail!("schedules.grace_secs must be at most 604800 (7 days)");
+        if !(1..=7 * 86_400).contains(&self.schedules.grace_secs) {
+            bail!("schedules.grace_secs must be from 1 to 604800 (7 days)");
         }
         if self.max_connections == 0 {
             bail!("max_connections must be at least 1");

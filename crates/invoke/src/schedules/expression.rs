@@ -311,6 +311,16 @@ mod tests {
         let sunday = utc(2026, 12, 13, 0, 0, 0);
         assert_eq!(next("0 0 * * 0", None, after), Some(sunday));
         assert_eq!(next("0 0 * * 7", None, after), Some(sunday));
+        // Day-of-month and day-of-week both set: either matches, as in Vixie cron.
+        // 2026-12-11 is a Friday, before the 13th.
+        assert_eq!(
+            next("0 0 13 * 5", None, after),
+            Some(utc(2026, 12, 11, 0, 0, 0))
+        );
+        assert_eq!(
+            next("0 0 13 * 5", None, utc(2026, 12, 11, 0, 0, 0)),
+            Some(utc(2026, 12, 13, 0, 0, 0))
+        );
         assert!(refused("* * * *").contains("5 fields"));
         assert!(
             refused("0 0 * * * *").contains("got 6"),
