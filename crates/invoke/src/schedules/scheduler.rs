@@ -114,9 +114,12 @@ impl Scheduler {
         }
     }
 
-    /// Fires what is due; returns the earliest slot still to come.
     async fn pass(&self) -> Result<Option<i64>, StoreError> {
-        let now = now_ms();
+        self.pass_at(now_ms()).await
+    }
+
+    /// Fires what is due at `now`; returns the earliest slot still to come.
+    async fn pass_at(&self, now: i64) -> Result<Option<i64>, StoreError> {
         let due = self
             .store
             .call(move |s| s.due_schedules(now, BATCH))
@@ -250,5 +253,143 @@ impl Scheduler {
         self.store
             .call(move |s| s.advance_schedule(&step, since))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tern_core::schedule::ScheduleRecord;
+    use tern_store::{SqliteStore, Store};
+
+    use super::*;
+
+    const SECOND: i64 = 1_000;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: StoreHandle,
+        scheduler: Arc<Scheduler>,
+    }
+
+    fn fixture(grace_secs: u64, catch_up_max: usize) -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = StoreHandle::new(
+            Arc::new(SqliteStore::open(&dir.path().join("db")).expect("store")),
+            1,
+        )
+        .expect("store handle");
+        let queue = EventQueue::start(store.clone(), 1_000_000);
+        let scheduler = Scheduler::new(
+            store.clone(),
+            queue,
+            SchedulerSettings {
+                grace: Duration::from_secs(grace_secs),
+                catch_up_max,
+                region: "us-east-1".into(),
+            },
+        );
+        Fixture {
+            _dir: dir,
+            store,
+            scheduler,
+        }
+    }
+
+    /// A `rate(1 second)` schedule created at 0: its slots are 1 s, 2 s, …
+    fn every_second(store: &dyn Store) {
+        store
+            .create_schedule(&StoredSchedule {
+                record: ScheduleRecord {
+                    namespace: "default".into(),
+                    name: "tick".into(),
+                    function: "f".into(),
+                    qualifier: None,
+                    expression: "rate(1 second)".into(),
+                    timezone: None,
+                    payload: None,
+                    enabled: true,
+                    created_ms: 0,
+                    last_modified_ms: 0,
+                },
+                next_slot_ms: Some(SECOND),
+                last_slot_ms: None,
+            })
+            .expect("create");
+    }
+
+    fn state(store: &dyn Store) -> (Option<i64>, Option<i64>) {
+        let s = store
+            .get_schedule("default", "tick")
+            .expect("get")
+            .expect("stored");
+        (s.last_slot_ms, s.next_slot_ms)
+    }
+
+    fn pending(store: &dyn Store) -> u64 {
+        store
+            .queue_depths()
+            .expect("depths")
+            .iter()
+            .map(|d| d.pending)
+            .sum()
+    }
+
+    #[tokio::test]
+    async fn a_pass_on_time_fires_the_due_slot_once() {
+        let f = fixture(300, 60);
+        every_second(f.store.blocking());
+        assert_eq!(
+            f.scheduler.pass_at(SECOND - 1).await.expect("pass"),
+            Some(SECOND)
+        );
+        assert_eq!(pending(f.store.blocking()), 0, "not due yet");
+        assert_eq!(
+            f.scheduler.pass_at(SECOND + 5).await.expect("pass"),
+            Some(2 * SECOND)
+        );
+        assert_eq!(pending(f.store.blocking()), 1);
+        assert_eq!(
+            f.scheduler.pass_at(SECOND + 5).await.expect("pass"),
+            Some(2 * SECOND)
+        );
+        assert_eq!(pending(f.store.blocking()), 1, "a slot fires once");
+        assert_eq!(state(f.store.blocking()), (Some(SECOND), Some(2 * SECOND)));
+    }
+
+    #[tokio::test]
+    async fn a_late_pass_skips_beyond_the_grace_window_and_caps_the_catch_up() {
+        let f = fixture(10, 5);
+        every_second(f.store.blocking());
+        // Back at 100 s: slots 1..=89 s are older than the 10 s grace window (skipped),
+        // 90..=100 s are inside it, of which the newest 5 fire.
+        f.scheduler.pass_at(100 * SECOND).await.expect("pass");
+        assert_eq!(pending(f.store.blocking()), 5);
+        assert_eq!(
+            state(f.store.blocking()),
+            (Some(100 * SECOND), Some(101 * SECOND))
+        );
+        let fired: Vec<i64> = f
+            .store
+            .blocking()
+            .list_schedules("default")
+            .expect("list")
+            .iter()
+            .filter_map(|s| s.last_slot_ms)
+            .collect();
+        assert_eq!(fired, [100 * SECOND]);
+        f.scheduler.pass_at(100 * SECOND).await.expect("pass");
+        assert_eq!(pending(f.store.blocking()), 5, "nothing fires twice");
+    }
+
+    #[tokio::test]
+    async fn a_late_pass_inside_the_window_fires_every_missed_slot() {
+        let f = fixture(300, 60);
+        every_second(f.store.blocking());
+        f.scheduler.pass_at(4 * SECOND + 500).await.expect("pass");
+        assert_eq!(pending(f.store.blocking()), 4, "1, 2, 3 and 4 s");
+        assert_eq!(
+            state(f.store.blocking()),
+            (Some(4 * SECOND), Some(5 * SECOND))
+        );
     }
 }
