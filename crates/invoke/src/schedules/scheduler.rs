@@ -132,10 +132,20 @@ impl Scheduler {
         if fired > 0 {
             self.queue.wake();
         }
-        if full {
-            return Ok(Some(now));
-        }
-        self.store.call(|s| s.earliest_schedule_slot()).await
+        let earliest = if full {
+            Some(now)
+        } else {
+            self.store.call(|s| s.earliest_schedule_slot()).await?
+        };
+        // Still due and nothing fired: another server holds it, or its stored state is
+        // one no step can move. Look again shortly rather than at once (no busy loop).
+        Ok(earliest.map(|at| {
+            if at <= now && fired == 0 {
+                now + millis(BACKOFF_MIN)
+            } else {
+                at
+            }
+        }))
     }
 
     /// Fires (or skips) the due slots of one schedule up to `now`; returns how many
