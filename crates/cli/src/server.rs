@@ -483,6 +483,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let scheduler = Scheduler::new(
         store.clone(),
         queue.clone(),
+        metrics.clone(),
         SchedulerSettings {
             grace: Duration::from_secs(config.schedules.grace_secs),
             catch_up_max: config.schedules.catch_up_max,

@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use tern_core::function::LATEST;
 use tern_core::names::account_of;
+use tern_core::schedule::ScheduleRecord;
 use tern_store::{ScheduleAdvance, StoreError, StoreHandle, StoredSchedule};
+use tern_telemetry::Metrics;
 use tokio::sync::Notify;
 
 use super::event::{payload, slot_time};
@@ -47,6 +49,7 @@ pub struct SchedulerSettings {
 pub struct Scheduler {
     store: StoreHandle,
     queue: Arc<EventQueue>,
+    metrics: Arc<Metrics>,
     settings: SchedulerSettings,
     /// Wakes the loop when a schedule changes on this server.
     changed: Notify,
@@ -65,11 +68,13 @@ impl Scheduler {
     pub fn new(
         store: StoreHandle,
         queue: Arc<EventQueue>,
+        metrics: Arc<Metrics>,
         settings: SchedulerSettings,
     ) -> Arc<Scheduler> {
         Arc::new(Scheduler {
             store,
             queue,
+            metrics,
             settings,
             changed: Notify::new(),
         })
@@ -194,6 +199,7 @@ impl Scheduler {
                 grace_secs = self.settings.grace.as_secs(),
                 "schedule slots missed beyond the grace window were skipped"
             );
+            self.count(&rec, "skipped", skipped.count);
             match skipped.next_ms {
                 Some(next) if next <= now => from = next,
                 _ => return Ok(0),
@@ -225,6 +231,7 @@ impl Scheduler {
                 catch_up_max = self.settings.catch_up_max,
                 "more missed slots inside the grace window than schedules.catch_up_max; the oldest were skipped"
             );
+            self.count(&rec, "skipped", old.len() as u64);
             due.drain(..keep);
         }
 
@@ -251,11 +258,21 @@ impl Scheduler {
                 break;
             }
             fired += 1;
+            self.count(&rec, "fired", 1);
             tracing::info!(schedule = %rec.name, namespace = %rec.namespace,
                 function = %rec.function, slot = %slot_time(slot), %request_id,
                 late_ms = now - slot, "schedule fired");
         }
         Ok(fired)
+    }
+
+    fn count(&self, rec: &ScheduleRecord, outcome: &str, n: u64) {
+        let labels = vec![
+            ("namespace".to_string(), rec.namespace.clone()),
+            ("schedule".to_string(), rec.name.clone()),
+            ("outcome".to_string(), outcome.to_string()),
+        ];
+        self.metrics.schedule_slots.get_or_create(&labels).inc_by(n);
     }
 
     async fn advance(&self, step: ScheduleAdvance) -> Result<bool, StoreError> {
@@ -268,7 +285,6 @@ impl Scheduler {
 
 #[cfg(test)]
 mod tests {
-    use tern_core::schedule::ScheduleRecord;
     use tern_store::{SqliteStore, Store};
 
     use super::*;
@@ -292,6 +308,7 @@ mod tests {
         let scheduler = Scheduler::new(
             store.clone(),
             queue,
+            Arc::new(Metrics::new()),
             SchedulerSettings {
                 grace: Duration::from_secs(grace_secs),
                 catch_up_max,
@@ -389,6 +406,13 @@ mod tests {
         assert_eq!(fired, [100 * SECOND]);
         f.scheduler.pass_at(100 * SECOND).await.expect("pass");
         assert_eq!(pending(f.store.blocking()), 5, "nothing fires twice");
+        let text = f.scheduler.metrics.render();
+        for (outcome, n) in [("fired", 5), ("skipped", 95)] {
+            let line = format!(
+                "tern_schedule_slots_total{{namespace=\"default\",schedule=\"tick\",outcome=\"{outcome}\"}} {n}"
+            );
+            assert!(text.contains(&line), "{line} in {text}");
+        }
     }
 
     #[tokio::test]
