@@ -962,3 +962,105 @@ fn a_function_url_is_created_called_and_deleted_through_the_cli() {
     let run = tern(&server, &["url", "get", "with-url"]).failed();
     assert!(run.stderr.contains("ResourceNotFoundException"), "{run:#?}");
 }
+
+#[test]
+fn schedules_are_added_listed_paused_resumed_and_deleted_through_the_cli() {
+    let server = Server::start();
+    let dir = python_dir(1);
+    deploy(
+        &server,
+        path_str(dir.path()),
+        "hello",
+        "python3.11",
+        "app.handler",
+        &[],
+    )
+    .ok();
+
+    let added = tern(
+        &server,
+        &[
+            "schedule",
+            "add",
+            "weekdays",
+            "--function",
+            "hello",
+            "--expression",
+            "cron(0 12 ? * MON-FRI *)",
+            "--timezone",
+            "Europe/Berlin",
+            "--payload",
+            r#"{"job": "report"}"#,
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(added["enabled"], true, "{added}");
+    assert_eq!(added["payload"], json!({"job": "report"}));
+    assert!(added["nextSlot"].is_string(), "{added}");
+
+    let listed = tern(&server, &["schedule", "list"]).ok();
+    let lines: Vec<&str> = listed.stdout.lines().collect();
+    assert!(lines[0].starts_with("NAME"), "{listed:#?}");
+    assert!(
+        lines[1].starts_with("weekdays") && lines[1].contains("cron(0 12 ? * MON-FRI *)"),
+        "{listed:#?}"
+    );
+    assert!(lines[1].contains("enabled"), "{listed:#?}");
+
+    let paused = tern(&server, &["schedule", "pause", "weekdays"])
+        .ok()
+        .json();
+    assert_eq!(
+        (paused["enabled"].clone(), paused["nextSlot"].clone()),
+        (json!(false), Value::Null)
+    );
+    let listed = tern(&server, &["schedule", "list"]).ok();
+    assert!(listed.stdout.contains("paused"), "{listed:#?}");
+    let resumed = tern(&server, &["schedule", "resume", "weekdays"])
+        .ok()
+        .json();
+    assert_eq!(resumed["enabled"], true);
+    assert_eq!(
+        resumed["nextSlot"], added["nextSlot"],
+        "the same next slot again"
+    );
+
+    let bad = tern(
+        &server,
+        &[
+            "schedule",
+            "add",
+            "bad",
+            "--function",
+            "hello",
+            "--expression",
+            "rate(1 minutes)",
+        ],
+    )
+    .failed();
+    assert!(
+        bad.stderr.contains("singular for a value of 1"),
+        "{}",
+        bad.stderr
+    );
+    let missing = tern(
+        &server,
+        &[
+            "schedule",
+            "add",
+            "orphan",
+            "--function",
+            "nope",
+            "--expression",
+            "rate(1 minute)",
+        ],
+    )
+    .failed();
+    assert!(missing.stderr.contains("not found"), "{}", missing.stderr);
+
+    let deleted = tern(&server, &["schedule", "delete", "weekdays"]).ok();
+    assert_eq!(deleted.stdout.trim(), "deleted schedule weekdays");
+    let gone = tern(&server, &["schedule", "get", "weekdays"]).failed();
+    assert!(gone.stderr.contains("not found"), "{}", gone.stderr);
+}

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{Client, Server};
+use support::{Client, Database, Server};
 
 /// Events each crash test enqueues.
 const EVENTS: usize = 5_000;
@@ -66,43 +66,6 @@ impl Receiver {
 
     fn snapshot(&self) -> HashMap<String, u32> {
         self.seen.lock().expect("lock").clone()
-    }
-}
-
-/// A fresh PostgreSQL database, dropped at the end.
-struct Database {
-    server: String,
-    name: String,
-}
-
-impl Database {
-    fn create(tag: &str) -> Database {
-        let server = std::env::var("TERN_TEST_POSTGRES")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
-        let name = format!(
-            "tern_e2e_{tag}_{}_{}",
-            std::process::id(),
-            uuid::Uuid::new_v4()
-                .simple()
-                .to_string()
-                .get(..8)
-                .unwrap_or("x")
-        );
-        tern_store::postgres::create_database(&server, &name).unwrap_or_else(|e| {
-            panic!("cannot create test database {name} on {server} (is PostgreSQL up? scripts/test starts it): {e}")
-        });
-        Database { server, name }
-    }
-
-    fn url(&self) -> String {
-        let base = self.server.rsplit_once('/').map_or("", |(b, _)| b);
-        format!("{base}/{}", self.name)
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let _ = tern_store::postgres::drop_database(&self.server, &self.name);
     }
 }
 

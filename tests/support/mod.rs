@@ -114,9 +114,16 @@ impl Server {
 
     /// Kills this server with SIGKILL (no shutdown at all) and starts another on the same
     /// data dir and flags.
-    pub fn crash_and_restart(mut self) -> Server {
+    pub fn crash_and_restart(self) -> Server {
+        self.crash_and_restart_after(Duration::ZERO)
+    }
+
+    /// Kills this server with SIGKILL, waits `down`, and starts another on the same data
+    /// dir and flags (a crash the server was down after for a while).
+    pub fn crash_and_restart_after(mut self, down: Duration) -> Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        std::thread::sleep(down);
         let dir = self.dir.take().expect("data dir");
         Self::spawn(dir, std::mem::take(&mut self.extra))
     }
@@ -137,6 +144,18 @@ impl Server {
             self.stop(Duration::from_secs(15)),
             "the server did not stop"
         );
+        let dir = self.dir.take().expect("data dir");
+        Self::spawn(dir, std::mem::take(&mut self.extra))
+    }
+
+    /// Stops this server, waits `down`, and starts another on the same data dir and
+    /// flags (a server that was down for a while).
+    pub fn restart_after(mut self, down: Duration) -> Server {
+        assert!(
+            self.stop(Duration::from_secs(15)),
+            "the server did not stop"
+        );
+        std::thread::sleep(down);
         let dir = self.dir.take().expect("data dir");
         Self::spawn(dir, std::mem::take(&mut self.extra))
     }
@@ -508,4 +527,42 @@ pub fn connect_from(server: &Server, source: Ipv4Addr) -> TcpStream {
         .set_read_timeout(Some(Duration::from_secs(15)))
         .expect("timeout");
     stream
+}
+
+/// A fresh PostgreSQL database on the test server (`TERN_TEST_POSTGRES`, default
+/// `postgres://postgres@127.0.0.1:5432/test`), dropped at the end.
+pub struct Database {
+    server: String,
+    name: String,
+}
+
+impl Database {
+    pub fn create(tag: &str) -> Database {
+        let server = std::env::var("TERN_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+        let name = format!(
+            "tern_e2e_{tag}_{}_{}",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+                .simple()
+                .to_string()
+                .get(..8)
+                .unwrap_or("x")
+        );
+        tern_store::postgres::create_database(&server, &name).unwrap_or_else(|e| {
+            panic!("cannot create test database {name} on {server} (is PostgreSQL up? scripts/test starts it): {e}")
+        });
+        Database { server, name }
+    }
+
+    pub fn url(&self) -> String {
+        let base = self.server.rsplit_once('/').map_or("", |(b, _)| b);
+        format!("{base}/{}", self.name)
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let _ = tern_store::postgres::drop_database(&self.server, &self.name);
+    }
 }

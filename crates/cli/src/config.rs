@@ -102,6 +102,8 @@ pub struct ServerConfig {
     pub network: NetworkSettings,
     /// Function URLs.
     pub urls: UrlSettings,
+    /// Schedules (missed slots after a stop or a stall).
+    pub schedules: ScheduleSettings,
 }
 
 /// `[urls]` in the config file.
@@ -120,6 +122,27 @@ impl UrlSettings {
         match &self.public_base {
             None => Ok(tern_gateway::UrlBase::listener()),
             Some(b) => tern_gateway::UrlBase::public(b).map_err(|e| anyhow::anyhow!("urls.{e}")),
+        }
+    }
+}
+
+/// `[schedules]` in the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScheduleSettings {
+    /// A slot missed (server down, store unreachable) fires late only within this many
+    /// seconds of its time; older ones are skipped and logged.
+    pub grace_secs: u64,
+    /// Missed slots inside the grace window fired at most per schedule when the
+    /// scheduler catches up; older ones in the window are skipped and logged.
+    pub catch_up_max: usize,
+}
+
+impl Default for ScheduleSettings {
+    fn default() -> Self {
+        ScheduleSettings {
+            grace_secs: 300,
+            catch_up_max: 60,
         }
     }
 }
@@ -289,6 +312,7 @@ impl Default for ServerConfig {
             async_invoke: AsyncSettings::default(),
             network: NetworkSettings::default(),
             urls: UrlSettings::default(),
+            schedules: ScheduleSettings::default(),
         }
     }
 }
@@ -500,6 +524,12 @@ impl ServerConfig {
             bail!(
                 "async.lease_secs must be at least 2 and async.status_retention_hours at least 1"
             );
+        }
+        if !(1..=10_000).contains(&self.schedules.catch_up_max) {
+            bail!("schedules.catch_up_max must be from 1 to 10000");
+        }
+        if !(1..=7 * 86_400).contains(&self.schedules.grace_secs) {
+            bail!("schedules.grace_secs must be from 1 to 604800 (7 days)");
         }
         if self.max_connections == 0 {
             bail!("max_connections must be at least 1");

@@ -17,6 +17,7 @@ use tern_gateway::presign::KEY_BYTES;
 use tern_gateway::{AppState, Authenticator, Downloads, ListenerLimits, Sessions, UrlSigner};
 use tern_invoke::events::{webhook_tls, AsyncService, DispatchSettings, Dispatcher, EventQueue};
 use tern_invoke::networks::NetworkService;
+use tern_invoke::schedules::{ScheduleService, Scheduler, SchedulerSettings};
 use tern_invoke::{Admission, Executor, FunctionService, Invoker, Registry, ServiceConfig};
 use tern_runtime::dns::{DnsForwarder, Upstreams};
 use tern_runtime::{InstanceManager, LogRouter, PoolConfig, PythonSdk, RuntimeCatalog};
@@ -479,6 +480,23 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         format!("{server_id_for_leases}-{}", uuid::Uuid::new_v4().simple()),
     );
     dispatcher.start();
+    let scheduler = Scheduler::new(
+        store.clone(),
+        functions.registry().clone(),
+        queue.clone(),
+        metrics.clone(),
+        SchedulerSettings {
+            grace: Duration::from_secs(config.schedules.grace_secs),
+            catch_up_max: config.schedules.catch_up_max,
+            region: config.region.clone(),
+        },
+    );
+    scheduler.start();
+    let schedules = Arc::new(ScheduleService::new(
+        store.clone(),
+        functions.clone(),
+        scheduler,
+    ));
     let invoker = Arc::new(Invoker::new(functions.clone(), executor, queue.clone()));
     // The private networks are in the egress policy before the first request.
     let networks = Arc::new(NetworkService::new(store.clone()));
@@ -494,6 +512,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         networks,
         urls,
         url_base: Arc::new(config.urls.base()?),
+        schedules,
         events: Arc::new(AsyncService::new(store.clone(), functions.clone(), queue)),
         functions,
         invoker,

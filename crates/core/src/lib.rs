@@ -11,6 +11,7 @@ pub mod layer;
 pub mod limits;
 pub mod names;
 pub mod network;
+pub mod schedule;
 pub mod sigv4;
 pub mod timefmt;
 pub mod wire;

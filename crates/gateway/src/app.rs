@@ -53,6 +53,8 @@ pub struct AppState {
     pub urls: Arc<tern_invoke::urls::UrlService>,
     /// How `FunctionUrl`s are spelled, and which hosts name a URL.
     pub url_base: Arc<crate::function_url::UrlBase>,
+    /// Schedules (`/tern/v1/schedules`).
+    pub schedules: Arc<tern_invoke::schedules::ScheduleService>,
 }
 
 /// An error on its way to the client.
@@ -201,6 +203,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::networks::routes())
         .merge(crate::versions::routes())
         .merge(crate::function_url::routes())
+        .merge(crate::schedules::routes())
         .fallback(unknown_operation)
         .method_not_allowed_fallback(unknown_operation)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));

@@ -16,6 +16,7 @@ pub mod listener;
 mod networks;
 pub mod operations;
 pub mod presign;
+mod schedules;
 pub mod sessions;
 mod versions;
 

@@ -16,6 +16,7 @@ pub mod platform_log;
 mod provisioned;
 pub mod registry;
 pub mod reporting;
+pub mod schedules;
 pub mod sync;
 pub mod throttle;
 mod upload;

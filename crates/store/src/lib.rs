@@ -11,6 +11,7 @@ pub mod events;
 pub mod handle;
 pub mod package;
 pub mod postgres;
+pub mod schedules;
 mod schema;
 pub mod sqlite;
 pub mod store;
@@ -23,5 +24,6 @@ pub use events::{
 pub use handle::StoreHandle;
 pub use package::{extract_zip, PackageError, PackageLimits};
 pub use postgres::PostgresStore;
+pub use schedules::{ScheduleAdvance, StoredSchedule};
 pub use sqlite::SqliteStore;
 pub use store::{AccessKey, LogLine, ProvisionedSetting, Store, StoreError, StoredLayerVersion};

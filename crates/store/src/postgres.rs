@@ -11,6 +11,7 @@ mod events;
 mod layers;
 mod networks;
 mod pool;
+mod schedules;
 mod schema;
 mod urls;
 mod versions;
@@ -23,11 +24,13 @@ use tern_core::function::{AliasRecord, FunctionRecord};
 use tern_core::function_url::FunctionUrlRecord;
 use tern_core::layer::{LayerStatement, LayerVersionRecord};
 use tern_core::network::NetworkRecord;
+use tern_core::schedule::ScheduleRecord;
 
 use crate::events::{
     Attempt, ClaimedEvent, Enqueued, EventInvokeConfigRow, EventStatus, NewEvent, QueueDepth,
     QueueMessage, Settle,
 };
+use crate::schedules::{ScheduleAdvance, StoredSchedule};
 use crate::store::{AccessKey, LogLine, ProvisionedSetting, Store, StoreError, StoredLayerVersion};
 use pool::{Pool, PooledClient};
 
@@ -238,6 +241,11 @@ impl Store for PostgresStore {
         )?;
         tx.execute(
             "DELETE FROM idempotency_keys WHERE namespace = $1 AND function = $2",
+            &[&namespace, &name],
+        )?;
+        // So do the schedules that target it: they could only fire into nothing.
+        tx.execute(
+            "DELETE FROM schedules WHERE namespace = $1 AND function = $2",
             &[&namespace, &name],
         )?;
         tx.commit()?;
@@ -782,6 +790,50 @@ impl Store for PostgresStore {
         qualifier: Option<&str>,
     ) -> Result<usize, StoreError> {
         self.urls_delete(namespace, function, qualifier)
+    }
+
+    fn create_schedule(&self, schedule: &StoredSchedule) -> Result<(), StoreError> {
+        self.schedules_create(schedule)
+    }
+
+    fn get_schedule(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<StoredSchedule>, StoreError> {
+        self.schedules_get(namespace, name)
+    }
+
+    fn list_schedules(&self, namespace: &str) -> Result<Vec<StoredSchedule>, StoreError> {
+        self.schedules_list(namespace)
+    }
+
+    fn delete_schedule(&self, namespace: &str, name: &str) -> Result<bool, StoreError> {
+        self.schedules_delete(namespace, name)
+    }
+
+    fn update_schedule(
+        &self,
+        record: &ScheduleRecord,
+        next_slot_ms: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        self.schedules_update(record, next_slot_ms)
+    }
+
+    fn due_schedules(&self, now_ms: i64, limit: usize) -> Result<Vec<StoredSchedule>, StoreError> {
+        self.schedules_due(now_ms, limit)
+    }
+
+    fn earliest_schedule_slot(&self) -> Result<Option<i64>, StoreError> {
+        self.schedules_earliest()
+    }
+
+    fn advance_schedule(
+        &self,
+        step: &ScheduleAdvance,
+        dedupe_since_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.schedules_advance(step, dedupe_since_ms)
     }
 }
 

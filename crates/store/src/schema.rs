@@ -160,4 +160,18 @@ pub const MIGRATIONS: &[&str] = &[
         record TEXT NOT NULL,
         UNIQUE (namespace, function, qualifier)
      );",
+    // 8: schedules; the firing state sits in columns beside the record, so the fire
+    // step is one compare-and-set on `next_slot_ms` (NULL while disabled).
+    "CREATE TABLE schedules (
+        namespace TEXT NOT NULL,
+        name TEXT NOT NULL,
+        function TEXT NOT NULL,
+        enabled INTEGER NOT NULL,
+        next_slot_ms INTEGER,
+        last_slot_ms INTEGER,
+        record TEXT NOT NULL,
+        PRIMARY KEY (namespace, name)
+     );
+     CREATE INDEX schedules_due ON schedules (next_slot_ms) WHERE enabled = 1;
+     CREATE INDEX schedules_by_function ON schedules (namespace, function);",
 ];

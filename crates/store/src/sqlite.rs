@@ -3,6 +3,7 @@
 mod events;
 mod layers;
 mod networks;
+mod schedules;
 mod urls;
 mod versions;
 
@@ -14,11 +15,13 @@ use tern_core::function::{AliasRecord, FunctionRecord};
 use tern_core::function_url::FunctionUrlRecord;
 use tern_core::layer::{LayerStatement, LayerVersionRecord};
 use tern_core::network::NetworkRecord;
+use tern_core::schedule::ScheduleRecord;
 
 use crate::events::{
     Attempt, ClaimedEvent, Enqueued, EventInvokeConfigRow, EventStatus, NewEvent, QueueDepth,
     QueueMessage, Settle,
 };
+use crate::schedules::{ScheduleAdvance, StoredSchedule};
 use crate::schema::MIGRATIONS;
 use crate::store::{AccessKey, LogLine, ProvisionedSetting, Store, StoreError, StoredLayerVersion};
 
@@ -170,7 +173,8 @@ impl Store for SqliteStore {
                 SELECT request_id FROM async_events WHERE namespace = ?1 AND function = ?2)",
             params![namespace, name],
         )?;
-        for table in ["async_events", "idempotency_keys"] {
+        // So do the schedules that target it: they could only fire into nothing.
+        for table in ["async_events", "idempotency_keys", "schedules"] {
             tx.execute(
                 &format!("DELETE FROM {table} WHERE namespace = ?1 AND function = ?2"),
                 params![namespace, name],
@@ -882,6 +886,50 @@ impl Store for SqliteStore {
         qualifier: Option<&str>,
     ) -> Result<usize, StoreError> {
         self.urls_delete(namespace, function, qualifier)
+    }
+
+    fn create_schedule(&self, schedule: &StoredSchedule) -> Result<(), StoreError> {
+        self.schedules_create(schedule)
+    }
+
+    fn get_schedule(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<StoredSchedule>, StoreError> {
+        self.schedules_get(namespace, name)
+    }
+
+    fn list_schedules(&self, namespace: &str) -> Result<Vec<StoredSchedule>, StoreError> {
+        self.schedules_list(namespace)
+    }
+
+    fn delete_schedule(&self, namespace: &str, name: &str) -> Result<bool, StoreError> {
+        self.schedules_delete(namespace, name)
+    }
+
+    fn update_schedule(
+        &self,
+        record: &ScheduleRecord,
+        next_slot_ms: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        self.schedules_update(record, next_slot_ms)
+    }
+
+    fn due_schedules(&self, now_ms: i64, limit: usize) -> Result<Vec<StoredSchedule>, StoreError> {
+        self.schedules_due(now_ms, limit)
+    }
+
+    fn earliest_schedule_slot(&self) -> Result<Option<i64>, StoreError> {
+        self.schedules_earliest()
+    }
+
+    fn advance_schedule(
+        &self,
+        step: &ScheduleAdvance,
+        dedupe_since_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.schedules_advance(step, dedupe_since_ms)
     }
 }
 

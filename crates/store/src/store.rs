@@ -4,11 +4,13 @@ use tern_core::function::{AliasRecord, FunctionRecord};
 use tern_core::function_url::FunctionUrlRecord;
 use tern_core::layer::{LayerStatement, LayerVersionRecord};
 use tern_core::network::NetworkRecord;
+use tern_core::schedule::ScheduleRecord;
 
 use crate::events::{
     Attempt, ClaimedEvent, Enqueued, EventInvokeConfigRow, EventStatus, NewEvent, QueueDepth,
     QueueMessage, Settle,
 };
+use crate::schedules::{ScheduleAdvance, StoredSchedule};
 
 /// An error of the database underneath, whatever the backend; its cause is kept as
 /// the source without naming the backend's types.
@@ -87,9 +89,9 @@ pub trait Store: Send + Sync {
         rec: &FunctionRecord,
         expected_revision: &str,
     ) -> Result<(), StoreError>;
-    /// Deletes a function with its concurrency and event-invoke settings, its function
-    /// URLs and its async events (queued, finished and dead letters); returns whether it
-    /// existed.
+    /// Deletes a function with its versions, aliases, concurrency and event-invoke
+    /// settings, its function URLs, its async events (queued, finished and dead letters)
+    /// and the schedules that target it; returns whether it existed.
     fn delete_function(&self, namespace: &str, name: &str) -> Result<bool, StoreError>;
     /// Publishes `rec` (a copy of `$LATEST`) as the function's next version number, if
     /// `$LATEST`'s `revision_id` is still `expected_revision` (else `Precondition`);
@@ -406,4 +408,39 @@ pub trait Store: Send + Sync {
         function: &str,
         qualifier: Option<&str>,
     ) -> Result<usize, StoreError>;
+    /// Stores a new schedule with its firing state; `Conflict` if the namespace has
+    /// one of that name.
+    fn create_schedule(&self, schedule: &StoredSchedule) -> Result<(), StoreError>;
+    fn get_schedule(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<StoredSchedule>, StoreError>;
+    /// A namespace's schedules, by name.
+    fn list_schedules(&self, namespace: &str) -> Result<Vec<StoredSchedule>, StoreError>;
+    /// Removes a schedule; returns whether it existed.
+    fn delete_schedule(&self, namespace: &str, name: &str) -> Result<bool, StoreError>;
+    /// Replaces a schedule's record (pause, resume) and sets its next slot, keeping its
+    /// last slot; returns whether it existed. A next slot at or before the last slot
+    /// is not stored (the schedule is left without one), so no slot fires twice.
+    fn update_schedule(
+        &self,
+        record: &ScheduleRecord,
+        next_slot_ms: Option<i64>,
+    ) -> Result<bool, StoreError>;
+    /// Enabled schedules of every namespace whose next slot is at or before `now_ms`,
+    /// earliest first, at most `limit`.
+    fn due_schedules(&self, now_ms: i64, limit: usize) -> Result<Vec<StoredSchedule>, StoreError>;
+    /// The earliest next slot of any enabled schedule.
+    fn earliest_schedule_slot(&self) -> Result<Option<i64>, StoreError>;
+    /// One step of firing, in one durable transaction: moves the schedule to
+    /// `last_slot_ms`/`next_slot_ms` if it is enabled, its next slot is still
+    /// `from_slot_ms` and its last slot is earlier than `last_slot_ms`, and in the same
+    /// transaction enqueues the step's event (as `enqueue_events` does, idempotency key
+    /// included). Returns false, changing nothing, if the compare-and-set lost.
+    fn advance_schedule(
+        &self,
+        step: &ScheduleAdvance,
+        dedupe_since_ms: i64,
+    ) -> Result<bool, StoreError>;
 }

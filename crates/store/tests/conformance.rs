@@ -28,6 +28,8 @@ mod layers;
 mod networks;
 #[path = "conformance/queue.rs"]
 mod queue;
+#[path = "conformance/schedules.rs"]
+mod schedules;
 #[path = "conformance/settings.rs"]
 mod settings;
 #[path = "conformance/support.rs"]
@@ -142,6 +144,17 @@ conformance! {
         event_invoke_configs_are_listed_by_qualifier,
         queue_messages_are_read_and_deleted_by_id,
         queues_are_kept_apart_per_namespace_and_name,
+    ],
+    with_store: schedules [
+        schedules_are_created_listed_and_deleted,
+        creating_a_schedule_twice_conflicts,
+        pause_and_resume_set_the_next_slot_and_keep_the_last,
+        due_schedules_are_the_enabled_ones_at_or_before_now_earliest_first,
+        a_fire_step_moves_the_schedule_and_enqueues_its_event,
+        a_fire_step_that_lost_its_compare_and_set_enqueues_nothing,
+        a_slot_never_fires_at_or_before_the_last_one,
+        deleting_the_function_deletes_its_schedules,
+        concurrent_firers_of_one_slot_enqueue_it_once,
     ],
     with_reopen: durability [
         settings_survive_reopen,

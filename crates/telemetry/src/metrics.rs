@@ -41,6 +41,8 @@ pub struct Metrics {
     pub async_enqueue_to_start_seconds: Histogram,
     /// Connections and packets the egress policy refused, per function.
     pub network_refusals: Family<Labels, Counter>,
+    /// Schedule slots by namespace, schedule and outcome (fired, skipped).
+    pub schedule_slots: Family<Labels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -188,8 +190,15 @@ impl Metrics {
             "Time from an asynchronous event's enqueue to the start of its first attempt",
             async_enqueue_to_start_seconds.clone(),
         );
+        let schedule_slots = Family::<Labels, Counter>::default();
+        registry.register(
+            "schedule_slots",
+            "Schedule slots, by namespace, schedule and outcome (fired; skipped: missed beyond the grace window or the catch-up bound)",
+            schedule_slots.clone(),
+        );
         Metrics {
             registry,
+            schedule_slots,
             async_queue_depth,
             async_oldest_event_age_seconds,
             async_events,

@@ -18,6 +18,7 @@ mod logs;
 mod networks;
 mod package;
 mod release;
+mod schedules;
 mod urls;
 
 pub use deploy::DeployArgs;
@@ -27,6 +28,7 @@ pub use invoke::InvokeArgs;
 pub use logs::LogsArgs;
 pub use networks::NetworkCommand;
 pub use release::{AliasCommand, PublishArgs, RollbackArgs};
+pub use schedules::ScheduleCommand;
 pub use urls::UrlCommand;
 
 /// How to reach the server and who to be; shared by every client command.
@@ -134,6 +136,10 @@ pub enum ClientCommand {
     /// A function's URL: create, get, list, delete.
     #[command(subcommand)]
     Url(UrlCommand),
+    /// Invoke a function on a rate or cron expression: add, list, get, delete, pause,
+    /// resume.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
 }
 
 /// Runs one client command; the exit code is 1 when an invoked function failed.
@@ -151,6 +157,7 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
         ClientCommand::Alias(cmd) => release::run_alias(&cmd),
         ClientCommand::Rollback(args) => release::run_rollback(&args),
         ClientCommand::Url(cmd) => urls::run(&cmd),
+        ClientCommand::Schedule(cmd) => schedules::run(&cmd),
     };
     match result {
         // `tern logs f | head` closing the pipe early is not a failure.

@@ -73,6 +73,94 @@ fn snapshot<'a>(client: &'a mut postgres::Client) -> Result<Transaction<'a>, Sto
         .start()?)
 }
 
+/// Stores `events` inside `tx` (the queue's one insert, shared by enqueue and a
+/// schedule's fire transaction) and answers for each, in order.
+pub(super) fn insert_events(
+    tx: &mut Transaction<'_>,
+    events: &[NewEvent],
+    dedupe_since_ms: i64,
+) -> Result<Vec<Enqueued>, StoreError> {
+    let mut out = vec![Enqueued::New; events.len()];
+
+    // Keys first, in one order every server shares, so two batches holding the
+    // same keys wait for each other instead of deadlocking. The sort is stable:
+    // of one key's events in a batch, the first still wins.
+    let mut keyed: Vec<(usize, &NewEvent, &str)> = events
+        .iter()
+        .enumerate()
+        .filter_map(|(i, ev)| Some((i, ev, ev.idempotency_key.as_deref()?)))
+        .collect();
+    keyed.sort_by(|a, b| {
+        (&a.1.namespace, &a.1.function, a.2).cmp(&(&b.1.namespace, &b.1.function, b.2))
+    });
+    if !keyed.is_empty() {
+        // Takes the key unless a request stored it at or after `dedupe_since_ms`;
+        // returns a row only if it took it.
+        let take_key = tx.prepare(
+            "INSERT INTO idempotency_keys (namespace, function, key, request_id, created_ms)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (namespace, function, key) DO UPDATE SET
+                request_id = excluded.request_id, created_ms = excluded.created_ms
+             WHERE idempotency_keys.created_ms < $6
+             RETURNING request_id",
+        )?;
+        let holder = tx.prepare(
+            "SELECT request_id FROM idempotency_keys
+             WHERE namespace = $1 AND function = $2 AND key = $3",
+        )?;
+        for (i, ev, key) in keyed {
+            let took = tx.query_opt(
+                &take_key,
+                &[
+                    &ev.namespace,
+                    &ev.function,
+                    &key,
+                    &ev.request_id,
+                    &ev.enqueued_ms,
+                    &dedupe_since_ms,
+                ],
+            )?;
+            if took.is_none() {
+                let first = tx
+                    .query_one(&holder, &[&ev.namespace, &ev.function, &key])?
+                    .try_get(0)?;
+                out[i] = Enqueued::Duplicate { request_id: first };
+            }
+        }
+    }
+
+    // Every new event of the group in one statement (one round trip, not one per
+    // event): the columns go in as arrays.
+    let new: Vec<&NewEvent> = events
+        .iter()
+        .zip(&out)
+        .filter(|(_, result)| **result == Enqueued::New)
+        .map(|(ev, _)| ev)
+        .collect();
+    if !new.is_empty() {
+        let column = |f: fn(&NewEvent) -> &str| new.iter().map(|ev| f(ev)).collect::<Vec<&str>>();
+        let payloads: Vec<&[u8]> = new.iter().map(|ev| ev.payload.as_slice()).collect();
+        let times: Vec<i64> = new.iter().map(|ev| ev.enqueued_ms).collect();
+        tx.execute(
+            "INSERT INTO async_events (request_id, namespace, function, qualifier, payload,
+                enqueued_ms, updated_ms, state, next_at_ms, incarnation)
+             SELECT r, n, f, q, p, t, t, 'queued', t, i
+               FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[],
+                           $6::int8[], $7::text[]) AS u(r, n, f, q, p, t, i)",
+            &[
+                &column(|ev| &ev.request_id),
+                &column(|ev| &ev.namespace),
+                &column(|ev| &ev.function),
+                &column(|ev| &ev.qualifier),
+                &payloads,
+                &times,
+                &column(|ev| &ev.incarnation),
+            ],
+        )?;
+    }
+    Ok(out)
+}
+
 impl PostgresStore {
     pub(super) fn events_enqueue(
         &self,
@@ -81,85 +169,7 @@ impl PostgresStore {
     ) -> Result<Vec<Enqueued>, StoreError> {
         let mut client = self.client()?;
         let mut tx = client.transaction()?;
-        let mut out = vec![Enqueued::New; events.len()];
-
-        // Keys first, in one order every server shares, so two batches holding the
-        // same keys wait for each other instead of deadlocking. The sort is stable:
-        // of one key's events in a batch, the first still wins.
-        let mut keyed: Vec<(usize, &NewEvent, &str)> = events
-            .iter()
-            .enumerate()
-            .filter_map(|(i, ev)| Some((i, ev, ev.idempotency_key.as_deref()?)))
-            .collect();
-        keyed.sort_by(|a, b| {
-            (&a.1.namespace, &a.1.function, a.2).cmp(&(&b.1.namespace, &b.1.function, b.2))
-        });
-        if !keyed.is_empty() {
-            // Takes the key unless a request stored it at or after `dedupe_since_ms`;
-            // returns a row only if it took it.
-            let take_key = tx.prepare(
-                "INSERT INTO idempotency_keys (namespace, function, key, request_id, created_ms)
-                 VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (namespace, function, key) DO UPDATE SET
-                    request_id = excluded.request_id, created_ms = excluded.created_ms
-                 WHERE idempotency_keys.created_ms < $6
-                 RETURNING request_id",
-            )?;
-            let holder = tx.prepare(
-                "SELECT request_id FROM idempotency_keys
-                 WHERE namespace = $1 AND function = $2 AND key = $3",
-            )?;
-            for (i, ev, key) in keyed {
-                let took = tx.query_opt(
-                    &take_key,
-                    &[
-                        &ev.namespace,
-                        &ev.function,
-                        &key,
-                        &ev.request_id,
-                        &ev.enqueued_ms,
-                        &dedupe_since_ms,
-                    ],
-                )?;
-                if took.is_none() {
-                    let first = tx
-                        .query_one(&holder, &[&ev.namespace, &ev.function, &key])?
-                        .try_get(0)?;
-                    out[i] = Enqueued::Duplicate { request_id: first };
-                }
-            }
-        }
-
-        // Every new event of the group in one statement (one round trip, not one per
-        // event): the columns go in as arrays.
-        let new: Vec<&NewEvent> = events
-            .iter()
-            .zip(&out)
-            .filter(|(_, result)| **result == Enqueued::New)
-            .map(|(ev, _)| ev)
-            .collect();
-        if !new.is_empty() {
-            let column =
-                |f: fn(&NewEvent) -> &str| new.iter().map(|ev| f(ev)).collect::<Vec<&str>>();
-            let payloads: Vec<&[u8]> = new.iter().map(|ev| ev.payload.as_slice()).collect();
-            let times: Vec<i64> = new.iter().map(|ev| ev.enqueued_ms).collect();
-            tx.execute(
-                "INSERT INTO async_events (request_id, namespace, function, qualifier, payload,
-                    enqueued_ms, updated_ms, state, next_at_ms, incarnation)
-                 SELECT r, n, f, q, p, t, t, 'queued', t, i
-                   FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[],
-                               $6::int8[], $7::text[]) AS u(r, n, f, q, p, t, i)",
-                &[
-                    &column(|ev| &ev.request_id),
-                    &column(|ev| &ev.namespace),
-                    &column(|ev| &ev.function),
-                    &column(|ev| &ev.qualifier),
-                    &payloads,
-                    &times,
-                    &column(|ev| &ev.incarnation),
-                ],
-            )?;
-        }
+        let out = insert_events(&mut tx, events, dedupe_since_ms)?;
         tx.commit()?;
         Ok(out)
     }

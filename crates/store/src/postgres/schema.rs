@@ -171,6 +171,20 @@ pub const MIGRATIONS: &[&str] = &[
         record TEXT NOT NULL,
         UNIQUE (namespace, function, qualifier)
      );"#,
+    // 8: schedules; the firing state sits in columns beside the record, so the fire
+    // step is one compare-and-set on `next_slot_ms` (NULL while disabled).
+    r#"CREATE TABLE schedules (
+        namespace TEXT COLLATE "C" NOT NULL,
+        name TEXT COLLATE "C" NOT NULL,
+        function TEXT COLLATE "C" NOT NULL,
+        enabled BOOLEAN NOT NULL,
+        next_slot_ms BIGINT,
+        last_slot_ms BIGINT,
+        record TEXT NOT NULL,
+        PRIMARY KEY (namespace, name)
+     );
+     CREATE INDEX schedules_due ON schedules (next_slot_ms) WHERE enabled;
+     CREATE INDEX schedules_by_function ON schedules (namespace, function);"#,
 ];
 
 /// Applies the migrations the database has not seen, all in one transaction under

@@ -69,6 +69,53 @@ fn known_key(
         .optional()?)
 }
 
+/// Stores `events` inside `tx` (the queue's one insert, shared by enqueue and a
+/// schedule's fire transaction) and answers for each, in order.
+pub(super) fn insert_events(
+    tx: &Transaction<'_>,
+    events: &[NewEvent],
+    dedupe_since_ms: i64,
+) -> Result<Vec<Enqueued>, StoreError> {
+    let mut out = Vec::with_capacity(events.len());
+    for ev in events {
+        if let Some(key) = &ev.idempotency_key {
+            if let Some(first) = known_key(tx, ev, key, dedupe_since_ms)? {
+                out.push(Enqueued::Duplicate { request_id: first });
+                continue;
+            }
+            tx.prepare_cached(
+                "INSERT INTO idempotency_keys (namespace, function, key, request_id, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (namespace, function, key) DO UPDATE SET
+                    request_id = excluded.request_id, created_ms = excluded.created_ms",
+            )?
+            .execute(params![
+                ev.namespace,
+                ev.function,
+                key,
+                ev.request_id,
+                ev.enqueued_ms
+            ])?;
+        }
+        tx.prepare_cached(
+            "INSERT INTO async_events (request_id, namespace, function, qualifier, payload,
+                enqueued_ms, updated_ms, state, next_at_ms, incarnation)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 'queued', ?6, ?7)",
+        )?
+        .execute(params![
+            ev.request_id,
+            ev.namespace,
+            ev.function,
+            ev.qualifier,
+            ev.payload,
+            ev.enqueued_ms,
+            ev.incarnation
+        ])?;
+        out.push(Enqueued::New);
+    }
+    Ok(out)
+}
+
 impl SqliteStore {
     pub(super) fn events_enqueue(
         &self,
@@ -91,43 +138,7 @@ impl SqliteStore {
         dedupe_since_ms: i64,
     ) -> Result<Vec<Enqueued>, StoreError> {
         let tx = conn.transaction()?;
-        let mut out = Vec::with_capacity(events.len());
-        for ev in events {
-            if let Some(key) = &ev.idempotency_key {
-                if let Some(first) = known_key(&tx, ev, key, dedupe_since_ms)? {
-                    out.push(Enqueued::Duplicate { request_id: first });
-                    continue;
-                }
-                tx.prepare_cached(
-                    "INSERT INTO idempotency_keys (namespace, function, key, request_id, created_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (namespace, function, key) DO UPDATE SET
-                        request_id = excluded.request_id, created_ms = excluded.created_ms",
-                )?
-                .execute(params![
-                    ev.namespace,
-                    ev.function,
-                    key,
-                    ev.request_id,
-                    ev.enqueued_ms
-                ])?;
-            }
-            tx.prepare_cached(
-                "INSERT INTO async_events (request_id, namespace, function, qualifier, payload,
-                    enqueued_ms, updated_ms, state, next_at_ms, incarnation)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 'queued', ?6, ?7)",
-            )?
-            .execute(params![
-                ev.request_id,
-                ev.namespace,
-                ev.function,
-                ev.qualifier,
-                ev.payload,
-                ev.enqueued_ms,
-                ev.incarnation
-            ])?;
-            out.push(Enqueued::New);
-        }
+        let out = insert_events(&tx, events, dedupe_since_ms)?;
         tx.commit()?;
         Ok(out)
     }
