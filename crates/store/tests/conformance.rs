@@ -164,5 +164,8 @@ conformance! {
         concurrent_claimers_take_each_event_exactly_once,
         concurrent_enqueues_of_one_key_store_one_event,
         concurrent_publishes_number_layer_versions_uniquely,
+        concurrent_publishes_number_function_versions_uniquely,
+        a_publish_racing_an_update_never_publishes_the_replaced_revision,
+        deleting_a_version_racing_an_alias_to_it_leaves_no_dangling_alias,
     ],
 }

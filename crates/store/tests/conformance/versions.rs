@@ -9,7 +9,7 @@ use tern_store::{Store, StoreError};
 
 use crate::support::function;
 
-fn alias(name: &str, version: &str, weights: &[(&str, f64)]) -> AliasRecord {
+pub fn alias(name: &str, version: &str, weights: &[(&str, f64)]) -> AliasRecord {
     AliasRecord {
         namespace: "default".into(),
         function: "f".into(),
