@@ -27,6 +27,10 @@ pub enum StoreError {
     /// The row's `RevisionId` is not the one the change was made against.
     #[error("{0}")]
     Precondition(String),
+    /// The change would take a function past a bound of the store (its number of
+    /// published versions).
+    #[error("{0}")]
+    LimitExceeded(String),
     #[error("database error: {0}")]
     Database(#[source] BackendError),
     /// The store's worker threads are gone (the server is shutting down).
@@ -96,6 +100,8 @@ pub trait Store: Send + Sync {
     /// Publishes `rec` (a copy of `$LATEST`) as the function's next version number, if
     /// `$LATEST`'s `revision_id` is still `expected_revision` (else `Precondition`);
     /// returns the stored record, its `version` set. Numbers are never reused.
+    /// `LimitExceeded` when the function already holds
+    /// [`tern_core::limits::VERSIONS_PER_FUNCTION`] versions.
     fn publish_version(
         &self,
         rec: &FunctionRecord,

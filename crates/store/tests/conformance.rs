@@ -97,6 +97,7 @@ conformance! {
         a_version_an_alias_routes_to_cannot_be_deleted,
         deleting_the_function_takes_its_versions_and_aliases,
         deleting_an_alias_takes_its_url_and_settings,
+        a_function_holds_at_most_the_version_limit,
     ],
     with_store: networks [
         networks_are_created_listed_and_deleted,

@@ -5,6 +5,7 @@
 
 use postgres::Transaction;
 use tern_core::function::{AliasRecord, FunctionRecord, LATEST};
+use tern_core::limits;
 
 use super::{to_i64, PostgresStore};
 use crate::store::StoreError;
@@ -71,6 +72,18 @@ impl PostgresStore {
             return Err(StoreError::Precondition(
                 "The function changed since it was read; publish again".into(),
             ));
+        }
+        let held: i64 = tx
+            .query_one(
+                "SELECT COUNT(*) FROM function_versions WHERE namespace = $1 AND name = $2",
+                &[&rec.namespace, &rec.name],
+            )?
+            .try_get(0)?;
+        if held >= i64::try_from(limits::VERSIONS_PER_FUNCTION).unwrap_or(i64::MAX) {
+            return Err(StoreError::LimitExceeded(format!(
+                "Function {} already has {held} published versions, the most tern keeps per function; delete old ones (DeleteFunction with Qualifier) to publish more",
+                rec.name
+            )));
         }
         let version = last + 1;
         let mut published = rec.clone();

@@ -4,6 +4,7 @@
 
 use rusqlite::{params, OptionalExtension, Transaction};
 use tern_core::function::{AliasRecord, FunctionRecord, LATEST};
+use tern_core::limits;
 
 use super::SqliteStore;
 use crate::store::StoreError;
@@ -76,6 +77,17 @@ impl SqliteStore {
             return Err(StoreError::Precondition(
                 "The function changed since it was read; publish again".into(),
             ));
+        }
+        let held: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM function_versions WHERE namespace = ?1 AND name = ?2",
+            params![rec.namespace, rec.name],
+            |r| r.get(0),
+        )?;
+        if held >= i64::try_from(limits::VERSIONS_PER_FUNCTION).unwrap_or(i64::MAX) {
+            return Err(StoreError::LimitExceeded(format!(
+                "Function {} already has {held} published versions, the most tern keeps per function; delete old ones (DeleteFunction with Qualifier) to publish more",
+                rec.name
+            )));
         }
         let version = last + 1;
         let mut published = rec.clone();

@@ -197,3 +197,22 @@ pub fn deleting_an_alias_takes_its_url_and_settings(store: &dyn Store) {
         Some(beta_url)
     );
 }
+
+pub fn a_function_holds_at_most_the_version_limit(store: &dyn Store) {
+    let f = function("default", "f", 10);
+    store.create_function(&f).unwrap();
+    for _ in 0..tern_core::limits::VERSIONS_PER_FUNCTION {
+        store.publish_version(&f, "r1").unwrap();
+    }
+    assert!(matches!(
+        store.publish_version(&f, "r1"),
+        Err(StoreError::LimitExceeded(_))
+    ));
+    // Deleting one makes room again; the number is still never reused.
+    assert!(store.delete_version("default", "f", 1).unwrap());
+    let next = store.publish_version(&f, "r1").unwrap();
+    assert_eq!(
+        next.version,
+        (tern_core::limits::VERSIONS_PER_FUNCTION + 1).to_string()
+    );
+}
