@@ -359,3 +359,31 @@ def test_a_function_url_on_an_alias_follows_the_alias(lambda_client, two_version
     with pytest.raises(botocore.exceptions.ClientError) as e:
         lambda_client.get_function_url_config(FunctionName=name, Qualifier="live")
     assert error_code(e) == "ResourceNotFoundException"
+
+
+def test_reading_through_an_alias_names_the_alias_and_its_version(lambda_client, two_versions):
+    name = two_versions
+    lambda_client.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
+    # Lambda: FunctionArn as read (with the alias), Version the alias's version.
+    for config in (
+        lambda_client.get_function(FunctionName=name, Qualifier="live")["Configuration"],
+        lambda_client.get_function_configuration(FunctionName=name, Qualifier="live"),
+        lambda_client.get_function_configuration(FunctionName=f"{name}:live"),
+    ):
+        assert (config["FunctionArn"], config["Version"]) == (function_arn(name) + ":live", "1")
+    config = lambda_client.get_function_configuration(FunctionName=name, Qualifier="2")
+    assert (config["FunctionArn"], config["Version"]) == (function_arn(name) + ":2", "2")
+
+
+def test_waiters_on_versions_and_aliases(lambda_client, two_versions):
+    name = two_versions
+    lambda_client.create_alias(FunctionName=name, Name="live", FunctionVersion="2")
+    fast = {"Delay": 1, "MaxAttempts": 5}
+    lambda_client.get_waiter("published_version_active").wait(
+        FunctionName=name, Qualifier="1", WaiterConfig=fast)
+    for qualifier in ("1", "live", "$LATEST"):
+        lambda_client.get_waiter("function_active_v2").wait(
+            FunctionName=name, Qualifier=qualifier, WaiterConfig=fast)
+        lambda_client.get_waiter("function_exists").wait(
+            FunctionName=name, Qualifier=qualifier, WaiterConfig=fast)
+

@@ -568,9 +568,9 @@ impl FunctionService {
         qualifier: Option<&str>,
         code_url: impl FnOnce(&str) -> String,
     ) -> Result<GetFunctionResponse, ServiceError> {
-        let (rec, _) = self.lookup(caller, function_name, qualifier).await?;
+        let (rec, qualifier) = self.lookup(caller, function_name, qualifier).await?;
         Ok(GetFunctionResponse {
-            configuration: self.configuration(caller, &rec),
+            configuration: self.configuration_as_named(caller, &rec, qualifier.as_deref()),
             code: FunctionCodeLocation {
                 repository_type: "S3".to_string(),
                 location: code_url(&rec.code.sha256_hex),
@@ -591,8 +591,25 @@ impl FunctionService {
         function_name: &str,
         qualifier: Option<&str>,
     ) -> Result<FunctionConfiguration, ServiceError> {
-        let (rec, _) = self.lookup(caller, function_name, qualifier).await?;
-        Ok(self.configuration(caller, &rec))
+        let (rec, qualifier) = self.lookup(caller, function_name, qualifier).await?;
+        Ok(self.configuration_as_named(caller, &rec, qualifier.as_deref()))
+    }
+
+    /// The configuration of the record an alias (or version) resolved to. As on Lambda,
+    /// read through an alias its `FunctionArn` names the alias and its `Version` is the
+    /// version the alias points at.
+    fn configuration_as_named(
+        &self,
+        caller: &Caller,
+        rec: &FunctionRecord,
+        qualifier: Option<&str>,
+    ) -> FunctionConfiguration {
+        let mut config = self.configuration(caller, rec);
+        if let Some(alias) = qualifier.filter(|q| *q != rec.version && *q != LATEST) {
+            config.function_arn =
+                function_arn(&self.config.region, &caller.account, &rec.name, Some(alias));
+        }
+        config
     }
 
     pub async fn list(
