@@ -387,3 +387,41 @@ def test_waiters_on_versions_and_aliases(lambda_client, two_versions):
         lambda_client.get_waiter("function_exists").wait(
             FunctionName=name, Qualifier=qualifier, WaiterConfig=fast)
 
+
+def test_list_functions_with_all_versions_pages_through_every_version(lambda_client, deploy):
+    first = deploy(app_zip("a1"))["FunctionName"]
+    second = deploy(app_zip("b1"))["FunctionName"]
+    for name, codes in ((first, ("a2", "a3")), (second, ("b2",))):
+        lambda_client.publish_version(FunctionName=name)
+        for code in codes:
+            lambda_client.update_function_code(FunctionName=name, ZipFile=app_zip(code))
+            lambda_client.get_waiter("function_updated_v2").wait(FunctionName=name)
+            lambda_client.publish_version(FunctionName=name)
+    ours = (first, second)
+
+    def listed(**kwargs):
+        pages = lambda_client.get_paginator("list_functions").paginate(**kwargs)
+        seen = []
+        for page in pages:
+            assert len(page["Functions"]) <= kwargs.get("PaginationConfig", {}).get("PageSize", 50)
+            seen += [(f["FunctionName"], f["Version"], f["FunctionArn"])
+                     for f in page["Functions"] if f["FunctionName"] in ours]
+        return seen
+
+    want = []
+    for name, count in sorted(((first, 3), (second, 2))):
+        want.append((name, "$LATEST", function_arn(name)))
+        want += [(name, str(n), f"{function_arn(name)}:{n}") for n in range(1, count + 1)]
+    # Pages of 2 end in the middle of a function's versions and resume there.
+    for page_size in (1, 2, 3, 50):
+        assert listed(FunctionVersion="ALL", PaginationConfig={"PageSize": page_size}) == want
+    assert listed() == [w for w in want if w[1] == "$LATEST"]
+
+    with pytest.raises(botocore.exceptions.ClientError) as bad:
+        lambda_client.list_functions(FunctionVersion="LATEST")
+    assert error_code(bad) == "InvalidParameterValueException"
+    assert "functionVersion" in bad.value.response["Error"]["Message"]
+    with pytest.raises(botocore.exceptions.ClientError) as edge:
+        lambda_client.list_functions(MasterRegion="us-east-1", FunctionVersion="ALL")
+    assert error_code(edge) == "InvalidParameterValueException"
+    assert "MasterRegion" in edge.value.response["Error"]["Message"]

@@ -612,13 +612,25 @@ impl FunctionService {
         config
     }
 
+    /// ListFunctions; with `FunctionVersion=ALL` see
+    /// [`FunctionService::list_with_versions`].
     pub async fn list(
         &self,
         caller: &Caller,
         marker: Option<String>,
         max_items: Option<i64>,
+        function_version: Option<&str>,
     ) -> Result<ListFunctionsResponse, ServiceError> {
         let limit = validate::max_items(max_items)?;
+        match function_version {
+            None => {}
+            Some("ALL") => return self.list_with_versions(caller, marker, limit).await,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "1 validation error detected: Value '{other}' at 'functionVersion' failed to satisfy constraint: Member must satisfy enum value set: [ALL]"
+                )))
+            }
+        }
         let ns = caller.namespace.clone();
         let after = marker.filter(|m| !m.is_empty());
         let mut page = stored(&self.store, move |store| {

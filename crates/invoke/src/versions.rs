@@ -7,7 +7,8 @@ use std::sync::Arc;
 use tern_core::function::{FunctionRecord, LATEST};
 use tern_core::limits;
 use tern_core::wire::{
-    FunctionConfiguration, ListVersionsByFunctionResponse, PublishVersionRequest,
+    FunctionConfiguration, ListFunctionsResponse, ListVersionsByFunctionResponse,
+    PublishVersionRequest,
 };
 
 use crate::error::{stored, ServiceError};
@@ -166,6 +167,107 @@ impl FunctionService {
                 .collect(),
             next_marker,
         })
+    }
+
+    /// ListFunctions with `FunctionVersion=ALL`: each function's `$LATEST`, then its
+    /// published versions in order. At most `limit` entries; the marker is the last
+    /// entry as `name:version` (`name:$LATEST` included), so a page can end and the
+    /// next one resume in the middle of a function's versions. A bare `name` (a marker
+    /// of a listing without versions) resumes after that function.
+    pub(crate) async fn list_with_versions(
+        &self,
+        caller: &Caller,
+        marker: Option<String>,
+        limit: usize,
+    ) -> Result<ListFunctionsResponse, ServiceError> {
+        let mut page = Vec::new();
+        let mut after_function = None;
+        if let Some(marker) = marker.filter(|m| !m.is_empty()) {
+            match marker.split_once(':') {
+                None => after_function = Some(marker),
+                Some((name, version)) => {
+                    let after = match version {
+                        LATEST => 0,
+                        v => v.parse::<u64>().map_err(|_| {
+                            invalid(format!("Invalid value for 'Marker': {marker}"))
+                        })?,
+                    };
+                    if !self
+                        .page_versions(caller, name, after, limit, &mut page)
+                        .await?
+                    {
+                        return Ok(self.function_page(caller, page, true));
+                    }
+                    after_function = Some(name.to_string());
+                }
+            }
+        }
+        loop {
+            let (ns, after) = (caller.namespace.clone(), after_function.clone());
+            let want = limit - page.len() + 1;
+            let functions = stored(self.store(), move |store| {
+                Ok(store.list_functions(&ns, after.as_deref(), want)?)
+            })
+            .await?;
+            let last_page = functions.len() < want;
+            for latest in functions {
+                if page.len() == limit {
+                    return Ok(self.function_page(caller, page, true));
+                }
+                after_function = Some(latest.name.clone());
+                let name = latest.name.clone();
+                page.push(latest);
+                if !self
+                    .page_versions(caller, &name, 0, limit, &mut page)
+                    .await?
+                {
+                    return Ok(self.function_page(caller, page, true));
+                }
+            }
+            if last_page {
+                return Ok(self.function_page(caller, page, false));
+            }
+        }
+    }
+
+    /// Appends `name`'s versions after `after` to `page` while it has room for them
+    /// (up to `limit`); false when some did not fit.
+    async fn page_versions(
+        &self,
+        caller: &Caller,
+        name: &str,
+        after: u64,
+        limit: usize,
+        page: &mut Vec<FunctionRecord>,
+    ) -> Result<bool, ServiceError> {
+        let room = limit - page.len();
+        let (ns, n) = (caller.namespace.clone(), name.to_string());
+        let mut versions = stored(self.store(), move |store| {
+            Ok(store.list_versions(&ns, &n, after, room + 1)?)
+        })
+        .await?;
+        let fits = versions.len() <= room;
+        versions.truncate(room);
+        page.extend(versions);
+        Ok(fits)
+    }
+
+    fn function_page(
+        &self,
+        caller: &Caller,
+        page: Vec<FunctionRecord>,
+        more: bool,
+    ) -> ListFunctionsResponse {
+        let (region, account) = (&self.config().region, &caller.account);
+        ListFunctionsResponse {
+            next_marker: more
+                .then(|| page.last().map(|r| format!("{}:{}", r.name, r.version)))
+                .flatten(),
+            functions: page
+                .iter()
+                .map(|r| FunctionConfiguration::from_record(r, region, account))
+                .collect(),
+        }
     }
 
     /// DeleteFunction with a version qualifier.
