@@ -425,3 +425,30 @@ def test_list_functions_with_all_versions_pages_through_every_version(lambda_cli
         lambda_client.list_functions(MasterRegion="us-east-1", FunctionVersion="ALL")
     assert error_code(edge) == "InvalidParameterValueException"
     assert "MasterRegion" in edge.value.response["Error"]["Message"]
+
+
+def test_calls_on_the_function_itself_refuse_a_version_or_alias(lambda_client, two_versions):
+    name = two_versions
+    lambda_client.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
+    arn = function_arn(name)
+    refused = [
+        lambda: lambda_client.update_function_code(FunctionName=f"{name}:1", ZipFile=app_zip("x")),
+        lambda: lambda_client.update_function_configuration(FunctionName=f"{name}:live", Timeout=9),
+        lambda: lambda_client.tag_resource(Resource=f"{arn}:1", Tags={"team": "a"}),
+        lambda: lambda_client.tag_resource(Resource=f"{arn}:live", Tags={"team": "a"}),
+        lambda: lambda_client.put_function_concurrency(FunctionName=f"{name}:1",
+                                                       ReservedConcurrentExecutions=1),
+        lambda: lambda_client.get_function_concurrency(FunctionName=f"{name}:1"),
+        lambda: lambda_client.delete_function_concurrency(FunctionName=f"{name}:live"),
+    ]
+    for call in refused:
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            call()
+        assert error_code(e) == "InvalidParameterValueException", e.value.response
+
+
+def test_publish_to_names_what_is_unsupported(lambda_client, two_versions):
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        lambda_client.publish_version(FunctionName=two_versions, PublishTo="LATEST_PUBLISHED")
+    assert error_code(e) == "InvalidParameterValueException"
+    assert "versions are not supported" not in e.value.response["Error"]["Message"]

@@ -1053,7 +1053,8 @@ impl FunctionService {
         caller: &Caller,
         function_name: &str,
     ) -> Result<Concurrency, ServiceError> {
-        let (rec, _) = self.lookup(caller, function_name, None).await?;
+        let (rec, qualifier) = self.lookup(caller, function_name, None).await?;
+        Self::unqualified(&qualifier, "GetFunctionConcurrency")?;
         Ok(Concurrency {
             reserved_concurrent_executions: self.admission.reserved(&caller.namespace, &rec.name),
         })
