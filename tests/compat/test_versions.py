@@ -452,3 +452,24 @@ def test_publish_to_names_what_is_unsupported(lambda_client, two_versions):
         lambda_client.publish_version(FunctionName=two_versions, PublishTo="LATEST_PUBLISHED")
     assert error_code(e) == "InvalidParameterValueException"
     assert "versions are not supported" not in e.value.response["Error"]["Message"]
+
+
+def test_concurrent_publishes_of_one_configuration_make_one_version(lambda_client, deploy):
+    import threading
+
+    name = deploy(app_zip("v1"))["FunctionName"]
+    for round_ in range(10):
+        lambda_client.update_function_configuration(FunctionName=name, Timeout=3 + round_)
+        start = threading.Barrier(8)
+        versions = []
+
+        def publish():
+            start.wait()
+            versions.append(lambda_client.publish_version(FunctionName=name)["Version"])
+
+        threads = [threading.Thread(target=publish) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert versions == [str(round_ + 1)] * 8, f"round {round_}"

@@ -71,17 +71,14 @@ impl FunctionService {
         ))
     }
 
-    /// Freezes `latest` as a version (or finds the newest one equal to it).
+    /// Freezes `latest` as a version; the store returns the newest one instead when it
+    /// holds the same code and configuration (in its transaction, so that concurrent
+    /// publishes of one configuration make one version).
     pub(crate) async fn publish(
         &self,
         latest: &FunctionRecord,
         description: String,
     ) -> Result<Arc<FunctionRecord>, ServiceError> {
-        if let Some(newest) = self.newest_version(&latest.namespace, &latest.name).await? {
-            if newest.same_config(latest) {
-                return Ok(newest);
-            }
-        }
         let mut frozen = latest.clone();
         frozen.description = description;
         frozen.revision_id = uuid::Uuid::new_v4().to_string();
@@ -95,30 +92,6 @@ impl FunctionService {
         self.registry().put_version(published.clone());
         let published = Arc::new(published);
         Ok(published)
-    }
-
-    async fn newest_version(
-        &self,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Option<Arc<FunctionRecord>>, ServiceError> {
-        let mut after = 0;
-        let mut newest = None;
-        loop {
-            let (ns, n) = (namespace.to_string(), name.to_string());
-            let page = stored(self.store(), move |store| {
-                Ok(store.list_versions(&ns, &n, after, limits::LIST_MAX_ITEMS)?)
-            })
-            .await?;
-            let full = page.len() == limits::LIST_MAX_ITEMS;
-            if let Some(last) = page.into_iter().last() {
-                after = last.version_number().unwrap_or(u64::MAX);
-                newest = Some(Arc::new(last));
-            }
-            if !full {
-                return Ok(newest);
-            }
-        }
     }
 
     pub async fn list_versions(

@@ -99,7 +99,10 @@ pub trait Store: Send + Sync {
     fn delete_function(&self, namespace: &str, name: &str) -> Result<bool, StoreError>;
     /// Publishes `rec` (a copy of `$LATEST`) as the function's next version number, if
     /// `$LATEST`'s `revision_id` is still `expected_revision` (else `Precondition`);
-    /// returns the stored record, its `version` set. Numbers are never reused.
+    /// returns the stored record, its `version` set. Numbers are never reused. If the
+    /// newest version has the same code and configuration
+    /// ([`FunctionRecord::same_config`]), publishes nothing and returns that version (as
+    /// Lambda does), so concurrent publishes of one configuration make one version.
     /// `LimitExceeded` when the function already holds
     /// [`tern_core::limits::VERSIONS_PER_FUNCTION`] versions.
     fn publish_version(

@@ -98,6 +98,7 @@ conformance! {
         deleting_the_function_takes_its_versions_and_aliases,
         deleting_an_alias_takes_its_url_and_settings,
         a_function_holds_at_most_the_version_limit,
+        publishing_what_the_newest_version_holds_returns_that_version,
     ],
     with_store: networks [
         networks_are_created_listed_and_deleted,
@@ -168,5 +169,6 @@ conformance! {
         concurrent_publishes_number_function_versions_uniquely,
         a_publish_racing_an_update_never_publishes_the_replaced_revision,
         deleting_a_version_racing_an_alias_to_it_leaves_no_dangling_alias,
+        concurrent_publishes_of_one_configuration_make_one_version,
     ],
 }

@@ -73,6 +73,16 @@ impl PostgresStore {
                 "The function changed since it was read; publish again".into(),
             ));
         }
+        let newest = tx.query(
+            "SELECT record FROM function_versions WHERE namespace = $1 AND name = $2
+             ORDER BY version DESC LIMIT 1",
+            &[&rec.namespace, &rec.name],
+        )?;
+        if let Some(newest) = records::<FunctionRecord>(&newest)?.pop() {
+            if newest.same_config(rec) {
+                return Ok(newest);
+            }
+        }
         let held: i64 = tx
             .query_one(
                 "SELECT COUNT(*) FROM function_versions WHERE namespace = $1 AND name = $2",

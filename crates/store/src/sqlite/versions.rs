@@ -78,6 +78,20 @@ impl SqliteStore {
                 "The function changed since it was read; publish again".into(),
             ));
         }
+        let newest: Option<String> = tx
+            .query_row(
+                "SELECT record FROM function_versions WHERE namespace = ?1 AND name = ?2
+                 ORDER BY version DESC LIMIT 1",
+                params![rec.namespace, rec.name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(newest) = newest {
+            let newest: FunctionRecord = serde_json::from_str(&newest)?;
+            if newest.same_config(rec) {
+                return Ok(newest);
+            }
+        }
         let held: i64 = tx.query_row(
             "SELECT COUNT(*) FROM function_versions WHERE namespace = ?1 AND name = ?2",
             params![rec.namespace, rec.name],

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use tern_store::{Enqueued, EventState, NewEvent, Settle, Store, StoreError};
 
-use crate::support::{event, function, keyed, layer, LONG_LEASE, T0};
+use crate::support::{event, function, keyed, layer, release, LONG_LEASE, T0};
 
 const THREADS: usize = 4;
 
@@ -146,7 +146,7 @@ pub fn concurrent_publishes_number_function_versions_uniquely(store: &dyn Store)
                 let f = &f;
                 s.spawn(move || {
                     (0..TRIES)
-                        .map(|_| store.publish_version(f, "r1").unwrap().version)
+                        .map(|_| store.publish_version(&release(f), "r1").unwrap().version)
                         .map(|v| v.parse::<u64>().unwrap())
                         .collect::<Vec<_>>()
                 })
@@ -200,7 +200,7 @@ pub fn deleting_a_version_racing_an_alias_to_it_leaves_no_dangling_alias(store: 
     let f = function("default", "f", 10);
     store.create_function(&f).unwrap();
     for round in 0..ROUNDS {
-        let version = store.publish_version(&f, "r1").unwrap();
+        let version = store.publish_version(&release(&f), "r1").unwrap();
         let n: u64 = version.version.parse().unwrap();
         let mut alias = crate::versions::alias(&format!("a{round}"), &version.version, &[]);
         alias.function = "f".into();
@@ -221,5 +221,29 @@ pub fn deleting_a_version_racing_an_alias_to_it_leaves_no_dangling_alias(store: 
             }
             other => panic!("round {round}: delete and alias both {other:?}"),
         }
+    }
+}
+
+/// Concurrent PublishVersion calls with nothing changed (two CI jobs releasing one
+/// commit) make one version, as Lambda does, not one identical version each.
+pub fn concurrent_publishes_of_one_configuration_make_one_version(store: &dyn Store) {
+    let f = function("default", "f", 10);
+    store.create_function(&f).unwrap();
+    for round in 0..10 {
+        let next = release(&f);
+        let versions: Vec<String> = std::thread::scope(|s| {
+            let publishers: Vec<_> = (0..THREADS)
+                .map(|_| s.spawn(|| store.publish_version(&next, "r1").unwrap().version))
+                .collect();
+            publishers
+                .into_iter()
+                .map(|p| p.join().expect("publisher thread"))
+                .collect()
+        });
+        assert_eq!(
+            versions,
+            vec![(round + 1).to_string(); THREADS],
+            "round {round}"
+        );
     }
 }
