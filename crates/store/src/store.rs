@@ -28,7 +28,7 @@ pub enum StoreError {
     #[error("{0}")]
     Precondition(String),
     /// The change would take a function past a bound of the store (its number of
-    /// published versions).
+    /// published versions or aliases).
     #[error("{0}")]
     LimitExceeded(String),
     #[error("database error: {0}")]
@@ -129,7 +129,8 @@ pub trait Store: Send + Sync {
     fn delete_version(&self, namespace: &str, name: &str, version: u64)
         -> Result<bool, StoreError>;
     /// Creates an alias: `Conflict` if the name is taken, `NotFound` if the function or
-    /// a version it routes to does not exist.
+    /// a version it routes to does not exist, `LimitExceeded` when the function already
+    /// holds [`tern_core::limits::ALIASES_PER_FUNCTION`] aliases.
     fn create_alias(&self, alias: &AliasRecord) -> Result<(), StoreError>;
     /// Replaces an alias whose `revision_id` is still `expected_revision` (else
     /// `Precondition`); `NotFound` if the alias or a version it routes to does not

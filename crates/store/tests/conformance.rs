@@ -99,6 +99,7 @@ conformance! {
         deleting_an_alias_takes_its_url_and_settings,
         a_function_holds_at_most_the_version_limit,
         publishing_what_the_newest_version_holds_returns_that_version,
+        a_function_holds_at_most_the_alias_limit,
     ],
     with_store: networks [
         networks_are_created_listed_and_deleted,

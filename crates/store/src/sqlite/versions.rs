@@ -219,6 +219,17 @@ impl SqliteStore {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         check_targets(&tx, alias)?;
+        let held: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM function_aliases WHERE namespace = ?1 AND function = ?2",
+            params![alias.namespace, alias.function],
+            |r| r.get(0),
+        )?;
+        if held >= i64::try_from(limits::ALIASES_PER_FUNCTION).unwrap_or(i64::MAX) {
+            return Err(StoreError::LimitExceeded(format!(
+                "Function {} already has {held} aliases, the most tern keeps per function; delete one (DeleteAlias) to create another",
+                alias.function
+            )));
+        }
         let inserted = tx.execute(
             "INSERT INTO function_aliases (namespace, function, name, record)
              VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",

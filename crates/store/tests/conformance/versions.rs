@@ -232,3 +232,21 @@ pub fn publishing_what_the_newest_version_holds_returns_that_version(store: &dyn
     // Only the newest counts: going back to version 1's configuration is a new version.
     assert_eq!(store.publish_version(&f, "r1").unwrap().version, "3");
 }
+
+pub fn a_function_holds_at_most_the_alias_limit(store: &dyn Store) {
+    let f = function("default", "f", 10);
+    store.create_function(&f).unwrap();
+    for n in 0..tern_core::limits::ALIASES_PER_FUNCTION {
+        store
+            .create_alias(&alias(&format!("a{n}"), "$LATEST", &[]))
+            .unwrap();
+    }
+    assert!(matches!(
+        store.create_alias(&alias("one-more", "$LATEST", &[])),
+        Err(StoreError::LimitExceeded(_))
+    ));
+    assert!(store.delete_alias("default", "f", "a0").unwrap());
+    store
+        .create_alias(&alias("one-more", "$LATEST", &[]))
+        .unwrap();
+}
