@@ -473,3 +473,18 @@ def test_concurrent_publishes_of_one_configuration_make_one_version(lambda_clien
         for t in threads:
             t.join()
         assert versions == [str(round_ + 1)] * 8, f"round {round_}"
+
+
+def test_aliases_per_function_are_bounded_with_a_lambda_error(lambda_client, deploy):
+    from concurrent.futures import ThreadPoolExecutor
+
+    name = deploy(app_zip("v1"))["FunctionName"]
+    limit = 1000  # tern_core::limits::ALIASES_PER_FUNCTION
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda n: lambda_client.create_alias(
+            FunctionName=name, Name=f"a{n}", FunctionVersion="$LATEST"), range(limit)))
+    with pytest.raises(lambda_client.exceptions.CodeStorageExceededException) as e:
+        lambda_client.create_alias(FunctionName=name, Name="one-more", FunctionVersion="$LATEST")
+    assert "1000 aliases" in e.value.response["Error"]["Message"]
+    lambda_client.delete_alias(FunctionName=name, Name="a0")
+    lambda_client.create_alias(FunctionName=name, Name="one-more", FunctionVersion="$LATEST")
