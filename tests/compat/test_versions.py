@@ -488,3 +488,28 @@ def test_aliases_per_function_are_bounded_with_a_lambda_error(lambda_client, dep
     assert "1000 aliases" in e.value.response["Error"]["Message"]
     lambda_client.delete_alias(FunctionName=name, Name="a0")
     lambda_client.create_alias(FunctionName=name, Name="one-more", FunctionVersion="$LATEST")
+
+
+def test_publish_without_preconditions_racing_updates_publishes(lambda_client, deploy):
+    """PublishVersion without RevisionId publishes whatever $LATEST is; an update landing
+    between its read and its write must not turn into a 412 the caller never asked for."""
+    import threading
+
+    name = deploy(app_zip("v1"))["FunctionName"]
+    stop = threading.Event()
+
+    def update():
+        timeout = 3
+        while not stop.is_set():
+            timeout = 3 + (timeout - 2) % 50
+            lambda_client.update_function_configuration(FunctionName=name, Timeout=timeout)
+
+    updater = threading.Thread(target=update)
+    updater.start()
+    try:
+        for _ in range(60):
+            version = lambda_client.publish_version(FunctionName=name)
+            assert version["Version"].isdigit()
+    finally:
+        stop.set()
+        updater.join()

@@ -15,6 +15,10 @@ use crate::error::{stored, ServiceError};
 use crate::functions::{invalid, Caller, FunctionService};
 use crate::{now_ms, validate};
 
+/// How many times PublishVersion without a RevisionId reads `$LATEST` again after an
+/// update raced it, before it answers 409.
+const PUBLISH_RETRIES: usize = 5;
+
 impl FunctionService {
     /// The record a qualifier names (see [`crate::registry::Registry::resolve`]).
     pub async fn resolve(
@@ -37,38 +41,71 @@ impl FunctionService {
         function_name: &str,
         req: PublishVersionRequest,
     ) -> Result<FunctionConfiguration, ServiceError> {
-        let (latest, qualifier) = self.lookup(caller, function_name, None).await?;
+        let (mut latest, qualifier) = self.lookup(caller, function_name, None).await?;
         if qualifier.is_some_and(|q| q != LATEST) {
             return Err(invalid(
                 "PublishVersion takes the function without a qualifier",
             ));
         }
         validate::unsupported_members(&[("PublishTo", req.publish_to.as_ref())])?;
-        if let Some(sha) = &req.code_sha256 {
-            if sha != &latest.code.sha256_b64 {
-                return Err(ServiceError::PreconditionFailed(format!(
-                    "CodeSHA256 ({sha}) is different from current CodeSHA256 in $LATEST ({}). Please try again with the CodeSHA256 in $LATEST.",
-                    latest.code.sha256_b64
-                )));
+        let mut retries = 0;
+        loop {
+            if let Some(sha) = &req.code_sha256 {
+                if sha != &latest.code.sha256_b64 {
+                    return Err(ServiceError::PreconditionFailed(format!(
+                        "CodeSHA256 ({sha}) is different from current CodeSHA256 in $LATEST ({}). Please try again with the CodeSHA256 in $LATEST.",
+                        latest.code.sha256_b64
+                    )));
+                }
+            }
+            if let Some(rev) = &req.revision_id {
+                if rev != &latest.revision_id {
+                    return Err(ServiceError::PreconditionFailed(
+                        "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id".to_string(),
+                    ));
+                }
+            }
+            let description = req
+                .description
+                .clone()
+                .unwrap_or_else(|| latest.description.clone());
+            validate::description(&description)?;
+            match self.publish(&latest, description).await {
+                Ok(rec) => {
+                    return Ok(FunctionConfiguration::from_record(
+                        &rec,
+                        &self.config().region,
+                        &caller.account,
+                    ))
+                }
+                // `$LATEST` changed after it was read. Without a RevisionId the caller
+                // asked for whatever `$LATEST` is: read it again (from the store, which
+                // another server may have written) and publish that.
+                Err(ServiceError::PreconditionFailed(_))
+                    if req.revision_id.is_none() && retries < PUBLISH_RETRIES =>
+                {
+                    retries += 1;
+                    let (ns, name) = (caller.namespace.clone(), latest.name.clone());
+                    latest = stored(self.store(), move |store| {
+                        Ok(store.get_function(&ns, &name)?)
+                    })
+                    .await?
+                    .map(Arc::new)
+                    .ok_or_else(|| {
+                        ServiceError::ResourceNotFound(format!(
+                            "Function not found: {}",
+                            latest.name
+                        ))
+                    })?;
+                }
+                Err(ServiceError::PreconditionFailed(_)) if req.revision_id.is_none() => {
+                    return Err(ServiceError::ResourceConflict(
+                        "$LATEST kept changing while it was being published; retry".to_string(),
+                    ))
+                }
+                Err(e) => return Err(e),
             }
         }
-        if let Some(rev) = &req.revision_id {
-            if rev != &latest.revision_id {
-                return Err(ServiceError::PreconditionFailed(
-                    "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id".to_string(),
-                ));
-            }
-        }
-        let description = req
-            .description
-            .unwrap_or_else(|| latest.description.clone());
-        validate::description(&description)?;
-        let rec = self.publish(&latest, description).await?;
-        Ok(FunctionConfiguration::from_record(
-            &rec,
-            &self.config().region,
-            &caller.account,
-        ))
     }
 
     /// Freezes `latest` as a version; the store returns the newest one instead when it
