@@ -513,3 +513,12 @@ def test_publish_without_preconditions_racing_updates_publishes(lambda_client, d
     finally:
         stop.set()
         updater.join()
+
+
+def test_list_functions_with_all_versions_returns_at_most_50_a_page(lambda_client, deploy):
+    name = deploy(app_zip("v1"))["FunctionName"]
+    for timeout in range(4, 4 + 55):
+        lambda_client.update_function_configuration(FunctionName=name, Timeout=timeout)
+        lambda_client.publish_version(FunctionName=name)
+    page = lambda_client.list_functions(FunctionVersion="ALL", MaxItems=1000)
+    assert len(page["Functions"]) == 50 and page["NextMarker"]

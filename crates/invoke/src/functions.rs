@@ -624,7 +624,12 @@ impl FunctionService {
         let limit = validate::max_items(max_items)?;
         match function_version {
             None => {}
-            Some("ALL") => return self.list_with_versions(caller, marker, limit).await,
+            // As on Lambda, at most 50 per page whatever MaxItems says: each function
+            // on the page costs a store query for its versions.
+            Some("ALL") => {
+                let limit = limit.min(limits::LIST_DEFAULT_ITEMS);
+                return self.list_with_versions(caller, marker, limit).await;
+            }
             Some(other) => {
                 return Err(invalid(format!(
                     "1 validation error detected: Value '{other}' at 'functionVersion' failed to satisfy constraint: Member must satisfy enum value set: [ALL]"
