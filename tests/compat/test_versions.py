@@ -359,3 +359,166 @@ def test_a_function_url_on_an_alias_follows_the_alias(lambda_client, two_version
     with pytest.raises(botocore.exceptions.ClientError) as e:
         lambda_client.get_function_url_config(FunctionName=name, Qualifier="live")
     assert error_code(e) == "ResourceNotFoundException"
+
+
+def test_reading_through_an_alias_names_the_alias_and_its_version(lambda_client, two_versions):
+    name = two_versions
+    lambda_client.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
+    # Lambda: FunctionArn as read (with the alias), Version the alias's version.
+    for config in (
+        lambda_client.get_function(FunctionName=name, Qualifier="live")["Configuration"],
+        lambda_client.get_function_configuration(FunctionName=name, Qualifier="live"),
+        lambda_client.get_function_configuration(FunctionName=f"{name}:live"),
+    ):
+        assert (config["FunctionArn"], config["Version"]) == (function_arn(name) + ":live", "1")
+    config = lambda_client.get_function_configuration(FunctionName=name, Qualifier="2")
+    assert (config["FunctionArn"], config["Version"]) == (function_arn(name) + ":2", "2")
+
+
+def test_waiters_on_versions_and_aliases(lambda_client, two_versions):
+    name = two_versions
+    lambda_client.create_alias(FunctionName=name, Name="live", FunctionVersion="2")
+    fast = {"Delay": 1, "MaxAttempts": 5}
+    lambda_client.get_waiter("published_version_active").wait(
+        FunctionName=name, Qualifier="1", WaiterConfig=fast)
+    for qualifier in ("1", "live", "$LATEST"):
+        lambda_client.get_waiter("function_active_v2").wait(
+            FunctionName=name, Qualifier=qualifier, WaiterConfig=fast)
+        lambda_client.get_waiter("function_exists").wait(
+            FunctionName=name, Qualifier=qualifier, WaiterConfig=fast)
+
+
+def test_list_functions_with_all_versions_pages_through_every_version(lambda_client, deploy):
+    first = deploy(app_zip("a1"))["FunctionName"]
+    second = deploy(app_zip("b1"))["FunctionName"]
+    for name, codes in ((first, ("a2", "a3")), (second, ("b2",))):
+        lambda_client.publish_version(FunctionName=name)
+        for code in codes:
+            lambda_client.update_function_code(FunctionName=name, ZipFile=app_zip(code))
+            lambda_client.get_waiter("function_updated_v2").wait(FunctionName=name)
+            lambda_client.publish_version(FunctionName=name)
+    ours = (first, second)
+
+    def listed(**kwargs):
+        pages = lambda_client.get_paginator("list_functions").paginate(**kwargs)
+        seen = []
+        for page in pages:
+            assert len(page["Functions"]) <= kwargs.get("PaginationConfig", {}).get("PageSize", 50)
+            seen += [(f["FunctionName"], f["Version"], f["FunctionArn"])
+                     for f in page["Functions"] if f["FunctionName"] in ours]
+        return seen
+
+    want = []
+    for name, count in sorted(((first, 3), (second, 2))):
+        want.append((name, "$LATEST", function_arn(name)))
+        want += [(name, str(n), f"{function_arn(name)}:{n}") for n in range(1, count + 1)]
+    # Pages of 2 end in the middle of a function's versions and resume there.
+    for page_size in (1, 2, 3, 50):
+        assert listed(FunctionVersion="ALL", PaginationConfig={"PageSize": page_size}) == want
+    assert listed() == [w for w in want if w[1] == "$LATEST"]
+
+    with pytest.raises(botocore.exceptions.ClientError) as bad:
+        lambda_client.list_functions(FunctionVersion="LATEST")
+    assert error_code(bad) == "InvalidParameterValueException"
+    assert "functionVersion" in bad.value.response["Error"]["Message"]
+    with pytest.raises(botocore.exceptions.ClientError) as edge:
+        lambda_client.list_functions(MasterRegion="us-east-1", FunctionVersion="ALL")
+    assert error_code(edge) == "InvalidParameterValueException"
+    assert "MasterRegion" in edge.value.response["Error"]["Message"]
+
+
+def test_calls_on_the_function_itself_refuse_a_version_or_alias(lambda_client, two_versions):
+    name = two_versions
+    lambda_client.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
+    arn = function_arn(name)
+    refused = [
+        lambda: lambda_client.update_function_code(FunctionName=f"{name}:1", ZipFile=app_zip("x")),
+        lambda: lambda_client.update_function_configuration(FunctionName=f"{name}:live", Timeout=9),
+        lambda: lambda_client.tag_resource(Resource=f"{arn}:1", Tags={"team": "a"}),
+        lambda: lambda_client.tag_resource(Resource=f"{arn}:live", Tags={"team": "a"}),
+        lambda: lambda_client.put_function_concurrency(FunctionName=f"{name}:1",
+                                                       ReservedConcurrentExecutions=1),
+        lambda: lambda_client.get_function_concurrency(FunctionName=f"{name}:1"),
+        lambda: lambda_client.delete_function_concurrency(FunctionName=f"{name}:live"),
+    ]
+    for call in refused:
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            call()
+        assert error_code(e) == "InvalidParameterValueException", e.value.response
+
+
+def test_publish_to_names_what_is_unsupported(lambda_client, two_versions):
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        lambda_client.publish_version(FunctionName=two_versions, PublishTo="LATEST_PUBLISHED")
+    assert error_code(e) == "InvalidParameterValueException"
+    assert "versions are not supported" not in e.value.response["Error"]["Message"]
+
+
+def test_concurrent_publishes_of_one_configuration_make_one_version(lambda_client, deploy):
+    import threading
+
+    name = deploy(app_zip("v1"))["FunctionName"]
+    for round_ in range(10):
+        lambda_client.update_function_configuration(FunctionName=name, Timeout=3 + round_)
+        start = threading.Barrier(8)
+        versions = []
+
+        def publish():
+            start.wait()
+            versions.append(lambda_client.publish_version(FunctionName=name)["Version"])
+
+        threads = [threading.Thread(target=publish) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert versions == [str(round_ + 1)] * 8, f"round {round_}"
+
+
+def test_aliases_per_function_are_bounded_with_a_lambda_error(lambda_client, deploy):
+    from concurrent.futures import ThreadPoolExecutor
+
+    name = deploy(app_zip("v1"))["FunctionName"]
+    limit = 1000  # tern_core::limits::ALIASES_PER_FUNCTION
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda n: lambda_client.create_alias(
+            FunctionName=name, Name=f"a{n}", FunctionVersion="$LATEST"), range(limit)))
+    with pytest.raises(lambda_client.exceptions.CodeStorageExceededException) as e:
+        lambda_client.create_alias(FunctionName=name, Name="one-more", FunctionVersion="$LATEST")
+    assert "1000 aliases" in e.value.response["Error"]["Message"]
+    lambda_client.delete_alias(FunctionName=name, Name="a0")
+    lambda_client.create_alias(FunctionName=name, Name="one-more", FunctionVersion="$LATEST")
+
+
+def test_publish_without_preconditions_racing_updates_publishes(lambda_client, deploy):
+    """PublishVersion without RevisionId publishes whatever $LATEST is; an update landing
+    between its read and its write must not turn into a 412 the caller never asked for."""
+    import threading
+
+    name = deploy(app_zip("v1"))["FunctionName"]
+    stop = threading.Event()
+
+    def update():
+        timeout = 3
+        while not stop.is_set():
+            timeout = 3 + (timeout - 2) % 50
+            lambda_client.update_function_configuration(FunctionName=name, Timeout=timeout)
+
+    updater = threading.Thread(target=update)
+    updater.start()
+    try:
+        for _ in range(60):
+            version = lambda_client.publish_version(FunctionName=name)
+            assert version["Version"].isdigit()
+    finally:
+        stop.set()
+        updater.join()
+
+
+def test_list_functions_with_all_versions_returns_at_most_50_a_page(lambda_client, deploy):
+    name = deploy(app_zip("v1"))["FunctionName"]
+    for timeout in range(4, 4 + 55):
+        lambda_client.update_function_configuration(FunctionName=name, Timeout=timeout)
+        lambda_client.publish_version(FunctionName=name)
+    page = lambda_client.list_functions(FunctionVersion="ALL", MaxItems=1000)
+    assert len(page["Functions"]) == 50 and page["NextMarker"]

@@ -30,6 +30,11 @@ pub const HANDLER_MAX: usize = 128;
 pub const LOG_TAIL_BYTES: usize = 4 * 1024;
 /// Lambda's ratio: one full vCPU per this many MB of memory.
 pub const MB_PER_VCPU: u32 = 1_769;
+/// Published versions one function may hold at once (tern's bound; Lambda bounds them
+/// only through its 75 GB code-storage quota). Deleting a version frees its place.
+pub const VERSIONS_PER_FUNCTION: u64 = 1_000;
+/// Aliases one function may hold at once (tern's bound, as for versions).
+pub const ALIASES_PER_FUNCTION: u64 = 1_000;
 /// Default number of items per ListFunctions page, and its maximum.
 pub const LIST_DEFAULT_ITEMS: usize = 50;
 pub const LIST_MAX_ITEMS: usize = 10_000;

@@ -585,9 +585,20 @@ async fn list_functions(
             ))
         })?),
     };
+    if let Some(region) = q.get("MasterRegion") {
+        return Err(ServiceError::InvalidParameterValue(format!(
+            "MasterRegion ('{region}') is not supported: tern has no Lambda@Edge replicas; list without it"
+        ))
+        .into());
+    }
     let list = state
         .functions
-        .list(&caller, q.get("Marker").cloned(), max_items)
+        .list(
+            &caller,
+            q.get("Marker").cloned(),
+            max_items,
+            q.get("FunctionVersion").map(String::as_str),
+        )
         .await?;
     Ok(json(StatusCode::OK, &list))
 }

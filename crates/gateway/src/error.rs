@@ -33,6 +33,7 @@ pub fn to_wire(err: &ServiceError) -> WireError {
         ServiceError::ResourceNotFound(_) => (404, "ResourceNotFoundException", None),
         ServiceError::ResourceConflict(_) => (409, "ResourceConflictException", None),
         ServiceError::PreconditionFailed(_) => (412, "PreconditionFailedException", None),
+        ServiceError::CodeStorageExceeded(_) => (400, "CodeStorageExceededException", None),
         ServiceError::RequestTooLarge(_) => (413, "RequestTooLargeException", None),
         ServiceError::RequestEntityTooLarge(_) => (413, "RequestEntityTooLargeException", None),
         ServiceError::Throttled(_) => (429, "TooManyRequestsException", Some(1)),

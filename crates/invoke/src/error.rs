@@ -13,6 +13,9 @@ pub enum ServiceError {
     ResourceConflict(String),
     #[error("{0}")]
     PreconditionFailed(String),
+    /// A bound on what the store keeps (Lambda's code-storage quota error).
+    #[error("{0}")]
+    CodeStorageExceeded(String),
     #[error("{0}")]
     RequestTooLarge(String),
     #[error("{0}")]
@@ -51,6 +54,7 @@ impl From<tern_store::StoreError> for ServiceError {
             tern_store::StoreError::Conflict(m) => ServiceError::ResourceConflict(m),
             tern_store::StoreError::NotFound(m) => ServiceError::ResourceNotFound(m),
             tern_store::StoreError::Precondition(m) => ServiceError::PreconditionFailed(m),
+            tern_store::StoreError::LimitExceeded(m) => ServiceError::CodeStorageExceeded(m),
             other => ServiceError::Store(other),
         }
     }

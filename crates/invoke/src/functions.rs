@@ -568,9 +568,9 @@ impl FunctionService {
         qualifier: Option<&str>,
         code_url: impl FnOnce(&str) -> String,
     ) -> Result<GetFunctionResponse, ServiceError> {
-        let (rec, _) = self.lookup(caller, function_name, qualifier).await?;
+        let (rec, qualifier) = self.lookup(caller, function_name, qualifier).await?;
         Ok(GetFunctionResponse {
-            configuration: self.configuration(caller, &rec),
+            configuration: self.configuration_as_named(caller, &rec, qualifier.as_deref()),
             code: FunctionCodeLocation {
                 repository_type: "S3".to_string(),
                 location: code_url(&rec.code.sha256_hex),
@@ -591,17 +591,51 @@ impl FunctionService {
         function_name: &str,
         qualifier: Option<&str>,
     ) -> Result<FunctionConfiguration, ServiceError> {
-        let (rec, _) = self.lookup(caller, function_name, qualifier).await?;
-        Ok(self.configuration(caller, &rec))
+        let (rec, qualifier) = self.lookup(caller, function_name, qualifier).await?;
+        Ok(self.configuration_as_named(caller, &rec, qualifier.as_deref()))
     }
 
+    /// The configuration of the record an alias (or version) resolved to. As on Lambda,
+    /// read through an alias its `FunctionArn` names the alias and its `Version` is the
+    /// version the alias points at.
+    fn configuration_as_named(
+        &self,
+        caller: &Caller,
+        rec: &FunctionRecord,
+        qualifier: Option<&str>,
+    ) -> FunctionConfiguration {
+        let mut config = self.configuration(caller, rec);
+        if let Some(alias) = qualifier.filter(|q| *q != rec.version && *q != LATEST) {
+            config.function_arn =
+                function_arn(&self.config.region, &caller.account, &rec.name, Some(alias));
+        }
+        config
+    }
+
+    /// ListFunctions; with `FunctionVersion=ALL` see
+    /// [`FunctionService::list_with_versions`].
     pub async fn list(
         &self,
         caller: &Caller,
         marker: Option<String>,
         max_items: Option<i64>,
+        function_version: Option<&str>,
     ) -> Result<ListFunctionsResponse, ServiceError> {
         let limit = validate::max_items(max_items)?;
+        match function_version {
+            None => {}
+            // As on Lambda, at most 50 per page whatever MaxItems says: each function
+            // on the page costs a store query for its versions.
+            Some("ALL") => {
+                let limit = limit.min(limits::LIST_DEFAULT_ITEMS);
+                return self.list_with_versions(caller, marker, limit).await;
+            }
+            Some(other) => {
+                return Err(invalid(format!(
+                    "1 validation error detected: Value '{other}' at 'functionVersion' failed to satisfy constraint: Member must satisfy enum value set: [ALL]"
+                )))
+            }
+        }
         let ns = caller.namespace.clone();
         let after = marker.filter(|m| !m.is_empty());
         let mut page = stored(&self.store, move |store| {
@@ -1024,7 +1058,8 @@ impl FunctionService {
         caller: &Caller,
         function_name: &str,
     ) -> Result<Concurrency, ServiceError> {
-        let (rec, _) = self.lookup(caller, function_name, None).await?;
+        let (rec, qualifier) = self.lookup(caller, function_name, None).await?;
+        Self::unqualified(&qualifier, "GetFunctionConcurrency")?;
         Ok(Concurrency {
             reserved_concurrent_executions: self.admission.reserved(&caller.namespace, &rec.name),
         })

@@ -469,7 +469,7 @@ pub fn unsupported_members(
             "FileSystemConfigs" => "file systems (EFS) are not supported",
             "ImageConfig" => "container images are not supported; use a .zip package",
             "CodeSigningConfigArn" => "code signing is not supported",
-            "Publish" | "PublishTo" => "versions are not supported yet; only $LATEST exists",
+            "PublishTo" => "publishing to a capacity provider is not supported",
             "CapacityProviderConfig" => "capacity providers are not supported",
             "DurableConfig" => "durable functions are not supported",
             "TenancyConfig" => "tenant isolation mode is not supported",

@@ -27,6 +27,10 @@ pub enum StoreError {
     /// The row's `RevisionId` is not the one the change was made against.
     #[error("{0}")]
     Precondition(String),
+    /// The change would take a function past a bound of the store (its number of
+    /// published versions or aliases).
+    #[error("{0}")]
+    LimitExceeded(String),
     #[error("database error: {0}")]
     Database(#[source] BackendError),
     /// The store's worker threads are gone (the server is shutting down).
@@ -95,7 +99,12 @@ pub trait Store: Send + Sync {
     fn delete_function(&self, namespace: &str, name: &str) -> Result<bool, StoreError>;
     /// Publishes `rec` (a copy of `$LATEST`) as the function's next version number, if
     /// `$LATEST`'s `revision_id` is still `expected_revision` (else `Precondition`);
-    /// returns the stored record, its `version` set. Numbers are never reused.
+    /// returns the stored record, its `version` set. Numbers are never reused. If the
+    /// newest version has the same code and configuration
+    /// ([`FunctionRecord::same_config`]), publishes nothing and returns that version (as
+    /// Lambda does), so concurrent publishes of one configuration make one version.
+    /// `LimitExceeded` when the function already holds
+    /// [`tern_core::limits::VERSIONS_PER_FUNCTION`] versions.
     fn publish_version(
         &self,
         rec: &FunctionRecord,
@@ -120,7 +129,8 @@ pub trait Store: Send + Sync {
     fn delete_version(&self, namespace: &str, name: &str, version: u64)
         -> Result<bool, StoreError>;
     /// Creates an alias: `Conflict` if the name is taken, `NotFound` if the function or
-    /// a version it routes to does not exist.
+    /// a version it routes to does not exist, `LimitExceeded` when the function already
+    /// holds [`tern_core::limits::ALIASES_PER_FUNCTION`] aliases.
     fn create_alias(&self, alias: &AliasRecord) -> Result<(), StoreError>;
     /// Replaces an alias whose `revision_id` is still `expected_revision` (else
     /// `Precondition`); `NotFound` if the alias or a version it routes to does not

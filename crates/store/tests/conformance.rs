@@ -97,6 +97,9 @@ conformance! {
         a_version_an_alias_routes_to_cannot_be_deleted,
         deleting_the_function_takes_its_versions_and_aliases,
         deleting_an_alias_takes_its_url_and_settings,
+        a_function_holds_at_most_the_version_limit,
+        publishing_what_the_newest_version_holds_returns_that_version,
+        a_function_holds_at_most_the_alias_limit,
     ],
     with_store: networks [
         networks_are_created_listed_and_deleted,
@@ -164,5 +167,9 @@ conformance! {
         concurrent_claimers_take_each_event_exactly_once,
         concurrent_enqueues_of_one_key_store_one_event,
         concurrent_publishes_number_layer_versions_uniquely,
+        concurrent_publishes_number_function_versions_uniquely,
+        a_publish_racing_an_update_never_publishes_the_replaced_revision,
+        deleting_a_version_racing_an_alias_to_it_leaves_no_dangling_alias,
+        concurrent_publishes_of_one_configuration_make_one_version,
     ],
 }

@@ -5,6 +5,7 @@
 
 use postgres::Transaction;
 use tern_core::function::{AliasRecord, FunctionRecord, LATEST};
+use tern_core::limits;
 
 use super::{to_i64, PostgresStore};
 use crate::store::StoreError;
@@ -71,6 +72,28 @@ impl PostgresStore {
             return Err(StoreError::Precondition(
                 "The function changed since it was read; publish again".into(),
             ));
+        }
+        let newest = tx.query(
+            "SELECT record FROM function_versions WHERE namespace = $1 AND name = $2
+             ORDER BY version DESC LIMIT 1",
+            &[&rec.namespace, &rec.name],
+        )?;
+        if let Some(newest) = records::<FunctionRecord>(&newest)?.pop() {
+            if newest.same_config(rec) {
+                return Ok(newest);
+            }
+        }
+        let held: i64 = tx
+            .query_one(
+                "SELECT COUNT(*) FROM function_versions WHERE namespace = $1 AND name = $2",
+                &[&rec.namespace, &rec.name],
+            )?
+            .try_get(0)?;
+        if held >= i64::try_from(limits::VERSIONS_PER_FUNCTION).unwrap_or(i64::MAX) {
+            return Err(StoreError::LimitExceeded(format!(
+                "Function {} already has {held} published versions, the most tern keeps per function; delete old ones (DeleteFunction with Qualifier) to publish more",
+                rec.name
+            )));
         }
         let version = last + 1;
         let mut published = rec.clone();
@@ -168,6 +191,18 @@ impl PostgresStore {
         let mut client = self.client()?;
         let mut tx = client.transaction()?;
         check_targets(&mut tx, alias)?;
+        let held: i64 = tx
+            .query_one(
+                "SELECT COUNT(*) FROM function_aliases WHERE namespace = $1 AND function = $2",
+                &[&alias.namespace, &alias.function],
+            )?
+            .try_get(0)?;
+        if held >= i64::try_from(limits::ALIASES_PER_FUNCTION).unwrap_or(i64::MAX) {
+            return Err(StoreError::LimitExceeded(format!(
+                "Function {} already has {held} aliases, the most tern keeps per function; delete one (DeleteAlias) to create another",
+                alias.function
+            )));
+        }
         let inserted = tx.execute(
             "INSERT INTO function_aliases (namespace, function, name, record)
              VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",

@@ -4,6 +4,7 @@
 
 use rusqlite::{params, OptionalExtension, Transaction};
 use tern_core::function::{AliasRecord, FunctionRecord, LATEST};
+use tern_core::limits;
 
 use super::SqliteStore;
 use crate::store::StoreError;
@@ -76,6 +77,31 @@ impl SqliteStore {
             return Err(StoreError::Precondition(
                 "The function changed since it was read; publish again".into(),
             ));
+        }
+        let newest: Option<String> = tx
+            .query_row(
+                "SELECT record FROM function_versions WHERE namespace = ?1 AND name = ?2
+                 ORDER BY version DESC LIMIT 1",
+                params![rec.namespace, rec.name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(newest) = newest {
+            let newest: FunctionRecord = serde_json::from_str(&newest)?;
+            if newest.same_config(rec) {
+                return Ok(newest);
+            }
+        }
+        let held: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM function_versions WHERE namespace = ?1 AND name = ?2",
+            params![rec.namespace, rec.name],
+            |r| r.get(0),
+        )?;
+        if held >= i64::try_from(limits::VERSIONS_PER_FUNCTION).unwrap_or(i64::MAX) {
+            return Err(StoreError::LimitExceeded(format!(
+                "Function {} already has {held} published versions, the most tern keeps per function; delete old ones (DeleteFunction with Qualifier) to publish more",
+                rec.name
+            )));
         }
         let version = last + 1;
         let mut published = rec.clone();
@@ -193,6 +219,17 @@ impl SqliteStore {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         check_targets(&tx, alias)?;
+        let held: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM function_aliases WHERE namespace = ?1 AND function = ?2",
+            params![alias.namespace, alias.function],
+            |r| r.get(0),
+        )?;
+        if held >= i64::try_from(limits::ALIASES_PER_FUNCTION).unwrap_or(i64::MAX) {
+            return Err(StoreError::LimitExceeded(format!(
+                "Function {} already has {held} aliases, the most tern keeps per function; delete one (DeleteAlias) to create another",
+                alias.function
+            )));
+        }
         let inserted = tx.execute(
             "INSERT INTO function_aliases (namespace, function, name, record)
              VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",

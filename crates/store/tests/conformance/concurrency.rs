@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 
-use tern_store::{Enqueued, EventState, NewEvent, Settle, Store};
+use tern_store::{Enqueued, EventState, NewEvent, Settle, Store, StoreError};
 
-use crate::support::{event, keyed, layer, LONG_LEASE, T0};
+use crate::support::{event, function, keyed, layer, release, LONG_LEASE, T0};
 
 const THREADS: usize = 4;
 
@@ -134,4 +134,116 @@ pub fn concurrent_publishes_number_layer_versions_uniquely(store: &dyn Store) {
     versions.sort_unstable();
     let expected: Vec<u64> = (1..=(THREADS * TRIES) as u64).collect();
     assert_eq!(versions, expected);
+}
+
+pub fn concurrent_publishes_number_function_versions_uniquely(store: &dyn Store) {
+    const TRIES: usize = 10;
+    let f = function("default", "f", 10);
+    store.create_function(&f).unwrap();
+    let mut versions: Vec<u64> = std::thread::scope(|s| {
+        let publishers: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let f = &f;
+                s.spawn(move || {
+                    (0..TRIES)
+                        .map(|_| store.publish_version(&release(f), "r1").unwrap().version)
+                        .map(|v| v.parse::<u64>().unwrap())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        publishers
+            .into_iter()
+            .flat_map(|p| p.join().expect("publisher thread"))
+            .collect()
+    });
+    versions.sort_unstable();
+    let expected: Vec<u64> = (1..=(THREADS * TRIES) as u64).collect();
+    assert_eq!(versions, expected);
+}
+
+/// A publish made against `$LATEST`'s revision either lands before an update of
+/// `$LATEST` or fails its precondition: a version never holds the old configuration
+/// published after the update committed.
+pub fn a_publish_racing_an_update_never_publishes_the_replaced_revision(store: &dyn Store) {
+    const ROUNDS: usize = 20;
+    let f = function("default", "f", 10);
+    store.create_function(&f).unwrap();
+    let mut current = f.clone();
+    for round in 0..ROUNDS {
+        let mut next = current.clone();
+        next.revision_id = format!("r{}", round + 2);
+        next.memory_mb = 128 + round as u32 + 1;
+        let (published, updated) = std::thread::scope(|s| {
+            let publish = s.spawn(|| store.publish_version(&current, &current.revision_id));
+            let update = s.spawn(|| store.update_function(&next, &current.revision_id));
+            (publish.join().unwrap(), update.join().unwrap())
+        });
+        updated.unwrap();
+        match published {
+            Ok(v) => assert_eq!(v.memory_mb, current.memory_mb),
+            Err(StoreError::Precondition(_)) => {}
+            Err(e) => panic!("publish failed with {e}"),
+        }
+        current = next;
+    }
+    // Whatever won each round, every version holds a configuration $LATEST had.
+    for v in store.list_versions("default", "f", 0, 100).unwrap() {
+        assert!((128..=128 + ROUNDS as u32).contains(&v.memory_mb));
+    }
+}
+
+/// DeleteFunction(Qualifier=N) racing CreateAlias to N: never both; an alias never
+/// routes to a version that is gone.
+pub fn deleting_a_version_racing_an_alias_to_it_leaves_no_dangling_alias(store: &dyn Store) {
+    const ROUNDS: usize = 20;
+    let f = function("default", "f", 10);
+    store.create_function(&f).unwrap();
+    for round in 0..ROUNDS {
+        let version = store.publish_version(&release(&f), "r1").unwrap();
+        let n: u64 = version.version.parse().unwrap();
+        let mut alias = crate::versions::alias(&format!("a{round}"), &version.version, &[]);
+        alias.function = "f".into();
+        let (deleted, created) = std::thread::scope(|s| {
+            let delete = s.spawn(|| store.delete_version("default", "f", n));
+            let create = s.spawn(|| store.create_alias(&alias));
+            (delete.join().unwrap(), create.join().unwrap())
+        });
+        match (deleted, created) {
+            (Ok(true), Err(StoreError::NotFound(_))) => {
+                assert!(store
+                    .get_alias("default", "f", &alias.name)
+                    .unwrap()
+                    .is_none());
+            }
+            (Err(StoreError::Conflict(_)), Ok(())) => {
+                assert!(store.get_version("default", "f", n).unwrap().is_some());
+            }
+            other => panic!("round {round}: delete and alias both {other:?}"),
+        }
+    }
+}
+
+/// Concurrent PublishVersion calls with nothing changed (two CI jobs releasing one
+/// commit) make one version, as Lambda does, not one identical version each.
+pub fn concurrent_publishes_of_one_configuration_make_one_version(store: &dyn Store) {
+    let f = function("default", "f", 10);
+    store.create_function(&f).unwrap();
+    for round in 0..10 {
+        let next = release(&f);
+        let versions: Vec<String> = std::thread::scope(|s| {
+            let publishers: Vec<_> = (0..THREADS)
+                .map(|_| s.spawn(|| store.publish_version(&next, "r1").unwrap().version))
+                .collect();
+            publishers
+                .into_iter()
+                .map(|p| p.join().expect("publisher thread"))
+                .collect()
+        });
+        assert_eq!(
+            versions,
+            vec![(round + 1).to_string(); THREADS],
+            "round {round}"
+        );
+    }
 }

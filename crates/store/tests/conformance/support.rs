@@ -145,6 +145,16 @@ fn database_url(server_url: &str, name: &str) -> String {
 }
 
 /// A function of `namespace` whose zip is `size` bytes.
+/// `f` with a configuration no version published so far holds (its memory size
+/// differs), so that publishing it makes a new version.
+pub fn release(f: &FunctionRecord) -> FunctionRecord {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    FunctionRecord {
+        memory_mb: 128 + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        ..f.clone()
+    }
+}
+
 pub fn function(namespace: &str, name: &str, size: u64) -> FunctionRecord {
     FunctionRecord {
         network: Default::default(),
