@@ -389,3 +389,58 @@ fn bad_schedules_get_clear_errors() {
     let gone = schedule_request(&server, "GET", "/tern/v1/schedules/s", &Value::Null);
     assert_eq!(gone.status, 404, "{}", gone.text());
 }
+
+#[test]
+fn a_namespace_holds_a_bounded_number_of_schedules_with_bounded_expressions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(&dir, "max_per_namespace = 2");
+    let server = Server::start_with(&["--dev-unsandboxed", "--config", cfg.as_str()]);
+    let zip = support::zip(&[("app.py", b"def handler(e, c):\n    return e\n", 0o644)]);
+    server.create_function("f", "python3.11", "app.handler", &zip, json!({}));
+    let create = |name: &str, expression: &str| {
+        schedule_request(
+            &server,
+            "POST",
+            "/tern/v1/schedules",
+            &json!({"name": name, "function": "f", "expression": expression}),
+        )
+    };
+    let message =
+        |r: &support::Response| r.json()["message"].as_str().unwrap_or_default().to_string();
+
+    // An expression past EventBridge's 256 characters is refused before any parsing.
+    let long = format!("cron({} * * ? *)", vec!["0"; 200].join(","));
+    let r = create("long", &long);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        message(&r).contains("at most 256 characters"),
+        "{}",
+        r.text()
+    );
+    // A period so long its first slot has no date is no slot, not an empty nextSlot.
+    let r = create("far", "rate(99999999999 days)");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        message(&r).contains("has no slot after now"),
+        "{}",
+        r.text()
+    );
+
+    for name in ["one", "two"] {
+        let r = create(name, "rate(1 hour)");
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    let r = create("three", "rate(1 hour)");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.error_type(), Some("InvalidParameterValueException"));
+    assert!(
+        message(&r).contains("max_per_namespace = 2"),
+        "{}",
+        r.text()
+    );
+    // Deleting one makes room again.
+    let deleted = schedule_request(&server, "DELETE", "/tern/v1/schedules/one", &Value::Null);
+    assert_eq!(deleted.status, 204, "{}", deleted.text());
+    let r = create("three", "rate(1 hour)");
+    assert_eq!(r.status, 201, "{}", r.text());
+}

@@ -136,6 +136,8 @@ pub struct ScheduleSettings {
     /// Missed slots inside the grace window fired at most per schedule when the
     /// scheduler catches up; older ones in the window are skipped and logged.
     pub catch_up_max: usize,
+    /// Schedules one namespace may hold; creating one more is a 400.
+    pub max_per_namespace: usize,
 }
 
 impl Default for ScheduleSettings {
@@ -143,6 +145,7 @@ impl Default for ScheduleSettings {
         ScheduleSettings {
             grace_secs: 300,
             catch_up_max: 60,
+            max_per_namespace: 100,
         }
     }
 }
@@ -530,6 +533,9 @@ impl ServerConfig {
         }
         if !(1..=7 * 86_400).contains(&self.schedules.grace_secs) {
             bail!("schedules.grace_secs must be from 1 to 604800 (7 days)");
+        }
+        if !(1..=100_000).contains(&self.schedules.max_per_namespace) {
+            bail!("schedules.max_per_namespace must be from 1 to 100000");
         }
         if self.max_connections == 0 {
             bail!("max_connections must be at least 1");

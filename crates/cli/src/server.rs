@@ -488,6 +488,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         SchedulerSettings {
             grace: Duration::from_secs(config.schedules.grace_secs),
             catch_up_max: config.schedules.catch_up_max,
+            max_per_namespace: config.schedules.max_per_namespace,
             region: config.region.clone(),
         },
     );

@@ -42,6 +42,9 @@ pub struct SchedulerSettings {
     pub grace: Duration,
     /// Missed slots inside the grace window fired at most, per schedule and pass (≥ 1).
     pub catch_up_max: usize,
+    /// Schedules one namespace may hold at most: each fires into the async queue past
+    /// its per-namespace bound, so their number is what bounds a tenant's slots.
+    pub max_per_namespace: usize,
     /// The region in ARNs and the default event.
     pub region: String,
 }
@@ -82,6 +85,10 @@ impl Scheduler {
             settings,
             changed: Notify::new(),
         })
+    }
+
+    pub fn settings(&self) -> &SchedulerSettings {
+        &self.settings
     }
 
     /// A schedule changed: look at the store again now.
@@ -327,6 +334,7 @@ mod tests {
             SchedulerSettings {
                 grace: Duration::from_secs(grace_secs),
                 catch_up_max,
+                max_per_namespace: 100,
                 region: "us-east-1".into(),
             },
         );

@@ -126,6 +126,7 @@ impl ScheduleService {
         }
         let expr = Expression::parse(&body.expression, body.timezone.as_deref())
             .map_err(|e| invalid(format!("Invalid value for 'expression': {e}")))?;
+        self.check_room(caller).await?;
         let payload = body.payload.as_ref().map(|p| p.to_string());
         if let Some(p) = &payload {
             if p.len() > ASYNC_PAYLOAD_BYTES {
@@ -178,6 +179,22 @@ impl ScheduleService {
             "schedule created");
         self.scheduler.wake();
         Ok(self.view(caller, &schedule))
+    }
+
+    /// Refuses a schedule past the namespace's cap. Checked before the insert, so
+    /// creates racing each other may pass it by their number, but no further.
+    async fn check_room(&self, caller: &Caller) -> Result<(), ServiceError> {
+        let max = self.scheduler.settings().max_per_namespace;
+        let namespace = caller.namespace.clone();
+        let held = stored(&self.store, move |s| Ok(s.list_schedules(&namespace)?))
+            .await?
+            .len();
+        if held >= max {
+            return Err(invalid(format!(
+                "the namespace already has {held} schedules, the most it may hold ([schedules] max_per_namespace = {max}); delete one first"
+            )));
+        }
+        Ok(())
     }
 
     pub async fn list(&self, caller: &Caller) -> Result<Vec<ScheduleView>, ServiceError> {
