@@ -21,8 +21,12 @@ use crate::now_ms;
 /// again: a change made on another server of a cluster shows within this time (changes
 /// made here show at once).
 const CACHE_TTL: Duration = Duration::from_secs(2);
-/// URLs kept in memory at most; past it the cache starts over.
+/// URL ids kept in memory at most (found or not); past it the cache starts over.
 const CACHE_MAX: usize = 10_000;
+/// Store reads of URL ids in flight at most. URL requests are unauthenticated, and every
+/// id not in memory is a read: without this bound a flood of made-up ids would fill the
+/// store's queue ahead of everyone else's calls (async enqueues included).
+const LOOKUPS_MAX: usize = 4;
 /// ListFunctionUrlConfigs: `MaxItems` at most (Lambda's bound), and by default.
 pub const LIST_MAX_ITEMS: usize = 50;
 
@@ -45,8 +49,75 @@ fn check_input(input: &FunctionUrlInput) -> Result<(), ServiceError> {
 pub struct UrlService {
     store: StoreHandle,
     functions: Arc<FunctionService>,
-    /// URL id → record, as last read, and when.
-    cache: Mutex<HashMap<String, (Instant, Arc<FunctionUrlRecord>)>>,
+    by_id: Lookups<Arc<FunctionUrlRecord>>,
+}
+
+/// What the store said of each id lately (`None`: no such URL), and when; reads of
+/// ids not in memory at most [`LOOKUPS_MAX`] at once, the others waiting their turn.
+struct Lookups<T> {
+    entries: Mutex<HashMap<String, (Instant, Option<T>)>>,
+    reads: tokio::sync::Semaphore,
+}
+
+impl<T: Clone> Lookups<T> {
+    fn new() -> Self {
+        Lookups {
+            entries: Mutex::new(HashMap::new()),
+            reads: tokio::sync::Semaphore::new(LOOKUPS_MAX),
+        }
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Option<T>)>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What was read of `id` within [`CACHE_TTL`], if anything.
+    fn fresh(&self, id: &str) -> Option<Option<T>> {
+        self.entries()
+            .get(id)
+            .filter(|(at, _)| at.elapsed() < CACHE_TTL)
+            .map(|(_, found)| found.clone())
+    }
+
+    /// `id` from memory, or read by `read` (one of at most [`LOOKUPS_MAX`]) and kept.
+    async fn get<F, Fut>(&self, id: &str, read: F) -> Result<Option<T>, ServiceError>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = Result<Option<T>, ServiceError>>,
+    {
+        if let Some(found) = self.fresh(id) {
+            return Ok(found);
+        }
+        let _turn = self
+            .reads
+            .acquire()
+            .await
+            .map_err(|_| ServiceError::Service("URL lookups closed".into()))?;
+        // Another request for the same id may have read it while this one waited.
+        if let Some(found) = self.fresh(id) {
+            return Ok(found);
+        }
+        let found = read(id.to_string()).await?;
+        let mut entries = self.entries();
+        if entries.len() >= CACHE_MAX {
+            // Misses go first, so a flood of made-up ids does not evict real URLs.
+            entries.retain(|_, (_, found)| found.is_some());
+            if entries.len() >= CACHE_MAX {
+                entries.clear();
+            }
+        }
+        entries.insert(id.to_string(), (Instant::now(), found.clone()));
+        Ok(found)
+    }
+
+    fn forget(&self, id: &str) {
+        self.entries().remove(id);
+    }
+
+    fn forget_where(&self, mut drop: impl FnMut(&T) -> bool) {
+        self.entries()
+            .retain(|_, (_, found)| !found.as_ref().is_some_and(&mut drop));
+    }
 }
 
 impl UrlService {
@@ -54,14 +125,8 @@ impl UrlService {
         UrlService {
             store,
             functions,
-            cache: Mutex::new(HashMap::new()),
+            by_id: Lookups::new(),
         }
-    }
-
-    fn cache(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Arc<FunctionUrlRecord>)>> {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The ARN a URL's `FunctionArn` shows: unqualified for `$LATEST`, as Lambda's.
@@ -190,7 +255,7 @@ impl UrlService {
         if !existed {
             return Err(self.not_found(caller, &rec.function, &rec.qualifier));
         }
-        self.cache().remove(&rec.url_id);
+        self.by_id.forget(&rec.url_id);
         Ok(rec)
     }
 
@@ -210,7 +275,7 @@ impl UrlService {
             Ok(store.delete_function_urls(&ns, &f, Some(&q))?)
         })
         .await?;
-        self.cache().remove(&current.url_id);
+        self.by_id.forget(&current.url_id);
         Ok(())
     }
 
@@ -249,7 +314,8 @@ impl UrlService {
         Ok((page, next))
     }
 
-    /// The URL a request addresses, or `None`; answered from memory for [`CACHE_TTL`].
+    /// The URL a request addresses, or `None`; answered from memory for [`CACHE_TTL`]
+    /// (an id with no URL too, so a client repeating one costs one read).
     pub async fn by_id(
         &self,
         url_id: &str,
@@ -257,36 +323,76 @@ impl UrlService {
         if !is_url_id(url_id) {
             return Ok(None);
         }
-        if let Some((at, rec)) = self.cache().get(url_id) {
-            if at.elapsed() < CACHE_TTL {
-                return Ok(Some(rec.clone()));
-            }
-        }
-        let id = url_id.to_string();
-        let found = stored(&self.store, move |store| {
-            Ok(store.get_function_url_by_id(&id)?)
-        })
-        .await?
-        .map(Arc::new);
-        let mut cache = self.cache();
-        match &found {
-            Some(rec) => {
-                if cache.len() >= CACHE_MAX {
-                    cache.clear();
-                }
-                cache.insert(url_id.to_string(), (Instant::now(), rec.clone()));
-            }
-            None => {
-                cache.remove(url_id);
-            }
-        }
-        Ok(found)
+        let store = self.store.clone();
+        self.by_id
+            .get(url_id, |id| async move {
+                Ok(stored(&store, move |s| Ok(s.get_function_url_by_id(&id)?))
+                    .await?
+                    .map(Arc::new))
+            })
+            .await
     }
 
     /// Forgets the URLs of a namespace kept in memory, after one of its functions was
     /// deleted (the store deleted its URLs with it).
     pub fn forget_namespace(&self, namespace: &str) {
-        self.cache()
-            .retain(|_, (_, rec)| rec.namespace != namespace);
+        self.by_id.forget_where(|rec| rec.namespace == namespace);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn an_id_without_a_url_is_read_once_within_the_ttl() {
+        let lookups: Lookups<u32> = Lookups::new();
+        let reads = AtomicUsize::new(0);
+        for _ in 0..3 {
+            let found = lookups
+                .get("nope", |_| async {
+                    reads.fetch_add(1, Ordering::SeqCst);
+                    Ok(None)
+                })
+                .await
+                .expect("read");
+            assert_eq!(found, None);
+        }
+        assert_eq!(reads.load(Ordering::SeqCst), 1, "the miss is kept too");
+        lookups.forget("nope");
+        let _ = lookups.get("nope", |_| async { Ok(Some(7)) }).await;
+        assert_eq!(lookups.fresh("nope"), Some(Some(7)));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_flood_of_unknown_ids_holds_a_bounded_number_of_store_reads() {
+        let lookups: Arc<Lookups<u32>> = Arc::new(Lookups::new());
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for i in 0..64 {
+            let (lookups, in_flight, most) = (lookups.clone(), in_flight.clone(), most.clone());
+            tasks.push(tokio::spawn(async move {
+                lookups
+                    .get(&format!("id{i}"), |_| async move {
+                        let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        in_flight.fetch_sub(1, Ordering::SeqCst);
+                        Ok(None)
+                    })
+                    .await
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.expect("task").expect("read"), None);
+        }
+        let most = most.load(Ordering::SeqCst);
+        assert!(
+            (1..=LOOKUPS_MAX).contains(&most),
+            "{most} reads at once, at most {LOOKUPS_MAX}"
+        );
     }
 }
