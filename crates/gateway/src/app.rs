@@ -35,6 +35,11 @@ pub const MANAGEMENT_BODY_BYTES: usize = 69_905_067;
 const DRAIN_FACTOR: usize = 4;
 /// A request body that sends nothing for this long is abandoned.
 const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+/// The slowest a body may arrive on average (bytes a second) once it had
+/// [`BODY_IDLE_TIMEOUT`] to start: a body gets that long plus its limit at this rate.
+/// Without it a client sending a byte every few seconds held a connection for ever
+/// (a function URL reads the body of anyone who asks).
+const BODY_MIN_RATE: usize = 64 * 1024;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -282,19 +287,37 @@ pub(crate) enum BodyError {
     TooLarge,
     /// No bytes arrived for [`BODY_IDLE_TIMEOUT`].
     Stalled,
+    /// The body was still arriving at its deadline (see [`BODY_MIN_RATE`]).
+    TooSlow(std::time::Duration),
     Read(axum::Error),
 }
 
 /// Reads the whole body within `limit`, hashing it as it arrives; beyond the limit,
 /// drains up to a bound and fails. A body that stops arriving fails after
-/// [`BODY_IDLE_TIMEOUT`].
+/// [`BODY_IDLE_TIMEOUT`], and one still arriving after that plus its limit at
+/// [`BODY_MIN_RATE`] fails then.
 pub(crate) async fn read_body(body: Body, limit: usize) -> Result<ReadBody, BodyError> {
+    read_body_paced(body, limit, BODY_IDLE_TIMEOUT, BODY_MIN_RATE).await
+}
+
+async fn read_body_paced(
+    body: Body,
+    limit: usize,
+    idle: std::time::Duration,
+    min_rate: usize,
+) -> Result<ReadBody, BodyError> {
+    let allowed = idle.saturating_add(std::time::Duration::from_millis(
+        u64::try_from(limit.saturating_mul(1000) / min_rate.max(1)).unwrap_or(u64::MAX),
+    ));
+    let deadline = tokio::time::Instant::now() + allowed;
     let mut body = body;
     let mut buf = bytes::BytesMut::new();
     let mut hasher = Sha256::new();
     let mut seen = 0usize;
     loop {
-        let frame = match tokio::time::timeout(BODY_IDLE_TIMEOUT, body.frame()).await {
+        let wait = (tokio::time::Instant::now() + idle).min(deadline);
+        let frame = match tokio::time::timeout_at(wait, body.frame()).await {
+            Err(_) if wait == deadline => return Err(BodyError::TooSlow(allowed)),
             Err(_) => return Err(BodyError::Stalled),
             Ok(None) => break,
             Ok(Some(frame)) => frame.map_err(BodyError::Read)?,
@@ -334,6 +357,12 @@ fn body_error(e: BodyError, is_invoke: bool, limit: usize, operation: Option<&st
         BodyError::Stalled => ServiceError::InvalidRequestContent(format!(
             "the request body stopped arriving for {} s",
             BODY_IDLE_TIMEOUT.as_secs()
+        )),
+        BodyError::TooSlow(allowed) => ServiceError::InvalidRequestContent(format!(
+            "the request body did not arrive within {} s (a body of up to {limit} bytes gets {} s plus {} KiB/s)",
+            allowed.as_secs(),
+            BODY_IDLE_TIMEOUT.as_secs(),
+            BODY_MIN_RATE / 1024
         )),
         BodyError::Read(e) => {
             ServiceError::InvalidRequestContent(format!("could not read the request body: {e}"))
@@ -895,4 +924,65 @@ async fn function_logs(
         })
         .collect();
     Ok(json(StatusCode::OK, &serde_json::json!({ "lines": view })))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A body of `n` one-byte chunks, `every` apart.
+    fn trickle(n: usize, every: Duration) -> Body {
+        let chunks = futures_util::stream::unfold(0, move |i| async move {
+            if i == n {
+                return None;
+            }
+            tokio::time::sleep(every).await;
+            Some((Ok::<_, std::io::Error>(Bytes::from_static(b"a")), i + 1))
+        });
+        Body::from_stream(chunks)
+    }
+
+    #[tokio::test]
+    async fn a_body_trickling_in_fails_at_its_deadline_though_never_idle() {
+        // Idle 200 ms, 100 bytes at 1000 B/s: 300 ms in all; the trickle needs 5 s.
+        let started = std::time::Instant::now();
+        let read = read_body_paced(
+            trickle(100, Duration::from_millis(50)),
+            100,
+            Duration::from_millis(200),
+            1000,
+        )
+        .await;
+        assert!(
+            matches!(read, Err(BodyError::TooSlow(_))),
+            "{:?}",
+            read.err()
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn a_body_at_a_fair_pace_is_read_and_a_silent_one_is_stalled() {
+        let read = read_body_paced(
+            trickle(5, Duration::from_millis(10)),
+            100,
+            Duration::from_millis(200),
+            1000,
+        )
+        .await;
+        assert_eq!(
+            read.map(|r| r.bytes).ok(),
+            Some(Bytes::from_static(b"aaaaa"))
+        );
+        let read = read_body_paced(
+            trickle(1, Duration::from_millis(400)),
+            100_000,
+            Duration::from_millis(100),
+            1000,
+        )
+        .await;
+        assert!(matches!(read, Err(BodyError::Stalled)), "{:?}", read.err());
+    }
 }

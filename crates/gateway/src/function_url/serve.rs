@@ -81,7 +81,7 @@ fn body_refusal(e: BodyError) -> Response {
                 limits::SYNC_PAYLOAD_BYTES
             ),
         ),
-        BodyError::Stalled | BodyError::Read(_) => refusal(
+        BodyError::Stalled | BodyError::TooSlow(_) | BodyError::Read(_) => refusal(
             StatusCode::BAD_REQUEST,
             "InvalidRequestContentException",
             "The request body could not be read",
