@@ -324,7 +324,19 @@ fn bad_schedules_get_clear_errors() {
         json!({"name": "s", "function": "f", "expression": "0 9 * * *", "timezone": "Mars/Base"}),
         400,
         "InvalidParameterValueException",
-        "unknown timezone 'Mars/Base'",
+        "Invalid value for 'timezone': unknown timezone 'Mars/Base'",
+    );
+    refused(
+        json!({"name": "s", "function": "f", "expression": "rate(1 hour)", "timezone": "../../etc/localtime"}),
+        400,
+        "InvalidParameterValueException",
+        "Invalid value for 'timezone'",
+    );
+    refused(
+        json!({"name": "..", "function": "f", "expression": "rate(1 minute)"}),
+        400,
+        "InvalidParameterValueException",
+        "'name'",
     );
     refused(
         json!({"name": "s", "function": "f", "expression": "rate(1 minute)", "schedule": "x"}),

@@ -12,7 +12,7 @@ use tern_core::timefmt::rfc3339;
 use tern_store::{StoreError, StoreHandle, StoredSchedule};
 
 use super::event::{rule_arn, slot_time};
-use super::expression::Expression;
+use super::expression::{Expression, ExpressionError};
 use super::scheduler::{anchor_of, Scheduler};
 use crate::error::{stored, ServiceError};
 use crate::functions::{Caller, FunctionService};
@@ -124,8 +124,13 @@ impl ScheduleService {
                 body.name
             )));
         }
-        let expr = Expression::parse(&body.expression, body.timezone.as_deref())
-            .map_err(|e| invalid(format!("Invalid value for 'expression': {e}")))?;
+        let expr = Expression::parse(&body.expression, body.timezone.as_deref()).map_err(|e| {
+            let field = match e {
+                ExpressionError::Timezone(_) => "timezone",
+                _ => "expression",
+            };
+            invalid(format!("Invalid value for '{field}': {e}"))
+        })?;
         self.check_room(caller).await?;
         let payload = body.payload.as_ref().map(|p| p.to_string());
         if let Some(p) = &payload {
