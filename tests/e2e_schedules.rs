@@ -456,3 +456,52 @@ fn a_namespace_holds_a_bounded_number_of_schedules_with_bounded_expressions() {
     let r = create("three", "rate(1 hour)");
     assert_eq!(r.status, 201, "{}", r.text());
 }
+
+#[test]
+fn a_schedule_on_a_deleted_alias_stops_and_resumes_once_it_is_back() {
+    let server = Server::start_with(&["--dev-unsandboxed"]);
+    let zip = support::zip(&[("app.py", b"def handler(e, c):\n    return e\n", 0o644)]);
+    server.create_function("f", "python3.11", "app.handler", &zip, json!({}));
+    let publish = server.request("POST", "/2015-03-31/functions/f/versions", &[], b"{}");
+    assert_eq!(publish.status, 201, "{}", publish.text());
+    let alias = json!({"Name": "live", "FunctionVersion": "1"}).to_string();
+    let made = server.request(
+        "POST",
+        "/2015-03-31/functions/f/aliases",
+        &[],
+        alias.as_bytes(),
+    );
+    assert_eq!(made.status, 201, "{}", made.text());
+    let r = schedule_request(
+        &server,
+        "POST",
+        "/tern/v1/schedules",
+        &json!({"name": "tick", "function": "f:live", "expression": "rate(1 second)"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let gone = server.request("DELETE", "/2015-03-31/functions/f/aliases/live", &[], b"");
+    assert_eq!(gone.status, 204, "{}", gone.text());
+    let get = || schedule_request(&server, "GET", "/tern/v1/schedules/tick", &Value::Null).json();
+    wait_until("the schedule stops", Duration::from_secs(10), || {
+        get()["nextSlot"].is_null()
+    });
+    let stopped_at = get()["lastSlot"].clone();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(get()["lastSlot"], stopped_at, "no slot fires while stopped");
+
+    let made = server.request(
+        "POST",
+        "/2015-03-31/functions/f/aliases",
+        &[],
+        alias.as_bytes(),
+    );
+    assert_eq!(made.status, 201, "{}", made.text());
+    let resumed = schedule_request(
+        &server,
+        "PATCH",
+        "/tern/v1/schedules/tick",
+        &json!({"enabled": true}),
+    );
+    assert_eq!(resumed.status, 200, "{}", resumed.text());
+    assert!(resumed.json()["nextSlot"].is_string(), "{}", resumed.text());
+}

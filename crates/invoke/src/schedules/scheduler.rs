@@ -189,6 +189,29 @@ impl Scheduler {
                 return Ok(0);
             }
         };
+        // The target as it is now: its incarnation goes with each event. A version or
+        // alias deleted since (a deleted function takes its schedules with it) stops
+        // the schedule, with one line, rather than queue an event per slot that can
+        // only fail: a `rate(1 second)` would add 86,400 dead events a day.
+        let target = self
+            .registry
+            .resolve(
+                &rec.namespace,
+                &rec.function,
+                rec.qualifier.as_deref(),
+                None,
+            )
+            .await
+            .map_err(|e| StoreError::Database(Box::new(e)))?;
+        let Some(target) = target else {
+            if self.advance(step(from, from, None, None)).await? {
+                tracing::warn!(schedule = %rec.name, namespace = %rec.namespace,
+                    function = %rec.function, qualifier = ?rec.qualifier,
+                    "the schedule's target no longer exists; the schedule stops (pause and resume it once the target exists again)");
+            }
+            return Ok(0);
+        };
+        let incarnation = target.incarnation.clone();
         let anchor = anchor_of(rec.created_ms);
 
         let cutoff = now - millis(self.settings.grace);
@@ -247,15 +270,6 @@ impl Scheduler {
         }
 
         let account = account_of(&rec.namespace);
-        // A function deleted since takes its schedules with it; until then its events
-        // are queued for the function as it is now.
-        let incarnation = self
-            .registry
-            .get(&rec.namespace, &rec.function)
-            .await
-            .map_err(|e| StoreError::Database(Box::new(e)))?
-            .map(|f| f.incarnation.clone())
-            .unwrap_or_default();
         let mut fired = 0;
         for (i, &slot) in due.iter().enumerate() {
             let next = due
@@ -325,6 +339,7 @@ mod tests {
             1,
         )
         .expect("store handle");
+        function_f(store.blocking());
         let queue = EventQueue::start(store.clone(), 1_000_000);
         let scheduler = Scheduler::new(
             store.clone(),
@@ -347,13 +362,56 @@ mod tests {
 
     /// A `rate(1 second)` schedule created at 0: its slots are 1 s, 2 s, …
     fn every_second(store: &dyn Store) {
+        tick(store, None);
+    }
+
+    /// Function `f`, the target of the schedules here.
+    fn function_f(store: &dyn Store) {
+        store
+            .create_function(&tern_core::function::FunctionRecord {
+                network: Default::default(),
+                call_tern: false,
+                networks: Vec::new(),
+                namespace: "default".into(),
+                name: "f".into(),
+                runtime: "python3.11".into(),
+                handler: "app.handler".into(),
+                role: String::new(),
+                description: String::new(),
+                memory_mb: 128,
+                timeout_s: 3,
+                tmp_mb: 512,
+                env: Default::default(),
+                architectures: vec!["x86_64".into()],
+                tags: Default::default(),
+                code: tern_core::function::CodeRef {
+                    sha256_hex: "ab".into(),
+                    sha256_b64: "q=".into(),
+                    size: 1,
+                    unzipped_size: 0,
+                },
+                layers: Vec::new(),
+                logging: Default::default(),
+                tracing_mode: "PassThrough".into(),
+                snap_start: false,
+                version: LATEST.to_string(),
+                incarnation: "i1".into(),
+                revision_id: "r1".into(),
+                revision: 1,
+                last_modified_ms: 0,
+            })
+            .expect("create function");
+    }
+
+    /// Schedule `tick`: `rate(1 second)` on `f` (or `f:<qualifier>`) from 1 s.
+    fn tick(store: &dyn Store, qualifier: Option<&str>) {
         store
             .create_schedule(&StoredSchedule {
                 record: ScheduleRecord {
                     namespace: "default".into(),
                     name: "tick".into(),
                     function: "f".into(),
-                    qualifier: None,
+                    qualifier: qualifier.map(str::to_string),
                     expression: "rate(1 second)".into(),
                     timezone: None,
                     payload: None,
@@ -436,6 +494,21 @@ mod tests {
             );
             assert!(text.contains(&line), "{line} in {text}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_schedule_whose_alias_is_gone_stops_instead_of_firing_dead_events() {
+        let f = fixture(300, 60);
+        tick(f.store.blocking(), Some("gone"));
+        assert_eq!(f.scheduler.pass_at(3 * SECOND).await.expect("pass"), None);
+        assert_eq!(
+            pending(f.store.blocking()),
+            0,
+            "no event for a missing target"
+        );
+        assert_eq!(state(f.store.blocking()), (Some(SECOND), None), "stopped");
+        f.scheduler.pass_at(10 * SECOND).await.expect("pass");
+        assert_eq!(pending(f.store.blocking()), 0);
     }
 
     #[tokio::test]

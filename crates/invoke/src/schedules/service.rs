@@ -241,7 +241,10 @@ impl ScheduleService {
         enabled: bool,
     ) -> Result<ScheduleView, ServiceError> {
         let current = self.find(caller, name).await?;
-        if current.record.enabled == enabled {
+        // Resuming a schedule that stopped on its own (its target was gone) starts it
+        // again, as resuming a paused one does.
+        let stopped = enabled && current.next_slot_ms.is_none();
+        if current.record.enabled == enabled && !stopped {
             return Ok(self.view(caller, &current));
         }
         let now = now_ms();
