@@ -64,6 +64,17 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// The `outcome` label values of `tern_schedule_slots_total`.
+const OUTCOMES: [&str; 2] = ["fired", "skipped"];
+
+fn slot_labels(namespace: &str, name: &str, outcome: &str) -> Vec<(String, String)> {
+    vec![
+        ("namespace".to_string(), namespace.to_string()),
+        ("schedule".to_string(), name.to_string()),
+        ("outcome".to_string(), outcome.to_string()),
+    ]
+}
+
 /// A rate's slots are counted from the schedule's creation, on a whole second.
 pub fn anchor_of(created_ms: i64) -> i64 {
     created_ms - created_ms.rem_euclid(1000)
@@ -302,12 +313,18 @@ impl Scheduler {
     }
 
     fn count(&self, rec: &ScheduleRecord, outcome: &str, n: u64) {
-        let labels = vec![
-            ("namespace".to_string(), rec.namespace.clone()),
-            ("schedule".to_string(), rec.name.clone()),
-            ("outcome".to_string(), outcome.to_string()),
-        ];
+        let labels = slot_labels(&rec.namespace, &rec.name, outcome);
         self.metrics.schedule_slots.get_or_create(&labels).inc_by(n);
+    }
+
+    /// Drops a deleted schedule's series, so creating and deleting schedules under new
+    /// names does not grow the metrics without bound.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        for outcome in OUTCOMES {
+            self.metrics
+                .schedule_slots
+                .remove(&slot_labels(namespace, name, outcome));
+        }
     }
 
     async fn advance(&self, step: ScheduleAdvance) -> Result<bool, StoreError> {
@@ -494,6 +511,9 @@ mod tests {
             );
             assert!(text.contains(&line), "{line} in {text}");
         }
+        f.scheduler.forget("default", "tick");
+        let text = f.scheduler.metrics.render();
+        assert!(!text.contains("schedule=\"tick\""), "{text}");
     }
 
     #[tokio::test]

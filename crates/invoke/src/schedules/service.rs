@@ -228,6 +228,7 @@ impl ScheduleService {
         {
             return Err(not_found(name));
         }
+        self.scheduler.forget(&caller.namespace, name);
         tracing::info!(schedule = %name, namespace = %caller.namespace, "schedule deleted");
         Ok(())
     }
