@@ -88,3 +88,63 @@ fn a_body_over_the_invoke_limit_is_a_413_and_hostile_paths_are_refused_cleanly()
     assert_eq!(resp.json()["rawPath"], "/ok%ff");
     assert!(server.healthy());
 }
+
+#[test]
+fn an_aws_iam_url_refuses_another_namespaces_key_before_reading_the_body() {
+    use std::io::{Read, Write};
+
+    use tern_store::Store;
+
+    let server = Server::start();
+    server.create_function(
+        "iam",
+        "python3.11",
+        "app.handler",
+        &zip(&[("app.py", APP.as_bytes(), 0o644)]),
+        json!({}),
+    );
+    let resp = server.request(
+        "POST",
+        "/2021-10-31/functions/iam/url",
+        &[("content-type", "application/json")],
+        br#"{"AuthType": "AWS_IAM"}"#,
+    );
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    let url = resp.json()["FunctionUrl"].as_str().unwrap().to_string();
+    let path = format!("{}x", &url[server.endpoint.len()..]);
+    // A key of another namespace, as the store keeps it.
+    let (key, secret) = (
+        "AKIAOTHERNAMESPACE01",
+        "other-namespace-secret-0000000000000000",
+    );
+    tern_store::SqliteStore::open(&support::data_path(&server, "tern.db"))
+        .expect("open the server's store")
+        .put_access_key(&tern_store::AccessKey {
+            access_key_id: key.into(),
+            secret: secret.into(),
+            namespace: "other".into(),
+        })
+        .expect("put key");
+    let own = server.request("GET", &path, &[], b"");
+    assert_eq!(own.status, 200, "{}", own.text());
+    let theirs = server.request_as(key, secret, "GET", &path, &[], b"");
+    assert_eq!(theirs.status, 403, "{}", theirs.text());
+    assert_eq!(theirs.json(), json!({"Message": "Forbidden"}));
+
+    // Signed for a 6 MB body that never comes: the 403 must not wait for it.
+    let body = vec![b'a'; 6 * 1024 * 1024];
+    let signed = support::signed_headers(&server.host, key, secret, "POST", &path, &[], &body);
+    let mut s = std::net::TcpStream::connect(&server.host).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    let mut head = format!("POST {path} HTTP/1.1\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in &signed {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).expect("write");
+    let mut answer = [0u8; 256];
+    let n = s.read(&mut answer).expect("an answer without the body");
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+}

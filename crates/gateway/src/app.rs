@@ -383,6 +383,8 @@ fn query_signed(query: &str) -> bool {
 pub(crate) enum Unverified {
     Denied(AuthError),
     Body(BodyError),
+    /// The key is of another namespace than the one asked for (its namespace).
+    OtherNamespace(String),
 }
 
 /// Authenticates with SigV4 and attaches the [`Caller`]; see [`verify_request`].
@@ -399,7 +401,7 @@ async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -
     } else {
         MANAGEMENT_BODY_BYTES
     };
-    match verify_request(&state, &parts, body, limit).await {
+    match verify_request(&state, &parts, body, limit, None).await {
         Ok((caller, bytes)) => {
             parts.extensions.insert(caller);
             next.run(Request::from_parts(parts, Body::from(bytes)))
@@ -409,6 +411,12 @@ async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -
             tracing::debug!(error = %e, path = %parts.uri.path(), "request not authenticated");
             ApiError::from(e).into_response()
         }
+        Err(Unverified::OtherNamespace(_)) => ApiError::new(
+            403,
+            "AccessDeniedException",
+            "the key is of another namespace".into(),
+        )
+        .into_response(),
         Err(Unverified::Body(e)) => {
             let query = parts.uri.query().unwrap_or("");
             let operation = crate::operations::find(parts.method.as_str(), parts.uri.path(), query)
@@ -422,12 +430,14 @@ async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -
 /// that can be checked before the body is (key, scope, date, signed headers, and the
 /// signature itself when the client signed `x-amz-content-sha256`), so an
 /// unauthenticated client never makes the server hold a body. The body is then read and
-/// hashed; a declared hash must match it.
+/// hashed; a declared hash must match it. With `namespace`, a key of any other
+/// namespace is refused before the body too.
 pub(crate) async fn verify_request(
     state: &AppState,
     parts: &axum::http::request::Parts,
     body: Body,
     limit: usize,
+    namespace: Option<&str>,
 ) -> Result<(Caller, Bytes), Unverified> {
     let mut headers: Vec<(String, String)> = parts
         .headers
@@ -457,6 +467,10 @@ pub(crate) async fn verify_request(
         .check_before_body(&rp, authorization.as_deref(), query_signed(query))
         .await
         .map_err(Unverified::Denied)?;
+    if let Some(ns) = namespace.filter(|ns| *ns != pending.namespace()) {
+        tracing::debug!(namespace = %pending.namespace(), wanted = %ns, "a key of another namespace");
+        return Err(Unverified::OtherNamespace(pending.namespace().to_string()));
+    }
     // A declared payload hash is signed (checked above), so the signature can be checked
     // now; the body must then hash to it.
     let early = match &declared {

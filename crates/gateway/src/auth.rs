@@ -69,6 +69,13 @@ pub struct Pending {
     key: AccessKey,
 }
 
+impl Pending {
+    /// The namespace of the key the request claims (its signature still unchecked).
+    pub fn namespace(&self) -> &str {
+        &self.key.namespace
+    }
+}
+
 /// The header that carries a temporary key's session token.
 const SECURITY_TOKEN: &str = "x-amz-security-token";
 

@@ -214,7 +214,8 @@ async fn authenticated_body(
         let read = read_body(body, limit).await.map_err(body_refusal)?;
         return Ok((read.bytes, None));
     }
-    match verify_request(state, parts, body, limit).await {
+    // A key of another namespace is refused before the body is read.
+    match verify_request(state, parts, body, limit, Some(&rec.namespace)).await {
         Ok((caller, bytes)) if caller.namespace == rec.namespace => {
             let access_key = parts
                 .headers
@@ -231,6 +232,10 @@ async fn authenticated_body(
         }
         Ok((caller, _)) => {
             tracing::debug!(namespace = %caller.namespace, "a function URL signed by another namespace");
+            Err(forbidden())
+        }
+        Err(Unverified::OtherNamespace(namespace)) => {
+            tracing::debug!(%namespace, "a function URL signed by another namespace");
             Err(forbidden())
         }
         Err(Unverified::Denied(e)) => {
