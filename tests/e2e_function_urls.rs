@@ -1,5 +1,6 @@
 //! Function URLs through a real `tern server`, for what the compat suite's shared server
-//! cannot show: the host form under a configured public base, and the body limit.
+//! cannot show: the host form under a configured public base, the body limit, and an
+//! `AWS_IAM` URL against a key of another namespace.
 
 mod support;
 
