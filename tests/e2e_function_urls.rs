@@ -149,3 +149,61 @@ fn an_aws_iam_url_refuses_another_namespaces_key_before_reading_the_body() {
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
 }
+
+#[test]
+fn url_bodies_share_a_bounded_budget_and_a_body_without_room_is_a_429() {
+    use std::io::Write;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("tern.toml");
+    std::fs::write(&cfg, "[urls]\nmax_buffered_mb = 6\n").expect("config");
+    let server = Server::start_with(&["--config", cfg.to_str().expect("utf-8 path")]);
+    let config = function_with_url(&server, "budget");
+    let url = config["FunctionUrl"].as_str().unwrap();
+    let path = &url[server.endpoint.len()..];
+    let big = vec![b'a'; 1_000_000];
+    let open = |announced: usize, sent: usize| {
+        let mut s = std::net::TcpStream::connect(&server.host).expect("connect");
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {announced}\r\n\r\n",
+            server.host
+        )
+        .expect("write");
+        s.write_all(&vec![b'a'; sent]).expect("write body");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        s
+    };
+
+    // Announcing a body costs nothing: only bytes that arrived are held.
+    let announcer = open(6_000_000, 0);
+    let ok = server.raw_request("POST", path, &[], &big);
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    drop(announcer);
+
+    // 5.5 MB held of the 6 MiB budget: a small body fits, a 1 MB one does not.
+    let holder = open(6_000_000, 5_500_000);
+    let small = server.raw_request("POST", path, &[], b"small");
+    assert_eq!(
+        small.status,
+        200,
+        "a small body still fits: {}",
+        small.text()
+    );
+    let refused = server.raw_request("POST", path, &[], &big);
+    assert_eq!(refused.status, 429, "{}", refused.text());
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert_eq!(refused.json(), json!({"Message": "Rate Exceeded."}));
+
+    // The holder goes: its share comes back.
+    drop(holder);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let again = server.raw_request("POST", path, &[], &big);
+        if again.status == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", again.text());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

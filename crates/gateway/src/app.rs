@@ -58,6 +58,8 @@ pub struct AppState {
     pub urls: Arc<tern_invoke::urls::UrlService>,
     /// How `FunctionUrl`s are spelled, and which hosts name a URL.
     pub url_base: Arc<crate::function_url::UrlBase>,
+    /// The bytes of request bodies function URLs may hold at once.
+    pub url_bodies: Arc<crate::function_url::BodyBudget>,
     /// Schedules (`/tern/v1/schedules`).
     pub schedules: Arc<tern_invoke::schedules::ScheduleService>,
 }
@@ -289,15 +291,23 @@ pub(crate) enum BodyError {
     Stalled,
     /// The body was still arriving at its deadline (see [`BODY_MIN_RATE`]).
     TooSlow(std::time::Duration),
+    /// The budget of bodies held at once had no room for it (drained, up to its limit).
+    NoRoom,
     Read(axum::Error),
 }
 
 /// Reads the whole body within `limit`, hashing it as it arrives; beyond the limit,
 /// drains up to a bound and fails. A body that stops arriving fails after
 /// [`BODY_IDLE_TIMEOUT`], and one still arriving after that plus its limit at
-/// [`BODY_MIN_RATE`] fails then.
-pub(crate) async fn read_body(body: Body, limit: usize) -> Result<ReadBody, BodyError> {
-    read_body_paced(body, limit, BODY_IDLE_TIMEOUT, BODY_MIN_RATE).await
+/// [`BODY_MIN_RATE`] fails then. `room(n)` is asked before `n` bytes in all are held
+/// (a budget shared by many requests); when it says no, the rest is drained and the
+/// answer is [`BodyError::NoRoom`].
+pub(crate) async fn read_body_within(
+    body: Body,
+    limit: usize,
+    room: &mut (dyn FnMut(usize) -> bool + Send),
+) -> Result<ReadBody, BodyError> {
+    read_body_paced(body, limit, BODY_IDLE_TIMEOUT, BODY_MIN_RATE, room).await
 }
 
 async fn read_body_paced(
@@ -305,6 +315,7 @@ async fn read_body_paced(
     limit: usize,
     idle: std::time::Duration,
     min_rate: usize,
+    room: &mut (dyn FnMut(usize) -> bool + Send),
 ) -> Result<ReadBody, BodyError> {
     let allowed = idle.saturating_add(std::time::Duration::from_millis(
         u64::try_from(limit.saturating_mul(1000) / min_rate.max(1)).unwrap_or(u64::MAX),
@@ -314,6 +325,7 @@ async fn read_body_paced(
     let mut buf = bytes::BytesMut::new();
     let mut hasher = Sha256::new();
     let mut seen = 0usize;
+    let mut no_room = false;
     loop {
         let wait = (tokio::time::Instant::now() + idle).min(deadline);
         let frame = match tokio::time::timeout_at(wait, body.frame()).await {
@@ -324,6 +336,14 @@ async fn read_body_paced(
         };
         if let Ok(data) = frame.into_data() {
             seen += data.len();
+            if no_room || (seen <= limit && !room(seen)) {
+                no_room = true;
+                buf = bytes::BytesMut::new();
+                if seen > limit {
+                    return Err(BodyError::NoRoom);
+                }
+                continue;
+            }
             if seen > limit {
                 if seen > limit.saturating_mul(DRAIN_FACTOR) {
                     return Err(BodyError::TooLarge);
@@ -334,6 +354,9 @@ async fn read_body_paced(
             hasher.update(&data);
             buf.extend_from_slice(&data);
         }
+    }
+    if no_room {
+        return Err(BodyError::NoRoom);
     }
     if seen > limit {
         return Err(BodyError::TooLarge);
@@ -358,6 +381,9 @@ fn body_error(e: BodyError, is_invoke: bool, limit: usize, operation: Option<&st
             "the request body stopped arriving for {} s",
             BODY_IDLE_TIMEOUT.as_secs()
         )),
+        BodyError::NoRoom => {
+            ServiceError::Service("no room to hold the request body".to_string())
+        }
         BodyError::TooSlow(allowed) => ServiceError::InvalidRequestContent(format!(
             "the request body did not arrive within {} s (a body of up to {limit} bytes gets {} s plus {} KiB/s)",
             allowed.as_secs(),
@@ -401,7 +427,7 @@ async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -
     } else {
         MANAGEMENT_BODY_BYTES
     };
-    match verify_request(&state, &parts, body, limit, None).await {
+    match verify_request(&state, &parts, body, limit, None, &mut |_| true).await {
         Ok((caller, bytes)) => {
             parts.extensions.insert(caller);
             next.run(Request::from_parts(parts, Body::from(bytes)))
@@ -438,6 +464,7 @@ pub(crate) async fn verify_request(
     body: Body,
     limit: usize,
     namespace: Option<&str>,
+    room: &mut (dyn FnMut(usize) -> bool + Send),
 ) -> Result<(Caller, Bytes), Unverified> {
     let mut headers: Vec<(String, String)> = parts
         .headers
@@ -486,7 +513,9 @@ pub(crate) async fn verify_request(
         Some(_) => return Err(Unverified::Denied(AuthError::BodyHashMismatch)),
         None => None,
     };
-    let read = read_body(body, limit).await.map_err(Unverified::Body)?;
+    let read = read_body_within(body, limit, room)
+        .await
+        .map_err(Unverified::Body)?;
     let caller = match early {
         Some(caller) => {
             let matches = declared.as_deref().is_some_and(|h| {
@@ -967,6 +996,7 @@ mod tests {
             100,
             Duration::from_millis(200),
             1000,
+            &mut |_| true,
         )
         .await;
         assert!(
@@ -984,6 +1014,7 @@ mod tests {
             100,
             Duration::from_millis(200),
             1000,
+            &mut |_| true,
         )
         .await;
         assert_eq!(
@@ -995,6 +1026,7 @@ mod tests {
             100_000,
             Duration::from_millis(100),
             1000,
+            &mut |_| true,
         )
         .await;
         assert!(matches!(read, Err(BodyError::Stalled)), "{:?}", read.err());
