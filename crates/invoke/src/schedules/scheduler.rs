@@ -282,11 +282,22 @@ impl Scheduler {
 
         let account = account_of(&rec.namespace);
         let mut fired = 0;
+        let mut full = Vec::new();
         for (i, &slot) in due.iter().enumerate() {
             let next = due
                 .get(i + 1)
                 .copied()
                 .or_else(|| expr.next_after(anchor, slot));
+            // The namespace's queue bound holds for slots too: a schedule on a function
+            // that cannot keep up skips slots rather than grow the queue without end.
+            if self.queue.is_full(&rec.namespace) {
+                if !self.advance(step(slot, slot, next, None)).await? {
+                    break;
+                }
+                self.count(&rec, "skipped", 1);
+                full.push(slot);
+                continue;
+            }
             let event = tern_store::NewEvent {
                 request_id: uuid::Uuid::new_v4().to_string(),
                 namespace: rec.namespace.clone(),
@@ -300,14 +311,22 @@ impl Scheduler {
                 idempotency_key: Some(format!("schedule:{}:{slot}", rec.name)),
             };
             let request_id = event.request_id.clone();
+            let enqueued_ms = event.enqueued_ms;
             if !self.advance(step(slot, slot, next, Some(event))).await? {
                 break;
             }
+            self.queue.counted(&rec.namespace, enqueued_ms);
             fired += 1;
             self.count(&rec, "fired", 1);
             tracing::info!(schedule = %rec.name, namespace = %rec.namespace,
                 function = %rec.function, slot = %slot_time(slot), %request_id,
                 late_ms = now - slot, "schedule fired");
+        }
+        if let (Some(first), Some(last)) = (full.first(), full.last()) {
+            tracing::warn!(schedule = %rec.name, namespace = %rec.namespace,
+                skipped = full.len(), first_slot = %slot_time(*first), last_slot = %slot_time(*last),
+                bound = self.queue.bound(),
+                "the namespace's async queue is full (async.max_queued_per_namespace); schedule slots were skipped");
         }
         Ok(fired)
     }
@@ -350,6 +369,10 @@ mod tests {
     }
 
     fn fixture(grace_secs: u64, catch_up_max: usize) -> Fixture {
+        fixture_bounded(grace_secs, catch_up_max, 1_000_000)
+    }
+
+    fn fixture_bounded(grace_secs: u64, catch_up_max: usize, queue_bound: u64) -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = StoreHandle::new(
             Arc::new(SqliteStore::open(&dir.path().join("db")).expect("store")),
@@ -357,7 +380,7 @@ mod tests {
         )
         .expect("store handle");
         function_f(store.blocking());
-        let queue = EventQueue::start(store.clone(), 1_000_000);
+        let queue = EventQueue::start(store.clone(), queue_bound);
         let scheduler = Scheduler::new(
             store.clone(),
             Arc::new(crate::Registry::new(store.clone())),
@@ -514,6 +537,25 @@ mod tests {
         f.scheduler.forget("default", "tick");
         let text = f.scheduler.metrics.render();
         assert!(!text.contains("schedule=\"tick\""), "{text}");
+    }
+
+    #[tokio::test]
+    async fn slots_past_the_namespaces_queue_bound_are_skipped_not_queued() {
+        let f = fixture_bounded(300, 60, 2);
+        every_second(f.store.blocking());
+        f.scheduler.pass_at(4 * SECOND + 500).await.expect("pass");
+        assert_eq!(
+            pending(f.store.blocking()),
+            2,
+            "1 and 2 s fire, 3 and 4 s do not"
+        );
+        assert_eq!(
+            state(f.store.blocking()),
+            (Some(4 * SECOND), Some(5 * SECOND)),
+            "skipped slots are passed"
+        );
+        f.scheduler.pass_at(5 * SECOND + 500).await.expect("pass");
+        assert_eq!(pending(f.store.blocking()), 2, "still full");
     }
 
     #[tokio::test]
