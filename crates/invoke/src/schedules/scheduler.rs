@@ -227,7 +227,12 @@ impl Scheduler {
 
         let cutoff = now - millis(self.settings.grace);
         if from < cutoff {
-            let skipped = expr.skip_before(anchor, from, cutoff);
+            // Counting up to 100,000 cron slots takes a while: off the runtime's threads.
+            let counting = expr.clone();
+            let skipped =
+                tokio::task::spawn_blocking(move || counting.skip_before(anchor, from, cutoff))
+                    .await
+                    .map_err(|e| StoreError::Database(Box::new(e)))?;
             if !self
                 .advance(step(from, skipped.last_ms, skipped.next_ms, None))
                 .await?
