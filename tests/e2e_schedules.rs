@@ -324,7 +324,19 @@ fn bad_schedules_get_clear_errors() {
         json!({"name": "s", "function": "f", "expression": "0 9 * * *", "timezone": "Mars/Base"}),
         400,
         "InvalidParameterValueException",
-        "unknown timezone 'Mars/Base'",
+        "Invalid value for 'timezone': unknown timezone 'Mars/Base'",
+    );
+    refused(
+        json!({"name": "s", "function": "f", "expression": "rate(1 hour)", "timezone": "../../etc/localtime"}),
+        400,
+        "InvalidParameterValueException",
+        "Invalid value for 'timezone'",
+    );
+    refused(
+        json!({"name": "..", "function": "f", "expression": "rate(1 minute)"}),
+        400,
+        "InvalidParameterValueException",
+        "'name'",
     );
     refused(
         json!({"name": "s", "function": "f", "expression": "rate(1 minute)", "schedule": "x"}),
@@ -388,4 +400,108 @@ fn bad_schedules_get_clear_errors() {
     assert_eq!(deleted.status, 204, "{}", deleted.text());
     let gone = schedule_request(&server, "GET", "/tern/v1/schedules/s", &Value::Null);
     assert_eq!(gone.status, 404, "{}", gone.text());
+}
+
+#[test]
+fn a_namespace_holds_a_bounded_number_of_schedules_with_bounded_expressions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(&dir, "max_per_namespace = 2");
+    let server = Server::start_with(&["--dev-unsandboxed", "--config", cfg.as_str()]);
+    let zip = support::zip(&[("app.py", b"def handler(e, c):\n    return e\n", 0o644)]);
+    server.create_function("f", "python3.11", "app.handler", &zip, json!({}));
+    let create = |name: &str, expression: &str| {
+        schedule_request(
+            &server,
+            "POST",
+            "/tern/v1/schedules",
+            &json!({"name": name, "function": "f", "expression": expression}),
+        )
+    };
+    let message =
+        |r: &support::Response| r.json()["message"].as_str().unwrap_or_default().to_string();
+
+    // An expression past EventBridge's 256 characters is refused before any parsing.
+    let long = format!("cron({} * * ? *)", vec!["0"; 200].join(","));
+    let r = create("long", &long);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        message(&r).contains("at most 256 characters"),
+        "{}",
+        r.text()
+    );
+    // A period so long its first slot has no date is no slot, not an empty nextSlot.
+    let r = create("far", "rate(99999999999 days)");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        message(&r).contains("has no slot after now"),
+        "{}",
+        r.text()
+    );
+
+    for name in ["one", "two"] {
+        let r = create(name, "rate(1 hour)");
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    let r = create("three", "rate(1 hour)");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.error_type(), Some("InvalidParameterValueException"));
+    assert!(
+        message(&r).contains("max_per_namespace = 2"),
+        "{}",
+        r.text()
+    );
+    // Deleting one makes room again.
+    let deleted = schedule_request(&server, "DELETE", "/tern/v1/schedules/one", &Value::Null);
+    assert_eq!(deleted.status, 204, "{}", deleted.text());
+    let r = create("three", "rate(1 hour)");
+    assert_eq!(r.status, 201, "{}", r.text());
+}
+
+#[test]
+fn a_schedule_on_a_deleted_alias_stops_and_resumes_once_it_is_back() {
+    let server = Server::start_with(&["--dev-unsandboxed"]);
+    let zip = support::zip(&[("app.py", b"def handler(e, c):\n    return e\n", 0o644)]);
+    server.create_function("f", "python3.11", "app.handler", &zip, json!({}));
+    let publish = server.request("POST", "/2015-03-31/functions/f/versions", &[], b"{}");
+    assert_eq!(publish.status, 201, "{}", publish.text());
+    let alias = json!({"Name": "live", "FunctionVersion": "1"}).to_string();
+    let made = server.request(
+        "POST",
+        "/2015-03-31/functions/f/aliases",
+        &[],
+        alias.as_bytes(),
+    );
+    assert_eq!(made.status, 201, "{}", made.text());
+    let r = schedule_request(
+        &server,
+        "POST",
+        "/tern/v1/schedules",
+        &json!({"name": "tick", "function": "f:live", "expression": "rate(1 second)"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let gone = server.request("DELETE", "/2015-03-31/functions/f/aliases/live", &[], b"");
+    assert_eq!(gone.status, 204, "{}", gone.text());
+    let get = || schedule_request(&server, "GET", "/tern/v1/schedules/tick", &Value::Null).json();
+    wait_until("the schedule stops", Duration::from_secs(10), || {
+        get()["nextSlot"].is_null()
+    });
+    let stopped_at = get()["lastSlot"].clone();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(get()["lastSlot"], stopped_at, "no slot fires while stopped");
+
+    let made = server.request(
+        "POST",
+        "/2015-03-31/functions/f/aliases",
+        &[],
+        alias.as_bytes(),
+    );
+    assert_eq!(made.status, 201, "{}", made.text());
+    let resumed = schedule_request(
+        &server,
+        "PATCH",
+        "/tern/v1/schedules/tick",
+        &json!({"enabled": true}),
+    );
+    assert_eq!(resumed.status, 200, "{}", resumed.text());
+    assert!(resumed.json()["nextSlot"].is_string(), "{}", resumed.text());
 }

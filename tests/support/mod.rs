@@ -422,7 +422,7 @@ impl Client {
 }
 
 /// `headers` and the SigV4 headers of a request signed with `key` for `host`.
-fn signed_headers(
+pub fn signed_headers(
     host: &str,
     key: &str,
     secret: &str,

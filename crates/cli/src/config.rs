@@ -107,7 +107,7 @@ pub struct ServerConfig {
 }
 
 /// `[urls]` in the config file.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UrlSettings {
     /// How the API spells a `FunctionUrl`, with `{id}` for the URL id: with `{id}` as the
@@ -115,6 +115,18 @@ pub struct UrlSettings {
     /// Host is `<url-id>.<domain>` are routed to that URL (behind a proxy or wildcard
     /// DNS). Unset: `http://<address the client used>/url/<url-id>/`.
     pub public_base: Option<String>,
+    /// MiB of request bodies all function URL requests may hold at once; a request that
+    /// finds no room is a 429 before its body is read.
+    pub max_buffered_mb: usize,
+}
+
+impl Default for UrlSettings {
+    fn default() -> Self {
+        UrlSettings {
+            public_base: None,
+            max_buffered_mb: 512,
+        }
+    }
 }
 
 impl UrlSettings {
@@ -136,6 +148,8 @@ pub struct ScheduleSettings {
     /// Missed slots inside the grace window fired at most per schedule when the
     /// scheduler catches up; older ones in the window are skipped and logged.
     pub catch_up_max: usize,
+    /// Schedules one namespace may hold; creating one more is a 400.
+    pub max_per_namespace: usize,
 }
 
 impl Default for ScheduleSettings {
@@ -143,6 +157,7 @@ impl Default for ScheduleSettings {
         ScheduleSettings {
             grace_secs: 300,
             catch_up_max: 60,
+            max_per_namespace: 100,
         }
     }
 }
@@ -531,6 +546,12 @@ impl ServerConfig {
         if !(1..=7 * 86_400).contains(&self.schedules.grace_secs) {
             bail!("schedules.grace_secs must be from 1 to 604800 (7 days)");
         }
+        if !(6..=1_048_576).contains(&self.urls.max_buffered_mb) {
+            bail!("urls.max_buffered_mb must be from 6 (one 6 MB body) to 1048576");
+        }
+        if !(1..=100_000).contains(&self.schedules.max_per_namespace) {
+            bail!("schedules.max_per_namespace must be from 1 to 100000");
+        }
         if self.max_connections == 0 {
             bail!("max_connections must be at least 1");
         }
@@ -720,6 +741,7 @@ mod tests {
         let good = ServerConfig {
             urls: UrlSettings {
                 public_base: Some("https://{id}.lambda-url.example.com/".into()),
+                ..UrlSettings::default()
             },
             ..ServerConfig::default()
         };
@@ -727,6 +749,7 @@ mod tests {
         let bad = ServerConfig {
             urls: UrlSettings {
                 public_base: Some("https://lambda-url.example.com/".into()),
+                ..UrlSettings::default()
             },
             ..ServerConfig::default()
         };

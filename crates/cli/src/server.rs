@@ -488,6 +488,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         SchedulerSettings {
             grace: Duration::from_secs(config.schedules.grace_secs),
             catch_up_max: config.schedules.catch_up_max,
+            max_per_namespace: config.schedules.max_per_namespace,
             region: config.region.clone(),
         },
     );
@@ -512,6 +513,9 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         networks,
         urls,
         url_base: Arc::new(config.urls.base()?),
+        url_bodies: Arc::new(tern_gateway::BodyBudget::new(
+            config.urls.max_buffered_mb.saturating_mul(1024 * 1024),
+        )),
         schedules,
         events: Arc::new(AsyncService::new(store.clone(), functions.clone(), queue)),
         functions,

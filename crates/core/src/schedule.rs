@@ -29,7 +29,11 @@ pub struct ScheduleRecord {
 
 /// Whether `s` is a valid schedule name: 1–64 of `A-Z a-z 0-9 . - _`, as EventBridge's.
 pub fn is_valid_name(s: &str) -> bool {
+    // `.` and `..` are path segments every HTTP client rewrites: such a schedule could
+    // be made but not addressed at `/tern/v1/schedules/{name}`.
     !s.is_empty()
+        && s != "."
+        && s != ".."
         && s.len() <= NAME_MAX
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
@@ -45,6 +49,9 @@ mod tests {
         assert!(!is_valid_name(""));
         assert!(!is_valid_name("has space"));
         assert!(!is_valid_name("slash/no"));
+        assert!(!is_valid_name("."));
+        assert!(!is_valid_name(".."));
+        assert!(is_valid_name("...") && is_valid_name(".hidden"));
         assert!(!is_valid_name(&"a".repeat(65)));
     }
 }

@@ -35,6 +35,11 @@ pub const MANAGEMENT_BODY_BYTES: usize = 69_905_067;
 const DRAIN_FACTOR: usize = 4;
 /// A request body that sends nothing for this long is abandoned.
 const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+/// The slowest a body may arrive on average (bytes a second) once it had
+/// [`BODY_IDLE_TIMEOUT`] to start: a body gets that long plus its limit at this rate.
+/// Without it a client sending a byte every few seconds held a connection for ever
+/// (a function URL reads the body of anyone who asks).
+const BODY_MIN_RATE: usize = 64 * 1024;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -53,6 +58,8 @@ pub struct AppState {
     pub urls: Arc<tern_invoke::urls::UrlService>,
     /// How `FunctionUrl`s are spelled, and which hosts name a URL.
     pub url_base: Arc<crate::function_url::UrlBase>,
+    /// The bytes of request bodies function URLs may hold at once.
+    pub url_bodies: Arc<crate::function_url::BodyBudget>,
     /// Schedules (`/tern/v1/schedules`).
     pub schedules: Arc<tern_invoke::schedules::ScheduleService>,
 }
@@ -282,25 +289,61 @@ pub(crate) enum BodyError {
     TooLarge,
     /// No bytes arrived for [`BODY_IDLE_TIMEOUT`].
     Stalled,
+    /// The body was still arriving at its deadline (see [`BODY_MIN_RATE`]).
+    TooSlow(std::time::Duration),
+    /// The budget of bodies held at once had no room for it (drained, up to its limit).
+    NoRoom,
     Read(axum::Error),
 }
 
 /// Reads the whole body within `limit`, hashing it as it arrives; beyond the limit,
 /// drains up to a bound and fails. A body that stops arriving fails after
-/// [`BODY_IDLE_TIMEOUT`].
-pub(crate) async fn read_body(body: Body, limit: usize) -> Result<ReadBody, BodyError> {
+/// [`BODY_IDLE_TIMEOUT`], and one still arriving after that plus its limit at
+/// [`BODY_MIN_RATE`] fails then. `room(n)` is asked before `n` bytes in all are held
+/// (a budget shared by many requests); when it says no, the rest is drained and the
+/// answer is [`BodyError::NoRoom`].
+pub(crate) async fn read_body_within(
+    body: Body,
+    limit: usize,
+    room: &mut (dyn FnMut(usize) -> bool + Send),
+) -> Result<ReadBody, BodyError> {
+    read_body_paced(body, limit, BODY_IDLE_TIMEOUT, BODY_MIN_RATE, room).await
+}
+
+async fn read_body_paced(
+    body: Body,
+    limit: usize,
+    idle: std::time::Duration,
+    min_rate: usize,
+    room: &mut (dyn FnMut(usize) -> bool + Send),
+) -> Result<ReadBody, BodyError> {
+    let allowed = idle.saturating_add(std::time::Duration::from_millis(
+        u64::try_from(limit.saturating_mul(1000) / min_rate.max(1)).unwrap_or(u64::MAX),
+    ));
+    let deadline = tokio::time::Instant::now() + allowed;
     let mut body = body;
     let mut buf = bytes::BytesMut::new();
     let mut hasher = Sha256::new();
     let mut seen = 0usize;
+    let mut no_room = false;
     loop {
-        let frame = match tokio::time::timeout(BODY_IDLE_TIMEOUT, body.frame()).await {
+        let wait = (tokio::time::Instant::now() + idle).min(deadline);
+        let frame = match tokio::time::timeout_at(wait, body.frame()).await {
+            Err(_) if wait == deadline => return Err(BodyError::TooSlow(allowed)),
             Err(_) => return Err(BodyError::Stalled),
             Ok(None) => break,
             Ok(Some(frame)) => frame.map_err(BodyError::Read)?,
         };
         if let Ok(data) = frame.into_data() {
             seen += data.len();
+            if no_room || (seen <= limit && !room(seen)) {
+                no_room = true;
+                buf = bytes::BytesMut::new();
+                if seen > limit {
+                    return Err(BodyError::NoRoom);
+                }
+                continue;
+            }
             if seen > limit {
                 if seen > limit.saturating_mul(DRAIN_FACTOR) {
                     return Err(BodyError::TooLarge);
@@ -311,6 +354,9 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<ReadBody, Body
             hasher.update(&data);
             buf.extend_from_slice(&data);
         }
+    }
+    if no_room {
+        return Err(BodyError::NoRoom);
     }
     if seen > limit {
         return Err(BodyError::TooLarge);
@@ -335,6 +381,15 @@ fn body_error(e: BodyError, is_invoke: bool, limit: usize, operation: Option<&st
             "the request body stopped arriving for {} s",
             BODY_IDLE_TIMEOUT.as_secs()
         )),
+        BodyError::NoRoom => {
+            ServiceError::Service("no room to hold the request body".to_string())
+        }
+        BodyError::TooSlow(allowed) => ServiceError::InvalidRequestContent(format!(
+            "the request body did not arrive within {} s (a body of up to {limit} bytes gets {} s plus {} KiB/s)",
+            allowed.as_secs(),
+            BODY_IDLE_TIMEOUT.as_secs(),
+            BODY_MIN_RATE / 1024
+        )),
         BodyError::Read(e) => {
             ServiceError::InvalidRequestContent(format!("could not read the request body: {e}"))
         }
@@ -354,6 +409,8 @@ fn query_signed(query: &str) -> bool {
 pub(crate) enum Unverified {
     Denied(AuthError),
     Body(BodyError),
+    /// The key is of another namespace than the one asked for (its namespace).
+    OtherNamespace(String),
 }
 
 /// Authenticates with SigV4 and attaches the [`Caller`]; see [`verify_request`].
@@ -370,7 +427,7 @@ async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -
     } else {
         MANAGEMENT_BODY_BYTES
     };
-    match verify_request(&state, &parts, body, limit).await {
+    match verify_request(&state, &parts, body, limit, None, &mut |_| true).await {
         Ok((caller, bytes)) => {
             parts.extensions.insert(caller);
             next.run(Request::from_parts(parts, Body::from(bytes)))
@@ -380,6 +437,12 @@ async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -
             tracing::debug!(error = %e, path = %parts.uri.path(), "request not authenticated");
             ApiError::from(e).into_response()
         }
+        Err(Unverified::OtherNamespace(_)) => ApiError::new(
+            403,
+            "AccessDeniedException",
+            "the key is of another namespace".into(),
+        )
+        .into_response(),
         Err(Unverified::Body(e)) => {
             let query = parts.uri.query().unwrap_or("");
             let operation = crate::operations::find(parts.method.as_str(), parts.uri.path(), query)
@@ -393,12 +456,15 @@ async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -
 /// that can be checked before the body is (key, scope, date, signed headers, and the
 /// signature itself when the client signed `x-amz-content-sha256`), so an
 /// unauthenticated client never makes the server hold a body. The body is then read and
-/// hashed; a declared hash must match it.
+/// hashed; a declared hash must match it. With `namespace`, a key of any other
+/// namespace is refused before the body too.
 pub(crate) async fn verify_request(
     state: &AppState,
     parts: &axum::http::request::Parts,
     body: Body,
     limit: usize,
+    namespace: Option<&str>,
+    room: &mut (dyn FnMut(usize) -> bool + Send),
 ) -> Result<(Caller, Bytes), Unverified> {
     let mut headers: Vec<(String, String)> = parts
         .headers
@@ -428,6 +494,10 @@ pub(crate) async fn verify_request(
         .check_before_body(&rp, authorization.as_deref(), query_signed(query))
         .await
         .map_err(Unverified::Denied)?;
+    if let Some(ns) = namespace.filter(|ns| *ns != pending.namespace()) {
+        tracing::debug!(namespace = %pending.namespace(), wanted = %ns, "a key of another namespace");
+        return Err(Unverified::OtherNamespace(pending.namespace().to_string()));
+    }
     // A declared payload hash is signed (checked above), so the signature can be checked
     // now; the body must then hash to it.
     let early = match &declared {
@@ -443,7 +513,9 @@ pub(crate) async fn verify_request(
         Some(_) => return Err(Unverified::Denied(AuthError::BodyHashMismatch)),
         None => None,
     };
-    let read = read_body(body, limit).await.map_err(Unverified::Body)?;
+    let read = read_body_within(body, limit, room)
+        .await
+        .map_err(Unverified::Body)?;
     let caller = match early {
         Some(caller) => {
             let matches = declared.as_deref().is_some_and(|h| {
@@ -906,4 +978,68 @@ async fn function_logs(
         })
         .collect();
     Ok(json(StatusCode::OK, &serde_json::json!({ "lines": view })))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A body of `n` one-byte chunks, `every` apart.
+    fn trickle(n: usize, every: Duration) -> Body {
+        let chunks = futures_util::stream::unfold(0, move |i| async move {
+            if i == n {
+                return None;
+            }
+            tokio::time::sleep(every).await;
+            Some((Ok::<_, std::io::Error>(Bytes::from_static(b"a")), i + 1))
+        });
+        Body::from_stream(chunks)
+    }
+
+    #[tokio::test]
+    async fn a_body_trickling_in_fails_at_its_deadline_though_never_idle() {
+        // Idle 200 ms, 100 bytes at 1000 B/s: 300 ms in all; the trickle needs 5 s.
+        let started = std::time::Instant::now();
+        let read = read_body_paced(
+            trickle(100, Duration::from_millis(50)),
+            100,
+            Duration::from_millis(200),
+            1000,
+            &mut |_| true,
+        )
+        .await;
+        assert!(
+            matches!(read, Err(BodyError::TooSlow(_))),
+            "{:?}",
+            read.err()
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn a_body_at_a_fair_pace_is_read_and_a_silent_one_is_stalled() {
+        let read = read_body_paced(
+            trickle(5, Duration::from_millis(10)),
+            100,
+            Duration::from_millis(200),
+            1000,
+            &mut |_| true,
+        )
+        .await;
+        assert_eq!(
+            read.map(|r| r.bytes).ok(),
+            Some(Bytes::from_static(b"aaaaa"))
+        );
+        let read = read_body_paced(
+            trickle(1, Duration::from_millis(400)),
+            100_000,
+            Duration::from_millis(100),
+            1000,
+            &mut |_| true,
+        )
+        .await;
+        assert!(matches!(read, Err(BodyError::Stalled)), "{:?}", read.err());
+    }
 }

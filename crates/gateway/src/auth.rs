@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use tern_core::sigv4::{self, RequestParts, SigError};
-use tern_invoke::Caller;
+use tern_invoke::lookups::Lookups;
+use tern_invoke::{Caller, ServiceError};
 use tern_store::{AccessKey, StoreError, StoreHandle};
 
 use crate::sessions::{SessionError, Sessions};
@@ -58,6 +59,9 @@ pub struct Authenticator {
     /// The region signatures must be scoped to: the server's.
     region: String,
     keys: RwLock<HashMap<String, AccessKey>>,
+    /// Keys not in `keys`: read from the store a few at a time, and an unknown one
+    /// remembered briefly, so a flood of made-up key ids cannot flood the store.
+    unknown: Lookups<AccessKey>,
     /// Temporary credentials of instances that may call tern.
     sessions: Option<Arc<Sessions>>,
 }
@@ -69,6 +73,13 @@ pub struct Pending {
     key: AccessKey,
 }
 
+impl Pending {
+    /// The namespace of the key the request claims (its signature still unchecked).
+    pub fn namespace(&self) -> &str {
+        &self.key.namespace
+    }
+}
+
 /// The header that carries a temporary key's session token.
 const SECURITY_TOKEN: &str = "x-amz-security-token";
 
@@ -78,6 +89,7 @@ impl Authenticator {
             store,
             region: region.into(),
             keys: RwLock::new(HashMap::new()),
+            unknown: Lookups::new(),
             sessions: None,
         }
     }
@@ -124,10 +136,15 @@ impl Authenticator {
         if let Some(k) = self.keys.read().unwrap_or_else(|e| e.into_inner()).get(id) {
             return Ok(Some(k.clone()));
         }
-        let owned = id.to_string();
+        let store = self.store.clone();
         let found = self
-            .store
-            .call::<_, StoreError, _>(move |store| store.get_access_key(&owned))
+            .unknown
+            .get(id, |owned| async move {
+                store
+                    .call::<_, StoreError, _>(move |store| store.get_access_key(&owned))
+                    .await
+                    .map_err(ServiceError::Store)
+            })
             .await
             .map_err(|e| AuthError::Store(e.to_string()))?;
         if let Some(k) = &found {

@@ -23,7 +23,7 @@ mod versions;
 pub use app::{router, AppState};
 pub use auth::Authenticator;
 pub use download::Downloads;
-pub use function_url::UrlBase;
+pub use function_url::{BodyBudget, UrlBase};
 pub use listener::ListenerLimits;
 pub use presign::UrlSigner;
 pub use sessions::Sessions;

@@ -11,6 +11,7 @@ pub mod events;
 pub mod execution;
 pub mod functions;
 pub mod layers;
+pub mod lookups;
 pub mod networks;
 pub mod platform_log;
 mod provisioned;

@@ -2,9 +2,7 @@
 //! a request addresses. Serving the request itself is the gateway's (HTTP in, payload
 //! 2.0 event, the Invoke path, HTTP out); this file knows nothing of HTTP.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use tern_core::function::LATEST;
 use tern_core::function_url::{
@@ -15,14 +13,9 @@ use tern_store::StoreHandle;
 
 use crate::error::{stored, ServiceError};
 use crate::functions::{Caller, FunctionService};
+use crate::lookups::Lookups;
 use crate::now_ms;
 
-/// How long this server answers a URL's requests from memory before reading its record
-/// again: a change made on another server of a cluster shows within this time (changes
-/// made here show at once).
-const CACHE_TTL: Duration = Duration::from_secs(2);
-/// URLs kept in memory at most; past it the cache starts over.
-const CACHE_MAX: usize = 10_000;
 /// ListFunctionUrlConfigs: `MaxItems` at most (Lambda's bound), and by default.
 pub const LIST_MAX_ITEMS: usize = 50;
 
@@ -45,8 +38,7 @@ fn check_input(input: &FunctionUrlInput) -> Result<(), ServiceError> {
 pub struct UrlService {
     store: StoreHandle,
     functions: Arc<FunctionService>,
-    /// URL id → record, as last read, and when.
-    cache: Mutex<HashMap<String, (Instant, Arc<FunctionUrlRecord>)>>,
+    by_id: Lookups<Arc<FunctionUrlRecord>>,
 }
 
 impl UrlService {
@@ -54,14 +46,8 @@ impl UrlService {
         UrlService {
             store,
             functions,
-            cache: Mutex::new(HashMap::new()),
+            by_id: Lookups::new(),
         }
-    }
-
-    fn cache(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Arc<FunctionUrlRecord>)>> {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The ARN a URL's `FunctionArn` shows: unqualified for `$LATEST`, as Lambda's.
@@ -190,7 +176,7 @@ impl UrlService {
         if !existed {
             return Err(self.not_found(caller, &rec.function, &rec.qualifier));
         }
-        self.cache().remove(&rec.url_id);
+        self.by_id.forget(&rec.url_id);
         Ok(rec)
     }
 
@@ -210,7 +196,7 @@ impl UrlService {
             Ok(store.delete_function_urls(&ns, &f, Some(&q))?)
         })
         .await?;
-        self.cache().remove(&current.url_id);
+        self.by_id.forget(&current.url_id);
         Ok(())
     }
 
@@ -249,7 +235,10 @@ impl UrlService {
         Ok((page, next))
     }
 
-    /// The URL a request addresses, or `None`; answered from memory for [`CACHE_TTL`].
+    /// The URL a request addresses, or `None`; answered from memory for a while (an id
+    /// with no URL too), with a bounded number of store reads at once: see [`Lookups`].
+    /// A change made on another server of a cluster shows within its TTL; changes made
+    /// here show at once.
     pub async fn by_id(
         &self,
         url_id: &str,
@@ -257,36 +246,19 @@ impl UrlService {
         if !is_url_id(url_id) {
             return Ok(None);
         }
-        if let Some((at, rec)) = self.cache().get(url_id) {
-            if at.elapsed() < CACHE_TTL {
-                return Ok(Some(rec.clone()));
-            }
-        }
-        let id = url_id.to_string();
-        let found = stored(&self.store, move |store| {
-            Ok(store.get_function_url_by_id(&id)?)
-        })
-        .await?
-        .map(Arc::new);
-        let mut cache = self.cache();
-        match &found {
-            Some(rec) => {
-                if cache.len() >= CACHE_MAX {
-                    cache.clear();
-                }
-                cache.insert(url_id.to_string(), (Instant::now(), rec.clone()));
-            }
-            None => {
-                cache.remove(url_id);
-            }
-        }
-        Ok(found)
+        let store = self.store.clone();
+        self.by_id
+            .get(url_id, |id| async move {
+                Ok(stored(&store, move |s| Ok(s.get_function_url_by_id(&id)?))
+                    .await?
+                    .map(Arc::new))
+            })
+            .await
     }
 
     /// Forgets the URLs of a namespace kept in memory, after one of its functions was
     /// deleted (the store deleted its URLs with it).
     pub fn forget_namespace(&self, namespace: &str) {
-        self.cache()
-            .retain(|_, (_, rec)| rec.namespace != namespace);
+        self.by_id.forget_where(|rec| rec.namespace == namespace);
     }
 }

@@ -432,7 +432,9 @@ pub trait Store: Send + Sync {
     fn delete_schedule(&self, namespace: &str, name: &str) -> Result<bool, StoreError>;
     /// Replaces a schedule's record (pause, resume) and sets its next slot, keeping its
     /// last slot; returns whether it existed. A next slot at or before the last slot
-    /// is not stored (the schedule is left without one), so no slot fires twice.
+    /// is not stored (the schedule is left without one), so no slot fires twice. Only
+    /// the schedule the record was read from is changed: one deleted and created again
+    /// under the name since (another `created_ms`) is left alone (false).
     fn update_schedule(
         &self,
         record: &ScheduleRecord,

@@ -16,22 +16,21 @@ pub fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
         && headers.contains_key("access-control-request-method")
 }
 
-/// The `Access-Control-Allow-Origin` for `origin`: `*` when every origin is allowed
-/// (the origin itself with credentials, which browsers require), the origin when it is
-/// listed, else none.
+/// The `Access-Control-Allow-Origin` for `origin`: the origin when it is listed, `*`
+/// when every origin is allowed, else none. A listed origin wins over `*`. With `*`
+/// the origin is never echoed, credentials or not: echoing it with
+/// `Allow-Credentials: true` would let every web site read the function's answers to
+/// its visitors' cookies; browsers refuse a credentialed response with `*`, which is
+/// the safe reading of `*` plus credentials.
 fn allowed_origin(cors: &Cors, origin: &str) -> Option<String> {
     let origins = cors.allow_origins.as_deref().unwrap_or_default();
-    if origins.iter().any(|o| o == "*") {
-        return Some(if cors.allow_credentials == Some(true) {
-            origin.to_string()
-        } else {
-            "*".to_string()
-        });
-    }
-    origins
+    let listed = origins
         .iter()
-        .any(|o| o.eq_ignore_ascii_case(origin))
-        .then(|| origin.to_string())
+        .any(|o| o != "*" && o.eq_ignore_ascii_case(origin));
+    if listed {
+        return Some(origin.to_string());
+    }
+    origins.iter().any(|o| o == "*").then(|| "*".to_string())
 }
 
 fn joined(list: &Option<Vec<String>>) -> Option<String> {
@@ -187,14 +186,31 @@ mod tests {
         };
         let out = response_headers(&open, Some("https://any.example"));
         assert_eq!(get(&out, "access-control-allow-origin"), Some("*"));
-        let with_credentials = Cors {
+    }
+
+    #[test]
+    fn a_wildcard_origin_with_credentials_never_echoes_the_origin() {
+        let open = Cors {
+            allow_origins: Some(vec!["*".into(), "https://app.example.com".into()]),
+            allow_methods: Some(vec!["*".into()]),
             allow_credentials: Some(true),
-            ..open
+            ..Cors::default()
         };
-        let out = response_headers(&with_credentials, Some("https://any.example"));
+        let evil = request(&[
+            ("origin", "https://evil.example"),
+            ("access-control-request-method", "GET"),
+        ]);
+        for out in [
+            response_headers(&open, Some("https://evil.example")),
+            preflight(&open, &evil),
+        ] {
+            assert_eq!(get(&out, "access-control-allow-origin"), Some("*"));
+        }
+        // An origin listed by name still gets itself, with credentials.
+        let out = response_headers(&open, Some("https://app.example.com"));
         assert_eq!(
             get(&out, "access-control-allow-origin"),
-            Some("https://any.example")
+            Some("https://app.example.com")
         );
     }
 

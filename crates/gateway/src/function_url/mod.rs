@@ -9,6 +9,7 @@
 //! proxy or wildcard DNS.
 
 mod api;
+pub mod budget;
 pub mod cors;
 pub mod event;
 pub mod response;
@@ -17,6 +18,7 @@ mod serve;
 use tern_core::function_url::is_url_id;
 
 pub(crate) use api::routes;
+pub use budget::{BodyBudget, BodyShare};
 pub(crate) use serve::{host_routing, serve_routes};
 
 /// Where the path form is served: `/url/<url-id>/…`.

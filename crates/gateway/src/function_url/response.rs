@@ -6,8 +6,17 @@
 use base64::Engine;
 use serde_json::Value;
 
-/// Headers a function may not set: the server frames the response itself.
-const FRAMING_HEADERS: [&str; 3] = ["content-length", "transfer-encoding", "connection"];
+/// Headers a function may not set: the server frames the response itself, and the
+/// hop-by-hop ones describe this connection, not the answer.
+const FRAMING_HEADERS: [&str; 7] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "proxy-connection",
+];
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct Mapped {
@@ -20,7 +29,7 @@ pub struct Mapped {
 /// Why a result cannot be a response: Lambda answers 502.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum MappingError {
-    #[error("statusCode must be an integer from 100 to 599")]
+    #[error("statusCode must be an integer from 200 to 599")]
     Status,
     #[error("body is marked isBase64Encoded but is not base64")]
     Base64,
@@ -49,7 +58,9 @@ pub fn map(output: &[u8]) -> Result<Mapped, MappingError> {
         .as_u64()
         .or_else(|| status.as_str().and_then(|s| s.parse().ok()))
         .and_then(|s| u16::try_from(s).ok())
-        .filter(|s| (100..=599).contains(s))
+        // 1xx are not final answers: hyper turns a 101 into a hijacked connection and
+        // others into a bare 500.
+        .filter(|s| (200..=599).contains(s))
         .ok_or(MappingError::Status)?;
     let mut headers: Vec<(String, String)> = obj
         .get("headers")
@@ -75,13 +86,19 @@ pub fn map(output: &[u8]) -> Result<Mapped, MappingError> {
         .get("isBase64Encoded")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let body = match obj.get("body") {
+    let mut body = match obj.get("body") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::String(s)) if base64 => base64::engine::general_purpose::STANDARD
             .decode(s)
             .map_err(|_| MappingError::Base64)?,
         Some(v) => text(v).into_bytes(),
     };
+    if matches!(status, 204 | 304) {
+        // These have no body; hyper would drop it but still frame it with a
+        // Content-Length, which a client or proxy keeping the connection reads as the
+        // start of the next response.
+        body.clear();
+    }
     Ok(Mapped {
         status,
         headers,
@@ -155,13 +172,29 @@ mod tests {
     #[test]
     fn a_bad_status_code_cannot_be_a_response_and_framing_headers_are_dropped() {
         assert_eq!(map(br#"{"statusCode": 99}"#), Err(MappingError::Status));
+        for informational in [100, 101, 103, 199] {
+            let out = format!(r#"{{"statusCode": {informational}}}"#);
+            assert_eq!(map(out.as_bytes()), Err(MappingError::Status), "{out}");
+        }
         assert_eq!(map(br#"{"statusCode": "x"}"#), Err(MappingError::Status));
-        let m = map(br#"{"statusCode": "204", "headers": {"Content-Length": "999", "Transfer-Encoding": "chunked"}}"#).unwrap();
+        let m = map(br#"{"statusCode": "204", "headers": {"Content-Length": "999", "Transfer-Encoding": "chunked", "Upgrade": "h2c", "Connection": "upgrade"}}"#).unwrap();
         assert_eq!(m.status, 204);
         assert!(m.body.is_empty());
         assert!(!m
             .headers
             .iter()
-            .any(|(k, _)| k == "content-length" || k == "transfer-encoding"));
+            .any(|(k, _)| FRAMING_HEADERS.contains(&k.as_str())));
+    }
+
+    #[test]
+    fn no_content_and_not_modified_answers_have_no_body() {
+        for status in [204, 304] {
+            let out = format!(
+                r#"{{"statusCode": {status}, "body": "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"}}"#
+            );
+            let m = map(out.as_bytes()).unwrap();
+            assert_eq!(m.status, status);
+            assert!(m.body.is_empty(), "{status}: {:?}", m.body);
+        }
     }
 }

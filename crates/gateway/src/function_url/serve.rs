@@ -18,9 +18,10 @@ use tern_core::function_url::{AuthType, FunctionUrlRecord};
 use tern_core::limits;
 use tern_invoke::{Caller, InvokeRequest, ServiceError};
 
+use super::budget::BodyShare;
 use super::event::{self, EventInput, IamIdentity};
 use super::{cors, host_name, response, PATH_PREFIX};
-use crate::app::{read_body, verify_request, AppState, BodyError, Unverified};
+use crate::app::{read_body_within, verify_request, AppState, BodyError, Unverified};
 
 /// The path form's routes; they sit outside the API's authentication and error shaping.
 pub fn serve_routes() -> Router<AppState> {
@@ -81,7 +82,11 @@ fn body_refusal(e: BodyError) -> Response {
                 limits::SYNC_PAYLOAD_BYTES
             ),
         ),
-        BodyError::Stalled | BodyError::Read(_) => refusal(
+        BodyError::NoRoom => {
+            tracing::debug!("the budget of function URL bodies is spent");
+            rate_exceeded(Some(1))
+        }
+        BodyError::Stalled | BodyError::TooSlow(_) | BodyError::Read(_) => refusal(
             StatusCode::BAD_REQUEST,
             "InvalidRequestContentException",
             "The request body could not be read",
@@ -89,21 +94,24 @@ fn body_refusal(e: BodyError) -> Response {
     }
 }
 
+/// Lambda's throttle answer: 429 `Rate Exceeded.`, with `Retry-After` when known.
+fn rate_exceeded(retry_after: Option<u32>) -> Response {
+    let mut resp = refusal(
+        StatusCode::TOO_MANY_REQUESTS,
+        "TooManyRequestsException",
+        "Rate Exceeded.",
+    );
+    if let Some(secs) = retry_after {
+        resp.headers_mut()
+            .insert("retry-after", HeaderValue::from(secs));
+    }
+    resp
+}
+
 /// An invoke that did not produce a result, as the URL's client sees it.
 fn invoke_refusal(e: &ServiceError) -> Response {
     match e {
-        ServiceError::Throttled(_) => {
-            let mut resp = refusal(
-                StatusCode::TOO_MANY_REQUESTS,
-                "TooManyRequestsException",
-                "Rate Exceeded.",
-            );
-            if let Some(secs) = crate::error::to_wire(e).retry_after {
-                resp.headers_mut()
-                    .insert("retry-after", HeaderValue::from(secs));
-            }
-            resp
-        }
+        ServiceError::Throttled(_) => rate_exceeded(crate::error::to_wire(e).retry_after),
         ServiceError::ResourceNotFound(_) => refusal(
             StatusCode::NOT_FOUND,
             "ResourceNotFoundException",
@@ -208,13 +216,19 @@ async fn authenticated_body(
     rec: &FunctionUrlRecord,
     parts: &axum::http::request::Parts,
     body: Body,
+    share: &mut BodyShare,
 ) -> Result<(Bytes, Option<IamIdentity>), Response> {
     let limit = limits::SYNC_PAYLOAD_BYTES;
+    let budget = state.url_bodies.clone();
+    let mut room = |held: usize| budget.grow(share, held);
     if rec.auth_type != AuthType::AwsIam {
-        let read = read_body(body, limit).await.map_err(body_refusal)?;
+        let read = read_body_within(body, limit, &mut room)
+            .await
+            .map_err(body_refusal)?;
         return Ok((read.bytes, None));
     }
-    match verify_request(state, parts, body, limit).await {
+    // A key of another namespace is refused before the body is read.
+    match verify_request(state, parts, body, limit, Some(&rec.namespace), &mut room).await {
         Ok((caller, bytes)) if caller.namespace == rec.namespace => {
             let access_key = parts
                 .headers
@@ -233,6 +247,10 @@ async fn authenticated_body(
             tracing::debug!(namespace = %caller.namespace, "a function URL signed by another namespace");
             Err(forbidden())
         }
+        Err(Unverified::OtherNamespace(namespace)) => {
+            tracing::debug!(%namespace, "a function URL signed by another namespace");
+            Err(forbidden())
+        }
         Err(Unverified::Denied(e)) => {
             tracing::debug!(error = %e, "a function URL request not authenticated");
             Err(forbidden())
@@ -249,7 +267,9 @@ async fn run(
     parts: axum::http::request::Parts,
     body: Body,
 ) -> Response {
-    let (body, iam) = match authenticated_body(state, rec, &parts, body).await {
+    // The body's share of the budget of all URL requests, held until the answer.
+    let mut share = BodyShare::default();
+    let (body, iam) = match authenticated_body(state, rec, &parts, body, &mut share).await {
         Ok(read) => read,
         Err(refused) => return refused,
     };

@@ -118,6 +118,25 @@ impl EventQueue {
         }
     }
 
+    /// Whether `namespace` has as many pending events as it may.
+    pub fn is_full(&self, namespace: &str) -> bool {
+        self.depths()
+            .get(namespace)
+            .is_some_and(|d| d.pending >= self.bound)
+    }
+
+    /// Counts an event of `namespace` stored by another way in (a schedule's slot).
+    pub fn counted(&self, namespace: &str, enqueued_ms: i64) {
+        let mut depths = self.depths();
+        let d = depths.entry(namespace.to_string()).or_insert(QueueDepth {
+            namespace: namespace.to_string(),
+            pending: 0,
+            oldest_enqueued_ms: None,
+        });
+        d.pending += 1;
+        d.oldest_enqueued_ms.get_or_insert(enqueued_ms);
+    }
+
     /// An event of `namespace` left the pending states.
     pub fn finished(&self, namespace: &str) {
         if let Some(d) = self.depths().get_mut(namespace) {

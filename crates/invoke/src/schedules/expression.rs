@@ -18,6 +18,8 @@ use chrono_tz::Tz;
 use croner::parser::{CronParser, Seconds, Year};
 use croner::Cron;
 
+/// The longest expression taken, as EventBridge's `ScheduleExpression`.
+pub const EXPRESSION_MAX: usize = 256;
 /// Slots counted one by one at most when a cron schedule skips a long stretch.
 const COUNT_MAX: u64 = 100_000;
 /// Times croner may hand back a slot that is not after the asked time (a wall-clock
@@ -31,6 +33,8 @@ pub enum ExpressionError {
     Rate { expression: String, reason: String },
     #[error("invalid cron expression '{expression}': {reason}")]
     Cron { expression: String, reason: String },
+    #[error("an expression is at most {EXPRESSION_MAX} characters; got {0}")]
+    TooLong(usize),
     #[error("unknown timezone '{0}': use an IANA name such as UTC or Europe/Berlin")]
     Timezone(String),
 }
@@ -70,6 +74,9 @@ impl Expression {
                 Tz::from_str(name).map_err(|_| ExpressionError::Timezone(name.to_string()))?
             }
         };
+        if expression.len() > EXPRESSION_MAX {
+            return Err(ExpressionError::TooLong(expression.len()));
+        }
         let text = expression.trim();
         if let Some(inner) = wrapped(text, "rate") {
             return parse_rate(expression, inner);
@@ -122,7 +129,9 @@ impl Expression {
                 } else {
                     (after_ms - anchor_ms).div_euclid(*period_ms) + 1
                 };
-                anchor_ms.checked_add(k.checked_mul(*period_ms)?)
+                let slot = anchor_ms.checked_add(k.checked_mul(*period_ms)?)?;
+                // A slot no date can name (past year 262143) is no slot.
+                Utc.timestamp_millis_opt(slot).single().map(|_| slot)
             }
             Expression::Cron { cron, tz } => {
                 let mut from: DateTime<Tz> = Utc
@@ -285,6 +294,16 @@ mod tests {
         assert_eq!(e.next_after(0, 1), Some(300_000));
         assert!(Expression::parse("rate(2 days)", Some("Asia/Tokyo")).is_ok());
         assert!(Expression::parse("rate( 1 hour )", None).is_ok());
+    }
+
+    #[test]
+    fn expressions_are_bounded_in_length_and_slots_in_time() {
+        let long = format!("cron({} * * ? *)", vec!["0"; 200].join(","));
+        assert!(refused(&long).contains("at most 256 characters"));
+        // The period parses, but its first slot is past any date: no slot.
+        let far = Expression::parse("rate(99999999999 days)", None).expect("parses");
+        assert_eq!(far.next_after(0, 0), None);
+        assert!(refused("rate(999999999999 days)").contains("too long"));
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub struct SchedulerSettings {
     pub grace: Duration,
     /// Missed slots inside the grace window fired at most, per schedule and pass (≥ 1).
     pub catch_up_max: usize,
+    /// Schedules one namespace may hold at most: each fires into the async queue past
+    /// its per-namespace bound, so their number is what bounds a tenant's slots.
+    pub max_per_namespace: usize,
     /// The region in ARNs and the default event.
     pub region: String,
 }
@@ -59,6 +62,17 @@ pub struct Scheduler {
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The `outcome` label values of `tern_schedule_slots_total`.
+const OUTCOMES: [&str; 2] = ["fired", "skipped"];
+
+fn slot_labels(namespace: &str, name: &str, outcome: &str) -> Vec<(String, String)> {
+    vec![
+        ("namespace".to_string(), namespace.to_string()),
+        ("schedule".to_string(), name.to_string()),
+        ("outcome".to_string(), outcome.to_string()),
+    ]
 }
 
 /// A rate's slots are counted from the schedule's creation, on a whole second.
@@ -82,6 +96,10 @@ impl Scheduler {
             settings,
             changed: Notify::new(),
         })
+    }
+
+    pub fn settings(&self) -> &SchedulerSettings {
+        &self.settings
     }
 
     /// A schedule changed: look at the store again now.
@@ -182,11 +200,39 @@ impl Scheduler {
                 return Ok(0);
             }
         };
+        // The target as it is now: its incarnation goes with each event. A version or
+        // alias deleted since (a deleted function takes its schedules with it) stops
+        // the schedule, with one line, rather than queue an event per slot that can
+        // only fail: a `rate(1 second)` would add 86,400 dead events a day.
+        let target = self
+            .registry
+            .resolve(
+                &rec.namespace,
+                &rec.function,
+                rec.qualifier.as_deref(),
+                None,
+            )
+            .await
+            .map_err(|e| StoreError::Database(Box::new(e)))?;
+        let Some(target) = target else {
+            if self.advance(step(from, from, None, None)).await? {
+                tracing::warn!(schedule = %rec.name, namespace = %rec.namespace,
+                    function = %rec.function, qualifier = ?rec.qualifier,
+                    "the schedule's target no longer exists; the schedule stops (pause and resume it once the target exists again)");
+            }
+            return Ok(0);
+        };
+        let incarnation = target.incarnation.clone();
         let anchor = anchor_of(rec.created_ms);
 
         let cutoff = now - millis(self.settings.grace);
         if from < cutoff {
-            let skipped = expr.skip_before(anchor, from, cutoff);
+            // Counting up to 100,000 cron slots takes a while: off the runtime's threads.
+            let counting = expr.clone();
+            let skipped =
+                tokio::task::spawn_blocking(move || counting.skip_before(anchor, from, cutoff))
+                    .await
+                    .map_err(|e| StoreError::Database(Box::new(e)))?;
             if !self
                 .advance(step(from, skipped.last_ms, skipped.next_ms, None))
                 .await?
@@ -240,21 +286,23 @@ impl Scheduler {
         }
 
         let account = account_of(&rec.namespace);
-        // A function deleted since takes its schedules with it; until then its events
-        // are queued for the function as it is now.
-        let incarnation = self
-            .registry
-            .get(&rec.namespace, &rec.function)
-            .await
-            .map_err(|e| StoreError::Database(Box::new(e)))?
-            .map(|f| f.incarnation.clone())
-            .unwrap_or_default();
         let mut fired = 0;
+        let mut full = Vec::new();
         for (i, &slot) in due.iter().enumerate() {
             let next = due
                 .get(i + 1)
                 .copied()
                 .or_else(|| expr.next_after(anchor, slot));
+            // The namespace's queue bound holds for slots too: a schedule on a function
+            // that cannot keep up skips slots rather than grow the queue without end.
+            if self.queue.is_full(&rec.namespace) {
+                if !self.advance(step(slot, slot, next, None)).await? {
+                    break;
+                }
+                self.count(&rec, "skipped", 1);
+                full.push(slot);
+                continue;
+            }
             let event = tern_store::NewEvent {
                 request_id: uuid::Uuid::new_v4().to_string(),
                 namespace: rec.namespace.clone(),
@@ -268,25 +316,39 @@ impl Scheduler {
                 idempotency_key: Some(format!("schedule:{}:{slot}", rec.name)),
             };
             let request_id = event.request_id.clone();
+            let enqueued_ms = event.enqueued_ms;
             if !self.advance(step(slot, slot, next, Some(event))).await? {
                 break;
             }
+            self.queue.counted(&rec.namespace, enqueued_ms);
             fired += 1;
             self.count(&rec, "fired", 1);
             tracing::info!(schedule = %rec.name, namespace = %rec.namespace,
                 function = %rec.function, slot = %slot_time(slot), %request_id,
                 late_ms = now - slot, "schedule fired");
         }
+        if let (Some(first), Some(last)) = (full.first(), full.last()) {
+            tracing::warn!(schedule = %rec.name, namespace = %rec.namespace,
+                skipped = full.len(), first_slot = %slot_time(*first), last_slot = %slot_time(*last),
+                bound = self.queue.bound(),
+                "the namespace's async queue is full (async.max_queued_per_namespace); schedule slots were skipped");
+        }
         Ok(fired)
     }
 
     fn count(&self, rec: &ScheduleRecord, outcome: &str, n: u64) {
-        let labels = vec![
-            ("namespace".to_string(), rec.namespace.clone()),
-            ("schedule".to_string(), rec.name.clone()),
-            ("outcome".to_string(), outcome.to_string()),
-        ];
+        let labels = slot_labels(&rec.namespace, &rec.name, outcome);
         self.metrics.schedule_slots.get_or_create(&labels).inc_by(n);
+    }
+
+    /// Drops a deleted schedule's series, so creating and deleting schedules under new
+    /// names does not grow the metrics without bound.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        for outcome in OUTCOMES {
+            self.metrics
+                .schedule_slots
+                .remove(&slot_labels(namespace, name, outcome));
+        }
     }
 
     async fn advance(&self, step: ScheduleAdvance) -> Result<bool, StoreError> {
@@ -312,13 +374,18 @@ mod tests {
     }
 
     fn fixture(grace_secs: u64, catch_up_max: usize) -> Fixture {
+        fixture_bounded(grace_secs, catch_up_max, 1_000_000)
+    }
+
+    fn fixture_bounded(grace_secs: u64, catch_up_max: usize, queue_bound: u64) -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = StoreHandle::new(
             Arc::new(SqliteStore::open(&dir.path().join("db")).expect("store")),
             1,
         )
         .expect("store handle");
-        let queue = EventQueue::start(store.clone(), 1_000_000);
+        function_f(store.blocking());
+        let queue = EventQueue::start(store.clone(), queue_bound);
         let scheduler = Scheduler::new(
             store.clone(),
             Arc::new(crate::Registry::new(store.clone())),
@@ -327,6 +394,7 @@ mod tests {
             SchedulerSettings {
                 grace: Duration::from_secs(grace_secs),
                 catch_up_max,
+                max_per_namespace: 100,
                 region: "us-east-1".into(),
             },
         );
@@ -339,13 +407,56 @@ mod tests {
 
     /// A `rate(1 second)` schedule created at 0: its slots are 1 s, 2 s, …
     fn every_second(store: &dyn Store) {
+        tick(store, None);
+    }
+
+    /// Function `f`, the target of the schedules here.
+    fn function_f(store: &dyn Store) {
+        store
+            .create_function(&tern_core::function::FunctionRecord {
+                network: Default::default(),
+                call_tern: false,
+                networks: Vec::new(),
+                namespace: "default".into(),
+                name: "f".into(),
+                runtime: "python3.11".into(),
+                handler: "app.handler".into(),
+                role: String::new(),
+                description: String::new(),
+                memory_mb: 128,
+                timeout_s: 3,
+                tmp_mb: 512,
+                env: Default::default(),
+                architectures: vec!["x86_64".into()],
+                tags: Default::default(),
+                code: tern_core::function::CodeRef {
+                    sha256_hex: "ab".into(),
+                    sha256_b64: "q=".into(),
+                    size: 1,
+                    unzipped_size: 0,
+                },
+                layers: Vec::new(),
+                logging: Default::default(),
+                tracing_mode: "PassThrough".into(),
+                snap_start: false,
+                version: LATEST.to_string(),
+                incarnation: "i1".into(),
+                revision_id: "r1".into(),
+                revision: 1,
+                last_modified_ms: 0,
+            })
+            .expect("create function");
+    }
+
+    /// Schedule `tick`: `rate(1 second)` on `f` (or `f:<qualifier>`) from 1 s.
+    fn tick(store: &dyn Store, qualifier: Option<&str>) {
         store
             .create_schedule(&StoredSchedule {
                 record: ScheduleRecord {
                     namespace: "default".into(),
                     name: "tick".into(),
                     function: "f".into(),
-                    qualifier: None,
+                    qualifier: qualifier.map(str::to_string),
                     expression: "rate(1 second)".into(),
                     timezone: None,
                     payload: None,
@@ -428,6 +539,43 @@ mod tests {
             );
             assert!(text.contains(&line), "{line} in {text}");
         }
+        f.scheduler.forget("default", "tick");
+        let text = f.scheduler.metrics.render();
+        assert!(!text.contains("schedule=\"tick\""), "{text}");
+    }
+
+    #[tokio::test]
+    async fn slots_past_the_namespaces_queue_bound_are_skipped_not_queued() {
+        let f = fixture_bounded(300, 60, 2);
+        every_second(f.store.blocking());
+        f.scheduler.pass_at(4 * SECOND + 500).await.expect("pass");
+        assert_eq!(
+            pending(f.store.blocking()),
+            2,
+            "1 and 2 s fire, 3 and 4 s do not"
+        );
+        assert_eq!(
+            state(f.store.blocking()),
+            (Some(4 * SECOND), Some(5 * SECOND)),
+            "skipped slots are passed"
+        );
+        f.scheduler.pass_at(5 * SECOND + 500).await.expect("pass");
+        assert_eq!(pending(f.store.blocking()), 2, "still full");
+    }
+
+    #[tokio::test]
+    async fn a_schedule_whose_alias_is_gone_stops_instead_of_firing_dead_events() {
+        let f = fixture(300, 60);
+        tick(f.store.blocking(), Some("gone"));
+        assert_eq!(f.scheduler.pass_at(3 * SECOND).await.expect("pass"), None);
+        assert_eq!(
+            pending(f.store.blocking()),
+            0,
+            "no event for a missing target"
+        );
+        assert_eq!(state(f.store.blocking()), (Some(SECOND), None), "stopped");
+        f.scheduler.pass_at(10 * SECOND).await.expect("pass");
+        assert_eq!(pending(f.store.blocking()), 0);
     }
 
     #[tokio::test]

@@ -12,7 +12,7 @@ use tern_core::timefmt::rfc3339;
 use tern_store::{StoreError, StoreHandle, StoredSchedule};
 
 use super::event::{rule_arn, slot_time};
-use super::expression::Expression;
+use super::expression::{Expression, ExpressionError};
 use super::scheduler::{anchor_of, Scheduler};
 use crate::error::{stored, ServiceError};
 use crate::functions::{Caller, FunctionService};
@@ -124,8 +124,14 @@ impl ScheduleService {
                 body.name
             )));
         }
-        let expr = Expression::parse(&body.expression, body.timezone.as_deref())
-            .map_err(|e| invalid(format!("Invalid value for 'expression': {e}")))?;
+        let expr = Expression::parse(&body.expression, body.timezone.as_deref()).map_err(|e| {
+            let field = match e {
+                ExpressionError::Timezone(_) => "timezone",
+                _ => "expression",
+            };
+            invalid(format!("Invalid value for '{field}': {e}"))
+        })?;
+        self.check_room(caller).await?;
         let payload = body.payload.as_ref().map(|p| p.to_string());
         if let Some(p) = &payload {
             if p.len() > ASYNC_PAYLOAD_BYTES {
@@ -180,6 +186,22 @@ impl ScheduleService {
         Ok(self.view(caller, &schedule))
     }
 
+    /// Refuses a schedule past the namespace's cap. Checked before the insert, so
+    /// creates racing each other may pass it by their number, but no further.
+    async fn check_room(&self, caller: &Caller) -> Result<(), ServiceError> {
+        let max = self.scheduler.settings().max_per_namespace;
+        let namespace = caller.namespace.clone();
+        let held = stored(&self.store, move |s| Ok(s.list_schedules(&namespace)?))
+            .await?
+            .len();
+        if held >= max {
+            return Err(invalid(format!(
+                "the namespace already has {held} schedules, the most it may hold ([schedules] max_per_namespace = {max}); delete one first"
+            )));
+        }
+        Ok(())
+    }
+
     pub async fn list(&self, caller: &Caller) -> Result<Vec<ScheduleView>, ServiceError> {
         let namespace = caller.namespace.clone();
         let all = stored(&self.store, move |s| Ok(s.list_schedules(&namespace)?)).await?;
@@ -206,6 +228,7 @@ impl ScheduleService {
         {
             return Err(not_found(name));
         }
+        self.scheduler.forget(&caller.namespace, name);
         tracing::info!(schedule = %name, namespace = %caller.namespace, "schedule deleted");
         Ok(())
     }
@@ -219,7 +242,10 @@ impl ScheduleService {
         enabled: bool,
     ) -> Result<ScheduleView, ServiceError> {
         let current = self.find(caller, name).await?;
-        if current.record.enabled == enabled {
+        // Resuming a schedule that stopped on its own (its target was gone) starts it
+        // again, as resuming a paused one does.
+        let stopped = enabled && current.next_slot_ms.is_none();
+        if current.record.enabled == enabled && !stopped {
             return Ok(self.view(caller, &current));
         }
         let now = now_ms();

@@ -83,7 +83,23 @@ impl PostgresStore {
         r: &ScheduleRecord,
         next_slot_ms: Option<i64>,
     ) -> Result<bool, StoreError> {
-        Ok(self.client()?.execute(
+        let mut client = self.client()?;
+        let mut tx = client.transaction()?;
+        let current = tx.query_opt(
+            "SELECT record FROM schedules WHERE namespace = $1 AND name = $2 FOR UPDATE",
+            &[&r.namespace, &r.name],
+        )?;
+        let same = match current {
+            Some(row) => {
+                let json: String = row.try_get(0)?;
+                serde_json::from_str::<ScheduleRecord>(&json)?.created_ms == r.created_ms
+            }
+            None => false,
+        };
+        if !same {
+            return Ok(false);
+        }
+        tx.execute(
             "UPDATE schedules SET function = $3, enabled = $4, record = $5,
                 next_slot_ms = CASE WHEN last_slot_ms IS NULL OR $6::int8 > last_slot_ms
                                     THEN $6::int8 END
@@ -96,7 +112,9 @@ impl PostgresStore {
                 &serde_json::to_string(r)?,
                 &next_slot_ms,
             ],
-        )? > 0)
+        )?;
+        tx.commit()?;
+        Ok(true)
     }
 
     pub(super) fn schedules_due(

@@ -92,7 +92,23 @@ impl SqliteStore {
         r: &ScheduleRecord,
         next_slot_ms: Option<i64>,
     ) -> Result<bool, StoreError> {
-        Ok(self.lock().execute(
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let current: Option<String> = tx
+            .query_row(
+                "SELECT record FROM schedules WHERE namespace = ?1 AND name = ?2",
+                params![r.namespace, r.name],
+                |row| row.get(0),
+            )
+            .optional()?;
+        let same = match current {
+            Some(json) => serde_json::from_str::<ScheduleRecord>(&json)?.created_ms == r.created_ms,
+            None => false,
+        };
+        if !same {
+            return Ok(false);
+        }
+        tx.execute(
             "UPDATE schedules SET function = ?3, enabled = ?4, record = ?5,
                 next_slot_ms = CASE WHEN last_slot_ms IS NULL OR ?6 > last_slot_ms
                                     THEN ?6 END
@@ -105,7 +121,9 @@ impl SqliteStore {
                 serde_json::to_string(r)?,
                 next_slot_ms
             ],
-        )? > 0)
+        )?;
+        tx.commit()?;
+        Ok(true)
     }
 
     pub(super) fn schedules_due(

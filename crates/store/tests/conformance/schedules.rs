@@ -139,6 +139,20 @@ pub fn pause_and_resume_set_the_next_slot_and_keep_the_last(store: &dyn Store) {
     assert!(!store
         .update_schedule(&record("default", "nope", "f"), None)
         .unwrap());
+
+    // A pause read before the schedule was deleted and made again under its name
+    // must not turn the new one back into the old.
+    assert!(store.delete_schedule("default", "s").unwrap());
+    let mut again = stored("default", "s", T0 + 5 * SECOND);
+    again.record.created_ms = T0 + SECOND;
+    again.record.expression = "rate(5 minutes)".into();
+    store.create_schedule(&again).unwrap();
+    assert!(!store.update_schedule(&paused, None).unwrap());
+    let s = store.get_schedule("default", "s").unwrap().unwrap();
+    assert_eq!(
+        (s.record.expression.as_str(), s.record.enabled),
+        ("rate(5 minutes)", true)
+    );
 }
 
 pub fn due_schedules_are_the_enabled_ones_at_or_before_now_earliest_first(store: &dyn Store) {
