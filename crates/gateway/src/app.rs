@@ -214,7 +214,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(unknown_operation)
         .method_not_allowed_fallback(unknown_operation)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
-    Router::new()
+    let routed = Router::new()
         .route("/tern/v1/health", get(health))
         .route("/metrics", get(metrics))
         // Presigned: the URL's signature is the credential, not SigV4.
@@ -226,12 +226,18 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(edge))
         // Function URLs answer as their function says (errors included), outside the
         // API's authentication and error shaping; they read their own bodies.
-        .merge(crate::function_url::serve_routes())
-        .layer(middleware::from_fn_with_state(
+        .merge(crate::function_url::serve_routes());
+    // Routing by Host costs every request a middleware; only a public base with the URL
+    // id in the host name needs it.
+    let routed = if state.url_base.routes_hosts() {
+        routed.layer(middleware::from_fn_with_state(
             state.clone(),
             crate::function_url::host_routing,
         ))
-        .with_state(state)
+    } else {
+        routed
+    };
+    routed.with_state(state)
 }
 
 /// What every response gets on its way out, in one pass: an `x-amzn-RequestId` if it

@@ -105,6 +105,11 @@ impl UrlBase {
         }
     }
 
+    /// Whether some Host names a URL (a public base with the id in the host name).
+    pub fn routes_hosts(&self) -> bool {
+        self.public.as_ref().is_some_and(|p| p.domain.is_some())
+    }
+
     /// The URL id a request's Host names in the host form, if any.
     pub fn host_form_id(&self, host: &str) -> Option<String> {
         let domain = self.public.as_ref()?.domain.as_deref()?;
