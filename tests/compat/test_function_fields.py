@@ -93,7 +93,7 @@ def test_tracing_config_is_stored_and_returned(lambda_client):
     ("KMSKeyArn", "arn:aws:kms:us-east-1:000000000000:key/1234"),
     ("FileSystemConfigs", [{"Arn": "arn:aws:elasticfilesystem:us-east-1:000000000000:"
                                    "access-point/fsap-1", "LocalMountPath": "/mnt/efs"}]),
-    ("Publish", True),
+    ("ImageConfig", {"Command": ["app.handler"]}),
     ("CodeSigningConfigArn",
      "arn:aws:lambda:us-east-1:000000000000:code-signing-config:csc-0123456789abcdef0"),
 ])
