@@ -635,6 +635,19 @@ async fn unknown_operation(method: Method, uri: axum::http::Uri) -> ApiError {
 
 type Q = Query<HashMap<String, String>>;
 
+/// The `MaxItems` query parameter of a list call, if given (its range is the service's
+/// to check).
+pub(crate) fn max_items(q: &HashMap<String, String>) -> Result<Option<i64>, ApiError> {
+    match q.get("MaxItems") {
+        None => Ok(None),
+        Some(s) => Ok(Some(s.parse::<i64>().map_err(|_| {
+            ServiceError::InvalidParameterValue(format!(
+                "Invalid value for 'MaxItems': '{s}' is not an integer"
+            ))
+        })?)),
+    }
+}
+
 /// The `Qualifier` query parameter.
 fn qualifier(q: &HashMap<String, String>) -> Option<&str> {
     q.get("Qualifier").map(String::as_str)
@@ -655,14 +668,7 @@ async fn list_functions(
     Extension(caller): Extension<Caller>,
     Query(q): Q,
 ) -> Result<Response, ApiError> {
-    let max_items = match q.get("MaxItems") {
-        None => None,
-        Some(s) => Some(s.parse::<i64>().map_err(|_| {
-            ServiceError::InvalidParameterValue(format!(
-                "Invalid value for 'MaxItems': '{s}' is not an integer"
-            ))
-        })?),
-    };
+    let max_items = max_items(&q)?;
     if let Some(region) = q.get("MasterRegion") {
         return Err(ServiceError::InvalidParameterValue(format!(
             "MasterRegion ('{region}') is not supported: tern has no Lambda@Edge replicas; list without it"

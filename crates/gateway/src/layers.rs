@@ -65,14 +65,7 @@ fn version_number(v: &str) -> Result<u64, ApiError> {
 }
 
 fn list_query(q: &HashMap<String, String>) -> Result<LayerListQuery, ApiError> {
-    let max_items = match q.get("MaxItems") {
-        None => None,
-        Some(s) => Some(s.parse::<i64>().map_err(|_| {
-            ServiceError::InvalidParameterValue(format!(
-                "Invalid value for 'MaxItems': '{s}' is not an integer"
-            ))
-        })?),
-    };
+    let max_items = crate::app::max_items(q)?;
     Ok(LayerListQuery {
         compatible_runtime: q.get("CompatibleRuntime").cloned(),
         compatible_architecture: q.get("CompatibleArchitecture").cloned(),

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use bytes::Bytes;
-use tern_invoke::{Caller, ServiceError};
+use tern_invoke::Caller;
 
 use crate::app::{json, parse_body, ApiError, AppState};
 
@@ -38,17 +38,6 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-fn max_items(q: &HashMap<String, String>) -> Result<Option<i64>, ApiError> {
-    match q.get("MaxItems") {
-        None => Ok(None),
-        Some(s) => Ok(Some(s.parse::<i64>().map_err(|_| {
-            ServiceError::InvalidParameterValue(format!(
-                "Invalid value for 'MaxItems': '{s}' is not an integer"
-            ))
-        })?)),
-    }
-}
-
 async fn publish(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -72,7 +61,12 @@ async fn list_versions(
 ) -> Result<Response, ApiError> {
     let list = state
         .functions
-        .list_versions(&caller, &name, q.get("Marker").cloned(), max_items(&q)?)
+        .list_versions(
+            &caller,
+            &name,
+            q.get("Marker").cloned(),
+            crate::app::max_items(&q)?,
+        )
         .await?;
     Ok(json(StatusCode::OK, &list))
 }
@@ -101,7 +95,7 @@ async fn list_aliases(
             &name,
             q.get("FunctionVersion").cloned(),
             q.get("Marker").cloned(),
-            max_items(&q)?,
+            crate::app::max_items(&q)?,
         )
         .await?;
     Ok(json(StatusCode::OK, &list))

@@ -114,14 +114,15 @@ async fn list_urls(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let origin = origin(&headers)?;
-    let max_items = match q.get("MaxItems") {
-        None => None,
-        Some(s) => Some(s.parse::<usize>().map_err(|_| {
-            ServiceError::InvalidParameterValue(format!(
-                "Invalid value for 'MaxItems': '{s}' is not an integer"
-            ))
-        })?),
-    };
+    let max_items = crate::app::max_items(&q)?
+        .map(|n| {
+            usize::try_from(n).map_err(|_| {
+                ServiceError::InvalidParameterValue(format!(
+                    "Invalid value for 'MaxItems': '{n}' is not a positive integer"
+                ))
+            })
+        })
+        .transpose()?;
     let (page, next_marker) = state
         .urls
         .list(&caller, &name, q.get("Marker").cloned(), max_items)
