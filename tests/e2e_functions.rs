@@ -203,6 +203,40 @@ fn missing_handler_module_is_an_init_error() {
 }
 
 #[test]
+fn an_init_error_reports_the_memory_its_init_used() {
+    let server = Server::start();
+    let code = "blob = bytearray(64 * 1024 * 1024)\n\
+                for i in range(0, len(blob), 4096):\n    blob[i] = 1\n\
+                raise RuntimeError('init failed after allocating')\n";
+    let pkg = zip(&[("heavy.py", code.as_bytes(), 0o644)]);
+    server.create_function("heavy", "python3.11", "heavy.handler", &pkg, json!({}));
+    let out = server.invoke("heavy", "{}");
+    assert_eq!(
+        out.function_error.as_deref(),
+        Some("Unhandled"),
+        "{}",
+        out.body
+    );
+    let report = out
+        .log
+        .lines()
+        .find(|l| l.starts_with("REPORT RequestId: "))
+        .unwrap_or_else(|| panic!("no REPORT line in {}", out.log));
+    let used: u64 = report
+        .split("Max Memory Used: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no Max Memory Used in {report}"));
+    // The peak comes from the instance's cgroup, which only a sandboxed server has.
+    if support::sandboxed() {
+        assert!(used >= 64, "{report}");
+    } else {
+        assert_eq!(used, 0, "{report}");
+    }
+}
+
+#[test]
 fn node_function_supports_async_callback_and_errors() {
     let server = Server::start();
     let code = zip(&[("index.js", NODE_APP.as_bytes(), 0o644)]);

@@ -168,14 +168,14 @@ impl Executor {
                 report.launch_failed();
                 return Err(ExecutionError::Launch(msg));
             }
-            Err(AcquireError::Start(StartError::Init(body, output))) => {
+            Err(AcquireError::Start(StartError::Init(body, output, peak_mb))) => {
                 // Lambda answers an init failure as a function error of the request.
                 let duration = started.elapsed();
                 report.output(&output);
                 let summary = Report {
                     duration,
                     memory_mb: rec.memory_mb,
-                    max_memory_used_mb: 0,
+                    max_memory_used_mb: peak_mb.unwrap_or(0),
                     init: None,
                     platform_error: Some(body.error_type.clone()),
                     failed: true,

@@ -22,9 +22,10 @@ pub enum StartError {
     #[error("{0}")]
     Launch(String),
     /// The runtime reported an init error, exited, or timed out during init. Carries
-    /// the output the runtime printed meanwhile.
+    /// the output the runtime printed meanwhile and the instance's peak memory (MB, from
+    /// its cgroup, where it has one), read before it was destroyed.
     #[error("{}: {}", .0.error_type, .0.error_message)]
-    Init(FunctionErrorBody, String),
+    Init(FunctionErrorBody, String, Option<u64>),
 }
 
 /// Result of one invocation on an instance.
@@ -277,8 +278,9 @@ impl Instance {
             Err(e) => e,
         };
         let output = self.output.finish();
+        let peak_mb = self.memory_peak_mb();
         self.destroy().await;
-        Err(StartError::Init(failure, output))
+        Err(StartError::Init(failure, output, peak_mb))
     }
 
     /// Runs one invocation. Returns the outcome and the output captured meanwhile.

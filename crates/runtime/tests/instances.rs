@@ -185,7 +185,7 @@ async fn init_errors_and_unknown_runtimes_are_reported() {
     let fx = fixture(&[("app.py", PY_APP)], Duration::from_secs(60));
     let missing = spec(&fx, "python3.11", "nope.handler");
     match fx.manager.acquire(&missing).await {
-        Err(AcquireError::Start(StartError::Init(e, _))) => {
+        Err(AcquireError::Start(StartError::Init(e, _, _))) => {
             assert_eq!(e.error_type, "Runtime.ImportModuleError");
         }
         other => panic!("unexpected {:?}", other.map(|l| l.cold)),
