@@ -728,7 +728,11 @@ fn a_functions_connections_are_capped_and_an_instances_bandwidth_is_limited() {
     assert_eq!(hold("other", 2), json!(["connected", "connected"]));
 
     // 80 Mbit/s is 10 MB/s: 40 MB take more than the 10 MB burst allows at once. (The
-    // send is the other function's third connection, within its cap.)
+    // send is the other function's third connection, within its cap.) The function times
+    // its own `sendall`, which returns while up to 4 MB (`tcp_wmem`'s maximum) still sit
+    // in its send buffer, before the policer: at exactly 10 MB/s it may read about
+    // 42 MB / ((42 − 10 − 4 MB) / 10 MB/s) = 15 MB/s, which one run here exceeded by
+    // 0.3%. Without the limit it reads hundreds of MB/s.
     let sent = call(
         &server,
         "other",
@@ -736,7 +740,7 @@ fn a_functions_connections_are_capped_and_an_instances_bandwidth_is_limited() {
     );
     let rate = sent["bytes"].as_f64().unwrap_or(0.0) / sent["seconds"].as_f64().unwrap_or(1e-9);
     assert!(
-        rate < 15_000_000.0,
+        rate < 20_000_000.0,
         "the instance sent {rate:.0} bytes/s, over its 10 MB/s limit: {sent}"
     );
 }
