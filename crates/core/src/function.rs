@@ -130,6 +130,9 @@ impl std::fmt::Display for NetworkMode {
 
 pub const TRACING_PASS_THROUGH: &str = "PassThrough";
 
+/// Lambda's message when a `RevisionId` precondition of a function or alias fails.
+pub const STALE_REVISION: &str = "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id";
+
 fn latest() -> String {
     LATEST.to_string()
 }

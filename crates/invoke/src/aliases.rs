@@ -200,7 +200,7 @@ impl FunctionService {
         if let Some(rev) = &req.revision_id {
             if rev != &current.revision_id {
                 return Err(ServiceError::PreconditionFailed(
-                    "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id".to_string(),
+                    tern_core::function::STALE_REVISION.to_string(),
                 ));
             }
         }

@@ -688,7 +688,7 @@ impl FunctionService {
     ) -> Result<(), ServiceError> {
         match given {
             Some(r) if r != &current.revision_id => Err(ServiceError::PreconditionFailed(
-                "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id".to_string(),
+                tern_core::function::STALE_REVISION.to_string(),
             )),
             _ => Ok(()),
         }

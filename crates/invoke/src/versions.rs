@@ -61,7 +61,7 @@ impl FunctionService {
             if let Some(rev) = &req.revision_id {
                 if rev != &latest.revision_id {
                     return Err(ServiceError::PreconditionFailed(
-                        "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id".to_string(),
+                        tern_core::function::STALE_REVISION.to_string(),
                     ));
                 }
             }

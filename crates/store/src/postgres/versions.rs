@@ -244,7 +244,7 @@ impl PostgresStore {
         };
         if current.revision_id != expected_revision {
             return Err(StoreError::Precondition(
-                "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id".into(),
+                tern_core::function::STALE_REVISION.into(),
             ));
         }
         tx.execute(

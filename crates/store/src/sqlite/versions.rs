@@ -9,6 +9,19 @@ use tern_core::limits;
 use super::SqliteStore;
 use crate::store::StoreError;
 
+/// The JSON records a statement's rows hold in their first column.
+fn records<T: serde::de::DeserializeOwned>(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: impl rusqlite::Params,
+) -> Result<Vec<T>, StoreError> {
+    let rows = stmt.query_map(params, |r| r.get::<_, String>(0))?;
+    let mut out = Vec::new();
+    for json in rows {
+        out.push(serde_json::from_str(&json?)?);
+    }
+    Ok(out)
+}
+
 fn number(version: u64) -> i64 {
     i64::try_from(version).unwrap_or(i64::MAX)
 }
@@ -155,20 +168,15 @@ impl SqliteStore {
              WHERE namespace = ?1 AND name = ?2 AND version > ?3
              ORDER BY version LIMIT ?4",
         )?;
-        let rows = stmt.query_map(
+        records(
+            &mut stmt,
             params![
                 namespace,
                 name,
                 number(after),
                 i64::try_from(limit).unwrap_or(i64::MAX)
             ],
-            |r| r.get::<_, String>(0),
-        )?;
-        let mut out = Vec::new();
-        for json in rows {
-            out.push(serde_json::from_str(&json?)?);
-        }
-        Ok(out)
+        )
     }
 
     pub(super) fn versions_delete(
@@ -184,12 +192,7 @@ impl SqliteStore {
             let mut stmt = tx.prepare_cached(
                 "SELECT record FROM function_aliases WHERE namespace = ?1 AND function = ?2",
             )?;
-            let rows = stmt.query_map(params![namespace, name], |r| r.get::<_, String>(0))?;
-            let mut out: Vec<AliasRecord> = Vec::new();
-            for json in rows {
-                out.push(serde_json::from_str(&json?)?);
-            }
-            out
+            records::<AliasRecord>(&mut stmt, params![namespace, name])?
         };
         if let Some(alias) = aliases.iter().find(|a| a.versions().any(|v| v == label)) {
             return Err(StoreError::Conflict(format!(
@@ -274,7 +277,7 @@ impl SqliteStore {
         let current: AliasRecord = serde_json::from_str(&current)?;
         if current.revision_id != expected_revision {
             return Err(StoreError::Precondition(
-                "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id".into(),
+                tern_core::function::STALE_REVISION.into(),
             ));
         }
         check_targets(&tx, alias)?;
@@ -323,20 +326,15 @@ impl SqliteStore {
              WHERE namespace = ?1 AND function = ?2 AND name > ?3
              ORDER BY name LIMIT ?4",
         )?;
-        let rows = stmt.query_map(
+        records(
+            &mut stmt,
             params![
                 namespace,
                 function,
                 after.unwrap_or(""),
                 i64::try_from(limit).unwrap_or(i64::MAX)
             ],
-            |r| r.get::<_, String>(0),
-        )?;
-        let mut out = Vec::new();
-        for json in rows {
-            out.push(serde_json::from_str(&json?)?);
-        }
-        Ok(out)
+        )
     }
 
     pub(super) fn aliases_delete(
